@@ -1,0 +1,188 @@
+//! The ARM path grammar: a request path becomes a typed [`Route`] or nothing.
+//!
+//! Literal segments match case-insensitively, as ARM does. Parsing happens in two steps so the
+//! server can authenticate and check the api-version before it reports a malformed name: the
+//! structure decides the [`Namespace`], and name validation errors are carried in [`Parsed::route`].
+
+use percent_encoding::percent_decode_str;
+
+use super::ApiError;
+use super::names::{ClusterName, GroupName, SubscriptionId};
+
+/// Which API family a path belongs to; api-version rules and authentication differ per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// `/metadata/endpoints`: public cloud metadata, no token, api-version optional.
+    Metadata,
+    /// Microsoft.Resources: subscriptions and resource groups.
+    Resources,
+    /// Microsoft.ContainerService: managed clusters and run command.
+    ContainerService,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub subscription: SubscriptionId,
+    pub group: GroupName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRef {
+    pub subscription: SubscriptionId,
+    pub group: GroupName,
+    pub name: ClusterName,
+}
+
+impl ClusterRef {
+    pub fn group_ref(&self) -> GroupRef {
+        GroupRef { subscription: self.subscription.clone(), group: self.group.clone() }
+    }
+}
+
+/// POST actions on a managed cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterAction {
+    RunCommand,
+    ListAdminCredential,
+    ListUserCredential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    MetadataEndpoints,
+    Subscriptions,
+    Subscription(SubscriptionId),
+    ResourceGroups(SubscriptionId),
+    ResourceGroup(GroupRef),
+    ClustersInSubscription(SubscriptionId),
+    ClustersInGroup(GroupRef),
+    Cluster(ClusterRef),
+    ClusterAction(ClusterRef, ClusterAction),
+    CommandResult(ClusterRef, String),
+}
+
+/// A path whose shape is known; `route` is `Err` when a name in it is malformed.
+#[derive(Debug)]
+pub struct Parsed {
+    pub namespace: Namespace,
+    pub route: Result<Route, ApiError>,
+}
+
+const PROVIDER: &str = "Microsoft.ContainerService";
+const CLUSTERS: &str = "managedClusters";
+
+/// Parses a request path (without the query). `None` means no route has this shape.
+pub fn parse(path: &str) -> Option<Parsed> {
+    let trimmed = path.strip_prefix('/')?;
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let segments: Vec<String> = trimmed
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    if segments.iter().any(String::is_empty) {
+        return None;
+    }
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let lit = |i: usize, word: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
+
+    if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {
+        return Some(Parsed { namespace: Namespace::Metadata, route: Ok(Route::MetadataEndpoints) });
+    }
+    if !lit(0, "subscriptions") {
+        return None;
+    }
+    let resources = |route| Some(Parsed { namespace: Namespace::Resources, route });
+    let container = |route| Some(Parsed { namespace: Namespace::ContainerService, route });
+    let sub = || SubscriptionId::parse(seg[1]);
+    let group = || -> Result<GroupRef, ApiError> {
+        Ok(GroupRef { subscription: sub()?, group: GroupName::parse(seg[3])? })
+    };
+    let cluster = || -> Result<ClusterRef, ApiError> {
+        let g = group()?;
+        Ok(ClusterRef { subscription: g.subscription, group: g.group, name: ClusterName::parse(seg[7])? })
+    };
+    let in_provider = |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
+
+    match seg.len() {
+        1 => resources(Ok(Route::Subscriptions)),
+        2 => resources(sub().map(Route::Subscription)),
+        3 if lit(2, "resourceGroups") => resources(sub().map(Route::ResourceGroups)),
+        4 if lit(2, "resourceGroups") => resources(group().map(Route::ResourceGroup)),
+        5 if in_provider(2) => container(sub().map(Route::ClustersInSubscription)),
+        7 if lit(2, "resourceGroups") && in_provider(4) => container(group().map(Route::ClustersInGroup)),
+        8 if lit(2, "resourceGroups") && in_provider(4) => container(cluster().map(Route::Cluster)),
+        9 if lit(2, "resourceGroups") && in_provider(4) => {
+            let action = match seg[8] {
+                s if s.eq_ignore_ascii_case("runCommand") => ClusterAction::RunCommand,
+                s if s.eq_ignore_ascii_case("listClusterAdminCredential") => ClusterAction::ListAdminCredential,
+                s if s.eq_ignore_ascii_case("listClusterUserCredential") => ClusterAction::ListUserCredential,
+                _ => return None,
+            };
+            container(cluster().map(|c| Route::ClusterAction(c, action)))
+        }
+        10 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
+            let id = seg[9].to_string();
+            container(cluster().map(|c| Route::CommandResult(c, id)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+
+    fn route(path: &str) -> Route {
+        parse(path).expect("shape").route.expect("valid")
+    }
+
+    #[test]
+    fn literal_segments_are_case_insensitive() {
+        let a = route(&format!(
+            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c1/commandResults/abc"
+        ));
+        let b = route(&format!(
+            "/SUBSCRIPTIONS/{SUB}/resourcegroups/rg/PROVIDERS/microsoft.containerservice/MANAGEDCLUSTERS/c1/COMMANDRESULTS/abc"
+        ));
+        assert_eq!(a, b);
+        assert!(matches!(a, Route::CommandResult(_, ref id) if id == "abc"));
+    }
+
+    #[test]
+    fn actions_and_lists_are_recognised() {
+        let mc = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters");
+        assert!(matches!(route(&mc), Route::ClustersInGroup(_)));
+        assert!(matches!(route(&format!("{mc}/c/runcommand")), Route::ClusterAction(_, ClusterAction::RunCommand)));
+        assert!(matches!(
+            route(&format!("{mc}/c/listClusterUserCredential")),
+            Route::ClusterAction(_, ClusterAction::ListUserCredential)
+        ));
+        assert!(matches!(
+            route(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters")),
+            Route::ClustersInSubscription(_)
+        ));
+        assert!(matches!(route("/subscriptions"), Route::Subscriptions));
+        assert!(matches!(route("/metadata/endpoints"), Route::MetadataEndpoints));
+        assert!(parse(&format!("{mc}/c/explode")).is_none());
+        assert!(parse("/subscriptions//resourceGroups").is_none());
+        assert!(parse("/other").is_none());
+    }
+
+    #[test]
+    fn malformed_names_keep_the_namespace() {
+        let parsed = parse("/subscriptions/nope/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c")
+            .unwrap();
+        assert_eq!(parsed.namespace, Namespace::ContainerService);
+        assert!(matches!(parsed.route, Err(ApiError::InvalidSubscriptionId(ref s)) if s == "nope"));
+    }
+
+    #[test]
+    fn segments_are_percent_decoded() {
+        let Route::ResourceGroup(g) = route(&format!("/subscriptions/{SUB}/resourcegroups/rg%28x%29")) else {
+            panic!("not a group")
+        };
+        assert_eq!(g.group.as_str(), "rg(x)");
+    }
+}

@@ -1,0 +1,228 @@
+//! The JSON bodies on the wire, as typed values. Handlers build responses only from these.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::command::{CommandRecord, CommandState};
+use crate::time::rfc3339;
+
+pub const CLUSTER_TYPE: &str = "Microsoft.ContainerService/ManagedClusters";
+pub const GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
+
+/// `{"error": {"code", "message", "target"?}}`, the body of every non-2xx response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CloudError {
+    pub error: CloudErrorBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CloudErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl CloudError {
+    pub fn new(code: &str, message: String, target: Option<&str>) -> Self {
+        CloudError {
+            error: CloudErrorBody { code: code.to_string(), message, target: target.map(str::to_string) },
+        }
+    }
+}
+
+/// The body of `POST …/runCommand`.
+#[derive(Debug, Deserialize)]
+pub struct RunCommandRequest {
+    pub command: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default, rename = "clusterToken")]
+    pub cluster_token: Option<String>,
+}
+
+/// The body of `GET …/commandResults/{id}`: 202 while in progress, 200 when finished.
+#[derive(Debug, Serialize)]
+pub struct RunCommandResult {
+    pub id: String,
+    pub properties: CommandResultProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResultProperties {
+    pub provisioning_state: CommandState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&CommandRecord> for RunCommandResult {
+    fn from(c: &CommandRecord) -> Self {
+        let finished = c.state.is_terminal();
+        RunCommandResult {
+            id: c.id.clone(),
+            properties: CommandResultProperties {
+                provisioning_state: c.state,
+                exit_code: c.exit_code,
+                started_at: c.started_at.map(rfc3339),
+                finished_at: c.finished_at.map(rfc3339),
+                logs: finished.then(|| c.logs.clone().unwrap_or_default()),
+                reason: c.reason.clone(),
+            },
+        }
+    }
+}
+
+/// `{"value": [...], "nextLink"?}`, every ARM list.
+#[derive(Debug, Serialize)]
+pub struct ListResult<T> {
+    pub value: Vec<T>,
+    #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub subscription_id: String,
+    pub display_name: String,
+    pub state: &'static str,
+    pub tenant_id: String,
+    pub home_tenant_id: String,
+    pub authorization_source: &'static str,
+    pub managed_by_tenants: Vec<Value>,
+}
+
+impl Subscription {
+    pub fn new(subscription_id: &str, tenant_id: &str) -> Self {
+        Subscription {
+            id: format!("/subscriptions/{subscription_id}"),
+            subscription_id: subscription_id.to_string(),
+            display_name: "kubeinvoke".to_string(),
+            state: "Enabled",
+            tenant_id: tenant_id.to_string(),
+            home_tenant_id: tenant_id.to_string(),
+            authorization_source: "RoleBased",
+            managed_by_tenants: Vec::new(),
+        }
+    }
+}
+
+/// The body of `PUT /subscriptions/{s}/resourcegroups/{rg}`.
+#[derive(Debug, Deserialize)]
+pub struct ResourceGroupRequest {
+    pub location: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResourceGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Map<String, Value>>,
+    pub properties: ProvisioningProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningProperties {
+    pub provisioning_state: &'static str,
+}
+
+impl ResourceGroup {
+    pub fn new(subscription: &str, name: &str, location: &str, tags: Option<Map<String, Value>>) -> Self {
+        ResourceGroup {
+            id: group_id(subscription, name),
+            name: name.to_string(),
+            kind: GROUP_TYPE,
+            location: location.to_string(),
+            tags,
+            properties: ProvisioningProperties { provisioning_state: "Succeeded" },
+        }
+    }
+}
+
+/// `{"kubeconfigs": [{"name", "value": base64}]}` from listCluster*Credential.
+#[derive(Debug, Serialize)]
+pub struct CredentialResults {
+    pub kubeconfigs: Vec<CredentialResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CredentialResult {
+    pub name: &'static str,
+    pub value: String,
+}
+
+/// `GET /metadata/endpoints`: enough of Azure's cloud metadata for `az cloud register`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudMetadata {
+    pub name: &'static str,
+    pub resource_manager: String,
+    pub authentication: CloudAuthentication,
+    pub suffixes: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudAuthentication {
+    pub login_endpoint: String,
+    pub audiences: Vec<&'static str>,
+    pub tenant: &'static str,
+    pub identity_provider: &'static str,
+}
+
+/// The audiences ARM tokens may carry.
+pub const ARM_AUDIENCES: [&str; 2] = ["https://management.core.windows.net/", "https://management.azure.com/"];
+
+impl CloudMetadata {
+    pub fn new(base_url: &str) -> Self {
+        CloudMetadata {
+            name: "kubeinvoke",
+            resource_manager: format!("{base_url}/"),
+            authentication: CloudAuthentication {
+                login_endpoint: base_url.to_string(),
+                audiences: ARM_AUDIENCES.to_vec(),
+                tenant: "common",
+                identity_provider: "AAD",
+            },
+            suffixes: Map::new(),
+        }
+    }
+}
+
+pub fn group_id(subscription: &str, group: &str) -> String {
+    format!("/subscriptions/{subscription}/resourceGroups/{group}")
+}
+
+pub fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
+    format!("{}/providers/Microsoft.ContainerService/managedClusters/{name}", group_id(subscription, group))
+}
+
+/// Renders a stored managed cluster document with the fields the server owns: its identity,
+/// and `properties.fqdn` derived from the registered kubeconfig.
+pub fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fqdn: Option<String>) -> Value {
+    let mut body = document.clone();
+    body.insert("id".into(), Value::String(id));
+    body.insert("name".into(), Value::String(name.to_string()));
+    body.insert("type".into(), Value::String(CLUSTER_TYPE.to_string()));
+    if let (Some(fqdn), Some(Value::Object(properties))) = (fqdn, body.get_mut("properties")) {
+        properties.insert("fqdn".into(), Value::String(fqdn));
+    }
+    Value::Object(body)
+}

@@ -1,0 +1,109 @@
+//! The command line: `kubeinvoke serve` and its flags (each also a `KUBEINVOKE_*` variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS};
+use crate::config::{ServerConfig, TlsMode, default_data_dir};
+
+#[derive(Debug, Parser)]
+#[command(name = "kubeinvoke", version, about = "A self-hosted AKS Run Command API that really runs the commands")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Binds loopback only unless told otherwise.
+    #[arg(long, env = "KUBEINVOKE_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Where the database, certificates and working directories live.
+    #[arg(long, env = "KUBEINVOKE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated certificate (repeatable).
+    #[arg(long = "hostname", env = "KUBEINVOKE_HOSTNAMES", value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+    /// Serve this certificate chain (PEM) instead of the generated one; needs --tls-key.
+    #[arg(long, env = "KUBEINVOKE_TLS_CERT", requires = "tls_key", conflicts_with = "http")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "KUBEINVOKE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP, for use behind a TLS-terminating proxy only.
+    #[arg(long, env = "KUBEINVOKE_HTTP")]
+    pub http: bool,
+    /// Accept only these Microsoft.ContainerService api-versions (comma-separated), or `known`
+    /// for every published version that has runCommand. Default: any well-formed version from 2021-03-01.
+    #[arg(long, env = "KUBEINVOKE_API_VERSIONS", value_delimiter = ',')]
+    pub api_versions: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "KUBEINVOKE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Clusters per page in list responses.
+    #[arg(long, env = "KUBEINVOKE_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+    /// Seconds between polls that clients are asked to wait (Retry-After).
+    #[arg(long, env = "KUBEINVOKE_RETRY_AFTER", default_value_t = 1)]
+    pub retry_after: u64,
+    /// The subscription id `GET /subscriptions` reports (default: generated once per data dir).
+    #[arg(long, env = "KUBEINVOKE_SUBSCRIPTION_ID")]
+    pub subscription_id: Option<String>,
+    /// The tenant id reported to clients (default: generated once per data dir).
+    #[arg(long, env = "KUBEINVOKE_TENANT_ID")]
+    pub tenant_id: Option<String>,
+    /// Commands running at once.
+    #[arg(long, env = "KUBEINVOKE_MAX_RUNNING", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running: u32,
+    /// Commands waiting to run before runCommand answers 429.
+    #[arg(long, env = "KUBEINVOKE_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Wall-clock limit of one command, e.g. `3600s`, `90m`.
+    #[arg(long, env = "KUBEINVOKE_COMMAND_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub command_timeout: Duration,
+    /// Bytes of output kept in a result's logs.
+    #[arg(long, env = "KUBEINVOKE_LOG_CAP_BYTES", default_value_t = 512 * 1024)]
+    pub log_cap_bytes: usize,
+    /// How long finished results stay readable, e.g. `7d`.
+    #[arg(long, env = "KUBEINVOKE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> ServerConfig {
+        let mut config = ServerConfig::embedded(self.data_dir.unwrap_or_else(default_data_dir));
+        config.listen = self.listen;
+        config.tls = match (self.http, self.tls_cert, self.tls_key) {
+            (true, _, _) => TlsMode::PlainHttp,
+            (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            _ => TlsMode::SelfSigned { hostnames: self.hostnames },
+        };
+        config.api_versions = match self.api_versions.as_slice() {
+            [] => ApiVersionPolicy::Lenient,
+            [known] if known == "known" => {
+                ApiVersionPolicy::Strict(KNOWN_CONTAINER_SERVICE_VERSIONS.iter().map(|v| v.to_string()).collect())
+            }
+            list => ApiVersionPolicy::Strict(list.to_vec()),
+        };
+        config.max_body_bytes = self.max_body_bytes;
+        config.page_size = self.page_size as usize;
+        config.retry_after_secs = self.retry_after;
+        config.subscription_id = self.subscription_id;
+        config.tenant_id = self.tenant_id;
+        config.exec.timeout = self.command_timeout;
+        config.exec.log_cap = self.log_cap_bytes;
+        config.dispatch.max_running = self.max_running as usize;
+        config.dispatch.queue_capacity = self.queue_capacity;
+        config.dispatch.retention = self.retention;
+        config
+    }
+}

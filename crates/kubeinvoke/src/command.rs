@@ -1,0 +1,119 @@
+//! The command domain: ids, states, legal transitions and how a run ended.
+
+use serde::Serialize;
+
+/// A command's lifecycle. Transitions are `Accepted → Running → Succeeded | Failed | Canceled`;
+/// the store applies them only through [`CommandState::can_become`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CommandState {
+    Accepted,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl CommandState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
+    }
+
+    pub fn can_become(self, next: CommandState) -> bool {
+        use CommandState::*;
+        matches!((self, next), (Accepted, Running) | (Running, Succeeded | Failed | Canceled))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Canceled => "Canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// A new command id: 32 lowercase hex characters, as the spec's example and az's `--no-wait` expect.
+pub fn new_command_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Why a command ended `Failed`; the text is the result's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The command ran longer than its timeout and was killed.
+    Timeout,
+    /// The server stopped while the command was running.
+    Interrupted,
+    /// The command could not be started (working directory, spawn, context extraction).
+    StartFailed(String),
+}
+
+impl FailureReason {
+    pub fn as_reason(&self) -> String {
+        match self {
+            Self::Timeout => "Timeout".into(),
+            Self::Interrupted => "Interrupted".into(),
+            Self::StartFailed(detail) => format!("StartFailed: {detail}"),
+        }
+    }
+}
+
+/// How an execution ended, as the executor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ran to its end; a non-zero exit code is still a success of the run.
+    Exited { exit_code: i32, logs: String },
+    Failed { reason: FailureReason, logs: String },
+}
+
+impl Outcome {
+    pub fn state(&self) -> CommandState {
+        match self {
+            Outcome::Exited { .. } => CommandState::Succeeded,
+            Outcome::Failed { .. } => CommandState::Failed,
+        }
+    }
+}
+
+/// A command as stored.
+#[derive(Debug, Clone)]
+pub struct CommandRecord {
+    pub id: String,
+    pub state: CommandState,
+    pub submitted_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub logs: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_forward_transitions_are_legal() {
+        use CommandState::*;
+        assert!(Accepted.can_become(Running));
+        assert!(Running.can_become(Failed));
+        assert!(!Accepted.can_become(Succeeded));
+        assert!(!Succeeded.can_become(Running));
+        assert!(!Failed.can_become(Failed));
+    }
+
+    #[test]
+    fn ids_are_32_lowercase_hex() {
+        let id = new_command_id();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    }
+}

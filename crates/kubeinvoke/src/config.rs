@@ -1,0 +1,71 @@
+//! The server's settings, resolved from flags and environment into one plain value.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::arm::api_version::ApiVersionPolicy;
+use crate::dispatcher::DispatcherConfig;
+use crate::executor::ExecLimits;
+
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// A CA and leaf generated in the data directory.
+    SelfSigned { hostnames: Vec<String> },
+    /// The operator's own certificate chain and key (PEM).
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP, for use behind a TLS-terminating proxy.
+    PlainHttp,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: TlsMode,
+    pub api_versions: ApiVersionPolicy,
+    pub max_body_bytes: usize,
+    /// Clusters per page of a list before `nextLink`.
+    pub page_size: usize,
+    /// Seconds clients are told to wait between polls.
+    pub retry_after_secs: u64,
+    /// Fixed subscription/tenant ids; generated once per data directory when absent.
+    pub subscription_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub exec: ExecLimits,
+    pub dispatch: DispatcherConfig,
+}
+
+impl ServerConfig {
+    /// The embedded defaults, with everything stored under `data_dir`.
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir,
+            tls: TlsMode::SelfSigned { hostnames: Vec::new() },
+            api_versions: ApiVersionPolicy::Lenient,
+            max_body_bytes: 32 * 1024 * 1024,
+            page_size: 100,
+            retry_after_secs: 1,
+            subscription_id: None,
+            tenant_id: None,
+            exec: ExecLimits::default(),
+            dispatch: DispatcherConfig {
+                max_running: 4,
+                queue_capacity: 256,
+                retention: Duration::from_secs(7 * 24 * 3600),
+            },
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/kubeinvoke`, else `~/.local/share/kubeinvoke`, else `./kubeinvoke-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("kubeinvoke");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/kubeinvoke"),
+        None => PathBuf::from("kubeinvoke-data"),
+    }
+}

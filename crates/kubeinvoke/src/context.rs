@@ -1,0 +1,200 @@
+//! The `context` of a run: a base64 zip of the caller's files, checked at submission and
+//! unpacked into the command's working directory.
+//!
+//! Checking at submission means a bad context is a 400 naming `context`, never a `Failed`
+//! result later. Extraction enforces the same limits on the bytes actually inflated, because
+//! a zip's declared sizes can lie.
+
+use std::fs;
+use std::io::{self, Cursor, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose};
+use zip::ZipArchive;
+
+/// Bounds on what a context may unpack to.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextLimits {
+    pub max_entries: usize,
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        ContextLimits { max_entries: 10_000, max_unpacked_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("'context' is not valid base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("'context' is not a zip archive: {0}")]
+    NotZip(zip::result::ZipError),
+    #[error("'context' has {0} entries, more than the limit of {1}")]
+    TooManyEntries(usize, usize),
+    #[error("'context' unpacks to more than the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("'context' entry {0:?} has an unsafe path (absolute, or leaving the working directory)")]
+    UnsafePath(String),
+    #[error("'context' entry {0:?} is a symbolic link, which is not allowed")]
+    Symlink(String),
+    #[error("'context' entry {name:?} could not be read: {source}")]
+    Corrupt { name: String, source: zip::result::ZipError },
+}
+
+/// Base64 as clients send it: standard alphabet, padding optional, line breaks anywhere
+/// (az uses `base64.encodebytes`, a newline every 76 characters).
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes and checks a submitted context. An absent or empty context is no files.
+pub fn decode(raw: Option<&str>, limits: ContextLimits) -> Result<Vec<u8>, ContextError> {
+    let compact: String = raw.unwrap_or_default().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bytes = LENIENT_BASE64.decode(compact)?;
+    check(&bytes, limits)?;
+    Ok(bytes)
+}
+
+/// Encodes bytes the way the contract's examples do (standard, padded).
+pub fn encode(bytes: &[u8]) -> String {
+    general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes base64 leniently, for other write-only properties such as a kubeconfig.
+pub fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let compact: String = raw.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    LENIENT_BASE64.decode(compact)
+}
+
+fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
+    let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
+    if archive.len() > limits.max_entries {
+        return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
+    }
+    let mut declared: u64 = 0;
+    for index in 0..archive.len() {
+        let entry = archive.by_index(index).map_err(ContextError::NotZip)?;
+        safe_path(&entry)?;
+        declared = declared.saturating_add(entry.size());
+        if declared > limits.max_unpacked_bytes {
+            return Err(ContextError::TooLarge(limits.max_unpacked_bytes));
+        }
+    }
+    Ok(())
+}
+
+fn entry_name<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> String {
+    entry.name().map(|n| n.into_owned()).unwrap_or_else(|_| "<name not valid text>".to_string())
+}
+
+fn safe_path<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, ContextError> {
+    if entry.is_symlink() {
+        return Err(ContextError::Symlink(entry_name(&entry)));
+    }
+    entry.enclosed_name().ok_or_else(|| ContextError::UnsafePath(entry_name(&entry)))
+}
+
+/// Unpacks a checked context into `dir`, counting the bytes really inflated against the limit.
+pub fn extract(bytes: &[u8], dir: &Path, limits: ContextLimits) -> Result<(), ExtractError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
+    let mut budget = limits.max_unpacked_bytes;
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).map_err(ContextError::NotZip)?;
+        let relative = safe_path(&entry)?;
+        let target = dir.join(relative);
+        if entry.is_dir() {
+            fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        // Keep the owner's execute bit (scripts), never setuid/setgid, never group/other write.
+        let mode = entry.unix_mode().map_or(0o644, |m| (m & 0o755) | 0o600);
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&target)?;
+        let written = io::copy(&mut (&mut entry).take(budget + 1), &mut file).map_err(|source| {
+            ExtractError::Context(ContextError::Corrupt {
+                name: entry_name(&entry),
+                source: zip::result::ZipError::Io(source),
+            })
+        })?;
+        if written > budget {
+            return Err(ContextError::TooLarge(limits.max_unpacked_bytes).into());
+        }
+        budget -= written;
+        file.flush()?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("writing the working directory failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use zip::write::SimpleFileOptions;
+
+    pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in files {
+            out.start_file(*name, SimpleFileOptions::default()).unwrap();
+            out.write_all(data).unwrap();
+        }
+        out.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn accepts_base64_with_line_breaks() {
+        let zip = zip_of(&[("a.txt", b"hello")]);
+        let encoded = encode(&zip);
+        let wrapped: String = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        assert_eq!(decode(Some(&wrapped), ContextLimits::default()).unwrap(), zip);
+        assert!(decode(Some(""), ContextLimits::default()).unwrap().is_empty());
+        assert!(decode(None, ContextLimits::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_safe_zip() {
+        let limits = ContextLimits::default();
+        assert!(matches!(decode(Some("%%%"), limits), Err(ContextError::Base64(_))));
+        assert!(matches!(decode(Some(&encode(b"plain text")), limits), Err(ContextError::NotZip(_))));
+        let escaping = zip_of(&[("../evil", b"x")]);
+        assert!(matches!(decode(Some(&encode(&escaping)), limits), Err(ContextError::UnsafePath(_))));
+        let many = zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+        let small = ContextLimits { max_entries: 2, ..limits };
+        assert!(matches!(decode(Some(&encode(&many)), small), Err(ContextError::TooManyEntries(3, 2))));
+        let tiny = ContextLimits { max_unpacked_bytes: 2, ..limits };
+        assert!(matches!(decode(Some(&encode(&many)), tiny), Err(ContextError::TooLarge(2))));
+    }
+
+    #[test]
+    fn extracts_nested_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = zip_of(&[("a.txt", b"hello"), ("sub/dir/b.yaml", b"kind: Pod")]);
+        extract(&zip, dir.path(), ContextLimits::default()).unwrap();
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
+        assert_eq!(fs::read(dir.path().join("sub/dir/b.yaml")).unwrap(), b"kind: Pod");
+    }
+}

@@ -1,0 +1,176 @@
+//! The dispatcher: admits commands into a bounded queue, claims them from the store at most
+//! once, runs a bounded number at a time on the executor, and records how each ended.
+//!
+//! The store is the queue: a submission is durable before it is acknowledged, and a worker
+//! owns a command only after the store moved it `Accepted → Running`. An in-memory counter
+//! bounds the queue so a flood of submissions gets 429s instead of an ever-growing backlog.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::command::Outcome;
+use crate::executor::{Executor, Job};
+use crate::store::{ClaimedCommand, Store, StoreResult};
+use crate::time::now_millis;
+
+#[derive(Debug, Clone, Copy)]
+pub struct DispatcherConfig {
+    /// Commands running at once.
+    pub max_running: usize,
+    /// Commands waiting to run before submissions are refused with 429.
+    pub queue_capacity: usize,
+    /// How long finished results stay readable.
+    pub retention: Duration,
+}
+
+/// The queue is full; retry later.
+#[derive(Debug)]
+pub struct QueueFull {
+    pub queued: usize,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    config: DispatcherConfig,
+    queued: AtomicUsize,
+    wake: Notify,
+}
+
+/// A reserved place in the queue. Dropped without [`QueueSlot::commit`] it is given back.
+pub struct QueueSlot<'a> {
+    dispatcher: &'a Dispatcher,
+    committed: bool,
+}
+
+impl QueueSlot<'_> {
+    /// The command is stored: wake a worker for it.
+    pub fn commit(mut self) {
+        self.committed = true;
+        self.dispatcher.wake.notify_one();
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.dispatcher.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Recovers from a previous run and starts the workers and the retention janitor.
+    ///
+    /// Commands left `Running` by a previous process end `Failed`/`Interrupted` (never re-run);
+    /// commands left `Accepted` were never started and run now.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        executor: Arc<dyn Executor>,
+        config: DispatcherConfig,
+    ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
+        let now = now_millis();
+        let interrupted = store.interrupt_running(now, expiry(now, config.retention)).await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
+        }
+        let pending = store.count_accepted().await?;
+        if pending > 0 {
+            tracing::info!(pending, "resuming commands accepted before the restart");
+        }
+        let dispatcher = Arc::new(Dispatcher { store, executor, config, queued: AtomicUsize::new(pending), wake: Notify::new() });
+        let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
+        Ok((dispatcher, tasks))
+    }
+
+    /// Reserves a place in the queue, or says it is full.
+    pub fn reserve(&self) -> Result<QueueSlot<'_>, QueueFull> {
+        let cap = self.config.queue_capacity;
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+            .map(|_| QueueSlot { dispatcher: self, committed: false })
+            .map_err(|queued| QueueFull { queued })
+    }
+
+    pub fn retention(&self) -> Duration {
+        self.config.retention
+    }
+
+    async fn claim_loop(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.config.max_running.max(1)));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            match self.store.claim_next(now_millis()).await {
+                Ok(Some(claimed)) => {
+                    let _ = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.execute(claimed).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    // A missed wake-up costs at most this long; `notify_one` also stores a permit.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(error = %e, "claiming the next command failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, claimed: ClaimedCommand) {
+        let id = claimed.id.clone();
+        tracing::info!(command_id = %id, "command started");
+        let job = Job { id: claimed.id, command: claimed.command, context: claimed.context, kubeconfig: claimed.kubeconfig };
+        let outcome = self.executor.run(job).await;
+        self.record(&id, &outcome).await;
+    }
+
+    /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.
+    async fn record(&self, id: &str, outcome: &Outcome) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let now = now_millis();
+            match self.store.finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
+                Ok(true) => {
+                    tracing::info!(command_id = %id, state = outcome.state().as_str(), "command finished");
+                    return;
+                }
+                Ok(false) => {
+                    tracing::info!(command_id = %id, "command finished after its cluster was deleted; result dropped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(command_id = %id, error = %e, "recording a result failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn janitor(self: Arc<Self>) {
+        let period = (self.config.retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(period).await;
+            match self.store.purge_expired(now_millis()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired results deleted"),
+                Err(e) => tracing::warn!(error = %e, "purging expired results failed"),
+            }
+        }
+    }
+}
+
+fn expiry(now: i64, retention: Duration) -> i64 {
+    now.saturating_add(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}

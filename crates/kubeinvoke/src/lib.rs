@@ -1,0 +1,19 @@
+//! kubeinvoke: the AKS Run Command API, self-hosted, really running the commands.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view. The parts, from the wire inwards:
+//! [`arm`] (path grammar, wire types, errors) → [`server`] (HTTPS, auth, handlers) →
+//! [`store`] (durable state) → [`dispatcher`] (queue, at-most-once claims) → [`executor`]
+//! (running a command).
+
+pub mod arm;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod context;
+pub mod dispatcher;
+pub mod executor;
+pub mod files;
+pub mod kubeconfig;
+pub mod server;
+pub mod store;
+pub mod time;

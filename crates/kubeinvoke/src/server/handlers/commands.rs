@@ -1,0 +1,100 @@
+//! runCommand and commandResults: the asynchronous pattern of CONTRACT §4.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::clusters;
+use crate::arm::ApiError;
+use crate::arm::path::ClusterRef;
+use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
+use crate::command::new_command_id;
+use crate::context;
+use crate::server::AppState;
+use crate::server::request::{RequestContext, json, json_body};
+use crate::store::{ClusterRecord, NewCommand};
+use crate::time::now_millis;
+
+/// `POST …/runCommand`: validate everything now, store the command, answer 202 + Location.
+pub async fn run(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef, body: Body) -> Result<Response, ApiError> {
+    let cluster = clusters::load(app, cluster_ref).await?;
+    let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    check_cluster_allows(&cluster, &request)?;
+    let command = request
+        .command
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
+    let limits = app.config.exec.context;
+    let raw_context = request.context;
+    let context = tokio::task::spawn_blocking(move || context::decode(raw_context.as_deref(), limits))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::invalid("context", e.to_string()))?;
+
+    let slot = app
+        .dispatcher
+        .reserve()
+        .map_err(|full| ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) })?;
+    let id = new_command_id();
+    app.store
+        .insert_command(NewCommand {
+            id: id.clone(),
+            cluster_uid: cluster.uid.clone(),
+            command,
+            context,
+            cluster_token: request.cluster_token.filter(|t| !t.is_empty()),
+            submitted_at: now_millis(),
+        })
+        .await?;
+    slot.commit();
+
+    let mut response = StatusCode::ACCEPTED.into_response();
+    add_polling_headers(app, ctx, &mut response, &result_path(&cluster, &id));
+    Ok(response)
+}
+
+/// Refusals that depend on how the cluster was registered (CONTRACT §5).
+fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<(), ApiError> {
+    let property = |path: &[&str]| -> Option<&Value> {
+        path.iter().try_fold(cluster.document.get("properties")?, |value, key| value.get(*key))
+    };
+    if property(&["apiServerAccessProfile", "disableRunCommand"]).and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::RunCommandDisabled(cluster.name.clone()));
+    }
+    let aad_managed = property(&["aadProfile", "managed"]).and_then(Value::as_bool) == Some(true);
+    if aad_managed && request.cluster_token.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::MissingAadClusterToken);
+    }
+    Ok(())
+}
+
+/// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished.
+pub async fn result(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef, id: &str) -> Result<Response, ApiError> {
+    let cluster = clusters::load(app, cluster_ref).await?;
+    let record = app
+        .store
+        .get_command(&cluster.uid, id, now_millis())
+        .await?
+        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
+    let body = RunCommandResult::from(&record);
+    if record.state.is_terminal() {
+        return Ok(json(StatusCode::OK, &body));
+    }
+    let mut response = json(StatusCode::ACCEPTED, &body);
+    add_polling_headers(app, ctx, &mut response, &result_path(&cluster, id));
+    Ok(response)
+}
+
+fn result_path(cluster: &ClusterRecord, id: &str) -> String {
+    format!("{}/commandResults/{id}", cluster_id(&cluster.subscription, &cluster.group, &cluster.name))
+}
+
+/// `Location` (absolute, same api-version) and `Retry-After`; never `Azure-AsyncOperation`.
+fn add_polling_headers(app: &AppState, ctx: &RequestContext, response: &mut Response, path: &str) {
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&ctx.url(path)) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(app.config.retry_after_secs));
+}

@@ -1,0 +1,60 @@
+//! Resource groups, as Microsoft.Resources serves them to `az group`.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::arm::ApiError;
+use crate::arm::names::SubscriptionId;
+use crate::arm::path::GroupRef;
+use crate::arm::wire::{ListResult, ResourceGroup, ResourceGroupRequest};
+use crate::server::AppState;
+use crate::server::request::{RequestContext, json, json_body};
+use crate::store::GroupRecord;
+
+fn render(group: &GroupRecord) -> ResourceGroup {
+    ResourceGroup::new(&group.subscription, &group.name, &group.location, group.tags.clone())
+}
+
+pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: Body) -> Result<Response, ApiError> {
+    let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
+    let put = app
+        .store
+        .put_group(GroupRecord {
+            subscription: group.subscription.to_string(),
+            name: group.group.as_str().to_string(),
+            location,
+            tags: request.tags,
+        })
+        .await?;
+    let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(json(status, &render(&put.value)))
+}
+
+pub async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let found = found.ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
+    Ok(json(StatusCode::OK, &render(&found)))
+}
+
+/// `HEAD` (`az group exists`): 204 or 404, no body.
+pub async fn exists(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let status = if found.is_some() { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND };
+    Ok(status.into_response())
+}
+
+/// Deletes the group with everything in it, synchronously.
+pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+    if app.store.delete_group(&group.subscription, &group.group).await? {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))
+    }
+}
+
+pub async fn list(app: &AppState, subscription: &SubscriptionId) -> Result<Response, ApiError> {
+    let groups = app.store.list_groups(subscription).await?;
+    Ok(json(StatusCode::OK, &ListResult { value: groups.iter().map(render).collect(), next_link: None }))
+}

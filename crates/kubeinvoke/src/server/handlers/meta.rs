@@ -1,0 +1,28 @@
+//! Subscriptions and cloud metadata: what `az login` and `az cloud register` read.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::arm::ApiError;
+use crate::arm::names::SubscriptionId;
+use crate::arm::wire::{CloudMetadata, ListResult, Subscription};
+use crate::server::AppState;
+use crate::server::request::{RequestContext, json};
+
+pub fn endpoints(ctx: &RequestContext) -> Response {
+    json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url))
+}
+
+/// The default subscription, plus every subscription that holds resource groups.
+pub async fn list_subscriptions(app: &AppState) -> Result<Response, ApiError> {
+    let mut ids = app.store.list_subscriptions().await?;
+    ids.retain(|id| *id != app.instance.subscription_id);
+    ids.insert(0, app.instance.subscription_id.clone());
+    let value = ids.iter().map(|id| Subscription::new(id, &app.instance.tenant_id)).collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
+}
+
+/// Every well-formed subscription exists here: resources can be created in any of them.
+pub fn get_subscription(app: &AppState, subscription: &SubscriptionId) -> Response {
+    json(StatusCode::OK, &Subscription::new(subscription.as_str(), &app.instance.tenant_id))
+}

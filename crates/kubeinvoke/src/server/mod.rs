@@ -1,0 +1,143 @@
+//! The HTTP(S) server: builds the application from a [`ServerConfig`] and serves it until told
+//! to stop. Tests bind port 0 through the same path the binary takes.
+
+mod arm;
+mod auth;
+mod handlers;
+mod headers;
+mod instance;
+mod request;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::any;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::task::JoinHandle;
+
+use crate::config::{ServerConfig, TlsMode};
+use crate::dispatcher::Dispatcher;
+use crate::executor::LocalExecutor;
+use crate::files::create_private_dir;
+use crate::store::{SqliteStore, Store};
+
+pub use instance::Instance;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub config: ServerConfig,
+    pub instance: Instance,
+    /// `https`, or `http` with `--http`; a proxy's `X-Forwarded-Proto` overrides it per request.
+    pub scheme: &'static str,
+    /// `host:port` to use when a request names no host (HTTP/1.0).
+    pub listen_authority: String,
+}
+
+/// A built server, bound and ready to serve.
+pub struct Application {
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    router: Router,
+    background: Vec<JoinHandle<()>>,
+    pub local_addr: SocketAddr,
+    pub base_url: String,
+    pub ca_file: Option<PathBuf>,
+    pub state: Arc<AppState>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .fallback(any(arm::handle))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(headers::arm_headers))
+}
+
+impl Application {
+    /// Opens the data directory, the store and the executor, recovers unfinished commands,
+    /// prepares TLS and binds the listener.
+    pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
+        create_private_dir(&config.data_dir)?;
+        let instance = Instance::load_or_create(&config)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
+        let executor = Arc::new(
+            LocalExecutor::new(config.data_dir.join("runs"), config.exec).context("preparing the runs directory")?,
+        );
+        let (dispatcher, background) = Dispatcher::start(store.clone(), executor, config.dispatch).await?;
+
+        let (tls, ca_file) = match &config.tls {
+            TlsMode::SelfSigned { hostnames } => {
+                let files = tls::ensure_self_signed(&config.data_dir, hostnames)?;
+                (Some(RustlsConfig::from_pem_file(&files.cert, &files.key).await?), Some(files.ca_cert))
+            }
+            TlsMode::Files { cert, key } => (
+                Some(RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+                    format!("loading --tls-cert {} / --tls-key {}", cert.display(), key.display())
+                })?),
+                None,
+            ),
+            TlsMode::PlainHttp => (None, None),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+
+        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let host = match local_addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let listen_authority = format!("{host}:{}", local_addr.port());
+        let base_url = format!("{scheme}://{listen_authority}");
+        let state = Arc::new(AppState { store, dispatcher, config, instance, scheme, listen_authority });
+        Ok(Application { listener, tls, router: router(state.clone()), background, local_addr, base_url, ca_file, state })
+    }
+
+    /// What a user needs to connect, printed at startup.
+    pub fn banner(&self) -> String {
+        let config = &self.state.config;
+        let mut lines = vec![
+            "kubeinvoke is serving the AKS Run Command API".to_string(),
+            format!("  listening on   {}", self.base_url),
+        ];
+        match &self.ca_file {
+            Some(ca) => lines.push(format!("  trust this CA  {}  (e.g. REQUESTS_CA_BUNDLE={})", ca.display(), ca.display())),
+            None if self.tls.is_none() => {
+                lines.push("  WARNING        plain HTTP: serve this only behind a TLS-terminating proxy".into())
+            }
+            None => lines.push("  certificate    the one given by --tls-cert".into()),
+        }
+        lines.push(format!("  data dir       {}", config.data_dir.display()));
+        lines.push(format!("  subscription   {}", self.state.instance.subscription_id));
+        lines.push(format!("  tenant         {}", self.state.instance.tenant_id));
+        lines.join("\n")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests for a few seconds.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let handle = Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let service = self.router.into_make_service();
+        let served = match self.tls {
+            Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(service).await,
+            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+        };
+        for task in self.background {
+            task.abort();
+        }
+        served.context("serving")
+    }
+}

@@ -1,0 +1,124 @@
+//! The store: the single source of truth for groups, clusters and commands.
+//!
+//! [`Store`] is the interface every backend implements; nothing outside `store/` knows which
+//! database is behind it. Command state changes happen only here, through the guarded
+//! transitions of [`crate::command::CommandState`].
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::arm::names::{GroupName, SubscriptionId};
+use crate::arm::path::ClusterRef;
+use crate::command::{CommandRecord, Outcome};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("resource group not found")]
+    GroupNotFound,
+    #[error("store backend failed: {0:#}")]
+    Backend(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub subscription: String,
+    pub name: String,
+    pub location: String,
+    pub tags: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterRecord {
+    /// Internal identity: a re-created cluster of the same name is a new cluster with new results.
+    pub uid: String,
+    pub subscription: String,
+    pub group: String,
+    pub name: String,
+    /// The resource as the client sent it (minus write-only fields), plus server-owned properties.
+    pub document: Map<String, Value>,
+    pub kubeconfig: Option<Vec<u8>>,
+}
+
+/// A cluster PUT. `kubeconfig: None` keeps the stored one: clients that GET, edit and PUT a
+/// cluster never see the write-only kubeconfig, and must not erase it.
+#[derive(Debug, Clone)]
+pub struct ClusterWrite {
+    pub cluster: ClusterRef,
+    pub document: Map<String, Value>,
+    pub kubeconfig: Option<Vec<u8>>,
+}
+
+/// Whether a PUT created the resource (201) or replaced it (200).
+#[derive(Debug, Clone)]
+pub struct Put<T> {
+    pub created: bool,
+    pub value: T,
+}
+
+/// Position after which a cluster listing continues: (group key, cluster key).
+pub type ClusterCursor = (String, String);
+
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub id: String,
+    pub cluster_uid: String,
+    pub command: String,
+    /// The validated context zip; empty when no files were attached.
+    pub context: Vec<u8>,
+    pub cluster_token: Option<String>,
+    pub submitted_at: i64,
+}
+
+/// A command a worker now owns (`Running`), with everything it needs to execute.
+#[derive(Debug, Clone)]
+pub struct ClaimedCommand {
+    pub id: String,
+    pub command: String,
+    pub context: Vec<u8>,
+    pub cluster_token: Option<String>,
+    pub kubeconfig: Option<Vec<u8>>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>>;
+    async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>>;
+    /// Deletes the group with its clusters and their commands; false when it did not exist.
+    async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool>;
+    async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>>;
+    /// Subscriptions that hold at least one resource group.
+    async fn list_subscriptions(&self) -> StoreResult<Vec<String>>;
+
+    /// Creates or replaces a cluster; [`StoreError::GroupNotFound`] when its group is missing.
+    async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>>;
+    async fn get_cluster(&self, cluster: &ClusterRef) -> StoreResult<Option<ClusterRecord>>;
+    async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool>;
+    /// Clusters of a subscription (or one group), ordered by group then name, after `after`.
+    async fn list_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>>;
+
+    async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
+    /// A command of this cluster that has not expired at `now`.
+    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>>;
+    /// Atomically moves the oldest `Accepted` command to `Running` and hands it over.
+    async fn claim_next(&self, now: i64) -> StoreResult<Option<ClaimedCommand>>;
+    /// Moves a `Running` command to its terminal state; false when it was not running
+    /// (already finished, or deleted with its cluster).
+    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
+    /// Ends every `Running` command `Failed`/`Interrupted`: run at startup, when no worker owns any.
+    async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64>;
+    /// Deletes finished commands whose retention ended.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+    async fn count_accepted(&self) -> StoreResult<usize>;
+}

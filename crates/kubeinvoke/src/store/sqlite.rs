@@ -1,0 +1,511 @@
+//! The embedded backend: SQLite in WAL mode, one connection, run on tokio's blocking pool.
+//!
+//! One connection serialises writers, which SQLite does anyway; reads are short point lookups.
+//! `synchronous = FULL` so an acknowledged submission or result survives a power cut, not just a
+//! process crash.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::command::{CommandState, FailureReason};
+
+/// Ordered schema migrations; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE resource_groups (
+    subscription_id TEXT NOT NULL,
+    name_key        TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    location        TEXT NOT NULL,
+    tags            TEXT,
+    PRIMARY KEY (subscription_id, name_key)
+);
+CREATE TABLE clusters (
+    uid             TEXT PRIMARY KEY,
+    subscription_id TEXT NOT NULL,
+    group_key       TEXT NOT NULL,
+    name_key        TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    document        TEXT NOT NULL,
+    kubeconfig      BLOB,
+    UNIQUE (subscription_id, group_key, name_key),
+    FOREIGN KEY (subscription_id, group_key)
+        REFERENCES resource_groups (subscription_id, name_key) ON DELETE CASCADE
+);
+CREATE TABLE commands (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    cluster_uid   TEXT NOT NULL REFERENCES clusters (uid) ON DELETE CASCADE,
+    state         TEXT NOT NULL,
+    command       TEXT NOT NULL,
+    context       BLOB,
+    cluster_token TEXT,
+    submitted_at  INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    exit_code     INTEGER,
+    logs          TEXT,
+    reason        TEXT,
+    expires_at    INTEGER
+);
+CREATE INDEX commands_by_state ON commands (state, seq);
+CREATE INDEX commands_by_expiry ON commands (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX commands_by_cluster ON commands (cluster_uid);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let applied = usize::try_from(applied).context("negative schema version")?;
+    anyhow::ensure!(
+        applied <= MIGRATIONS.len(),
+        "the database has schema version {applied}, newer than this binary knows ({})",
+        MIGRATIONS.len()
+    );
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("migration {}", index + 1))?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.into())
+}
+
+fn json_text(map: &Map<String, Value>) -> String {
+    Value::Object(map.clone()).to_string()
+}
+
+fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(anyhow::anyhow!("stored JSON is corrupt: {e}")))
+}
+
+fn group_from_row(row: &Row<'_>) -> rusqlite::Result<(GroupRecord, Option<String>)> {
+    Ok((
+        GroupRecord { subscription: row.get(0)?, name: row.get(1)?, location: row.get(2)?, tags: None },
+        row.get(3)?,
+    ))
+}
+
+fn finish_group((mut group, tags): (GroupRecord, Option<String>)) -> Result<GroupRecord, StoreError> {
+    group.tags = tags.as_deref().map(json_map).transpose()?;
+    Ok(group)
+}
+
+const CLUSTER_COLUMNS: &str = "c.uid, c.subscription_id, g.name, c.name, c.document, c.kubeconfig";
+
+fn cluster_from_row(row: &Row<'_>) -> rusqlite::Result<(ClusterRecord, String)> {
+    Ok((
+        ClusterRecord {
+            uid: row.get(0)?,
+            subscription: row.get(1)?,
+            group: row.get(2)?,
+            name: row.get(3)?,
+            document: Map::new(),
+            kubeconfig: row.get(5)?,
+        },
+        row.get(4)?,
+    ))
+}
+
+fn finish_cluster((mut cluster, document): (ClusterRecord, String)) -> Result<ClusterRecord, StoreError> {
+    cluster.document = json_map(&document)?;
+    Ok(cluster)
+}
+
+fn select_cluster(conn: &Connection, cluster: &ClusterRef) -> Result<Option<ClusterRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {CLUSTER_COLUMNS} FROM clusters c JOIN resource_groups g
+           ON g.subscription_id = c.subscription_id AND g.name_key = c.group_key
+         WHERE c.subscription_id = ?1 AND c.group_key = ?2 AND c.name_key = ?3"
+    );
+    conn.query_row(
+        &sql,
+        params![cluster.subscription.as_str(), cluster.group.key(), cluster.name.key()],
+        cluster_from_row,
+    )
+    .optional()
+    .map_err(backend)?
+    .map(finish_cluster)
+    .transpose()
+}
+
+fn command_from_row(row: &Row<'_>) -> rusqlite::Result<(CommandRecord, String)> {
+    Ok((
+        CommandRecord {
+            id: row.get(0)?,
+            state: CommandState::Accepted,
+            submitted_at: row.get(2)?,
+            started_at: row.get(3)?,
+            finished_at: row.get(4)?,
+            exit_code: row.get(5)?,
+            logs: row.get(6)?,
+            reason: row.get(7)?,
+        },
+        row.get(1)?,
+    ))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {
+        self.call(move |conn| {
+            let key = group.name.to_lowercase();
+            let tx = conn.transaction().map_err(backend)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM resource_groups WHERE subscription_id = ?1 AND name_key = ?2",
+                    params![group.subscription, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let tags = group.tags.as_ref().map(json_text);
+            let name = existing.clone().unwrap_or_else(|| group.name.clone());
+            tx.execute(
+                "INSERT INTO resource_groups (subscription_id, name_key, name, location, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (subscription_id, name_key) DO UPDATE SET location = ?4, tags = ?5",
+                params![group.subscription, key, name, group.location, tags],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Put { created: existing.is_none(), value: GroupRecord { name, ..group } })
+        })
+        .await
+    }
+
+    async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>> {
+        let (sub, key) = (subscription.to_string(), group.key());
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT subscription_id, name, location, tags FROM resource_groups
+                 WHERE subscription_id = ?1 AND name_key = ?2",
+                params![sub, key],
+                group_from_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .map(finish_group)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool> {
+        let (sub, key) = (subscription.to_string(), group.key());
+        self.call(move |conn| {
+            let n = conn
+                .execute("DELETE FROM resource_groups WHERE subscription_id = ?1 AND name_key = ?2", params![sub, key])
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>> {
+        let sub = subscription.to_string();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT subscription_id, name, location, tags FROM resource_groups
+                     WHERE subscription_id = ?1 ORDER BY name_key",
+                )
+                .map_err(backend)?;
+            let rows = stmt.query_map(params![sub], group_from_row).map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(finish_group)).collect()
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self) -> StoreResult<Vec<String>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT subscription_id FROM resource_groups ORDER BY subscription_id")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>> {
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let c = &write.cluster;
+            let group_exists: bool = tx
+                .query_row(
+                    "SELECT 1 FROM resource_groups WHERE subscription_id = ?1 AND name_key = ?2",
+                    params![c.subscription.as_str(), c.group.key()],
+                    |_| Ok(true),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(false);
+            if !group_exists {
+                return Err(StoreError::GroupNotFound);
+            }
+            let existing = select_cluster(&tx, c)?;
+            let created = existing.is_none();
+            let document = json_text(&write.document);
+            match existing {
+                Some(old) => {
+                    tx.execute(
+                        "UPDATE clusters SET document = ?2, kubeconfig = COALESCE(?3, kubeconfig) WHERE uid = ?1",
+                        params![old.uid, document, write.kubeconfig],
+                    )
+                    .map_err(backend)?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO clusters (uid, subscription_id, group_key, name_key, name, document, kubeconfig)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            uuid::Uuid::new_v4().to_string(),
+                            c.subscription.as_str(),
+                            c.group.key(),
+                            c.name.key(),
+                            c.name.as_str(),
+                            document,
+                            write.kubeconfig
+                        ],
+                    )
+                    .map_err(backend)?;
+                }
+            }
+            let value = select_cluster(&tx, c)?
+                .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("cluster vanished inside its own transaction")))?;
+            tx.commit().map_err(backend)?;
+            Ok(Put { created, value })
+        })
+        .await
+    }
+
+    async fn get_cluster(&self, cluster: &ClusterRef) -> StoreResult<Option<ClusterRecord>> {
+        let cluster = cluster.clone();
+        self.call(move |conn| select_cluster(conn, &cluster)).await
+    }
+
+    async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool> {
+        let cluster = cluster.clone();
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM clusters WHERE subscription_id = ?1 AND group_key = ?2 AND name_key = ?3",
+                    params![cluster.subscription.as_str(), cluster.group.key(), cluster.name.key()],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        let sub = subscription.to_string();
+        let group_key = group.map(GroupName::key);
+        let (after_group, after_name) = after.unwrap_or_default();
+        self.call(move |conn| {
+            let sql = format!(
+                "SELECT {CLUSTER_COLUMNS} FROM clusters c JOIN resource_groups g
+                   ON g.subscription_id = c.subscription_id AND g.name_key = c.group_key
+                 WHERE c.subscription_id = ?1
+                   AND (?2 IS NULL OR c.group_key = ?2)
+                   AND (c.group_key, c.name_key) > (?3, ?4)
+                 ORDER BY c.group_key, c.name_key
+                 LIMIT ?5"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![sub, group_key, after_group, after_name, limit as i64], cluster_from_row)
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(finish_cluster)).collect()
+        })
+        .await
+    }
+
+    async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    command.id,
+                    command.cluster_uid,
+                    CommandState::Accepted.as_str(),
+                    command.command,
+                    command.context,
+                    command.cluster_token,
+                    command.submitted_at
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
+        let (cluster_uid, id) = (cluster_uid.to_string(), id.to_string());
+        self.call(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, logs, reason
+                     FROM commands WHERE id = ?1 AND cluster_uid = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![id, cluster_uid, now],
+                    command_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(mut record, state)| {
+                record.state = CommandState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {state:?}")))?;
+                Ok(record)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn claim_next(&self, now: i64) -> StoreResult<Option<ClaimedCommand>> {
+        debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let claimed = tx
+                .query_row(
+                    "UPDATE commands SET state = 'Running', started_at = ?1
+                     WHERE seq = (SELECT seq FROM commands WHERE state = 'Accepted' ORDER BY seq LIMIT 1)
+                     RETURNING id, command, context, cluster_token, cluster_uid",
+                    params![now],
+                    |r| {
+                        Ok((
+                            ClaimedCommand {
+                                id: r.get(0)?,
+                                command: r.get(1)?,
+                                context: r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                                cluster_token: r.get(3)?,
+                                kubeconfig: None,
+                            },
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((mut command, cluster_uid)) = claimed else {
+                return Ok(None);
+            };
+            command.kubeconfig = tx
+                .query_row("SELECT kubeconfig FROM clusters WHERE uid = ?1", params![cluster_uid], |r| r.get(0))
+                .optional()
+                .map_err(backend)?
+                .flatten();
+            tx.commit().map_err(backend)?;
+            Ok(Some(command))
+        })
+        .await
+    }
+
+    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+        debug_assert!(CommandState::Running.can_become(outcome.state()));
+        let id = id.to_string();
+        let (exit_code, logs, reason) = match outcome {
+            Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
+            Outcome::Failed { reason, logs } => (None, logs.clone(), Some(reason.as_reason())),
+        };
+        let state = outcome.state().as_str();
+        self.call(move |conn| {
+            // The context and the cluster token are only needed to run: drop them with the run.
+            let n = conn
+                .execute(
+                    "UPDATE commands SET state = ?2, finished_at = ?3, exit_code = ?4, logs = ?5, reason = ?6,
+                            expires_at = ?7, context = NULL, cluster_token = NULL
+                     WHERE id = ?1 AND state = 'Running'",
+                    params![id, state, now, exit_code, logs, reason, expires_at],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64> {
+        let reason = FailureReason::Interrupted.as_reason();
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
+                            logs = COALESCE(logs, ''), context = NULL, cluster_token = NULL
+                     WHERE state = 'Running'",
+                    params![now, reason, expires_at],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.call(move |conn| {
+            let n = conn
+                .execute("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn count_accepted(&self) -> StoreResult<usize> {
+        self.call(|conn| {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM commands WHERE state = 'Accepted'", [], |r| r.get(0))
+                .map_err(backend)?;
+            Ok(n as usize)
+        })
+        .await
+    }
+}
