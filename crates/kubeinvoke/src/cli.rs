@@ -10,7 +10,11 @@ use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS
 use crate::config::{ServerConfig, TlsMode, default_data_dir};
 
 #[derive(Debug, Parser)]
-#[command(name = "kubeinvoke", version, about = "A self-hosted AKS Run Command API that really runs the commands")]
+#[command(
+    name = "kubeinvoke",
+    version,
+    about = "A self-hosted AKS Run Command API that really runs the commands"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,7 +38,12 @@ pub struct ServeArgs {
     #[arg(long = "hostname", env = "KUBEINVOKE_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
     /// Serve this certificate chain (PEM) instead of the generated one; needs --tls-key.
-    #[arg(long, env = "KUBEINVOKE_TLS_CERT", requires = "tls_key", conflicts_with = "http")]
+    #[arg(
+        long,
+        env = "KUBEINVOKE_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "http"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "KUBEINVOKE_TLS_KEY", requires = "tls_cert")]
@@ -85,13 +94,18 @@ impl ServeArgs {
         config.tls = match (self.http, self.tls_cert, self.tls_key) {
             (true, _, _) => TlsMode::PlainHttp,
             (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
-            _ => TlsMode::SelfSigned { hostnames: self.hostnames },
+            _ => TlsMode::SelfSigned {
+                hostnames: self.hostnames,
+            },
         };
         config.api_versions = match self.api_versions.as_slice() {
             [] => ApiVersionPolicy::Lenient,
-            [known] if known == "known" => {
-                ApiVersionPolicy::Strict(KNOWN_CONTAINER_SERVICE_VERSIONS.iter().map(|v| v.to_string()).collect())
-            }
+            [known] if known == "known" => ApiVersionPolicy::Strict(
+                KNOWN_CONTAINER_SERVICE_VERSIONS
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            ),
             list => ApiVersionPolicy::Strict(list.to_vec()),
         };
         config.max_body_bytes = self.max_body_bytes;

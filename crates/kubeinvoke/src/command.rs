@@ -20,7 +20,10 @@ impl CommandState {
 
     pub fn can_become(self, next: CommandState) -> bool {
         use CommandState::*;
-        matches!((self, next), (Accepted, Running) | (Running, Succeeded | Failed | Canceled))
+        matches!(
+            (self, next),
+            (Accepted, Running) | (Running, Succeeded | Failed | Canceled)
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -34,9 +37,15 @@ impl CommandState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+        [
+            Self::Accepted,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Canceled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -70,8 +79,14 @@ impl FailureReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The command ran to its end; a non-zero exit code is still a success of the run.
-    Exited { exit_code: i32, logs: String },
-    Failed { reason: FailureReason, logs: String },
+    Exited {
+        exit_code: i32,
+        logs: String,
+    },
+    Failed {
+        reason: FailureReason,
+        logs: String,
+    },
 }
 
 impl Outcome {
@@ -114,6 +129,9 @@ mod tests {
     fn ids_are_32_lowercase_hex() {
         let id = new_command_id();
         assert_eq!(id.len(), 32);
-        assert!(id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
     }
 }

@@ -12,13 +12,51 @@ pub const FIRST_RUN_COMMAND_VERSION: &str = "2021-03-01";
 
 /// Stable Microsoft.ContainerService versions known to have runCommand, plus what current clients send.
 pub const KNOWN_CONTAINER_SERVICE_VERSIONS: &[&str] = &[
-    "2021-03-01", "2021-05-01", "2021-07-01", "2021-08-01", "2021-09-01", "2021-10-01", "2022-01-01",
-    "2022-02-01", "2022-03-01", "2022-04-01", "2022-06-01", "2022-07-01", "2022-09-01", "2022-11-01",
-    "2023-01-01", "2023-02-01", "2023-03-01", "2023-04-01", "2023-05-01", "2023-06-01", "2023-07-01",
-    "2023-08-01", "2023-09-01", "2023-10-01", "2023-11-01", "2024-01-01", "2024-02-01", "2024-05-01",
-    "2024-07-01", "2024-08-01", "2024-09-01", "2024-10-01", "2025-01-01", "2025-02-01", "2025-03-01",
-    "2025-04-01", "2025-05-01", "2025-06-01", "2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01",
-    "2026-01-01", "2026-02-01", "2026-06-01",
+    "2021-03-01",
+    "2021-05-01",
+    "2021-07-01",
+    "2021-08-01",
+    "2021-09-01",
+    "2021-10-01",
+    "2022-01-01",
+    "2022-02-01",
+    "2022-03-01",
+    "2022-04-01",
+    "2022-06-01",
+    "2022-07-01",
+    "2022-09-01",
+    "2022-11-01",
+    "2023-01-01",
+    "2023-02-01",
+    "2023-03-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2023-06-01",
+    "2023-07-01",
+    "2023-08-01",
+    "2023-09-01",
+    "2023-10-01",
+    "2023-11-01",
+    "2024-01-01",
+    "2024-02-01",
+    "2024-05-01",
+    "2024-07-01",
+    "2024-08-01",
+    "2024-09-01",
+    "2024-10-01",
+    "2025-01-01",
+    "2025-02-01",
+    "2025-03-01",
+    "2025-04-01",
+    "2025-05-01",
+    "2025-06-01",
+    "2025-07-01",
+    "2025-08-01",
+    "2025-09-01",
+    "2025-10-01",
+    "2026-01-01",
+    "2026-02-01",
+    "2026-06-01",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -41,22 +79,35 @@ impl ApiVersionPolicy {
             return Err(self.refuse(namespace, version));
         };
         let accepted = match (namespace, self) {
-            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => list.iter().any(|v| v == version),
-            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => date >= FIRST_RUN_COMMAND_VERSION,
+            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => {
+                list.iter().any(|v| v == version)
+            }
+            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => {
+                date >= FIRST_RUN_COMMAND_VERSION
+            }
             _ => true,
         };
-        if accepted { Ok(()) } else { Err(self.refuse(namespace, version)) }
+        if accepted {
+            Ok(())
+        } else {
+            Err(self.refuse(namespace, version))
+        }
     }
 
     fn refuse(&self, namespace: Namespace, given: &str) -> ApiError {
         let supported = match (namespace, self) {
-            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => format!("'{}'", list.join("', '")),
+            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => {
+                format!("'{}'", list.join("', '"))
+            }
             (Namespace::ContainerService, ApiVersionPolicy::Lenient) => format!(
                 "any 'YYYY-MM-DD' or 'YYYY-MM-DD-preview' from '{FIRST_RUN_COMMAND_VERSION}' on"
             ),
             _ => "any 'YYYY-MM-DD' or 'YYYY-MM-DD-preview'".to_string(),
         };
-        ApiError::InvalidApiVersion { given: given.to_string(), supported }
+        ApiError::InvalidApiVersion {
+            given: given.to_string(),
+            supported,
+        }
     }
 }
 
@@ -65,7 +116,13 @@ fn well_formed_date(version: &str) -> Option<&str> {
     let date = version.strip_suffix("-preview").unwrap_or(version);
     let b = date.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !digits(0..4)
+        || !digits(5..7)
+        || !digits(8..10)
+    {
         return None;
     }
     let month: u8 = date[5..7].parse().ok()?;
@@ -80,22 +137,45 @@ mod tests {
     #[test]
     fn lenient_accepts_new_and_preview_versions() {
         let p = ApiVersionPolicy::Lenient;
-        for v in ["2021-03-01", "2026-06-01", "2031-12-31-preview", "2024-09-02-preview"] {
+        for v in [
+            "2021-03-01",
+            "2026-06-01",
+            "2031-12-31-preview",
+            "2024-09-02-preview",
+        ] {
             assert!(p.check(Namespace::ContainerService, Some(v)).is_ok(), "{v}");
         }
-        for v in ["2021-02-01", "2026-13-01", "latest", "2024-9-1", "2024-09-01-beta", ""] {
-            assert!(p.check(Namespace::ContainerService, Some(v)).is_err(), "{v}");
+        for v in [
+            "2021-02-01",
+            "2026-13-01",
+            "latest",
+            "2024-9-1",
+            "2024-09-01-beta",
+            "",
+        ] {
+            assert!(
+                p.check(Namespace::ContainerService, Some(v)).is_err(),
+                "{v}"
+            );
         }
         assert!(p.check(Namespace::Resources, Some("2016-06-01")).is_ok());
-        assert!(matches!(p.check(Namespace::Resources, None), Err(ApiError::MissingApiVersion)));
+        assert!(matches!(
+            p.check(Namespace::Resources, None),
+            Err(ApiError::MissingApiVersion)
+        ));
         assert!(p.check(Namespace::Metadata, None).is_ok());
     }
 
     #[test]
     fn strict_pins_container_service_only() {
         let p = ApiVersionPolicy::Strict(vec!["2024-09-01".into()]);
-        assert!(p.check(Namespace::ContainerService, Some("2024-09-01")).is_ok());
-        let err = p.check(Namespace::ContainerService, Some("2026-06-01")).unwrap_err();
+        assert!(
+            p.check(Namespace::ContainerService, Some("2024-09-01"))
+                .is_ok()
+        );
+        let err = p
+            .check(Namespace::ContainerService, Some("2026-06-01"))
+            .unwrap_err();
         assert!(err.to_string().contains("'2024-09-01'"), "{err}");
         assert!(p.check(Namespace::Resources, Some("2022-12-01")).is_ok());
     }

@@ -35,7 +35,10 @@ pub struct ClusterRef {
 
 impl ClusterRef {
     pub fn group_ref(&self) -> GroupRef {
-        GroupRef { subscription: self.subscription.clone(), group: self.group.clone() }
+        GroupRef {
+            subscription: self.subscription.clone(),
+            group: self.group.clone(),
+        }
     }
 }
 
@@ -86,22 +89,43 @@ pub fn parse(path: &str) -> Option<Parsed> {
     let lit = |i: usize, word: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
 
     if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {
-        return Some(Parsed { namespace: Namespace::Metadata, route: Ok(Route::MetadataEndpoints) });
+        return Some(Parsed {
+            namespace: Namespace::Metadata,
+            route: Ok(Route::MetadataEndpoints),
+        });
     }
     if !lit(0, "subscriptions") {
         return None;
     }
-    let resources = |route| Some(Parsed { namespace: Namespace::Resources, route });
-    let container = |route| Some(Parsed { namespace: Namespace::ContainerService, route });
+    let resources = |route| {
+        Some(Parsed {
+            namespace: Namespace::Resources,
+            route,
+        })
+    };
+    let container = |route| {
+        Some(Parsed {
+            namespace: Namespace::ContainerService,
+            route,
+        })
+    };
     let sub = || SubscriptionId::parse(seg[1]);
     let group = || -> Result<GroupRef, ApiError> {
-        Ok(GroupRef { subscription: sub()?, group: GroupName::parse(seg[3])? })
+        Ok(GroupRef {
+            subscription: sub()?,
+            group: GroupName::parse(seg[3])?,
+        })
     };
     let cluster = || -> Result<ClusterRef, ApiError> {
         let g = group()?;
-        Ok(ClusterRef { subscription: g.subscription, group: g.group, name: ClusterName::parse(seg[7])? })
+        Ok(ClusterRef {
+            subscription: g.subscription,
+            group: g.group,
+            name: ClusterName::parse(seg[7])?,
+        })
     };
-    let in_provider = |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
+    let in_provider =
+        |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
 
     match seg.len() {
         1 => resources(Ok(Route::Subscriptions)),
@@ -109,13 +133,19 @@ pub fn parse(path: &str) -> Option<Parsed> {
         3 if lit(2, "resourceGroups") => resources(sub().map(Route::ResourceGroups)),
         4 if lit(2, "resourceGroups") => resources(group().map(Route::ResourceGroup)),
         5 if in_provider(2) => container(sub().map(Route::ClustersInSubscription)),
-        7 if lit(2, "resourceGroups") && in_provider(4) => container(group().map(Route::ClustersInGroup)),
+        7 if lit(2, "resourceGroups") && in_provider(4) => {
+            container(group().map(Route::ClustersInGroup))
+        }
         8 if lit(2, "resourceGroups") && in_provider(4) => container(cluster().map(Route::Cluster)),
         9 if lit(2, "resourceGroups") && in_provider(4) => {
             let action = match seg[8] {
                 s if s.eq_ignore_ascii_case("runCommand") => ClusterAction::RunCommand,
-                s if s.eq_ignore_ascii_case("listClusterAdminCredential") => ClusterAction::ListAdminCredential,
-                s if s.eq_ignore_ascii_case("listClusterUserCredential") => ClusterAction::ListUserCredential,
+                s if s.eq_ignore_ascii_case("listClusterAdminCredential") => {
+                    ClusterAction::ListAdminCredential
+                }
+                s if s.eq_ignore_ascii_case("listClusterUserCredential") => {
+                    ClusterAction::ListUserCredential
+                }
                 _ => return None,
             };
             container(cluster().map(|c| Route::ClusterAction(c, action)))
@@ -152,19 +182,29 @@ mod tests {
 
     #[test]
     fn actions_and_lists_are_recognised() {
-        let mc = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters");
+        let mc = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters"
+        );
         assert!(matches!(route(&mc), Route::ClustersInGroup(_)));
-        assert!(matches!(route(&format!("{mc}/c/runcommand")), Route::ClusterAction(_, ClusterAction::RunCommand)));
+        assert!(matches!(
+            route(&format!("{mc}/c/runcommand")),
+            Route::ClusterAction(_, ClusterAction::RunCommand)
+        ));
         assert!(matches!(
             route(&format!("{mc}/c/listClusterUserCredential")),
             Route::ClusterAction(_, ClusterAction::ListUserCredential)
         ));
         assert!(matches!(
-            route(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters")),
+            route(&format!(
+                "/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters"
+            )),
             Route::ClustersInSubscription(_)
         ));
         assert!(matches!(route("/subscriptions"), Route::Subscriptions));
-        assert!(matches!(route("/metadata/endpoints"), Route::MetadataEndpoints));
+        assert!(matches!(
+            route("/metadata/endpoints"),
+            Route::MetadataEndpoints
+        ));
         assert!(parse(&format!("{mc}/c/explode")).is_none());
         assert!(parse("/subscriptions//resourceGroups").is_none());
         assert!(parse("/other").is_none());
@@ -180,7 +220,9 @@ mod tests {
 
     #[test]
     fn segments_are_percent_decoded() {
-        let Route::ResourceGroup(g) = route(&format!("/subscriptions/{SUB}/resourcegroups/rg%28x%29")) else {
+        let Route::ResourceGroup(g) =
+            route(&format!("/subscriptions/{SUB}/resourcegroups/rg%28x%29"))
+        else {
             panic!("not a group")
         };
         assert_eq!(g.group.as_str(), "rg(x)");

@@ -19,7 +19,10 @@ impl Instance {
     pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Self> {
         let path = config.data_dir.join("instance.json");
         let stored: Option<Instance> = match fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?),
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
@@ -33,7 +36,8 @@ impl Instance {
                 .unwrap_or_else(fresh),
         };
         if stored.is_none() {
-            fs::write(&path, serde_json::to_vec_pretty(&instance)?).with_context(|| format!("writing {}", path.display()))?;
+            fs::write(&path, serde_json::to_vec_pretty(&instance)?)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(instance)
     }

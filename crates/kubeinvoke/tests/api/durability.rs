@@ -1,0 +1,79 @@
+//! Crashes, restarts and retention (issue: results durable in SQLite).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn sigkill_interrupts_running_commands_and_keeps_finished_results() {
+    let mut s = Server::start(&["--max-running", "1"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let finished = s
+        .submit("rg", "c1", json!({"command": "echo kept; exit 4"}))
+        .await;
+    let before = s.wait(&finished).await;
+    let sleeping = s.submit("rg", "c1", json!({"command": "sleep 30"})).await;
+    s.wait_for_state(&sleeping, "Running").await;
+    let queued = s
+        .submit("rg", "c1", json!({"command": "echo ran-after-restart"}))
+        .await;
+    assert_eq!(
+        s.get(&queued).await.json()["properties"]["provisioningState"],
+        "Accepted"
+    );
+
+    s.kill9();
+    let s = s.restart().await;
+
+    let interrupted = s.wait(&s.url(&rebase(&sleeping, &s.base))).await;
+    assert_eq!(interrupted["properties"]["provisioningState"], "Failed");
+    assert_eq!(interrupted["properties"]["reason"], "Interrupted");
+    assert!(interrupted["properties"]["finishedAt"].is_string());
+
+    let resumed = s.wait(&rebase(&queued, &s.base)).await;
+    assert_eq!(resumed["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(resumed["properties"]["logs"], "ran-after-restart\n");
+
+    let after = s.get(&rebase(&finished, &s.base)).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.json(),
+        before,
+        "finished results are unchanged by the crash"
+    );
+
+    // Interrupted commands are never re-run: still the same terminal result after another restart.
+    let s = s.restart().await;
+    let again = s.get(&rebase(&sleeping, &s.base)).await.json();
+    assert_eq!(again, interrupted);
+}
+
+/// The restarted server listens on a new port: point a Location at it.
+fn rebase(location: &str, base: &str) -> String {
+    let path = location.splitn(4, '/').nth(3).unwrap();
+    format!("{base}/{path}")
+}
+
+#[tokio::test]
+async fn results_expire_after_the_retention() {
+    let s = Server::start(&["--retention", "1s"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s
+        .submit("rg", "c1", json!({"command": "echo short-lived"}))
+        .await;
+    assert_eq!(
+        s.wait(&location).await["properties"]["logs"],
+        "short-lived\n"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.get(&location).await.assert_error(404, "NotFound");
+    // The janitor also deletes the rows, not just hides them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db = rusqlite::Connection::open(s.data_dir().join("kubeinvoke.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}

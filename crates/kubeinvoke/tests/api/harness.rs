@@ -1,0 +1,314 @@
+//! A real `kubeinvoke serve` process on a loopback port with its own data directory, and an
+//! HTTPS client that trusts the CA the server generated.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const SUB: &str = "00000000-0000-0000-0000-000000000000";
+pub const API: &str = "2024-09-01";
+/// A variable set in the server's environment that commands must not see.
+pub const SERVER_ONLY_VAR: &str = "KUBEINVOKE_TEST_SERVER_SECRET";
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    root: TempDir,
+    args: Vec<String>,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a CloudError with this status and code, returning its message.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "body: {}", self.text);
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .to_string()
+    }
+}
+
+impl Server {
+    pub async fn start(extra: &[&str]) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect()).await
+    }
+
+    async fn launch(root: TempDir, args: Vec<String>) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let data_dir = root.path().join("data");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.path().join("server.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .env(SERVER_ONLY_VAR, "must-not-leak")
+            .env("KUBEINVOKE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn kubeinvoke");
+        let stdout = child.stdout.take().unwrap();
+        let (found, base) = std::sync::mpsc::channel();
+        // Keep reading stdout for the server's whole life, so it never writes to a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("listening on") {
+                    let _ = found.send(url.trim().to_string());
+                }
+            }
+        });
+        let base =
+            tokio::task::spawn_blocking(move || base.recv_timeout(Duration::from_secs(30)).ok())
+                .await
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "server did not start: {}",
+                        std::fs::read_to_string(root.path().join("server.log")).unwrap_or_default()
+                    )
+                });
+        let client = client_for(&data_dir.join("tls/ca.pem"));
+        Server {
+            child: Some(child),
+            base,
+            root,
+            args,
+            client,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts a new process on the same data directory and flags.
+    pub async fn restart(mut self) -> Server {
+        self.kill9();
+        let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
+        let args = std::mem::take(&mut self.args);
+        Self::launch(root, args).await
+    }
+
+    /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else if path.contains('?') {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?api-version={API}", self.base)
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth("any-token");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn create_group(&self, group: &str) {
+        let r = self
+            .put(&group_path(group), json!({"location": "westeurope"}))
+            .await;
+        assert!(r.status.is_success(), "creating group: {}", r.text);
+    }
+
+    /// Creates the group (if needed) and a cluster with these properties.
+    pub async fn create_cluster(&self, group: &str, name: &str, properties: Value) -> Value {
+        self.create_group(group).await;
+        let r = self
+            .put(
+                &cluster_path(group, name),
+                json!({"location": "westeurope", "properties": properties}),
+            )
+            .await;
+        assert!(r.status.is_success(), "creating cluster: {}", r.text);
+        r.json()
+    }
+
+    /// Submits a command and returns the `Location` to poll.
+    pub async fn submit(&self, group: &str, name: &str, body: Value) -> String {
+        let r = self
+            .post(&format!("{}/runCommand", cluster_path(group, name)), body)
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "runCommand: {}", r.text);
+        r.header("location").expect("Location").to_string()
+    }
+
+    /// Polls a result until it is 200, as fast as the test likes.
+    pub async fn wait(&self, location: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.get(location).await;
+            match r.status.as_u16() {
+                200 => return r.json(),
+                202 => {}
+                other => panic!("polling {location}: {other} {}", r.text),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "command did not finish: {}",
+                r.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a shell line on a fresh cluster and returns the finished result.
+    pub async fn run(&self, command: &str) -> Value {
+        self.create_cluster("rg", "c1", json!({})).await;
+        let location = self
+            .submit("rg", "c1", json!({"command": command, "context": ""}))
+            .await;
+        self.wait(&location).await
+    }
+
+    /// Polls until the result is in the given in-progress state.
+    pub async fn wait_for_state(&self, location: &str, state: &str) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.get(location).await;
+            if r.status == StatusCode::ACCEPTED
+                && r.json()["properties"]["provisioningState"] == state
+            {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never reached {state}: {}",
+                r.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub async fn reply(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request failed");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+pub fn client_for(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("CA file");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap()
+}
+
+pub fn group_path(group: &str) -> String {
+    format!("/subscriptions/{SUB}/resourcegroups/{group}")
+}
+
+pub fn cluster_path(group: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}"
+    )
+}
+
+/// A zip with these files, as `az aks command invoke --file` builds it (stored, at the root).
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in files {
+        out.start_file(*name, options).unwrap();
+        out.write_all(data).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// Base64 with a newline every 76 characters, like Python's `base64.encodebytes`.
+pub fn encodebytes(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
+    flat.as_bytes()
+        .chunks(76)
+        .map(|line| format!("{}\n", std::str::from_utf8(line).unwrap()))
+        .collect()
+}
+
+/// A kubeconfig pointing at `server`, base64-encoded for `properties.kubeconfig`.
+pub fn kubeconfig_for(server: &str) -> (String, String) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\nusers:\n- name: admin\n  user:\n    token: not-a-real-token\n"
+    );
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&yaml);
+    (yaml, encoded)
+}

@@ -1,0 +1,10 @@
+//! Contract tests: a real server process, real HTTPS, real SQLite, real commands.
+
+mod harness;
+
+mod commands;
+mod contract;
+mod durability;
+mod examples;
+mod limits;
+mod resources;

@@ -1,0 +1,348 @@
+//! Resource groups, managed clusters, credentials, subscriptions and cloud metadata.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn resource_groups_have_a_full_lifecycle() {
+    let s = Server::start(&[]).await;
+    let r = s
+        .put(
+            &group_path("Team-RG"),
+            json!({"location": "westeurope", "tags": {"env": "dev"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({
+            "id": format!("/subscriptions/{SUB}/resourceGroups/Team-RG"),
+            "name": "Team-RG",
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": "westeurope",
+            "tags": {"env": "dev"},
+            "properties": {"provisioningState": "Succeeded"}
+        })
+    );
+    let again = s
+        .put(&group_path("team-rg"), json!({"location": "northeurope"}))
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.json()["name"],
+        "Team-RG",
+        "keeps the casing it was created with"
+    );
+    assert_eq!(
+        s.get(&group_path("TEAM-RG")).await.json()["location"],
+        "northeurope"
+    );
+    assert_eq!(
+        s.send(Method::HEAD, &group_path("team-rg"), None)
+            .await
+            .status,
+        204
+    );
+
+    let list = s
+        .get(&format!("/subscriptions/{SUB}/resourcegroups"))
+        .await
+        .json();
+    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+
+    s.create_cluster("team-rg", "c1", json!({})).await;
+    assert_eq!(
+        s.send(Method::DELETE, &group_path("team-rg"), None)
+            .await
+            .status,
+        200
+    );
+    s.get(&group_path("team-rg"))
+        .await
+        .assert_error(404, "ResourceGroupNotFound");
+    assert_eq!(
+        s.send(Method::HEAD, &group_path("team-rg"), None)
+            .await
+            .status,
+        404
+    );
+    s.send(Method::DELETE, &group_path("team-rg"), None)
+        .await
+        .assert_error(404, "ResourceGroupNotFound");
+    s.get(&cluster_path("team-rg", "c1"))
+        .await
+        .assert_error(404, "ResourceGroupNotFound");
+}
+
+#[tokio::test]
+async fn clusters_keep_unknown_properties_and_hide_the_kubeconfig() {
+    let s = Server::start(&[]).await;
+    s.create_group("rg").await;
+    let (yaml, encoded) = kubeconfig_for("https://my-cluster.hcp.westeurope.azmk8s.io:443");
+    let body = json!({
+        "location": "westeurope",
+        "tags": {"team": "platform"},
+        "sku": {"name": "Base", "tier": "Free"},
+        "properties": {
+            "kubeconfig": encoded,
+            "dnsPrefix": "dns1",
+            "futureFeature": {"nested": [1, 2, {"deep": true}]},
+            "aadProfile": {"managed": false}
+        }
+    });
+    let created = s.put(&cluster_path("rg", "c1"), body.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let fetched = s.get(&cluster_path("rg", "c1")).await;
+    assert_eq!(fetched.status, 200);
+    for got in [created.json(), fetched.json()] {
+        assert_eq!(got["type"], "Microsoft.ContainerService/ManagedClusters");
+        assert_eq!(got["tags"], json!({"team": "platform"}));
+        assert_eq!(got["sku"], json!({"name": "Base", "tier": "Free"}));
+        let properties = &got["properties"];
+        assert_eq!(
+            properties["futureFeature"],
+            json!({"nested": [1, 2, {"deep": true}]})
+        );
+        assert_eq!(properties["dnsPrefix"], "dns1");
+        assert_eq!(properties["fqdn"], "my-cluster.hcp.westeurope.azmk8s.io");
+        assert_eq!(properties["provisioningState"], "Succeeded");
+        assert!(
+            properties.get("kubeconfig").is_none(),
+            "kubeconfig is write-only: {got}"
+        );
+        assert!(!got.to_string().contains(&encoded));
+    }
+
+    // A PUT without the kubeconfig (GET, edit, PUT) keeps it.
+    let mut edited = fetched.json();
+    edited["properties"]["dnsPrefix"] = json!("dns2");
+    let updated = s.put(&cluster_path("rg", "C1"), edited).await;
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(updated.json()["properties"]["dnsPrefix"], "dns2");
+
+    for (action, name) in [
+        ("listClusterAdminCredential", "clusterAdmin"),
+        ("listClusterUserCredential", "clusterUser"),
+    ] {
+        let r = s
+            .post(&format!("{}/{action}", cluster_path("rg", "c1")), json!({}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        assert_eq!(body["kubeconfigs"][0]["name"], name);
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(body["kubeconfigs"][0]["value"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), yaml);
+    }
+}
+
+#[tokio::test]
+async fn bad_kubeconfigs_are_refused_naming_the_property() {
+    let s = Server::start(&[]).await;
+    s.create_group("rg").await;
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for bad in [
+        json!("%%%not base64"),
+        json!(b64("{{{ not yaml")),
+        json!(b64("clusters: []")),
+        json!(42),
+    ] {
+        let r = s
+            .put(
+                &cluster_path("rg", "c1"),
+                json!({"properties": {"kubeconfig": bad}}),
+            )
+            .await;
+        let message = r.assert_error(400, "InvalidParameter");
+        assert!(message.contains("properties.kubeconfig"), "{message}");
+        assert_eq!(r.json()["error"]["target"], "properties.kubeconfig");
+    }
+    s.get(&cluster_path("rg", "c1"))
+        .await
+        .assert_error(404, "ResourceNotFound");
+    s.create_cluster("rg", "bare", json!({})).await;
+    let r = s
+        .post(
+            &format!("{}/listClusterAdminCredential", cluster_path("rg", "bare")),
+            json!({}),
+        )
+        .await;
+    r.assert_error(400, "NoCredentials");
+}
+
+#[tokio::test]
+async fn cluster_put_needs_its_group_and_defaults_the_location() {
+    let s = Server::start(&[]).await;
+    let r = s
+        .put(
+            &cluster_path("nogroup", "c1"),
+            json!({"location": "x", "properties": {}}),
+        )
+        .await;
+    r.assert_error(404, "ResourceGroupNotFound");
+    s.create_group("rg").await;
+    let r = s.put(&cluster_path("rg", "c1"), json!({})).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["location"], "westeurope");
+}
+
+#[tokio::test]
+async fn delete_is_idempotent_and_results_go_with_the_cluster() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s.submit("rg", "c1", json!({"command": "echo old"})).await;
+    s.wait(&location).await;
+    assert_eq!(
+        s.send(Method::DELETE, &cluster_path("rg", "c1"), None)
+            .await
+            .status,
+        200
+    );
+    s.get(&cluster_path("rg", "c1"))
+        .await
+        .assert_error(404, "ResourceNotFound");
+    assert_eq!(
+        s.send(Method::DELETE, &cluster_path("rg", "c1"), None)
+            .await
+            .status,
+        204
+    );
+    // A new cluster with the same name does not inherit the old one's results.
+    s.create_cluster("rg", "c1", json!({})).await;
+    s.get(&location).await.assert_error(404, "NotFound");
+}
+
+#[tokio::test]
+async fn cluster_lists_page_with_next_link_in_both_scopes() {
+    let s = Server::start(&["--page-size", "2"]).await;
+    for (group, name) in [
+        ("rg-a", "c3"),
+        ("rg-a", "c1"),
+        ("rg-a", "C2"),
+        ("rg-b", "c4"),
+        ("rg-b", "c5"),
+    ] {
+        s.create_cluster(group, name, json!({})).await;
+    }
+    let collect = |first: String| {
+        let s = &s;
+        async move {
+            let mut names = Vec::new();
+            let mut next = Some(first);
+            let mut pages = 0;
+            while let Some(url) = next {
+                let r = s.get(&url).await;
+                assert_eq!(r.status, 200, "{url}: {}", r.text);
+                let body = r.json();
+                pages += 1;
+                names.extend(
+                    body["value"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["name"].as_str().unwrap().to_string()),
+                );
+                next = body
+                    .get("nextLink")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Some(link) = &next {
+                    assert!(link.starts_with(&s.base), "absolute: {link}");
+                    assert!(
+                        link.contains("api-version=2024-09-01"),
+                        "same api-version: {link}"
+                    );
+                }
+            }
+            (names, pages)
+        }
+    };
+    let (all, pages) = collect(format!(
+        "/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters"
+    ))
+    .await;
+    assert_eq!(all, ["c1", "C2", "c3", "c4", "c5"]);
+    assert_eq!(pages, 3);
+    let in_group = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-b/providers/Microsoft.ContainerService/managedClusters"
+    );
+    let (b, pages) = collect(in_group.clone()).await;
+    assert_eq!((b, pages), (vec!["c4".to_string(), "c5".to_string()], 1));
+    s.get(&format!("{in_group}?api-version={API}&$skipToken=zz"))
+        .await
+        .assert_error(400, "InvalidParameter");
+    let empty = format!(
+        "/subscriptions/{SUB}/resourceGroups/none/providers/Microsoft.ContainerService/managedClusters"
+    );
+    s.get(&empty)
+        .await
+        .assert_error(404, "ResourceGroupNotFound");
+}
+
+#[tokio::test]
+async fn subscriptions_and_cloud_metadata_serve_az_login() {
+    let s = Server::start(&[
+        "--subscription-id",
+        SUB,
+        "--tenant-id",
+        "11111111-2222-3333-4444-555555555555",
+    ])
+    .await;
+    let subs = s.get("/subscriptions?api-version=2022-12-01").await.json();
+    let first = &subs["value"][0];
+    assert_eq!(first["subscriptionId"], SUB);
+    assert_eq!(first["id"], format!("/subscriptions/{SUB}"));
+    assert_eq!(first["state"], "Enabled");
+    assert_eq!(first["tenantId"], "11111111-2222-3333-4444-555555555555");
+    assert!(first["displayName"].is_string());
+
+    let meta = reply(s.client.get(format!(
+        "{}/metadata/endpoints?api-version=2022-09-01",
+        s.base
+    )))
+    .await
+    .json();
+    assert_eq!(meta["resourceManager"], format!("{}/", s.base));
+    assert_eq!(meta["authentication"]["loginEndpoint"], s.base);
+    let audiences = meta["authentication"]["audiences"].as_array().unwrap();
+    assert!(audiences.contains(&json!("https://management.core.windows.net/")));
+    assert!(meta["suffixes"].is_object() && meta["name"].is_string());
+}
+
+#[tokio::test]
+async fn generated_certificate_covers_loopback_names_and_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start(&["--hostname", "kubeinvoke.test"]).await;
+    let tls = s.data_dir().join("tls");
+    for key in ["ca.key", "server.key"] {
+        let mode = std::fs::metadata(tls.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:{port}/metadata/endpoints");
+        assert_eq!(reply(s.client.get(&url)).await.status, 200, "{host}");
+    }
+    let names = std::fs::read_to_string(tls.join("server.names")).unwrap();
+    assert!(
+        names.contains("kubeinvoke.test") && names.contains("::1"),
+        "{names}"
+    );
+    // A restart reuses the CA, so clients that trust it keep working.
+    let ca_before = std::fs::read(tls.join("ca.pem")).unwrap();
+    let s = s.restart().await;
+    assert_eq!(
+        std::fs::read(s.data_dir().join("tls/ca.pem")).unwrap(),
+        ca_before
+    );
+    assert_eq!(s.get(&group_path("x")).await.status, 404);
+}
