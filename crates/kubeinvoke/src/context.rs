@@ -116,11 +116,11 @@ fn entry_name<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> String {
 
 fn safe_path<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, ContextError> {
     if entry.is_symlink() {
-        return Err(ContextError::Symlink(entry_name(&entry)));
+        return Err(ContextError::Symlink(entry_name(entry)));
     }
     entry
         .enclosed_name()
-        .ok_or_else(|| ContextError::UnsafePath(entry_name(&entry)))
+        .ok_or_else(|| ContextError::UnsafePath(entry_name(entry)))
 }
 
 /// Unpacks a checked context into `dir`, counting the bytes really inflated against the limit.

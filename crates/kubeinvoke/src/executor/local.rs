@@ -184,7 +184,7 @@ impl Executor for LocalExecutor {
             let this = self.snapshot();
             tokio::task::spawn_blocking(move || this.prepare(&job)).await
         };
-        let outcome = match prepared {
+        match prepared {
             Ok(Ok(run)) => {
                 let outcome = self.execute(&job, &run).await;
                 remove_workdir(run.workdir).await;
@@ -195,8 +195,7 @@ impl Executor for LocalExecutor {
                 start_failed(detail)
             }
             Err(e) => start_failed(format!("preparing the run: {e}")),
-        };
-        outcome
+        }
     }
 }
 

@@ -81,10 +81,11 @@ pub async fn put(
         .get_group(&cluster.subscription, &cluster.group)
         .await?
         .ok_or_else(|| ApiError::ResourceGroupNotFound(cluster.group.as_str().to_string()))?;
-    if !document
+    let has_location = document
         .get("location")
-        .is_some_and(|l| l.as_str().is_some_and(|s| !s.is_empty()))
-    {
+        .and_then(Value::as_str)
+        .is_some_and(|l| !l.is_empty());
+    if !has_location {
         document.insert("location".into(), Value::String(group.location));
     }
     let properties = match document
