@@ -10,11 +10,7 @@ use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS
 use crate::config::{ServerConfig, TlsMode, default_data_dir};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "kubeinvoke",
-    version,
-    about = "A self-hosted AKS Run Command API that really runs the commands"
-)]
+#[command(name = "kubeinvoke", version, about = "A self-hosted AKS Run Command API that really runs the commands")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,12 +34,7 @@ pub struct ServeArgs {
     #[arg(long = "hostname", env = "KUBEINVOKE_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
     /// Serve this certificate chain (PEM) instead of the generated one; needs --tls-key.
-    #[arg(
-        long,
-        env = "KUBEINVOKE_TLS_CERT",
-        requires = "tls_key",
-        conflicts_with = "http"
-    )]
+    #[arg(long, env = "KUBEINVOKE_TLS_CERT", requires = "tls_key", conflicts_with = "http")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "KUBEINVOKE_TLS_KEY", requires = "tls_cert")]
@@ -94,18 +85,13 @@ impl ServeArgs {
         config.tls = match (self.http, self.tls_cert, self.tls_key) {
             (true, _, _) => TlsMode::PlainHttp,
             (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
-            _ => TlsMode::SelfSigned {
-                hostnames: self.hostnames,
-            },
+            _ => TlsMode::SelfSigned { hostnames: self.hostnames },
         };
         config.api_versions = match self.api_versions.as_slice() {
             [] => ApiVersionPolicy::Lenient,
-            [known] if known == "known" => ApiVersionPolicy::Strict(
-                KNOWN_CONTAINER_SERVICE_VERSIONS
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-            ),
+            [known] if known == "known" => {
+                ApiVersionPolicy::Strict(KNOWN_CONTAINER_SERVICE_VERSIONS.iter().map(|v| v.to_string()).collect())
+            }
             list => ApiVersionPolicy::Strict(list.to_vec()),
         };
         config.max_body_bytes = self.max_body_bytes;
@@ -119,5 +105,32 @@ impl ServeArgs {
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_safe() {
+        let Cli { command: Command::Serve(args) } = Cli::try_parse_from(["kubeinvoke", "serve"]).unwrap();
+        let config = args.into_config();
+        assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
+        assert!(matches!(config.tls, TlsMode::SelfSigned { .. }));
+        assert!(matches!(config.api_versions, ApiVersionPolicy::Lenient));
+        assert_eq!(config.exec.log_cap, 512 * 1024);
+        assert_eq!(config.exec.timeout, Duration::from_secs(3600));
+        assert_eq!(config.dispatch.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(config.max_body_bytes, 32 * 1024 * 1024);
+    }
+
+    #[test]
+    fn tls_flags_pair_up_and_exclude_http() {
+        assert!(Cli::try_parse_from(["kubeinvoke", "serve", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["kubeinvoke", "serve", "--tls-cert", "c", "--tls-key", "k", "--http"]).is_err());
+        let Cli { command: Command::Serve(args) } =
+            Cli::try_parse_from(["kubeinvoke", "serve", "--api-versions", "known"]).unwrap();
+        assert!(matches!(args.into_config().api_versions, ApiVersionPolicy::Strict(v) if v.len() > 40));
     }
 }

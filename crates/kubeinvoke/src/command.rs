@@ -20,10 +20,7 @@ impl CommandState {
 
     pub fn can_become(self, next: CommandState) -> bool {
         use CommandState::*;
-        matches!(
-            (self, next),
-            (Accepted, Running) | (Running, Succeeded | Failed | Canceled)
-        )
+        matches!((self, next), (Accepted, Running) | (Running, Succeeded | Failed | Canceled))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -37,15 +34,9 @@ impl CommandState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Accepted,
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Canceled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
+        [Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
+            .into_iter()
+            .find(|state| state.as_str() == s)
     }
 }
 
@@ -129,9 +120,6 @@ mod tests {
     fn ids_are_32_lowercase_hex() {
         let id = new_command_id();
         assert_eq!(id.len(), 32);
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        );
+        assert!(id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     }
 }

@@ -42,9 +42,7 @@ impl ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir,
-            tls: TlsMode::SelfSigned {
-                hostnames: Vec::new(),
-            },
+            tls: TlsMode::SelfSigned { hostnames: Vec::new() },
             api_versions: ApiVersionPolicy::Lenient,
             max_body_bytes: 32 * 1024 * 1024,
             page_size: 100,

@@ -24,10 +24,7 @@ pub struct ContextLimits {
 
 impl Default for ContextLimits {
     fn default() -> Self {
-        ContextLimits {
-            max_entries: 10_000,
-            max_unpacked_bytes: 256 * 1024 * 1024,
-        }
+        ContextLimits { max_entries: 10_000, max_unpacked_bytes: 256 * 1024 * 1024 }
     }
 }
 
@@ -41,17 +38,12 @@ pub enum ContextError {
     TooManyEntries(usize, usize),
     #[error("'context' unpacks to more than the limit of {0} bytes")]
     TooLarge(u64),
-    #[error(
-        "'context' entry {0:?} has an unsafe path (absolute, or leaving the working directory)"
-    )]
+    #[error("'context' entry {0:?} has an unsafe path (absolute, or leaving the working directory)")]
     UnsafePath(String),
     #[error("'context' entry {0:?} is a symbolic link, which is not allowed")]
     Symlink(String),
     #[error("'context' entry {name:?} could not be read: {source}")]
-    Corrupt {
-        name: String,
-        source: zip::result::ZipError,
-    },
+    Corrupt { name: String, source: zip::result::ZipError },
 }
 
 /// Base64 as clients send it: standard alphabet, padding optional, line breaks anywhere
@@ -63,11 +55,7 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Decodes and checks a submitted context. An absent or empty context is no files.
 pub fn decode(raw: Option<&str>, limits: ContextLimits) -> Result<Vec<u8>, ContextError> {
-    let compact: String = raw
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
+    let compact: String = raw.unwrap_or_default().chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if compact.is_empty() {
         return Ok(Vec::new());
     }
@@ -90,10 +78,7 @@ pub fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
 fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
     if archive.len() > limits.max_entries {
-        return Err(ContextError::TooManyEntries(
-            archive.len(),
-            limits.max_entries,
-        ));
+        return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
     }
     let mut declared: u64 = 0;
     for index in 0..archive.len() {
@@ -108,19 +93,14 @@ fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
 }
 
 fn entry_name<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> String {
-    entry
-        .name()
-        .map(|n| n.into_owned())
-        .unwrap_or_else(|_| "<name not valid text>".to_string())
+    entry.name().map(|n| n.into_owned()).unwrap_or_else(|_| "<name not valid text>".to_string())
 }
 
 fn safe_path<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, ContextError> {
     if entry.is_symlink() {
         return Err(ContextError::Symlink(entry_name(entry)));
     }
-    entry
-        .enclosed_name()
-        .ok_or_else(|| ContextError::UnsafePath(entry_name(entry)))
+    entry.enclosed_name().ok_or_else(|| ContextError::UnsafePath(entry_name(entry)))
 }
 
 /// Unpacks a checked context into `dir`, counting the bytes really inflated against the limit.
@@ -143,19 +123,13 @@ pub fn extract(bytes: &[u8], dir: &Path, limits: ContextLimits) -> Result<(), Ex
         }
         // Keep the owner's execute bit (scripts), never setuid/setgid, never group/other write.
         let mode = entry.unix_mode().map_or(0o644, |m| (m & 0o755) | 0o600);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&target)?;
-        let written =
-            io::copy(&mut (&mut entry).take(budget + 1), &mut file).map_err(|source| {
-                ExtractError::Context(ContextError::Corrupt {
-                    name: entry_name(&entry),
-                    source: zip::result::ZipError::Io(source),
-                })
-            })?;
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&target)?;
+        let written = io::copy(&mut (&mut entry).take(budget + 1), &mut file).map_err(|source| {
+            ExtractError::Context(ContextError::Corrupt {
+                name: entry_name(&entry),
+                source: zip::result::ZipError::Io(source),
+            })
+        })?;
         if written > budget {
             return Err(ContextError::TooLarge(limits.max_unpacked_bytes).into());
         }
@@ -191,56 +165,25 @@ pub(crate) mod tests {
     fn accepts_base64_with_line_breaks() {
         let zip = zip_of(&[("a.txt", b"hello")]);
         let encoded = encode(&zip);
-        let wrapped: String = encoded
-            .as_bytes()
-            .chunks(76)
-            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
-            .collect();
-        assert_eq!(
-            decode(Some(&wrapped), ContextLimits::default()).unwrap(),
-            zip
-        );
-        assert!(
-            decode(Some(""), ContextLimits::default())
-                .unwrap()
-                .is_empty()
-        );
+        let wrapped: String =
+            encoded.as_bytes().chunks(76).map(|c| format!("{}\n", std::str::from_utf8(c).unwrap())).collect();
+        assert_eq!(decode(Some(&wrapped), ContextLimits::default()).unwrap(), zip);
+        assert!(decode(Some(""), ContextLimits::default()).unwrap().is_empty());
         assert!(decode(None, ContextLimits::default()).unwrap().is_empty());
     }
 
     #[test]
     fn refuses_what_is_not_a_safe_zip() {
         let limits = ContextLimits::default();
-        assert!(matches!(
-            decode(Some("%%%"), limits),
-            Err(ContextError::Base64(_))
-        ));
-        assert!(matches!(
-            decode(Some(&encode(b"plain text")), limits),
-            Err(ContextError::NotZip(_))
-        ));
+        assert!(matches!(decode(Some("%%%"), limits), Err(ContextError::Base64(_))));
+        assert!(matches!(decode(Some(&encode(b"plain text")), limits), Err(ContextError::NotZip(_))));
         let escaping = zip_of(&[("../evil", b"x")]);
-        assert!(matches!(
-            decode(Some(&encode(&escaping)), limits),
-            Err(ContextError::UnsafePath(_))
-        ));
+        assert!(matches!(decode(Some(&encode(&escaping)), limits), Err(ContextError::UnsafePath(_))));
         let many = zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
-        let small = ContextLimits {
-            max_entries: 2,
-            ..limits
-        };
-        assert!(matches!(
-            decode(Some(&encode(&many)), small),
-            Err(ContextError::TooManyEntries(3, 2))
-        ));
-        let tiny = ContextLimits {
-            max_unpacked_bytes: 2,
-            ..limits
-        };
-        assert!(matches!(
-            decode(Some(&encode(&many)), tiny),
-            Err(ContextError::TooLarge(2))
-        ));
+        let small = ContextLimits { max_entries: 2, ..limits };
+        assert!(matches!(decode(Some(&encode(&many)), small), Err(ContextError::TooManyEntries(3, 2))));
+        let tiny = ContextLimits { max_unpacked_bytes: 2, ..limits };
+        assert!(matches!(decode(Some(&encode(&many)), tiny), Err(ContextError::TooLarge(2))));
     }
 
     #[test]
@@ -249,9 +192,6 @@ pub(crate) mod tests {
         let zip = zip_of(&[("a.txt", b"hello"), ("sub/dir/b.yaml", b"kind: Pod")]);
         extract(&zip, dir.path(), ContextLimits::default()).unwrap();
         assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
-        assert_eq!(
-            fs::read(dir.path().join("sub/dir/b.yaml")).unwrap(),
-            b"kind: Pod"
-        );
+        assert_eq!(fs::read(dir.path().join("sub/dir/b.yaml")).unwrap(), b"kind: Pod");
     }
 }

@@ -74,30 +74,17 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let now = now_millis();
-        let interrupted = store
-            .interrupt_running(now, expiry(now, config.retention))
-            .await?;
+        let interrupted = store.interrupt_running(now, expiry(now, config.retention)).await?;
         if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "commands that were running when the server stopped ended Failed/Interrupted"
-            );
+            tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
         }
         let pending = store.count_accepted().await?;
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
-        let dispatcher = Arc::new(Dispatcher {
-            store,
-            executor,
-            config,
-            queued: AtomicUsize::new(pending),
-            wake: Notify::new(),
-        });
-        let tasks = vec![
-            tokio::spawn(dispatcher.clone().claim_loop()),
-            tokio::spawn(dispatcher.clone().janitor()),
-        ];
+        let dispatcher =
+            Arc::new(Dispatcher { store, executor, config, queued: AtomicUsize::new(pending), wake: Notify::new() });
+        let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
         Ok((dispatcher, tasks))
     }
 
@@ -105,13 +92,8 @@ impl Dispatcher {
     pub fn reserve(&self) -> Result<QueueSlot<'_>, QueueFull> {
         let cap = self.config.queue_capacity;
         self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .map(|_| QueueSlot {
-                dispatcher: self,
-                committed: false,
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
+            .map(|_| QueueSlot { dispatcher: self, committed: false })
             .map_err(|queued| QueueFull { queued })
     }
 
@@ -127,11 +109,8 @@ impl Dispatcher {
             };
             match self.store.claim_next(now_millis()).await {
                 Ok(Some(claimed)) => {
-                    let _ = self
-                        .queued
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                            Some(n.saturating_sub(1))
-                        });
+                    let _ =
+                        self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.execute(claimed).await;
@@ -141,8 +120,7 @@ impl Dispatcher {
                 Ok(None) => {
                     drop(permit);
                     // A missed wake-up costs at most this long; `notify_one` also stores a permit.
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
                 }
                 Err(e) => {
                     drop(permit);
@@ -156,12 +134,8 @@ impl Dispatcher {
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
         tracing::info!(command_id = %id, "command started");
-        let job = Job {
-            id: claimed.id,
-            command: claimed.command,
-            context: claimed.context,
-            kubeconfig: claimed.kubeconfig,
-        };
+        let job =
+            Job { id: claimed.id, command: claimed.command, context: claimed.context, kubeconfig: claimed.kubeconfig };
         let outcome = self.executor.run(job).await;
         self.record(&id, &outcome).await;
     }
@@ -171,11 +145,7 @@ impl Dispatcher {
         let mut backoff = Duration::from_millis(100);
         loop {
             let now = now_millis();
-            match self
-                .store
-                .finish_command(id, outcome, now, expiry(now, self.config.retention))
-                .await
-            {
+            match self.store.finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
                 Ok(true) => {
                     tracing::info!(command_id = %id, state = outcome.state().as_str(), "command finished");
                     return;
@@ -194,8 +164,7 @@ impl Dispatcher {
     }
 
     async fn janitor(self: Arc<Self>) {
-        let period =
-            (self.config.retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        let period = (self.config.retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
         loop {
             tokio::time::sleep(period).await;
             match self.store.purge_expired(now_millis()).await {

@@ -56,24 +56,15 @@ pub fn server_url(document: &[u8]) -> Result<String, KubeconfigError> {
         Some(name) => config.clusters.iter().find(|c| c.name == name),
         None => config.clusters.first(),
     };
-    cluster
-        .and_then(|c| c.cluster.server.clone())
-        .ok_or(KubeconfigError::NoServer)
+    cluster.and_then(|c| c.cluster.server.clone()).ok_or(KubeconfigError::NoServer)
 }
 
 /// The host part of the server URL: what AKS reports as `properties.fqdn`.
 pub fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
     let url = server_url(document)?;
-    let uri: axum::http::Uri = url
-        .parse()
-        .map_err(|_| KubeconfigError::BadServer(url.clone()))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| KubeconfigError::BadServer(url.clone()))?;
-    Ok(host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string())
+    let uri: axum::http::Uri = url.parse().map_err(|_| KubeconfigError::BadServer(url.clone()))?;
+    let host = uri.host().ok_or_else(|| KubeconfigError::BadServer(url.clone()))?;
+    Ok(host.trim_start_matches('[').trim_end_matches(']').to_string())
 }
 
 #[cfg(test)]
@@ -100,10 +91,7 @@ users: []
 
     #[test]
     fn follows_the_current_context() {
-        assert_eq!(
-            fqdn(CONFIG.as_bytes()).unwrap(),
-            "my-aks.hcp.westeurope.azmk8s.io"
-        );
+        assert_eq!(fqdn(CONFIG.as_bytes()).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
     }
 
     #[test]

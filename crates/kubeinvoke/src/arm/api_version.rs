@@ -79,19 +79,11 @@ impl ApiVersionPolicy {
             return Err(self.refuse(namespace, version));
         };
         let accepted = match (namespace, self) {
-            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => {
-                list.iter().any(|v| v == version)
-            }
-            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => {
-                date >= FIRST_RUN_COMMAND_VERSION
-            }
+            (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => list.iter().any(|v| v == version),
+            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => date >= FIRST_RUN_COMMAND_VERSION,
             _ => true,
         };
-        if accepted {
-            Ok(())
-        } else {
-            Err(self.refuse(namespace, version))
-        }
+        if accepted { Ok(()) } else { Err(self.refuse(namespace, version)) }
     }
 
     fn refuse(&self, namespace: Namespace, given: &str) -> ApiError {
@@ -99,15 +91,12 @@ impl ApiVersionPolicy {
             (Namespace::ContainerService, ApiVersionPolicy::Strict(list)) => {
                 format!("'{}'", list.join("', '"))
             }
-            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => format!(
-                "any 'YYYY-MM-DD' or 'YYYY-MM-DD-preview' from '{FIRST_RUN_COMMAND_VERSION}' on"
-            ),
+            (Namespace::ContainerService, ApiVersionPolicy::Lenient) => {
+                format!("any 'YYYY-MM-DD' or 'YYYY-MM-DD-preview' from '{FIRST_RUN_COMMAND_VERSION}' on")
+            }
             _ => "any 'YYYY-MM-DD' or 'YYYY-MM-DD-preview'".to_string(),
         };
-        ApiError::InvalidApiVersion {
-            given: given.to_string(),
-            supported,
-        }
+        ApiError::InvalidApiVersion { given: given.to_string(), supported }
     }
 }
 
@@ -116,13 +105,7 @@ fn well_formed_date(version: &str) -> Option<&str> {
     let date = version.strip_suffix("-preview").unwrap_or(version);
     let b = date.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 10
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !digits(0..4)
-        || !digits(5..7)
-        || !digits(8..10)
-    {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
         return None;
     }
     let month: u8 = date[5..7].parse().ok()?;
@@ -137,45 +120,22 @@ mod tests {
     #[test]
     fn lenient_accepts_new_and_preview_versions() {
         let p = ApiVersionPolicy::Lenient;
-        for v in [
-            "2021-03-01",
-            "2026-06-01",
-            "2031-12-31-preview",
-            "2024-09-02-preview",
-        ] {
+        for v in ["2021-03-01", "2026-06-01", "2031-12-31-preview", "2024-09-02-preview"] {
             assert!(p.check(Namespace::ContainerService, Some(v)).is_ok(), "{v}");
         }
-        for v in [
-            "2021-02-01",
-            "2026-13-01",
-            "latest",
-            "2024-9-1",
-            "2024-09-01-beta",
-            "",
-        ] {
-            assert!(
-                p.check(Namespace::ContainerService, Some(v)).is_err(),
-                "{v}"
-            );
+        for v in ["2021-02-01", "2026-13-01", "latest", "2024-9-1", "2024-09-01-beta", ""] {
+            assert!(p.check(Namespace::ContainerService, Some(v)).is_err(), "{v}");
         }
         assert!(p.check(Namespace::Resources, Some("2016-06-01")).is_ok());
-        assert!(matches!(
-            p.check(Namespace::Resources, None),
-            Err(ApiError::MissingApiVersion)
-        ));
+        assert!(matches!(p.check(Namespace::Resources, None), Err(ApiError::MissingApiVersion)));
         assert!(p.check(Namespace::Metadata, None).is_ok());
     }
 
     #[test]
     fn strict_pins_container_service_only() {
         let p = ApiVersionPolicy::Strict(vec!["2024-09-01".into()]);
-        assert!(
-            p.check(Namespace::ContainerService, Some("2024-09-01"))
-                .is_ok()
-        );
-        let err = p
-            .check(Namespace::ContainerService, Some("2026-06-01"))
-            .unwrap_err();
+        assert!(p.check(Namespace::ContainerService, Some("2024-09-01")).is_ok());
+        let err = p.check(Namespace::ContainerService, Some("2026-06-01")).unwrap_err();
         assert!(err.to_string().contains("'2024-09-01'"), "{err}");
         assert!(p.check(Namespace::Resources, Some("2022-12-01")).is_ok());
     }

@@ -28,26 +28,18 @@ pub enum ApiError {
         "The Resource 'Microsoft.ContainerService/managedClusters/{name}' under resource group '{group}' was not found."
     )]
     ClusterNotFound { group: String, name: String },
-    #[error(
-        "The command result '{0}' was not found. It may never have existed or may have expired."
-    )]
+    #[error("The command result '{0}' was not found. It may never have existed or may have expired.")]
     CommandNotFound(String),
     #[error("No HTTP resource was found that matches the request URI '{0}'.")]
     NoRoute(String),
     #[error("The requested resource does not support http method '{method}'.")]
-    MethodNotAllowed {
-        method: String,
-        allowed: &'static str,
-    },
+    MethodNotAllowed { method: String, allowed: &'static str },
     #[error("The request content was invalid and could not be deserialized: {0}")]
     InvalidRequestContent(String),
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error("{message}")]
-    InvalidParameter {
-        target: &'static str,
-        message: String,
-    },
+    InvalidParameter { target: &'static str, message: String },
     #[error("The location property is required for this definition.")]
     LocationRequired,
     #[error(
@@ -56,21 +48,15 @@ pub enum ApiError {
     RunCommandDisabled(String),
     #[error("This cluster have Azure Active Directory enabled, .clusterToken is required.")]
     MissingAadClusterToken,
-    #[error(
-        "Managed cluster '{0}' was registered without properties.kubeconfig, so it has no credentials to list."
-    )]
+    #[error("Managed cluster '{0}' was registered without properties.kubeconfig, so it has no credentials to list.")]
     NoCredentials(String),
     #[error("Too many commands are waiting to run ({queued}). Retry after {retry_after} seconds.")]
     QueueFull { queued: usize, retry_after: u64 },
-    #[error(
-        "Authentication failed. The 'Authorization' header is missing or is not a bearer token."
-    )]
+    #[error("Authentication failed. The 'Authorization' header is missing or is not a bearer token.")]
     AuthenticationMissing { authorization_uri: String },
     #[error("The access token is invalid: {0}")]
     InvalidToken(String),
-    #[error(
-        "The server could not complete the request. Its log has the details under this request's x-ms-request-id."
-    )]
+    #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
     Internal(#[source] anyhow::Error),
 }
 
@@ -137,10 +123,7 @@ impl ApiError {
 
     /// Shorthand for a 400 that names the offending property.
     pub fn invalid(target: &'static str, message: impl Into<String>) -> Self {
-        ApiError::InvalidParameter {
-            target,
-            message: message.into(),
-        }
+        ApiError::InvalidParameter { target, message: message.into() }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -151,10 +134,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(err) = &self {
-            tracing::error!(
-                error = format!("{err:#}"),
-                "request failed inside the server"
-            );
+            tracing::error!(error = format!("{err:#}"), "request failed inside the server");
         }
         let body = CloudError::new(self.code(), self.to_string(), self.target());
         let mut response = (self.status(), axum::Json(body)).into_response();
@@ -175,10 +155,7 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::InvalidToken(_) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
             _ => {}
         }

@@ -71,11 +71,7 @@ impl ClusterName {
                     && middle.iter().all(inner_ok)
             }
         };
-        if valid {
-            Ok(ClusterName(raw.to_string()))
-        } else {
-            Err(ApiError::InvalidResourceName(raw.to_string()))
-        }
+        if valid { Ok(ClusterName(raw.to_string())) } else { Err(ApiError::InvalidResourceName(raw.to_string())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -95,12 +91,7 @@ mod tests {
     fn subscription_ids_are_uuids() {
         let id = SubscriptionId::parse("8E1D9B8B-2C65-4A1B-9F3C-5A6B7C8D9E0F").unwrap();
         assert_eq!(id.as_str(), "8e1d9b8b-2c65-4a1b-9f3c-5a6b7c8d9e0f");
-        for bad in [
-            "",
-            "abc",
-            "8e1d9b8b2c654a1b9f3c5a6b7c8d9e0f",
-            "{8e1d9b8b-2c65-4a1b-9f3c-5a6b7c8d9e0f}",
-        ] {
+        for bad in ["", "abc", "8e1d9b8b2c654a1b9f3c5a6b7c8d9e0f", "{8e1d9b8b-2c65-4a1b-9f3c-5a6b7c8d9e0f}"] {
             assert!(SubscriptionId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -110,14 +101,7 @@ mod tests {
         for good in ["rg", "My.Group_(1)-x", "ü-gruppe", &"a".repeat(90)] {
             assert!(GroupName::parse(good).is_ok(), "{good:?} refused");
         }
-        for bad in [
-            "",
-            "ends.",
-            "has space",
-            "slash/",
-            &"a".repeat(91),
-            "semi;colon",
-        ] {
+        for bad in ["", "ends.", "has space", "slash/", &"a".repeat(91), "semi;colon"] {
             assert!(GroupName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

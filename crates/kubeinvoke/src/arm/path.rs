@@ -35,10 +35,7 @@ pub struct ClusterRef {
 
 impl ClusterRef {
     pub fn group_ref(&self) -> GroupRef {
-        GroupRef {
-            subscription: self.subscription.clone(),
-            group: self.group.clone(),
-        }
+        GroupRef { subscription: self.subscription.clone(), group: self.group.clone() }
     }
 }
 
@@ -78,10 +75,8 @@ const CLUSTERS: &str = "managedClusters";
 pub fn parse(path: &str) -> Option<Parsed> {
     let trimmed = path.strip_prefix('/')?;
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    let segments: Vec<String> = trimmed
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segments: Vec<String> =
+        trimmed.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
     if segments.iter().any(String::is_empty) {
         return None;
     }
@@ -89,43 +84,21 @@ pub fn parse(path: &str) -> Option<Parsed> {
     let lit = |i: usize, word: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
 
     if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {
-        return Some(Parsed {
-            namespace: Namespace::Metadata,
-            route: Ok(Route::MetadataEndpoints),
-        });
+        return Some(Parsed { namespace: Namespace::Metadata, route: Ok(Route::MetadataEndpoints) });
     }
     if !lit(0, "subscriptions") {
         return None;
     }
-    let resources = |route| {
-        Some(Parsed {
-            namespace: Namespace::Resources,
-            route,
-        })
-    };
-    let container = |route| {
-        Some(Parsed {
-            namespace: Namespace::ContainerService,
-            route,
-        })
-    };
+    let resources = |route| Some(Parsed { namespace: Namespace::Resources, route });
+    let container = |route| Some(Parsed { namespace: Namespace::ContainerService, route });
     let sub = || SubscriptionId::parse(seg[1]);
-    let group = || -> Result<GroupRef, ApiError> {
-        Ok(GroupRef {
-            subscription: sub()?,
-            group: GroupName::parse(seg[3])?,
-        })
-    };
+    let group =
+        || -> Result<GroupRef, ApiError> { Ok(GroupRef { subscription: sub()?, group: GroupName::parse(seg[3])? }) };
     let cluster = || -> Result<ClusterRef, ApiError> {
         let g = group()?;
-        Ok(ClusterRef {
-            subscription: g.subscription,
-            group: g.group,
-            name: ClusterName::parse(seg[7])?,
-        })
+        Ok(ClusterRef { subscription: g.subscription, group: g.group, name: ClusterName::parse(seg[7])? })
     };
-    let in_provider =
-        |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
+    let in_provider = |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
 
     match seg.len() {
         1 => resources(Ok(Route::Subscriptions)),
@@ -133,19 +106,13 @@ pub fn parse(path: &str) -> Option<Parsed> {
         3 if lit(2, "resourceGroups") => resources(sub().map(Route::ResourceGroups)),
         4 if lit(2, "resourceGroups") => resources(group().map(Route::ResourceGroup)),
         5 if in_provider(2) => container(sub().map(Route::ClustersInSubscription)),
-        7 if lit(2, "resourceGroups") && in_provider(4) => {
-            container(group().map(Route::ClustersInGroup))
-        }
+        7 if lit(2, "resourceGroups") && in_provider(4) => container(group().map(Route::ClustersInGroup)),
         8 if lit(2, "resourceGroups") && in_provider(4) => container(cluster().map(Route::Cluster)),
         9 if lit(2, "resourceGroups") && in_provider(4) => {
             let action = match seg[8] {
                 s if s.eq_ignore_ascii_case("runCommand") => ClusterAction::RunCommand,
-                s if s.eq_ignore_ascii_case("listClusterAdminCredential") => {
-                    ClusterAction::ListAdminCredential
-                }
-                s if s.eq_ignore_ascii_case("listClusterUserCredential") => {
-                    ClusterAction::ListUserCredential
-                }
+                s if s.eq_ignore_ascii_case("listClusterAdminCredential") => ClusterAction::ListAdminCredential,
+                s if s.eq_ignore_ascii_case("listClusterUserCredential") => ClusterAction::ListUserCredential,
                 _ => return None,
             };
             container(cluster().map(|c| Route::ClusterAction(c, action)))
@@ -182,29 +149,19 @@ mod tests {
 
     #[test]
     fn actions_and_lists_are_recognised() {
-        let mc = format!(
-            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters"
-        );
+        let mc = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters");
         assert!(matches!(route(&mc), Route::ClustersInGroup(_)));
-        assert!(matches!(
-            route(&format!("{mc}/c/runcommand")),
-            Route::ClusterAction(_, ClusterAction::RunCommand)
-        ));
+        assert!(matches!(route(&format!("{mc}/c/runcommand")), Route::ClusterAction(_, ClusterAction::RunCommand)));
         assert!(matches!(
             route(&format!("{mc}/c/listClusterUserCredential")),
             Route::ClusterAction(_, ClusterAction::ListUserCredential)
         ));
         assert!(matches!(
-            route(&format!(
-                "/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters"
-            )),
+            route(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters")),
             Route::ClustersInSubscription(_)
         ));
         assert!(matches!(route("/subscriptions"), Route::Subscriptions));
-        assert!(matches!(
-            route("/metadata/endpoints"),
-            Route::MetadataEndpoints
-        ));
+        assert!(matches!(route("/metadata/endpoints"), Route::MetadataEndpoints));
         assert!(parse(&format!("{mc}/c/explode")).is_none());
         assert!(parse("/subscriptions//resourceGroups").is_none());
         assert!(parse("/other").is_none());
@@ -212,17 +169,16 @@ mod tests {
 
     #[test]
     fn malformed_names_keep_the_namespace() {
-        let parsed = parse("/subscriptions/nope/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c")
-            .unwrap();
+        let parsed =
+            parse("/subscriptions/nope/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c")
+                .unwrap();
         assert_eq!(parsed.namespace, Namespace::ContainerService);
         assert!(matches!(parsed.route, Err(ApiError::InvalidSubscriptionId(ref s)) if s == "nope"));
     }
 
     #[test]
     fn segments_are_percent_decoded() {
-        let Route::ResourceGroup(g) =
-            route(&format!("/subscriptions/{SUB}/resourcegroups/rg%28x%29"))
-        else {
+        let Route::ResourceGroup(g) = route(&format!("/subscriptions/{SUB}/resourcegroups/rg%28x%29")) else {
             panic!("not a group")
         };
         assert_eq!(g.group.as_str(), "rg(x)");

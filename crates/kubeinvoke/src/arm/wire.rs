@@ -25,13 +25,7 @@ pub struct CloudErrorBody {
 
 impl CloudError {
     pub fn new(code: &str, message: String, target: Option<&str>) -> Self {
-        CloudError {
-            error: CloudErrorBody {
-                code: code.to_string(),
-                message,
-                target: target.map(str::to_string),
-            },
-        }
+        CloudError { error: CloudErrorBody { code: code.to_string(), message, target: target.map(str::to_string) } }
     }
 }
 
@@ -148,21 +142,14 @@ pub struct ProvisioningProperties {
 }
 
 impl ResourceGroup {
-    pub fn new(
-        subscription: &str,
-        name: &str,
-        location: &str,
-        tags: Option<Map<String, Value>>,
-    ) -> Self {
+    pub fn new(subscription: &str, name: &str, location: &str, tags: Option<Map<String, Value>>) -> Self {
         ResourceGroup {
             id: group_id(subscription, name),
             name: name.to_string(),
             kind: GROUP_TYPE,
             location: location.to_string(),
             tags,
-            properties: ProvisioningProperties {
-                provisioning_state: "Succeeded",
-            },
+            properties: ProvisioningProperties { provisioning_state: "Succeeded" },
         }
     }
 }
@@ -199,10 +186,7 @@ pub struct CloudAuthentication {
 }
 
 /// The audiences ARM tokens may carry.
-pub const ARM_AUDIENCES: [&str; 2] = [
-    "https://management.core.windows.net/",
-    "https://management.azure.com/",
-];
+pub const ARM_AUDIENCES: [&str; 2] = ["https://management.core.windows.net/", "https://management.azure.com/"];
 
 impl CloudMetadata {
     pub fn new(base_url: &str) -> Self {
@@ -225,20 +209,12 @@ pub fn group_id(subscription: &str, group: &str) -> String {
 }
 
 pub fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
-    format!(
-        "{}/providers/Microsoft.ContainerService/managedClusters/{name}",
-        group_id(subscription, group)
-    )
+    format!("{}/providers/Microsoft.ContainerService/managedClusters/{name}", group_id(subscription, group))
 }
 
 /// Renders a stored managed cluster document with the fields the server owns: its identity,
 /// and `properties.fqdn` derived from the registered kubeconfig.
-pub fn managed_cluster(
-    id: String,
-    name: &str,
-    document: &Map<String, Value>,
-    fqdn: Option<String>,
-) -> Value {
+pub fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fqdn: Option<String>) -> Value {
     let mut body = document.clone();
     body.insert("id".into(), Value::String(id));
     body.insert("name".into(), Value::String(name.to_string()));

@@ -39,23 +39,13 @@ impl LocalExecutor {
         if runs_dir.exists() {
             fs::remove_dir_all(&runs_dir)?;
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&runs_dir)?;
-        let path_env =
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&runs_dir)?;
+        let path_env = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         let shell = find_in_path(&path_env, "bash")
             .or_else(|| find_in_path(&path_env, "sh"))
             .unwrap_or_else(|| PathBuf::from("/bin/sh"));
         let lang = std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into());
-        Ok(LocalExecutor {
-            runs_dir,
-            limits,
-            shell,
-            path_env,
-            lang,
-        })
+        Ok(LocalExecutor { runs_dir, limits, shell, path_env, lang })
     }
 
     /// Creates the working directory with the context and kubeconfig in it.
@@ -65,10 +55,7 @@ impl LocalExecutor {
             .mode(0o700)
             .create(&workdir)
             .map_err(|e| format!("creating the working directory: {e}"))?;
-        let run = PreparedRun {
-            workdir,
-            kubeconfig: None,
-        };
+        let run = PreparedRun { workdir, kubeconfig: None };
         crate::context::extract(&job.context, &run.workdir, self.limits.context)
             .map_err(|e| format!("unpacking the context: {e}"))?;
         let Some(kubeconfig) = &job.kubeconfig else {
@@ -82,10 +69,7 @@ impl LocalExecutor {
             .map_err(|e| format!("creating .kube: {e}"))?;
         let path = kube_dir.join("config");
         write_private(&path, kubeconfig).map_err(|e| format!("writing the kubeconfig: {e}"))?;
-        Ok(PreparedRun {
-            kubeconfig: Some(path),
-            ..run
-        })
+        Ok(PreparedRun { kubeconfig: Some(path), ..run })
     }
 
     async fn execute(&self, job: &Job, run: &PreparedRun) -> Outcome {
@@ -109,9 +93,7 @@ impl LocalExecutor {
             command.env("KUBECONFIG", kubeconfig);
         }
         match write_end.try_clone() {
-            Ok(stderr) => command
-                .stdout(Stdio::from(write_end))
-                .stderr(Stdio::from(stderr)),
+            Ok(stderr) => command.stdout(Stdio::from(write_end)).stderr(Stdio::from(stderr)),
             Err(e) => return start_failed(format!("duplicating the output pipe: {e}")),
         };
         let spawned = command.spawn();
@@ -164,15 +146,9 @@ impl LocalExecutor {
         group.kill();
         let status = match status {
             Some(status) => status,
-            None => child
-                .wait()
-                .await
-                .unwrap_or_else(|_| ExitStatus::from_raw(0)),
+            None => child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(0)),
         };
-        Outcome::Exited {
-            exit_code: exit_code(status),
-            logs: log.finish(None),
-        }
+        Outcome::Exited { exit_code: exit_code(status), logs: log.finish(None) }
     }
 }
 
@@ -253,28 +229,17 @@ async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CappedLog, chunk
 
 /// The exit code a shell would report: the code, or 128 + N for death by signal N.
 fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 fn start_failed(detail: String) -> Outcome {
     tracing::warn!(%detail, "command could not be started");
-    Outcome::Failed {
-        reason: FailureReason::StartFailed(detail.clone()),
-        logs: format!("[kubeinvoke] {detail}\n"),
-    }
+    Outcome::Failed { reason: FailureReason::StartFailed(detail.clone()), logs: format!("[kubeinvoke] {detail}\n") }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     file.write_all(bytes)
 }
 
@@ -290,7 +255,5 @@ async fn remove_workdir(dir: PathBuf) {
 }
 
 fn find_in_path(path: &OsString, program: &str) -> Option<PathBuf> {
-    std::env::split_paths(path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }

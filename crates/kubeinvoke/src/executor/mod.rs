@@ -34,11 +34,7 @@ pub struct ExecLimits {
 
 impl Default for ExecLimits {
     fn default() -> Self {
-        ExecLimits {
-            timeout: Duration::from_secs(3600),
-            log_cap: 512 * 1024,
-            context: ContextLimits::default(),
-        }
+        ExecLimits { timeout: Duration::from_secs(3600), log_cap: 512 * 1024, context: ContextLimits::default() }
     }
 }
 

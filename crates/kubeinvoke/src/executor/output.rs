@@ -8,11 +8,7 @@ pub struct CappedLog {
 
 impl CappedLog {
     pub fn new(cap: usize) -> Self {
-        CappedLog {
-            kept: Vec::with_capacity(cap.min(64 * 1024)),
-            cap,
-            dropped: 0,
-        }
+        CappedLog { kept: Vec::with_capacity(cap.min(64 * 1024)), cap, dropped: 0 }
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -55,10 +51,7 @@ mod tests {
         log.push(b"abc");
         log.push(b"defgh");
         let text = log.finish(None);
-        assert!(
-            text.starts_with("abcde\n[kubeinvoke] output truncated"),
-            "{text}"
-        );
+        assert!(text.starts_with("abcde\n[kubeinvoke] output truncated"), "{text}");
         assert!(text.contains("3 more bytes"), "{text}");
     }
 

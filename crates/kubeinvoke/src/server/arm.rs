@@ -32,24 +32,14 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let parsed = path::parse(&ctx.path);
     if parsed.as_ref().map(|p| p.namespace) != Some(Namespace::Metadata) {
-        auth::authenticate(
-            &ctx.headers,
-            &format!("{}/{}", ctx.base_url, app.instance.tenant_id),
-        )?;
+        auth::authenticate(&ctx.headers, &format!("{}/{}", ctx.base_url, app.instance.tenant_id))?;
     }
     let parsed = parsed.ok_or_else(|| ApiError::NoRoute(ctx.path.clone()))?;
-    app.config
-        .api_versions
-        .check(parsed.namespace, ctx.api_version())?;
+    app.config.api_versions.check(parsed.namespace, ctx.api_version())?;
     let route = parsed.route?;
 
     use Method as M;
-    let not_allowed = |allowed: &'static str| {
-        Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            allowed,
-        })
-    };
+    let not_allowed = |allowed: &'static str| Err(ApiError::MethodNotAllowed { method: method.to_string(), allowed });
     match route {
         Route::MetadataEndpoints => match *method {
             M::GET => Ok(meta::endpoints(ctx)),
@@ -91,12 +81,8 @@ async fn dispatch(
         Route::ClusterAction(cluster, action) => match (*method == M::POST, action) {
             (false, _) => not_allowed("POST"),
             (true, ClusterAction::RunCommand) => commands::run(app, ctx, &cluster, body).await,
-            (true, ClusterAction::ListAdminCredential) => {
-                clusters::credentials(app, &cluster, "clusterAdmin").await
-            }
-            (true, ClusterAction::ListUserCredential) => {
-                clusters::credentials(app, &cluster, "clusterUser").await
-            }
+            (true, ClusterAction::ListAdminCredential) => clusters::credentials(app, &cluster, "clusterAdmin").await,
+            (true, ClusterAction::ListUserCredential) => clusters::credentials(app, &cluster, "clusterUser").await,
         },
         Route::CommandResult(cluster, id) => match *method {
             M::GET => commands::result(app, ctx, &cluster, &id).await,

@@ -19,10 +19,7 @@ impl Instance {
     pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Self> {
         let path = config.data_dir.join("instance.json");
         let stored: Option<Instance> = match fs::read(&path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            ),
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };

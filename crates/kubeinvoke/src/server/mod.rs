@@ -55,10 +55,7 @@ pub struct Application {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .fallback(any(arm::handle))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(headers::arm_headers))
+    Router::new().fallback(any(arm::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
 }
 
 impl Application {
@@ -67,43 +64,30 @@ impl Application {
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         create_private_dir(&config.data_dir)?;
         let instance = Instance::load_or_create(&config)?;
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
         let executor = Arc::new(
-            LocalExecutor::new(config.data_dir.join("runs"), config.exec)
-                .context("preparing the runs directory")?,
+            LocalExecutor::new(config.data_dir.join("runs"), config.exec).context("preparing the runs directory")?,
         );
-        let (dispatcher, background) =
-            Dispatcher::start(store.clone(), executor, config.dispatch).await?;
+        let (dispatcher, background) = Dispatcher::start(store.clone(), executor, config.dispatch).await?;
 
-        let (tls, ca_file) = match &config.tls {
-            TlsMode::SelfSigned { hostnames } => {
-                let files = tls::ensure_self_signed(&config.data_dir, hostnames)?;
-                (
-                    Some(RustlsConfig::from_pem_file(&files.cert, &files.key).await?),
-                    Some(files.ca_cert),
-                )
-            }
-            TlsMode::Files { cert, key } => (
-                Some(
-                    RustlsConfig::from_pem_file(cert, key)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "loading --tls-cert {} / --tls-key {}",
-                                cert.display(),
-                                key.display()
-                            )
-                        })?,
+        let (tls, ca_file) =
+            match &config.tls {
+                TlsMode::SelfSigned { hostnames } => {
+                    let files = tls::ensure_self_signed(&config.data_dir, hostnames)?;
+                    (Some(RustlsConfig::from_pem_file(&files.cert, &files.key).await?), Some(files.ca_cert))
+                }
+                TlsMode::Files { cert, key } => (
+                    Some(RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+                        format!("loading --tls-cert {} / --tls-key {}", cert.display(), key.display())
+                    })?),
+                    None,
                 ),
-                None,
-            ),
-            TlsMode::PlainHttp => (None, None),
-        };
+                TlsMode::PlainHttp => (None, None),
+            };
         let scheme = if tls.is_some() { "https" } else { "http" };
 
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let host = match local_addr.ip() {
@@ -113,14 +97,7 @@ impl Application {
         };
         let listen_authority = format!("{host}:{}", local_addr.port());
         let base_url = format!("{scheme}://{listen_authority}");
-        let state = Arc::new(AppState {
-            store,
-            dispatcher,
-            config,
-            instance,
-            scheme,
-            listen_authority,
-        });
+        let state = Arc::new(AppState { store, dispatcher, config, instance, scheme, listen_authority });
         Ok(Application {
             listener,
             tls,
@@ -141,34 +118,22 @@ impl Application {
             format!("  listening on   {}", self.base_url),
         ];
         match &self.ca_file {
-            Some(ca) => lines.push(format!(
-                "  trust this CA  {}  (e.g. REQUESTS_CA_BUNDLE={})",
-                ca.display(),
-                ca.display()
-            )),
-            None if self.tls.is_none() => lines.push(
-                "  WARNING        plain HTTP: serve this only behind a TLS-terminating proxy"
-                    .into(),
-            ),
+            Some(ca) => {
+                lines.push(format!("  trust this CA  {}  (e.g. REQUESTS_CA_BUNDLE={})", ca.display(), ca.display()))
+            }
+            None if self.tls.is_none() => {
+                lines.push("  WARNING        plain HTTP: serve this only behind a TLS-terminating proxy".into())
+            }
             None => lines.push("  certificate    the one given by --tls-cert".into()),
         }
         lines.push(format!("  data dir       {}", config.data_dir.display()));
-        lines.push(format!(
-            "  subscription   {}",
-            self.state.instance.subscription_id
-        ));
-        lines.push(format!(
-            "  tenant         {}",
-            self.state.instance.tenant_id
-        ));
+        lines.push(format!("  subscription   {}", self.state.instance.subscription_id));
+        lines.push(format!("  tenant         {}", self.state.instance.tenant_id));
         lines.join("\n")
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests for a few seconds.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let handle = Handle::new();
         let stopper = handle.clone();
         tokio::spawn(async move {
@@ -177,18 +142,8 @@ impl Application {
         });
         let service = self.router.into_make_service();
         let served = match self.tls {
-            Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
+            Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(service).await,
+            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
         };
         for task in self.background {
             task.abort();

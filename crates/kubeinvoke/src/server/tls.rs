@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 use crate::files::{create_private_dir, write_private};
@@ -29,19 +28,12 @@ const CA_COMMON_NAME: &str = "kubeinvoke local CA";
 pub fn ensure_self_signed(data_dir: &Path, hostnames: &[String]) -> anyhow::Result<TlsFiles> {
     let dir = data_dir.join("tls");
     create_private_dir(&dir)?;
-    let files = TlsFiles {
-        ca_cert: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
+    let files = TlsFiles { ca_cert: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
     let ca_key_path = dir.join("ca.key");
     let names_path = dir.join("server.names");
 
-    let wanted: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"]
-        .into_iter()
-        .map(String::from)
-        .chain(hostnames.iter().cloned())
-        .collect();
+    let wanted: BTreeSet<String> =
+        ["localhost", "127.0.0.1", "::1"].into_iter().map(String::from).chain(hostnames.iter().cloned()).collect();
 
     let ca_key = if ca_key_path.exists() && files.ca_cert.exists() {
         KeyPair::from_pem(&fs::read_to_string(&ca_key_path)?).context("reading the CA key")?
@@ -55,36 +47,25 @@ pub fn ensure_self_signed(data_dir: &Path, hostnames: &[String]) -> anyhow::Resu
         key
     };
 
-    let current: BTreeSet<String> = fs::read_to_string(&names_path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect();
+    let current: BTreeSet<String> =
+        fs::read_to_string(&names_path).unwrap_or_default().lines().map(String::from).collect();
     if files.cert.exists() && files.key.exists() && wanted.is_subset(&current) {
         return Ok(files);
     }
     let names: Vec<String> = wanted.union(&current).cloned().collect();
     let issuer = Issuer::new(ca_params(), ca_key);
     let leaf_key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(names.clone())
-        .context("a --hostname is not a valid DNS name or IP")?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "kubeinvoke");
+    let mut leaf = CertificateParams::new(names.clone()).context("a --hostname is not a valid DNS name or IP")?;
+    leaf.distinguished_name.push(DnType::CommonName, "kubeinvoke");
     leaf.use_authority_key_identifier_extension = true;
-    leaf.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let (not_before, not_after) = validity(825);
     leaf.not_before = not_before;
     leaf.not_after = not_after;
     let cert = leaf.signed_by(&leaf_key, &issuer)?;
     write_private(&files.key, leaf_key.serialize_pem().as_bytes())?;
-    fs::write(
-        &files.cert,
-        format!("{}{}", cert.pem(), fs::read_to_string(&files.ca_cert)?),
-    )?;
+    fs::write(&files.cert, format!("{}{}", cert.pem(), fs::read_to_string(&files.ca_cert)?))?;
     fs::write(&names_path, names.join("\n"))?;
     Ok(files)
 }
@@ -92,18 +73,10 @@ pub fn ensure_self_signed(data_dir: &Path, hostnames: &[String]) -> anyhow::Resu
 /// The CA's parameters; identical every time so leaves re-signed later chain to the same CA.
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, CA_COMMON_NAME);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "kubeinvoke");
+    params.distinguished_name.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name.push(DnType::OrganizationName, "kubeinvoke");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let (not_before, not_after) = validity(3650);
     params.not_before = not_before;
     params.not_after = not_after;
@@ -112,8 +85,5 @@ fn ca_params() -> CertificateParams {
 
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
-    (
-        now - time::Duration::days(1),
-        now + time::Duration::days(days),
-    )
+    (now - time::Duration::days(1), now + time::Duration::days(days))
 }

@@ -88,17 +88,9 @@ pub struct ClaimedCommand {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>>;
-    async fn get_group(
-        &self,
-        subscription: &SubscriptionId,
-        group: &GroupName,
-    ) -> StoreResult<Option<GroupRecord>>;
+    async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>>;
     /// Deletes the group with its clusters and their commands; false when it did not exist.
-    async fn delete_group(
-        &self,
-        subscription: &SubscriptionId,
-        group: &GroupName,
-    ) -> StoreResult<bool>;
+    async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool>;
     async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>>;
     /// Subscriptions that hold at least one resource group.
     async fn list_subscriptions(&self) -> StoreResult<Vec<String>>;
@@ -118,23 +110,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
     /// A command of this cluster that has not expired at `now`.
-    async fn get_command(
-        &self,
-        cluster_uid: &str,
-        id: &str,
-        now: i64,
-    ) -> StoreResult<Option<CommandRecord>>;
+    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>>;
     /// Atomically moves the oldest `Accepted` command to `Running` and hands it over.
     async fn claim_next(&self, now: i64) -> StoreResult<Option<ClaimedCommand>>;
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
-    async fn finish_command(
-        &self,
-        id: &str,
-        outcome: &Outcome,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<bool>;
+    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
     /// Ends every `Running` command `Failed`/`Interrupted`: run at startup, when no worker owns any.
     async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64>;
     /// Deletes finished commands whose retention ended.

@@ -66,16 +66,13 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let mut conn =
-            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
@@ -103,8 +100,7 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     );
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("migration {}", index + 1))?;
+        tx.execute_batch(sql).with_context(|| format!("migration {}", index + 1))?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
     }
@@ -120,25 +116,14 @@ fn json_text(map: &Map<String, Value>) -> String {
 }
 
 fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(anyhow::anyhow!("stored JSON is corrupt: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(anyhow::anyhow!("stored JSON is corrupt: {e}")))
 }
 
 fn group_from_row(row: &Row<'_>) -> rusqlite::Result<(GroupRecord, Option<String>)> {
-    Ok((
-        GroupRecord {
-            subscription: row.get(0)?,
-            name: row.get(1)?,
-            location: row.get(2)?,
-            tags: None,
-        },
-        row.get(3)?,
-    ))
+    Ok((GroupRecord { subscription: row.get(0)?, name: row.get(1)?, location: row.get(2)?, tags: None }, row.get(3)?))
 }
 
-fn finish_group(
-    (mut group, tags): (GroupRecord, Option<String>),
-) -> Result<GroupRecord, StoreError> {
+fn finish_group((mut group, tags): (GroupRecord, Option<String>)) -> Result<GroupRecord, StoreError> {
     group.tags = tags.as_deref().map(json_map).transpose()?;
     Ok(group)
 }
@@ -159,17 +144,12 @@ fn cluster_from_row(row: &Row<'_>) -> rusqlite::Result<(ClusterRecord, String)> 
     ))
 }
 
-fn finish_cluster(
-    (mut cluster, document): (ClusterRecord, String),
-) -> Result<ClusterRecord, StoreError> {
+fn finish_cluster((mut cluster, document): (ClusterRecord, String)) -> Result<ClusterRecord, StoreError> {
     cluster.document = json_map(&document)?;
     Ok(cluster)
 }
 
-fn select_cluster(
-    conn: &Connection,
-    cluster: &ClusterRef,
-) -> Result<Option<ClusterRecord>, StoreError> {
+fn select_cluster(conn: &Connection, cluster: &ClusterRef) -> Result<Option<ClusterRecord>, StoreError> {
     let sql = format!(
         "SELECT {CLUSTER_COLUMNS} FROM clusters c JOIN resource_groups g
            ON g.subscription_id = c.subscription_id AND g.name_key = c.group_key
@@ -177,11 +157,7 @@ fn select_cluster(
     );
     conn.query_row(
         &sql,
-        params![
-            cluster.subscription.as_str(),
-            cluster.group.key(),
-            cluster.name.key()
-        ],
+        params![cluster.subscription.as_str(), cluster.group.key(), cluster.name.key()],
         cluster_from_row,
     )
     .optional()
@@ -230,19 +206,12 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
-            Ok(Put {
-                created: existing.is_none(),
-                value: GroupRecord { name, ..group },
-            })
+            Ok(Put { created: existing.is_none(), value: GroupRecord { name, ..group } })
         })
         .await
     }
 
-    async fn get_group(
-        &self,
-        subscription: &SubscriptionId,
-        group: &GroupName,
-    ) -> StoreResult<Option<GroupRecord>> {
+    async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>> {
         let (sub, key) = (subscription.to_string(), group.key());
         self.call(move |conn| {
             conn.query_row(
@@ -259,18 +228,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_group(
-        &self,
-        subscription: &SubscriptionId,
-        group: &GroupName,
-    ) -> StoreResult<bool> {
+    async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool> {
         let (sub, key) = (subscription.to_string(), group.key());
         self.call(move |conn| {
             let n = conn
-                .execute(
-                    "DELETE FROM resource_groups WHERE subscription_id = ?1 AND name_key = ?2",
-                    params![sub, key],
-                )
+                .execute("DELETE FROM resource_groups WHERE subscription_id = ?1 AND name_key = ?2", params![sub, key])
                 .map_err(backend)?;
             Ok(n > 0)
         })
@@ -286,11 +248,8 @@ impl Store for SqliteStore {
                      WHERE subscription_id = ?1 ORDER BY name_key",
                 )
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![sub], group_from_row)
-                .map_err(backend)?;
-            rows.map(|r| r.map_err(backend).and_then(finish_group))
-                .collect()
+            let rows = stmt.query_map(params![sub], group_from_row).map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(finish_group)).collect()
         })
         .await
     }
@@ -298,9 +257,7 @@ impl Store for SqliteStore {
     async fn list_subscriptions(&self) -> StoreResult<Vec<String>> {
         self.call(|conn| {
             let mut stmt = conn
-                .prepare(
-                    "SELECT DISTINCT subscription_id FROM resource_groups ORDER BY subscription_id",
-                )
+                .prepare("SELECT DISTINCT subscription_id FROM resource_groups ORDER BY subscription_id")
                 .map_err(backend)?;
             let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
@@ -401,13 +358,9 @@ impl Store for SqliteStore {
             );
             let mut stmt = conn.prepare(&sql).map_err(backend)?;
             let rows = stmt
-                .query_map(
-                    params![sub, group_key, after_group, after_name, limit as i64],
-                    cluster_from_row,
-                )
+                .query_map(params![sub, group_key, after_group, after_name, limit as i64], cluster_from_row)
                 .map_err(backend)?;
-            rows.map(|r| r.map_err(backend).and_then(finish_cluster))
-                .collect()
+            rows.map(|r| r.map_err(backend).and_then(finish_cluster)).collect()
         })
         .await
     }
@@ -433,12 +386,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_command(
-        &self,
-        cluster_uid: &str,
-        id: &str,
-        now: i64,
-    ) -> StoreResult<Option<CommandRecord>> {
+    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
         let (cluster_uid, id) = (cluster_uid.to_string(), id.to_string());
         self.call(move |conn| {
             let row = conn
@@ -499,13 +447,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_command(
-        &self,
-        id: &str,
-        outcome: &Outcome,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<bool> {
+    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         debug_assert!(CommandState::Running.can_become(outcome.state()));
         let id = id.to_string();
         let (exit_code, logs, reason) = match outcome {
@@ -547,10 +489,7 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.call(move |conn| {
             let n = conn
-                .execute(
-                    "DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                    params![now],
-                )
+                .execute("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
                 .map_err(backend)?;
             Ok(n as u64)
         })
@@ -560,11 +499,7 @@ impl Store for SqliteStore {
     async fn count_accepted(&self) -> StoreResult<usize> {
         self.call(|conn| {
             let n: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM commands WHERE state = 'Accepted'",
-                    [],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT COUNT(*) FROM commands WHERE state = 'Accepted'", [], |r| r.get(0))
                 .map_err(backend)?;
             Ok(n as usize)
         })

@@ -5,102 +5,57 @@ use serde_json::json;
 use crate::harness::*;
 
 fn is_command_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    id.len() == 32 && id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 #[tokio::test]
 async fn run_command_answers_202_with_an_absolute_location() {
     let s = Server::start(&[]).await;
     s.create_cluster("rg", "c1", json!({})).await;
-    let r = s
-        .post(
-            &format!("{}/runCommand", cluster_path("rg", "c1")),
-            json!({"command": "true", "context": ""}),
-        )
-        .await;
+    let r =
+        s.post(&format!("{}/runCommand", cluster_path("rg", "c1")), json!({"command": "true", "context": ""})).await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.text, "", "202 from runCommand has an empty body");
-    assert!(
-        r.header("azure-asyncoperation").is_none(),
-        "never Azure-AsyncOperation"
-    );
+    assert!(r.header("azure-asyncoperation").is_none(), "never Azure-AsyncOperation");
     assert!(r.header("retry-after").unwrap().parse::<u64>().is_ok());
     let location = r.header("location").unwrap();
     let prefix = format!("{}{}/commandResults/", s.base, cluster_path("rg", "c1"));
-    assert!(
-        location.starts_with(&prefix) && location.starts_with("https://"),
-        "{location}"
-    );
+    assert!(location.starts_with(&prefix) && location.starts_with("https://"), "{location}");
     let rest = &location[prefix.len()..];
     let (id, query) = rest.split_once('?').expect("id followed by ?");
     assert!(is_command_id(id), "{id}");
     assert_eq!(query, "api-version=2024-09-01");
 
-    let other = s.url(&format!(
-        "{}/runCommand?api-version=2026-06-01",
-        cluster_path("rg", "c1")
-    ));
-    let r = reply(
-        s.client
-            .post(other)
-            .bearer_auth("t")
-            .json(&json!({"command": "true"})),
-    )
-    .await;
-    assert!(
-        r.header("location")
-            .unwrap()
-            .ends_with("?api-version=2026-06-01"),
-        "same api-version as the request"
-    );
+    let other = s.url(&format!("{}/runCommand?api-version=2026-06-01", cluster_path("rg", "c1")));
+    let r = reply(s.client.post(other).bearer_auth("t").json(&json!({"command": "true"}))).await;
+    assert!(r.header("location").unwrap().ends_with("?api-version=2026-06-01"), "same api-version as the request");
 }
 
 #[tokio::test]
 async fn result_is_202_with_a_body_while_running_then_200() {
     let s = Server::start(&[]).await;
     s.create_cluster("rg", "c1", json!({})).await;
-    let location = s
-        .submit(
-            "rg",
-            "c1",
-            json!({"command": "echo started; sleep 2; echo done", "context": ""}),
-        )
-        .await;
+    let location = s.submit("rg", "c1", json!({"command": "echo started; sleep 2; echo done", "context": ""})).await;
     let running = s.wait_for_state(&location, "Running").await;
     assert_eq!(running.header("location"), Some(location.as_str()));
     assert!(running.header("retry-after").is_some());
     let body = running.json();
-    let id = location
-        .split("/commandResults/")
-        .nth(1)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap();
+    let id = location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap();
     assert_eq!(body["id"], id);
     assert!(body["properties"]["startedAt"].is_string());
-    assert!(
-        body["properties"].get("logs").is_none() && body["properties"].get("exitCode").is_none()
-    );
+    assert!(body["properties"].get("logs").is_none() && body["properties"].get("exitCode").is_none());
 
     let done = s.wait(&location).await;
     let p = &done["properties"];
     assert_eq!(p["provisioningState"], "Succeeded");
     assert_eq!(p["exitCode"], 0);
     assert_eq!(p["logs"], "started\ndone\n");
-    let started = time::OffsetDateTime::parse(
-        p["startedAt"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    let finished = time::OffsetDateTime::parse(
-        p["finishedAt"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
+    let started =
+        time::OffsetDateTime::parse(p["startedAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let finished =
+        time::OffsetDateTime::parse(p["finishedAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap();
     assert!(finished - started >= time::Duration::seconds(2));
     // Durable: the same 200 body on every read.
     let again = s.get(&location).await;
@@ -113,9 +68,7 @@ async fn a_queued_command_reports_accepted() {
     let s = Server::start(&["--max-running", "1"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
     let first = s.submit("rg", "c1", json!({"command": "sleep 2"})).await;
-    let second = s
-        .submit("rg", "c1", json!({"command": "echo second"}))
-        .await;
+    let second = s.submit("rg", "c1", json!({"command": "echo second"})).await;
     let queued = s.get(&second).await;
     assert_eq!(queued.status, 202);
     assert_eq!(queued.json()["properties"]["provisioningState"], "Accepted");
@@ -138,13 +91,8 @@ async fn exit_codes_and_signals_are_reported_not_failed() {
 #[tokio::test]
 async fn stdout_and_stderr_keep_their_order() {
     let s = Server::start(&[]).await;
-    let result = s
-        .run("for i in 1 2 3; do echo out$i; echo err$i >&2; done")
-        .await;
-    assert_eq!(
-        result["properties"]["logs"],
-        "out1\nerr1\nout2\nerr2\nout3\nerr3\n"
-    );
+    let result = s.run("for i in 1 2 3; do echo out$i; echo err$i >&2; done").await;
+    assert_eq!(result["properties"]["logs"], "out1\nerr1\nout2\nerr2\nout3\nerr3\n");
 }
 
 #[tokio::test]
@@ -159,14 +107,9 @@ async fn attached_files_are_in_the_working_directory() {
     let context = encodebytes(&zip);
     assert!(context.contains('\n'), "wrapped like base64.encodebytes");
     let command = "cat ns.yaml; cat dir/.hidden; bash run.sh; [ \"$HOME\" = \"$PWD\" ] && echo home-is-workdir";
-    let location = s
-        .submit("rg", "c1", json!({"command": command, "context": context}))
-        .await;
+    let location = s.submit("rg", "c1", json!({"command": command, "context": context})).await;
     let result = s.wait(&location).await;
-    assert_eq!(
-        result["properties"]["logs"],
-        "kind: Namespace\nsecret-ish\nfrom script\nhome-is-workdir\n"
-    );
+    assert_eq!(result["properties"]["logs"], "kind: Namespace\nsecret-ish\nfrom script\nhome-is-workdir\n");
 }
 
 #[tokio::test]
@@ -178,18 +121,9 @@ async fn bad_contexts_and_commands_are_refused_at_submission() {
         (json!({"command": ""}), "command"),
         (json!({"command": "   "}), "command"),
         (json!({"context": ""}), "command"),
-        (
-            json!({"command": "ls", "context": "!!!not base64!!!"}),
-            "context",
-        ),
-        (
-            json!({"command": "ls", "context": encodebytes(b"just some text, not a zip")}),
-            "context",
-        ),
-        (
-            json!({"command": "ls", "context": encodebytes(&zip_of(&[("../escape", b"x")]))}),
-            "context",
-        ),
+        (json!({"command": "ls", "context": "!!!not base64!!!"}), "context"),
+        (json!({"command": "ls", "context": encodebytes(b"just some text, not a zip")}), "context"),
+        (json!({"command": "ls", "context": encodebytes(&zip_of(&[("../escape", b"x")]))}), "context"),
     ] {
         let r = s.post(&run, body.clone()).await;
         let message = r.assert_error(400, "InvalidParameter");
@@ -201,44 +135,18 @@ async fn bad_contexts_and_commands_are_refused_at_submission() {
 #[tokio::test]
 async fn disabled_and_aad_clusters_refuse_as_section_5_says() {
     let s = Server::start(&[]).await;
-    s.create_cluster(
-        "rg",
-        "off",
-        json!({"apiServerAccessProfile": {"disableRunCommand": true}}),
-    )
-    .await;
-    let r = s
-        .post(
-            &format!("{}/runCommand", cluster_path("rg", "off")),
-            json!({"command": "true"}),
-        )
-        .await;
+    s.create_cluster("rg", "off", json!({"apiServerAccessProfile": {"disableRunCommand": true}})).await;
+    let r = s.post(&format!("{}/runCommand", cluster_path("rg", "off")), json!({"command": "true"})).await;
     let message = r.assert_error(400, "RunCommandDisabled");
     assert!(message.contains("off"), "{message}");
 
-    s.create_cluster("rg", "aad", json!({"aadProfile": {"managed": true}}))
-        .await;
+    s.create_cluster("rg", "aad", json!({"aadProfile": {"managed": true}})).await;
     let run = format!("{}/runCommand", cluster_path("rg", "aad"));
-    for body in [
-        json!({"command": "true"}),
-        json!({"command": "true", "clusterToken": ""}),
-    ] {
-        let message = s
-            .post(&run, body)
-            .await
-            .assert_error(400, "MissingAADClusterToken");
-        assert_eq!(
-            message,
-            "This cluster have Azure Active Directory enabled, .clusterToken is required."
-        );
+    for body in [json!({"command": "true"}), json!({"command": "true", "clusterToken": ""})] {
+        let message = s.post(&run, body).await.assert_error(400, "MissingAADClusterToken");
+        assert_eq!(message, "This cluster have Azure Active Directory enabled, .clusterToken is required.");
     }
-    let location = s
-        .submit(
-            "rg",
-            "aad",
-            json!({"command": "echo ok", "clusterToken": "aad-token"}),
-        )
-        .await;
+    let location = s.submit("rg", "aad", json!({"command": "echo ok", "clusterToken": "aad-token"})).await;
     assert_eq!(s.wait(&location).await["properties"]["logs"], "ok\n");
 }
 
@@ -246,8 +154,7 @@ async fn disabled_and_aad_clusters_refuse_as_section_5_says() {
 async fn commands_see_a_cleared_environment_and_the_cluster_kubeconfig() {
     let s = Server::start(&[]).await;
     let (_, encoded) = kubeconfig_for("https://203.0.113.10:6443");
-    s.create_cluster("rg", "k8s", json!({"kubeconfig": encoded}))
-        .await;
+    s.create_cluster("rg", "k8s", json!({"kubeconfig": encoded})).await;
     let command = "kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'; echo; \
                    stat -c %a \"$KUBECONFIG\"; env | cut -d= -f1 | sort | tr '\\n' ' '";
     let location = s.submit("rg", "k8s", json!({"command": command})).await;
@@ -260,52 +167,23 @@ async fn commands_see_a_cleared_environment_and_the_cluster_kubeconfig() {
     for expected in ["HOME", "KUBECONFIG", "LANG", "PATH"] {
         assert!(vars.contains(&expected), "{expected} missing: {vars:?}");
     }
-    assert!(
-        !vars.contains(&SERVER_ONLY_VAR),
-        "server environment leaked: {vars:?}"
-    );
-    let allowed = [
-        "HOME",
-        "KUBECONFIG",
-        "LANG",
-        "PATH",
-        "PWD",
-        "SHLVL",
-        "_",
-        "OLDPWD",
-    ];
-    assert!(
-        vars.iter().all(|v| allowed.contains(v)),
-        "unexpected variables: {vars:?}"
-    );
+    assert!(!vars.contains(&SERVER_ONLY_VAR), "server environment leaked: {vars:?}");
+    let allowed = ["HOME", "KUBECONFIG", "LANG", "PATH", "PWD", "SHLVL", "_", "OLDPWD"];
+    assert!(vars.iter().all(|v| allowed.contains(v)), "unexpected variables: {vars:?}");
 }
 
 #[tokio::test]
 async fn working_directories_are_removed_and_leftover_processes_killed() {
     let s = Server::start(&[]).await;
-    let result = s
-        .run("pwd; (sleep 300; echo leaked) & echo $! > /dev/null; echo bye")
-        .await;
+    let result = s.run("pwd; (sleep 300; echo leaked) & echo $! > /dev/null; echo bye").await;
     let logs = result["properties"]["logs"].as_str().unwrap();
     let workdir = logs.lines().next().unwrap();
-    assert!(
-        workdir.starts_with(s.data_dir().to_str().unwrap()),
-        "{workdir}"
-    );
-    assert!(
-        !std::path::Path::new(workdir).exists(),
-        "working directory {workdir} was not removed"
-    );
+    assert!(workdir.starts_with(s.data_dir().to_str().unwrap()), "{workdir}");
+    assert!(!std::path::Path::new(workdir).exists(), "working directory {workdir} was not removed");
     assert!(logs.ends_with("bye\n"), "{logs}");
-    let leftovers = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 300"])
-        .output()
-        .unwrap();
+    let leftovers = std::process::Command::new("pgrep").args(["-f", "sleep 300"]).output().unwrap();
     let pids = String::from_utf8_lossy(&leftovers.stdout).to_string();
     // Another test's process could match only if it used the same unusual sleep; none does.
-    assert!(
-        pids.trim().is_empty(),
-        "background process survived its command: {pids}"
-    );
+    assert!(pids.trim().is_empty(), "background process survived its command: {pids}");
     assert!(logs.lines().all(|l| l != "leaked"));
 }

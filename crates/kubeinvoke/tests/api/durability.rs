@@ -10,19 +10,12 @@ use crate::harness::*;
 async fn sigkill_interrupts_running_commands_and_keeps_finished_results() {
     let mut s = Server::start(&["--max-running", "1"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
-    let finished = s
-        .submit("rg", "c1", json!({"command": "echo kept; exit 4"}))
-        .await;
+    let finished = s.submit("rg", "c1", json!({"command": "echo kept; exit 4"})).await;
     let before = s.wait(&finished).await;
     let sleeping = s.submit("rg", "c1", json!({"command": "sleep 30"})).await;
     s.wait_for_state(&sleeping, "Running").await;
-    let queued = s
-        .submit("rg", "c1", json!({"command": "echo ran-after-restart"}))
-        .await;
-    assert_eq!(
-        s.get(&queued).await.json()["properties"]["provisioningState"],
-        "Accepted"
-    );
+    let queued = s.submit("rg", "c1", json!({"command": "echo ran-after-restart"})).await;
+    assert_eq!(s.get(&queued).await.json()["properties"]["provisioningState"], "Accepted");
 
     s.kill9();
     let s = s.restart().await;
@@ -38,11 +31,7 @@ async fn sigkill_interrupts_running_commands_and_keeps_finished_results() {
 
     let after = s.get(&rebase(&finished, &s.base)).await;
     assert_eq!(after.status, 200);
-    assert_eq!(
-        after.json(),
-        before,
-        "finished results are unchanged by the crash"
-    );
+    assert_eq!(after.json(), before, "finished results are unchanged by the crash");
 
     // Interrupted commands are never re-run: still the same terminal result after another restart.
     let s = s.restart().await;
@@ -60,20 +49,13 @@ fn rebase(location: &str, base: &str) -> String {
 async fn results_expire_after_the_retention() {
     let s = Server::start(&["--retention", "1s"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
-    let location = s
-        .submit("rg", "c1", json!({"command": "echo short-lived"}))
-        .await;
-    assert_eq!(
-        s.wait(&location).await["properties"]["logs"],
-        "short-lived\n"
-    );
+    let location = s.submit("rg", "c1", json!({"command": "echo short-lived"})).await;
+    assert_eq!(s.wait(&location).await["properties"]["logs"], "short-lived\n");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.get(&location).await.assert_error(404, "NotFound");
     // The janitor also deletes the rows, not just hides them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let db = rusqlite::Connection::open(s.data_dir().join("kubeinvoke.db")).unwrap();
-    let rows: i64 = db
-        .query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))
-        .unwrap();
+    let rows: i64 = db.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);
 }

@@ -18,8 +18,11 @@ pub const SERVER_ONLY_VAR: &str = "KUBEINVOKE_TEST_SERVER_SECRET";
 pub struct Server {
     child: Option<Child>,
     pub base: String,
+    /// What the server printed at startup.
+    pub banner: String,
     root: TempDir,
     args: Vec<String>,
+    ca: Option<PathBuf>,
     pub client: reqwest::Client,
 }
 
@@ -31,8 +34,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -42,35 +44,28 @@ impl Reply {
     /// Asserts a CloudError with this status and code, returning its message.
     pub fn assert_error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{}",
-            self.text
-        );
+        assert_eq!(self.header("content-type"), Some("application/json"), "{}", self.text);
         let body = self.json();
         assert_eq!(body["error"]["code"], code, "body: {}", self.text);
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .to_string()
+        body["error"]["message"].as_str().expect("message").to_string()
     }
 }
 
 impl Server {
     pub async fn start(extra: &[&str]) -> Server {
-        let root = tempfile::tempdir().expect("tempdir");
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect()).await
+        Self::start_trusting(extra, None).await
     }
 
-    async fn launch(root: TempDir, args: Vec<String>) -> Server {
+    /// Starts a server whose certificate chains to `ca` (default: the CA it generates).
+    pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca).await
+    }
+
+    async fn launch(root: TempDir, args: Vec<String>, ca: Option<PathBuf>) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(root.path().join("server.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(root.path().join("server.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
             .arg("serve")
             .arg("--data-dir")
@@ -84,33 +79,39 @@ impl Server {
             .spawn()
             .expect("spawn kubeinvoke");
         let stdout = child.stdout.take().unwrap();
-        let (found, base) = std::sync::mpsc::channel();
+        let (found, banner) = std::sync::mpsc::channel();
         // Keep reading stdout for the server's whole life, so it never writes to a closed pipe.
         std::thread::spawn(move || {
+            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("listening on") {
-                    let _ = found.send(url.trim().to_string());
+                let last = line.trim_start().starts_with("tenant");
+                lines.push(line);
+                if last {
+                    let _ = found.send(lines.join("\n"));
                 }
             }
         });
-        let base =
-            tokio::task::spawn_blocking(move || base.recv_timeout(Duration::from_secs(30)).ok())
-                .await
-                .unwrap()
-                .unwrap_or_else(|| {
-                    panic!(
-                        "server did not start: {}",
-                        std::fs::read_to_string(root.path().join("server.log")).unwrap_or_default()
-                    )
-                });
-        let client = client_for(&data_dir.join("tls/ca.pem"));
-        Server {
-            child: Some(child),
-            base,
-            root,
-            args,
-            client,
-        }
+        let banner = tokio::task::spawn_blocking(move || banner.recv_timeout(Duration::from_secs(30)).ok())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(root.path().join("server.log")).unwrap_or_default()
+                )
+            });
+        let base = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("listening on"))
+            .expect("the banner names the URL")
+            .trim()
+            .to_string();
+        let client = if base.starts_with("http://") {
+            reqwest::Client::new()
+        } else {
+            client_for(ca.as_deref().unwrap_or(&data_dir.join("tls/ca.pem")))
+        };
+        Server { child: Some(child), base, banner, root, args, ca, client }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -130,7 +131,7 @@ impl Server {
         self.kill9();
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
-        Self::launch(root, args).await
+        Self::launch(root, args, self.ca.take()).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
@@ -145,10 +146,7 @@ impl Server {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth("any-token");
+        let mut request = self.client.request(method, self.url(path)).bearer_auth("any-token");
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -168,30 +166,21 @@ impl Server {
     }
 
     pub async fn create_group(&self, group: &str) {
-        let r = self
-            .put(&group_path(group), json!({"location": "westeurope"}))
-            .await;
+        let r = self.put(&group_path(group), json!({"location": "westeurope"})).await;
         assert!(r.status.is_success(), "creating group: {}", r.text);
     }
 
     /// Creates the group (if needed) and a cluster with these properties.
     pub async fn create_cluster(&self, group: &str, name: &str, properties: Value) -> Value {
         self.create_group(group).await;
-        let r = self
-            .put(
-                &cluster_path(group, name),
-                json!({"location": "westeurope", "properties": properties}),
-            )
-            .await;
+        let r = self.put(&cluster_path(group, name), json!({"location": "westeurope", "properties": properties})).await;
         assert!(r.status.is_success(), "creating cluster: {}", r.text);
         r.json()
     }
 
     /// Submits a command and returns the `Location` to poll.
     pub async fn submit(&self, group: &str, name: &str, body: Value) -> String {
-        let r = self
-            .post(&format!("{}/runCommand", cluster_path(group, name)), body)
-            .await;
+        let r = self.post(&format!("{}/runCommand", cluster_path(group, name)), body).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "runCommand: {}", r.text);
         r.header("location").expect("Location").to_string()
     }
@@ -206,11 +195,7 @@ impl Server {
                 202 => {}
                 other => panic!("polling {location}: {other} {}", r.text),
             }
-            assert!(
-                Instant::now() < deadline,
-                "command did not finish: {}",
-                r.text
-            );
+            assert!(Instant::now() < deadline, "command did not finish: {}", r.text);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -218,9 +203,7 @@ impl Server {
     /// Runs a shell line on a fresh cluster and returns the finished result.
     pub async fn run(&self, command: &str) -> Value {
         self.create_cluster("rg", "c1", json!({})).await;
-        let location = self
-            .submit("rg", "c1", json!({"command": command, "context": ""}))
-            .await;
+        let location = self.submit("rg", "c1", json!({"command": command, "context": ""})).await;
         self.wait(&location).await
     }
 
@@ -229,16 +212,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let r = self.get(location).await;
-            if r.status == StatusCode::ACCEPTED
-                && r.json()["properties"]["provisioningState"] == state
-            {
+            if r.status == StatusCode::ACCEPTED && r.json()["properties"]["provisioningState"] == state {
                 return r;
             }
-            assert!(
-                Instant::now() < deadline,
-                "never reached {state}: {}",
-                r.text
-            );
+            assert!(Instant::now() < deadline, "never reached {state}: {}", r.text);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -255,19 +232,12 @@ pub async fn reply(request: reqwest::RequestBuilder) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
-    Reply {
-        status,
-        headers,
-        text,
-    }
+    Reply { status, headers, text }
 }
 
 pub fn client_for(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).expect("CA file");
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .build()
-        .unwrap()
+    reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]).build().unwrap()
 }
 
 pub fn group_path(group: &str) -> String {
@@ -275,17 +245,14 @@ pub fn group_path(group: &str) -> String {
 }
 
 pub fn cluster_path(group: &str, name: &str) -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}"
-    )
+    format!("/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}")
 }
 
 /// A zip with these files, as `az aks command invoke --file` builds it (stored, at the root).
 pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     use std::io::Write;
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, data) in files {
         out.start_file(*name, options).unwrap();
         out.write_all(data).unwrap();
@@ -297,10 +264,7 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 pub fn encodebytes(bytes: &[u8]) -> String {
     use base64::Engine;
     let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
-    flat.as_bytes()
-        .chunks(76)
-        .map(|line| format!("{}\n", std::str::from_utf8(line).unwrap()))
-        .collect()
+    flat.as_bytes().chunks(76).map(|line| format!("{}\n", std::str::from_utf8(line).unwrap())).collect()
 }
 
 /// A kubeconfig pointing at `server`, base64-encoded for `properties.kubeconfig`.

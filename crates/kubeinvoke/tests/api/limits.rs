@@ -9,9 +9,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn output_beyond_the_cap_is_cut_with_a_plain_notice() {
     let s = Server::start(&["--log-cap-bytes", "1000"]).await;
-    let result = s
-        .run("head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo tail-line")
-        .await;
+    let result = s.run("head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo tail-line").await;
     let p = &result["properties"];
     assert_eq!(p["provisioningState"], "Succeeded");
     assert_eq!(p["exitCode"], 0);
@@ -20,11 +18,7 @@ async fn output_beyond_the_cap_is_cut_with_a_plain_notice() {
     assert!(!logs.contains("xxxxx\nx"), "nothing past the cap is kept");
     assert!(!logs.contains("tail-line"));
     assert!(logs.contains("output truncated"), "{logs}");
-    assert!(
-        logs.contains("199011 more bytes were discarded"),
-        "{}",
-        &logs[1000..]
-    );
+    assert!(logs.contains("199011 more bytes were discarded"), "{}", &logs[1000..]);
     assert!(logs.len() < 1200, "{}", logs.len());
 }
 
@@ -55,27 +49,12 @@ async fn a_command_past_its_timeout_is_killed_and_failed() {
 
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
-    let s = Server::start(&[
-        "--max-running",
-        "1",
-        "--queue-capacity",
-        "1",
-        "--retry-after",
-        "3",
-    ])
-    .await;
+    let s = Server::start(&["--max-running", "1", "--queue-capacity", "1", "--retry-after", "3"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
     let running = s.submit("rg", "c1", json!({"command": "sleep 3"})).await;
     s.wait_for_state(&running, "Running").await;
-    let queued = s
-        .submit("rg", "c1", json!({"command": "echo queued"}))
-        .await;
-    let r = s
-        .post(
-            &format!("{}/runCommand", cluster_path("rg", "c1")),
-            json!({"command": "echo refused"}),
-        )
-        .await;
+    let queued = s.submit("rg", "c1", json!({"command": "echo queued"})).await;
+    let r = s.post(&format!("{}/runCommand", cluster_path("rg", "c1")), json!({"command": "echo refused"})).await;
     let message = r.assert_error(429, "TooManyRequests");
     assert!(message.contains("Retry after 3 seconds"), "{message}");
     assert_eq!(r.header("retry-after"), Some("3"));

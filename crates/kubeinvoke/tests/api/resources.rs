@@ -8,12 +8,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn resource_groups_have_a_full_lifecycle() {
     let s = Server::start(&[]).await;
-    let r = s
-        .put(
-            &group_path("Team-RG"),
-            json!({"location": "westeurope", "tags": {"env": "dev"}}),
-        )
-        .await;
+    let r = s.put(&group_path("Team-RG"), json!({"location": "westeurope", "tags": {"env": "dev"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
         r.json(),
@@ -26,54 +21,21 @@ async fn resource_groups_have_a_full_lifecycle() {
             "properties": {"provisioningState": "Succeeded"}
         })
     );
-    let again = s
-        .put(&group_path("team-rg"), json!({"location": "northeurope"}))
-        .await;
+    let again = s.put(&group_path("team-rg"), json!({"location": "northeurope"})).await;
     assert_eq!(again.status, 200);
-    assert_eq!(
-        again.json()["name"],
-        "Team-RG",
-        "keeps the casing it was created with"
-    );
-    assert_eq!(
-        s.get(&group_path("TEAM-RG")).await.json()["location"],
-        "northeurope"
-    );
-    assert_eq!(
-        s.send(Method::HEAD, &group_path("team-rg"), None)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(again.json()["name"], "Team-RG", "keeps the casing it was created with");
+    assert_eq!(s.get(&group_path("TEAM-RG")).await.json()["location"], "northeurope");
+    assert_eq!(s.send(Method::HEAD, &group_path("team-rg"), None).await.status, 204);
 
-    let list = s
-        .get(&format!("/subscriptions/{SUB}/resourcegroups"))
-        .await
-        .json();
+    let list = s.get(&format!("/subscriptions/{SUB}/resourcegroups")).await.json();
     assert_eq!(list["value"].as_array().unwrap().len(), 1);
 
     s.create_cluster("team-rg", "c1", json!({})).await;
-    assert_eq!(
-        s.send(Method::DELETE, &group_path("team-rg"), None)
-            .await
-            .status,
-        200
-    );
-    s.get(&group_path("team-rg"))
-        .await
-        .assert_error(404, "ResourceGroupNotFound");
-    assert_eq!(
-        s.send(Method::HEAD, &group_path("team-rg"), None)
-            .await
-            .status,
-        404
-    );
-    s.send(Method::DELETE, &group_path("team-rg"), None)
-        .await
-        .assert_error(404, "ResourceGroupNotFound");
-    s.get(&cluster_path("team-rg", "c1"))
-        .await
-        .assert_error(404, "ResourceGroupNotFound");
+    assert_eq!(s.send(Method::DELETE, &group_path("team-rg"), None).await.status, 200);
+    s.get(&group_path("team-rg")).await.assert_error(404, "ResourceGroupNotFound");
+    assert_eq!(s.send(Method::HEAD, &group_path("team-rg"), None).await.status, 404);
+    s.send(Method::DELETE, &group_path("team-rg"), None).await.assert_error(404, "ResourceGroupNotFound");
+    s.get(&cluster_path("team-rg", "c1")).await.assert_error(404, "ResourceGroupNotFound");
 }
 
 #[tokio::test]
@@ -101,17 +63,11 @@ async fn clusters_keep_unknown_properties_and_hide_the_kubeconfig() {
         assert_eq!(got["tags"], json!({"team": "platform"}));
         assert_eq!(got["sku"], json!({"name": "Base", "tier": "Free"}));
         let properties = &got["properties"];
-        assert_eq!(
-            properties["futureFeature"],
-            json!({"nested": [1, 2, {"deep": true}]})
-        );
+        assert_eq!(properties["futureFeature"], json!({"nested": [1, 2, {"deep": true}]}));
         assert_eq!(properties["dnsPrefix"], "dns1");
         assert_eq!(properties["fqdn"], "my-cluster.hcp.westeurope.azmk8s.io");
         assert_eq!(properties["provisioningState"], "Succeeded");
-        assert!(
-            properties.get("kubeconfig").is_none(),
-            "kubeconfig is write-only: {got}"
-        );
+        assert!(properties.get("kubeconfig").is_none(), "kubeconfig is write-only: {got}");
         assert!(!got.to_string().contains(&encoded));
     }
 
@@ -122,13 +78,9 @@ async fn clusters_keep_unknown_properties_and_hide_the_kubeconfig() {
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.json()["properties"]["dnsPrefix"], "dns2");
 
-    for (action, name) in [
-        ("listClusterAdminCredential", "clusterAdmin"),
-        ("listClusterUserCredential", "clusterUser"),
-    ] {
-        let r = s
-            .post(&format!("{}/{action}", cluster_path("rg", "c1")), json!({}))
-            .await;
+    for (action, name) in [("listClusterAdminCredential", "clusterAdmin"), ("listClusterUserCredential", "clusterUser")]
+    {
+        let r = s.post(&format!("{}/{action}", cluster_path("rg", "c1")), json!({})).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let body = r.json();
         assert_eq!(body["kubeconfigs"][0]["name"], name);
@@ -146,44 +98,22 @@ async fn bad_kubeconfigs_are_refused_naming_the_property() {
     s.create_group("rg").await;
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    for bad in [
-        json!("%%%not base64"),
-        json!(b64("{{{ not yaml")),
-        json!(b64("clusters: []")),
-        json!(42),
-    ] {
-        let r = s
-            .put(
-                &cluster_path("rg", "c1"),
-                json!({"properties": {"kubeconfig": bad}}),
-            )
-            .await;
+    for bad in [json!("%%%not base64"), json!(b64("{{{ not yaml")), json!(b64("clusters: []")), json!(42)] {
+        let r = s.put(&cluster_path("rg", "c1"), json!({"properties": {"kubeconfig": bad}})).await;
         let message = r.assert_error(400, "InvalidParameter");
         assert!(message.contains("properties.kubeconfig"), "{message}");
         assert_eq!(r.json()["error"]["target"], "properties.kubeconfig");
     }
-    s.get(&cluster_path("rg", "c1"))
-        .await
-        .assert_error(404, "ResourceNotFound");
+    s.get(&cluster_path("rg", "c1")).await.assert_error(404, "ResourceNotFound");
     s.create_cluster("rg", "bare", json!({})).await;
-    let r = s
-        .post(
-            &format!("{}/listClusterAdminCredential", cluster_path("rg", "bare")),
-            json!({}),
-        )
-        .await;
+    let r = s.post(&format!("{}/listClusterAdminCredential", cluster_path("rg", "bare")), json!({})).await;
     r.assert_error(400, "NoCredentials");
 }
 
 #[tokio::test]
 async fn cluster_put_needs_its_group_and_defaults_the_location() {
     let s = Server::start(&[]).await;
-    let r = s
-        .put(
-            &cluster_path("nogroup", "c1"),
-            json!({"location": "x", "properties": {}}),
-        )
-        .await;
+    let r = s.put(&cluster_path("nogroup", "c1"), json!({"location": "x", "properties": {}})).await;
     r.assert_error(404, "ResourceGroupNotFound");
     s.create_group("rg").await;
     let r = s.put(&cluster_path("rg", "c1"), json!({})).await;
@@ -197,21 +127,9 @@ async fn delete_is_idempotent_and_results_go_with_the_cluster() {
     s.create_cluster("rg", "c1", json!({})).await;
     let location = s.submit("rg", "c1", json!({"command": "echo old"})).await;
     s.wait(&location).await;
-    assert_eq!(
-        s.send(Method::DELETE, &cluster_path("rg", "c1"), None)
-            .await
-            .status,
-        200
-    );
-    s.get(&cluster_path("rg", "c1"))
-        .await
-        .assert_error(404, "ResourceNotFound");
-    assert_eq!(
-        s.send(Method::DELETE, &cluster_path("rg", "c1"), None)
-            .await
-            .status,
-        204
-    );
+    assert_eq!(s.send(Method::DELETE, &cluster_path("rg", "c1"), None).await.status, 200);
+    s.get(&cluster_path("rg", "c1")).await.assert_error(404, "ResourceNotFound");
+    assert_eq!(s.send(Method::DELETE, &cluster_path("rg", "c1"), None).await.status, 204);
     // A new cluster with the same name does not inherit the old one's results.
     s.create_cluster("rg", "c1", json!({})).await;
     s.get(&location).await.assert_error(404, "NotFound");
@@ -220,13 +138,7 @@ async fn delete_is_idempotent_and_results_go_with_the_cluster() {
 #[tokio::test]
 async fn cluster_lists_page_with_next_link_in_both_scopes() {
     let s = Server::start(&["--page-size", "2"]).await;
-    for (group, name) in [
-        ("rg-a", "c3"),
-        ("rg-a", "c1"),
-        ("rg-a", "C2"),
-        ("rg-b", "c4"),
-        ("rg-b", "c5"),
-    ] {
+    for (group, name) in [("rg-a", "c3"), ("rg-a", "c1"), ("rg-a", "C2"), ("rg-b", "c4"), ("rg-b", "c5")] {
         s.create_cluster(group, name, json!({})).await;
     }
     let collect = |first: String| {
@@ -240,59 +152,33 @@ async fn cluster_lists_page_with_next_link_in_both_scopes() {
                 assert_eq!(r.status, 200, "{url}: {}", r.text);
                 let body = r.json();
                 pages += 1;
-                names.extend(
-                    body["value"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|c| c["name"].as_str().unwrap().to_string()),
-                );
-                next = body
-                    .get("nextLink")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
+                names.extend(body["value"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()));
+                next = body.get("nextLink").and_then(Value::as_str).map(str::to_string);
                 if let Some(link) = &next {
                     assert!(link.starts_with(&s.base), "absolute: {link}");
-                    assert!(
-                        link.contains("api-version=2024-09-01"),
-                        "same api-version: {link}"
-                    );
+                    assert!(link.contains("api-version=2024-09-01"), "same api-version: {link}");
                 }
             }
             (names, pages)
         }
     };
-    let (all, pages) = collect(format!(
-        "/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters"
-    ))
-    .await;
+    let (all, pages) =
+        collect(format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/managedClusters")).await;
     assert_eq!(all, ["c1", "C2", "c3", "c4", "c5"]);
     assert_eq!(pages, 3);
-    let in_group = format!(
-        "/subscriptions/{SUB}/resourceGroups/rg-b/providers/Microsoft.ContainerService/managedClusters"
-    );
+    let in_group =
+        format!("/subscriptions/{SUB}/resourceGroups/rg-b/providers/Microsoft.ContainerService/managedClusters");
     let (b, pages) = collect(in_group.clone()).await;
     assert_eq!((b, pages), (vec!["c4".to_string(), "c5".to_string()], 1));
-    s.get(&format!("{in_group}?api-version={API}&$skipToken=zz"))
-        .await
-        .assert_error(400, "InvalidParameter");
-    let empty = format!(
-        "/subscriptions/{SUB}/resourceGroups/none/providers/Microsoft.ContainerService/managedClusters"
-    );
-    s.get(&empty)
-        .await
-        .assert_error(404, "ResourceGroupNotFound");
+    s.get(&format!("{in_group}?api-version={API}&$skipToken=zz")).await.assert_error(400, "InvalidParameter");
+    let empty =
+        format!("/subscriptions/{SUB}/resourceGroups/none/providers/Microsoft.ContainerService/managedClusters");
+    s.get(&empty).await.assert_error(404, "ResourceGroupNotFound");
 }
 
 #[tokio::test]
 async fn subscriptions_and_cloud_metadata_serve_az_login() {
-    let s = Server::start(&[
-        "--subscription-id",
-        SUB,
-        "--tenant-id",
-        "11111111-2222-3333-4444-555555555555",
-    ])
-    .await;
+    let s = Server::start(&["--subscription-id", SUB, "--tenant-id", "11111111-2222-3333-4444-555555555555"]).await;
     let subs = s.get("/subscriptions?api-version=2022-12-01").await.json();
     let first = &subs["value"][0];
     assert_eq!(first["subscriptionId"], SUB);
@@ -301,12 +187,7 @@ async fn subscriptions_and_cloud_metadata_serve_az_login() {
     assert_eq!(first["tenantId"], "11111111-2222-3333-4444-555555555555");
     assert!(first["displayName"].is_string());
 
-    let meta = reply(s.client.get(format!(
-        "{}/metadata/endpoints?api-version=2022-09-01",
-        s.base
-    )))
-    .await
-    .json();
+    let meta = reply(s.client.get(format!("{}/metadata/endpoints?api-version=2022-09-01", s.base))).await.json();
     assert_eq!(meta["resourceManager"], format!("{}/", s.base));
     assert_eq!(meta["authentication"]["loginEndpoint"], s.base);
     let audiences = meta["authentication"]["audiences"].as_array().unwrap();
@@ -320,11 +201,7 @@ async fn generated_certificate_covers_loopback_names_and_keys_are_private() {
     let s = Server::start(&["--hostname", "kubeinvoke.test"]).await;
     let tls = s.data_dir().join("tls");
     for key in ["ca.key", "server.key"] {
-        let mode = std::fs::metadata(tls.join(key))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(tls.join(key)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     let port = s.base.rsplit(':').next().unwrap().to_string();
@@ -333,16 +210,62 @@ async fn generated_certificate_covers_loopback_names_and_keys_are_private() {
         assert_eq!(reply(s.client.get(&url)).await.status, 200, "{host}");
     }
     let names = std::fs::read_to_string(tls.join("server.names")).unwrap();
-    assert!(
-        names.contains("kubeinvoke.test") && names.contains("::1"),
-        "{names}"
-    );
+    assert!(names.contains("kubeinvoke.test") && names.contains("::1"), "{names}");
     // A restart reuses the CA, so clients that trust it keep working.
     let ca_before = std::fs::read(tls.join("ca.pem")).unwrap();
     let s = s.restart().await;
-    assert_eq!(
-        std::fs::read(s.data_dir().join("tls/ca.pem")).unwrap(),
-        ca_before
-    );
+    assert_eq!(std::fs::read(s.data_dir().join("tls/ca.pem")).unwrap(), ca_before);
     assert_eq!(s.get(&group_path("x")).await.status, 404);
+}
+
+#[tokio::test]
+async fn startup_says_where_everything_is() {
+    let s = Server::start(&["--subscription-id", SUB]).await;
+    let data_dir = s.data_dir();
+    for expected in [
+        format!("listening on   {}", s.base),
+        format!("trust this CA  {}", data_dir.join("tls/ca.pem").display()),
+        format!("data dir       {}", data_dir.display()),
+        format!("subscription   {SUB}"),
+    ] {
+        assert!(s.banner.contains(&expected), "{expected:?} missing from:\n{}", s.banner);
+    }
+    assert!(s.banner.contains("tenant "), "{}", s.banner);
+    assert!(s.base.starts_with("https://127.0.0.1:"), "HTTPS on loopback by default: {}", s.base);
+}
+
+#[tokio::test]
+async fn own_certificate_and_plain_http_modes() {
+    // Borrow a certificate made by another server's CA and serve it with --tls-cert/--tls-key.
+    let issuer = Server::start(&[]).await;
+    let tls = issuer.data_dir().join("tls");
+    let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
+    let own = Server::start_trusting(
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        Some(tls.join("ca.pem")),
+    )
+    .await;
+    assert!(own.banner.contains("--tls-cert"), "{}", own.banner);
+    assert_eq!(own.get(&group_path("rg")).await.status, 404);
+    assert!(!own.data_dir().join("tls").exists(), "no certificate generated when one is given");
+
+    let plain = Server::start(&["--http"]).await;
+    assert!(plain.base.starts_with("http://"), "{}", plain.base);
+    assert!(plain.banner.contains("WARNING"), "{}", plain.banner);
+    plain.create_cluster("rg", "c1", json!({})).await;
+    let run = plain.url(&format!("{}/runCommand", cluster_path("rg", "c1")));
+    let direct = reply(plain.client.post(&run).bearer_auth("t").json(&json!({"command": "true"}))).await;
+    assert!(direct.header("location").unwrap().starts_with("http://127.0.0.1:"));
+    let proxied = reply(
+        plain
+            .client
+            .post(&run)
+            .bearer_auth("t")
+            .header("x-forwarded-proto", "https")
+            .header("host", "kubeinvoke.example")
+            .json(&json!({"command": "true"})),
+    )
+    .await;
+    let location = proxied.header("location").unwrap();
+    assert!(location.starts_with("https://kubeinvoke.example/subscriptions/"), "{location}");
 }

@@ -8,9 +8,7 @@ use serde_json::{Map, Value, json as json_value};
 use crate::arm::ApiError;
 use crate::arm::names::SubscriptionId;
 use crate::arm::path::{ClusterRef, GroupRef};
-use crate::arm::wire::{
-    CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster,
-};
+use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::context;
 use crate::kubeconfig;
 use crate::server::AppState;
@@ -29,30 +27,18 @@ pub async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord,
         return Ok(found);
     }
     ensure_group(app, &cluster.group_ref()).await?;
-    Err(ApiError::ClusterNotFound {
-        group: cluster.group.as_str().into(),
-        name: cluster.name.as_str().into(),
-    })
+    Err(ApiError::ClusterNotFound { group: cluster.group.as_str().into(), name: cluster.name.as_str().into() })
 }
 
 async fn ensure_group(app: &AppState, group: &GroupRef) -> Result<(), ApiError> {
-    match app
-        .store
-        .get_group(&group.subscription, &group.group)
-        .await?
-    {
+    match app.store.get_group(&group.subscription, &group.group).await? {
         Some(_) => Ok(()),
-        None => Err(ApiError::ResourceGroupNotFound(
-            group.group.as_str().to_string(),
-        )),
+        None => Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string())),
     }
 }
 
 pub fn render(cluster: &ClusterRecord) -> Value {
-    let fqdn = cluster
-        .kubeconfig
-        .as_deref()
-        .and_then(|k| kubeconfig::fqdn(k).ok());
+    let fqdn = cluster.kubeconfig.as_deref().and_then(|k| kubeconfig::fqdn(k).ok());
     managed_cluster(
         cluster_id(&cluster.subscription, &cluster.group, &cluster.name),
         &cluster.name,
@@ -61,17 +47,10 @@ pub fn render(cluster: &ClusterRecord) -> Value {
     )
 }
 
-pub async fn put(
-    app: &AppState,
-    ctx: &RequestContext,
-    cluster: &ClusterRef,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, body: Body) -> Result<Response, ApiError> {
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let Value::Object(mut document) = body else {
-        return Err(ApiError::InvalidRequestContent(
-            "the body must be a JSON object".into(),
-        ));
+        return Err(ApiError::InvalidRequestContent("the body must be a JSON object".into()));
     };
     for field in SERVER_OWNED {
         document.remove(field);
@@ -81,53 +60,29 @@ pub async fn put(
         .get_group(&cluster.subscription, &cluster.group)
         .await?
         .ok_or_else(|| ApiError::ResourceGroupNotFound(cluster.group.as_str().to_string()))?;
-    let has_location = document
-        .get("location")
-        .and_then(Value::as_str)
-        .is_some_and(|l| !l.is_empty());
+    let has_location = document.get("location").and_then(Value::as_str).is_some_and(|l| !l.is_empty());
     if !has_location {
         document.insert("location".into(), Value::String(group.location));
     }
-    let properties = match document
-        .entry("properties")
-        .or_insert_with(|| Value::Object(Map::new()))
-    {
+    let properties = match document.entry("properties").or_insert_with(|| Value::Object(Map::new())) {
         Value::Object(properties) => properties,
         _ => {
-            return Err(ApiError::invalid(
-                "properties",
-                "'properties' must be a JSON object",
-            ));
+            return Err(ApiError::invalid("properties", "'properties' must be a JSON object"));
         }
     };
     let kubeconfig = take_kubeconfig(properties)?;
-    properties.insert(
-        "provisioningState".into(),
-        Value::String("Succeeded".into()),
-    );
-    properties
-        .entry("powerState")
-        .or_insert_with(|| json_value!({ "code": "Running" }));
+    properties.insert("provisioningState".into(), Value::String("Succeeded".into()));
+    properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));
 
-    let write = ClusterWrite {
-        cluster: cluster.clone(),
-        document,
-        kubeconfig,
-    };
+    let write = ClusterWrite { cluster: cluster.clone(), document, kubeconfig };
     let put = match app.store.put_cluster(write).await {
         Ok(put) => put,
         Err(StoreError::GroupNotFound) => {
-            return Err(ApiError::ResourceGroupNotFound(
-                cluster.group.as_str().into(),
-            ));
+            return Err(ApiError::ResourceGroupNotFound(cluster.group.as_str().into()));
         }
         Err(e) => return Err(e.into()),
     };
-    let status = if put.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, &render(&put.value)))
 }
 
@@ -138,23 +93,13 @@ fn take_kubeconfig(properties: &mut Map<String, Value>) -> Result<Option<Vec<u8>
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(encoded)) => {
             let bytes = context::decode_base64(&encoded).map_err(|e| {
-                ApiError::invalid(
-                    target,
-                    format!("'{target}' must be a base64-encoded kubeconfig: {e}"),
-                )
+                ApiError::invalid(target, format!("'{target}' must be a base64-encoded kubeconfig: {e}"))
             })?;
-            kubeconfig::fqdn(&bytes).map_err(|e| {
-                ApiError::invalid(
-                    target,
-                    format!("'{target}' is not a usable kubeconfig: {e}"),
-                )
-            })?;
+            kubeconfig::fqdn(&bytes)
+                .map_err(|e| ApiError::invalid(target, format!("'{target}' is not a usable kubeconfig: {e}")))?;
             Ok(Some(bytes))
         }
-        Some(_) => Err(ApiError::invalid(
-            target,
-            format!("'{target}' must be a string (a base64-encoded kubeconfig)"),
-        )),
+        Some(_) => Err(ApiError::invalid(target, format!("'{target}' must be a string (a base64-encoded kubeconfig)"))),
     }
 }
 
@@ -183,50 +128,29 @@ pub async fn list(
     }
     let after = ctx.query("$skipToken").map(parse_skip_token).transpose()?;
     let page = app.config.page_size;
-    let mut found = app
-        .store
-        .list_clusters(subscription, group.map(|g| &g.group), after, page + 1)
-        .await?;
+    let mut found = app.store.list_clusters(subscription, group.map(|g| &g.group), after, page + 1).await?;
     let next_link = (found.len() > page).then(|| {
         found.truncate(page);
         let last = found.last().expect("a full page has a last element");
         let token = skip_token(&last.group.to_lowercase(), &last.name.to_ascii_lowercase());
         format!("{}&$skipToken={}", ctx.url(&ctx.path), encode(&token))
     });
-    Ok(json(
-        StatusCode::OK,
-        &ListResult {
-            value: found.iter().map(render).collect(),
-            next_link,
-        },
-    ))
+    Ok(json(StatusCode::OK, &ListResult { value: found.iter().map(render).collect(), next_link }))
 }
 
 /// An opaque continuation token: the hex of the last (group key, cluster key) seen.
 fn skip_token(group_key: &str, name_key: &str) -> String {
-    format!("{group_key}/{name_key}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{group_key}/{name_key}").bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_skip_token(token: &str) -> Result<(String, String), ApiError> {
-    let invalid = || {
-        ApiError::invalid(
-            "$skipToken",
-            format!("The continuation token '{token}' is invalid."),
-        )
-    };
+    let invalid = || ApiError::invalid("$skipToken", format!("The continuation token '{token}' is invalid."));
     if token.len() % 2 != 0 {
         return Err(invalid());
     }
     let bytes = (0..token.len())
         .step_by(2)
-        .map(|i| {
-            token
-                .get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
+        .map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(invalid)?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -235,21 +159,11 @@ fn parse_skip_token(token: &str) -> Result<(String, String), ApiError> {
 }
 
 /// listClusterAdminCredential / listClusterUserCredential: the registered kubeconfig, base64.
-pub async fn credentials(
-    app: &AppState,
-    cluster: &ClusterRef,
-    name: &'static str,
-) -> Result<Response, ApiError> {
+pub async fn credentials(app: &AppState, cluster: &ClusterRef, name: &'static str) -> Result<Response, ApiError> {
     let found = load(app, cluster).await?;
-    let kubeconfig = found
-        .kubeconfig
-        .ok_or_else(|| ApiError::NoCredentials(found.name.clone()))?;
-    let results = CredentialResults {
-        kubeconfigs: vec![CredentialResult {
-            name,
-            value: context::encode(&kubeconfig),
-        }],
-    };
+    let kubeconfig = found.kubeconfig.ok_or_else(|| ApiError::NoCredentials(found.name.clone()))?;
+    let results =
+        CredentialResults { kubeconfigs: vec![CredentialResult { name, value: context::encode(&kubeconfig) }] };
     Ok(json(StatusCode::OK, &results))
 }
 
@@ -260,10 +174,7 @@ mod tests {
     #[test]
     fn skip_tokens_round_trip_and_reject_junk() {
         let token = skip_token("rg(1)", "c-1");
-        assert_eq!(
-            parse_skip_token(&token).unwrap(),
-            ("rg(1)".into(), "c-1".into())
-        );
+        assert_eq!(parse_skip_token(&token).unwrap(), ("rg(1)".into(), "c-1".into()));
         for junk in ["zz", "abc", "00ff", ""] {
             assert!(parse_skip_token(junk).is_err(), "{junk:?}");
         }

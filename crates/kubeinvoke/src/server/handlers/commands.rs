@@ -24,33 +24,23 @@ pub async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let request: RunCommandRequest =
-        json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     check_cluster_allows(&cluster, &request)?;
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "command",
-                "The 'command' property is required and must not be empty.",
-            )
-        })?;
+        .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
     let limits = app.config.exec.context;
     let raw_context = request.context;
-    let context =
-        tokio::task::spawn_blocking(move || context::decode(raw_context.as_deref(), limits))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::invalid("context", e.to_string()))?;
+    let context = tokio::task::spawn_blocking(move || context::decode(raw_context.as_deref(), limits))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::invalid("context", e.to_string()))?;
 
     let slot = app
         .dispatcher
         .reserve()
-        .map_err(|full| ApiError::QueueFull {
-            queued: full.queued,
-            retry_after: app.config.retry_after_secs.max(1),
-        })?;
+        .map_err(|full| ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) })?;
     let id = new_command_id();
     app.store
         .insert_command(NewCommand {
@@ -70,19 +60,11 @@ pub async fn run(
 }
 
 /// Refusals that depend on how the cluster was registered (CONTRACT §5).
-fn check_cluster_allows(
-    cluster: &ClusterRecord,
-    request: &RunCommandRequest,
-) -> Result<(), ApiError> {
+fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<(), ApiError> {
     let property = |path: &[&str]| -> Option<&Value> {
-        path.iter()
-            .try_fold(cluster.document.get("properties")?, |value, key| {
-                value.get(*key)
-            })
+        path.iter().try_fold(cluster.document.get("properties")?, |value, key| value.get(*key))
     };
-    if property(&["apiServerAccessProfile", "disableRunCommand"]).and_then(Value::as_bool)
-        == Some(true)
-    {
+    if property(&["apiServerAccessProfile", "disableRunCommand"]).and_then(Value::as_bool) == Some(true) {
         return Err(ApiError::RunCommandDisabled(cluster.name.clone()));
     }
     let aad_managed = property(&["aadProfile", "managed"]).and_then(Value::as_bool) == Some(true);
@@ -115,10 +97,7 @@ pub async fn result(
 }
 
 fn result_path(cluster: &ClusterRecord, id: &str) -> String {
-    format!(
-        "{}/commandResults/{id}",
-        cluster_id(&cluster.subscription, &cluster.group, &cluster.name)
-    )
+    format!("{}/commandResults/{id}", cluster_id(&cluster.subscription, &cluster.group, &cluster.name))
 }
 
 /// `Location` (absolute, same api-version) and `Retry-After`; never `Azure-AsyncOperation`.
@@ -127,8 +106,5 @@ fn add_polling_headers(app: &AppState, ctx: &RequestContext, response: &mut Resp
     if let Ok(location) = HeaderValue::from_str(&ctx.url(path)) {
         headers.insert(header::LOCATION, location);
     }
-    headers.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(app.config.retry_after_secs),
-    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(app.config.retry_after_secs));
 }

@@ -13,26 +13,12 @@ use crate::server::request::{RequestContext, json, json_body};
 use crate::store::GroupRecord;
 
 fn render(group: &GroupRecord) -> ResourceGroup {
-    ResourceGroup::new(
-        &group.subscription,
-        &group.name,
-        &group.location,
-        group.tags.clone(),
-    )
+    ResourceGroup::new(&group.subscription, &group.name, &group.location, group.tags.clone())
 }
 
-pub async fn put(
-    app: &AppState,
-    ctx: &RequestContext,
-    group: &GroupRef,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let request: ResourceGroupRequest =
-        json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let location = request
-        .location
-        .filter(|l| !l.trim().is_empty())
-        .ok_or(ApiError::LocationRequired)?;
+pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: Body) -> Result<Response, ApiError> {
+    let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
     let put = app
         .store
         .put_group(GroupRecord {
@@ -42,60 +28,33 @@ pub async fn put(
             tags: request.tags,
         })
         .await?;
-    let status = if put.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, &render(&put.value)))
 }
 
 pub async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    let found = app
-        .store
-        .get_group(&group.subscription, &group.group)
-        .await?;
-    let found =
-        found.ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
+    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let found = found.ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
     Ok(json(StatusCode::OK, &render(&found)))
 }
 
 /// `HEAD` (`az group exists`): 204 or 404, no body.
 pub async fn exists(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    let found = app
-        .store
-        .get_group(&group.subscription, &group.group)
-        .await?;
-    let status = if found.is_some() {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::NOT_FOUND
-    };
+    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let status = if found.is_some() { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND };
     Ok(status.into_response())
 }
 
 /// Deletes the group with everything in it, synchronously.
 pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    if app
-        .store
-        .delete_group(&group.subscription, &group.group)
-        .await?
-    {
+    if app.store.delete_group(&group.subscription, &group.group).await? {
         Ok(StatusCode::OK.into_response())
     } else {
-        Err(ApiError::ResourceGroupNotFound(
-            group.group.as_str().to_string(),
-        ))
+        Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))
     }
 }
 
 pub async fn list(app: &AppState, subscription: &SubscriptionId) -> Result<Response, ApiError> {
     let groups = app.store.list_groups(subscription).await?;
-    Ok(json(
-        StatusCode::OK,
-        &ListResult {
-            value: groups.iter().map(render).collect(),
-            next_link: None,
-        },
-    ))
+    Ok(json(StatusCode::OK, &ListResult { value: groups.iter().map(render).collect(), next_link: None }))
 }

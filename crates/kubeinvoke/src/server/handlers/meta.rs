@@ -18,23 +18,11 @@ pub async fn list_subscriptions(app: &AppState) -> Result<Response, ApiError> {
     let mut ids = app.store.list_subscriptions().await?;
     ids.retain(|id| *id != app.instance.subscription_id);
     ids.insert(0, app.instance.subscription_id.clone());
-    let value = ids
-        .iter()
-        .map(|id| Subscription::new(id, &app.instance.tenant_id))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &ListResult {
-            value,
-            next_link: None,
-        },
-    ))
+    let value = ids.iter().map(|id| Subscription::new(id, &app.instance.tenant_id)).collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
 /// Every well-formed subscription exists here: resources can be created in any of them.
 pub fn get_subscription(app: &AppState, subscription: &SubscriptionId) -> Response {
-    json(
-        StatusCode::OK,
-        &Subscription::new(subscription.as_str(), &app.instance.tenant_id),
-    )
+    json(StatusCode::OK, &Subscription::new(subscription.as_str(), &app.instance.tenant_id))
 }
