@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
+
+# bubblewrap isolates commands; the security tests require it (Debian package).
+if ! need bwrap; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "error: bubblewrap (bwrap) is required; install it (Debian: apt-get install bubblewrap)" >&2
+    exit 1
+  fi
+fi
 if ! need kubectl; then
   echo "error: kubectl is required by the contract tests (kubeconfig wiring) and was not found" >&2
   exit 1

@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS};
 use crate::config::{ServerConfig, TlsMode, default_data_dir};
+use crate::executor::helper::SandboxExecArgs;
+use crate::executor::sandbox::SandboxMode;
 
 #[derive(Debug, Parser)]
 #[command(name = "kubeinvoke", version, about = "A self-hosted AKS Run Command API that really runs the commands")]
@@ -20,6 +22,18 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
     Serve(ServeArgs),
+    /// Internal: the step between the server and a command (limits, uid, Landlock, exec).
+    #[command(hide = true)]
+    SandboxExec(SandboxExecArgs),
+}
+
+/// Whether commands may use the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecNetwork {
+    /// Shared with the host: kubectl can reach the cluster.
+    Host,
+    /// No network at all (a private, empty network namespace).
+    None,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +90,42 @@ pub struct ServeArgs {
     /// How long finished results stay readable, e.g. `7d`.
     #[arg(long, env = "KUBEINVOKE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// How commands are isolated: the strongest available (`auto`), or exactly one.
+    #[arg(long, env = "KUBEINVOKE_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+    /// Refuse to start unless commands get full isolation (bubblewrap).
+    #[arg(long, env = "KUBEINVOKE_REQUIRE_SANDBOX")]
+    pub require_sandbox: bool,
+    /// Network for commands (bubblewrap only): `host`, or `none` for no network at all.
+    #[arg(long, env = "KUBEINVOKE_EXEC_NETWORK", value_enum, default_value_t = ExecNetwork::Host)]
+    pub exec_network: ExecNetwork,
+    /// First uid of the range given to commands, one per running command (when run as root).
+    #[arg(long, env = "KUBEINVOKE_EXEC_FIRST_UID", default_value_t = 61000)]
+    pub exec_first_uid: u32,
+    /// Processes a command may have at once.
+    #[arg(long, env = "KUBEINVOKE_MAX_PROCESSES", default_value_t = 256)]
+    pub max_processes: u64,
+    /// Open files per process.
+    #[arg(long, env = "KUBEINVOKE_MAX_OPEN_FILES", default_value_t = 1024)]
+    pub max_open_files: u64,
+    /// Largest file a command may write, in bytes.
+    #[arg(long, env = "KUBEINVOKE_MAX_FILE_BYTES", default_value_t = 1 << 30)]
+    pub max_file_bytes: u64,
+    /// CPU seconds per process.
+    #[arg(long, env = "KUBEINVOKE_MAX_CPU_SECONDS", default_value_t = 3600)]
+    pub max_cpu_seconds: u64,
+    /// Address space per process, in bytes.
+    #[arg(long, env = "KUBEINVOKE_MAX_MEMORY_BYTES", default_value_t = 4 << 30)]
+    pub max_memory_bytes: u64,
+    /// Disk a command's working directory (and temp directory) may use, in bytes.
+    #[arg(long, env = "KUBEINVOKE_MAX_WORKDIR_BYTES", default_value_t = 1 << 30)]
+    pub max_workdir_bytes: u64,
+    /// Entries a context zip may have.
+    #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_ENTRIES", default_value_t = 10_000)]
+    pub max_context_entries: usize,
+    /// Bytes a context zip may unpack to.
+    #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_context_bytes: u64,
 }
 
 impl ServeArgs {
@@ -101,6 +151,18 @@ impl ServeArgs {
         config.tenant_id = self.tenant_id;
         config.exec.timeout = self.command_timeout;
         config.exec.log_cap = self.log_cap_bytes;
+        config.exec.max_processes = self.max_processes;
+        config.exec.max_open_files = self.max_open_files;
+        config.exec.max_file_bytes = self.max_file_bytes;
+        config.exec.max_cpu_seconds = self.max_cpu_seconds;
+        config.exec.max_memory_bytes = self.max_memory_bytes;
+        config.exec.max_workdir_bytes = self.max_workdir_bytes;
+        config.exec.context.max_entries = self.max_context_entries;
+        config.exec.context.max_unpacked_bytes = self.max_context_bytes;
+        config.sandbox.mode = self.sandbox;
+        config.sandbox.require_full = self.require_sandbox;
+        config.sandbox.network = self.exec_network == ExecNetwork::Host;
+        config.sandbox.first_uid = self.exec_first_uid;
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;
@@ -114,7 +176,7 @@ mod tests {
 
     #[test]
     fn embedded_defaults_are_safe() {
-        let Cli { command: Command::Serve(args) } = Cli::try_parse_from(["kubeinvoke", "serve"]).unwrap();
+        let Ok(Cli { command: Command::Serve(args) }) = Cli::try_parse_from(["kubeinvoke", "serve"]) else { panic!() };
         let config = args.into_config();
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert!(matches!(config.tls, TlsMode::SelfSigned { .. }));
@@ -129,8 +191,11 @@ mod tests {
     fn tls_flags_pair_up_and_exclude_http() {
         assert!(Cli::try_parse_from(["kubeinvoke", "serve", "--tls-cert", "c.pem"]).is_err());
         assert!(Cli::try_parse_from(["kubeinvoke", "serve", "--tls-cert", "c", "--tls-key", "k", "--http"]).is_err());
-        let Cli { command: Command::Serve(args) } =
-            Cli::try_parse_from(["kubeinvoke", "serve", "--api-versions", "known"]).unwrap();
+        let Ok(Cli { command: Command::Serve(args) }) =
+            Cli::try_parse_from(["kubeinvoke", "serve", "--api-versions", "known"])
+        else {
+            panic!()
+        };
         assert!(matches!(args.into_config().api_versions, ApiVersionPolicy::Strict(v) if v.len() > 40));
     }
 }

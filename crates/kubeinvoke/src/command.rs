@@ -52,6 +52,8 @@ pub enum FailureReason {
     Timeout,
     /// The server stopped while the command was running.
     Interrupted,
+    /// The working directory grew past its size limit and the command was killed.
+    WorkingDirectoryLimit,
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
 }
@@ -61,6 +63,7 @@ impl FailureReason {
         match self {
             Self::Timeout => "Timeout".into(),
             Self::Interrupted => "Interrupted".into(),
+            Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
         }
     }

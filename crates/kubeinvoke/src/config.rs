@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::arm::api_version::ApiVersionPolicy;
 use crate::dispatcher::DispatcherConfig;
-use crate::executor::ExecLimits;
+use crate::executor::{ExecLimits, SandboxPolicy};
 
 #[derive(Debug, Clone)]
 pub enum TlsMode {
@@ -33,6 +33,7 @@ pub struct ServerConfig {
     pub subscription_id: Option<String>,
     pub tenant_id: Option<String>,
     pub exec: ExecLimits,
+    pub sandbox: SandboxPolicy,
     pub dispatch: DispatcherConfig,
 }
 
@@ -50,6 +51,7 @@ impl ServerConfig {
             subscription_id: None,
             tenant_id: None,
             exec: ExecLimits::default(),
+            sandbox: SandboxPolicy::default(),
             dispatch: DispatcherConfig {
                 max_running: 4,
                 queue_capacity: 256,

@@ -16,7 +16,7 @@ use base64::engine::{DecodePaddingMode, general_purpose};
 use zip::ZipArchive;
 
 /// Bounds on what a context may unpack to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextLimits {
     pub max_entries: usize,
     pub max_unpacked_bytes: u64,

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::command::Outcome;
-use crate::executor::{Executor, Job};
+use crate::executor::{ExecLimits, Executor, Job, LimitOverrides};
 use crate::store::{ClaimedCommand, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -37,6 +37,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     executor: Arc<dyn Executor>,
     config: DispatcherConfig,
+    limits: ExecLimits,
     queued: AtomicUsize,
     wake: Notify,
 }
@@ -72,6 +73,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         executor: Arc<dyn Executor>,
         config: DispatcherConfig,
+        limits: ExecLimits,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let now = now_millis();
         let interrupted = store.interrupt_running(now, expiry(now, config.retention)).await?;
@@ -82,8 +84,14 @@ impl Dispatcher {
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
-        let dispatcher =
-            Arc::new(Dispatcher { store, executor, config, queued: AtomicUsize::new(pending), wake: Notify::new() });
+        let dispatcher = Arc::new(Dispatcher {
+            store,
+            executor,
+            config,
+            limits,
+            queued: AtomicUsize::new(pending),
+            wake: Notify::new(),
+        });
         let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
         Ok((dispatcher, tasks))
     }
@@ -134,8 +142,15 @@ impl Dispatcher {
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
         tracing::info!(command_id = %id, "command started");
-        let job =
-            Job { id: claimed.id, command: claimed.command, context: claimed.context, kubeconfig: claimed.kubeconfig };
+        // The cluster's limits were checked when it was registered; a bad stored value is ignored.
+        let overrides = claimed.command_limits.as_ref().and_then(|v| LimitOverrides::parse(v).ok()).unwrap_or_default();
+        let job = Job {
+            id: claimed.id,
+            command: claimed.command,
+            context: claimed.context,
+            kubeconfig: claimed.kubeconfig,
+            limits: self.limits.tightened_by(&overrides),
+        };
         let outcome = self.executor.run(job).await;
         self.record(&id, &outcome).await;
     }

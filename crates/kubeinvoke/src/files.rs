@@ -28,3 +28,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     Ok(())
 }
+
+/// Whether any user can reach `path`: every directory above it is searchable by others.
+pub fn reachable_by_anyone(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().skip(1).all(|dir| fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
+}

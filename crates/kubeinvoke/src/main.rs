@@ -1,23 +1,36 @@
 use std::io::Write;
 
 use clap::Parser;
-use kubeinvoke::cli::{Cli, Command};
+use kubeinvoke::cli::{Cli, Command, ServeArgs};
 use kubeinvoke::server::Application;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // The sandbox helper must stay single-threaded until it execs: no runtime, no logging.
+        Command::SandboxExec(args) => std::process::ExitCode::from(kubeinvoke::executor::helper::run(args) as u8),
+        Command::Serve(args) => run_server(args),
+    }
+}
+
+fn run_server(args: ServeArgs) -> std::process::ExitCode {
+    // Everything the server creates is private unless it says otherwise.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // One crypto provider for the whole process (rustls panics if it must guess between two).
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
     };
-    match result {
+    match runtime.block_on(serve(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -26,7 +39,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: kubeinvoke::cli::ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Application::build(args.into_config()).await?;
     // One write, and no panic if nobody reads stdout any more.
     let _ = writeln!(std::io::stdout().lock(), "{}", app.banner());

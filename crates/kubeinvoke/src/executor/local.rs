@@ -1,16 +1,15 @@
-//! The local executor: each command is a shell in its own process group on this host, in a
-//! fresh working directory that is removed when it ends.
+//! The local executor: each command runs on this host through the [`Sandbox`], with a uid of
+//! its own (when the server is root), in a fresh working directory removed when it ends.
 //!
 //! stdout and stderr share one pipe, so `logs` keeps the order in which the command wrote them.
-//! Sandboxing wraps the spawn (see ARCHITECTURE.md); everything else here stays the same.
 
-use std::ffi::OsString;
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,79 +18,101 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::output::CappedLog;
-use super::{ExecLimits, Executor, Job};
+use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
+use super::uids::UidPool;
+use super::{Executor, Isolation, Job};
 use crate::command::{FailureReason, Outcome};
+use crate::files::write_private;
 
 /// How long output is still read after the command's main process has exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How often the working directory's size is checked.
+const DISK_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 pub struct LocalExecutor {
     runs_dir: PathBuf,
-    limits: ExecLimits,
-    shell: PathBuf,
-    path_env: OsString,
-    lang: OsString,
+    sandbox: Sandbox,
+    uids: Option<Arc<UidPool>>,
+}
+
+/// The directories of one run: `<runs>/<id>/home` (the working directory) and `<runs>/<id>/tmp`.
+struct RunDirs {
+    root: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+}
+
+impl RunDirs {
+    fn new(runs_dir: &Path, id: &str) -> Self {
+        let root = runs_dir.join(id);
+        RunDirs { home: root.join("home"), tmp: root.join("tmp"), root }
+    }
 }
 
 impl LocalExecutor {
-    /// Prepares `runs_dir` (mode 0700), removing what a previous process left behind.
-    pub fn new(runs_dir: PathBuf, limits: ExecLimits) -> std::io::Result<Self> {
-        if runs_dir.exists() {
-            fs::remove_dir_all(&runs_dir)?;
+    /// Prepares the runs directory, removing what a previous process left behind, and finds
+    /// the strongest isolation the host allows under `policy`.
+    pub async fn new(data_dir: &Path, policy: SandboxPolicy, max_running: usize) -> anyhow::Result<Self> {
+        let is_root = rustix::process::geteuid().is_root();
+        let runs_dir = runs_dir_for(data_dir, is_root)?;
+        let uids = is_root.then(|| UidPool::new(policy.first_uid, max_running.max(1)));
+        let probe_uid = is_root.then_some(policy.first_uid);
+        let sandbox = Sandbox::detect(policy, data_dir, &runs_dir.join("probe"), probe_uid).await?;
+        if !is_root {
+            tracing::warn!("not running as root: commands share the server's uid and have no process-count limit");
         }
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&runs_dir)?;
-        let path_env = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        let shell = find_in_path(&path_env, "bash")
-            .or_else(|| find_in_path(&path_env, "sh"))
-            .unwrap_or_else(|| PathBuf::from("/bin/sh"));
-        let lang = std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into());
-        Ok(LocalExecutor { runs_dir, limits, shell, path_env, lang })
+        tracing::info!(runs_dir = %runs_dir.display(), isolation = sandbox.isolation().as_str(), "local executor ready");
+        Ok(LocalExecutor { runs_dir, sandbox, uids })
     }
 
-    /// Creates the working directory with the context and kubeconfig in it.
-    fn prepare(&self, job: &Job) -> Result<PreparedRun, String> {
-        let workdir = self.runs_dir.join(&job.id);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&workdir)
-            .map_err(|e| format!("creating the working directory: {e}"))?;
-        let run = PreparedRun { workdir, kubeconfig: None };
-        crate::context::extract(&job.context, &run.workdir, self.limits.context)
-            .map_err(|e| format!("unpacking the context: {e}"))?;
-        let Some(kubeconfig) = &job.kubeconfig else {
-            return Ok(run);
+    /// Creates the working directory with the context and kubeconfig in it, owned by `uid`.
+    fn prepare(runs_dir: &Path, job: &Job, uid: Option<u32>) -> Result<RunDirs, String> {
+        let dirs = RunDirs::new(runs_dir, &job.id);
+        let mkdir = |dir: &Path, mode: u32| {
+            fs::DirBuilder::new()
+                .create(dir)
+                .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(mode)))
+                .map_err(|e| format!("creating {}: {e}", dir.display()))
         };
-        let kube_dir = run.workdir.join(".kube");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&kube_dir)
-            .map_err(|e| format!("creating .kube: {e}"))?;
-        let path = kube_dir.join("config");
-        write_private(&path, kubeconfig).map_err(|e| format!("writing the kubeconfig: {e}"))?;
-        Ok(PreparedRun { kubeconfig: Some(path), ..run })
+        mkdir(&dirs.root, 0o711)?;
+        mkdir(&dirs.home, 0o700)?;
+        mkdir(&dirs.tmp, 0o700)?;
+        crate::context::extract(&job.context, &dirs.home, job.limits.context)
+            .map_err(|e| format!("unpacking the context: {e}"))?;
+        if let Some(kubeconfig) = &job.kubeconfig {
+            let kube_dir = dirs.home.join(".kube");
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&kube_dir)
+                .map_err(|e| format!("creating .kube: {e}"))?;
+            write_private(&kube_dir.join("config"), kubeconfig)
+                .map_err(|e| format!("writing the kubeconfig: {e:#}"))?;
+        }
+        if let Some(uid) = uid {
+            for dir in [&dirs.home, &dirs.tmp] {
+                chown_tree(dir, uid).map_err(|e| format!("handing {} to uid {uid}: {e}", dir.display()))?;
+            }
+        }
+        Ok(dirs)
     }
 
-    async fn execute(&self, job: &Job, run: &PreparedRun) -> Outcome {
+    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>) -> Outcome {
+        let limits = &job.limits;
         let (read_end, write_end) = match output_pipe() {
             Ok(pair) => pair,
             Err(e) => return start_failed(format!("creating the output pipe: {e}")),
         };
-        let mut command = tokio::process::Command::new(&self.shell);
-        command
-            .arg("-c")
-            .arg(&job.command)
-            .current_dir(&run.workdir)
-            .env_clear()
-            .env("PATH", &self.path_env)
-            .env("HOME", &run.workdir)
-            .env("LANG", &self.lang)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(kubeconfig) = &run.kubeconfig {
-            command.env("KUBECONFIG", kubeconfig);
-        }
+        let spec = RunSpec {
+            workdir: &dirs.home,
+            tmpdir: &dirs.tmp,
+            shell_command: &job.command,
+            has_kubeconfig: job.kubeconfig.is_some(),
+            limits,
+            uid,
+        };
+        let mut command = self.sandbox.command(&spec);
+        command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         match write_end.try_clone() {
             Ok(stderr) => command.stdout(Stdio::from(write_end)).stderr(Stdio::from(stderr)),
             Err(e) => return start_failed(format!("duplicating the output pipe: {e}")),
@@ -101,21 +122,22 @@ impl LocalExecutor {
         drop(command);
         let mut child = match spawned {
             Ok(child) => child,
-            Err(e) => return start_failed(format!("starting {}: {e}", self.shell.display())),
+            Err(e) => return start_failed(format!("starting the command: {e}")),
         };
-        let group = ProcessGroup(child.id().and_then(|id| Pid::from_raw(id as i32)));
+        let group = ProcessGroup { pid: child.id().and_then(|id| Pid::from_raw(id as i32)), uid };
         let mut reader = match pipe::Receiver::from_owned_fd(read_end) {
             Ok(reader) => reader,
             Err(e) => return start_failed(format!("reading the output pipe: {e}")),
         };
 
-        let mut log = CappedLog::new(self.limits.log_cap);
+        let mut log = CappedLog::new(limits.log_cap);
         let mut chunk = vec![0u8; 64 * 1024];
-        let deadline = tokio::time::sleep(self.limits.timeout);
+        let deadline = tokio::time::sleep(limits.timeout);
         tokio::pin!(deadline);
+        let mut disk_check = tokio::time::interval(DISK_CHECK_PERIOD);
         let mut status: Option<ExitStatus> = None;
         let mut drain_until: Option<tokio::time::Instant> = None;
-        loop {
+        let stop = loop {
             let drain = async {
                 match drain_until {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -124,7 +146,7 @@ impl LocalExecutor {
             };
             tokio::select! {
                 read = reader.read(&mut chunk) => match read {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => break None,
                     Ok(n) => log.push(&chunk[..n]),
                 },
                 waited = child.wait(), if status.is_none() => {
@@ -133,74 +155,92 @@ impl LocalExecutor {
                     group.kill();
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
                 },
-                _ = drain => break,
-                _ = &mut deadline, if status.is_none() => {
-                    group.kill();
-                    let _ = child.wait().await;
-                    drain_remaining(&mut reader, &mut log, &mut chunk).await;
-                    let note = format!("command timed out after {} and was killed", humantime::format_duration(self.limits.timeout));
-                    return Outcome::Failed { reason: FailureReason::Timeout, logs: log.finish(Some(&note)) };
+                _ = drain => break None,
+                _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
+                _ = disk_check.tick(), if status.is_none() => {
+                    if disk_usage(&[dirs.home.clone(), dirs.tmp.clone()]).await > limits.max_workdir_bytes {
+                        break Some(Stop::DiskFull);
+                    }
                 }
             }
-        }
+        };
         group.kill();
+        if let Some(stop) = stop {
+            let _ = child.wait().await;
+            drain_remaining(&mut reader, &mut log, &mut chunk).await;
+            let (reason, note) = match stop {
+                Stop::Timeout => (
+                    FailureReason::Timeout,
+                    format!("command timed out after {} and was killed", humantime::format_duration(limits.timeout)),
+                ),
+                Stop::DiskFull => (
+                    FailureReason::WorkingDirectoryLimit,
+                    format!(
+                        "the working directory grew past its limit of {} bytes; the command was killed",
+                        limits.max_workdir_bytes
+                    ),
+                ),
+            };
+            return Outcome::Failed { reason, logs: log.finish(Some(&note)) };
+        }
         let status = match status {
             Some(status) => status,
             None => child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(0)),
         };
-        Outcome::Exited { exit_code: exit_code(status), logs: log.finish(None) }
+        let exit_code = exit_code(status);
+        let note = limit_note(exit_code, log.head(), limits);
+        Outcome::Exited { exit_code, logs: log.finish(note.as_deref()) }
     }
+}
+
+enum Stop {
+    Timeout,
+    DiskFull,
 }
 
 #[async_trait]
 impl Executor for LocalExecutor {
     async fn run(&self, job: Job) -> Outcome {
-        let prepared = {
-            let job = job.clone();
-            let this = self.snapshot();
-            tokio::task::spawn_blocking(move || this.prepare(&job)).await
+        let lease = match &self.uids {
+            Some(pool) => Some(pool.acquire().await),
+            None => None,
         };
-        match prepared {
-            Ok(Ok(run)) => {
-                let outcome = self.execute(&job, &run).await;
-                remove_workdir(run.workdir).await;
-                outcome
-            }
-            Ok(Err(detail)) => {
-                remove_workdir(self.runs_dir.join(&job.id)).await;
-                start_failed(detail)
-            }
+        let uid = lease.as_ref().map(|l| l.uid);
+        let prepared = {
+            let (runs_dir, job) = (self.runs_dir.clone(), job.clone());
+            tokio::task::spawn_blocking(move || Self::prepare(&runs_dir, &job, uid)).await
+        };
+        let outcome = match prepared {
+            Ok(Ok(dirs)) => self.execute(&job, &dirs, uid).await,
+            Ok(Err(detail)) => start_failed(detail),
             Err(e) => start_failed(format!("preparing the run: {e}")),
+        };
+        if let Some(uid) = uid {
+            kill_uid(uid);
         }
+        remove_dir(self.runs_dir.join(&job.id)).await;
+        outcome
+    }
+
+    fn isolation(&self) -> Isolation {
+        self.sandbox.isolation()
     }
 }
 
-impl LocalExecutor {
-    /// A copy to move onto the blocking pool (the executor itself is shared).
-    fn snapshot(&self) -> LocalExecutor {
-        LocalExecutor {
-            runs_dir: self.runs_dir.clone(),
-            limits: self.limits,
-            shell: self.shell.clone(),
-            path_env: self.path_env.clone(),
-            lang: self.lang.clone(),
-        }
-    }
+/// A command's process group (and uid, when it has its own); killed however the run ends.
+struct ProcessGroup {
+    pid: Option<Pid>,
+    uid: Option<u32>,
 }
-
-struct PreparedRun {
-    workdir: PathBuf,
-    kubeconfig: Option<PathBuf>,
-}
-
-/// A command's process group; killed when the run ends, however it ends.
-struct ProcessGroup(Option<Pid>);
 
 impl ProcessGroup {
     fn kill(&self) {
-        if let Some(pid) = self.0 {
+        if let Some(pid) = self.pid {
             // ESRCH (already gone) is the normal case.
             let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
+        if let Some(uid) = self.uid {
+            kill_uid(uid);
         }
     }
 }
@@ -208,6 +248,75 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Where working directories live: `<data-dir>/runs` when a command's own uid can reach it,
+/// else a root-owned, unlistable directory under the system temp directory (data directories
+/// usually sit under a private home). Emptied at startup.
+fn runs_dir_for(data_dir: &Path, is_root: bool) -> anyhow::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let inside = data_dir.join("runs");
+    let dir = if !is_root || crate::files::reachable_by_anyone(&inside) {
+        inside
+    } else {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        data_dir.hash(&mut hasher);
+        std::env::temp_dir().join(format!("kubeinvoke-runs-{:016x}", hasher.finish()))
+    };
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) => {
+            let ours = meta.is_dir() && meta.uid() == rustix::process::geteuid().as_raw();
+            anyhow::ensure!(ours, "{} exists and is not a directory of ours; refusing to use it", dir.display());
+            fs::remove_dir_all(&dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    fs::DirBuilder::new().mode(0o711).create(&dir)?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
+}
+
+/// Kills every process of `uid`: processes that left the process group (setsid) die too.
+fn kill_uid(uid: u32) {
+    let Ok(entries) = fs::read_dir("/proc") else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(status) = fs::read_to_string(entry.path().join("status")) else { continue };
+        let real_uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next())
+            .and_then(|id| id.parse::<u32>().ok());
+        if real_uid == Some(uid) {
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// A line for the logs when the exit looks like a resource limit was hit.
+fn limit_note(exit_code: i32, head: &[u8], limits: &super::ExecLimits) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    let has = |needle: &str| text.contains(needle);
+    match exit_code {
+        152 => Some(format!("the command exceeded its CPU time limit of {} s (SIGXCPU)", limits.max_cpu_seconds)),
+        153 => Some(format!("a file reached the size limit of {} bytes (SIGXFSZ)", limits.max_file_bytes)),
+        0 => None,
+        _ if has("fork: retry") || has("fork: Resource temporarily unavailable") => {
+            Some(format!("the command hit its process limit of {}", limits.max_processes))
+        }
+        _ if has("Cannot allocate memory") || has("MemoryError") || has("memory exhausted") || has("out of memory") => {
+            Some(format!("the command hit its memory limit of {} bytes", limits.max_memory_bytes))
+        }
+        _ if has("Too many open files") => {
+            Some(format!("the command hit its open files limit of {}", limits.max_open_files))
+        }
+        _ if has("File too large") => Some(format!("a file reached the size limit of {} bytes", limits.max_file_bytes)),
+        _ => None,
     }
 }
 
@@ -237,23 +346,45 @@ fn start_failed(detail: String) -> Outcome {
     Outcome::Failed { reason: FailureReason::StartFailed(detail.clone()), logs: format!("[kubeinvoke] {detail}\n") }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(bytes)
+fn chown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
+    let owner = Some(rustix::fs::Uid::from_raw(uid));
+    let group = Some(rustix::fs::Gid::from_raw(uid));
+    rustix::fs::chownat(rustix::fs::CWD, path, owner, group, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
 }
 
-async fn remove_workdir(dir: PathBuf) {
-    let result = tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((dir, e)),
-        _ => Ok(()),
+/// Disk blocks used under `dirs`, without following links.
+async fn disk_usage(dirs: &[PathBuf]) -> u64 {
+    fn walk(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+        let own = meta.blocks() * 512;
+        if !meta.is_dir() {
+            return own;
+        }
+        let children = fs::read_dir(path).map(|e| e.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0);
+        own + children
+    }
+    let dirs = dirs.to_vec();
+    tokio::task::spawn_blocking(move || dirs.iter().map(|d| walk(d)).sum()).await.unwrap_or(0)
+}
+
+async fn remove_dir(dir: PathBuf) {
+    let result = tokio::task::spawn_blocking(move || {
+        // A command may have removed its own permissions; root can restore them.
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((dir, e)),
+            _ => Ok(()),
+        }
     })
     .await;
     if let Ok(Err((dir, e))) = result {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove a working directory");
     }
-}
-
-fn find_in_path(path: &OsString, program: &str) -> Option<PathBuf> {
-    std::env::split_paths(path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }

@@ -18,6 +18,11 @@ impl CappedLog {
         self.dropped += drop.len() as u64;
     }
 
+    /// The bytes kept so far.
+    pub fn head(&self) -> &[u8] {
+        &self.kept
+    }
+
     /// The text of the log, with a plain notice when output was cut and any closing `note`.
     pub fn finish(self, note: Option<&str>) -> String {
         let mut text = String::from_utf8_lossy(&self.kept).into_owned();

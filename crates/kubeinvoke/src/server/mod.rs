@@ -6,6 +6,7 @@ mod auth;
 mod handlers;
 mod headers;
 mod instance;
+mod ops;
 mod request;
 pub mod tls;
 
@@ -17,14 +18,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
 use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
-use crate::executor::LocalExecutor;
+use crate::executor::{Executor, Isolation, LocalExecutor};
 use crate::files::create_private_dir;
 use crate::store::{SqliteStore, Store};
 
@@ -40,6 +41,9 @@ pub struct AppState {
     pub scheme: &'static str,
     /// `host:port` to use when a request names no host (HTTP/1.0).
     pub listen_authority: String,
+    /// The isolation commands actually get.
+    pub isolation: Isolation,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// A built server, bound and ready to serve.
@@ -55,7 +59,13 @@ pub struct Application {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(any(arm::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(any(arm::handle))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(headers::arm_headers))
 }
 
 impl Application {
@@ -63,12 +73,16 @@ impl Application {
     /// prepares TLS and binds the listener.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         create_private_dir(&config.data_dir)?;
+        let metrics = ops::install_metrics();
         let instance = Instance::load_or_create(&config)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
-        let executor = Arc::new(
-            LocalExecutor::new(config.data_dir.join("runs"), config.exec).context("preparing the runs directory")?,
-        );
-        let (dispatcher, background) = Dispatcher::start(store.clone(), executor, config.dispatch).await?;
+        let executor = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
+            .await
+            .context("preparing the local executor")?;
+        let isolation = executor.isolation();
+        ops::record_isolation(isolation);
+        let (dispatcher, background) =
+            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec).await?;
 
         let (tls, ca_file) =
             match &config.tls {
@@ -97,7 +111,8 @@ impl Application {
         };
         let listen_authority = format!("{host}:{}", local_addr.port());
         let base_url = format!("{scheme}://{listen_authority}");
-        let state = Arc::new(AppState { store, dispatcher, config, instance, scheme, listen_authority });
+        let state =
+            Arc::new(AppState { store, dispatcher, config, instance, scheme, listen_authority, isolation, metrics });
         Ok(Application {
             listener,
             tls,
@@ -127,6 +142,7 @@ impl Application {
             None => lines.push("  certificate    the one given by --tls-cert".into()),
         }
         lines.push(format!("  data dir       {}", config.data_dir.display()));
+        lines.push(format!("  isolation      {}", self.state.isolation.as_str()));
         lines.push(format!("  subscription   {}", self.state.instance.subscription_id));
         lines.push(format!("  tenant         {}", self.state.instance.tenant_id));
         lines.join("\n")

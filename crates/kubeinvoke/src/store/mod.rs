@@ -83,6 +83,8 @@ pub struct ClaimedCommand {
     pub context: Vec<u8>,
     pub cluster_token: Option<String>,
     pub kubeconfig: Option<Vec<u8>>,
+    /// The cluster's `properties.commandLimits`, if it set any.
+    pub command_limits: Option<Value>,
 }
 
 #[async_trait]

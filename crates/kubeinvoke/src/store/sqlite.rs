@@ -426,6 +426,7 @@ impl Store for SqliteStore {
                                 context: r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
                                 cluster_token: r.get(3)?,
                                 kubeconfig: None,
+                                command_limits: None,
                             },
                             r.get::<_, String>(4)?,
                         ))
@@ -436,11 +437,18 @@ impl Store for SqliteStore {
             let Some((mut command, cluster_uid)) = claimed else {
                 return Ok(None);
             };
-            command.kubeconfig = tx
-                .query_row("SELECT kubeconfig FROM clusters WHERE uid = ?1", params![cluster_uid], |r| r.get(0))
+            let cluster: Option<(Option<Vec<u8>>, Option<String>)> = tx
+                .query_row(
+                    "SELECT kubeconfig, json_extract(document, '$.properties.commandLimits') FROM clusters WHERE uid = ?1",
+                    params![cluster_uid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
-                .map_err(backend)?
-                .flatten();
+                .map_err(backend)?;
+            if let Some((kubeconfig, limits)) = cluster {
+                command.kubeconfig = kubeconfig;
+                command.command_limits = limits.and_then(|text| serde_json::from_str(&text).ok());
+            }
             tx.commit().map_err(backend)?;
             Ok(Some(command))
         })

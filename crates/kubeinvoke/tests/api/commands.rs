@@ -168,22 +168,29 @@ async fn commands_see_a_cleared_environment_and_the_cluster_kubeconfig() {
         assert!(vars.contains(&expected), "{expected} missing: {vars:?}");
     }
     assert!(!vars.contains(&SERVER_ONLY_VAR), "server environment leaked: {vars:?}");
-    let allowed = ["HOME", "KUBECONFIG", "LANG", "PATH", "PWD", "SHLVL", "_", "OLDPWD"];
+    let allowed = ["HOME", "KUBECONFIG", "LANG", "PATH", "PWD", "SHLVL", "TMPDIR", "_", "OLDPWD"];
     assert!(vars.iter().all(|v| allowed.contains(v)), "unexpected variables: {vars:?}");
 }
 
 #[tokio::test]
 async fn working_directories_are_removed_and_leftover_processes_killed() {
     let s = Server::start(&[]).await;
-    let result = s.run("pwd; (sleep 300; echo leaked) & echo $! > /dev/null; echo bye").await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let command = "pwd; touch made-here; (sleep 300; echo leaked) & setsid sleep 301 & echo bye";
+    let location = s.submit("rg", "c1", json!({"command": command})).await;
+    let result = s.wait(&location).await;
     let logs = result["properties"]["logs"].as_str().unwrap();
-    let workdir = logs.lines().next().unwrap();
-    assert!(workdir.starts_with(s.data_dir().to_str().unwrap()), "{workdir}");
-    assert!(!std::path::Path::new(workdir).exists(), "working directory {workdir} was not removed");
-    assert!(logs.ends_with("bye\n"), "{logs}");
-    let leftovers = std::process::Command::new("pgrep").args(["-f", "sleep 300"]).output().unwrap();
-    let pids = String::from_utf8_lossy(&leftovers.stdout).to_string();
-    // Another test's process could match only if it used the same unusual sleep; none does.
-    assert!(pids.trim().is_empty(), "background process survived its command: {pids}");
-    assert!(logs.lines().all(|l| l != "leaked"));
+    assert_eq!(logs, "/home/command\nbye\n", "the working directory is HOME inside the sandbox");
+    let id = location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap();
+    let leftovers = std::process::Command::new("find")
+        .args(["/tmp", &s.data_dir().to_string_lossy(), "-maxdepth", "3", "-name", id])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&leftovers.stdout).to_string();
+    assert!(found.trim().is_empty(), "working directory was not removed: {found}");
+    for pattern in ["sleep 300", "sleep 301"] {
+        let pids = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+        let pids = String::from_utf8_lossy(&pids.stdout).to_string();
+        assert!(pids.trim().is_empty(), "{pattern:?} survived its command: {pids}");
+    }
 }

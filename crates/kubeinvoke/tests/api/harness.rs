@@ -71,6 +71,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(["--exec-first-uid", &unique_uid_range().to_string()])
             .args(&args)
             .env(SERVER_ONLY_VAR, "must-not-leak")
             .env("KUBEINVOKE_LOG", "info")
@@ -225,6 +226,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Servers on one host must not share command uids: each test server gets its own range.
+fn unique_uid_range() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    200_000 + (std::process::id() % 1000) * 10_000 + slot * 64
 }
 
 pub async fn reply(request: reqwest::RequestBuilder) -> Reply {

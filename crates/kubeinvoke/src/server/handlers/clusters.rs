@@ -10,6 +10,7 @@ use crate::arm::names::SubscriptionId;
 use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::context;
+use crate::executor::LimitOverrides;
 use crate::kubeconfig;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json, json_body};
@@ -71,6 +72,10 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
         }
     };
     let kubeconfig = take_kubeconfig(properties)?;
+    if let Some(limits) = properties.get(LimitOverrides::PROPERTY) {
+        let target = "properties.commandLimits";
+        LimitOverrides::parse(limits).map_err(|e| ApiError::invalid(target, format!("'{target}' is invalid: {e}")))?;
+    }
     properties.insert("provisioningState".into(), Value::String("Succeeded".into()));
     properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));
 

@@ -1,0 +1,308 @@
+//! How a command is isolated from the server and from other commands.
+//!
+//! Three layers, strongest first, chosen at startup by probing what the host allows:
+//! - **bubblewrap**: new user, PID, mount, IPC, UTS (and optionally network) namespaces; a
+//!   read-only system, a private `/tmp`, `/dev` and `/proc`; only the command's own working
+//!   directory is writable, mounted at [`SANDBOX_HOME`]. The data directory is not there at all.
+//! - **landlock**: where bubblewrap is missing or refused: the filesystem is read-only except the
+//!   working directory and its private temp directory.
+//! - **none**: nothing but what every mode also gets: resource limits, a process group, and
+//!   (when the server runs as root) a uid of its own per command.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ExecLimits;
+use super::helper::LANDLOCK_UNAVAILABLE;
+
+/// Inside bubblewrap, the working directory is always here (and is `HOME`).
+pub const SANDBOX_HOME: &str = "/home/command";
+/// Tools found outside `/usr` (kubectl, helm, jq) are mounted here and put on `PATH`.
+const SANDBOX_TOOLS: &str = "/opt/kubeinvoke/bin";
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const TOOLS: [&str; 3] = ["kubectl", "helm", "jq"];
+/// Files under /etc that hold secrets: replaced by an empty file inside the sandbox.
+const SECRET_FILES: [&str; 6] =
+    ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers", "/etc/security/opasswd"];
+/// Directories under /etc that hold secrets: replaced by an empty tmpfs.
+const SECRET_DIRS: [&str; 3] = ["/etc/ssl/private", "/etc/sudoers.d", "/etc/ssh"];
+
+/// The isolation commands actually get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    Bubblewrap,
+    Landlock,
+    None,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Bubblewrap => "bubblewrap",
+            Isolation::Landlock => "landlock",
+            Isolation::None => "none",
+        }
+    }
+}
+
+/// Which isolation to use (`--sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// The strongest the host allows.
+    Auto,
+    Bubblewrap,
+    Landlock,
+    /// Limits and a process group only. For hosts where nothing else works; says so loudly.
+    None,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxPolicy {
+    pub mode: SandboxMode,
+    /// Whether commands may use the network (kubectl must reach the cluster).
+    pub network: bool,
+    /// Refuse to start without bubblewrap.
+    pub require_full: bool,
+    /// First uid of the per-command uid range (used when the server runs as root).
+    pub first_uid: u32,
+}
+
+impl Default for SandboxPolicy {
+    fn default() -> Self {
+        SandboxPolicy { mode: SandboxMode::Auto, network: true, require_full: false, first_uid: 61000 }
+    }
+}
+
+/// What one run needs from the sandbox.
+pub struct RunSpec<'a> {
+    pub workdir: &'a Path,
+    pub tmpdir: &'a Path,
+    pub shell_command: &'a str,
+    pub has_kubeconfig: bool,
+    pub limits: &'a ExecLimits,
+    pub uid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    isolation: Isolation,
+    helper: PathBuf,
+    bwrap: Option<PathBuf>,
+    shell: PathBuf,
+    network: bool,
+    /// Paths a command must never see even if they sit under a system directory.
+    hidden: Vec<PathBuf>,
+    tools: Vec<(String, PathBuf)>,
+    host_path: std::ffi::OsString,
+    lang: std::ffi::OsString,
+}
+
+impl Sandbox {
+    /// Finds the strongest isolation `policy` allows by really running a probe command in it.
+    pub async fn detect(
+        policy: SandboxPolicy,
+        data_dir: &Path,
+        probe_dir: &Path,
+        uid: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let host_path = std::env::var_os("PATH").unwrap_or_else(|| SYSTEM_PATH.into());
+        let shell = ["/bin/bash", "/usr/bin/bash", "/bin/sh"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("/bin/sh"));
+        let tools = TOOLS
+            .iter()
+            .filter_map(|name| {
+                std::env::split_paths(&host_path)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+                    .map(|p| (name.to_string(), p.canonicalize().unwrap_or(p)))
+            })
+            // A command's uid must be able to reach what is mounted for it.
+            .filter(|(_, path)| crate::files::reachable_by_anyone(path))
+            .collect();
+        let mut sandbox = Sandbox {
+            isolation: Isolation::None,
+            helper: std::env::current_exe()?,
+            bwrap: std::env::split_paths(&host_path).map(|d| d.join("bwrap")).find(|p| p.is_file()),
+            shell,
+            network: policy.network,
+            hidden: vec![data_dir.to_path_buf()],
+            tools,
+            host_path,
+            lang: std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+        };
+        let candidates: &[Isolation] = match policy.mode {
+            SandboxMode::Auto => &[Isolation::Bubblewrap, Isolation::Landlock, Isolation::None],
+            SandboxMode::Bubblewrap => &[Isolation::Bubblewrap],
+            SandboxMode::Landlock => &[Isolation::Landlock],
+            SandboxMode::None => &[Isolation::None],
+        };
+        let mut refusals = Vec::new();
+        for &candidate in candidates {
+            sandbox.isolation = candidate;
+            match sandbox.probe(probe_dir, uid).await {
+                Ok(()) => break,
+                Err(why) => {
+                    refusals.push(format!("{}: {why}", candidate.as_str()));
+                    sandbox.isolation = Isolation::None;
+                }
+            }
+        }
+        let wanted_but_missing = policy.mode != SandboxMode::Auto && !candidates.contains(&sandbox.isolation);
+        if wanted_but_missing || (policy.require_full && sandbox.isolation != Isolation::Bubblewrap) {
+            anyhow::bail!(
+                "the requested command isolation is not available on this host ({})",
+                if refusals.is_empty() { "full isolation needs bubblewrap".to_string() } else { refusals.join("; ") }
+            );
+        }
+        if sandbox.isolation != Isolation::Bubblewrap {
+            tracing::warn!(
+                isolation = sandbox.isolation.as_str(),
+                refused = refusals.join("; "),
+                "COMMANDS ARE NOT FULLY ISOLATED: bubblewrap is unavailable; install it (Debian: bubblewrap) \
+                 or use --require-sandbox to refuse to start like this"
+            );
+        }
+        Ok(sandbox)
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    async fn probe(&self, probe_dir: &Path, uid: Option<u32>) -> Result<(), String> {
+        if self.isolation == Isolation::Bubblewrap && self.bwrap.is_none() {
+            return Err("bwrap is not installed".into());
+        }
+        let workdir = probe_dir.join("work");
+        let tmpdir = probe_dir.join("tmp");
+        std::fs::create_dir_all(probe_dir).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(probe_dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .map_err(|e| e.to_string())?;
+        for dir in [&workdir, &tmpdir] {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            if let Some(uid) = uid {
+                rustix::fs::chown(dir, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(uid)))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let limits = ExecLimits::default();
+        let spec = RunSpec {
+            workdir: &workdir,
+            tmpdir: &tmpdir,
+            shell_command: "exit 0",
+            has_kubeconfig: false,
+            limits: &limits,
+            uid,
+        };
+        let mut command = self.command(&spec);
+        if self.isolation == Isolation::Landlock {
+            command.arg("--landlock-probe");
+        }
+        let output = command.output().await.map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(probe_dir);
+        match output.status.code() {
+            Some(0) => Ok(()),
+            Some(LANDLOCK_UNAVAILABLE) => Err("the kernel does not fully enforce Landlock".into()),
+            _ => Err(format!("probe failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim())),
+        }
+    }
+
+    /// The process to spawn for one run: the helper, which applies limits and drops privileges,
+    /// then execs the shell directly or inside bubblewrap. The environment is cleared.
+    pub fn command(&self, run: &RunSpec<'_>) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.helper);
+        command.arg("sandbox-exec").env_clear().env("LANG", &self.lang);
+        let limits = run.limits;
+        command.args(["--nofile", &limits.max_open_files.to_string()]);
+        command.args(["--fsize", &limits.max_file_bytes.to_string()]);
+        command.args(["--cpu", &limits.max_cpu_seconds.to_string()]);
+        command.args(["--as", &limits.max_memory_bytes.to_string()]);
+        if let Some(uid) = run.uid {
+            // RLIMIT_NPROC counts the processes of a uid: meaningful only for a uid of its own.
+            command.args(["--nproc", &limits.max_processes.to_string()]);
+            command.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
+        }
+        match self.isolation {
+            Isolation::Bubblewrap => {
+                let home = Path::new(SANDBOX_HOME);
+                let path = if self.tools.is_empty() {
+                    SYSTEM_PATH.to_string()
+                } else {
+                    format!("{SANDBOX_TOOLS}:{SYSTEM_PATH}")
+                };
+                command.env("PATH", path).env("HOME", home).env("TMPDIR", "/tmp").current_dir("/");
+                if run.has_kubeconfig {
+                    command.env("KUBECONFIG", home.join(".kube/config"));
+                }
+                command.arg("--").arg(self.bwrap.as_ref().expect("probed")).args(self.bwrap_args(run));
+            }
+            Isolation::Landlock | Isolation::None => {
+                command.env("PATH", &self.host_path).env("HOME", run.workdir).env("TMPDIR", run.tmpdir);
+                command.current_dir(run.workdir);
+                if run.has_kubeconfig {
+                    command.env("KUBECONFIG", run.workdir.join(".kube/config"));
+                }
+                if self.isolation == Isolation::Landlock {
+                    command.arg("--landlock-rw").arg(run.workdir).arg("--landlock-rw").arg(run.tmpdir);
+                    for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
+                        command.arg("--landlock-rw").arg(dev);
+                    }
+                    for ro in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/proc", "/dev"] {
+                        if Path::new(ro).exists() {
+                            command.arg("--landlock-ro").arg(ro);
+                        }
+                    }
+                    for (_, tool) in &self.tools {
+                        command.arg("--landlock-ro").arg(tool);
+                    }
+                }
+                command.arg("--");
+            }
+        }
+        command.arg(&self.shell).arg("-c").arg(run.shell_command);
+        command
+    }
+
+    fn bwrap_args(&self, run: &RunSpec<'_>) -> Vec<std::ffi::OsString> {
+        let tmp_size = run.limits.max_workdir_bytes.to_string();
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut push = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+        push(&[&"--unshare-all", &"--unshare-user", &"--disable-userns", &"--die-with-parent", &"--new-session"]);
+        push(&[&"--hostname", &"kubeinvoke"]);
+        if self.network {
+            push(&[&"--share-net"]);
+        }
+        push(&[&"--ro-bind", &"/usr", &"/usr"]);
+        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            let path = Path::new(top);
+            if let Ok(target) = std::fs::read_link(path) {
+                push(&[&"--symlink", &target, &top]);
+            } else if path.is_dir() {
+                push(&[&"--ro-bind", &top, &top]);
+            }
+        }
+        push(&[&"--ro-bind", &"/etc", &"/etc"]);
+        for file in SECRET_FILES.iter().filter(|f| Path::new(f).exists()) {
+            push(&[&"--ro-bind", &"/dev/null", file]);
+        }
+        for dir in SECRET_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
+            push(&[&"--tmpfs", dir]);
+        }
+        for hidden in self.hidden.iter().filter(|h| h.starts_with("/usr") || h.starts_with("/etc")) {
+            push(&[&"--tmpfs", hidden]);
+        }
+        push(&[&"--proc", &"/proc", &"--dev", &"/dev", &"--size", &tmp_size, &"--tmpfs", &"/tmp"]);
+        for (name, tool) in &self.tools {
+            if !tool.starts_with("/usr") {
+                push(&[&"--ro-bind", tool, &Path::new(SANDBOX_TOOLS).join(name)]);
+            }
+        }
+        push(&[&"--bind", &run.workdir, &SANDBOX_HOME, &"--chdir", &SANDBOX_HOME, &"--"]);
+        args
+    }
+}

@@ -1,0 +1,55 @@
+//! Operability endpoints outside the ARM namespace, without authentication:
+//! `/healthz` (alive), `/readyz` (store reachable, executor isolation) and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use super::AppState;
+use crate::executor::Isolation;
+
+/// Installs the process-wide metrics recorder (once); later calls get a detached handle.
+pub fn install_metrics() -> PrometheusHandle {
+    let builder = PrometheusBuilder::new();
+    match builder.install_recorder() {
+        Ok(handle) => handle,
+        Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+    }
+}
+
+pub fn record_isolation(isolation: Isolation) {
+    for mode in [Isolation::Bubblewrap, Isolation::Landlock, Isolation::None] {
+        let value = if mode == isolation { 1.0 } else { 0.0 };
+        metrics::gauge!("kubeinvoke_executor_isolation", "mode" => mode.as_str()).set(value);
+    }
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    store: &'static str,
+    isolation: Isolation,
+}
+
+pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let store_ok = app.store.count_accepted().await.is_ok();
+    let body = Readiness {
+        status: if store_ok { "ready" } else { "unavailable" },
+        store: if store_ok { "ok" } else { "unreachable" },
+        isolation: app.isolation,
+    };
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
