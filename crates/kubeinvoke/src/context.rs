@@ -42,9 +42,22 @@ pub enum ContextError {
     UnsafePath(String),
     #[error("'context' entry {0:?} is a symbolic link, which is not allowed")]
     Symlink(String),
+    #[error("'context' entry {0:?} is a device, FIFO or socket, which is not allowed")]
+    SpecialFile(String),
+    #[error("'context' has more than one entry named {0:?}")]
+    Duplicate(String),
+    #[error("'context' entry {name:?} declares {declared} bytes but holds {actual}")]
+    SizeMismatch { name: String, declared: u64, actual: String },
+    #[error("'context' entry {name:?} inflates {ratio}:1, beyond the limit of {MAX_RATIO}:1 for a zip bomb")]
+    CompressionRatio { name: String, ratio: u64 },
     #[error("'context' entry {name:?} could not be read: {source}")]
     Corrupt { name: String, source: zip::result::ZipError },
 }
+
+/// Highest compression ratio accepted for entries larger than [`RATIO_FLOOR`]; text compresses
+/// ~10:1, a zip bomb thousands to one.
+const MAX_RATIO: u64 = 200;
+const RATIO_FLOOR: u64 = 1024 * 1024;
 
 /// Base64 as clients send it: standard alphabet, padding optional, line breaks anywhere
 /// (az uses `base64.encodebytes`, a newline every 76 characters).
@@ -75,18 +88,39 @@ pub fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
     LENIENT_BASE64.decode(compact)
 }
 
+/// Checks everything about a context without writing anything: structure, names, types,
+/// duplicates, limits, and that each entry really inflates to its declared size.
 fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
     if archive.len() > limits.max_entries {
         return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
     }
-    let mut declared: u64 = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut total: u64 = 0;
     for index in 0..archive.len() {
-        let entry = archive.by_index(index).map_err(ContextError::NotZip)?;
-        safe_path(&entry)?;
-        declared = declared.saturating_add(entry.size());
-        if declared > limits.max_unpacked_bytes {
+        let mut entry = archive.by_index(index).map_err(ContextError::NotZip)?;
+        let name = entry_name(&entry);
+        let path = safe_path(&entry)?;
+        if entry.unix_mode().is_some_and(|mode| !matches!(mode & 0o170000, 0 | 0o100000 | 0o040000)) {
+            return Err(ContextError::SpecialFile(name));
+        }
+        if !seen.insert(path) {
+            return Err(ContextError::Duplicate(name));
+        }
+        let declared = entry.size();
+        let compressed = entry.compressed_size().max(1);
+        if declared > RATIO_FLOOR && declared / compressed > MAX_RATIO {
+            return Err(ContextError::CompressionRatio { name, ratio: declared / compressed });
+        }
+        total = total.saturating_add(declared);
+        if total > limits.max_unpacked_bytes {
             return Err(ContextError::TooLarge(limits.max_unpacked_bytes));
+        }
+        let actual = io::copy(&mut (&mut entry).take(declared + 1), &mut io::sink())
+            .map_err(|e| ContextError::Corrupt { name: name.clone(), source: zip::result::ZipError::Io(e) })?;
+        if actual != declared {
+            let actual = if actual > declared { "more".to_string() } else { actual.to_string() };
+            return Err(ContextError::SizeMismatch { name, declared, actual });
         }
     }
     Ok(())

@@ -69,7 +69,10 @@ fn prepare_and_exec(args: SandboxExecArgs) -> Result<i32, String> {
         (Resource::As, args.address_space),
     ] {
         if let Some(value) = value {
-            rustix::process::setrlimit(resource, Rlimit { current: Some(value), maximum: Some(value) })
+            // CPU: the soft limit sends SIGXCPU (exit 152, reported as such); the hard limit,
+            // one second later, SIGKILL for a process that ignores it.
+            let maximum = if resource == Resource::Cpu { value.saturating_add(1) } else { value };
+            rustix::process::setrlimit(resource, Rlimit { current: Some(value), maximum: Some(maximum) })
                 .map_err(|e| format!("setting {resource:?} to {value}: {e}"))?;
         }
     }

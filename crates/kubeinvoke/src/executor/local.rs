@@ -298,25 +298,23 @@ fn kill_uid(uid: u32) {
     }
 }
 
-/// A line for the logs when the exit looks like a resource limit was hit.
+/// A line for the logs when the exit status or the output shows that a resource limit was hit
+/// (a limit is often hit by one process of a script that then goes on).
 fn limit_note(exit_code: i32, head: &[u8], limits: &super::ExecLimits) -> Option<String> {
     let text = String::from_utf8_lossy(head);
-    let has = |needle: &str| text.contains(needle);
-    match exit_code {
-        152 => Some(format!("the command exceeded its CPU time limit of {} s (SIGXCPU)", limits.max_cpu_seconds)),
-        153 => Some(format!("a file reached the size limit of {} bytes (SIGXFSZ)", limits.max_file_bytes)),
-        0 => None,
-        _ if has("fork: retry") || has("fork: Resource temporarily unavailable") => {
-            Some(format!("the command hit its process limit of {}", limits.max_processes))
-        }
-        _ if has("Cannot allocate memory") || has("MemoryError") || has("memory exhausted") || has("out of memory") => {
-            Some(format!("the command hit its memory limit of {} bytes", limits.max_memory_bytes))
-        }
-        _ if has("Too many open files") => {
-            Some(format!("the command hit its open files limit of {}", limits.max_open_files))
-        }
-        _ if has("File too large") => Some(format!("a file reached the size limit of {} bytes", limits.max_file_bytes)),
-        _ => None,
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if exit_code == 128 + 24 || has(&["CPU time limit exceeded"]) {
+        Some(format!("the command exceeded its CPU time limit of {} s (SIGXCPU)", limits.max_cpu_seconds))
+    } else if exit_code == 128 + 25 || has(&["File size limit exceeded", "File too large"]) {
+        Some(format!("a file reached the size limit of {} bytes (SIGXFSZ)", limits.max_file_bytes))
+    } else if has(&["fork: retry", "fork: Resource temporarily unavailable"]) {
+        Some(format!("the command hit its process limit of {}", limits.max_processes))
+    } else if has(&["Cannot allocate memory", "cannot allocate", "MemoryError", "memory exhausted", "out of memory"]) {
+        Some(format!("the command hit its memory limit of {} bytes", limits.max_memory_bytes))
+    } else if has(&["Too many open files"]) {
+        Some(format!("the command hit its open files limit of {}", limits.max_open_files))
+    } else {
+        None
     }
 }
 

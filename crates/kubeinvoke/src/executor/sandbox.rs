@@ -95,7 +95,8 @@ pub struct Sandbox {
     /// Paths a command must never see even if they sit under a system directory.
     hidden: Vec<PathBuf>,
     tools: Vec<(String, PathBuf)>,
-    host_path: std::ffi::OsString,
+    /// PATH for commands outside bubblewrap: the server's, then the system directories.
+    command_path: std::ffi::OsString,
     lang: std::ffi::OsString,
 }
 
@@ -132,7 +133,10 @@ impl Sandbox {
             network: policy.network,
             hidden: vec![data_dir.to_path_buf()],
             tools,
-            host_path,
+            command_path: std::env::join_paths(
+                std::env::split_paths(&host_path).chain(std::env::split_paths(SYSTEM_PATH)),
+            )
+            .unwrap_or_else(|_| SYSTEM_PATH.into()),
             lang: std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
         };
         let candidates: &[Isolation] = match policy.mode {
@@ -242,7 +246,7 @@ impl Sandbox {
                 command.arg("--").arg(self.bwrap.as_ref().expect("probed")).args(self.bwrap_args(run));
             }
             Isolation::Landlock | Isolation::None => {
-                command.env("PATH", &self.host_path).env("HOME", run.workdir).env("TMPDIR", run.tmpdir);
+                command.env("PATH", &self.command_path).env("HOME", run.workdir).env("TMPDIR", run.tmpdir);
                 command.current_dir(run.workdir);
                 if run.has_kubeconfig {
                     command.env("KUBECONFIG", run.workdir.join(".kube/config"));
@@ -302,7 +306,7 @@ impl Sandbox {
                 push(&[&"--ro-bind", tool, &Path::new(SANDBOX_TOOLS).join(name)]);
             }
         }
-        push(&[&"--bind", &run.workdir, &SANDBOX_HOME, &"--chdir", &SANDBOX_HOME, &"--"]);
+        push(&[&"--bind", &run.workdir, &SANDBOX_HOME, &"--remount-ro", &"/", &"--chdir", &SANDBOX_HOME, &"--"]);
         args
     }
 }

@@ -23,6 +23,9 @@ pub struct Server {
     root: TempDir,
     args: Vec<String>,
     ca: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    /// The first of the uids this server gives its commands.
+    pub first_uid: u32,
     pub client: reqwest::Client,
 }
 
@@ -59,10 +62,38 @@ impl Server {
     /// Starts a server whose certificate chains to `ca` (default: the CA it generates).
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new()).await
     }
 
-    async fn launch(root: TempDir, args: Vec<String>, ca: Option<PathBuf>) -> Server {
+    /// Starts a server with extra environment variables (for example a PATH without bwrap).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env).await
+    }
+
+    /// Runs `serve` expecting it to refuse to start; returns what it printed.
+    pub fn start_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
+        let root = tempfile::tempdir().expect("tempdir");
+        let output = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(root.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .output()
+            .expect("spawn kubeinvoke");
+        assert!(!output.status.success(), "the server started although it should have refused");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    async fn launch(root: TempDir, args: Vec<String>, ca: Option<PathBuf>, env: Vec<(String, String)>) -> Server {
+        let first_uid = unique_uid_range();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(root.path().join("server.log")).unwrap();
@@ -71,10 +102,11 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--exec-first-uid", &unique_uid_range().to_string()])
+            .args(["--exec-first-uid", &first_uid.to_string()])
             .args(&args)
             .env(SERVER_ONLY_VAR, "must-not-leak")
             .env("KUBEINVOKE_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -112,7 +144,7 @@ impl Server {
         } else {
             client_for(ca.as_deref().unwrap_or(&data_dir.join("tls/ca.pem")))
         };
-        Server { child: Some(child), base, banner, root, args, ca, client }
+        Server { child: Some(child), base, banner, root, args, ca, env, first_uid, client }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -132,7 +164,8 @@ impl Server {
         self.kill9();
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
-        Self::launch(root, args, self.ca.take()).await
+        let env = std::mem::take(&mut self.env);
+        Self::launch(root, args, self.ca.take(), env).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
@@ -206,6 +239,21 @@ impl Server {
         self.create_cluster("rg", "c1", json!({})).await;
         let location = self.submit("rg", "c1", json!({"command": command, "context": ""})).await;
         self.wait(&location).await
+    }
+
+    /// Processes on the host owned by this server's command uids (`ps` output, empty when none).
+    pub fn command_processes(&self) -> String {
+        let uids: Vec<String> = (self.first_uid..self.first_uid + 16).map(|u| u.to_string()).collect();
+        let out = std::process::Command::new("ps")
+            .args(["-o", "pid=,stat=,uid=,args=", "-u", &uids.join(",")])
+            .output()
+            .unwrap();
+        // Zombies are dead already: a process-table entry until the host's init reaps the orphan.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.split_whitespace().nth(1).is_none_or(|stat| !stat.starts_with('Z')))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Polls until the result is in the given in-progress state.

@@ -8,3 +8,4 @@ mod durability;
 mod examples;
 mod limits;
 mod resources;
+mod security;
