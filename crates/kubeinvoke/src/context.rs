@@ -95,6 +95,9 @@ fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     if archive.len() > limits.max_entries {
         return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
     }
+    if archive.has_duplicate_names() {
+        return Err(ContextError::Duplicate(duplicate_name(bytes).unwrap_or_else(|| "<unknown>".into())));
+    }
     let mut seen = std::collections::HashSet::new();
     let mut total: u64 = 0;
     for index in 0..archive.len() {
@@ -126,6 +129,24 @@ fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     Ok(())
 }
 
+/// The first name that appears twice in the central directory (the reader keeps only one).
+fn duplicate_name(bytes: &[u8]) -> Option<String> {
+    const CENTRAL_HEADER: [u8; 4] = 0x02014b50u32.to_le_bytes();
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let mut seen = std::collections::HashSet::new();
+    let mut at = 0;
+    while let Some(offset) = bytes.get(at..)?.windows(4).position(|w| w == CENTRAL_HEADER) {
+        let start = at + offset;
+        let (name_len, extra_len, comment_len) = (u16_at(start + 28)?, u16_at(start + 30)?, u16_at(start + 32)?);
+        let name = String::from_utf8_lossy(bytes.get(start + 46..start + 46 + name_len)?).into_owned();
+        if !seen.insert(name.clone()) {
+            return Some(name);
+        }
+        at = start + 46 + name_len + extra_len + comment_len;
+    }
+    None
+}
+
 fn entry_name<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> String {
     entry.name().map(|n| n.into_owned()).unwrap_or_else(|_| "<name not valid text>".to_string())
 }
@@ -134,7 +155,13 @@ fn safe_path<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, Cont
     if entry.is_symlink() {
         return Err(ContextError::Symlink(entry_name(entry)));
     }
-    entry.enclosed_name().ok_or_else(|| ContextError::UnsafePath(entry_name(entry)))
+    let name = entry_name(entry);
+    // enclosed_name() would quietly make `/etc/x` relative; an absolute name is refused instead.
+    let absolute = name.starts_with('/') || name.starts_with('\\') || name.as_bytes().get(1) == Some(&b':');
+    match entry.enclosed_name() {
+        Some(path) if !absolute && path.components().count() > 0 => Ok(path),
+        _ => Err(ContextError::UnsafePath(name)),
+    }
 }
 
 /// Unpacks a checked context into `dir`, counting the bytes really inflated against the limit.
@@ -211,8 +238,10 @@ pub(crate) mod tests {
         let limits = ContextLimits::default();
         assert!(matches!(decode(Some("%%%"), limits), Err(ContextError::Base64(_))));
         assert!(matches!(decode(Some(&encode(b"plain text")), limits), Err(ContextError::NotZip(_))));
-        let escaping = zip_of(&[("../evil", b"x")]);
-        assert!(matches!(decode(Some(&encode(&escaping)), limits), Err(ContextError::UnsafePath(_))));
+        for escaping in ["../evil", "/etc/evil", "a/../../evil", "C:/evil", "\\\\host\\evil"] {
+            let zip = zip_of(&[(escaping, b"x")]);
+            assert!(matches!(decode(Some(&encode(&zip)), limits), Err(ContextError::UnsafePath(_))), "{escaping}");
+        }
         let many = zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
         let small = ContextLimits { max_entries: 2, ..limits };
         assert!(matches!(decode(Some(&encode(&many)), small), Err(ContextError::TooManyEntries(3, 2))));

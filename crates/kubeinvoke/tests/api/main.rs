@@ -3,6 +3,7 @@
 mod harness;
 
 mod commands;
+mod contexts;
 mod contract;
 mod durability;
 mod examples;

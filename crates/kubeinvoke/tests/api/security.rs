@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-async fn logs_of(result: &Value) -> String {
+fn logs_of(result: &Value) -> String {
     result["properties"]["logs"].as_str().unwrap_or_default().to_string()
 }
 
@@ -32,7 +32,7 @@ async fn commands_cannot_read_the_servers_files() {
     let d = data.display();
     let command = attempts(&[
         ("database", &format!("cat {d}/kubeinvoke.db > /dev/null 2>&1")),
-        ("database by find", &format!("find / -name 'kubeinvoke.db*' 2>/dev/null | grep -q .")),
+        ("database by find", "find / -name 'kubeinvoke.db*' 2>/dev/null | grep -q ."),
         ("tls key", &format!("cat {d}/tls/server.key > /dev/null 2>&1")),
         ("ca key", &format!("cat {d}/tls/ca.key > /dev/null 2>&1")),
         ("data dir listing", &format!("ls {d} > /dev/null 2>&1")),
@@ -40,7 +40,7 @@ async fn commands_cannot_read_the_servers_files() {
         ("shadow", "grep -q root /etc/shadow 2>/dev/null"),
         ("server process", &format!("test -e /proc/{}", s.pid())),
     ]);
-    let logs = logs_of(&s.run(&command).await).await;
+    let logs = logs_of(&s.run(&command).await);
     assert_all_blocked(&logs, 8);
 }
 
@@ -62,10 +62,10 @@ async fn commands_cannot_see_each_other_or_write_outside_their_directories() {
         ("nested user namespace", "unshare -U true 2>/dev/null"),
     ]) + "; touch ./mine /tmp/mine && echo 'own dirs: writable'";
     let attacker = s.submit("rg", "c1", json!({"command": command})).await;
-    let logs = logs_of(&s.wait(&attacker).await).await;
+    let logs = logs_of(&s.wait(&attacker).await);
     assert_all_blocked(&logs, 7);
     assert!(logs.contains("own dirs: writable"), "{logs}");
-    assert_eq!(logs_of(&s.wait(&victim).await).await, "ready\n");
+    assert_eq!(logs_of(&s.wait(&victim).await), "ready\n");
     assert!(!std::path::Path::new("/usr/evil").exists() && !std::path::Path::new("/evil").exists());
 }
 
@@ -88,7 +88,7 @@ async fn a_fork_bomb_is_contained_and_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let result = s.wait(&bomb).await;
-    let logs = logs_of(&result).await;
+    let logs = logs_of(&result);
     assert!(logs.contains("process limit of 64"), "the result says which limit: {logs}");
     assert_eq!(s.command_processes(), "", "processes of the bomb survived");
 }
@@ -98,7 +98,7 @@ async fn a_memory_hog_hits_the_memory_limit() {
     let s = Server::start(&["--max-memory-bytes", "200000000"]).await;
     let result = s.run("head -c 1G /dev/zero | tail -n 1 > /dev/null").await;
     assert_ne!(result["properties"]["exitCode"], 0);
-    let logs = logs_of(&result).await;
+    let logs = logs_of(&result);
     assert!(logs.contains("memory limit of 200000000 bytes"), "{logs}");
 }
 
@@ -106,7 +106,7 @@ async fn a_memory_hog_hits_the_memory_limit() {
 async fn a_huge_file_hits_the_file_size_limit() {
     let s = Server::start(&["--max-file-bytes", "1000000"]).await;
     let result = s.run("head -c 100M /dev/zero > big; ls -l big | awk '{print $5}'").await;
-    let logs = logs_of(&result).await;
+    let logs = logs_of(&result);
     assert!(logs.contains("size limit of 1000000 bytes"), "{logs}");
     assert!(logs.contains("1000000\n"), "the file stopped at the limit: {logs}");
 }
@@ -118,10 +118,10 @@ async fn filling_the_working_directory_is_stopped() {
     let p = &result["properties"];
     assert_eq!(p["provisioningState"], "Failed");
     assert_eq!(p["reason"], "WorkingDirectoryLimit");
-    assert!(!logs_of(&result).await.contains("finished"));
+    assert!(!logs_of(&result).contains("finished"));
     // /tmp inside the sandbox is capped the same way (a tmpfs of that size).
     let result = s.run("head -c 20M /dev/zero > /tmp/fill 2>&1; echo exit=$?").await;
-    assert!(logs_of(&result).await.contains("exit=1"), "{result}");
+    assert!(logs_of(&result).contains("exit=1"), "{result}");
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn cpu_time_is_limited() {
     let s = Server::start(&["--max-cpu-seconds", "1"]).await;
     let result = s.run("while :; do :; done").await;
     assert_eq!(result["properties"]["exitCode"], 128 + 24, "SIGXCPU");
-    assert!(logs_of(&result).await.contains("CPU time limit of 1 s"));
+    assert!(logs_of(&result).contains("CPU time limit of 1 s"));
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn cluster_limits_tighten_the_servers() {
     let location = s.submit("rg", "tight", json!({"command": "sleep 10"})).await;
     assert_eq!(s.wait(&location).await["properties"]["reason"], "Timeout");
     let r = s.put(&cluster_path("rg", "bad"), json!({"properties": {"commandLimits": {"timeoutSeconds": -5}}})).await;
-    assert_eq!(r.assert_error(400, "InvalidParameter").contains("properties.commandLimits"), true);
+    assert!(r.assert_error(400, "InvalidParameter").contains("properties.commandLimits"));
     let r = s.put(&cluster_path("rg", "bad"), json!({"properties": {"commandLimits": {"noSuchLimit": 5}}})).await;
     r.assert_error(400, "InvalidParameter");
 }
@@ -166,9 +166,9 @@ async fn network_can_be_turned_off() {
         format!("(echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo net=up || echo net=down")
     };
     let on = Server::start(&[]).await;
-    assert_eq!(logs_of(&on.run(&probe(&on)).await).await, "net=up\n");
+    assert_eq!(logs_of(&on.run(&probe(&on)).await), "net=up\n");
     let off = Server::start(&["--exec-network", "none"]).await;
-    assert_eq!(logs_of(&off.run(&probe(&off)).await).await, "net=down\n");
+    assert_eq!(logs_of(&off.run(&probe(&off)).await), "net=down\n");
 }
 
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn without_bubblewrap_landlock_still_protects_the_server() {
         ("write /tmp", "touch /tmp/kubeinvoke-escape-test 2>/dev/null"),
         ("write /usr", "touch /usr/evil 2>/dev/null"),
     ]) + "; touch ./mine \"$TMPDIR/mine\" && echo 'own dirs: writable'";
-    let logs = logs_of(&s.run(&command).await).await;
+    let logs = logs_of(&s.run(&command).await);
     assert_all_blocked(&logs, 4);
     assert!(logs.contains("own dirs: writable"), "{logs}");
 
