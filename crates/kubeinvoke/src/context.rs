@@ -90,7 +90,7 @@ pub fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
 
 /// Checks everything about a context without writing anything: structure, names, types,
 /// duplicates, limits, and that each entry really inflates to its declared size.
-fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
+pub fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
     if archive.len() > limits.max_entries {
         return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
