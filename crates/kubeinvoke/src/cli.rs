@@ -22,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
     Serve(ServeArgs),
+    /// Manage service principals of a data directory (works with the server running or not).
+    Sp(crate::admin::SpArgs),
+    /// Print (or write) the commands that point an az CLI at this server and log in.
+    AzLogin(crate::admin::AzLoginArgs),
     /// Internal: the step between the server and a command (limits, uid, Landlock, exec).
     #[command(hide = true)]
     SandboxExec(SandboxExecArgs),
@@ -126,6 +130,15 @@ pub struct ServeArgs {
     /// Bytes a context zip may unpack to.
     #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_context_bytes: u64,
+    /// Serve the built-in token issuer and trust its tokens.
+    #[arg(long, env = "KUBEINVOKE_BUILTIN_ISSUER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub builtin_issuer: bool,
+    /// Also trust tokens of this issuer (its discovery document names its keys); repeatable.
+    #[arg(long = "trusted-issuer", env = "KUBEINVOKE_TRUSTED_ISSUERS", value_delimiter = ',')]
+    pub trusted_issuers: Vec<String>,
+    /// A CA (PEM) to trust when fetching trusted issuers' keys.
+    #[arg(long, env = "KUBEINVOKE_TRUSTED_ISSUER_CA")]
+    pub trusted_issuer_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -163,6 +176,9 @@ impl ServeArgs {
         config.sandbox.require_full = self.require_sandbox;
         config.sandbox.network = self.exec_network == ExecNetwork::Host;
         config.sandbox.first_uid = self.exec_first_uid;
+        config.identity.builtin_issuer = self.builtin_issuer;
+        config.identity.trusted_issuers = self.trusted_issuers;
+        config.identity.trusted_issuer_ca = self.trusted_issuer_ca;
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;

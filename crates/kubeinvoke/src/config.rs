@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::arm::api_version::ApiVersionPolicy;
 use crate::dispatcher::DispatcherConfig;
 use crate::executor::{ExecLimits, SandboxPolicy};
+use crate::identity::IdentityConfig;
 
 #[derive(Debug, Clone)]
 pub enum TlsMode {
@@ -35,6 +36,7 @@ pub struct ServerConfig {
     pub exec: ExecLimits,
     pub sandbox: SandboxPolicy,
     pub dispatch: DispatcherConfig,
+    pub identity: IdentityConfig,
 }
 
 impl ServerConfig {
@@ -52,6 +54,7 @@ impl ServerConfig {
             tenant_id: None,
             exec: ExecLimits::default(),
             sandbox: SandboxPolicy::default(),
+            identity: IdentityConfig { builtin_issuer: true, ..IdentityConfig::default() },
             dispatch: DispatcherConfig {
                 max_running: 4,
                 queue_capacity: 256,

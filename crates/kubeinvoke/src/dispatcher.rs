@@ -144,11 +144,16 @@ impl Dispatcher {
         tracing::info!(command_id = %id, "command started");
         // The cluster's limits were checked when it was registered; a bad stored value is ignored.
         let overrides = claimed.command_limits.as_ref().and_then(|v| LimitOverrides::parse(v).ok()).unwrap_or_default();
+        // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
+        let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
+            (Some(config), Some(token)) => crate::kubeconfig::with_bearer_token(&config, token).ok(),
+            (config, _) => config,
+        };
         let job = Job {
             id: claimed.id,
             command: claimed.command,
             context: claimed.context,
-            kubeconfig: claimed.kubeconfig,
+            kubeconfig,
             limits: self.limits.tightened_by(&overrides),
         };
         let outcome = self.executor.run(job).await;

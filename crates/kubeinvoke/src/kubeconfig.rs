@@ -67,6 +67,29 @@ pub fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
     Ok(host.trim_start_matches('[').trim_end_matches(']').to_string())
 }
 
+/// The same kubeconfig with every context using one user that authenticates with `token`:
+/// the command then acts as the caller, and the cluster's RBAC sees the caller.
+pub fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, KubeconfigError> {
+    use serde_yaml_ng::{Mapping, Value};
+    const USER: &str = "kubeinvoke-caller";
+    let mut config: Value = serde_yaml_ng::from_slice(document)?;
+    let Some(map) = config.as_mapping_mut() else { return Err(KubeconfigError::NoServer) };
+    let mut user = Mapping::new();
+    user.insert("token".into(), token.into());
+    let mut entry = Mapping::new();
+    entry.insert("name".into(), USER.into());
+    entry.insert("user".into(), Value::Mapping(user));
+    map.insert("users".into(), Value::Sequence(vec![Value::Mapping(entry)]));
+    if let Some(Value::Sequence(contexts)) = map.get_mut("contexts") {
+        for context in contexts.iter_mut() {
+            if let Some(inner) = context.get_mut("context").and_then(Value::as_mapping_mut) {
+                inner.insert("user".into(), USER.into());
+            }
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&config)?.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +115,15 @@ users: []
     #[test]
     fn follows_the_current_context() {
         assert_eq!(fqdn(CONFIG.as_bytes()).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
+    }
+
+    #[test]
+    fn bearer_token_replaces_the_users() {
+        let rewritten = with_bearer_token(CONFIG.as_bytes(), "caller-token").unwrap();
+        let text = String::from_utf8(rewritten.clone()).unwrap();
+        assert!(text.contains("token: caller-token"), "{text}");
+        assert_eq!(text.matches("user: kubeinvoke-caller").count(), 2, "{text}");
+        assert_eq!(fqdn(&rewritten).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`store`] (durable state) → [`dispatcher`] (queue, at-most-once claims) → [`executor`]
 //! (running a command).
 
+pub mod admin;
 pub mod arm;
 pub mod cli;
 pub mod command;
@@ -13,6 +14,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod executor;
 pub mod files;
+pub mod identity;
 pub mod kubeconfig;
 pub mod server;
 pub mod store;

@@ -11,6 +11,22 @@ fn main() -> std::process::ExitCode {
         // The sandbox helper must stay single-threaded until it execs: no runtime, no logging.
         Command::SandboxExec(args) => std::process::ExitCode::from(kubeinvoke::executor::helper::run(args) as u8),
         Command::Serve(args) => run_server(args),
+        Command::Sp(args) => report(current_thread().and_then(|rt| rt.block_on(kubeinvoke::admin::sp(args)))),
+        Command::AzLogin(args) => report(kubeinvoke::admin::az_login(args)),
+    }
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -30,13 +46,7 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    report(runtime.block_on(serve(args)))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

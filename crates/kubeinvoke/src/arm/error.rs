@@ -56,6 +56,15 @@ pub enum ApiError {
     AuthenticationMissing { authorization_uri: String },
     #[error("The access token is invalid: {0}")]
     InvalidToken(String),
+    #[error("The access token expiry UTC time is earlier than current UTC time.")]
+    ExpiredToken,
+    #[error(
+        "The client '{app_id}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid."
+    )]
+    AuthorizationFailed { app_id: String, object_id: String, action: String, scope: String },
+    /// A refusal specific to one resource provider (Microsoft.Authorization's codes, for example).
+    #[error("{message}")]
+    Refused { status: StatusCode, code: &'static str, message: String },
     #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
     Internal(#[source] anyhow::Error),
 }
@@ -81,7 +90,9 @@ impl ApiError {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AuthenticationMissing { .. } | InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            AuthenticationMissing { .. } | InvalidToken(_) | ExpiredToken => StatusCode::UNAUTHORIZED,
+            AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
+            Refused { status, .. } => *status,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +119,9 @@ impl ApiError {
             QueueFull { .. } => "TooManyRequests",
             AuthenticationMissing { .. } => "AuthenticationFailed",
             InvalidToken(_) => "InvalidAuthenticationToken",
+            ExpiredToken => "ExpiredAuthenticationToken",
+            AuthorizationFailed { .. } => "AuthorizationFailed",
+            Refused { code, .. } => code,
             Internal(_) => "InternalServerError",
         }
     }
@@ -154,7 +168,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            ApiError::InvalidToken(_) => {
+            ApiError::InvalidToken(_) | ApiError::ExpiredToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
             _ => {}

@@ -18,6 +18,8 @@ pub enum Namespace {
     Resources,
     /// Microsoft.ContainerService: managed clusters and run command.
     ContainerService,
+    /// Microsoft.Authorization: role assignments and definitions, at any scope.
+    Authorization,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,11 @@ pub enum Route {
     Cluster(ClusterRef),
     ClusterAction(ClusterRef, ClusterAction),
     CommandResult(ClusterRef, String),
+    /// `{scope}/providers/Microsoft.Authorization/roleAssignments`; scope `/` is the root.
+    RoleAssignments(String),
+    RoleAssignment(String, String),
+    RoleDefinitions(String),
+    RoleDefinition(String, String),
 }
 
 /// A path whose shape is known; `route` is `Err` when a name in it is malformed.
@@ -73,11 +80,15 @@ const CLUSTERS: &str = "managedClusters";
 
 /// Parses a request path (without the query). `None` means no route has this shape.
 pub fn parse(path: &str) -> Option<Parsed> {
+    // Clients join a base URL ending in '/' with a path starting with one (az does, for
+    // `//metadata/endpoints`): empty segments are ignored, as ARM ignores them.
     let trimmed = path.strip_prefix('/')?;
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    let segments: Vec<String> =
-        trimmed.split('/').map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
-    if segments.iter().any(String::is_empty) {
+    let segments: Vec<String> = trimmed
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    if segments.is_empty() || segments.iter().any(String::is_empty) {
         return None;
     }
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -85,6 +96,11 @@ pub fn parse(path: &str) -> Option<Parsed> {
 
     if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {
         return Some(Parsed { namespace: Namespace::Metadata, route: Ok(Route::MetadataEndpoints) });
+    }
+    if let Some(at) = (0..seg.len().saturating_sub(1)).find(|&i| {
+        seg[i].eq_ignore_ascii_case("providers") && seg[i + 1].eq_ignore_ascii_case("Microsoft.Authorization")
+    }) {
+        return parse_authorization(&seg[..at], &seg[at + 2..]);
     }
     if !lit(0, "subscriptions") {
         return None;
@@ -122,6 +138,34 @@ pub fn parse(path: &str) -> Option<Parsed> {
             container(cluster().map(|c| Route::CommandResult(c, id)))
         }
         _ => None,
+    }
+}
+
+/// `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]`.
+fn parse_authorization(scope: &[&str], rest: &[&str]) -> Option<Parsed> {
+    let scope_path = format!("/{}", scope.join("/"));
+    let scope_ok = match scope {
+        [] => Ok(()),
+        _ => match parse(&scope_path)?.route {
+            Ok(Route::Subscription(_) | Route::ResourceGroup(_) | Route::Cluster(_)) => Ok(()),
+            Ok(_) => return None,
+            Err(e) => Err(e),
+        },
+    };
+    let is = |s: &str, word: &str| s.eq_ignore_ascii_case(word);
+    let route = scope_ok.map(|()| match rest {
+        [kind] if is(kind, "roleAssignments") => Some(Route::RoleAssignments(scope_path.clone())),
+        [kind, name] if is(kind, "roleAssignments") => {
+            Some(Route::RoleAssignment(scope_path.clone(), name.to_lowercase()))
+        }
+        [kind] if is(kind, "roleDefinitions") => Some(Route::RoleDefinitions(scope_path.clone())),
+        [kind, id] if is(kind, "roleDefinitions") => Some(Route::RoleDefinition(scope_path.clone(), id.to_lowercase())),
+        _ => None,
+    });
+    match route {
+        Ok(None) => None,
+        Ok(Some(route)) => Some(Parsed { namespace: Namespace::Authorization, route: Ok(route) }),
+        Err(e) => Some(Parsed { namespace: Namespace::Authorization, route: Err(e) }),
     }
 }
 
@@ -163,7 +207,8 @@ mod tests {
         assert!(matches!(route("/subscriptions"), Route::Subscriptions));
         assert!(matches!(route("/metadata/endpoints"), Route::MetadataEndpoints));
         assert!(parse(&format!("{mc}/c/explode")).is_none());
-        assert!(parse("/subscriptions//resourceGroups").is_none());
+        assert_eq!(route("//metadata/endpoints"), Route::MetadataEndpoints);
+        assert!(matches!(route(&format!("/subscriptions//{SUB}//resourceGroups/")), Route::ResourceGroups(_)));
         assert!(parse("/other").is_none());
     }
 
@@ -174,6 +219,21 @@ mod tests {
                 .unwrap();
         assert_eq!(parsed.namespace, Namespace::ContainerService);
         assert!(matches!(parsed.route, Err(ApiError::InvalidSubscriptionId(ref s)) if s == "nope"));
+    }
+
+    #[test]
+    fn role_assignments_parse_at_every_scope() {
+        assert_eq!(
+            route("/providers/Microsoft.Authorization/roleAssignments/ABC"),
+            Route::RoleAssignment("/".into(), "abc".into())
+        );
+        let scope = format!("/subscriptions/{SUB}/resourceGroups/rg");
+        assert_eq!(
+            route(&format!("{scope}/providers/microsoft.authorization/roleDefinitions")),
+            Route::RoleDefinitions(scope)
+        );
+        assert!(parse("/subscriptions/x/providers/Microsoft.Authorization/roleAssignments").unwrap().route.is_err());
+        assert!(parse("/providers/Microsoft.Authorization/other").is_none());
     }
 
     #[test]

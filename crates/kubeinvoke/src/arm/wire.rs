@@ -172,6 +172,8 @@ pub struct CredentialResult {
 pub struct CloudMetadata {
     pub name: &'static str,
     pub resource_manager: String,
+    /// Where az sends its Microsoft Graph calls (resolving principal names).
+    pub microsoft_graph_resource_id: String,
     pub authentication: CloudAuthentication,
     pub suffixes: Map<String, Value>,
 }
@@ -189,10 +191,11 @@ pub struct CloudAuthentication {
 pub const ARM_AUDIENCES: [&str; 2] = ["https://management.core.windows.net/", "https://management.azure.com/"];
 
 impl CloudMetadata {
-    pub fn new(base_url: &str) -> Self {
+    pub fn new(base_url: &str, graph_resource: String) -> Self {
         CloudMetadata {
             name: "kubeinvoke",
             resource_manager: format!("{base_url}/"),
+            microsoft_graph_resource_id: graph_resource,
             authentication: CloudAuthentication {
                 login_endpoint: base_url.to_string(),
                 audiences: ARM_AUDIENCES.to_vec(),
@@ -223,4 +226,150 @@ pub fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fq
         properties.insert("fqdn".into(), Value::String(fqdn));
     }
     Value::Object(body)
+}
+
+/// The body of `PUT …/roleAssignments/{name}`.
+#[derive(Debug, Deserialize)]
+pub struct RoleAssignmentRequest {
+    pub properties: RoleAssignmentRequestProperties,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignmentRequestProperties {
+    pub role_definition_id: String,
+    pub principal_id: String,
+    #[serde(default)]
+    pub principal_type: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleAssignment {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: RoleAssignmentProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignmentProperties {
+    pub role_definition_id: String,
+    pub principal_id: String,
+    pub principal_type: String,
+    pub scope: String,
+    pub created_on: String,
+    pub updated_on: String,
+}
+
+impl RoleAssignment {
+    pub fn new(record: &crate::store::RoleAssignmentRecord) -> Self {
+        let scope_prefix = if record.scope == "/" { "" } else { record.scope.as_str() };
+        RoleAssignment {
+            id: format!("{scope_prefix}/providers/Microsoft.Authorization/roleAssignments/{}", record.name),
+            name: record.name.clone(),
+            kind: "Microsoft.Authorization/roleAssignments",
+            properties: RoleAssignmentProperties {
+                role_definition_id: role_definition_id(&record.scope, &record.role_definition_id),
+                principal_id: record.principal_id.clone(),
+                principal_type: record.principal_type.clone(),
+                scope: record.scope.clone(),
+                created_on: rfc3339(record.created_at),
+                updated_on: rfc3339(record.created_at),
+            },
+        }
+    }
+}
+
+/// A role definition's resource id as seen from `scope`'s subscription (or the root).
+pub fn role_definition_id(scope: &str, guid: &str) -> String {
+    let subscription = scope.split('/').nth(2).filter(|_| scope.to_ascii_lowercase().starts_with("/subscriptions/"));
+    match subscription {
+        Some(s) => format!("/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+        None => format!("/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleDefinition {
+    pub id: String,
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: RoleDefinitionProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDefinitionProperties {
+    pub role_name: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub description: &'static str,
+    pub assignable_scopes: Vec<&'static str>,
+    pub permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    pub actions: &'static [&'static str],
+    pub not_actions: &'static [&'static str],
+    pub data_actions: Vec<String>,
+    pub not_data_actions: Vec<String>,
+}
+
+impl RoleDefinition {
+    pub fn new(scope: &str, role: &'static crate::identity::rbac::RoleDefinition) -> Self {
+        RoleDefinition {
+            id: role_definition_id(scope, role.id),
+            name: role.id,
+            kind: "Microsoft.Authorization/roleDefinitions",
+            properties: RoleDefinitionProperties {
+                role_name: role.name,
+                kind: "BuiltInRole",
+                description: role.description,
+                assignable_scopes: vec!["/"],
+                permissions: vec![Permission {
+                    actions: role.actions,
+                    not_actions: role.not_actions,
+                    data_actions: Vec::new(),
+                    not_data_actions: Vec::new(),
+                }],
+            },
+        }
+    }
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and the `/adfs` variant).
+#[derive(Debug, Serialize)]
+pub struct OpenIdConfiguration {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub response_types_supported: Vec<&'static str>,
+    pub subject_types_supported: Vec<&'static str>,
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
+    pub tenant_region_scope: Option<String>,
+    pub cloud_instance_name: &'static str,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub ext_expires_in: i64,
+    pub access_token: String,
+}
+
+/// An OAuth error response (RFC 6749 §5.2).
+#[derive(Debug, Serialize)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub error_description: String,
 }

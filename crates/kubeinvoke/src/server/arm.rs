@@ -1,19 +1,21 @@
 //! The one entry point for ARM requests: parse the path, authenticate, check the api-version,
-//! then hand the typed route to its handler. Order matters and is ARM's: an unauthenticated
-//! caller learns nothing about names, and a bad api-version is reported before a bad name.
+//! validate names, authorize, then hand the typed route to its handler. The order is ARM's: an
+//! unauthenticated caller learns nothing about names, and an unauthorized one nothing about
+//! whether a resource exists.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::auth;
-use super::handlers::{clusters, commands, groups, meta};
+use super::handlers::{authorization, clusters, commands, groups, meta};
+use super::permissions;
 use super::request::RequestContext;
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterAction, Namespace, Route};
+use crate::identity::Caller;
 
 pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -24,6 +26,12 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     }
 }
 
+async fn authenticate(app: &AppState, ctx: &RequestContext) -> Result<Caller, ApiError> {
+    let authorization = ctx.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authority = format!("{}/{}", ctx.base_url, app.instance.tenant_id);
+    app.identity.authenticate(authorization, &authority).await
+}
+
 async fn dispatch(
     app: &AppState,
     ctx: &RequestContext,
@@ -31,22 +39,28 @@ async fn dispatch(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let parsed = path::parse(&ctx.path);
-    if parsed.as_ref().map(|p| p.namespace) != Some(Namespace::Metadata) {
-        auth::authenticate(&ctx.headers, &format!("{}/{}", ctx.base_url, app.instance.tenant_id))?;
-    }
+    let caller = match parsed.as_ref().map(|p| p.namespace) {
+        Some(Namespace::Metadata) => None,
+        _ => Some(authenticate(app, ctx).await?),
+    };
     let parsed = parsed.ok_or_else(|| ApiError::NoRoute(ctx.path.clone()))?;
     app.config.api_versions.check(parsed.namespace, ctx.api_version())?;
     let route = parsed.route?;
+    if let (Some(caller), Some(needed)) = (&caller, permissions::required(&route, method)) {
+        caller.require(&needed.action, &needed.scope)?;
+    }
+    let caller = caller.as_ref();
 
     use Method as M;
     let not_allowed = |allowed: &'static str| Err(ApiError::MethodNotAllowed { method: method.to_string(), allowed });
+    let who = || caller.expect("every route but metadata is authenticated");
     match route {
         Route::MetadataEndpoints => match *method {
             M::GET => Ok(meta::endpoints(ctx)),
             _ => not_allowed("GET"),
         },
         Route::Subscriptions => match *method {
-            M::GET => meta::list_subscriptions(app).await,
+            M::GET => meta::list_subscriptions(app, who()).await,
             _ => not_allowed("GET"),
         },
         Route::Subscription(sub) => match *method {
@@ -54,7 +68,7 @@ async fn dispatch(
             _ => not_allowed("GET"),
         },
         Route::ResourceGroups(sub) => match *method {
-            M::GET => groups::list(app, &sub).await,
+            M::GET => groups::list(app, who(), &sub).await,
             _ => not_allowed("GET"),
         },
         Route::ResourceGroup(group) => match *method {
@@ -65,11 +79,11 @@ async fn dispatch(
             _ => not_allowed("GET, HEAD, PUT, DELETE"),
         },
         Route::ClustersInSubscription(sub) => match *method {
-            M::GET => clusters::list(app, ctx, &sub, None).await,
+            M::GET => clusters::list(app, who(), ctx, &sub, None).await,
             _ => not_allowed("GET"),
         },
         Route::ClustersInGroup(group) => match *method {
-            M::GET => clusters::list(app, ctx, &group.subscription, Some(&group)).await,
+            M::GET => clusters::list(app, who(), ctx, &group.subscription, Some(&group)).await,
             _ => not_allowed("GET"),
         },
         Route::Cluster(cluster) => match *method {
@@ -86,6 +100,24 @@ async fn dispatch(
         },
         Route::CommandResult(cluster, id) => match *method {
             M::GET => commands::result(app, ctx, &cluster, &id).await,
+            _ => not_allowed("GET"),
+        },
+        Route::RoleAssignments(scope) => match *method {
+            M::GET => authorization::list_assignments(app, ctx, &scope).await,
+            _ => not_allowed("GET"),
+        },
+        Route::RoleAssignment(scope, name) => match *method {
+            M::PUT => authorization::put_assignment(app, ctx, &scope, &name, body).await,
+            M::GET => authorization::get_assignment(app, &scope, &name).await,
+            M::DELETE => authorization::delete_assignment(app, &scope, &name).await,
+            _ => not_allowed("GET, PUT, DELETE"),
+        },
+        Route::RoleDefinitions(scope) => match *method {
+            M::GET => authorization::list_definitions(ctx, &scope).await,
+            _ => not_allowed("GET"),
+        },
+        Route::RoleDefinition(scope, id) => match *method {
+            M::GET => authorization::get_definition(&scope, &id).await,
             _ => not_allowed("GET"),
         },
     }

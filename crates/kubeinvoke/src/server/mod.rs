@@ -2,11 +2,11 @@
 //! to stop. Tests bind port 0 through the same path the binary takes.
 
 mod arm;
-mod auth;
 mod handlers;
 mod headers;
 mod instance;
 mod ops;
+mod permissions;
 mod request;
 pub mod tls;
 
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
@@ -27,6 +27,7 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
 use crate::executor::{Executor, Isolation, LocalExecutor};
 use crate::files::create_private_dir;
+use crate::identity::Identity;
 use crate::store::{SqliteStore, Store};
 
 pub use instance::Instance;
@@ -44,6 +45,7 @@ pub struct AppState {
     /// The isolation commands actually get.
     pub isolation: Isolation,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub identity: Arc<Identity>,
 }
 
 /// A built server, bound and ready to serve.
@@ -55,17 +57,32 @@ pub struct Application {
     pub local_addr: SocketAddr,
     pub base_url: String,
     pub ca_file: Option<PathBuf>,
+    /// The bootstrap admin's credentials file, while it exists.
+    pub bootstrap_file: Option<PathBuf>,
     pub state: Arc<AppState>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    use handlers::oauth;
+    let mut router = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .fallback(any(arm::handle))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(headers::arm_headers))
+        .route("/metrics", get(ops::metrics));
+    if state.identity.builtin_issuer() {
+        router = router
+            .route("/{tenant}/v2.0/.well-known/openid-configuration", get(oauth::tenant_discovery))
+            .route("/{tenant}/.well-known/openid-configuration", get(oauth::tenant_discovery))
+            .route("/{tenant}/discovery/v2.0/keys", get(oauth::keys))
+            .route("/{tenant}/discovery/keys", get(oauth::keys))
+            .route("/{tenant}/oauth2/v2.0/token", post(oauth::tenant_token))
+            .route("/{tenant}/oauth2/token", post(oauth::tenant_token))
+            .route("/{tenant}/oauth2/v2.0/authorize", get(oauth::authorize))
+            .route("/adfs/.well-known/openid-configuration", get(oauth::adfs_discovery))
+            .route("/adfs/discovery/keys", get(oauth::keys))
+            .route("/adfs/oauth2/token", post(oauth::adfs_token))
+            .route("/graph/v1.0/directoryObjects/getByIds", post(handlers::graph::get_by_ids));
+    }
+    router.fallback(any(arm::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
 }
 
 impl Application {
@@ -76,6 +93,9 @@ impl Application {
         let metrics = ops::install_metrics();
         let instance = Instance::load_or_create(&config)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
+        let identity =
+            Arc::new(Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone())?);
+        let bootstrap_file = identity.bootstrap(&config.data_dir).await?;
         let executor = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
             .await
             .context("preparing the local executor")?;
@@ -111,8 +131,17 @@ impl Application {
         };
         let listen_authority = format!("{host}:{}", local_addr.port());
         let base_url = format!("{scheme}://{listen_authority}");
-        let state =
-            Arc::new(AppState { store, dispatcher, config, instance, scheme, listen_authority, isolation, metrics });
+        let state = Arc::new(AppState {
+            store,
+            dispatcher,
+            config,
+            instance,
+            scheme,
+            listen_authority,
+            isolation,
+            metrics,
+            identity,
+        });
         Ok(Application {
             listener,
             tls,
@@ -121,6 +150,7 @@ impl Application {
             local_addr,
             base_url,
             ca_file,
+            bootstrap_file,
             state,
         })
     }
@@ -143,6 +173,9 @@ impl Application {
         }
         lines.push(format!("  data dir       {}", config.data_dir.display()));
         lines.push(format!("  isolation      {}", self.state.isolation.as_str()));
+        if let Some(file) = &self.bootstrap_file {
+            lines.push(format!("  admin login    {}  (appId/password/tenant of the bootstrap Owner)", file.display()));
+        }
         lines.push(format!("  subscription   {}", self.state.instance.subscription_id));
         lines.push(format!("  tenant         {}", self.state.instance.tenant_id));
         lines.join("\n")

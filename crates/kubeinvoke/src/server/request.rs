@@ -58,7 +58,7 @@ impl RequestContext {
     }
 }
 
-fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())

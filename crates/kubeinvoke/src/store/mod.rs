@@ -87,8 +87,46 @@ pub struct ClaimedCommand {
     pub command_limits: Option<Value>,
 }
 
+/// A service principal; the secret itself is never stored.
+#[derive(Debug, Clone)]
+pub struct PrincipalRecord {
+    pub app_id: String,
+    pub object_id: String,
+    pub display_name: String,
+    pub secret_salt: Vec<u8>,
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// `(principal, role, scope)`, as Microsoft.Authorization/roleAssignments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignmentRecord {
+    /// The assignment's name: a GUID chosen by the client.
+    pub name: String,
+    /// The scope as given (`/`, a subscription, a group or a resource).
+    pub scope: String,
+    /// The role definition's GUID.
+    pub role_definition_id: String,
+    pub principal_id: String,
+    pub principal_type: String,
+    pub created_at: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    async fn create_principal(&self, principal: PrincipalRecord) -> StoreResult<()>;
+    async fn principal_by_app_id(&self, app_id: &str) -> StoreResult<Option<PrincipalRecord>>;
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>>;
+    /// Deletes a principal and its role assignments; false when it did not exist.
+    async fn delete_principal(&self, app_id: &str) -> StoreResult<bool>;
+
+    /// Creates an assignment, or returns the existing one of that name unchanged (`created: false`).
+    async fn put_role_assignment(&self, assignment: RoleAssignmentRecord) -> StoreResult<Put<RoleAssignmentRecord>>;
+    async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>>;
+    async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>>;
+    async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>>;
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>>;
+
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>>;
     async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>>;
     /// Deletes the group with its clusters and their commands; false when it did not exist.

@@ -16,7 +16,8 @@ use super::*;
 use crate::command::{CommandState, FailureReason};
 
 /// Ordered schema migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE resource_groups (
     subscription_id TEXT NOT NULL,
     name_key        TEXT NOT NULL,
@@ -56,7 +57,27 @@ CREATE TABLE commands (
 CREATE INDEX commands_by_state ON commands (state, seq);
 CREATE INDEX commands_by_expiry ON commands (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX commands_by_cluster ON commands (cluster_uid);
-"#];
+"#,
+    r#"
+CREATE TABLE principals (
+    app_id       TEXT PRIMARY KEY,
+    object_id    TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    secret_salt  BLOB NOT NULL,
+    secret_hash  BLOB NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE role_assignments (
+    name               TEXT PRIMARY KEY,
+    scope              TEXT NOT NULL,
+    role_definition_id TEXT NOT NULL,
+    principal_id       TEXT NOT NULL,
+    principal_type     TEXT NOT NULL,
+    created_at         INTEGER NOT NULL
+);
+CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id);
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -182,8 +203,144 @@ fn command_from_row(row: &Row<'_>) -> rusqlite::Result<(CommandRecord, String)> 
     ))
 }
 
+const PRINCIPAL_COLUMNS: &str = "app_id, object_id, display_name, secret_salt, secret_hash, created_at";
+
+fn principal_from_row(row: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
+    Ok(PrincipalRecord {
+        app_id: row.get(0)?,
+        object_id: row.get(1)?,
+        display_name: row.get(2)?,
+        secret_salt: row.get(3)?,
+        secret_hash: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+const ASSIGNMENT_COLUMNS: &str = "name, scope, role_definition_id, principal_id, principal_type, created_at";
+
+fn assignment_from_row(row: &Row<'_>) -> rusqlite::Result<RoleAssignmentRecord> {
+    Ok(RoleAssignmentRecord {
+        name: row.get(0)?,
+        scope: row.get(1)?,
+        role_definition_id: row.get(2)?,
+        principal_id: row.get(3)?,
+        principal_type: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+fn query_assignments(
+    conn: &Connection,
+    filter: &str,
+    param: Option<&str>,
+) -> Result<Vec<RoleAssignmentRecord>, StoreError> {
+    let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments {filter} ORDER BY created_at, name");
+    let mut stmt = conn.prepare(&sql).map_err(backend)?;
+    let rows = match param {
+        Some(p) => stmt.query_map(params![p], assignment_from_row),
+        None => stmt.query_map([], assignment_from_row),
+    }
+    .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn create_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
+        self.call(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO principals ({PRINCIPAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![p.app_id, p.object_id, p.display_name, p.secret_salt, p.secret_hash, p.created_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn principal_by_app_id(&self, app_id: &str) -> StoreResult<Option<PrincipalRecord>> {
+        let app_id = app_id.to_lowercase();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE app_id = ?1"),
+                params![app_id],
+                principal_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at"))
+                .map_err(backend)?;
+            let rows = stmt.query_map([], principal_from_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_principal(&self, app_id: &str) -> StoreResult<bool> {
+        let app_id = app_id.to_lowercase();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute(
+                "DELETE FROM role_assignments WHERE principal_id IN (SELECT object_id FROM principals WHERE app_id = ?1)",
+                params![app_id],
+            )
+            .map_err(backend)?;
+            let n = tx.execute("DELETE FROM principals WHERE app_id = ?1", params![app_id]).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn put_role_assignment(&self, a: RoleAssignmentRecord) -> StoreResult<Put<RoleAssignmentRecord>> {
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO role_assignments ({ASSIGNMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    ),
+                    params![a.name, a.scope, a.role_definition_id, a.principal_id, a.principal_type, a.created_at],
+                )
+                .map_err(backend)?;
+            let stored = query_assignments(conn, "WHERE name = ?1", Some(&a.name))?
+                .pop()
+                .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("role assignment vanished")))?;
+            Ok(Put { created: n > 0, value: stored })
+        })
+        .await
+    }
+
+    async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
+        let name = name.to_lowercase();
+        self.call(move |conn| Ok(query_assignments(conn, "WHERE name = ?1", Some(&name))?.pop())).await
+    }
+
+    async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
+        let name = name.to_lowercase();
+        self.call(move |conn| {
+            let found = query_assignments(conn, "WHERE name = ?1", Some(&name))?.pop();
+            conn.execute("DELETE FROM role_assignments WHERE name = ?1", params![name]).map_err(backend)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
+        self.call(|conn| query_assignments(conn, "", None)).await
+    }
+
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
+        let principal_id = principal_id.to_lowercase();
+        self.call(move |conn| query_assignments(conn, "WHERE principal_id = ?1", Some(&principal_id))).await
+    }
+
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {
         self.call(move |conn| {
             let key = group.name.to_lowercase();

@@ -27,7 +27,7 @@ async fn run_command_answers_202_with_an_absolute_location() {
     assert_eq!(query, "api-version=2024-09-01");
 
     let other = s.url(&format!("{}/runCommand?api-version=2026-06-01", cluster_path("rg", "c1")));
-    let r = reply(s.client.post(other).bearer_auth("t").json(&json!({"command": "true"}))).await;
+    let r = reply(s.client.post(other).bearer_auth(&s.token).json(&json!({"command": "true"}))).await;
     assert!(r.header("location").unwrap().ends_with("?api-version=2026-06-01"), "same api-version as the request");
 }
 
@@ -140,14 +140,24 @@ async fn disabled_and_aad_clusters_refuse_as_section_5_says() {
     let message = r.assert_error(400, "RunCommandDisabled");
     assert!(message.contains("off"), "{message}");
 
-    s.create_cluster("rg", "aad", json!({"aadProfile": {"managed": true}})).await;
+    let (_, kubeconfig) = kubeconfig_for("https://203.0.113.10:6443");
+    s.create_cluster("rg", "aad", json!({"aadProfile": {"managed": true}, "kubeconfig": kubeconfig})).await;
     let run = format!("{}/runCommand", cluster_path("rg", "aad"));
     for body in [json!({"command": "true"}), json!({"command": "true", "clusterToken": ""})] {
         let message = s.post(&run, body).await.assert_error(400, "MissingAADClusterToken");
         assert_eq!(message, "This cluster have Azure Active Directory enabled, .clusterToken is required.");
     }
-    let location = s.submit("rg", "aad", json!({"command": "echo ok", "clusterToken": "aad-token"})).await;
-    assert_eq!(s.wait(&location).await["properties"]["logs"], "ok\n");
+    // A token that is not ours for the AKS AAD server app is refused, naming clusterToken.
+    for bad in ["not-a-token".to_string(), s.token.clone()] {
+        let r = s.post(&run, json!({"command": "true", "clusterToken": bad})).await;
+        r.assert_error(400, "InvalidParameter");
+        assert_eq!(r.json()["error"]["target"], "clusterToken");
+    }
+    // With a real one, the command's kubeconfig authenticates as the caller, not as the admin.
+    let caller_token = s.token_for(&s.admin().unwrap(), "6dae42f8-4368-4678-94ff-3960e28e3630/.default").await;
+    let show_user = "kubectl config view --raw --minify -o jsonpath='{.users[0].user.token}'";
+    let location = s.submit("rg", "aad", json!({"command": show_user, "clusterToken": caller_token})).await;
+    assert_eq!(s.wait(&location).await["properties"]["logs"], caller_token.as_str());
 }
 
 #[tokio::test]

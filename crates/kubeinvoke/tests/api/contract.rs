@@ -148,7 +148,7 @@ async fn every_response_carries_the_arm_headers() {
     let r = reply(
         s.client
             .get(&url)
-            .bearer_auth("t")
+            .bearer_auth(&s.token)
             .header("x-ms-correlation-request-id", "corr-123")
             .header("x-ms-client-request-id", "client-456"),
     )
@@ -174,7 +174,7 @@ async fn bad_bodies_are_cloud_errors_never_500() {
     s.create_cluster("rg", "c1", json!({})).await;
     let run = s.url(&format!("{}/runCommand", cluster_path("rg", "c1")));
     let send = |body: &'static str| {
-        reply(s.client.post(&run).bearer_auth("t").header("content-type", "application/json").body(body))
+        reply(s.client.post(&run).bearer_auth(&s.token).header("content-type", "application/json").body(body))
     };
 
     let message = send("{not json").await.assert_error(400, "InvalidRequestContent");
@@ -184,16 +184,19 @@ async fn bad_bodies_are_cloud_errors_never_500() {
     send(r#"{"command": 42}"#).await.assert_error(400, "InvalidRequestContent");
 
     let big =
-        reply(s.client.post(&run).bearer_auth("t").body(format!(r#"{{"command":"{}"}}"#, "x".repeat(10_000)))).await;
+        reply(s.client.post(&run).bearer_auth(&s.token).body(format!(r#"{{"command":"{}"}}"#, "x".repeat(10_000))))
+            .await;
     let message = big.assert_error(413, "RequestEntityTooLarge");
     assert!(message.contains("4096"), "{message}");
 
     let group = s.url(&group_path("rg2"));
-    reply(s.client.put(&group).bearer_auth("t").body("{")).await.assert_error(400, "InvalidRequestContent");
-    reply(s.client.put(&group).bearer_auth("t").body("{}")).await.assert_error(400, "LocationRequired");
+    reply(s.client.put(&group).bearer_auth(&s.token).body("{")).await.assert_error(400, "InvalidRequestContent");
+    reply(s.client.put(&group).bearer_auth(&s.token).body("{}")).await.assert_error(400, "LocationRequired");
     let cluster = s.url(&cluster_path("rg", "c2"));
-    reply(s.client.put(&cluster).bearer_auth("t").body("\"string\"")).await.assert_error(400, "InvalidRequestContent");
-    reply(s.client.put(&cluster).bearer_auth("t").body(r#"{"properties": 5}"#))
+    reply(s.client.put(&cluster).bearer_auth(&s.token).body("\"string\""))
+        .await
+        .assert_error(400, "InvalidRequestContent");
+    reply(s.client.put(&cluster).bearer_auth(&s.token).body(r#"{"properties": 5}"#))
         .await
         .assert_error(400, "InvalidParameter");
 }

@@ -27,6 +27,17 @@ pub struct Server {
     /// The first of the uids this server gives its commands.
     pub first_uid: u32,
     pub client: reqwest::Client,
+    /// An ARM token of the bootstrap admin (Owner at `/`), from the server's own issuer.
+    pub token: String,
+}
+
+/// A service principal's credentials, as in `bootstrap-admin.json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub app_id: String,
+    pub password: String,
+    pub tenant: String,
 }
 
 pub struct Reply {
@@ -88,6 +99,26 @@ impl Server {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
+    /// The bootstrap admin's credentials (absent when the built-in issuer is off).
+    pub fn admin(&self) -> Option<Credentials> {
+        let text = std::fs::read_to_string(self.data_dir().join("bootstrap-admin.json")).ok()?;
+        Some(serde_json::from_str(&text).expect("bootstrap file is JSON"))
+    }
+
+    /// Client credentials against the server's own token endpoint.
+    pub async fn token_for(&self, who: &Credentials, scope: &str) -> String {
+        let url = format!("{}/{}/oauth2/v2.0/token", self.base, who.tenant);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", who.app_id.as_str()),
+            ("client_secret", who.password.as_str()),
+            ("scope", scope),
+        ];
+        let r = reply(self.client.post(url).form(&form)).await;
+        assert_eq!(r.status, 200, "token: {}", r.text);
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
@@ -144,7 +175,12 @@ impl Server {
         } else {
             client_for(ca.as_deref().unwrap_or(&data_dir.join("tls/ca.pem")))
         };
-        Server { child: Some(child), base, banner, root, args, ca, env, first_uid, client }
+        let mut server =
+            Server { child: Some(child), base, banner, root, args, ca, env, first_uid, client, token: String::new() };
+        if let Some(admin) = server.admin() {
+            server.token = server.token_for(&admin, "https://management.azure.com/.default").await;
+        }
+        server
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -180,7 +216,7 @@ impl Server {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth("any-token");
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -254,13 +254,13 @@ async fn own_certificate_and_plain_http_modes() {
     assert!(plain.banner.contains("WARNING"), "{}", plain.banner);
     plain.create_cluster("rg", "c1", json!({})).await;
     let run = plain.url(&format!("{}/runCommand", cluster_path("rg", "c1")));
-    let direct = reply(plain.client.post(&run).bearer_auth("t").json(&json!({"command": "true"}))).await;
+    let direct = reply(plain.client.post(&run).bearer_auth(&plain.token).json(&json!({"command": "true"}))).await;
     assert!(direct.header("location").unwrap().starts_with("http://127.0.0.1:"));
     let proxied = reply(
         plain
             .client
             .post(&run)
-            .bearer_auth("t")
+            .bearer_auth(&plain.token)
             .header("x-forwarded-proto", "https")
             .header("host", "kubeinvoke.example")
             .json(&json!({"command": "true"})),

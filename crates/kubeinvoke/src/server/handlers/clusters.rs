@@ -11,6 +11,7 @@ use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::context;
 use crate::executor::LimitOverrides;
+use crate::identity::Caller;
 use crate::kubeconfig;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json, json_body};
@@ -122,8 +123,10 @@ pub async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, Ap
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// One page of clusters, showing only those the caller may read.
 pub async fn list(
     app: &AppState,
+    caller: &Caller,
     ctx: &RequestContext,
     subscription: &SubscriptionId,
     group: Option<&GroupRef>,
@@ -140,7 +143,10 @@ pub async fn list(
         let token = skip_token(&last.group.to_lowercase(), &last.name.to_ascii_lowercase());
         format!("{}&$skipToken={}", ctx.url(&ctx.path), encode(&token))
     });
-    Ok(json(StatusCode::OK, &ListResult { value: found.iter().map(render).collect(), next_link }))
+    let readable = |c: &&ClusterRecord| {
+        caller.may("Microsoft.ContainerService/managedClusters/read", &cluster_id(&c.subscription, &c.group, &c.name))
+    };
+    Ok(json(StatusCode::OK, &ListResult { value: found.iter().filter(readable).map(render).collect(), next_link }))
 }
 
 /// An opaque continuation token: the hex of the last (group key, cluster key) seen.

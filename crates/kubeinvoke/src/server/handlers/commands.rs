@@ -11,6 +11,7 @@ use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
 use crate::command::new_command_id;
 use crate::context;
+use crate::identity::tokens::AKS_AAD_SERVER_APP;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::{ClusterRecord, NewCommand};
@@ -25,7 +26,21 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    check_cluster_allows(&cluster, &request)?;
+    let aad_managed = check_cluster_allows(&cluster, &request)?;
+    // On an AAD cluster the command acts as the caller: the token must be one of ours for the
+    // AKS AAD server app, and it replaces the admin credentials in the command's kubeconfig.
+    let cluster_token = match request.cluster_token.as_deref().filter(|_| aad_managed) {
+        Some(token) => {
+            app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
+                ApiError::invalid(
+                    "clusterToken",
+                    format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
+                )
+            })?;
+            Some(token.to_string())
+        }
+        None => None,
+    };
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
@@ -48,7 +63,7 @@ pub async fn run(
             cluster_uid: cluster.uid.clone(),
             command,
             context,
-            cluster_token: request.cluster_token.filter(|t| !t.is_empty()),
+            cluster_token,
             submitted_at: now_millis(),
         })
         .await?;
@@ -59,8 +74,9 @@ pub async fn run(
     Ok(response)
 }
 
-/// Refusals that depend on how the cluster was registered (CONTRACT §5).
-fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<(), ApiError> {
+/// Refusals that depend on how the cluster was registered (CONTRACT §5). Returns whether the
+/// cluster is AAD-managed (and so a `clusterToken` was given).
+fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<bool, ApiError> {
     let property = |path: &[&str]| -> Option<&Value> {
         path.iter().try_fold(cluster.document.get("properties")?, |value, key| value.get(*key))
     };
@@ -71,7 +87,7 @@ fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) ->
     if aad_managed && request.cluster_token.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::MissingAadClusterToken);
     }
-    Ok(())
+    Ok(aad_managed)
 }
 
 /// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished.

@@ -8,6 +8,7 @@ use crate::arm::ApiError;
 use crate::arm::names::SubscriptionId;
 use crate::arm::path::GroupRef;
 use crate::arm::wire::{ListResult, ResourceGroup, ResourceGroupRequest};
+use crate::identity::Caller;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::GroupRecord;
@@ -54,7 +55,13 @@ pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiErr
     }
 }
 
-pub async fn list(app: &AppState, subscription: &SubscriptionId) -> Result<Response, ApiError> {
+/// The groups of a subscription that the caller may read.
+pub async fn list(app: &AppState, caller: &Caller, subscription: &SubscriptionId) -> Result<Response, ApiError> {
     let groups = app.store.list_groups(subscription).await?;
-    Ok(json(StatusCode::OK, &ListResult { value: groups.iter().map(render).collect(), next_link: None }))
+    let value = groups
+        .iter()
+        .map(render)
+        .filter(|g| caller.may("Microsoft.Resources/subscriptions/resourceGroups/read", &g.id))
+        .collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }

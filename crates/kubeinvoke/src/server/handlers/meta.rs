@@ -6,18 +6,21 @@ use axum::response::Response;
 use crate::arm::ApiError;
 use crate::arm::names::SubscriptionId;
 use crate::arm::wire::{CloudMetadata, ListResult, Subscription};
+use crate::identity::{Caller, rbac};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json};
 
 pub fn endpoints(ctx: &RequestContext) -> Response {
-    json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url))
+    json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url, super::graph::graph_resource(&ctx.base_url)))
 }
 
-/// The default subscription, plus every subscription that holds resource groups.
-pub async fn list_subscriptions(app: &AppState) -> Result<Response, ApiError> {
+/// The default subscription and every subscription that holds resource groups, as far as the
+/// caller has any role assignment in it.
+pub async fn list_subscriptions(app: &AppState, caller: &Caller) -> Result<Response, ApiError> {
     let mut ids = app.store.list_subscriptions().await?;
     ids.retain(|id| *id != app.instance.subscription_id);
     ids.insert(0, app.instance.subscription_id.clone());
+    ids.retain(|id| rbac::touches(&caller.assignments, &format!("/subscriptions/{id}")));
     let value = ids.iter().map(|id| Subscription::new(id, &app.instance.tenant_id)).collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }

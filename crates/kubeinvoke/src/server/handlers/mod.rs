@@ -1,9 +1,12 @@
 //! One module per resource family; each handler takes typed input and returns a response.
 
+pub mod authorization;
 pub mod clusters;
 pub mod commands;
+pub mod graph;
 pub mod groups;
 pub mod meta;
+pub mod oauth;
 
 use crate::arm::ApiError;
 use crate::store::StoreError;

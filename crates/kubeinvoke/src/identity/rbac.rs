@@ -1,0 +1,163 @@
+//! Azure-style RBAC: built-in role definitions, scope inheritance and action matching.
+
+use crate::store::RoleAssignmentRecord;
+
+/// A role definition, with Azure's id and action lists.
+#[derive(Debug)]
+pub struct RoleDefinition {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub actions: &'static [&'static str],
+    pub not_actions: &'static [&'static str],
+}
+
+pub const BUILT_IN_ROLES: [RoleDefinition; 5] = [
+    RoleDefinition {
+        id: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        name: "Owner",
+        description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
+        actions: &["*"],
+        not_actions: &[],
+    },
+    RoleDefinition {
+        id: "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        name: "Contributor",
+        description: "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC.",
+        actions: &["*"],
+        not_actions: &[
+            "Microsoft.Authorization/*/Delete",
+            "Microsoft.Authorization/*/Write",
+            "Microsoft.Authorization/elevateAccess/Action",
+        ],
+    },
+    RoleDefinition {
+        id: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        name: "Reader",
+        description: "View all resources, but does not allow you to make any changes.",
+        actions: &["*/read"],
+        not_actions: &[],
+    },
+    RoleDefinition {
+        id: "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8",
+        name: "Azure Kubernetes Service Cluster Admin Role",
+        description: "List cluster admin credential action.",
+        actions: &[
+            "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action",
+            "Microsoft.ContainerService/managedClusters/accessProfiles/listCredential/action",
+            "Microsoft.ContainerService/managedClusters/read",
+            "Microsoft.ContainerService/managedClusters/runcommand/action",
+            "Microsoft.ContainerService/managedClusters/commandResults/read",
+        ],
+        not_actions: &[],
+    },
+    RoleDefinition {
+        id: "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
+        name: "Azure Kubernetes Service Cluster User Role",
+        description: "List cluster user credential action.",
+        actions: &[
+            "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
+            "Microsoft.ContainerService/managedClusters/read",
+        ],
+        not_actions: &[],
+    },
+];
+
+pub fn role_by_id(id: &str) -> Option<&'static RoleDefinition> {
+    BUILT_IN_ROLES.iter().find(|r| r.id.eq_ignore_ascii_case(id))
+}
+
+pub fn role_by_name(name: &str) -> Option<&'static RoleDefinition> {
+    BUILT_IN_ROLES.iter().find(|r| r.name.eq_ignore_ascii_case(name))
+}
+
+/// A role name or id (a GUID, or a full roleDefinitions resource id ending in one).
+pub fn resolve_role(name_or_id: &str) -> Option<&'static RoleDefinition> {
+    role_by_name(name_or_id).or_else(|| role_by_id(name_or_id.rsplit('/').next().unwrap_or(name_or_id)))
+}
+
+impl RoleDefinition {
+    pub fn permits(&self, action: &str) -> bool {
+        self.actions.iter().any(|p| action_matches(p, action))
+            && !self.not_actions.iter().any(|p| action_matches(p, action))
+    }
+}
+
+/// Azure action patterns: `*` matches any run of characters; comparison ignores case.
+pub fn action_matches(pattern: &str, action: &str) -> bool {
+    fn glob(p: &[u8], a: &[u8]) -> bool {
+        match p.split_first() {
+            None => a.is_empty(),
+            Some((b'*', rest)) => (0..=a.len()).any(|skip| glob(rest, &a[skip..])),
+            Some((c, rest)) => a.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && glob(rest, &a[1..]),
+        }
+    }
+    glob(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Whether an assignment at `scope` applies to `resource`: the same scope or one above it.
+pub fn scope_covers(scope: &str, resource: &str) -> bool {
+    let scope = scope.trim_end_matches('/');
+    if scope.is_empty() {
+        return true;
+    }
+    let (scope, resource) = (scope.to_ascii_lowercase(), resource.to_ascii_lowercase());
+    resource == scope || resource.strip_prefix(&scope).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether these assignments allow `action` on `resource`.
+pub fn allows(assignments: &[RoleAssignmentRecord], action: &str, resource: &str) -> bool {
+    assignments.iter().any(|a| {
+        scope_covers(&a.scope, resource) && role_by_id(&a.role_definition_id).is_some_and(|role| role.permits(action))
+    })
+}
+
+/// Whether the assignments reach anything at or below `resource` (for listing what one may see).
+pub fn touches(assignments: &[RoleAssignmentRecord], resource: &str) -> bool {
+    assignments.iter().any(|a| scope_covers(&a.scope, resource) || scope_covers(resource, &a.scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(scope: &str, role: &str) -> RoleAssignmentRecord {
+        RoleAssignmentRecord {
+            name: "n".into(),
+            scope: scope.into(),
+            role_definition_id: role_by_name(role).unwrap().id.into(),
+            principal_id: "p".into(),
+            principal_type: "ServicePrincipal".into(),
+            created_at: 0,
+        }
+    }
+
+    const MC: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c";
+    const RUN: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
+    const READ_RESULTS: &str = "microsoft.containerservice/managedclusters/commandResults/read";
+
+    #[test]
+    fn roles_match_azure_semantics() {
+        assert!(role_by_name("reader").unwrap().permits(READ_RESULTS));
+        assert!(!role_by_name("Reader").unwrap().permits(RUN));
+        assert!(role_by_name("Contributor").unwrap().permits(RUN));
+        assert!(!role_by_name("Contributor").unwrap().permits("Microsoft.Authorization/roleAssignments/write"));
+        assert!(role_by_name("Owner").unwrap().permits("Microsoft.Authorization/roleAssignments/write"));
+        let admin = role_by_name("Azure Kubernetes Service Cluster Admin Role").unwrap();
+        assert!(admin.permits("MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/RUNCOMMAND/ACTION"));
+        assert!(!admin.permits("Microsoft.ContainerService/managedClusters/delete"));
+    }
+
+    #[test]
+    fn scopes_inherit_downwards_only() {
+        assert!(allows(&[assignment("/", "Reader")], READ_RESULTS, MC));
+        assert!(allows(&[assignment("/subscriptions/S/resourcegroups/RG", "Contributor")], RUN, MC));
+        assert!(!allows(&[assignment("/subscriptions/s/resourceGroups/rg2", "Owner")], RUN, MC));
+        assert!(
+            !allows(&[assignment("/subscriptions/s/resourceGroups/r", "Owner")], RUN, MC),
+            "prefix is not a parent"
+        );
+        assert!(!allows(&[assignment(MC, "Owner")], RUN, "/subscriptions/s/resourceGroups/rg"));
+        assert!(resolve_role("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7").is_some());
+    }
+}

@@ -1,0 +1,65 @@
+//! Which Azure action each ARM operation needs, and on which scope (CONTRACT §7).
+//! Lists are not here: they show only what the caller may read.
+
+use axum::http::Method;
+
+use crate::arm::path::{ClusterAction, ClusterRef, GroupRef, Route};
+use crate::arm::wire::{cluster_id, group_id};
+
+const MC: &str = "Microsoft.ContainerService/managedClusters";
+
+pub struct Permission {
+    pub action: String,
+    pub scope: String,
+}
+
+fn on(scope: String, action: impl Into<String>) -> Option<Permission> {
+    Some(Permission { action: action.into(), scope })
+}
+
+fn group_scope(g: &GroupRef) -> String {
+    group_id(g.subscription.as_str(), g.group.as_str())
+}
+
+fn cluster_scope(c: &ClusterRef) -> String {
+    cluster_id(c.subscription.as_str(), c.group.as_str(), c.name.as_str())
+}
+
+fn verb(method: &Method) -> &'static str {
+    match *method {
+        Method::PUT | Method::PATCH => "write",
+        Method::DELETE => "delete",
+        _ => "read",
+    }
+}
+
+pub fn required(route: &Route, method: &Method) -> Option<Permission> {
+    match route {
+        Route::MetadataEndpoints
+        | Route::Subscriptions
+        | Route::ResourceGroups(_)
+        | Route::ClustersInSubscription(_)
+        | Route::ClustersInGroup(_) => None,
+        Route::Subscription(s) => on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/read"),
+        Route::ResourceGroup(g) => {
+            on(group_scope(g), format!("Microsoft.Resources/subscriptions/resourceGroups/{}", verb(method)))
+        }
+        Route::Cluster(c) => on(cluster_scope(c), format!("{MC}/{}", verb(method))),
+        Route::ClusterAction(c, action) => {
+            let name = match action {
+                ClusterAction::RunCommand => "runcommand/action",
+                ClusterAction::ListAdminCredential => "listClusterAdminCredential/action",
+                ClusterAction::ListUserCredential => "listClusterUserCredential/action",
+            };
+            on(cluster_scope(c), format!("{MC}/{name}"))
+        }
+        Route::CommandResult(c, _) => on(cluster_scope(c), format!("{MC}/commandResults/read")),
+        Route::RoleAssignments(scope) => on(scope.clone(), "Microsoft.Authorization/roleAssignments/read"),
+        Route::RoleAssignment(scope, _) => {
+            on(scope.clone(), format!("Microsoft.Authorization/roleAssignments/{}", verb(method)))
+        }
+        Route::RoleDefinitions(scope) | Route::RoleDefinition(scope, _) => {
+            on(scope.clone(), "Microsoft.Authorization/roleDefinitions/read")
+        }
+    }
+}
