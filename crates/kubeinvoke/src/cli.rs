@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage service principals of a data directory (works with the server running or not).
     Sp(crate::admin::SpArgs),
     /// Print (or write) the commands that point an az CLI at this server and log in.
@@ -193,6 +193,7 @@ mod tests {
     #[test]
     fn embedded_defaults_are_safe() {
         let Ok(Cli { command: Command::Serve(args) }) = Cli::try_parse_from(["kubeinvoke", "serve"]) else { panic!() };
+        let args = *args;
         let config = args.into_config();
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert!(matches!(config.tls, TlsMode::SelfSigned { .. }));
@@ -212,6 +213,7 @@ mod tests {
         else {
             panic!()
         };
+        let args = *args;
         assert!(matches!(args.into_config().api_versions, ApiVersionPolicy::Strict(v) if v.len() > 40));
     }
 }

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         // The sandbox helper must stay single-threaded until it execs: no runtime, no logging.
         Command::SandboxExec(args) => std::process::ExitCode::from(kubeinvoke::executor::helper::run(args) as u8),
-        Command::Serve(args) => run_server(args),
+        Command::Serve(args) => run_server(*args),
         Command::Sp(args) => report(current_thread().and_then(|rt| rt.block_on(kubeinvoke::admin::sp(args)))),
         Command::AzLogin(args) => report(kubeinvoke::admin::az_login(args)),
     }

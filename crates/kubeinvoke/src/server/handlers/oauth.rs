@@ -91,10 +91,10 @@ pub async fn tenant_discovery(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
-    match check_tenant(&app, &tenant) {
-        Ok(()) => discovery(&app, request, Authority::Tenant),
-        Err(refusal) => refusal,
+    if !known_tenant(&app, &tenant) {
+        return unknown_tenant(&tenant);
     }
+    discovery(&app, request, Authority::Tenant)
 }
 
 pub async fn adfs_discovery(State(app): State<Arc<AppState>>, request: Request) -> Response {
@@ -106,10 +106,10 @@ pub async fn keys(State(app): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn tenant_token(State(app): State<Arc<AppState>>, Path(tenant): Path<String>, request: Request) -> Response {
-    match check_tenant(&app, &tenant) {
-        Ok(()) => token(&app, request, Authority::Tenant).await,
-        Err(refusal) => refusal,
+    if !known_tenant(&app, &tenant) {
+        return unknown_tenant(&tenant);
     }
+    token(&app, request, Authority::Tenant).await
 }
 
 pub async fn adfs_token(State(app): State<Arc<AppState>>, request: Request) -> Response {
