@@ -40,18 +40,13 @@ fn oauth_error(status: StatusCode, error: &'static str, description: impl Into<S
 }
 
 /// The tenant in the path must be ours (or an alias clients use for "whichever tenant").
-fn check_tenant(app: &AppState, tenant: &str) -> Result<(), Response> {
-    let known = tenant.eq_ignore_ascii_case(&app.instance.tenant_id)
-        || ["common", "organizations"].iter().any(|alias| tenant.eq_ignore_ascii_case(alias));
-    if known {
-        Ok(())
-    } else {
-        Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_tenant",
-            format!("AADSTS90002: Tenant '{tenant}' not found."),
-        ))
-    }
+fn known_tenant(app: &AppState, tenant: &str) -> bool {
+    tenant.eq_ignore_ascii_case(&app.instance.tenant_id)
+        || ["common", "organizations"].iter().any(|alias| tenant.eq_ignore_ascii_case(alias))
+}
+
+fn unknown_tenant(tenant: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_tenant", format!("AADSTS90002: Tenant '{tenant}' not found."))
 }
 
 fn discovery(app: &AppState, request: Request, authority: Authority) -> Response {
