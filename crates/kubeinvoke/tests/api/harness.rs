@@ -177,7 +177,8 @@ impl Server {
         };
         let mut server =
             Server { child: Some(child), base, banner, root, args, ca, env, first_uid, client, token: String::new() };
-        if let Some(admin) = server.admin() {
+        let issuer_off = server.args.windows(2).any(|w| w[0] == "--builtin-issuer" && w[1] == "false");
+        if let Some(admin) = server.admin().filter(|_| !issuer_off) {
             server.token = server.token_for(&admin, "https://management.azure.com/.default").await;
         }
         server

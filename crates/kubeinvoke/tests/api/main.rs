@@ -7,6 +7,7 @@ mod contexts;
 mod contract;
 mod durability;
 mod examples;
+mod identity;
 mod limits;
 mod resources;
 mod security;
