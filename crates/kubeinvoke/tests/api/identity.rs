@@ -94,7 +94,8 @@ async fn the_token_endpoint_answers_rfc_6749_errors() {
     let admin = s.admin().unwrap();
     let endpoint = format!("{}/{}/oauth2/v2.0/token", s.base, admin.tenant);
     let scope = "https://management.azure.com/.default";
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("grant_type", "client_credentials"),
@@ -263,15 +264,13 @@ async fn role_assignments_decide_who_may_do_what() {
     let r = send_as(&s, &contributor_token, reqwest::Method::POST, &run("rg-b", "b1"), body()).await;
     let message = r.assert_error(403, "AuthorizationFailed");
     let oid = claims_of(&contributor_token)["oid"].as_str().unwrap().to_string();
-    assert_eq!(
-        message,
-        format!(
-            "The client '{}' with object id '{oid}' does not have authorization to perform action \
-             'Microsoft.ContainerService/managedClusters/runcommand/action' over scope '{}' or the scope is invalid.",
-            contributor.app_id,
-            format!("{}", cluster_path("rg-b", "b1"))
-        )
+    let expected = format!(
+        "The client '{}' with object id '{oid}' does not have authorization to perform action \
+         'Microsoft.ContainerService/managedClusters/runcommand/action' over scope '{}' or the scope is invalid.",
+        contributor.app_id,
+        cluster_path("rg-b", "b1")
     );
+    assert_eq!(message, expected);
 
     // Reader reads results and clusters everywhere in the subscription, but may not run commands.
     s.wait(&location).await;
