@@ -1,4 +1,5 @@
-"""The real azure-mgmt-containerservice SDK against kubeinvoke (issue: core service)."""
+"""The real azure-mgmt-containerservice SDK against kubeinvoke, authenticated by
+azure.identity.ClientSecretCredential against the built-in issuer."""
 
 import base64
 import io

@@ -163,7 +163,7 @@ pub fn az_login(args: AzLoginArgs) -> anyhow::Result<()> {
          az cloud register -n kubeinvoke --endpoint-resource-manager {url}/ --endpoint-active-directory {url} \\\n\
          \x20   --endpoint-active-directory-resource-id https://management.core.windows.net/ --only-show-errors\n\
          az cloud set -n kubeinvoke\n\
-         az login --service-principal -u {app_id} -p {password} --tenant {tenant}\n",
+         az login --service-principal --username {app_id} --password={password} --tenant {tenant}\n",
         config_dir = args.azure_config_dir,
         ca = ca.display(),
         app_id = field("appId"),

@@ -17,7 +17,8 @@ pub struct NewPrincipal {
 pub fn new_principal(display_name: &str) -> NewPrincipal {
     let mut secret_bytes = [0u8; 30];
     rand::thread_rng().fill_bytes(&mut secret_bytes);
-    let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
+    // A letter first: the az CLI reads a password starting with '-' as an option.
+    let secret = format!("K{}", URL_SAFE_NO_PAD.encode(secret_bytes));
     let mut salt = vec![0u8; 16];
     rand::thread_rng().fill_bytes(&mut salt);
     let secret_hash = hash(&salt, &secret);
@@ -60,5 +61,6 @@ mod tests {
         assert!(!secret_matches(&created.record, "wrong"));
         assert!(!secret_matches(&created.record, &created.secret[1..]));
         assert_ne!(created.record.secret_hash, created.secret.as_bytes());
+        assert!(created.secret.starts_with(|c: char| c.is_ascii_alphanumeric()));
     }
 }
