@@ -135,3 +135,22 @@ def test_aad_cluster_commands_act_as_the_caller(server, az, cluster):
     claims = json.loads(base64.urlsafe_b64decode(token.group(1).split(".")[1] + "==="))
     assert claims["aud"] == "6dae42f8-4368-4678-94ff-3960e28e3630"
     assert claims["appid"] == server.admin["appId"]
+
+
+def test_the_az_login_script_sets_up_a_fresh_az(server, tmp_path):
+    import os
+    import stat
+    import subprocess
+
+    from conftest import BINARY, REPO
+
+    script = tmp_path / "az-login.sh"
+    config = tmp_path / "fresh-config"
+    subprocess.run([BINARY, "az-login", "--url", server.base, "--data-dir", str(server.data_dir),
+                    "--azure-config-dir", str(config), "--output", str(script)], check=True)
+    assert stat.S_IMODE(os.stat(script).st_mode) == 0o600
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    shown = subprocess.run(["bash", "-c", f"source {script} >/dev/null && az account show -o json"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["tenantId"] == server.tenant
