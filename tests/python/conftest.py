@@ -68,8 +68,12 @@ class Server:
         return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
     def stop(self):
+        died = self.process.poll()
         self.process.kill()
         self.process.wait()
+        if died is not None:
+            log = (self.root / "server.log").read_text(errors="replace")
+            raise AssertionError(f"the server exited during the tests (status {died}); its log ends:\n{log[-4000:]}")
 
 
 @pytest.fixture(scope="session")

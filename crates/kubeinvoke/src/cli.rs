@@ -12,7 +12,12 @@ use crate::executor::helper::SandboxExecArgs;
 use crate::executor::sandbox::SandboxMode;
 
 #[derive(Debug, Parser)]
-#[command(name = "kubeinvoke", version, about = "A self-hosted AKS Run Command API that really runs the commands")]
+#[command(
+    name = "kubeinvoke",
+    version,
+    about = "A self-hosted AKS Run Command API that really runs the commands",
+    after_help = crate::client::exit::HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -22,6 +27,16 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
     Serve(Box<ServeArgs>),
+    /// Run a command on a cluster and wait for it; exits with the command's exit code.
+    Invoke(crate::client::invoke::InvokeArgs),
+    /// Show a command's result (logs and exit code once it has finished).
+    Result(crate::client::invoke::ResultArgs),
+    /// Register, show, list and delete clusters.
+    Cluster(crate::client::resources::ClusterArgs),
+    /// Create, list and delete resource groups.
+    Group(crate::client::resources::GroupArgs),
+    /// Log in with a service principal (default: the local server's bootstrap admin).
+    Login(crate::client::resources::LoginArgs),
     /// Manage service principals of a data directory (works with the server running or not).
     Sp(crate::admin::SpArgs),
     /// Print (or write) the commands that point an az CLI at this server and log in.
@@ -139,6 +154,24 @@ pub struct ServeArgs {
     /// A CA (PEM) to trust when fetching trusted issuers' keys.
     #[arg(long, env = "KUBEINVOKE_TRUSTED_ISSUER_CA")]
     pub trusted_issuer_ca: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, how long running commands may finish before they are stopped.
+    #[arg(long, env = "KUBEINVOKE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format on stderr.
+    #[arg(long, env = "KUBEINVOKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// A config file; `[serve]` holds these flags by their long names (flags > environment > file).
+    /// Default: ~/.config/kubeinvoke/config.toml when it exists.
+    #[arg(long, env = "KUBEINVOKE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl ServeArgs {
@@ -179,6 +212,7 @@ impl ServeArgs {
         config.identity.builtin_issuer = self.builtin_issuer;
         config.identity.trusted_issuers = self.trusted_issuers;
         config.identity.trusted_issuer_ca = self.trusted_issuer_ca;
+        config.shutdown_grace = self.shutdown_grace;
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;

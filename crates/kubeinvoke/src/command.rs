@@ -54,6 +54,8 @@ pub enum FailureReason {
     Interrupted,
     /// The working directory grew past its size limit and the command was killed.
     WorkingDirectoryLimit,
+    /// The server shut down and the command did not finish within the grace period.
+    ServerShutdown,
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
 }
@@ -64,6 +66,7 @@ impl FailureReason {
             Self::Timeout => "Timeout".into(),
             Self::Interrupted => "Interrupted".into(),
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
+            Self::ServerShutdown => "ServerShutdown".into(),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
         }
     }

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub sandbox: SandboxPolicy,
     pub dispatch: DispatcherConfig,
     pub identity: IdentityConfig,
+    /// How long running commands may finish after a stop signal.
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -55,6 +57,7 @@ impl ServerConfig {
             exec: ExecLimits::default(),
             sandbox: SandboxPolicy::default(),
             identity: IdentityConfig { builtin_issuer: true, ..IdentityConfig::default() },
+            shutdown_grace: Duration::from_secs(30),
             dispatch: DispatcherConfig {
                 max_running: 4,
                 queue_capacity: 256,

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::command::Outcome;
-use crate::executor::{ExecLimits, Executor, Job, LimitOverrides};
+use crate::executor::{ExecLimits, Executor, Job, LimitOverrides, StopSignal};
 use crate::store::{ClaimedCommand, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -39,7 +39,14 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     limits: ExecLimits,
     queued: AtomicUsize,
+    running: AtomicUsize,
     wake: Notify,
+    /// Signalled whenever a run ends (shutdown waits on it).
+    run_ended: Notify,
+    /// True once shutdown began: claim nothing more.
+    draining: watch::Sender<bool>,
+    /// True once the grace period is over: stop running commands.
+    stop_runs: watch::Sender<bool>,
 }
 
 /// A reserved place in the queue. Dropped without [`QueueSlot::commit`] it is given back.
@@ -59,7 +66,8 @@ impl QueueSlot<'_> {
 impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            self.dispatcher.queued.fetch_sub(1, Ordering::AcqRel);
+            let queued = self.dispatcher.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics::gauge!("kubeinvoke_queue_depth").set(queued as f64);
         }
     }
 }
@@ -84,13 +92,19 @@ impl Dispatcher {
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
+        metrics::gauge!("kubeinvoke_queue_depth").set(pending as f64);
+        metrics::gauge!("kubeinvoke_commands_running").set(0.0);
         let dispatcher = Arc::new(Dispatcher {
             store,
             executor,
             config,
             limits,
             queued: AtomicUsize::new(pending),
+            running: AtomicUsize::new(0),
             wake: Notify::new(),
+            run_ended: Notify::new(),
+            draining: watch::channel(false).0,
+            stop_runs: watch::channel(false).0,
         });
         let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
         Ok((dispatcher, tasks))
@@ -99,36 +113,82 @@ impl Dispatcher {
     /// Reserves a place in the queue, or says it is full.
     pub fn reserve(&self) -> Result<QueueSlot<'_>, QueueFull> {
         let cap = self.config.queue_capacity;
-        self.queued
+        let reserved = self
+            .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
-            .map(|_| QueueSlot { dispatcher: self, committed: false })
-            .map_err(|queued| QueueFull { queued })
+            .map_err(|queued| QueueFull { queued })?;
+        metrics::gauge!("kubeinvoke_queue_depth").set((reserved + 1) as f64);
+        Ok(QueueSlot { dispatcher: self, committed: false })
     }
 
     pub fn retention(&self) -> Duration {
         self.config.retention
     }
 
+    /// Graceful stop: claim nothing more, let running commands finish within `grace`, then stop
+    /// the rest (they end `Failed`/`ServerShutdown`) and wait until their results are stored.
+    /// Commands still `Accepted` stay queued for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.draining.send_replace(true);
+        self.wake.notify_waiters();
+        let running = self.running.load(Ordering::Acquire);
+        if running > 0 {
+            tracing::info!(running, grace = %humantime::format_duration(grace), "waiting for running commands to finish");
+        }
+        if tokio::time::timeout(grace, self.all_runs_ended()).await.is_err() {
+            tracing::warn!(
+                running = self.running.load(Ordering::Acquire),
+                "grace period over: stopping the remaining commands"
+            );
+            self.stop_runs.send_replace(true);
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.all_runs_ended()).await;
+        }
+    }
+
+    async fn all_runs_ended(&self) {
+        loop {
+            let ended = self.run_ended.notified();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     async fn claim_loop(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(self.config.max_running.max(1)));
+        let mut draining = self.draining.subscribe();
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                _ = draining.wait_for(|d| *d) => return,
             };
+            if *draining.borrow() {
+                return;
+            }
             match self.store.claim_next(now_millis()).await {
                 Ok(Some(claimed)) => {
-                    let _ =
+                    let queued =
                         self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+                    metrics::gauge!("kubeinvoke_queue_depth").set(queued.unwrap_or(1).saturating_sub(1) as f64);
+                    let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+                    metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.execute(claimed).await;
                         drop(permit);
+                        let running = this.running.fetch_sub(1, Ordering::AcqRel) - 1;
+                        metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
+                        this.run_ended.notify_waiters();
                     });
                 }
                 Ok(None) => {
                     drop(permit);
                     // A missed wake-up costs at most this long; `notify_one` also stores a permit.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()).await;
+                    tokio::select! {
+                        _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()) => {}
+                        _ = draining.wait_for(|d| *d) => return,
+                    }
                 }
                 Err(e) => {
                     drop(permit);
@@ -141,7 +201,8 @@ impl Dispatcher {
 
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
-        tracing::info!(command_id = %id, "command started");
+        let principal = claimed.submitted_by.clone();
+        tracing::info!(command_id = %id, principal = %principal, "command started");
         // The cluster's limits were checked when it was registered; a bad stored value is ignored.
         let overrides = claimed.command_limits.as_ref().and_then(|v| LimitOverrides::parse(v).ok()).unwrap_or_default();
         // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
@@ -156,22 +217,29 @@ impl Dispatcher {
             kubeconfig,
             limits: self.limits.tightened_by(&overrides),
         };
-        let outcome = self.executor.run(job).await;
-        self.record(&id, &outcome).await;
+        let started = Instant::now();
+        let outcome = self.executor.run(job, StopSignal::new(self.stop_runs.subscribe())).await;
+        metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
+        self.record(&id, &principal, &outcome).await;
     }
 
     /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.
-    async fn record(&self, id: &str, outcome: &Outcome) {
+    async fn record(&self, id: &str, principal: &str, outcome: &Outcome) {
         let mut backoff = Duration::from_millis(100);
+        let (exit_code, reason) = match outcome {
+            Outcome::Exited { exit_code, .. } => (Some(*exit_code), None),
+            Outcome::Failed { reason, .. } => (None, Some(reason.as_reason())),
+        };
         loop {
             let now = now_millis();
             match self.store.finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
                 Ok(true) => {
-                    tracing::info!(command_id = %id, state = outcome.state().as_str(), "command finished");
+                    tracing::info!(command_id = %id, principal, state = outcome.state().as_str(), exit_code, reason, "command finished");
                     return;
                 }
                 Ok(false) => {
-                    tracing::info!(command_id = %id, "command finished after its cluster was deleted; result dropped");
+                    tracing::info!(command_id = %id, principal, "command finished after its cluster was deleted; result dropped");
                     return;
                 }
                 Err(e) => {

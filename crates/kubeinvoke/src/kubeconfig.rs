@@ -10,6 +10,8 @@ pub enum KubeconfigError {
     NoServer,
     #[error("its server URL {0:?} has no host")]
     BadServer(String),
+    #[error("it has no context {}", .0.as_deref().map(|c| format!("named {c:?}")).unwrap_or_else(|| "selected (no current-context)".into()))]
+    NoContext(Option<String>),
 }
 
 #[derive(Deserialize)]
@@ -65,6 +67,35 @@ pub fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
     let uri: axum::http::Uri = url.parse().map_err(|_| KubeconfigError::BadServer(url.clone()))?;
     let host = uri.host().ok_or_else(|| KubeconfigError::BadServer(url.clone()))?;
     Ok(host.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// Just one context of a kubeconfig (the current one when `context` is `None`), with its cluster
+/// and user: what `kubeinvoke cluster create` registers.
+pub fn minify(document: &[u8], context: Option<&str>) -> Result<Vec<u8>, KubeconfigError> {
+    use serde_yaml_ng::{Mapping, Value};
+    let config: Value = serde_yaml_ng::from_slice(document)?;
+    let name = context
+        .map(str::to_string)
+        .or_else(|| config.get("current-context").and_then(Value::as_str).map(str::to_string))
+        .ok_or(KubeconfigError::NoContext(None))?;
+    let named = |list: &str, wanted: &str| -> Option<Value> {
+        config.get(list)?.as_sequence()?.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(wanted)).cloned()
+    };
+    let context_entry = named("contexts", &name).ok_or_else(|| KubeconfigError::NoContext(Some(name.clone())))?;
+    let field =
+        |key: &str| context_entry.get("context").and_then(|c| c.get(key)).and_then(Value::as_str).map(str::to_string);
+    let cluster = field("cluster").and_then(|c| named("clusters", &c)).ok_or(KubeconfigError::NoServer)?;
+    let user = field("user").and_then(|u| named("users", &u));
+    let mut out = Mapping::new();
+    out.insert("apiVersion".into(), "v1".into());
+    out.insert("kind".into(), "Config".into());
+    out.insert("current-context".into(), name.clone().into());
+    out.insert("clusters".into(), Value::Sequence(vec![cluster]));
+    out.insert("contexts".into(), Value::Sequence(vec![context_entry]));
+    out.insert("users".into(), Value::Sequence(user.into_iter().collect()));
+    let text = serde_yaml_ng::to_string(&Value::Mapping(out))?;
+    server_url(text.as_bytes())?;
+    Ok(text.into_bytes())
 }
 
 /// The same kubeconfig with every context using one user that authenticates with `token`:
@@ -124,6 +155,14 @@ users: []
         assert!(text.contains("token: caller-token"), "{text}");
         assert_eq!(text.matches("user: kubeinvoke-caller").count(), 2, "{text}");
         assert_eq!(fqdn(&rewritten).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
+    }
+
+    #[test]
+    fn minify_keeps_one_context() {
+        let one = String::from_utf8(minify(CONFIG.as_bytes(), Some("first")).unwrap()).unwrap();
+        assert!(one.contains("one.example") && !one.contains("azmk8s"), "{one}");
+        assert_eq!(fqdn(&minify(CONFIG.as_bytes(), None).unwrap()).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
+        assert!(minify(CONFIG.as_bytes(), Some("missing")).is_err());
     }
 
     #[test]

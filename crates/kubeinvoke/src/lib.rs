@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod arm;
 pub mod cli;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod context;

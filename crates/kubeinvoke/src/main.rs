@@ -1,11 +1,16 @@
 use std::io::Write;
 
 use clap::Parser;
-use kubeinvoke::cli::{Cli, Command, ServeArgs};
+use kubeinvoke::cli::{Cli, Command, LogFormat, ServeArgs};
 use kubeinvoke::server::Application;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = kubeinvoke::client::config::apply_config_file(&args) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(kubeinvoke::client::exit::USAGE);
+    }
     let cli = Cli::parse();
     match cli.command {
         // The sandbox helper must stay single-threaded until it execs: no runtime, no logging.
@@ -13,6 +18,29 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => run_server(*args),
         Command::Sp(args) => report(current_thread().and_then(|rt| rt.block_on(kubeinvoke::admin::sp(args)))),
         Command::AzLogin(args) => report(kubeinvoke::admin::az_login(args)),
+        Command::Invoke(args) => client(kubeinvoke::client::invoke::invoke(args)),
+        Command::Result(args) => client(kubeinvoke::client::invoke::result(args)),
+        Command::Cluster(args) => client(kubeinvoke::client::resources::cluster(args)),
+        Command::Group(args) => client(kubeinvoke::client::resources::group(args)),
+        Command::Login(args) => client(kubeinvoke::client::resources::login(args)),
+    }
+}
+
+/// Runs a client command: its exit code, or one error line and the error's exit code.
+fn client(
+    command: impl std::future::Future<Output = Result<u8, kubeinvoke::client::ClientError>>,
+) -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let outcome = match current_thread() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => Err(kubeinvoke::client::ClientError::local(e)),
+    };
+    match outcome {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
     }
 }
 
@@ -35,10 +63,12 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // One crypto provider for the whole process (rustls panics if it must guess between two).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -62,5 +92,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down");
 }

@@ -68,6 +68,34 @@ pub enum Route {
     RoleDefinition(String, String),
 }
 
+impl Route {
+    /// The route's template, for metrics and logs (names replaced by placeholders).
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::MetadataEndpoints => "/metadata/endpoints",
+            Route::Subscriptions => "/subscriptions",
+            Route::Subscription(_) => "/subscriptions/{s}",
+            Route::ResourceGroups(_) => "/subscriptions/{s}/resourceGroups",
+            Route::ResourceGroup(_) => "/subscriptions/{s}/resourceGroups/{rg}",
+            Route::ClustersInSubscription(_) => {
+                "/subscriptions/{s}/providers/Microsoft.ContainerService/managedClusters"
+            }
+            Route::ClustersInGroup(_) => {
+                "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters"
+            }
+            Route::Cluster(_) => "{cluster}",
+            Route::ClusterAction(_, ClusterAction::RunCommand) => "{cluster}/runCommand",
+            Route::ClusterAction(_, ClusterAction::ListAdminCredential) => "{cluster}/listClusterAdminCredential",
+            Route::ClusterAction(_, ClusterAction::ListUserCredential) => "{cluster}/listClusterUserCredential",
+            Route::CommandResult(..) => "{cluster}/commandResults/{id}",
+            Route::RoleAssignments(_) => "{scope}/providers/Microsoft.Authorization/roleAssignments",
+            Route::RoleAssignment(..) => "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+            Route::RoleDefinitions(_) => "{scope}/providers/Microsoft.Authorization/roleDefinitions",
+            Route::RoleDefinition(..) => "{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}",
+        }
+    }
+}
+
 /// A path whose shape is known; `route` is `Err` when a name in it is malformed.
 #[derive(Debug)]
 pub struct Parsed {

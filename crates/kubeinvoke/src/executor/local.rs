@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use super::output::CappedLog;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
 use super::uids::UidPool;
-use super::{Executor, Isolation, Job};
+use super::{Executor, Isolation, Job, StopSignal};
 use crate::command::{FailureReason, Outcome};
 use crate::files::write_private;
 
@@ -97,7 +97,7 @@ impl LocalExecutor {
         Ok(dirs)
     }
 
-    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>) -> Outcome {
+    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Outcome {
         let limits = &job.limits;
         let (read_end, write_end) = match output_pipe() {
             Ok(pair) => pair,
@@ -157,6 +157,7 @@ impl LocalExecutor {
                 },
                 _ = drain => break None,
                 _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
+                _ = stop.stopped(), if status.is_none() => break Some(Stop::Shutdown),
                 _ = disk_check.tick(), if status.is_none() => {
                     if disk_usage(&[dirs.home.clone(), dirs.tmp.clone()]).await > limits.max_workdir_bytes {
                         break Some(Stop::DiskFull);
@@ -172,6 +173,10 @@ impl LocalExecutor {
                 Stop::Timeout => (
                     FailureReason::Timeout,
                     format!("command timed out after {} and was killed", humantime::format_duration(limits.timeout)),
+                ),
+                Stop::Shutdown => (
+                    FailureReason::ServerShutdown,
+                    "the server shut down before the command finished; it was killed".to_string(),
                 ),
                 Stop::DiskFull => (
                     FailureReason::WorkingDirectoryLimit,
@@ -196,11 +201,12 @@ impl LocalExecutor {
 enum Stop {
     Timeout,
     DiskFull,
+    Shutdown,
 }
 
 #[async_trait]
 impl Executor for LocalExecutor {
-    async fn run(&self, job: Job) -> Outcome {
+    async fn run(&self, job: Job, stop: StopSignal) -> Outcome {
         let lease = match &self.uids {
             Some(pool) => Some(pool.acquire().await),
             None => None,
@@ -211,7 +217,7 @@ impl Executor for LocalExecutor {
             tokio::task::spawn_blocking(move || Self::prepare(&runs_dir, &job, uid)).await
         };
         let outcome = match prepared {
-            Ok(Ok(dirs)) => self.execute(&job, &dirs, uid).await,
+            Ok(Ok(dirs)) => self.execute(&job, &dirs, uid, stop).await,
             Ok(Err(detail)) => start_failed(detail),
             Err(e) => start_failed(format!("preparing the run: {e}")),
         };

@@ -28,10 +28,28 @@ pub struct Job {
     pub limits: ExecLimits,
 }
 
+/// Tells a running command to stop now (the server is shutting down and its grace has passed).
+#[derive(Clone)]
+pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+impl StopSignal {
+    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Self {
+        StopSignal(receiver)
+    }
+
+    /// Resolves when stopping is asked for; never, if the sender is gone without asking.
+    pub async fn stopped(&mut self) {
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Runs the job to its end. Never panics on the command's behalf: every failure is an [`Outcome`].
-    async fn run(&self, job: Job) -> Outcome;
+    /// Runs the job to its end, or until `stop`. Never panics on the command's behalf: every
+    /// failure is an [`Outcome`].
+    async fn run(&self, job: Job, stop: StopSignal) -> Outcome;
 
     /// The isolation commands actually get, for `/readyz`, metrics and the startup banner.
     fn isolation(&self) -> Isolation;

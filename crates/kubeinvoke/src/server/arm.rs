@@ -94,7 +94,7 @@ async fn dispatch(
         },
         Route::ClusterAction(cluster, action) => match (*method == M::POST, action) {
             (false, _) => not_allowed("POST"),
-            (true, ClusterAction::RunCommand) => commands::run(app, ctx, &cluster, body).await,
+            (true, ClusterAction::RunCommand) => commands::run(app, ctx, who(), &cluster, body).await,
             (true, ClusterAction::ListAdminCredential) => clusters::credentials(app, &cluster, "clusterAdmin").await,
             (true, ClusterAction::ListUserCredential) => clusters::credentials(app, &cluster, "clusterUser").await,
         },

@@ -27,6 +27,7 @@ pub async fn arm_headers(request: Request, next: Next) -> Response {
     let client_request_id = request.headers().get(&CLIENT_REQUEST_ID).cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let route = route_template(&request);
     let is_arm = path.len() > 1 && path.as_bytes()[1..].to_ascii_lowercase().starts_with(b"subscriptions");
 
     let mut response = next.run(request).await;
@@ -44,13 +45,35 @@ pub async fn arm_headers(request: Request, next: Next) -> Response {
             headers.insert(WRITES_LEFT, HeaderValue::from(WRITE_BUDGET));
         }
     }
+    let correlation_id = headers.get(&CORRELATION_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("kubeinvoke_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("kubeinvoke_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
     tracing::info!(
         %method,
+        route,
         path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        status,
+        elapsed_ms = elapsed.as_millis() as u64,
         request_id,
+        correlation_id,
         "request"
     );
     response
+}
+
+/// The route template of a request (never its names), to keep metric labels bounded.
+fn route_template(request: &Request) -> String {
+    if let Some(parsed) = crate::arm::path::parse(request.uri().path()) {
+        if let Ok(route) = parsed.route {
+            return route.template().to_string();
+        }
+        return "invalid".to_string();
+    }
+    match request.extensions().get::<axum::extract::MatchedPath>() {
+        Some(matched) => matched.as_str().to_string(),
+        None => "unmatched".to_string(),
+    }
 }

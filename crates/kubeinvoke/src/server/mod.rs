@@ -181,19 +181,28 @@ impl Application {
         lines.join("\n")
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests for a few seconds.
+    /// Serves until `shutdown` resolves; then stops accepting, lets running commands finish
+    /// within the configured grace (ending the rest `Failed`/`ServerShutdown`) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let handle = Handle::new();
         let stopper = handle.clone();
-        tokio::spawn(async move {
+        let dispatcher = self.state.dispatcher.clone();
+        let grace = self.state.config.shutdown_grace;
+        let drained = tokio::spawn(async move {
             shutdown.await;
+            tracing::info!("shutting down: no new requests");
             stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+            dispatcher.shutdown(grace).await;
         });
         let service = self.router.into_make_service();
         let served = match self.tls {
             Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(service).await,
             None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
         };
+        if served.is_ok() {
+            // Serving ends only through the shutdown above: wait until the commands are settled.
+            let _ = drained.await;
+        }
         for task in self.background {
             task.abort();
         }

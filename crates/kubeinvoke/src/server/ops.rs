@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
 use super::AppState;
@@ -14,7 +14,10 @@ use crate::executor::Isolation;
 
 /// Installs the process-wide metrics recorder (once); later calls get a detached handle.
 pub fn install_metrics() -> PrometheusHandle {
-    let builder = PrometheusBuilder::new();
+    const SECONDS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0];
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .expect("bucket list is not empty");
     match builder.install_recorder() {
         Ok(handle) => handle,
         Err(_) => PrometheusBuilder::new().build_recorder().handle(),

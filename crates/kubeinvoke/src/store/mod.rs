@@ -73,6 +73,8 @@ pub struct NewCommand {
     pub context: Vec<u8>,
     pub cluster_token: Option<String>,
     pub submitted_at: i64,
+    /// Who submitted it (`appId (objectId)`), for the audit trail.
+    pub submitted_by: String,
 }
 
 /// A command a worker now owns (`Running`), with everything it needs to execute.
@@ -85,6 +87,7 @@ pub struct ClaimedCommand {
     pub kubeconfig: Option<Vec<u8>>,
     /// The cluster's `properties.commandLimits`, if it set any.
     pub command_limits: Option<Value>,
+    pub submitted_by: String,
 }
 
 /// A service principal; the secret itself is never stored.

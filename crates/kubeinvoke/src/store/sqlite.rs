@@ -77,6 +77,9 @@ CREATE TABLE role_assignments (
 );
 CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id);
 "#,
+    r#"
+ALTER TABLE commands ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 #[derive(Clone)]
@@ -525,8 +528,8 @@ impl Store for SqliteStore {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
         self.call(move |conn| {
             conn.execute(
-                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     command.id,
                     command.cluster_uid,
@@ -534,7 +537,8 @@ impl Store for SqliteStore {
                     command.command,
                     command.context,
                     command.cluster_token,
-                    command.submitted_at
+                    command.submitted_at,
+                    command.submitted_by
                 ],
             )
             .map_err(backend)?;
@@ -573,7 +577,7 @@ impl Store for SqliteStore {
                 .query_row(
                     "UPDATE commands SET state = 'Running', started_at = ?1
                      WHERE seq = (SELECT seq FROM commands WHERE state = 'Accepted' ORDER BY seq LIMIT 1)
-                     RETURNING id, command, context, cluster_token, cluster_uid",
+                     RETURNING id, command, context, cluster_token, cluster_uid, submitted_by",
                     params![now],
                     |r| {
                         Ok((
@@ -584,6 +588,7 @@ impl Store for SqliteStore {
                                 cluster_token: r.get(3)?,
                                 kubeconfig: None,
                                 command_limits: None,
+                                submitted_by: r.get(5)?,
                             },
                             r.get::<_, String>(4)?,
                         ))

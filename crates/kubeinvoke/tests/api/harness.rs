@@ -86,17 +86,32 @@ impl Server {
     /// Runs `serve` expecting it to refuse to start; returns what it printed.
     pub fn start_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
         let root = tempfile::tempdir().expect("tempdir");
-        let output = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
             .arg("serve")
             .arg("--data-dir")
             .arg(root.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("spawn kubeinvoke");
-        assert!(!output.status.success(), "the server started although it should have refused");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server started although it should have refused");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "the server exited successfully although it should have refused");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        stderr
     }
 
     /// The bootstrap admin's credentials (absent when the built-in issuer is off).
@@ -194,6 +209,28 @@ impl Server {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// SIGTERM, then waits (at most `within`) for the process to exit; returns its exit status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
     }
 
     /// Starts a new process on the same data directory and flags.

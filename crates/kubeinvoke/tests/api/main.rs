@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod cli;
 mod commands;
 mod contexts;
 mod contract;
@@ -9,5 +10,6 @@ mod durability;
 mod examples;
 mod identity;
 mod limits;
+mod ops;
 mod resources;
 mod security;

@@ -11,6 +11,7 @@ use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
 use crate::command::new_command_id;
 use crate::context;
+use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
@@ -21,6 +22,7 @@ use crate::time::now_millis;
 pub async fn run(
     app: &AppState,
     ctx: &RequestContext,
+    caller: &Caller,
     cluster_ref: &ClusterRef,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -57,6 +59,7 @@ pub async fn run(
         .reserve()
         .map_err(|full| ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) })?;
     let id = new_command_id();
+    let principal = format!("{} ({})", caller.claims.app_id(), caller.claims.oid);
     app.store
         .insert_command(NewCommand {
             id: id.clone(),
@@ -65,9 +68,12 @@ pub async fn run(
             context,
             cluster_token,
             submitted_at: now_millis(),
+            submitted_by: principal.clone(),
         })
         .await?;
     slot.commit();
+    let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
+    tracing::info!(command_id = %id, principal, cluster = %cluster_id, "command accepted");
 
     let mut response = StatusCode::ACCEPTED.into_response();
     add_polling_headers(app, ctx, &mut response, &result_path(&cluster, &id));

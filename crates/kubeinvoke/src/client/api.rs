@@ -1,0 +1,92 @@
+//! Authenticated ARM calls with CloudErrors turned into [`ClientError`]s.
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::Value;
+
+use super::config::{self, Connection, Resolved};
+use super::exit::{ClientError, describe};
+
+pub const API_VERSION: &str = "2024-09-01";
+const RESOURCES_API_VERSION: &str = "2022-09-01";
+
+pub struct Api {
+    resolved: Resolved,
+    token: String,
+    pub subscription: String,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Api {
+    pub async fn connect(connection: &Connection) -> Result<Self, ClientError> {
+        let resolved = connection.resolve()?;
+        let token = config::token(&resolved).await?;
+        let mut api = Api { subscription: resolved.subscription.clone().unwrap_or_default(), resolved, token };
+        if api.subscription.is_empty() {
+            let listed =
+                api.call(Method::GET, &format!("/subscriptions?api-version={RESOURCES_API_VERSION}"), None).await?;
+            api.subscription = listed.body["value"][0]["subscriptionId"]
+                .as_str()
+                .ok_or_else(|| ClientError::Auth("this principal can see no subscription".into()))?
+                .to_string();
+        }
+        Ok(api)
+    }
+
+    pub fn group_path(&self, group: &str) -> String {
+        format!("/subscriptions/{}/resourcegroups/{group}", self.subscription)
+    }
+
+    pub fn cluster_path(&self, group: &str, name: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}",
+            self.subscription
+        )
+    }
+
+    pub fn with_version(path: &str, version: &str) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{separator}api-version={version}")
+    }
+
+    pub fn resources_version(path: &str) -> String {
+        Self::with_version(path, RESOURCES_API_VERSION)
+    }
+
+    /// A call to `path` (relative to the server, or an absolute URL such as a `Location`).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, ClientError> {
+        let url = if path.starts_with("https://") || path.starts_with("http://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.resolved.url)
+        };
+        let mut request = self.resolved.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.resolved.url.clone(), cause: describe(&e) })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(Answer { status, headers, body });
+        }
+        Err(ClientError::Cloud {
+            status: status.as_u16(),
+            code: body["error"]["code"].as_str().unwrap_or(status.canonical_reason().unwrap_or("Error")).to_string(),
+            message: body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string),
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! `kubeinvoke invoke` and `kubeinvoke result`: run a command and wait for it as long as it runs.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::api::{API_VERSION, Api};
+use super::config::Connection;
+use super::exit::{COMMAND_FAILED, ClientError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    #[arg(short = 'g', long = "resource-group")]
+    pub group: String,
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The shell line to run.
+    #[arg(short = 'c', long)]
+    pub command: String,
+    /// Files to attach (repeatable); `.` attaches the current directory with relative paths.
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print the command id and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    #[arg(short = 'g', long = "resource-group")]
+    pub group: String,
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(short = 'i', long = "command-id")]
+    pub id: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
+    let context = if args.files.is_empty() { String::new() } else { zip_files(&args.files)? };
+    let api = Api::connect(&args.connection).await?;
+    let path = Api::with_version(&format!("{}/runCommand", api.cluster_path(&args.group, &args.name)), API_VERSION);
+    let accepted = api.call(Method::POST, &path, Some(json!({"command": args.command, "context": context}))).await?;
+    let location =
+        header(&accepted.headers, "location").ok_or_else(|| ClientError::local("the server sent no Location"))?;
+    let id = command_id(&location);
+    if args.no_wait {
+        match args.output {
+            Output::Json => println!("{}", json!({"id": id, "location": location})),
+            Output::Text => println!(
+                "command id: {id}\nget its result with: kubeinvoke result -g {} -n {} -i {id}",
+                args.group, args.name
+            ),
+        }
+        return Ok(0);
+    }
+    let result = wait(&api, &location).await?;
+    Ok(report(&result, args.output))
+}
+
+pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    let path = Api::with_version(
+        &format!("{}/commandResults/{}", api.cluster_path(&args.group, &args.name), args.id),
+        API_VERSION,
+    );
+    let answer = api.call(Method::GET, &path, None).await?;
+    if answer.status.as_u16() == 202 {
+        match args.output {
+            Output::Json => println!("{}", answer.body),
+            Output::Text => {
+                let p = &answer.body["properties"];
+                let started = p["startedAt"].as_str().map(|s| format!(", started at {s}")).unwrap_or_default();
+                println!(
+                    "command {} is {}{started}",
+                    args.id,
+                    p["provisioningState"].as_str().unwrap_or("in progress")
+                );
+            }
+        }
+        return Ok(0);
+    }
+    Ok(report(&answer.body, args.output))
+}
+
+/// Polls until the result is final, showing progress: a spinner on a terminal, else a line per state.
+async fn wait(api: &Api, location: &str) -> Result<Value, ClientError> {
+    let started = Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let mut last_state = String::new();
+    loop {
+        let answer = api.call(Method::GET, location, None).await?;
+        if answer.status.as_u16() == 200 {
+            if let Some(bar) = &spinner {
+                bar.finish_and_clear();
+            }
+            return Ok(answer.body);
+        }
+        let state = answer.body["properties"]["provisioningState"].as_str().unwrap_or("InProgress").to_string();
+        let elapsed = started.elapsed().as_secs();
+        match &spinner {
+            Some(bar) => bar.set_message(format!("{state} · {elapsed}s")),
+            None if state != last_state => eprintln!("{state} ({elapsed}s)"),
+            None => {}
+        }
+        last_state = state;
+        let retry = header(&answer.headers, "retry-after").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
+        tokio::time::sleep(Duration::from_millis((retry * 1000).clamp(200, 1000))).await;
+    }
+}
+
+/// Prints a finished result and returns the process exit code it stands for.
+fn report(result: &Value, output: Output) -> u8 {
+    let p = &result["properties"];
+    if output == Output::Json {
+        println!("{result}");
+    } else if let Some(logs) = p["logs"].as_str() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(logs.as_bytes());
+        let _ = out.flush();
+    }
+    match p["provisioningState"].as_str() {
+        Some("Succeeded") => p["exitCode"].as_i64().map_or(0, |code| code.clamp(0, 255) as u8),
+        state => {
+            let reason = p["reason"].as_str().unwrap_or("no reason given");
+            eprintln!("error: the command ended {}: {reason}", state.unwrap_or("without a state"));
+            COMMAND_FAILED
+        }
+    }
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn command_id(location: &str) -> String {
+    location.split("/commandResults/").nth(1).and_then(|rest| rest.split('?').next()).unwrap_or_default().to_string()
+}
+
+/// The `context` as az builds it: a stored zip, base64 with line breaks; a file goes to the root
+/// under its name, a directory (`.`) with paths relative to it, hidden files included.
+fn zip_files(files: &[std::path::PathBuf]) -> Result<String, ClientError> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut add = |name: String, path: &Path| -> Result<(), ClientError> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = std::fs::read(path).map_err(|e| ClientError::local(format!("reading {}: {e}", path.display())))?;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o644);
+        zip.start_file(name, options.unix_permissions(mode)).map_err(ClientError::local)?;
+        zip.write_all(&data).map_err(ClientError::local)
+    };
+    for file in files {
+        if file.is_dir() {
+            for path in walk(file).map_err(|e| ClientError::local(format!("reading {}: {e}", file.display())))? {
+                let relative = path.strip_prefix(file).unwrap_or(&path).to_string_lossy().into_owned();
+                add(relative, &path)?;
+            }
+        } else {
+            let name =
+                file.file_name().ok_or_else(|| ClientError::local(format!("{} is not a file", file.display())))?;
+            add(name.to_string_lossy().into_owned(), file)?;
+        }
+    }
+    let bytes = zip.finish().map_err(ClientError::local)?.into_inner();
+    Ok(crate::context::encode(&bytes))
+}
+
+fn walk(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            files.extend(walk(&entry.path())?);
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    Ok(files)
+}

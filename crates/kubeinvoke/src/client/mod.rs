@@ -1,0 +1,12 @@
+//! The command-line client for people: `invoke`, `result`, `cluster`, `group`, `login`.
+//!
+//! It speaks the same ARM API as az, but exits with the command's own exit code, waits as long as
+//! the command runs, and prints errors as one line. Exit codes are in [`exit`].
+
+pub mod api;
+pub mod config;
+pub mod exit;
+pub mod invoke;
+pub mod resources;
+
+pub use exit::ClientError;

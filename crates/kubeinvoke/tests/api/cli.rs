@@ -1,0 +1,204 @@
+//! The kubeinvoke client CLI against a real server: exit codes, waiting, files, JSON, errors.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The CLI with its own HOME (so its login and token cache are private to the test).
+struct Cli<'a> {
+    server: &'a Server,
+    home: tempfile::TempDir,
+}
+
+impl<'a> Cli<'a> {
+    fn logged_in(server: &'a Server) -> Self {
+        let cli = Cli { server, home: tempfile::tempdir().unwrap() };
+        let admin = server.admin().unwrap();
+        let out =
+            cli.run(&["login", "--app-id", &admin.app_id, "--password", &admin.password, "--tenant", &admin.tenant]);
+        assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+        cli
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"));
+        command
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env("KUBEINVOKE_URL", &self.server.base)
+            .env("KUBEINVOKE_CA", self.server.data_dir().join("tls/ca.pem"))
+            .env("KUBEINVOKE_SUBSCRIPTION", SUB);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn invoke_exits_with_the_commands_own_exit_code() {
+    let s = Server::start(&["--command-timeout", "2s"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    for code in [0, 3, 42] {
+        let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--command", &format!("echo code {code}; exit {code}")]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("code {code}\n"));
+    }
+    // A Failed result prints its reason and exits 125.
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--command", "sleep 30"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("Failed: Timeout"), "{}", text(&out.stderr));
+    // Progress goes to stderr as plain lines when it is not a terminal.
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--command", "sleep 1; echo done"]);
+    assert!(text(&out.stderr).contains("Running"), "{}", text(&out.stderr));
+    // Errors are one line with the CloudError code; not found exits 3.
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "missing", "--command", "true"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: (ResourceNotFound) "), "{stderr}");
+}
+
+#[tokio::test]
+async fn no_wait_then_result_and_json_output() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    let out = cli.run(&[
+        "invoke",
+        "-g",
+        "rg",
+        "-n",
+        "c1",
+        "--command",
+        "sleep 2; echo late; exit 7",
+        "--no-wait",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let started: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    let out = cli.run(&["result", "-g", "rg", "-n", "c1", "-i", &id]);
+    assert!(
+        text(&out.stdout).contains("is Running") || text(&out.stdout).contains("is Accepted"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = cli.run(&["result", "-g", "rg", "-n", "c1", "-i", &id, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(7));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["properties"]["logs"], "late\n");
+    assert_eq!(result["properties"]["provisioningState"], "Succeeded");
+    let out = cli.run(&["result", "-g", "rg", "-n", "c1", "-i", "0123456789abcdef0123456789abcdef"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn files_and_whole_directories_are_attached() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("charts/app")).unwrap();
+    std::fs::write(tree.path().join("charts/app/values.yaml"), "replicas: 3\n").unwrap();
+    std::fs::write(tree.path().join(".env"), "hidden\n").unwrap();
+    let out = cli
+        .command()
+        .current_dir(tree.path())
+        .args(["invoke", "-g", "rg", "-n", "c1", "--command", "find . -type f | sort", "--file", "."])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "./.env\n./charts/app/values.yaml\n", "{}", text(&out.stderr));
+    let single = tree.path().join("charts/app/values.yaml");
+    let out = cli.run(&[
+        "invoke",
+        "-g",
+        "rg",
+        "-n",
+        "c1",
+        "--command",
+        "cat values.yaml",
+        "--file",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&out.stdout), "replicas: 3\n");
+}
+
+#[tokio::test]
+async fn clusters_and_groups_are_managed_from_the_cli() {
+    let s = Server::start(&[]).await;
+    let cli = Cli::logged_in(&s);
+    assert!(cli.run(&["group", "create", "-n", "team", "-l", "westeurope"]).status.success());
+    let listed = cli.run(&["group", "list", "-o", "json"]);
+    let groups: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(groups["value"][0]["name"], "team");
+    let kubeconfig = cli.home.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: a\n  cluster: {server: 'https://a.example:6443'}\n- name: b\n  cluster: {server: 'https://b.example:6443'}\ncontexts:\n- name: a\n  context: {cluster: a, user: u}\n- name: b\n  context: {cluster: b, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    let out = cli.run(&[
+        "cluster",
+        "create",
+        "-g",
+        "team",
+        "-n",
+        "prod",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "b",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("b.example"), "{}", text(&out.stdout));
+    let shown: Value =
+        serde_json::from_slice(&cli.run(&["cluster", "show", "-g", "team", "-n", "prod", "-o", "json"]).stdout)
+            .unwrap();
+    assert_eq!(shown["properties"]["fqdn"], "b.example");
+    let list = text(&cli.run(&["cluster", "list"]).stdout);
+    assert_eq!(list.trim(), "prod\tteam\tb.example");
+    assert!(cli.run(&["cluster", "delete", "-g", "team", "-n", "prod"]).status.success());
+    assert_eq!(cli.run(&["cluster", "show", "-g", "team", "-n", "prod"]).status.code(), Some(3));
+    assert!(cli.run(&["group", "delete", "-n", "team"]).status.success());
+}
+
+#[tokio::test]
+async fn unreachable_servers_and_bad_cas_are_one_clear_line() {
+    let s = Server::start(&[]).await;
+    let cli = Cli::logged_in(&s);
+    let out = cli
+        .command()
+        .env("KUBEINVOKE_URL", "https://127.0.0.1:1")
+        .args(["login", "--app-id", "a", "--password", "p", "--tenant", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot reach https://127.0.0.1:1"), "{stderr}");
+
+    let other = Server::start(&[]).await;
+    let wrong_ca = other.data_dir().join("tls/ca.pem");
+    let out = cli.command().env("KUBEINVOKE_CA", &wrong_ca).args(["group", "list"]).output();
+    // The cached token is still valid: the call itself must fail on the certificate.
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+
+    let help = text(&Command::new(env!("CARGO_BIN_EXE_kubeinvoke")).arg("--help").output().unwrap().stdout);
+    assert!(help.contains("Exit codes") && help.contains("125"), "{help}");
+}
