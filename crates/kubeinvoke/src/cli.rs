@@ -31,6 +31,12 @@ pub enum Command {
     Invoke(crate::client::invoke::InvokeArgs),
     /// Show a command's result (logs and exit code once it has finished).
     Result(crate::client::invoke::ResultArgs),
+    /// Print a command's full output so far, or follow it live (-f).
+    Logs(crate::client::invoke::LogsArgs),
+    /// Cancel a queued or running command.
+    Cancel(crate::client::invoke::CancelArgs),
+    /// List a cluster's commands, newest first.
+    History(crate::client::invoke::HistoryArgs),
     /// Register, show, list and delete clusters.
     Cluster(crate::client::resources::ClusterArgs),
     /// Create, list and delete resource groups.
@@ -142,6 +148,9 @@ pub struct ServeArgs {
     /// Entries a context zip may have.
     #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_ENTRIES", default_value_t = 10_000)]
     pub max_context_entries: usize,
+    /// Output kept in full per command for the live-logs endpoint, in bytes.
+    #[arg(long, env = "KUBEINVOKE_MAX_OUTPUT_BYTES", default_value_t = 64 << 20)]
+    pub max_output_bytes: u64,
     /// Bytes a context zip may unpack to.
     #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_context_bytes: u64,
@@ -203,6 +212,7 @@ impl ServeArgs {
         config.exec.max_cpu_seconds = self.max_cpu_seconds;
         config.exec.max_memory_bytes = self.max_memory_bytes;
         config.exec.max_workdir_bytes = self.max_workdir_bytes;
+        config.exec.max_output_bytes = self.max_output_bytes;
         config.exec.context.max_entries = self.max_context_entries;
         config.exec.context.max_unpacked_bytes = self.max_context_bytes;
         config.sandbox.mode = self.sandbox;

@@ -20,7 +20,7 @@ impl CommandState {
 
     pub fn can_become(self, next: CommandState) -> bool {
         use CommandState::*;
-        matches!((self, next), (Accepted, Running) | (Running, Succeeded | Failed | Canceled))
+        matches!((self, next), (Accepted, Running | Canceled) | (Running, Succeeded | Failed | Canceled))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +56,8 @@ pub enum FailureReason {
     WorkingDirectoryLimit,
     /// The server shut down and the command did not finish within the grace period.
     ServerShutdown,
+    /// Someone canceled it (their app id); the command ends `Canceled`, not `Failed`.
+    Canceled(String),
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
 }
@@ -67,6 +69,7 @@ impl FailureReason {
             Self::Interrupted => "Interrupted".into(),
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::ServerShutdown => "ServerShutdown".into(),
+            Self::Canceled(by) => format!("Canceled by {by}"),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
         }
     }
@@ -90,9 +93,20 @@ impl Outcome {
     pub fn state(&self) -> CommandState {
         match self {
             Outcome::Exited { .. } => CommandState::Succeeded,
+            Outcome::Failed { reason: FailureReason::Canceled(_), .. } => CommandState::Canceled,
             Outcome::Failed { .. } => CommandState::Failed,
         }
     }
+}
+
+/// A command as the history lists it: the result plus what ran, who ran it and when.
+#[derive(Debug, Clone)]
+pub struct CommandSummary {
+    /// Position in submission order (the history's paging key).
+    pub seq: i64,
+    pub record: CommandRecord,
+    pub command: String,
+    pub submitted_by: String,
 }
 
 /// A command as stored.
@@ -116,6 +130,7 @@ mod tests {
     fn only_forward_transitions_are_legal() {
         use CommandState::*;
         assert!(Accepted.can_become(Running));
+        assert!(Accepted.can_become(Canceled));
         assert!(Running.can_become(Failed));
         assert!(!Accepted.can_become(Succeeded));
         assert!(!Succeeded.can_become(Running));

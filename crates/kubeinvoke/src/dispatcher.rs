@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::command::Outcome;
-use crate::executor::{ExecLimits, Executor, Job, LimitOverrides, StopSignal};
+use crate::executor::{ExecLimits, Executor, Job, LimitOverrides, StopReason, StopSignal};
 use crate::store::{ClaimedCommand, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -45,8 +45,10 @@ pub struct Dispatcher {
     run_ended: Notify,
     /// True once shutdown began: claim nothing more.
     draining: watch::Sender<bool>,
-    /// True once the grace period is over: stop running commands.
-    stop_runs: watch::Sender<bool>,
+    /// One stop switch per command running here, for cancel and the end of the shutdown grace.
+    runs: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<Option<StopReason>>>>,
+    /// Where each command's full output is kept for live logs.
+    outputs_dir: std::path::PathBuf,
 }
 
 /// A reserved place in the queue. Dropped without [`QueueSlot::commit`] it is given back.
@@ -82,6 +84,7 @@ impl Dispatcher {
         executor: Arc<dyn Executor>,
         config: DispatcherConfig,
         limits: ExecLimits,
+        outputs_dir: std::path::PathBuf,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let now = now_millis();
         let interrupted = store.interrupt_running(now, expiry(now, config.retention)).await?;
@@ -104,7 +107,8 @@ impl Dispatcher {
             wake: Notify::new(),
             run_ended: Notify::new(),
             draining: watch::channel(false).0,
-            stop_runs: watch::channel(false).0,
+            runs: std::sync::Mutex::new(std::collections::HashMap::new()),
+            outputs_dir,
         });
         let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
         Ok((dispatcher, tasks))
@@ -140,9 +144,37 @@ impl Dispatcher {
                 running = self.running.load(Ordering::Acquire),
                 "grace period over: stopping the remaining commands"
             );
-            self.stop_runs.send_replace(true);
+            for stop in self.runs.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                stop.send_replace(Some(StopReason::Shutdown));
+            }
             let _ = tokio::time::timeout(Duration::from_secs(30), self.all_runs_ended()).await;
         }
+    }
+
+    /// A queued command left the queue without being claimed (it was canceled).
+    pub fn dequeued(&self) {
+        let previous = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        metrics::gauge!("kubeinvoke_queue_depth").set(previous.unwrap_or(1).saturating_sub(1) as f64);
+    }
+
+    pub fn expiry_from(&self, now: i64) -> i64 {
+        expiry(now, self.config.retention)
+    }
+
+    /// Asks a command running here to stop as canceled by `by`; false when it is not running here.
+    pub fn cancel(&self, id: &str, by: &str) -> bool {
+        match self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some(stop) => {
+                stop.send_replace(Some(StopReason::Cancel(by.to_string())));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where a command's full output is (or was) written.
+    pub fn output_path(&self, id: &str) -> std::path::PathBuf {
+        self.outputs_dir.join(format!("{id}.log"))
     }
 
     async fn all_runs_ended(&self) {
@@ -216,9 +248,13 @@ impl Dispatcher {
             context: claimed.context,
             kubeconfig,
             limits: self.limits.tightened_by(&overrides),
+            output: Some(self.output_path(&id)),
         };
+        let (stop, stop_requests) = watch::channel(None);
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
         let started = Instant::now();
-        let outcome = self.executor.run(job, StopSignal::new(self.stop_runs.subscribe())).await;
+        let outcome = self.executor.run(job, StopSignal::new(stop_requests)).await;
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
         self.record(&id, &principal, &outcome).await;
@@ -256,8 +292,13 @@ impl Dispatcher {
         loop {
             tokio::time::sleep(period).await;
             match self.store.purge_expired(now_millis()).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "expired results deleted"),
+                Ok(purged) if purged.is_empty() => {}
+                Ok(purged) => {
+                    for id in &purged {
+                        let _ = tokio::fs::remove_file(self.output_path(id)).await;
+                    }
+                    tracing::info!(purged = purged.len(), "expired results deleted");
+                }
                 Err(e) => tracing::warn!(error = %e, "purging expired results failed"),
             }
         }

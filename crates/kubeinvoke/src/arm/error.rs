@@ -62,6 +62,8 @@ pub enum ApiError {
         "The client '{app_id}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid."
     )]
     AuthorizationFailed { app_id: String, object_id: String, action: String, scope: String },
+    #[error("The command '{id}' has already finished ({state}); only a running or queued command can be canceled.")]
+    AlreadyFinished { id: String, state: &'static str },
     /// A refusal specific to one resource provider (Microsoft.Authorization's codes, for example).
     #[error("{message}")]
     Refused { status: StatusCode, code: &'static str, message: String },
@@ -93,6 +95,7 @@ impl ApiError {
             AuthenticationMissing { .. } | InvalidToken(_) | ExpiredToken => StatusCode::UNAUTHORIZED,
             AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
             Refused { status, .. } => *status,
+            AlreadyFinished { .. } => StatusCode::CONFLICT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +125,7 @@ impl ApiError {
             ExpiredToken => "ExpiredAuthenticationToken",
             AuthorizationFailed { .. } => "AuthorizationFailed",
             Refused { code, .. } => code,
+            AlreadyFinished { .. } => "CommandAlreadyFinished",
             Internal(_) => "InternalServerError",
         }
     }

@@ -61,6 +61,10 @@ pub enum Route {
     Cluster(ClusterRef),
     ClusterAction(ClusterRef, ClusterAction),
     CommandResult(ClusterRef, String),
+    /// Extensions (not in Azure's API): the history, live output and cancel of commands.
+    CommandHistory(ClusterRef),
+    CommandLogs(ClusterRef, String),
+    CancelCommand(ClusterRef, String),
     /// `{scope}/providers/Microsoft.Authorization/roleAssignments`; scope `/` is the root.
     RoleAssignments(String),
     RoleAssignment(String, String),
@@ -88,6 +92,9 @@ impl Route {
             Route::ClusterAction(_, ClusterAction::ListAdminCredential) => "{cluster}/listClusterAdminCredential",
             Route::ClusterAction(_, ClusterAction::ListUserCredential) => "{cluster}/listClusterUserCredential",
             Route::CommandResult(..) => "{cluster}/commandResults/{id}",
+            Route::CommandHistory(_) => "{cluster}/commandResults",
+            Route::CommandLogs(..) => "{cluster}/commandResults/{id}/logs",
+            Route::CancelCommand(..) => "{cluster}/commandResults/{id}/cancel",
             Route::RoleAssignments(_) => "{scope}/providers/Microsoft.Authorization/roleAssignments",
             Route::RoleAssignment(..) => "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
             Route::RoleDefinitions(_) => "{scope}/providers/Microsoft.Authorization/roleDefinitions",
@@ -157,6 +164,9 @@ pub fn parse(path: &str) -> Option<Parsed> {
                 s if s.eq_ignore_ascii_case("runCommand") => ClusterAction::RunCommand,
                 s if s.eq_ignore_ascii_case("listClusterAdminCredential") => ClusterAction::ListAdminCredential,
                 s if s.eq_ignore_ascii_case("listClusterUserCredential") => ClusterAction::ListUserCredential,
+                s if s.eq_ignore_ascii_case("commandResults") => {
+                    return container(cluster().map(Route::CommandHistory));
+                }
                 _ => return None,
             };
             container(cluster().map(|c| Route::ClusterAction(c, action)))
@@ -164,6 +174,14 @@ pub fn parse(path: &str) -> Option<Parsed> {
         10 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
             let id = seg[9].to_string();
             container(cluster().map(|c| Route::CommandResult(c, id)))
+        }
+        11 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
+            let id = seg[9].to_string();
+            match seg[10] {
+                s if s.eq_ignore_ascii_case("logs") => container(cluster().map(|c| Route::CommandLogs(c, id))),
+                s if s.eq_ignore_ascii_case("cancel") => container(cluster().map(|c| Route::CancelCommand(c, id))),
+                _ => None,
+            }
         }
         _ => None,
     }

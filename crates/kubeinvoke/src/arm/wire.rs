@@ -79,6 +79,50 @@ impl From<&CommandRecord> for RunCommandResult {
     }
 }
 
+/// One entry of a cluster's command history (an extension): the result without logs, plus
+/// what ran, who ran it and when.
+#[derive(Debug, Serialize)]
+pub struct CommandHistoryEntry {
+    pub id: String,
+    pub properties: CommandHistoryProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandHistoryProperties {
+    pub provisioning_state: CommandState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub command: String,
+    pub submitted_by: String,
+    pub submitted_at: String,
+}
+
+impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
+    fn from(c: &crate::command::CommandSummary) -> Self {
+        let r = &c.record;
+        CommandHistoryEntry {
+            id: r.id.clone(),
+            properties: CommandHistoryProperties {
+                provisioning_state: r.state,
+                exit_code: r.exit_code,
+                started_at: r.started_at.map(rfc3339),
+                finished_at: r.finished_at.map(rfc3339),
+                reason: r.reason.clone(),
+                command: c.command.clone(),
+                submitted_by: c.submitted_by.clone(),
+                submitted_at: rfc3339(r.submitted_at),
+            },
+        }
+    }
+}
+
 /// `{"value": [...], "nextLink"?}`, every ARM list.
 #[derive(Debug, Serialize)]
 pub struct ListResult<T> {

@@ -57,6 +57,38 @@ impl Api {
         Self::with_version(path, RESOURCES_API_VERSION)
     }
 
+    /// Streams `path` (a live-logs URL) into `sink`, chunk by chunk as the server sends it.
+    /// Returns the number of bytes written.
+    pub async fn stream(&self, path: &str, mut sink: impl std::io::Write) -> Result<u64, ClientError> {
+        let url = format!("{}{path}", self.resolved.url);
+        let unreachable =
+            |e: reqwest::Error| ClientError::Unreachable { url: self.resolved.url.clone(), cause: describe(&e) };
+        let mut response = self
+            .resolved
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or_default();
+            return Err(ClientError::Cloud {
+                status: status.as_u16(),
+                code: body["error"]["code"].as_str().unwrap_or("Error").to_string(),
+                message: body["error"]["message"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+        let mut written = 0;
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            sink.write_all(&chunk).and_then(|()| sink.flush()).map_err(ClientError::local)?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// A call to `path` (relative to the server, or an absolute URL such as a `Location`).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, ClientError> {
         let url = if path.starts_with("https://") || path.starts_with("http://") {

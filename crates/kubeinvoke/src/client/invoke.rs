@@ -71,8 +71,157 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         }
         return Ok(0);
     }
-    let result = wait(&api, &location).await?;
-    Ok(report(&result, args.output))
+    let result_path = format!("{}/commandResults/{id}", api.cluster_path(&args.group, &args.name));
+    let live = args.output == Output::Text;
+    let streamed = async {
+        if !live {
+            return None;
+        }
+        let logs = Api::with_version(&format!("{result_path}/logs"), API_VERSION) + "&follow=true";
+        api.stream(&logs, std::io::stdout()).await.ok()
+    };
+    let waited = async {
+        tokio::select! {
+            result = wait(&api, &location, live) => result.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+        }
+    };
+    tokio::pin!(streamed, waited);
+    let mut stream_ended: Option<Option<u64>> = None;
+    let finished = loop {
+        tokio::select! {
+            ended = &mut streamed, if stream_ended.is_none() => stream_ended = Some(ended),
+            finished = &mut waited => break finished?,
+        }
+    };
+    let Some(result) = finished else {
+        return interrupted(&api, &result_path, &id, &args).await;
+    };
+    // The stream closes by itself once the command has ended; give it a moment to flush.
+    let streamed = match stream_ended {
+        Some(ended) => ended,
+        None => tokio::time::timeout(Duration::from_secs(10), streamed).await.ok().flatten(),
+    };
+    Ok(report(&result, args.output, streamed.is_some()))
+}
+
+/// Ctrl-C while waiting: on a terminal, ask whether to cancel the command; else leave it running.
+async fn interrupted(api: &Api, result_path: &str, id: &str, args: &InvokeArgs) -> Result<u8, ClientError> {
+    use std::io::IsTerminal;
+    let cancel = std::io::stdin().is_terminal() && {
+        eprint!("\ncancel command {id}? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
+    };
+    if cancel {
+        api.call(Method::POST, &Api::with_version(&format!("{result_path}/cancel"), API_VERSION), None).await?;
+        eprintln!("canceled {id}");
+    } else {
+        eprintln!(
+            "\ncommand {id} keeps running; stop it with: kubeinvoke cancel -g {} -n {} -i {id}",
+            args.group, args.name
+        );
+    }
+    Ok(130)
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(short = 'g', long = "resource-group")]
+    pub group: String,
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(short = 'i', long = "command-id")]
+    pub id: String,
+    /// Keep streaming until the command ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Start at this byte of the output (to resume after a disconnect).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[arg(short = 'g', long = "resource-group")]
+    pub group: String,
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(short = 'i', long = "command-id")]
+    pub id: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(short = 'g', long = "resource-group")]
+    pub group: String,
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// How many commands to show, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// `kubeinvoke logs`: the full output so far (or live with `-f`).
+pub async fn logs(args: LogsArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    let base = format!("{}/commandResults/{}/logs", api.cluster_path(&args.group, &args.name), args.id);
+    let mut path = Api::with_version(&base, API_VERSION) + &format!("&offset={}", args.offset);
+    if args.follow {
+        path.push_str("&follow=true");
+    }
+    api.stream(&path, std::io::stdout()).await?;
+    Ok(0)
+}
+
+/// `kubeinvoke cancel`.
+pub async fn cancel(args: CancelArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    let path = format!("{}/commandResults/{}/cancel", api.cluster_path(&args.group, &args.name), args.id);
+    api.call(Method::POST, &Api::with_version(&path, API_VERSION), None).await?;
+    println!("cancel requested for {}", args.id);
+    Ok(0)
+}
+
+/// `kubeinvoke history`: newest first.
+pub async fn history(args: HistoryArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    let path = format!("{}/commandResults", api.cluster_path(&args.group, &args.name));
+    let mut next = Some(Api::with_version(&path, API_VERSION) + &format!("&$top={}", args.top.clamp(1, 1000)));
+    let mut entries = Vec::new();
+    while let Some(page) = next.take() {
+        let answer = api.call(Method::GET, &page, None).await?;
+        entries.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
+        if entries.len() < args.top {
+            next = answer.body["nextLink"].as_str().map(str::to_string);
+        }
+    }
+    entries.truncate(args.top);
+    if args.output == Output::Json {
+        println!("{}", json!({ "value": entries }));
+        return Ok(0);
+    }
+    for e in &entries {
+        let p = &e["properties"];
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            e["id"].as_str().unwrap_or_default(),
+            p["provisioningState"].as_str().unwrap_or_default(),
+            p["exitCode"].as_i64().map_or("-".to_string(), |c| c.to_string()),
+            p["submittedAt"].as_str().unwrap_or_default(),
+            p["submittedBy"].as_str().unwrap_or_default(),
+            p["command"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(0)
 }
 
 pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
@@ -97,13 +246,14 @@ pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
         }
         return Ok(0);
     }
-    Ok(report(&answer.body, args.output))
+    Ok(report(&answer.body, args.output, false))
 }
 
 /// Polls until the result is final, showing progress: a spinner on a terminal, else a line per state.
-async fn wait(api: &Api, location: &str) -> Result<Value, ClientError> {
+async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Value, ClientError> {
     let started = Instant::now();
-    let spinner = std::io::stderr().is_terminal().then(|| {
+    // A spinner and streamed output would fight over the terminal: stream wins.
+    let spinner = (std::io::stderr().is_terminal() && !streaming).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
@@ -130,12 +280,13 @@ async fn wait(api: &Api, location: &str) -> Result<Value, ClientError> {
     }
 }
 
-/// Prints a finished result and returns the process exit code it stands for.
-fn report(result: &Value, output: Output) -> u8 {
+/// Prints a finished result (its logs unless they were streamed already) and returns the
+/// process exit code it stands for.
+fn report(result: &Value, output: Output, streamed: bool) -> u8 {
     let p = &result["properties"];
     if output == Output::Json {
         println!("{result}");
-    } else if let Some(logs) = p["logs"].as_str() {
+    } else if let Some(logs) = p["logs"].as_str().filter(|_| !streamed) {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(logs.as_bytes());
         let _ = out.flush();

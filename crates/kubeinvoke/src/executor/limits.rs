@@ -25,6 +25,8 @@ pub struct ExecLimits {
     pub max_memory_bytes: u64,
     /// Disk used by the working directory, checked while the command runs.
     pub max_workdir_bytes: u64,
+    /// Output kept in full for the live-logs endpoint (`logs` in the result stays `log_cap`).
+    pub max_output_bytes: u64,
 }
 
 impl Default for ExecLimits {
@@ -39,6 +41,7 @@ impl Default for ExecLimits {
             max_cpu_seconds: 3600,
             max_memory_bytes: 4 << 30,
             max_workdir_bytes: 1 << 30,
+            max_output_bytes: 64 << 20,
         }
     }
 }

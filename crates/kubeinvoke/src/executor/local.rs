@@ -18,9 +18,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::output::CappedLog;
+use super::output::OutputFile;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
 use super::uids::UidPool;
-use super::{Executor, Isolation, Job, StopSignal};
+use super::{Executor, Isolation, Job, StopReason, StopSignal};
 use crate::command::{FailureReason, Outcome};
 use crate::files::write_private;
 
@@ -131,6 +132,7 @@ impl LocalExecutor {
         };
 
         let mut log = CappedLog::new(limits.log_cap);
+        let mut full = OutputFile::create(job.output.as_deref(), limits.max_output_bytes).await;
         let mut chunk = vec![0u8; 64 * 1024];
         let deadline = tokio::time::sleep(limits.timeout);
         tokio::pin!(deadline);
@@ -147,7 +149,10 @@ impl LocalExecutor {
             tokio::select! {
                 read = reader.read(&mut chunk) => match read {
                     Ok(0) | Err(_) => break None,
-                    Ok(n) => log.push(&chunk[..n]),
+                    Ok(n) => {
+                        log.push(&chunk[..n]);
+                        full.push(&chunk[..n]).await;
+                    }
                 },
                 waited = child.wait(), if status.is_none() => {
                     status = Some(waited.unwrap_or_else(|_| ExitStatus::from_raw(0)));
@@ -157,7 +162,7 @@ impl LocalExecutor {
                 },
                 _ = drain => break None,
                 _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
-                _ = stop.stopped(), if status.is_none() => break Some(Stop::Shutdown),
+                reason = stop.stopped(), if status.is_none() => break Some(Stop::Requested(reason)),
                 _ = disk_check.tick(), if status.is_none() => {
                     if disk_usage(&[dirs.home.clone(), dirs.tmp.clone()]).await > limits.max_workdir_bytes {
                         break Some(Stop::DiskFull);
@@ -168,16 +173,19 @@ impl LocalExecutor {
         group.kill();
         if let Some(stop) = stop {
             let _ = child.wait().await;
-            drain_remaining(&mut reader, &mut log, &mut chunk).await;
+            drain_remaining(&mut reader, &mut log, &mut full, &mut chunk).await;
             let (reason, note) = match stop {
                 Stop::Timeout => (
                     FailureReason::Timeout,
                     format!("command timed out after {} and was killed", humantime::format_duration(limits.timeout)),
                 ),
-                Stop::Shutdown => (
+                Stop::Requested(StopReason::Shutdown) => (
                     FailureReason::ServerShutdown,
                     "the server shut down before the command finished; it was killed".to_string(),
                 ),
+                Stop::Requested(StopReason::Cancel(by)) => {
+                    (FailureReason::Canceled(by.clone()), format!("canceled by {by}; the command was killed"))
+                }
                 Stop::DiskFull => (
                     FailureReason::WorkingDirectoryLimit,
                     format!(
@@ -201,7 +209,7 @@ impl LocalExecutor {
 enum Stop {
     Timeout,
     DiskFull,
-    Shutdown,
+    Requested(StopReason),
 }
 
 #[async_trait]
@@ -328,13 +336,14 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
-async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CappedLog, chunk: &mut [u8]) {
+async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CappedLog, full: &mut OutputFile, chunk: &mut [u8]) {
     let _ = tokio::time::timeout(DRAIN_GRACE, async {
         while let Ok(n) = reader.read(chunk).await {
             if n == 0 {
                 break;
             }
             log.push(&chunk[..n]);
+            full.push(&chunk[..n]).await;
         }
     })
     .await;

@@ -26,21 +26,37 @@ pub struct Job {
     pub kubeconfig: Option<Vec<u8>>,
     /// The limits this run gets: the server's, tightened by the cluster's.
     pub limits: ExecLimits,
+    /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
+    pub output: Option<std::path::PathBuf>,
 }
 
-/// Tells a running command to stop now (the server is shutting down and its grace has passed).
+/// Why a running command is being stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The server is shutting down and the grace period is over.
+    Shutdown,
+    /// Someone canceled it (their app id).
+    Cancel(String),
+}
+
+/// Tells a running command to stop now, and why.
 #[derive(Clone)]
-pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+pub struct StopSignal(tokio::sync::watch::Receiver<Option<StopReason>>);
 
 impl StopSignal {
-    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Self {
+    pub fn new(receiver: tokio::sync::watch::Receiver<Option<StopReason>>) -> Self {
         StopSignal(receiver)
     }
 
     /// Resolves when stopping is asked for; never, if the sender is gone without asking.
-    pub async fn stopped(&mut self) {
-        if self.0.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
+    pub async fn stopped(&mut self) -> StopReason {
+        let reason = match self.0.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
         }
     }
 }

@@ -46,6 +46,44 @@ impl CappedLog {
     }
 }
 
+/// The full output on disk as it is produced, for live logs: survives a server crash, and a
+/// reconnecting reader continues from any offset. Write errors only disable it (logged once).
+pub struct OutputFile {
+    file: Option<tokio::fs::File>,
+    left: u64,
+}
+
+impl OutputFile {
+    pub async fn create(path: Option<&std::path::Path>, cap: u64) -> Self {
+        let file = match path {
+            Some(path) => match tokio::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).await {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "live output disabled for this command");
+                    None
+                }
+            },
+            None => None,
+        };
+        OutputFile { file, left: cap }
+    }
+
+    pub async fn push(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let Some(file) = &mut self.file else { return };
+        let take = bytes.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if take == 0 {
+            return;
+        }
+        if let Err(e) = file.write_all(&bytes[..take]).await {
+            tracing::warn!(error = %e, "writing live output failed; it stops here");
+            self.file = None;
+            return;
+        }
+        self.left -= take as u64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::handlers::{authorization, clusters, commands, groups, meta};
+use super::handlers::{authorization, clusters, commands, groups, history, meta};
 use super::permissions;
 use super::request::RequestContext;
 use crate::arm::ApiError;
@@ -101,6 +101,18 @@ async fn dispatch(
         Route::CommandResult(cluster, id) => match *method {
             M::GET => commands::result(app, ctx, &cluster, &id).await,
             _ => not_allowed("GET"),
+        },
+        Route::CommandHistory(cluster) => match *method {
+            M::GET => history::list(app, ctx, &cluster).await,
+            _ => not_allowed("GET"),
+        },
+        Route::CommandLogs(cluster, id) => match *method {
+            M::GET => history::logs(app, ctx, &cluster, &id).await,
+            _ => not_allowed("GET"),
+        },
+        Route::CancelCommand(cluster, id) => match *method {
+            M::POST => history::cancel(app, ctx, who(), &cluster, &id).await,
+            _ => not_allowed("POST"),
         },
         Route::RoleAssignments(scope) => match *method {
             M::GET => authorization::list_assignments(app, ctx, &scope).await,

@@ -100,9 +100,11 @@ impl Application {
             .await
             .context("preparing the local executor")?;
         let isolation = executor.isolation();
+        let outputs_dir = config.data_dir.join("outputs");
+        create_private_dir(&outputs_dir)?;
         ops::record_isolation(isolation);
         let (dispatcher, background) =
-            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec).await?;
+            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec, outputs_dir).await?;
 
         let (tls, ca_file) =
             match &config.tls {

@@ -53,7 +53,10 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
             };
             on(cluster_scope(c), format!("{MC}/{name}"))
         }
-        Route::CommandResult(c, _) => on(cluster_scope(c), format!("{MC}/commandResults/read")),
+        Route::CommandResult(c, _) | Route::CommandLogs(c, _) | Route::CommandHistory(c) => {
+            on(cluster_scope(c), format!("{MC}/commandResults/read"))
+        }
+        Route::CancelCommand(c, _) => on(cluster_scope(c), format!("{MC}/runcommand/action")),
         Route::RoleAssignments(scope) => on(scope.clone(), "Microsoft.Authorization/roleAssignments/read"),
         Route::RoleAssignment(scope, _) => {
             on(scope.clone(), format!("Microsoft.Authorization/roleAssignments/{}", verb(method)))

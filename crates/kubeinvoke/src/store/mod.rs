@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
-use crate::command::{CommandRecord, Outcome};
+use crate::command::{CommandRecord, CommandState, CommandSummary, Outcome};
 
 pub use sqlite::SqliteStore;
 
@@ -159,9 +159,27 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
     async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
+    /// Cancels a command that no worker has claimed yet (`Accepted → Canceled`). Returns the
+    /// state it was in, or `None` when it does not exist (for this cluster).
+    async fn cancel_queued(
+        &self,
+        cluster_uid: &str,
+        id: &str,
+        by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<CommandState>>;
+    /// A cluster's commands, newest first, older than `before` (a `seq`), at most `limit`.
+    async fn list_commands(
+        &self,
+        cluster_uid: &str,
+        before: Option<i64>,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<CommandSummary>>;
     /// Ends every `Running` command `Failed`/`Interrupted`: run at startup, when no worker owns any.
     async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64>;
-    /// Deletes finished commands whose retention ended.
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+    /// Deletes finished commands whose retention ended; returns their ids.
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>>;
     async fn count_accepted(&self) -> StoreResult<usize>;
 }

@@ -656,12 +656,85 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>> {
         self.call(move |conn| {
-            let n = conn
-                .execute("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
+            let mut stmt = conn
+                .prepare("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING id")
                 .map_err(backend)?;
-            Ok(n as u64)
+            let rows = stmt.query_map(params![now], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn cancel_queued(
+        &self,
+        cluster_uid: &str,
+        id: &str,
+        by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<CommandState>> {
+        debug_assert!(CommandState::Accepted.can_become(CommandState::Canceled));
+        let (cluster_uid, id) = (cluster_uid.to_string(), id.to_string());
+        let reason = FailureReason::Canceled(by.to_string()).as_reason();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let state: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM commands WHERE id = ?1 AND cluster_uid = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![id, cluster_uid, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(state) = state.as_deref().and_then(CommandState::parse) else {
+                return Ok(None);
+            };
+            if state == CommandState::Accepted {
+                tx.execute(
+                    "UPDATE commands SET state = 'Canceled', finished_at = ?2, reason = ?3, logs = '', expires_at = ?4,
+                            context = NULL, cluster_token = NULL
+                     WHERE id = ?1 AND state = 'Accepted'",
+                    params![id, now, reason, expires_at],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Some(state))
+        })
+        .await
+    }
+
+    async fn list_commands(
+        &self,
+        cluster_uid: &str,
+        before: Option<i64>,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<CommandSummary>> {
+        let cluster_uid = cluster_uid.to_string();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL, reason, seq, command, submitted_by
+                     FROM commands WHERE cluster_uid = ?1 AND seq < ?2 AND (expires_at IS NULL OR expires_at > ?3)
+                     ORDER BY seq DESC LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![cluster_uid, before.unwrap_or(i64::MAX), now, limit as i64], |r| {
+                    let (record, state) = command_from_row(r)?;
+                    Ok((record, state, r.get::<_, i64>(8)?, r.get::<_, String>(9)?, r.get::<_, String>(10)?))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (mut record, state, seq, command, submitted_by) = row.map_err(backend)?;
+                record.state = CommandState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {state:?}")))?;
+                Ok(CommandSummary { seq, record, command, submitted_by })
+            })
+            .collect()
         })
         .await
     }

@@ -8,6 +8,7 @@ mod contexts;
 mod contract;
 mod durability;
 mod examples;
+mod extensions;
 mod identity;
 mod limits;
 mod ops;

@@ -5,6 +5,7 @@ pub mod clusters;
 pub mod commands;
 pub mod graph;
 pub mod groups;
+pub mod history;
 pub mod meta;
 pub mod oauth;
 
