@@ -67,7 +67,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
     if state.identity.builtin_issuer() {
         router = router
             .route("/{tenant}/v2.0/.well-known/openid-configuration", get(oauth::tenant_discovery))

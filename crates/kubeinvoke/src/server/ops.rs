@@ -31,6 +31,25 @@ pub fn record_isolation(isolation: Isolation) {
     }
 }
 
+/// Azure's official subset with kubeinvoke's extensions merged in, built once.
+pub async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        let mut official: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi/run-command-subset.json")).expect("bundled spec is JSON");
+        let extensions: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi/extensions.json")).expect("bundled extensions are JSON");
+        for section in ["paths", "definitions"] {
+            if let (Some(target), Some(extra)) = (official[section].as_object_mut(), extensions[section].as_object()) {
+                target.extend(extra.clone());
+            }
+        }
+        official["x-kubeinvoke-extensions"] = extensions["x-note"].clone();
+        official
+    });
+    (StatusCode::OK, axum::Json(document.clone())).into_response()
+}
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }

@@ -202,3 +202,112 @@ async fn unreachable_servers_and_bad_cas_are_one_clear_line() {
     let help = text(&Command::new(env!("CARGO_BIN_EXE_kubeinvoke")).arg("--help").output().unwrap().stdout);
     assert!(help.contains("Exit codes") && help.contains("125"), "{help}");
 }
+
+#[tokio::test]
+async fn invoke_streams_output_live_and_logs_cancel_history_work() {
+    use std::io::Read;
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    // Live: the first line reaches our stdout while the command still runs.
+    let mut child = cli
+        .command()
+        .args(["invoke", "-g", "rg", "-n", "c1", "--command", "echo early; sleep 3; echo late"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let started = std::time::Instant::now();
+    let mut first = [0u8; 6];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"early\n");
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500), "output arrived only at the end");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "late\n");
+    assert!(child.wait().unwrap().success());
+
+    // logs, cancel and history from the CLI.
+    let out = cli.run(&[
+        "invoke",
+        "-g",
+        "rg",
+        "-n",
+        "c1",
+        "--command",
+        "echo streaming; sleep 60",
+        "--no-wait",
+        "-o",
+        "json",
+    ]);
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(text(&cli.run(&["logs", "-g", "rg", "-n", "c1", "-i", &id]).stdout), "streaming\n");
+    assert!(cli.run(&["cancel", "-g", "rg", "-n", "c1", "-i", &id]).status.success());
+    let followed = cli.run(&["logs", "-g", "rg", "-n", "c1", "-i", &id, "-f", "--offset", "3"]);
+    assert_eq!(text(&followed.stdout), "eaming\n", "follow ends when the command ends");
+    let out = cli.run(&["result", "-g", "rg", "-n", "c1", "-i", &id]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("Canceled"), "{}", text(&out.stderr));
+    assert_eq!(cli.run(&["cancel", "-g", "rg", "-n", "c1", "-i", &id]).status.code(), Some(5), "409 is a refusal");
+    let history = text(&cli.run(&["history", "-g", "rg", "-n", "c1", "--top", "2"]).stdout);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].starts_with(&id) && lines[0].contains("Canceled") && lines[0].ends_with("echo streaming; sleep 60"),
+        "{history}"
+    );
+    assert!(lines[1].contains("Succeeded\t0"), "{history}");
+}
+
+#[tokio::test]
+async fn ctrl_c_without_a_terminal_leaves_the_command_running() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    let child = cli
+        .command()
+        .args(["invoke", "-g", "rg", "-n", "c1", "--command", "sleep 5; echo survived"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = text(&out.stderr);
+    let id = stderr.split("command ").nth(1).and_then(|r| r.split_whitespace().next()).expect(&stderr).to_string();
+    assert!(stderr.contains("kubeinvoke cancel"), "{stderr}");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let out = cli.run(&["result", "-g", "rg", "-n", "c1", "-i", &id]);
+    assert_eq!(text(&out.stdout), "survived\n", "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn the_server_describes_its_api_including_the_extensions() {
+    let s = Server::start(&[]).await;
+    let spec = reply(s.client.get(format!("{}/openapi.json", s.base))).await.json();
+    assert_eq!(spec["swagger"], "2.0");
+    let paths = spec["paths"].as_object().unwrap();
+    let mc = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}";
+    for path in [
+        "/runCommand",
+        "/commandResults/{commandId}",
+        "/commandResults",
+        "/commandResults/{commandId}/logs",
+        "/commandResults/{commandId}/cancel",
+    ] {
+        assert!(paths.contains_key(&format!("{mc}{path}")), "{path} missing");
+    }
+    assert_eq!(spec["paths"][format!("{mc}/runCommand")]["post"]["operationId"], "ManagedClusters_RunCommand");
+    assert!(
+        spec["definitions"]["CommandHistoryEntry"].is_object() && spec["definitions"]["RunCommandResult"].is_object()
+    );
+}
