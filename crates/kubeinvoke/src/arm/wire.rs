@@ -87,18 +87,12 @@ pub struct CommandHistoryEntry {
     pub properties: CommandHistoryProperties,
 }
 
+/// The result's properties (without logs) plus what ran, who ran it and when.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandHistoryProperties {
-    pub provisioning_state: CommandState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub result: CommandResultProperties,
     pub command: String,
     pub submitted_by: String,
     pub submitted_at: String,
@@ -106,18 +100,15 @@ pub struct CommandHistoryProperties {
 
 impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
     fn from(c: &crate::command::CommandSummary) -> Self {
-        let r = &c.record;
+        let RunCommandResult { id, mut properties } = RunCommandResult::from(&c.record);
+        properties.logs = None;
         CommandHistoryEntry {
-            id: r.id.clone(),
+            id,
             properties: CommandHistoryProperties {
-                provisioning_state: r.state,
-                exit_code: r.exit_code,
-                started_at: r.started_at.map(rfc3339),
-                finished_at: r.finished_at.map(rfc3339),
-                reason: r.reason.clone(),
+                result: properties,
                 command: c.command.clone(),
                 submitted_by: c.submitted_by.clone(),
-                submitted_at: rfc3339(r.submitted_at),
+                submitted_at: rfc3339(c.record.submitted_at),
             },
         }
     }
