@@ -35,13 +35,15 @@ async fn commands_cannot_read_the_servers_files() {
         ("database by find", "find / -name 'kubeinvoke.db*' 2>/dev/null | grep -q ."),
         ("tls key", &format!("cat {d}/tls/server.key > /dev/null 2>&1")),
         ("ca key", &format!("cat {d}/tls/ca.key > /dev/null 2>&1")),
+        ("token-signing key", &format!("cat {d}/signing-key.pem > /dev/null 2>&1")),
+        ("bootstrap credentials", &format!("cat {d}/bootstrap-admin.json > /dev/null 2>&1")),
         ("data dir listing", &format!("ls {d} > /dev/null 2>&1")),
         ("root home", "ls /root > /dev/null 2>&1"),
         ("shadow", "grep -q root /etc/shadow 2>/dev/null"),
         ("server process", &format!("test -e /proc/{}", s.pid())),
     ]);
     let logs = logs_of(&s.run(&command).await);
-    assert_all_blocked(&logs, 8);
+    assert_all_blocked(&logs, 10);
 }
 
 #[tokio::test]
@@ -185,11 +187,12 @@ async fn without_bubblewrap_landlock_still_protects_the_server() {
     let command = attempts(&[
         ("database", &format!("cat {}/kubeinvoke.db > /dev/null 2>&1", d.display())),
         ("tls key", &format!("cat {}/tls/server.key > /dev/null 2>&1", d.display())),
+        ("token-signing key", &format!("cat {}/signing-key.pem > /dev/null 2>&1", d.display())),
         ("write /tmp", "touch /tmp/kubeinvoke-escape-test 2>/dev/null"),
         ("write /usr", "touch /usr/evil 2>/dev/null"),
     ]) + "; touch ./mine \"$TMPDIR/mine\" && echo 'own dirs: writable'";
     let logs = logs_of(&s.run(&command).await);
-    assert_all_blocked(&logs, 4);
+    assert_all_blocked(&logs, 5);
     assert!(logs.contains("own dirs: writable"), "{logs}");
 
     let refused = Server::start_refused(&["--require-sandbox"], &env);
