@@ -2,6 +2,7 @@
 //! to stop. Tests bind port 0 through the same path the binary takes.
 
 mod arm;
+mod console;
 mod handlers;
 mod headers;
 mod instance;
@@ -68,7 +69,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/openapi.json", get(ops::openapi))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
+        .route("/console/console.js", get(console::script))
+        .route("/console/style.css", get(console::style));
     if state.identity.builtin_issuer() {
         router = router
             .route("/{tenant}/v2.0/.well-known/openid-configuration", get(oauth::tenant_discovery))

@@ -132,6 +132,7 @@ async fn token(app: &AppState, request: Request, authority: Authority) -> Respon
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The 'grant_type' parameter is missing.");
         }
     }
+    let used_basic = basic_credentials(&parts.headers).is_some();
     let (client_id, secret) = match (field("client_id"), field("client_secret"), basic_credentials(&parts.headers)) {
         (Some(id), Some(secret), _) => (id.to_string(), secret.to_string()),
         (_, _, Some(pair)) => pair,
@@ -170,7 +171,11 @@ async fn token(app: &AppState, request: Request, authority: Authority) -> Respon
                 "invalid_client",
                 "AADSTS7000215: Invalid client secret provided, or the client does not exist.",
             );
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
+            // RFC 6749 §5.2: a challenge only for clients that authenticated with the header (a
+            // challenge on a browser's fetch would open a password dialog).
+            if used_basic {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
+            }
             response
         }
         Err(IssueError::Internal(e)) => {

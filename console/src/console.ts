@@ -1,0 +1,386 @@
+// The kubeinvoke web console: sign in with a service principal, pick a cluster, run a command
+// with attached files, watch its output live, cancel it, and browse the cluster's history.
+// Tokens and secrets live only in this module's memory (never in storage).
+
+export {};
+
+const API = "2024-09-01";
+const RESOURCES_API = "2022-09-01";
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let token = "";
+let history: string[] = [];
+let historyIndex = -1;
+let attached: File[] = [];
+let current: { resultPath: string; abort: AbortController } | null = null;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+
+class ApiError extends Error {
+  constructor(public status: number, public code: string, message: string) {
+    super(message);
+  }
+}
+
+/** Words a person understands for what went wrong. */
+function explain(e: unknown): string {
+  if (e instanceof ApiError) {
+    switch (e.status) {
+      case 401: return `Your sign-in is not valid (any more): ${e.message} Sign in again.`;
+      case 403: return `You are signed in, but your role does not allow this. ${e.message}`;
+      case 404: return `Not found: ${e.message}`;
+      case 409: return `That cannot be done now: ${e.message}`;
+      case 429: return `The server is busy running other commands. Try again in a few seconds. (${e.message})`;
+      default: return e.status >= 500 ? `The server failed (${e.code}): ${e.message}` : `The request was refused (${e.code}): ${e.message}`;
+    }
+  }
+  return `Cannot reach the server: ${e instanceof Error ? e.message : String(e)}`;
+}
+
+function showError(e: unknown | null): void {
+  const box = $("error");
+  box.hidden = e === null;
+  box.textContent = e === null ? "" : explain(e);
+}
+
+async function call(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; json: Json }> {
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    throw new ApiError(response.status, json?.error?.code ?? String(response.status), json?.error?.message ?? text);
+  }
+  return { status: response.status, headers: response.headers, json };
+}
+
+const withVersion = (path: string, version = API) => `${path}${path.includes("?") ? "&" : "?"}api-version=${version}`;
+
+function clusterPath(): string {
+  const sub = ($("subscription") as HTMLSelectElement).value;
+  const group = ($("group") as HTMLSelectElement).value;
+  const cluster = ($("cluster") as HTMLSelectElement).value;
+  return `/subscriptions/${sub}/resourceGroups/${encodeURIComponent(group)}/providers/Microsoft.ContainerService/managedClusters/${encodeURIComponent(cluster)}`;
+}
+
+function fill(select: HTMLSelectElement, values: string[]): void {
+  select.replaceChildren(...values.map((v) => new Option(v, v)));
+}
+
+async function signIn(event: Event): Promise<void> {
+  event.preventDefault();
+  const tenant = ($("tenant") as HTMLInputElement).value.trim();
+  const form = new URLSearchParams({
+    grant_type: "client_credentials",
+    client_id: ($("app-id") as HTMLInputElement).value.trim(),
+    client_secret: ($("secret") as HTMLInputElement).value,
+    scope: "https://management.azure.com/.default",
+  });
+  try {
+    const response = await fetch(`/${encodeURIComponent(tenant)}/oauth2/v2.0/token`, { method: "POST", body: form });
+    const json = await response.json();
+    if (!response.ok) throw new ApiError(response.status, json.error, json.error_description);
+    token = json.access_token;
+    ($("secret") as HTMLInputElement).value = "";
+    $("who").textContent = `Signed in as ${($("app-id") as HTMLInputElement).value.trim()}`;
+    $("signin").hidden = true;
+    $("workspace").hidden = false;
+    showError(null);
+    await loadSubscriptions();
+  } catch (e) {
+    const box = $("error");
+    box.hidden = false;
+    box.textContent = e instanceof ApiError ? `Sign-in failed: ${e.message}` : explain(e);
+    $("signin").after(box);
+  }
+}
+
+async function loadSubscriptions(): Promise<void> {
+  const { json } = await call("GET", withVersion("/subscriptions", RESOURCES_API));
+  fill($("subscription"), json.value.map((s: Json) => s.subscriptionId));
+  await loadGroups();
+}
+
+async function loadGroups(): Promise<void> {
+  try {
+    const sub = ($("subscription") as HTMLSelectElement).value;
+    const { json } = await call("GET", withVersion(`/subscriptions/${sub}/resourcegroups`, RESOURCES_API));
+    fill($("group"), json.value.map((g: Json) => g.name));
+    await loadClusters();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function loadClusters(): Promise<void> {
+  try {
+    const sub = ($("subscription") as HTMLSelectElement).value;
+    const group = ($("group") as HTMLSelectElement).value;
+    if (!group) return fill($("cluster"), []);
+    const { json } = await call("GET", withVersion(`/subscriptions/${sub}/resourceGroups/${encodeURIComponent(group)}/providers/Microsoft.ContainerService/managedClusters`));
+    fill($("cluster"), json.value.map((c: Json) => c.name));
+    await loadHistory();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---- the context zip, built here: stored entries, as az builds it ----
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+async function zip(files: File[]): Promise<Uint8Array> {
+  const encoder = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  for (const file of files) {
+    const name = encoder.encode(file.name);
+    const data = new Uint8Array(await file.arrayBuffer());
+    const crc = crc32(data);
+    const local = new DataView(new ArrayBuffer(30));
+    local.setUint32(0, 0x04034b50, true);
+    local.setUint16(4, 20, true);
+    local.setUint16(8, 0, true);
+    local.setUint32(14, crc, true);
+    local.setUint32(18, data.length, true);
+    local.setUint32(22, data.length, true);
+    local.setUint16(26, name.length, true);
+    parts.push(new Uint8Array(local.buffer), name, data);
+    const entry = new DataView(new ArrayBuffer(46));
+    entry.setUint32(0, 0x02014b50, true);
+    entry.setUint16(4, 20, true);
+    entry.setUint16(6, 20, true);
+    entry.setUint32(16, crc, true);
+    entry.setUint32(20, data.length, true);
+    entry.setUint32(24, data.length, true);
+    entry.setUint16(28, name.length, true);
+    entry.setUint32(42, offset, true);
+    central.push(new Uint8Array(entry.buffer), name);
+    offset += 30 + name.length + data.length;
+  }
+  const centralSize = central.reduce((n, p) => n + p.length, 0);
+  const end = new DataView(new ArrayBuffer(22));
+  end.setUint32(0, 0x06054b50, true);
+  end.setUint16(8, files.length, true);
+  end.setUint16(10, files.length, true);
+  end.setUint32(12, centralSize, true);
+  end.setUint32(16, offset, true);
+  const all = [...parts, ...central, new Uint8Array(end.buffer)];
+  const out = new Uint8Array(all.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of all) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+function showFiles(): void {
+  $("files").replaceChildren(...attached.map((f) => Object.assign(document.createElement("li"), { textContent: `${f.name} (${f.size} bytes)` })));
+}
+
+// ---- output with ANSI colours ----
+
+let ansiClasses: string[] = [];
+
+function appendOutput(text: string): void {
+  const panel = $("output");
+  const parts = text.split(/\x1b\[([0-9;]*)m/);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      for (const code of (part || "0").split(";").map(Number)) {
+        if (code === 0) ansiClasses = [];
+        else if (code === 1) ansiClasses.push("ansi-bold");
+        else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) ansiClasses = ansiClasses.filter((c) => !c.startsWith("fg-")).concat(`fg-${code}`);
+      }
+      return;
+    }
+    if (!part) return;
+    const span = document.createElement("span");
+    span.className = ansiClasses.join(" ");
+    span.textContent = part;
+    panel.append(span);
+  });
+  panel.scrollTop = panel.scrollHeight;
+}
+
+function showStatus(result: Json): void {
+  const p = result?.properties ?? {};
+  $("state").textContent = p.provisioningState ?? "–";
+  $("exit-code").textContent = p.exitCode === undefined ? "–" : String(p.exitCode);
+  $("started").textContent = p.startedAt ? new Date(p.startedAt).toLocaleString() : "–";
+  $("finished").textContent = p.finishedAt ? new Date(p.finishedAt).toLocaleString() : "–";
+  const duration = p.startedAt && p.finishedAt ? (Date.parse(p.finishedAt) - Date.parse(p.startedAt)) / 1000 : null;
+  $("duration").textContent = duration === null ? "–" : `${duration.toFixed(1)} s`;
+  if (p.reason) $("state").textContent += ` (${p.reason})`;
+}
+
+async function streamOutput(resultPath: string, signal: AbortSignal): Promise<void> {
+  const response = await fetch(withVersion(`${resultPath}/logs`) + "&follow=true", { headers: { Authorization: `Bearer ${token}` }, signal });
+  if (!response.ok || !response.body) return;
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    appendOutput(decoder.decode(value, { stream: true }));
+  }
+}
+
+async function watch(resultPath: string): Promise<void> {
+  const abort = new AbortController();
+  current = { resultPath, abort };
+  ($("cancel") as HTMLButtonElement).disabled = false;
+  const streaming = streamOutput(resultPath, abort.signal).catch(() => undefined);
+  try {
+    for (;;) {
+      const { status, json } = await call("GET", withVersion(resultPath));
+      showStatus(json);
+      if (status === 200) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await Promise.race([streaming, new Promise((r) => setTimeout(r, 3000))]);
+  } catch (e) {
+    showError(e);
+  } finally {
+    abort.abort();
+    current = null;
+    ($("cancel") as HTMLButtonElement).disabled = true;
+    await loadHistory();
+  }
+}
+
+async function run(event: Event): Promise<void> {
+  event.preventDefault();
+  const input = $("command") as HTMLInputElement;
+  const command = input.value.trim();
+  if (!command) return;
+  history = [command, ...history.filter((h) => h !== command)];
+  historyIndex = -1;
+  showError(null);
+  $("output").replaceChildren();
+  ansiClasses = [];
+  showStatus(null);
+  try {
+    const context = attached.length ? base64(await zip(attached)) : "";
+    const { headers } = await call("POST", withVersion(`${clusterPath()}/runCommand`), { command, context });
+    const resultUrl = new URL(headers.get("Location") ?? "", window.location.href);
+    $("state").textContent = "Accepted";
+    await watch(resultUrl.pathname);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function cancel(): Promise<void> {
+  if (!current) return;
+  try {
+    await call("POST", withVersion(`${current.resultPath}/cancel`));
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function loadHistory(): Promise<void> {
+  const body = ($("history") as HTMLTableElement).tBodies[0];
+  if (!($("cluster") as HTMLSelectElement).value) return body.replaceChildren();
+  try {
+    const { json } = await call("GET", withVersion(`${clusterPath()}/commandResults`) + "&$top=20");
+    body.replaceChildren(
+      ...json.value.map((entry: Json) => {
+        const p = entry.properties;
+        const row = document.createElement("tr");
+        row.tabIndex = 0;
+        row.dataset.id = entry.id;
+        const cells = [new Date(p.submittedAt).toLocaleString(), p.command, p.provisioningState, p.exitCode ?? "–", p.submittedBy];
+        row.replaceChildren(...cells.map((text, i) => Object.assign(document.createElement("td"), { textContent: String(text), className: i === 1 ? "command" : "" })));
+        const open = () => openResult(entry.id);
+        row.addEventListener("click", open);
+        row.addEventListener("keydown", (e) => e.key === "Enter" && open());
+        return row;
+      }),
+    );
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function openResult(id: string): Promise<void> {
+  const resultPath = `${clusterPath()}/commandResults/${id}`;
+  showError(null);
+  $("output").replaceChildren();
+  ansiClasses = [];
+  try {
+    const { json } = await call("GET", withVersion(resultPath));
+    showStatus(json);
+    const response = await fetch(withVersion(`${resultPath}/logs`), { headers: { Authorization: `Bearer ${token}` } });
+    appendOutput(response.ok ? await response.text() : json.properties.logs ?? "");
+  } catch (e) {
+    showError(e);
+  }
+}
+
+function recall(event: KeyboardEvent): void {
+  if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+  event.preventDefault();
+  historyIndex = Math.max(-1, Math.min(history.length - 1, historyIndex + (event.key === "ArrowUp" ? 1 : -1)));
+  ($("command") as HTMLInputElement).value = historyIndex >= 0 ? history[historyIndex] : "";
+}
+
+function start(): void {
+  const tenant = document.querySelector<HTMLMetaElement>('meta[name="kubeinvoke-tenant"]')?.content ?? "";
+  ($("tenant") as HTMLInputElement).value = tenant;
+  $("signin-form").addEventListener("submit", signIn);
+  $("subscription").addEventListener("change", loadGroups);
+  $("group").addEventListener("change", loadClusters);
+  $("cluster").addEventListener("change", loadHistory);
+  $("run-form").addEventListener("submit", run);
+  $("cancel").addEventListener("click", cancel);
+  $("refresh").addEventListener("click", loadHistory);
+  $("command").addEventListener("keydown", recall);
+  const input = $("file-input") as HTMLInputElement;
+  input.addEventListener("change", () => {
+    attached = [...attached, ...Array.from(input.files ?? [])];
+    showFiles();
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    attached = [...attached, ...Array.from(e.dataTransfer?.files ?? [])];
+    showFiles();
+  });
+  drop.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && input.click());
+}
+
+start();

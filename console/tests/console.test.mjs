@@ -1,0 +1,133 @@
+// End-to-end tests of the web console: a real kubeinvoke server, driven in headless Chromium
+// (Debian's /usr/bin/chromium through playwright-core). Screenshots go to console/test-output/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const binary = process.env.KUBEINVOKE_BIN ?? join(here, "../../target/debug/kubeinvoke");
+const shots = join(here, "../test-output");
+mkdirSync(shots, { recursive: true });
+
+let server, base, root, admin, reader, browser;
+
+function cli(...args) {
+  return execFileSync(binary, args, {
+    env: { ...process.env, HOME: root, KUBEINVOKE_URL: base, KUBEINVOKE_CA: join(root, "data/tls/ca.pem") },
+    encoding: "utf8",
+  });
+}
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), "kubeinvoke-console-"));
+  server = spawn(binary, ["serve", "--data-dir", join(root, "data"), "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] });
+  base = await new Promise((resolve, reject) => {
+    let seen = "";
+    server.stdout.on("data", (chunk) => {
+      seen += chunk;
+      const match = seen.match(/listening on\s+(\S+)/);
+      if (match) resolve(match[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
+  });
+  admin = JSON.parse(readFileSync(join(root, "data/bootstrap-admin.json"), "utf8"));
+  cli("login", "--app-id", admin.appId, "--password", admin.password, "--tenant", admin.tenant);
+  cli("group", "create", "-n", "console-rg", "-l", "westeurope");
+  const kubeconfig = join(root, "kubeconfig");
+  writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: 'https://203.0.113.5:6443'}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n");
+  cli("cluster", "create", "-g", "console-rg", "-n", "web", "--kubeconfig", kubeconfig);
+  const subscription = JSON.parse(cli("group", "list", "-o", "json")).value[0].id.split("/")[2];
+  reader = JSON.parse(execFileSync(binary, ["sp", "create", "--name", "console-reader", "--role", "Reader", "--scope", `/subscriptions/${subscription}`, "--data-dir", join(root, "data")], { encoding: "utf8" }));
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGKILL");
+});
+
+async function signedIn(who) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${base}/console`);
+  assert.equal(await page.inputValue("#tenant"), admin.tenant, "the tenant is filled in");
+  await page.fill("#app-id", who.appId);
+  await page.fill("#secret", who.password);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#workspace:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#cluster").value === "web");
+  return page;
+}
+
+test("sign in, attach a file, and see the output before the command ends", async () => {
+  const page = await signedIn(admin);
+  await page.screenshot({ path: join(shots, "1-signed-in.png"), fullPage: true });
+  await page.fill("#command", "cat note.txt; sleep 3; echo done");
+  await page.setInputFiles("#file-input", { name: "note.txt", mimeType: "text/plain", buffer: Buffer.from("hello from file\n") });
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#output").textContent.includes("hello from file"), null, { timeout: 20000 });
+  const stateWhileStreaming = await page.textContent("#state");
+  assert.match(stateWhileStreaming, /Running|Accepted/, "the output arrived while the command still ran");
+  await page.screenshot({ path: join(shots, "2-live-output.png"), fullPage: true });
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 20000 });
+  assert.equal(await page.textContent("#exit-code"), "0");
+  assert.match(await page.textContent("#output"), /hello from file\s+done/);
+  // ↑ recalls the command.
+  await page.fill("#command", "");
+  await page.press("#command", "ArrowUp");
+  assert.equal(await page.inputValue("#command"), "cat note.txt; sleep 3; echo done");
+  await page.screenshot({ path: join(shots, "3-finished.png"), fullPage: true });
+});
+
+test("cancel a running command", async () => {
+  const page = await signedIn(admin);
+  await page.fill("#command", "echo started; sleep 60");
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Running"), null, { timeout: 20000 });
+  await page.click("#cancel");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Canceled"), null, { timeout: 20000 });
+  assert.match(await page.textContent("#state"), new RegExp(`Canceled by ${admin.appId}`));
+  await page.screenshot({ path: join(shots, "4-canceled.png"), fullPage: true });
+});
+
+test("open an earlier result from the history", async () => {
+  const page = await signedIn(admin);
+  await page.waitForSelector("#history tbody tr");
+  const row = page.locator("#history tbody tr", { hasText: "cat note.txt" }).first();
+  await row.click();
+  await page.waitForFunction(() => document.querySelector("#output").textContent.includes("hello from file"), null, { timeout: 10000 });
+  assert.match(await page.textContent("#state"), /Succeeded/);
+  await page.screenshot({ path: join(shots, "5-history.png"), fullPage: true });
+});
+
+test("a Reader is told in words that the role does not allow running commands", async () => {
+  const page = await signedIn(reader);
+  await page.fill("#command", "echo should not run");
+  await page.click("#run");
+  await page.waitForSelector("#error:not([hidden])");
+  const message = await page.textContent("#error");
+  assert.match(message, /your role does not allow this/);
+  assert.match(message, /runcommand\/action/);
+  await page.screenshot({ path: join(shots, "6-reader-refused.png"), fullPage: true });
+});
+
+test("a wrong secret is refused at sign-in", async () => {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(`${base}/console`);
+  await page.fill("#app-id", admin.appId);
+  await page.fill("#secret", "wrong");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#error:not([hidden])");
+  assert.match(await page.textContent("#error"), /Sign-in failed/);
+  assert.equal(await page.isHidden("#workspace"), true);
+  await page.screenshot({ path: join(shots, "0-signin-refused.png"), fullPage: true });
+});
