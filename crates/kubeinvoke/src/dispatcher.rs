@@ -125,10 +125,6 @@ impl Dispatcher {
         Ok(QueueSlot { dispatcher: self, committed: false })
     }
 
-    pub fn retention(&self) -> Duration {
-        self.config.retention
-    }
-
     /// Graceful stop: claim nothing more, let running commands finish within `grace`, then stop
     /// the rest (they end `Failed`/`ServerShutdown`) and wait until their results are stored.
     /// Commands still `Accepted` stay queued for the next start.

@@ -132,8 +132,9 @@ async fn token(app: &AppState, request: Request, authority: Authority) -> Respon
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The 'grant_type' parameter is missing.");
         }
     }
-    let used_basic = basic_credentials(&parts.headers).is_some();
-    let (client_id, secret) = match (field("client_id"), field("client_secret"), basic_credentials(&parts.headers)) {
+    let basic = basic_credentials(&parts.headers);
+    let used_basic = basic.is_some();
+    let (client_id, secret) = match (field("client_id"), field("client_secret"), basic) {
         (Some(id), Some(secret), _) => (id.to_string(), secret.to_string()),
         (_, _, Some(pair)) => pair,
         _ => {
