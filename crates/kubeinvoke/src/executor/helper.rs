@@ -91,6 +91,14 @@ fn prepare_and_exec(args: SandboxExecArgs) -> Result<i32, String> {
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         // std drops supplementary groups and sets the gid before the uid.
         command.uid(uid).gid(gid);
+        // Changing credentials clears the parent-death signal: set it again, after the switch.
+        // SAFETY: runs between the credential change and exec in this single-threaded process;
+        // prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(std::io::Error::from)
+            });
+        }
     }
     let error = command.exec();
     Err(format!("executing {program}: {error}"))

@@ -57,6 +57,12 @@ impl LocalExecutor {
         let is_root = rustix::process::geteuid().is_root();
         let runs_dir = runs_dir_for(data_dir, is_root)?;
         let uids = is_root.then(|| UidPool::new(policy.first_uid, max_running.max(1)));
+        if is_root {
+            // Whatever a crashed predecessor's commands left running under our uids ends now.
+            for uid in policy.first_uid..policy.first_uid + max_running.max(1) as u32 {
+                kill_uid(uid);
+            }
+        }
         let probe_uid = is_root.then_some(policy.first_uid);
         let sandbox = Sandbox::detect(policy, data_dir, &runs_dir.join("probe"), probe_uid).await?;
         if !is_root {

@@ -59,3 +59,22 @@ async fn results_expire_after_the_retention() {
     let rows: i64 = db.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);
 }
+
+#[tokio::test]
+async fn no_command_process_outlives_a_crashed_server() {
+    for sandbox in ["bubblewrap", "landlock"] {
+        let mut s = Server::start(&["--sandbox", sandbox]).await;
+        s.create_cluster("rg", "c1", json!({})).await;
+        let location = s.submit("rg", "c1", json!({"command": "sleep 300; echo never"})).await;
+        s.wait_for_state(&location, "Running").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!s.command_processes().is_empty(), "{sandbox}: the command should be running");
+        s.kill9();
+        let s = s.restart().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !s.command_processes().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{sandbox}: survived: {}", s.command_processes());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -73,14 +73,14 @@ impl Server {
     /// Starts a server whose certificate chains to `ca` (default: the CA it generates).
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new()).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), None).await
     }
 
     /// Starts a server with extra environment variables (for example a PATH without bwrap).
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env, None).await
     }
 
     /// Runs `serve` expecting it to refuse to start; returns what it printed.
@@ -138,8 +138,14 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
-    async fn launch(root: TempDir, args: Vec<String>, ca: Option<PathBuf>, env: Vec<(String, String)>) -> Server {
-        let first_uid = unique_uid_range();
+    async fn launch(
+        root: TempDir,
+        args: Vec<String>,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
+        first_uid: Option<u32>,
+    ) -> Server {
+        let first_uid = first_uid.unwrap_or_else(unique_uid_range);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(root.path().join("server.log")).unwrap();
@@ -239,7 +245,8 @@ impl Server {
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
         let env = std::mem::take(&mut self.env);
-        Self::launch(root, args, self.ca.take(), env).await
+        // The same uids, as a restarted service has: it must clean up after its predecessor.
+        Self::launch(root, args, self.ca.take(), env, Some(self.first_uid)).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
