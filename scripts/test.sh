@@ -1,33 +1,28 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the tests need, then runs
-# the Rust tests (unit + contract, against real server processes) and the Azure SDK tests.
+# The whole test suite, from a fresh machine: installs what the tests need, then runs the Rust
+# tests (unit + contract, against real server processes), the Azure SDK and az CLI tests, and the
+# web console's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
-# bubblewrap isolates commands; the security tests require it (Debian package).
-if ! need bwrap; then
+# Installs a Debian package when the file it provides is missing (as root), else explains.
+debian_package() { # PACKAGE FILE WHY
+  [ -x "$2" ] && return 0
   if [ "$(id -u)" = 0 ] && need apt-get; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
-    echo "error: bubblewrap (bwrap) is required; install it (Debian: apt-get install bubblewrap)" >&2
+    echo "error: $1 is required ($3); install it: apt-get install $1" >&2
     exit 1
   fi
-fi
+}
+
+debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
+debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
 if ! need kubectl; then
   echo "error: kubectl is required by the contract tests (kubeconfig wiring) and was not found" >&2
   exit 1
-fi
-
-# Chromium for the web console's end-to-end tests (Debian package; no browser download).
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && need apt-get; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "error: chromium is required for the console tests (Debian: apt-get install chromium)" >&2
-    exit 1
-  fi
 fi
 if ! need npm; then
   echo "error: Node.js and npm are required (the console is TypeScript, built by cargo's build script)" >&2
