@@ -256,15 +256,28 @@ async function watch(resultPath: string): Promise<void> {
   const abort = new AbortController();
   current = { resultPath, abort };
   ($("cancel") as HTMLButtonElement).disabled = false;
-  const streaming = streamOutput(resultPath, abort.signal).catch(() => undefined);
+  const streamed = streamOutput(resultPath, abort.signal).then(() => true, () => false);
   try {
+    let final: Json;
     for (;;) {
       const { status, json } = await call("GET", withVersion(resultPath));
+      if (status === 200) {
+        final = json;
+        break;
+      }
       showStatus(json);
-      if (status === 200) break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    await Promise.race([streaming, new Promise((r) => setTimeout(r, 3000))]);
+    // The stream closes once the command has ended; the final state shows when the output is whole.
+    const complete = await Promise.race([streamed, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    if (!complete) {
+      abort.abort();
+      $("output").replaceChildren();
+      ansiClasses = [];
+      const response = await fetch(withVersion(`${resultPath}/logs`), { headers: { Authorization: `Bearer ${token}` } });
+      appendOutput(response.ok ? await response.text() : final.properties.logs ?? "");
+    }
+    showStatus(final);
   } catch (e) {
     showError(e);
   } finally {

@@ -87,6 +87,24 @@ test("sign in, attach a file, and see the output before the command ends", async
   await page.screenshot({ path: join(shots, "3-finished.png"), fullPage: true });
 });
 
+test("files dropped on the page are attached", async () => {
+  const page = await signedIn(admin);
+  await page.evaluate(() => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(["dropped content\n"], "dropped.txt", { type: "text/plain" }));
+    const target = document.querySelector("#drop");
+    target.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    target.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  });
+  assert.match(await page.textContent("#files"), /dropped\.txt/);
+  // Keyboard only: type the command and press Enter.
+  await page.focus("#command");
+  await page.keyboard.type("cat dropped.txt");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 20000 });
+  assert.equal(await page.textContent("#output"), "dropped content\n");
+});
+
 test("cancel a running command", async () => {
   const page = await signedIn(admin);
   await page.fill("#command", "echo started; sleep 60");

@@ -311,3 +311,41 @@ async fn the_server_describes_its_api_including_the_extensions() {
         spec["definitions"]["CommandHistoryEntry"].is_object() && spec["definitions"]["RunCommandResult"].is_object()
     );
 }
+
+#[tokio::test]
+async fn with_no_configuration_the_cli_finds_a_local_server_on_the_defaults() {
+    // A server on the default address whose data directory is where the CLI looks by default.
+    let xdg = tempfile::tempdir().unwrap();
+    let data_dir = xdg.path().join("kubeinvoke");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+        .args(["serve", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect("127.0.0.1:8443").is_err() || !data_dir.join("bootstrap-admin.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "the default server did not start (is 127.0.0.1:8443 taken?)");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", xdg.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("KUBEINVOKE_URL")
+            .env_remove("KUBEINVOKE_CA")
+            .env_remove("KUBEINVOKE_SUBSCRIPTION")
+            .output()
+            .unwrap()
+    };
+    let created = run(&["group", "create", "-n", "found-it"]);
+    let listed = run(&["group", "list"]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(text(&listed.stdout).contains("found-it"), "{}", text(&listed.stderr));
+}
