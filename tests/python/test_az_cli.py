@@ -113,6 +113,10 @@ def test_role_assignments_through_az(server, az, cluster):
     mine = [a for a in listed if a["principalId"] == object_id]
     assert mine and mine[0]["roleDefinitionName"] == "Reader", listed
     assert mine[0]["principalName"] == principal["appId"], mine
+    # The bootstrap Owner, assigned at "/", is named too when listed under the subscription.
+    everything = json.loads(az.run("role", "assignment", "list", "--all", "-o", "json").stdout)
+    owners = [a for a in everything if a["scope"] == "/"]
+    assert owners and owners[0]["roleDefinitionName"] == "Owner", owners
 
 
 def test_aad_cluster_commands_act_as_the_caller(server, az, cluster):

@@ -300,13 +300,22 @@ pub struct RoleAssignmentProperties {
 
 impl RoleAssignment {
     pub fn new(record: &crate::store::RoleAssignmentRecord) -> Self {
+        Self::seen_from(record, &record.scope)
+    }
+
+    /// As listed from `viewer` (a scope): ARM writes role definition ids under the subscription
+    /// the caller asked about, so an assignment made at `/` still matches that subscription's
+    /// role definitions (az relies on it to fill `roleDefinitionName`).
+    pub fn seen_from(record: &crate::store::RoleAssignmentRecord, viewer: &str) -> Self {
+        let definition_scope =
+            if role_definition_id(viewer, "").starts_with("/subscriptions/") { viewer } else { &record.scope };
         let scope_prefix = if record.scope == "/" { "" } else { record.scope.as_str() };
         RoleAssignment {
             id: format!("{scope_prefix}/providers/Microsoft.Authorization/roleAssignments/{}", record.name),
             name: record.name.clone(),
             kind: "Microsoft.Authorization/roleAssignments",
             properties: RoleAssignmentProperties {
-                role_definition_id: role_definition_id(&record.scope, &record.role_definition_id),
+                role_definition_id: role_definition_id(definition_scope, &record.role_definition_id),
                 principal_id: record.principal_id.clone(),
                 principal_type: record.principal_type.clone(),
                 scope: record.scope.clone(),

@@ -115,7 +115,7 @@ pub async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str)
         .iter()
         .filter(|a| rbac::scope_covers(&a.scope, scope) || (!at_scope_only && rbac::scope_covers(scope, &a.scope)))
         .filter(|a| principal.as_ref().is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p)))
-        .map(RoleAssignment::new)
+        .map(|a| RoleAssignment::seen_from(a, scope))
         .collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
