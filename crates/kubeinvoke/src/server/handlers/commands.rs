@@ -9,7 +9,7 @@ use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
-use crate::command::new_command_id;
+use crate::command::{CommandRecord, new_command_id};
 use crate::context;
 use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
@@ -103,12 +103,7 @@ pub async fn result(
     cluster_ref: &ClusterRef,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let cluster = clusters::load(app, cluster_ref).await?;
-    let record = app
-        .store
-        .get_command(&cluster.uid, id, now_millis())
-        .await?
-        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
+    let (cluster, record) = load(app, cluster_ref, id).await?;
     let body = RunCommandResult::from(&record);
     if record.state.is_terminal() {
         return Ok(json(StatusCode::OK, &body));
@@ -116,6 +111,22 @@ pub async fn result(
     let mut response = json(StatusCode::ACCEPTED, &body);
     add_polling_headers(app, ctx, &mut response, &result_path(&cluster, id));
     Ok(response)
+}
+
+/// A command of a cluster that has not expired: 404 for a missing group, cluster or command.
+/// Commands are looked up through their cluster, so one cluster's path never shows another's.
+pub async fn load(
+    app: &AppState,
+    cluster_ref: &ClusterRef,
+    id: &str,
+) -> Result<(ClusterRecord, CommandRecord), ApiError> {
+    let cluster = clusters::load(app, cluster_ref).await?;
+    let record = app
+        .store
+        .get_command(&cluster.uid, id, now_millis())
+        .await?
+        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
+    Ok((cluster, record))
 }
 
 fn result_path(cluster: &ClusterRecord, id: &str) -> String {

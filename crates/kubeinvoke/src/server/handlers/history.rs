@@ -83,11 +83,7 @@ pub async fn logs(
     cluster_ref: &ClusterRef,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let cluster = clusters::load(app, cluster_ref).await?;
-    app.store
-        .get_command(&cluster.uid, id, now_millis())
-        .await?
-        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
+    let (cluster, _) = super::commands::load(app, cluster_ref, id).await?;
     let offset = match ctx.query("offset") {
         None => 0,
         Some(raw) => raw
@@ -103,6 +99,7 @@ pub async fn logs(
         offset,
         follow,
         done: false,
+        file: None,
     };
     let body = Body::from_stream(stream::unfold(follower, |mut f| async move {
         let chunk = f.next_chunk().await?;
@@ -124,6 +121,8 @@ struct Follower {
     offset: u64,
     follow: bool,
     done: bool,
+    /// Opened (and positioned at `offset`) once the file exists; reads then continue from there.
+    file: Option<tokio::fs::File>,
 }
 
 impl Follower {
@@ -147,11 +146,15 @@ impl Follower {
         }
     }
 
-    async fn read(&self) -> Vec<u8> {
-        let Ok(mut file) = tokio::fs::File::open(&self.path).await else { return Vec::new() };
-        if file.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
-            return Vec::new();
+    async fn read(&mut self) -> Vec<u8> {
+        if self.file.is_none() {
+            let Ok(mut file) = tokio::fs::File::open(&self.path).await else { return Vec::new() };
+            if file.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
+                return Vec::new();
+            }
+            self.file = Some(file);
         }
+        let Some(file) = &mut self.file else { return Vec::new() };
         let mut buffer = vec![0u8; 64 * 1024];
         match file.read(&mut buffer).await {
             Ok(n) => {
