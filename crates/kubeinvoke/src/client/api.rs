@@ -48,6 +48,10 @@ impl Api {
         )
     }
 
+    pub fn command_path(&self, group: &str, name: &str, id: &str) -> String {
+        format!("{}/commandResults/{id}", self.cluster_path(group, name))
+    }
+
     pub fn with_version(path: &str, version: &str) -> String {
         let separator = if path.contains('?') { '&' } else { '?' };
         format!("{path}{separator}api-version={version}")

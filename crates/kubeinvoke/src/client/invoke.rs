@@ -39,14 +39,27 @@ pub struct InvokeArgs {
     pub connection: Connection,
 }
 
+/// Which command: `-g GROUP -n CLUSTER -i ID`.
 #[derive(Debug, Args)]
-pub struct ResultArgs {
+pub struct CommandRef {
     #[arg(short = 'g', long = "resource-group")]
     pub group: String,
     #[arg(short = 'n', long = "name")]
     pub name: String,
     #[arg(short = 'i', long = "command-id")]
     pub id: String,
+}
+
+impl CommandRef {
+    fn path(&self, api: &Api) -> String {
+        api.command_path(&self.group, &self.name, &self.id)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub target: CommandRef,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     #[command(flatten)]
@@ -71,7 +84,7 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         }
         return Ok(0);
     }
-    let result_path = format!("{}/commandResults/{id}", api.cluster_path(&args.group, &args.name));
+    let result_path = api.command_path(&args.group, &args.name, &id);
     let live = args.output == Output::Text;
     let streamed = async {
         if !live {
@@ -127,12 +140,8 @@ async fn interrupted(api: &Api, result_path: &str, id: &str, args: &InvokeArgs) 
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    #[arg(short = 'g', long = "resource-group")]
-    pub group: String,
-    #[arg(short = 'n', long = "name")]
-    pub name: String,
-    #[arg(short = 'i', long = "command-id")]
-    pub id: String,
+    #[command(flatten)]
+    pub target: CommandRef,
     /// Keep streaming until the command ends.
     #[arg(short = 'f', long)]
     pub follow: bool,
@@ -145,12 +154,8 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct CancelArgs {
-    #[arg(short = 'g', long = "resource-group")]
-    pub group: String,
-    #[arg(short = 'n', long = "name")]
-    pub name: String,
-    #[arg(short = 'i', long = "command-id")]
-    pub id: String,
+    #[command(flatten)]
+    pub target: CommandRef,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -173,7 +178,7 @@ pub struct HistoryArgs {
 /// `kubeinvoke logs`: the full output so far (or live with `-f`).
 pub async fn logs(args: LogsArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
-    let base = format!("{}/commandResults/{}/logs", api.cluster_path(&args.group, &args.name), args.id);
+    let base = format!("{}/logs", args.target.path(&api));
     let mut path = Api::with_version(&base, API_VERSION) + &format!("&offset={}", args.offset);
     if args.follow {
         path.push_str("&follow=true");
@@ -185,9 +190,9 @@ pub async fn logs(args: LogsArgs) -> Result<u8, ClientError> {
 /// `kubeinvoke cancel`.
 pub async fn cancel(args: CancelArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
-    let path = format!("{}/commandResults/{}/cancel", api.cluster_path(&args.group, &args.name), args.id);
+    let path = format!("{}/cancel", args.target.path(&api));
     api.call(Method::POST, &Api::with_version(&path, API_VERSION), None).await?;
-    println!("cancel requested for {}", args.id);
+    println!("cancel requested for {}", args.target.id);
     Ok(0)
 }
 
@@ -226,10 +231,7 @@ pub async fn history(args: HistoryArgs) -> Result<u8, ClientError> {
 
 pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
-    let path = Api::with_version(
-        &format!("{}/commandResults/{}", api.cluster_path(&args.group, &args.name), args.id),
-        API_VERSION,
-    );
+    let path = Api::with_version(&args.target.path(&api), API_VERSION);
     let answer = api.call(Method::GET, &path, None).await?;
     if answer.status.as_u16() == 202 {
         match args.output {
@@ -239,7 +241,7 @@ pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
                 let started = p["startedAt"].as_str().map(|s| format!(", started at {s}")).unwrap_or_default();
                 println!(
                     "command {} is {}{started}",
-                    args.id,
+                    args.target.id,
                     p["provisioningState"].as_str().unwrap_or("in progress")
                 );
             }
