@@ -222,9 +222,6 @@ pub struct CloudAuthentication {
     pub identity_provider: &'static str,
 }
 
-/// The audiences ARM tokens may carry.
-pub const ARM_AUDIENCES: [&str; 2] = ["https://management.core.windows.net/", "https://management.azure.com/"];
-
 impl CloudMetadata {
     pub fn new(base_url: &str, graph_resource: String) -> Self {
         CloudMetadata {
@@ -233,7 +230,8 @@ impl CloudMetadata {
             microsoft_graph_resource_id: graph_resource,
             authentication: CloudAuthentication {
                 login_endpoint: base_url.to_string(),
-                audiences: ARM_AUDIENCES.to_vec(),
+                // The canonical spellings (with the trailing slash) of what tokens may carry.
+                audiences: crate::identity::tokens::ARM_AUDIENCES.into_iter().filter(|a| a.ends_with('/')).collect(),
                 tenant: "common",
                 identity_provider: "AAD",
             },
