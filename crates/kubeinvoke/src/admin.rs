@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use crate::config::StoreLocation;
 use crate::config::default_data_dir;
 use crate::identity::{Credentials, principals, rbac};
-use crate::store::{RoleAssignmentRecord, SqliteStore, Store};
+use crate::store::{RoleAssignmentRecord, Store};
 use crate::time::{now_millis, rfc3339};
 
 #[derive(Debug, Args)]
@@ -19,6 +20,9 @@ pub struct SpArgs {
     /// The server's data directory.
     #[arg(long, env = "KUBEINVOKE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// The server's store: `sqlite` (in the data dir) or the replicas' PostgreSQL URL.
+    #[arg(long, env = "KUBEINVOKE_STORE", default_value = "sqlite", global = true, hide_env_values = true)]
+    pub store: crate::config::StoreLocation,
     #[command(subcommand)]
     pub command: SpCommand,
 }
@@ -61,19 +65,34 @@ struct ListedRole {
     scope: String,
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<(Arc<dyn Store>, String)> {
-    let instance: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data_dir.join("instance.json")).with_context(|| {
-            format!("{} is not a kubeinvoke data directory (start the server once)", data_dir.display())
-        })?)?;
+/// The store and the tenant its tokens name: replicas keep the tenant in the shared store.
+async fn open(data_dir: &Path, location: &StoreLocation) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    let instance: serde_json::Value = match location {
+        StoreLocation::Sqlite => {
+            serde_json::from_slice(&std::fs::read(data_dir.join("instance.json")).with_context(|| {
+                format!("{} is not a kubeinvoke data directory (start the server once)", data_dir.display())
+            })?)?
+        }
+        StoreLocation::Postgres(_) => {
+            let store = crate::store::open(location, data_dir).await?;
+            let stored = store
+                .get_setting("instance")
+                .await?
+                .with_context(|| format!("no kubeinvoke server has started on {location} yet (start one first)"))?;
+            let tenant = serde_json::from_slice::<serde_json::Value>(&stored)?["tenantId"]
+                .as_str()
+                .context("the stored instance ids have no tenantId")?
+                .to_string();
+            return Ok((store, tenant));
+        }
+    };
     let tenant = instance["tenantId"].as_str().context("instance.json has no tenantId")?.to_string();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?);
-    Ok((store, tenant))
+    Ok((crate::store::open(location, data_dir).await?, tenant))
 }
 
 pub async fn sp(args: SpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    let (store, tenant) = open(&data_dir)?;
+    let (store, tenant) = open(&data_dir, &args.store).await?;
     match args.command {
         SpCommand::Create { name, role, scope } => {
             let role = role

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS};
-use crate::config::{ServerConfig, TlsMode, default_data_dir};
+use crate::config::{ServerConfig, StoreLocation, TlsMode, default_data_dir};
 use crate::executor::helper::SandboxExecArgs;
 use crate::executor::sandbox::SandboxMode;
 
@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// Where the database, certificates and working directories live.
     #[arg(long, env = "KUBEINVOKE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where state lives: `sqlite` (in the data dir) or `postgres://user:password@host/db`, which
+    /// several replicas may share. Prefer the variable for a URL with a password in it.
+    #[arg(long, env = "KUBEINVOKE_STORE", default_value = "sqlite", hide_env_values = true)]
+    pub store: StoreLocation,
+    /// How long a replica's claim on a running command holds without renewal; after that another
+    /// replica ends the command `Failed`/`WorkerLost`.
+    #[arg(long, env = "KUBEINVOKE_LEASE", default_value = "20s", value_parser = parse_lease)]
+    pub lease: Duration,
     /// Extra DNS names or IPs for the generated certificate (repeatable).
     #[arg(long = "hostname", env = "KUBEINVOKE_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
@@ -226,8 +234,18 @@ impl ServeArgs {
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;
+        config.dispatch.lease = self.lease;
+        config.store = self.store;
         config
     }
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err("a lease shorter than 1s would expire between renewals".into());
+    }
+    Ok(lease)
 }
 
 #[cfg(test)]

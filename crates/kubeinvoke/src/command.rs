@@ -56,6 +56,8 @@ pub enum FailureReason {
     WorkingDirectoryLimit,
     /// The server shut down and the command did not finish within the grace period.
     ServerShutdown,
+    /// The replica running it stopped renewing its lease (it died or lost the database).
+    WorkerLost,
     /// Someone canceled it (their app id); the command ends `Canceled`, not `Failed`.
     Canceled(String),
     /// The command could not be started (working directory, spawn, context extraction).
@@ -69,6 +71,7 @@ impl FailureReason {
             Self::Interrupted => "Interrupted".into(),
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::ServerShutdown => "ServerShutdown".into(),
+            Self::WorkerLost => "WorkerLost".into(),
             Self::Canceled(by) => format!("Canceled by {by}"),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
         }

@@ -19,9 +19,49 @@ pub enum TlsMode {
     PlainHttp,
 }
 
+/// The database behind the store.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `kubeinvoke.db` in the data directory: one process.
+    Sqlite,
+    /// A PostgreSQL URL: any number of replicas.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("sqlite") {
+            Ok(StoreLocation::Sqlite)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(text.to_string()))
+        } else {
+            Err("expected `sqlite` or a postgres://user:password@host:port/database URL".into())
+        }
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// Never shows a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite => f.write_str("sqlite"),
+            StoreLocation::Postgres(url) => f.write_str(&crate::store::redact_url(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    pub store: StoreLocation,
     pub data_dir: PathBuf,
     pub tls: TlsMode,
     pub api_versions: ApiVersionPolicy,
@@ -46,6 +86,7 @@ impl ServerConfig {
     pub fn embedded(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            store: StoreLocation::Sqlite,
             data_dir,
             tls: TlsMode::SelfSigned { hostnames: Vec::new() },
             api_versions: ApiVersionPolicy::Lenient,
@@ -62,6 +103,7 @@ impl ServerConfig {
                 max_running: 4,
                 queue_capacity: 256,
                 retention: Duration::from_secs(7 * 24 * 3600),
+                lease: Duration::from_secs(20),
             },
         }
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::command::Outcome;
 use crate::executor::{ExecLimits, Executor, Job, LimitOverrides, StopReason, StopSignal};
-use crate::store::{ClaimedCommand, Store, StoreResult};
+use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
 use crate::time::now_millis;
 
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,8 @@ pub struct DispatcherConfig {
     pub queue_capacity: usize,
     /// How long finished results stay readable.
     pub retention: Duration,
+    /// How long a claim holds without renewal; a replica silent for longer has lost its commands.
+    pub lease: Duration,
 }
 
 /// The queue is full; retry later.
@@ -38,9 +40,11 @@ pub struct Dispatcher {
     executor: Arc<dyn Executor>,
     config: DispatcherConfig,
     limits: ExecLimits,
+    /// This replica's id: the owner written on the commands it claims.
+    owner: String,
     queued: AtomicUsize,
     running: AtomicUsize,
-    wake: Notify,
+    wake: Arc<Notify>,
     /// Signalled whenever a run ends (shutdown waits on it).
     run_ended: Notify,
     /// True once shutdown began: claim nothing more.
@@ -77,17 +81,18 @@ impl Drop for QueueSlot<'_> {
 impl Dispatcher {
     /// Recovers from a previous run and starts the workers and the retention janitor.
     ///
-    /// Commands left `Running` by a previous process end `Failed`/`Interrupted` (never re-run);
-    /// commands left `Accepted` were never started and run now.
+    /// Commands this replica (`owner`) left `Running` in a previous life end `Failed`/`Interrupted`
+    /// (never re-run); commands left `Accepted` were never started and run now.
     pub async fn start(
         store: Arc<dyn Store>,
         executor: Arc<dyn Executor>,
         config: DispatcherConfig,
         limits: ExecLimits,
         outputs_dir: std::path::PathBuf,
+        owner: String,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let now = now_millis();
-        let interrupted = store.interrupt_running(now, expiry(now, config.retention)).await?;
+        let interrupted = store.interrupt_running(&owner, now, expiry(now, config.retention)).await?;
         if interrupted > 0 {
             tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
         }
@@ -102,15 +107,21 @@ impl Dispatcher {
             executor,
             config,
             limits,
+            owner,
             queued: AtomicUsize::new(pending),
             running: AtomicUsize::new(0),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             run_ended: Notify::new(),
             draining: watch::channel(false).0,
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
             outputs_dir,
         });
-        let tasks = vec![tokio::spawn(dispatcher.clone().claim_loop()), tokio::spawn(dispatcher.clone().janitor())];
+        dispatcher.store.notify_new_work(dispatcher.wake.clone());
+        let tasks = vec![
+            tokio::spawn(dispatcher.clone().claim_loop()),
+            tokio::spawn(dispatcher.clone().janitor()),
+            tokio::spawn(dispatcher.clone().lease_keeper()),
+        ];
         Ok((dispatcher, tasks))
     }
 
@@ -194,11 +205,24 @@ impl Dispatcher {
             if *draining.borrow() {
                 return;
             }
-            match self.store.claim_next(now_millis()).await {
+            let now = now_millis();
+            let lease = Lease { owner: self.owner.clone(), now, until: expiry(now, self.config.lease) };
+            let claim = self.store.claim_next(&lease).await;
+            if claim.is_ok() && self.store.is_shared() {
+                // Other replicas submit and claim too: the database has the true queue length.
+                if let Ok(queued) = self.store.count_accepted().await {
+                    self.queued.store(queued, Ordering::Release);
+                    metrics::gauge!("kubeinvoke_queue_depth").set(queued as f64);
+                }
+            }
+            match claim {
                 Ok(Some(claimed)) => {
-                    let queued =
-                        self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
-                    metrics::gauge!("kubeinvoke_queue_depth").set(queued.unwrap_or(1).saturating_sub(1) as f64);
+                    if !self.store.is_shared() {
+                        let queued = self
+                            .queued
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+                        metrics::gauge!("kubeinvoke_queue_depth").set(queued.unwrap_or(1).saturating_sub(1) as f64);
+                    }
                     let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
                     metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
                     let this = self.clone();
@@ -271,7 +295,11 @@ impl Dispatcher {
                     return;
                 }
                 Ok(false) => {
-                    tracing::info!(command_id = %id, principal, "command finished after its cluster was deleted; result dropped");
+                    tracing::warn!(
+                        command_id = %id,
+                        principal,
+                        "result dropped: the command was no longer running here (its cluster was deleted, or its lease ran out and it ended WorkerLost)"
+                    );
                     return;
                 }
                 Err(e) => {
@@ -279,6 +307,35 @@ impl Dispatcher {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
+            }
+        }
+    }
+
+    /// Renews the leases of the commands running here (carrying out cancels asked of them at
+    /// other replicas) and ends `WorkerLost` the commands of replicas that stopped renewing.
+    async fn lease_keeper(self: Arc<Self>) {
+        let period = (self.config.lease / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(period).await;
+            let now = now_millis();
+            match self.store.renew_leases(&self.owner, expiry(now, self.config.lease)).await {
+                Ok(requests) => {
+                    for request in requests {
+                        if self.cancel(&request.id, &request.by) {
+                            tracing::info!(command_id = %request.id, by = %request.by, "cancel asked at another replica");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing command leases failed"),
+            }
+            match self.store.end_lost(now, expiry(now, self.config.retention)).await {
+                Ok(lost) => {
+                    for id in &lost {
+                        tracing::warn!(command_id = %id, "command ended Failed/WorkerLost: its replica stopped renewing the lease");
+                    }
+                    metrics::counter!("kubeinvoke_commands_total", "state" => "Failed").increment(lost.len() as u64);
+                }
+                Err(e) => tracing::warn!(error = %e, "looking for lost commands failed"),
             }
         }
     }

@@ -67,6 +67,8 @@ pub enum ApiError {
     /// A refusal specific to one resource provider (Microsoft.Authorization's codes, for example).
     #[error("{message}")]
     Refused { status: StatusCode, code: &'static str, message: String },
+    #[error("The service's database is unavailable. Retry after {retry_after} seconds.")]
+    StoreUnavailable { retry_after: u64 },
     #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
     Internal(#[source] anyhow::Error),
 }
@@ -96,6 +98,7 @@ impl ApiError {
             AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
             Refused { status, .. } => *status,
             AlreadyFinished { .. } => StatusCode::CONFLICT,
+            StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +129,7 @@ impl ApiError {
             AuthorizationFailed { .. } => "AuthorizationFailed",
             Refused { code, .. } => code,
             AlreadyFinished { .. } => "CommandAlreadyFinished",
+            StoreUnavailable { .. } => "ServiceUnavailable",
             Internal(_) => "InternalServerError",
         }
     }
@@ -158,7 +162,7 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::QueueFull { retry_after, .. } => {
+            ApiError::QueueFull { retry_after, .. } | ApiError::StoreUnavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::MethodNotAllowed { allowed, .. } => {

@@ -38,6 +38,24 @@ impl SigningKey {
         Self::from_private(&private)
     }
 
+    /// The key every replica sharing `store` signs with: the first replica to start generates it.
+    pub async fn shared(store: &dyn crate::store::Store) -> anyhow::Result<Self> {
+        const SETTING: &str = "signing-key";
+        let pem = match store.get_setting(SETTING).await? {
+            Some(pem) => pem,
+            None => {
+                let key = tokio::task::spawn_blocking(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048))
+                    .await?
+                    .context("generating the signing key")?;
+                let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding the signing key")?;
+                // Another replica may have stored its key meanwhile: whichever came first wins.
+                store.init_setting(SETTING, pem.as_bytes().to_vec()).await?
+            }
+        };
+        let pem = String::from_utf8(pem).context("the stored signing key is not PEM")?;
+        Self::from_private(&RsaPrivateKey::from_pkcs8_pem(&pem).context("reading the stored signing key")?)
+    }
+
     fn from_private(private: &RsaPrivateKey) -> anyhow::Result<Self> {
         let public = RsaPublicKey::from(private);
         let der = public.to_public_key_der().context("encoding the public key")?;

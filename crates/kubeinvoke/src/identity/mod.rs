@@ -67,13 +67,19 @@ pub const BOOTSTRAP_ADMIN: &str = "kubeinvoke-admin";
 pub const BOOTSTRAP_FILE: &str = "bootstrap-admin.json";
 
 impl Identity {
-    pub fn new(
+    /// The signing key is a 0600 file in the data directory, or, when replicas share the store,
+    /// kept in the store so a token issued by one replica validates at every other.
+    pub async fn new(
         config: &IdentityConfig,
         data_dir: &Path,
         tenant_id: String,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let key = SigningKey::load_or_create(&data_dir.join("signing-key.pem"))?;
+        let key = if store.is_shared() {
+            SigningKey::shared(store.as_ref()).await?
+        } else {
+            SigningKey::load_or_create(&data_dir.join("signing-key.pem"))?
+        };
         let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
         if let Some(ca) = &config.trusted_issuer_ca {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
@@ -91,10 +97,13 @@ impl Identity {
     }
 
     /// On the very first start, creates the admin principal (Owner at `/`) and writes its
-    /// credentials to a 0600 file. Returns that file's path while it exists.
-    pub async fn bootstrap(&self, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    /// credentials to a 0600 file. Returns that file's path while it exists. Of replicas sharing
+    /// a store, only the first (`replica`) to start does this, in its own data directory.
+    pub async fn bootstrap(&self, data_dir: &Path, replica: &str) -> anyhow::Result<Option<PathBuf>> {
         let path = data_dir.join(BOOTSTRAP_FILE);
-        if self.store.list_principals().await?.is_empty() {
+        let elected = !self.store.is_shared()
+            || self.store.init_setting("bootstrap-replica", replica.as_bytes().to_vec()).await? == replica.as_bytes();
+        if elected && self.store.list_principals().await?.is_empty() {
             let created = principals::new_principal(BOOTSTRAP_ADMIN);
             let credentials = Credentials {
                 app_id: created.record.app_id.clone(),

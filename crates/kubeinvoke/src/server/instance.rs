@@ -40,6 +40,42 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Replicas sharing a store report the ids of the first replica that started, so tokens and
+    /// resource ids agree whichever replica answers. Ids given by flags still win.
+    pub async fn agree(self, config: &ServerConfig, store: &dyn crate::store::Store) -> anyhow::Result<Self> {
+        if !store.is_shared() {
+            return Ok(self);
+        }
+        let stored = store.init_setting("instance", serde_json::to_vec(&self)?).await?;
+        let shared: Instance = serde_json::from_slice(&stored).context("the stored instance ids are corrupt")?;
+        Ok(Instance {
+            subscription_id: if config.subscription_id.is_some() {
+                self.subscription_id
+            } else {
+                shared.subscription_id
+            },
+            tenant_id: if config.tenant_id.is_some() { self.tenant_id } else { shared.tenant_id },
+        })
+    }
+}
+
+/// This process's id among replicas, kept in the data directory so a restarted replica knows
+/// which running commands were its own.
+pub fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn canonical_uuid(flag: &str, value: Option<String>) -> anyhow::Result<Option<String>> {
     value
         .map(|v| {

@@ -29,7 +29,7 @@ use crate::dispatcher::Dispatcher;
 use crate::executor::{Executor, Isolation, LocalExecutor};
 use crate::files::create_private_dir;
 use crate::identity::Identity;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 pub use instance::Instance;
 
@@ -97,11 +97,13 @@ impl Application {
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
         create_private_dir(&config.data_dir)?;
         let metrics = ops::install_metrics();
-        let instance = Instance::load_or_create(&config)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("kubeinvoke.db"))?);
-        let identity =
-            Arc::new(Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone())?);
-        let bootstrap_file = identity.bootstrap(&config.data_dir).await?;
+        let replica = instance::replica_id(&config.data_dir)?;
+        let store = crate::store::open(&config.store, &config.data_dir).await?;
+        let instance = Instance::load_or_create(&config)?.agree(&config, store.as_ref()).await?;
+        let identity = Arc::new(
+            Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone()).await?,
+        );
+        let bootstrap_file = identity.bootstrap(&config.data_dir, &replica).await?;
         let executor = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
             .await
             .context("preparing the local executor")?;
@@ -110,7 +112,8 @@ impl Application {
         create_private_dir(&outputs_dir)?;
         ops::record_isolation(isolation);
         let (dispatcher, background) =
-            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec, outputs_dir).await?;
+            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec, outputs_dir, replica)
+                .await?;
 
         let (tls, ca_file) =
             match &config.tls {
@@ -180,6 +183,7 @@ impl Application {
             None => lines.push("  certificate    the one given by --tls-cert".into()),
         }
         lines.push(format!("  data dir       {}", config.data_dir.display()));
+        lines.push(format!("  store          {}", config.store));
         lines.push(format!("  isolation      {}", self.state.isolation.as_str()));
         if let Some(file) = &self.bootstrap_file {
             lines.push(format!("  admin login    {}  (appId/password/tenant of the bootstrap Owner)", file.display()));

@@ -62,7 +62,7 @@ struct Readiness {
 }
 
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    let store_ok = app.store.count_accepted().await.is_ok();
+    let store_ok = app.store.ping().await.is_ok();
     let body = Readiness {
         status: if store_ok { "ready" } else { "unavailable" },
         store: if store_ok { "ok" } else { "unreachable" },

@@ -4,6 +4,7 @@
 //! database is behind it. Command state changes happen only here, through the guarded
 //! transitions of [`crate::command::CommandState`].
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,12 +14,29 @@ use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
 use crate::command::{CommandRecord, CommandState, CommandSummary, Outcome};
 
+pub use postgres::{PostgresStore, redact as redact_url};
 pub use sqlite::SqliteStore;
+
+/// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations.
+pub async fn open(
+    location: &crate::config::StoreLocation,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(match location {
+        crate::config::StoreLocation::Sqlite => {
+            std::sync::Arc::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?)
+        }
+        crate::config::StoreLocation::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("resource group not found")]
     GroupNotFound,
+    /// The database cannot be reached right now (restarting, network): worth retrying.
+    #[error("store unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     #[error("store backend failed: {0:#}")]
     Backend(#[from] anyhow::Error),
 }
@@ -90,6 +108,23 @@ pub struct ClaimedCommand {
     pub submitted_by: String,
 }
 
+/// Who is claiming work and for how long: a replica owns a `Running` command only while its
+/// lease is renewed.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The replica's id (stable across its restarts).
+    pub owner: String,
+    pub now: i64,
+    pub until: i64,
+}
+
+/// A cancel asked of a command that runs on another replica, picked up by its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub id: String,
+    pub by: String,
+}
+
 /// A service principal; the secret itself is never stored.
 #[derive(Debug, Clone)]
 pub struct PrincipalRecord {
@@ -154,8 +189,15 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
     /// A command of this cluster that has not expired at `now`.
     async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>>;
-    /// Atomically moves the oldest `Accepted` command to `Running` and hands it over.
-    async fn claim_next(&self, now: i64) -> StoreResult<Option<ClaimedCommand>>;
+    /// Atomically moves the oldest `Accepted` command to `Running` under `lease` and hands it
+    /// over; no two claims ever get the same command.
+    async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>>;
+    /// Extends the lease of every command `owner` runs; returns cancels asked of them elsewhere.
+    async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>>;
+    /// Ends `Failed`/`WorkerLost` every `Running` command whose lease ran out; returns their ids.
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>>;
+    /// Asks the owner of a running command to cancel it; false when it is not running.
+    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool>;
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
     async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
@@ -177,9 +219,22 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: i64,
     ) -> StoreResult<Vec<CommandSummary>>;
-    /// Ends every `Running` command `Failed`/`Interrupted`: run at startup, when no worker owns any.
-    async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64>;
+    /// Ends `Failed`/`Interrupted` the `Running` commands of `owner` (and those of no owner):
+    /// run when a replica starts, since nothing it ran before survived its restart.
+    async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64>;
     /// Deletes finished commands whose retention ended; returns their ids.
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>>;
     async fn count_accepted(&self) -> StoreResult<usize>;
+
+    /// Stores `candidate` under `name` unless a value is there already; returns the stored
+    /// value. How replicas agree on one signing key and one bootstrap admin.
+    async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>>;
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// True when several server processes may share this store (replicas).
+    fn is_shared(&self) -> bool;
+    /// Wakes `wake` when another process submits work. Processes that do not share the store
+    /// learn of submissions in-process, so the default does nothing.
+    fn notify_new_work(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }

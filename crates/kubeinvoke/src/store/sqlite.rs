@@ -80,6 +80,15 @@ CREATE INDEX role_assignments_by_principal ON role_assignments (principal_id);
     r#"
 ALTER TABLE commands ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+ALTER TABLE commands ADD COLUMN owner TEXT;
+ALTER TABLE commands ADD COLUMN lease_until INTEGER;
+ALTER TABLE commands ADD COLUMN cancel_requested_by TEXT;
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"#,
 ];
 
 #[derive(Clone)]
@@ -569,16 +578,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_next(&self, now: i64) -> StoreResult<Option<ClaimedCommand>> {
+    async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        let lease = lease.clone();
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let claimed = tx
                 .query_row(
-                    "UPDATE commands SET state = 'Running', started_at = ?1
+                    "UPDATE commands SET state = 'Running', started_at = ?1, owner = ?2, lease_until = ?3
                      WHERE seq = (SELECT seq FROM commands WHERE state = 'Accepted' ORDER BY seq LIMIT 1)
                      RETURNING id, command, context, cluster_token, cluster_uid, submitted_by",
-                    params![now],
+                    params![lease.now, lease.owner, lease.until],
                     |r| {
                         Ok((
                             ClaimedCommand {
@@ -640,18 +650,74 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn interrupt_running(&self, now: i64, expires_at: i64) -> StoreResult<u64> {
+    async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
         let reason = FailureReason::Interrupted.as_reason();
+        let owner = owner.to_string();
         self.call(move |conn| {
             let n = conn
                 .execute(
                     "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
                             logs = COALESCE(logs, ''), context = NULL, cluster_token = NULL
-                     WHERE state = 'Running'",
-                    params![now, reason, expires_at],
+                     WHERE state = 'Running' AND (owner = ?4 OR owner IS NULL)",
+                    params![now, reason, expires_at, owner],
                 )
                 .map_err(backend)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
+        let owner = owner.to_string();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "UPDATE commands SET lease_until = ?2 WHERE state = 'Running' AND owner = ?1
+                     RETURNING id, cancel_requested_by",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![owner, until], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+                .map_err(backend)?;
+            let mut requests = Vec::new();
+            for row in rows {
+                if let (id, Some(by)) = row.map_err(backend)? {
+                    requests.push(CancelRequest { id, by });
+                }
+            }
+            Ok(requests)
+        })
+        .await
+    }
+
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>> {
+        let reason = FailureReason::WorkerLost.as_reason();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
+                            logs = COALESCE(logs, ''), context = NULL, cluster_token = NULL
+                     WHERE state = 'Running' AND lease_until < ?1
+                     RETURNING id",
+                )
+                .map_err(backend)?;
+            let rows = stmt.query_map(params![now, reason, expires_at], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool> {
+        let (cluster_uid, id, by) = (cluster_uid.to_string(), id.to_string(), by.to_string());
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE commands SET cancel_requested_by = COALESCE(cancel_requested_by, ?3)
+                     WHERE id = ?1 AND cluster_uid = ?2 AND state = 'Running'",
+                    params![id, cluster_uid, by],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
         })
         .await
     }
@@ -737,6 +803,34 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = name.to_string();
+        self.call(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)", params![name, candidate])
+                .map_err(backend)?;
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0)).map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let name = name.to_string();
+        self.call(move |conn| {
+            conn.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 
     async fn count_accepted(&self) -> StoreResult<usize> {

@@ -55,9 +55,7 @@ async fn results_expire_after_the_retention() {
     s.get(&location).await.assert_error(404, "NotFound");
     // The janitor also deletes the rows, not just hides them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let db = rusqlite::Connection::open(s.data_dir().join("kubeinvoke.db")).unwrap();
-    let rows: i64 = db.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(s.count("SELECT COUNT(*) FROM commands").await, 0);
 }
 
 #[tokio::test]

@@ -145,6 +145,10 @@ impl Server {
         env: Vec<(String, String)>,
         first_uid: Option<u32>,
     ) -> Server {
+        let mut args = args;
+        if let Some(url) = fresh_postgres_database().await.filter(|_| !args.iter().any(|a| a == "--store")) {
+            args.extend(["--store".to_string(), url]);
+        }
         let first_uid = first_uid.unwrap_or_else(unique_uid_range);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
@@ -207,6 +211,47 @@ impl Server {
 
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
+    }
+
+    /// The PostgreSQL URL this server keeps its state in, if not SQLite.
+    pub fn store_url(&self) -> Option<&str> {
+        self.args.windows(2).find(|w| w[0] == "--store").map(|w| w[1].as_str())
+    }
+
+    /// The flags that point `kubeinvoke sp` at this server's state.
+    pub fn admin_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_string(), self.data_dir().display().to_string()];
+        if let Some(url) = self.store_url() {
+            args.extend(["--store".to_string(), url.to_string()]);
+        }
+        args
+    }
+
+    /// Runs one SQL query returning a single integer against this server's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.store_url() {
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir().join("kubeinvoke.db")).unwrap();
+                db.query_row(sql, [], |r| r.get(0)).unwrap()
+            }
+            Some(url) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client.query_one(sql, &[]).await.unwrap().get(0)
+            }
+        }
+    }
+
+    /// The token-signing key (PKCS#8 PEM): a file on SQLite, a shared setting on PostgreSQL.
+    pub async fn signing_key_pem(&self) -> Vec<u8> {
+        match self.store_url() {
+            None => std::fs::read(self.data_dir().join("signing-key.pem")).unwrap(),
+            Some(url) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client.query_one("SELECT value FROM settings WHERE name = 'signing-key'", &[]).await.unwrap().get(0)
+            }
+        }
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -355,6 +400,31 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The server a run on PostgreSQL uses (`KUBEINVOKE_TEST_POSTGRES`, a URL without a database),
+/// or `None` when the suite runs on SQLite.
+pub fn test_postgres() -> Option<String> {
+    std::env::var("KUBEINVOKE_TEST_POSTGRES").ok().filter(|v| !v.is_empty())
+}
+
+/// Whether this run's servers keep their state in PostgreSQL.
+pub fn on_postgres() -> bool {
+    test_postgres().is_some()
+}
+
+/// A new, empty database on the test PostgreSQL server, so every test server starts from
+/// nothing as it does on SQLite; `None` when the suite runs on SQLite.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let base = test_postgres()?;
+    let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
+    let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {base}: {e}"));
+    tokio::spawn(connection);
+    // A database name cannot be a bound parameter; this one is generated here, never user input.
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    Some(format!("{base}/{name}"))
 }
 
 /// Servers on one host must not share command uids: each test server gets its own range.

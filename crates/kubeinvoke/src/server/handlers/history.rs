@@ -195,7 +195,9 @@ pub async fn cancel(
     match state {
         CommandState::Accepted => app.dispatcher.dequeued(),
         CommandState::Running if app.dispatcher.cancel(id, &by) => {}
-        // Running elsewhere is not possible with one process: it finished in between.
+        // Running at another replica: its owner carries the cancel out when it renews the lease.
+        CommandState::Running if app.store.request_cancel(&cluster.uid, id, &by).await? => {}
+        // It finished in between.
         _ => {
             let now_state = app.store.get_command(&cluster.uid, id, now_millis()).await?.map_or(state, |c| c.state);
             return Err(ApiError::AlreadyFinished { id: id.to_string(), state: now_state.as_str() });

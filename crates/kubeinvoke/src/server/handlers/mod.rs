@@ -14,6 +14,12 @@ use crate::store::StoreError;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "the store is unavailable");
+                ApiError::StoreUnavailable { retry_after: 5 }
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
