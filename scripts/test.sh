@@ -30,6 +30,21 @@ if ! need npm; then
 fi
 (cd console && npm ci --no-audit --no-fund --loglevel=error)
 
+# PostgreSQL: the store suite runs on it as on SQLite, and the replica tests start private
+# servers from its binaries. Debian's cluster 15/main, with a role that may create databases.
+debian_package postgresql-15 /usr/lib/postgresql/15/bin/postgres "the PostgreSQL store is tested against it"
+if [ "$(id -u)" = 0 ]; then
+  pg_ctlcluster --skip-systemctl-redirect 15 main start 2>/dev/null || true
+  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kubeinvoke_test') THEN
+        CREATE ROLE kubeinvoke_test LOGIN CREATEDB PASSWORD 'kubeinvoke_test';
+      END IF; END\$\$"
+  # Databases of earlier runs (one per test server).
+  runuser -u postgres -- psql -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE 'ki\_%'" |
+    while read -r db; do runuser -u postgres -- dropdb --if-exists "$db"; done
+fi
+export KUBEINVOKE_TEST_POSTGRES_URL="postgres://kubeinvoke_test:kubeinvoke_test@127.0.0.1:5432"
+
 # Python venv with the real Azure SDK (pinned in tests/python/requirements.txt).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import azure.mgmt.containerservice, pytest' 2>/dev/null; then
   python3 -m venv .venv
@@ -38,5 +53,7 @@ fi
 
 cargo build --bins
 cargo test --workspace
+# The whole HTTP contract suite again, every test server on its own PostgreSQL database.
+KUBEINVOKE_TEST_POSTGRES="$KUBEINVOKE_TEST_POSTGRES_URL" cargo test -p kubeinvoke --test api
 KUBEINVOKE_BIN="$PWD/target/debug/kubeinvoke" .venv/bin/python -m pytest tests/python -q
 (cd console && KUBEINVOKE_BIN="$PWD/../target/debug/kubeinvoke" node --test tests/)

@@ -146,7 +146,9 @@ impl Server {
         first_uid: Option<u32>,
     ) -> Server {
         let mut args = args;
-        if let Some(url) = fresh_postgres_database().await.filter(|_| !args.iter().any(|a| a == "--store")) {
+        if !args.iter().any(|a| a == "--store")
+            && let Some(url) = fresh_postgres_database().await
+        {
             args.extend(["--store".to_string(), url]);
         }
         let first_uid = first_uid.unwrap_or_else(unique_uid_range);

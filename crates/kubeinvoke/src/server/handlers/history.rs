@@ -138,7 +138,11 @@ impl Follower {
             }
             if !self.follow || self.finished().await {
                 // One last read: output written just before the command ended.
-                let last = self.read().await;
+                let mut last = self.read().await;
+                if self.file.is_none() {
+                    // Run by another replica (or its file is gone): serve the stored result's logs.
+                    last = self.stored_logs().await;
+                }
                 self.done = true;
                 return (!last.is_empty()).then_some(last);
             }
@@ -162,6 +166,17 @@ impl Follower {
                 buffer
             }
             Err(_) => Vec::new(),
+        }
+    }
+
+    /// The finished result's (capped) logs from `offset`; empty while it runs.
+    async fn stored_logs(&self) -> Vec<u8> {
+        match self.store.get_command(&self.cluster_uid, &self.id, now_millis()).await {
+            Ok(Some(command)) if command.state.is_terminal() => {
+                let logs = command.logs.unwrap_or_default().into_bytes();
+                logs.get(self.offset as usize..).map(<[u8]>::to_vec).unwrap_or_default()
+            }
+            _ => Vec::new(),
         }
     }
 
