@@ -49,14 +49,18 @@ impl Instance {
         }
         let stored = store.init_setting("instance", serde_json::to_vec(&self)?).await?;
         let shared: Instance = serde_json::from_slice(&stored).context("the stored instance ids are corrupt")?;
-        Ok(Instance {
+        let agreed = Instance {
             subscription_id: if config.subscription_id.is_some() {
                 self.subscription_id
             } else {
                 shared.subscription_id
             },
             tenant_id: if config.tenant_id.is_some() { self.tenant_id } else { shared.tenant_id },
-        })
+        };
+        // The local copy says what this replica reports, for the tools that read it.
+        let path = config.data_dir.join("instance.json");
+        fs::write(&path, serde_json::to_vec_pretty(&agreed)?).with_context(|| format!("writing {}", path.display()))?;
+        Ok(agreed)
     }
 }
 
