@@ -37,13 +37,14 @@ if [ "$(id -u)" = 0 ]; then
   pg_ctlcluster --skip-systemctl-redirect 15 main start 2>/dev/null || true
   runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$BEGIN
       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kubeinvoke_test') THEN
-        CREATE ROLE kubeinvoke_test LOGIN CREATEDB PASSWORD 'kubeinvoke_test';
-      END IF; END\$\$"
+        CREATE ROLE kubeinvoke_test LOGIN CREATEDB;
+      END IF;
+      ALTER ROLE kubeinvoke_test PASSWORD 'pg-test-secret'; END\$\$"
   # Databases of earlier runs (one per test server).
   runuser -u postgres -- psql -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE 'ki\_%'" |
     while read -r db; do runuser -u postgres -- dropdb --if-exists "$db"; done
 fi
-export KUBEINVOKE_TEST_POSTGRES_URL="postgres://kubeinvoke_test:kubeinvoke_test@127.0.0.1:5432"
+export KUBEINVOKE_TEST_POSTGRES_URL="postgres://kubeinvoke_test:pg-test-secret@127.0.0.1:5432"
 
 # Python venv with the real Azure SDK (pinned in tests/python/requirements.txt).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import azure.mgmt.containerservice, pytest' 2>/dev/null; then
