@@ -3,6 +3,7 @@
 //! The server asks two questions, both answered here: who is calling ([`Identity::authenticate`])
 //! and may they do this ([`Caller::require`]).
 
+mod cache;
 pub mod external;
 pub mod keys;
 pub mod principals;
@@ -43,6 +44,7 @@ pub struct Identity {
     external: Vec<ExternalIssuer>,
     http: reqwest::Client,
     store: Arc<dyn Store>,
+    validated: cache::ValidatedTokens,
 }
 
 /// An authenticated caller and the role assignments that apply to them.
@@ -93,6 +95,7 @@ impl Identity {
             external: config.trusted_issuers.iter().cloned().map(ExternalIssuer::new).collect(),
             http: http.build().context("building the HTTP client for external issuers")?,
             store,
+            validated: cache::ValidatedTokens::default(),
         })
     }
 
@@ -171,6 +174,17 @@ impl Identity {
     /// Validates a token for one of `audiences`: RS256 only, a known key of a trusted issuer,
     /// `exp`/`nbf` within [`LEEWAY_SECONDS`], and for our own tokens our tenant.
     pub async fn validate(&self, token: &str, audiences: &[&str]) -> Result<Claims, TokenError> {
+        let now = now_millis() / 1000;
+        if let Some(claims) = self.validated.get(token, audiences, now) {
+            return Ok(claims);
+        }
+        let claims = self.validate_uncached(token, audiences).await?;
+        self.validated.insert(token, audiences, &claims, now);
+        Ok(claims)
+    }
+
+    /// Full validation, bypassing the cache: what the first request with a token pays.
+    pub async fn validate_uncached(&self, token: &str, audiences: &[&str]) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));

@@ -1,0 +1,58 @@
+//! What every scenario shares: where to put data directories, which uids are free, how long to
+//! measure, and the PostgreSQL server to use.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::target::{Launch, Target};
+
+pub struct Bench {
+    pub work: PathBuf,
+    pub quick: bool,
+    /// A PostgreSQL URL without a database, whose role may create databases.
+    pub postgres: Option<String>,
+    next_uid: AtomicU32,
+    next_dir: AtomicU32,
+}
+
+impl Bench {
+    pub fn new(work: PathBuf, quick: bool, postgres: Option<String>) -> Self {
+        Bench { work, quick, postgres, next_uid: AtomicU32::new(300_000), next_dir: AtomicU32::new(0) }
+    }
+
+    /// How long one load measurement runs.
+    pub fn measure_for(&self) -> Duration {
+        if self.quick { Duration::from_secs(3) } else { Duration::from_secs(10) }
+    }
+
+    /// A fresh data directory and uid range for a server.
+    pub fn launch(&self, name: &str, args: &[&str]) -> Launch {
+        let n = self.next_dir.fetch_add(1, Ordering::Relaxed);
+        Launch {
+            data_dir: self.work.join(format!("{n:02}-{name}")).join("data"),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            first_uid: self.fresh_uids(),
+        }
+    }
+
+    pub fn fresh_uids(&self) -> u32 {
+        self.next_uid.fetch_add(100, Ordering::Relaxed)
+    }
+
+    pub async fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Target> {
+        Target::start(&self.launch(name, args)).await
+    }
+
+    /// A new database on the benchmark's PostgreSQL server.
+    pub async fn postgres_database(&self, name: &str) -> anyhow::Result<String> {
+        let base = self.postgres.as_deref().ok_or_else(|| anyhow::anyhow!("no PostgreSQL configured"))?;
+        let database = format!("kibench_{name}_{}", std::process::id());
+        let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        // Generated names only: no user input reaches this statement.
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await?;
+        client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
+        Ok(format!("{base}/{database}"))
+    }
+}

@@ -1,0 +1,196 @@
+//! `kubeinvoke-bench`: measures a release kubeinvoke against baselines run side by side in the
+//! same process tree, so a noisy machine moves both, and rewrites the figures in BENCHMARKS.md.
+//! Run it through `scripts/bench.sh`, which builds, installs wrk and prepares PostgreSQL.
+
+mod baseline;
+mod bench;
+mod charts;
+mod commands;
+mod growth;
+mod load;
+mod memory;
+mod reads;
+mod replicas;
+mod report;
+mod soak;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::bench::Bench;
+use crate::growth::Backend;
+use crate::report::Results;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks kubeinvoke against same-run baselines and writes BENCHMARKS.md")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+    /// Shorter runs and smaller counts, to check the harness itself.
+    #[arg(long)]
+    quick: bool,
+    /// Only these scenarios (comma-separated): reads, invoke, throughput, growth, memory, replicas.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Stored results for the large growth point.
+    #[arg(long, default_value_t = 1_000_000)]
+    growth_large: u64,
+    /// PostgreSQL server (URL without a database) for the PostgreSQL figures; none: skip them.
+    #[arg(long, env = "KUBEINVOKE_BENCH_POSTGRES")]
+    postgres: Option<String>,
+    /// The document whose generated section is rewritten.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Where the charts go (linked from the document relative to it).
+    #[arg(long, default_value = "docs/bench")]
+    charts: PathBuf,
+    /// Scratch space for data directories.
+    #[arg(long, default_value = "target/bench-work")]
+    work: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// The soak: mixed load for a duration (default 10 minutes); rewrites its own section.
+    Soak {
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// Internal: the hyper + rustls baseline server.
+    #[command(hide = true)]
+    Baseline(baseline::BaselineArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    // The executor measured in-process runs commands through `<this binary> sandbox-exec`.
+    if std::env::args().nth(1).as_deref() == Some("sandbox-exec") {
+        use clap::Parser as _;
+        if let kubeinvoke::cli::Command::SandboxExec(args) = kubeinvoke::cli::Cli::parse().command {
+            std::process::exit(kubeinvoke::executor::helper::run(args));
+        }
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    if let Some(Mode::Baseline(args)) = cli.command {
+        return baseline::run(args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&cli.work);
+    std::fs::create_dir_all(&cli.work)?;
+    let work = std::fs::canonicalize(&cli.work)?;
+    // Command uids must be able to reach their working directories under it.
+    set_mode(&work, 0o755)?;
+    let bench = Bench::new(work, cli.quick, cli.postgres.clone());
+    let header = header(&cli)?;
+    if let Some(Mode::Soak { duration }) = cli.command {
+        let soak = soak::run(&bench, duration).await?;
+        let section = report::render_soak(&soak, &header)?;
+        return write_section(&cli.out, "soak", &section);
+    }
+    let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
+    let mut results = Results::default();
+    if wanted("reads") {
+        eprintln!("== result reads");
+        results.reads = Some(reads::run(&bench).await?);
+    }
+    if wanted("invoke") {
+        eprintln!("== invoke latency");
+        results.invoke = Some(commands::invoke_latency(&bench).await?);
+    }
+    if wanted("throughput") {
+        eprintln!("== command throughput");
+        results.throughput = Some(commands::throughput(&bench).await?);
+    }
+    if wanted("memory") {
+        eprintln!("== memory under pressure");
+        results.memory = Some(memory::run(&bench).await?);
+    }
+    if wanted("replicas") && cli.postgres.is_some() {
+        for n in [1, 3] {
+            eprintln!("== {n} replica(s) on PostgreSQL");
+            results.replicas.push(replicas::run(&bench, n).await?);
+        }
+        eprintln!("== lease expiry");
+        results.lease = Some(replicas::lease_expiry(&bench).await?);
+    }
+    if wanted("growth") {
+        let large = if cli.quick { 20_000 } else { cli.growth_large };
+        let backends: &[Backend] =
+            if cli.postgres.is_some() { &[Backend::Sqlite, Backend::Postgres] } else { &[Backend::Sqlite] };
+        for &backend in backends {
+            for stored in [1_000, large] {
+                eprintln!("== growth: {stored} results on {backend:?}");
+                results.growth.push((backend, growth::run(&bench, backend, stored).await?));
+            }
+        }
+    }
+    let out_dir = cli.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let link = pathdiff(&cli.charts, out_dir);
+    let section = report::render(&results, &header, &cli.charts, &link)?;
+    write_section(&cli.out, "bench", &section)
+}
+
+fn write_section(out: &std::path::Path, name: &str, section: &str) -> anyhow::Result<()> {
+    let document = std::fs::read_to_string(out).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    std::fs::write(out, report::splice(&document, name, section))?;
+    println!("{section}");
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Date, machine, commit and the command line: what every figure below depends on.
+fn header(cli: &Cli) -> anyhow::Result<String> {
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']))
+        .unwrap_or("unknown CPU");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = memory
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0);
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|_| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Ok(format!(
+        "Measured {now} on {cores} × {cpu}, {:.0} GiB RAM, commit `{commit}`{}, by `scripts/bench.sh {}`{}. kubeinvoke, the baselines, wrk and PostgreSQL all share these cores.",
+        memory as f64 / 1048576.0,
+        if dirty { " (with uncommitted changes)" } else { "" },
+        args.join(" "),
+        if cli.quick { " (**quick mode: short runs, small counts — not the reference figures**)" } else { "" }
+    ))
+}
+
+fn git(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git").args(args).output().context("git")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// `docs/bench` relative to the directory holding the document (both relative to the cwd).
+fn pathdiff(target: &std::path::Path, base: &std::path::Path) -> String {
+    if base == std::path::Path::new(".") {
+        return target.display().to_string();
+    }
+    let depth = base.components().count();
+    format!("{}{}", "../".repeat(depth), target.display())
+}
