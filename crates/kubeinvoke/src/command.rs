@@ -123,6 +123,8 @@ pub struct CommandRecord {
     pub exit_code: Option<i32>,
     pub logs: Option<String>,
     pub reason: Option<String>,
+    /// When a finished result stops being readable (Unix ms); none while it runs.
+    pub expires_at: Option<i64>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! database is behind it. Command state changes happen only here, through the guarded
 //! transitions of [`crate::command::CommandState`].
 
+mod cached;
 mod postgres;
 mod sqlite;
 
@@ -24,7 +25,7 @@ pub async fn open(
 ) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     Ok(match location {
         crate::config::StoreLocation::Sqlite => {
-            std::sync::Arc::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?)
+            std::sync::Arc::new(cached::CachedStore::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?))
         }
         crate::config::StoreLocation::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
     })

@@ -268,7 +268,7 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRecord, StoreError> {
     })
 }
 
-const COMMAND_COLUMNS: &str = "id, state, submitted_at, started_at, finished_at, exit_code, logs, reason";
+const COMMAND_COLUMNS: &str = "id, state, submitted_at, started_at, finished_at, exit_code, logs, reason, expires_at";
 
 fn command_from_row(row: &Row) -> Result<CommandRecord, StoreError> {
     let state: String = row.get(1);
@@ -282,6 +282,7 @@ fn command_from_row(row: &Row) -> Result<CommandRecord, StoreError> {
         exit_code: row.get(5),
         logs: row.get(6),
         reason: row.get(7),
+        expires_at: row.get(8),
     })
 }
 
@@ -728,7 +729,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL::text, reason,
+                "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL::text, reason, expires_at,
                         seq, command, submitted_by
                  FROM commands WHERE cluster_uid = $1 AND seq < $2 AND (expires_at IS NULL OR expires_at > $3)
                  ORDER BY seq DESC LIMIT $4",
@@ -740,9 +741,9 @@ impl Store for PostgresStore {
             .map(|r| {
                 Ok(CommandSummary {
                     record: command_from_row(r)?,
-                    seq: r.get(8),
-                    command: r.get(9),
-                    submitted_by: r.get(10),
+                    seq: r.get(9),
+                    command: r.get(10),
+                    submitted_by: r.get(11),
                 })
             })
             .collect()

@@ -261,6 +261,7 @@ fn command_from_row(row: &Row<'_>) -> rusqlite::Result<(CommandRecord, String)> 
             exit_code: row.get(5)?,
             logs: row.get(6)?,
             reason: row.get(7)?,
+            expires_at: row.get(8)?,
         },
         row.get(1)?,
     ))
@@ -609,7 +610,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let row = row(
                 conn,
-                "SELECT id, state, submitted_at, started_at, finished_at, exit_code, logs, reason
+                "SELECT id, state, submitted_at, started_at, finished_at, exit_code, logs, reason, expires_at
                      FROM commands WHERE id = ?1 AND cluster_uid = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
                 params![id, cluster_uid, now],
                 command_from_row,
@@ -829,7 +830,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL, reason, seq, command, submitted_by
+                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL, reason, expires_at, seq, command, submitted_by
                      FROM commands WHERE cluster_uid = ?1 AND seq < ?2 AND (expires_at IS NULL OR expires_at > ?3)
                      ORDER BY seq DESC LIMIT ?4",
                 )
@@ -837,7 +838,7 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(params![cluster_uid, before.unwrap_or(i64::MAX), now, limit as i64], |r| {
                     let (record, state) = command_from_row(r)?;
-                    Ok((record, state, r.get::<_, i64>(8)?, r.get::<_, String>(9)?, r.get::<_, String>(10)?))
+                    Ok((record, state, r.get::<_, i64>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?))
                 })
                 .map_err(backend)?;
             rows.map(|row| {

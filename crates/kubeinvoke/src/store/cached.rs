@@ -1,0 +1,347 @@
+//! A read cache in front of a store that only this process writes (the embedded SQLite).
+//!
+//! Every authenticated result read looked up the cluster, the caller's role assignments and the
+//! command: three database round trips for data that rarely or never changes. Here the cluster
+//! and the assignments are kept until this process writes them, and a finished result (which
+//! never changes again) until it expires. Not used for replicas: another replica's write could
+//! not invalidate it.
+//!
+//! `kubeinvoke sp` may change principals and assignments from another process, so clusters and
+//! assignments are also re-read after [`SHARED_TTL`]: such a change applies within a second.
+//!
+//! A read that races a write must not put the old value back after the write invalidated it: each
+//! cache has a generation, bumped by every invalidation, and a value read from the store is kept
+//! only if the generation did not move meanwhile.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// Results' logs kept at most, in bytes; over it the cache starts afresh.
+const RESULT_BYTES: usize = 16 << 20;
+/// Entries per map at most; over it the map starts afresh.
+const ENTRIES: usize = 10_000;
+/// How long a cluster or an assignment list is served without asking the store again.
+pub const SHARED_TTL: Duration = Duration::from_secs(1);
+
+pub struct CachedStore<S> {
+    inner: S,
+    clusters: Generational<(String, String, String), ClusterRecord>,
+    assignments: Generational<String, Vec<RoleAssignmentRecord>>,
+    results: Generational<(String, String), CommandRecord>,
+}
+
+/// (generation, entries with the time they were read, bytes held).
+type Entries<K, V> = (u64, HashMap<K, (V, Instant)>, usize);
+
+struct Generational<K, V> {
+    state: Mutex<Entries<K, V>>,
+    /// Entries older than this are read again.
+    ttl: Option<Duration>,
+}
+
+impl<K: Eq + Hash, V: Clone> Generational<K, V> {
+    fn new(ttl: Option<Duration>) -> Self {
+        Generational { state: Mutex::new((0, HashMap::new(), 0)), ttl }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached value, or the generation to pass to [`Generational::keep`].
+    fn get(&self, key: &K) -> Result<V, u64> {
+        let state = self.lock();
+        match state.1.get(key) {
+            Some((value, read)) if self.ttl.is_none_or(|ttl| read.elapsed() < ttl) => Ok(value.clone()),
+            _ => Err(state.0),
+        }
+    }
+
+    fn keep(&self, generation: u64, key: K, value: V, bytes: usize, max_bytes: usize) {
+        let mut state = self.lock();
+        if state.0 != generation {
+            return;
+        }
+        if state.1.len() >= ENTRIES || state.2 + bytes > max_bytes {
+            state.1.clear();
+            state.2 = 0;
+        }
+        state.2 += bytes;
+        state.1.insert(key, (value, Instant::now()));
+    }
+
+    fn invalidate(&self) {
+        let mut state = self.lock();
+        state.0 += 1;
+        state.1.clear();
+        state.2 = 0;
+    }
+}
+
+impl<S: Store> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        CachedStore {
+            inner,
+            clusters: Generational::new(Some(SHARED_TTL)),
+            assignments: Generational::new(Some(SHARED_TTL)),
+            results: Generational::new(None),
+        }
+    }
+
+    /// Clusters and groups changed: clusters, and the results they took with them, are stale.
+    fn clusters_changed(&self) {
+        self.clusters.invalidate();
+        self.results.invalidate();
+    }
+}
+
+fn cluster_key(c: &ClusterRef) -> (String, String, String) {
+    (c.subscription.to_string(), c.group.key(), c.name.key())
+}
+
+#[async_trait]
+impl<S: Store> Store for CachedStore<S> {
+    async fn create_principal(&self, principal: PrincipalRecord) -> StoreResult<()> {
+        self.inner.create_principal(principal).await
+    }
+
+    async fn principal_by_app_id(&self, app_id: &str) -> StoreResult<Option<PrincipalRecord>> {
+        self.inner.principal_by_app_id(app_id).await
+    }
+
+    async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
+        self.inner.list_principals().await
+    }
+
+    async fn delete_principal(&self, app_id: &str) -> StoreResult<bool> {
+        let deleted = self.inner.delete_principal(app_id).await;
+        self.assignments.invalidate();
+        deleted
+    }
+
+    async fn put_role_assignment(&self, assignment: RoleAssignmentRecord) -> StoreResult<Put<RoleAssignmentRecord>> {
+        let put = self.inner.put_role_assignment(assignment).await;
+        self.assignments.invalidate();
+        put
+    }
+
+    async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
+        self.inner.get_role_assignment(name).await
+    }
+
+    async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
+        let deleted = self.inner.delete_role_assignment(name).await;
+        self.assignments.invalidate();
+        deleted
+    }
+
+    async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
+        self.inner.list_role_assignments().await
+    }
+
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
+        let key = principal_id.to_lowercase();
+        let generation = match self.assignments.get(&key) {
+            Ok(cached) => return Ok(cached),
+            Err(generation) => generation,
+        };
+        let assignments = self.inner.role_assignments_of(&key).await?;
+        self.assignments.keep(generation, key, assignments.clone(), 0, usize::MAX);
+        Ok(assignments)
+    }
+
+    async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {
+        let put = self.inner.put_group(group).await;
+        self.clusters_changed();
+        put
+    }
+
+    async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>> {
+        self.inner.get_group(subscription, group).await
+    }
+
+    async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool> {
+        let deleted = self.inner.delete_group(subscription, group).await;
+        self.clusters_changed();
+        deleted
+    }
+
+    async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>> {
+        self.inner.list_groups(subscription).await
+    }
+
+    async fn list_subscriptions(&self) -> StoreResult<Vec<String>> {
+        self.inner.list_subscriptions().await
+    }
+
+    async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>> {
+        let put = self.inner.put_cluster(write).await;
+        self.clusters_changed();
+        put
+    }
+
+    async fn get_cluster(&self, cluster: &ClusterRef) -> StoreResult<Option<ClusterRecord>> {
+        let key = cluster_key(cluster);
+        let generation = match self.clusters.get(&key) {
+            Ok(cached) => return Ok(Some(cached)),
+            Err(generation) => generation,
+        };
+        let found = self.inner.get_cluster(cluster).await?;
+        if let Some(record) = &found {
+            self.clusters.keep(generation, key, record.clone(), 0, usize::MAX);
+        }
+        Ok(found)
+    }
+
+    async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool> {
+        let deleted = self.inner.delete_cluster(cluster).await;
+        self.clusters_changed();
+        deleted
+    }
+
+    async fn list_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        self.inner.list_clusters(subscription, group, after, limit).await
+    }
+
+    async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
+        self.inner.insert_command(command).await
+    }
+
+    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
+        let key = (cluster_uid.to_string(), id.to_string());
+        let generation = match self.results.get(&key) {
+            Ok(cached) if cached.expires_at.is_some_and(|at| at > now) => return Ok(Some(cached)),
+            Ok(_) => return self.inner.get_command(cluster_uid, id, now).await,
+            Err(generation) => generation,
+        };
+        let found = self.inner.get_command(cluster_uid, id, now).await?;
+        // Only finished results: they never change again, they only expire.
+        if let Some(record) = found.as_ref().filter(|r| r.state.is_terminal() && r.expires_at.is_some()) {
+            let bytes = record.logs.as_ref().map_or(0, String::len) + 256;
+            self.results.keep(generation, key, record.clone(), bytes, RESULT_BYTES);
+        }
+        Ok(found)
+    }
+
+    async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
+        self.inner.claim_next(lease).await
+    }
+
+    async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
+        self.inner.renew_leases(owner, until).await
+    }
+
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>> {
+        self.inner.end_lost(now, expires_at).await
+    }
+
+    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool> {
+        self.inner.request_cancel(cluster_uid, id, by).await
+    }
+
+    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+        self.inner.finish_command(id, outcome, now, expires_at).await
+    }
+
+    async fn cancel_queued(
+        &self,
+        cluster_uid: &str,
+        id: &str,
+        by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<CommandState>> {
+        self.inner.cancel_queued(cluster_uid, id, by, now, expires_at).await
+    }
+
+    async fn list_commands(
+        &self,
+        cluster_uid: &str,
+        before: Option<i64>,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<CommandSummary>> {
+        self.inner.list_commands(cluster_uid, before, limit, now).await
+    }
+
+    async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
+        self.inner.interrupt_running(owner, now, expires_at).await
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>> {
+        let purged = self.inner.purge_expired(now).await?;
+        if !purged.is_empty() {
+            self.results.invalidate();
+        }
+        Ok(purged)
+    }
+
+    async fn count_accepted(&self) -> StoreResult<usize> {
+        self.inner.count_accepted().await
+    }
+
+    async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
+        self.inner.init_setting(name, candidate).await
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_setting(name).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    fn notify_new_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        self.inner.notify_new_work(wake)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(name: &str, principal: &str) -> RoleAssignmentRecord {
+        RoleAssignmentRecord {
+            name: name.into(),
+            scope: "/".into(),
+            role_definition_id: "acdd72a7-3385-48ef-bd42-f606fba81ae7".into(),
+            principal_id: principal.into(),
+            principal_type: "ServicePrincipal".into(),
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn own_writes_apply_at_once_and_another_process_writes_within_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeinvoke.db");
+        let cached = CachedStore::new(crate::store::SqliteStore::open(&path).unwrap());
+        cached.put_role_assignment(assignment("a1", "p")).await.unwrap();
+        assert_eq!(cached.role_assignments_of("p").await.unwrap().len(), 1);
+        cached.put_role_assignment(assignment("a2", "p")).await.unwrap();
+        assert_eq!(cached.role_assignments_of("p").await.unwrap().len(), 2, "own writes invalidate");
+
+        // `kubeinvoke sp delete` from another process, on the same file.
+        let other = crate::store::SqliteStore::open(&path).unwrap();
+        other.delete_role_assignment("a1").await.unwrap();
+        tokio::time::sleep(SHARED_TTL + Duration::from_millis(50)).await;
+        assert_eq!(cached.role_assignments_of("p").await.unwrap().len(), 1, "seen after the TTL");
+    }
+}
