@@ -59,7 +59,9 @@ pub async fn run(bench: &Bench, backend: Backend, stored: u64) -> anyhow::Result
             stored - 1
         ),
     )?;
-    // One read first, so idle memory is that of a server that has served.
+    // One read first, so idle memory is that of a server that has served (on its new port).
+    let location =
+        format!("{}/{path}/commandResults/{}", server.base, location.split("/commandResults/").nth(1).context("id")?);
     server.client.get(&location).bearer_auth(&server.token).send().await?.error_for_status()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = server.memory().0;

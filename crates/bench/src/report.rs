@@ -28,6 +28,8 @@ pub struct Results {
     pub memory: Option<Memory>,
     pub replicas: Vec<ReplicaPoint>,
     pub lease: Option<LeaseExpiry>,
+    /// Scenarios that could not be measured, with why.
+    pub failures: Vec<(String, String)>,
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -283,6 +285,13 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
         )?;
     }
 
+    if !results.failures.is_empty() {
+        writeln!(md, "### Not measured in this run\n")?;
+        for (name, error) in &results.failures {
+            writeln!(md, "- {name}: `{}`", error.replace('`', "'"))?;
+        }
+        writeln!(md)?;
+    }
     writeln!(md, "{}", end("bench"))?;
     Ok(md)
 }

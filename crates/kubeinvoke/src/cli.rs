@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS};
 use crate::config::{ServerConfig, StoreLocation, TlsMode, default_data_dir};
+use crate::executor::ExecutorKind;
 use crate::executor::helper::SandboxExecArgs;
+use crate::executor::kubernetes::{KubernetesConfig, PodTemplate};
 use crate::executor::sandbox::SandboxMode;
 
 #[derive(Debug, Parser)]
@@ -129,6 +131,39 @@ pub struct ServeArgs {
     /// Refuse to start unless commands get full isolation (bubblewrap).
     #[arg(long, env = "KUBEINVOKE_REQUIRE_SANDBOX")]
     pub require_sandbox: bool,
+    /// Where commands run: `local` (this host, sandboxed) or `kubernetes` (a Pod in the target
+    /// cluster, as AKS does). A cluster may choose for its own commands (`properties.commandExecutor`).
+    #[arg(long, env = "KUBEINVOKE_EXECUTOR", value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Namespace of command Pods (created when missing).
+    #[arg(long, env = "KUBEINVOKE_K8S_NAMESPACE", default_value = "aks-command")]
+    pub k8s_namespace: String,
+    /// Image of command Pods: must hold bash, kubectl and helm (and unzip or python3 for files).
+    #[arg(long, env = "KUBEINVOKE_K8S_IMAGE", default_value = "mcr.microsoft.com/aks/command/runtime")]
+    pub k8s_image: String,
+    /// Service account of command Pods (default: the namespace's `default`); not used when a
+    /// command acts as its caller (`clusterToken`).
+    #[arg(long, env = "KUBEINVOKE_K8S_SERVICE_ACCOUNT")]
+    pub k8s_service_account: Option<String>,
+    /// CPU and memory requests of command Pods.
+    #[arg(long, env = "KUBEINVOKE_K8S_CPU_REQUEST", default_value = "200m")]
+    pub k8s_cpu_request: String,
+    #[arg(long, env = "KUBEINVOKE_K8S_MEMORY_REQUEST", default_value = "500Mi")]
+    pub k8s_memory_request: String,
+    /// CPU and memory limits of command Pods.
+    #[arg(long, env = "KUBEINVOKE_K8S_CPU_LIMIT", default_value = "500m")]
+    pub k8s_cpu_limit: String,
+    #[arg(long, env = "KUBEINVOKE_K8S_MEMORY_LIMIT", default_value = "1Gi")]
+    pub k8s_memory_limit: String,
+    /// A toleration for command Pods, as JSON (`{"key":"pool","operator":"Exists","effect":"NoSchedule"}`); repeatable.
+    #[arg(long = "k8s-toleration", env = "KUBEINVOKE_K8S_TOLERATIONS", value_delimiter = ';', value_parser = parse_toleration)]
+    pub k8s_tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    /// A node selector label for command Pods, `key=value`; repeatable.
+    #[arg(long = "k8s-node-selector", env = "KUBEINVOKE_K8S_NODE_SELECTOR", value_delimiter = ',', value_parser = parse_label)]
+    pub k8s_node_selector: Vec<(String, String)>,
+    /// How long a command Pod may wait to be scheduled before the command fails.
+    #[arg(long, env = "KUBEINVOKE_K8S_START_DEADLINE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub k8s_start_deadline: Duration,
     /// Network for commands (bubblewrap only): `host`, or `none` for no network at all.
     #[arg(long, env = "KUBEINVOKE_EXEC_NETWORK", value_enum, default_value_t = ExecNetwork::Host)]
     pub exec_network: ExecNetwork,
@@ -235,8 +270,34 @@ impl ServeArgs {
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;
         config.dispatch.lease = self.lease;
+        config.executor = self.executor;
+        config.kubernetes = KubernetesConfig {
+            template: PodTemplate {
+                namespace: self.k8s_namespace,
+                image: self.k8s_image,
+                service_account: self.k8s_service_account,
+                cpu_request: self.k8s_cpu_request,
+                memory_request: self.k8s_memory_request,
+                cpu_limit: self.k8s_cpu_limit,
+                memory_limit: self.k8s_memory_limit,
+                tolerations: self.k8s_tolerations,
+                node_selector: self.k8s_node_selector.into_iter().collect(),
+            },
+            start_deadline: self.k8s_start_deadline,
+        };
         config.store = self.store;
         config
+    }
+}
+
+fn parse_toleration(text: &str) -> Result<k8s_openapi::api::core::v1::Toleration, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a Kubernetes toleration as JSON: {e}"))
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err("expected key=value".into()),
     }
 }
 

@@ -62,6 +62,8 @@ pub enum FailureReason {
     Canceled(String),
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
+    /// The target cluster ended its Pod (`ImagePullBackoff`, `Unschedulable: …`, `Evicted: …`).
+    Cluster(String),
 }
 
 impl FailureReason {
@@ -74,6 +76,7 @@ impl FailureReason {
             Self::WorkerLost => "WorkerLost".into(),
             Self::Canceled(by) => format!("Canceled by {by}"),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
+            Self::Cluster(reason) => reason.clone(),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::arm::api_version::ApiVersionPolicy;
 use crate::dispatcher::DispatcherConfig;
-use crate::executor::{ExecLimits, SandboxPolicy};
+use crate::executor::kubernetes::KubernetesConfig;
+use crate::executor::{ExecLimits, ExecutorKind, SandboxPolicy};
 use crate::identity::IdentityConfig;
 
 #[derive(Debug, Clone)]
@@ -74,6 +75,9 @@ pub struct ServerConfig {
     pub subscription_id: Option<String>,
     pub tenant_id: Option<String>,
     pub exec: ExecLimits,
+    /// Where commands run unless their cluster says otherwise.
+    pub executor: ExecutorKind,
+    pub kubernetes: KubernetesConfig,
     pub sandbox: SandboxPolicy,
     pub dispatch: DispatcherConfig,
     pub identity: IdentityConfig,
@@ -96,6 +100,8 @@ impl ServerConfig {
             subscription_id: None,
             tenant_id: None,
             exec: ExecLimits::default(),
+            executor: ExecutorKind::Local,
+            kubernetes: KubernetesConfig::default(),
             sandbox: SandboxPolicy::default(),
             identity: IdentityConfig { builtin_issuer: true, ..IdentityConfig::default() },
             shutdown_grace: Duration::from_secs(30),

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::command::Outcome;
-use crate::executor::{ExecLimits, Executor, Job, LimitOverrides, StopReason, StopSignal};
+use crate::executor::{ExecLimits, Executors, Job, LimitOverrides, StopReason, StopSignal};
 use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -37,7 +37,7 @@ pub struct QueueFull {
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
-    executor: Arc<dyn Executor>,
+    executors: Executors,
     config: DispatcherConfig,
     limits: ExecLimits,
     /// This replica's id: the owner written on the commands it claims.
@@ -85,7 +85,7 @@ impl Dispatcher {
     /// (never re-run); commands left `Accepted` were never started and run now.
     pub async fn start(
         store: Arc<dyn Store>,
-        executor: Arc<dyn Executor>,
+        executors: Executors,
         config: DispatcherConfig,
         limits: ExecLimits,
         outputs_dir: std::path::PathBuf,
@@ -104,7 +104,7 @@ impl Dispatcher {
         metrics::gauge!("kubeinvoke_commands_running").set(0.0);
         let dispatcher = Arc::new(Dispatcher {
             store,
-            executor,
+            executors,
             config,
             limits,
             owner,
@@ -254,10 +254,12 @@ impl Dispatcher {
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
         let principal = claimed.submitted_by.clone();
+        let claimed_executor = claimed.executor.clone();
         tracing::info!(command_id = %id, principal = %principal, "command started");
         // The cluster's limits were checked when it was registered; a bad stored value is ignored.
         let overrides = claimed.command_limits.as_ref().and_then(|v| LimitOverrides::parse(v).ok()).unwrap_or_default();
         // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
+        let as_caller = claimed.cluster_token.is_some() && claimed.kubeconfig.is_some();
         let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
             (Some(config), Some(token)) => crate::kubeconfig::with_bearer_token(&config, token).ok(),
             (config, _) => config,
@@ -267,13 +269,15 @@ impl Dispatcher {
             command: claimed.command,
             context: claimed.context,
             kubeconfig,
+            as_caller,
             limits: self.limits.tightened_by(&overrides),
             output: Some(self.output_path(&id)),
         };
         let (stop, stop_requests) = watch::channel(None);
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
         let started = Instant::now();
-        let outcome = self.executor.run(job, StopSignal::new(stop_requests)).await;
+        let executor = self.executors.for_cluster(claimed_executor.as_deref());
+        let outcome = executor.run(job, StopSignal::new(stop_requests)).await;
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
@@ -353,6 +357,23 @@ impl Dispatcher {
                     tracing::info!(purged = purged.len(), "expired results deleted");
                 }
                 Err(e) => tracing::warn!(error = %e, "purging expired results failed"),
+            }
+            self.sweep().await;
+        }
+    }
+
+    /// Removes what executors left behind for commands that no longer run (Pods whose deletion
+    /// failed, or of a replica that died). Leftovers are listed before the running commands
+    /// are read: a command claimed in between is then among the running.
+    async fn sweep(&self) {
+        for executor in self.executors.all() {
+            let leftovers = executor.leftovers().await;
+            if leftovers.is_empty() {
+                continue;
+            }
+            let Ok(running) = self.store.running_command_ids().await else { continue };
+            for leftover in leftovers.iter().filter(|l| !running.contains(&l.command_id)) {
+                executor.remove_leftover(leftover).await;
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Executors run one claimed command and report how it ended. They know nothing about HTTP.
 
 pub mod helper;
+pub mod kubernetes;
 mod limits;
 mod local;
 mod output;
@@ -24,6 +25,9 @@ pub struct Job {
     pub context: Vec<u8>,
     /// The cluster's kubeconfig, when it was registered with one.
     pub kubeconfig: Option<Vec<u8>>,
+    /// The kubeconfig carries the caller's own token (`clusterToken`), not the cluster's
+    /// credentials: the command must act as the caller.
+    pub as_caller: bool,
     /// The limits this run gets: the server's, tightened by the cluster's.
     pub limits: ExecLimits,
     /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
@@ -69,4 +73,76 @@ pub trait Executor: Send + Sync + 'static {
 
     /// The isolation commands actually get, for `/readyz`, metrics and the startup banner.
     fn isolation(&self) -> Isolation;
+
+    /// Leftovers of earlier runs (Pods, Secrets) as command ids, for the sweeper.
+    async fn leftovers(&self) -> Vec<Leftover> {
+        Vec::new()
+    }
+
+    /// Removes a leftover whose command is no longer running.
+    async fn remove_leftover(&self, _leftover: &Leftover) {}
+}
+
+/// Where commands run: on this host, or as Pods in their cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// On this host, in the sandbox.
+    Local,
+    /// As a Pod in the target cluster.
+    Kubernetes,
+}
+
+impl ExecutorKind {
+    /// The cluster property that overrides the server's choice for its commands.
+    pub const PROPERTY: &'static str = "commandExecutor";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "local" => Some(ExecutorKind::Local),
+            "kubernetes" => Some(ExecutorKind::Kubernetes),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// The executors of a server, and which one a cluster's commands get.
+#[derive(Clone)]
+pub struct Executors {
+    /// The server's choice (`--executor`).
+    pub default: ExecutorKind,
+    pub local: std::sync::Arc<dyn Executor>,
+    pub kubernetes: std::sync::Arc<dyn Executor>,
+}
+
+impl Executors {
+    /// The executor for a cluster that chose `choice` (its `properties.commandExecutor`).
+    pub fn for_cluster(&self, choice: Option<&str>) -> &std::sync::Arc<dyn Executor> {
+        match choice.and_then(ExecutorKind::parse).unwrap_or(self.default) {
+            ExecutorKind::Local => &self.local,
+            ExecutorKind::Kubernetes => &self.kubernetes,
+        }
+    }
+
+    pub fn default_executor(&self) -> &std::sync::Arc<dyn Executor> {
+        self.for_cluster(None)
+    }
+
+    pub fn all(&self) -> [&std::sync::Arc<dyn Executor>; 2] {
+        [&self.local, &self.kubernetes]
+    }
+}
+
+/// Something an executor left behind for a command (a Pod or Secret in some cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub command_id: String,
+    /// Which cluster, in the executor's own terms.
+    pub place: String,
 }

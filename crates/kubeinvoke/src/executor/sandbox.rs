@@ -35,6 +35,9 @@ pub enum Isolation {
     Bubblewrap,
     Landlock,
     None,
+    /// A Pod in the target cluster (the Kubernetes executor): the cluster isolates it.
+    #[serde(rename = "kubernetes-pod")]
+    KubernetesPod,
 }
 
 impl Isolation {
@@ -43,6 +46,7 @@ impl Isolation {
             Isolation::Bubblewrap => "bubblewrap",
             Isolation::Landlock => "landlock",
             Isolation::None => "none",
+            Isolation::KubernetesPod => "kubernetes-pod",
         }
     }
 }
@@ -245,7 +249,8 @@ impl Sandbox {
                 }
                 command.arg("--").arg(self.bwrap.as_ref().expect("probed")).args(self.bwrap_args(run));
             }
-            Isolation::Landlock | Isolation::None => {
+            // A local sandbox is never a Pod; the arm only keeps the match exhaustive.
+            Isolation::Landlock | Isolation::None | Isolation::KubernetesPod => {
                 command.env("PATH", &self.command_path).env("HOME", run.workdir).env("TMPDIR", run.tmpdir);
                 command.current_dir(run.workdir);
                 if run.has_kubeconfig {

@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
-use crate::executor::{Executor, Isolation, LocalExecutor};
+use crate::executor::kubernetes::KubernetesExecutor;
+use crate::executor::{Executors, Isolation, LocalExecutor};
 use crate::files::create_private_dir;
 use crate::identity::Identity;
 use crate::store::Store;
@@ -104,16 +105,20 @@ impl Application {
             Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone()).await?,
         );
         let bootstrap_file = identity.bootstrap(&config.data_dir, &replica).await?;
-        let executor = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
+        let local = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
             .await
             .context("preparing the local executor")?;
-        let isolation = executor.isolation();
+        let executors = Executors {
+            default: config.executor,
+            local: Arc::new(local),
+            kubernetes: Arc::new(KubernetesExecutor::new(config.kubernetes.clone())),
+        };
+        let isolation = executors.default_executor().isolation();
         let outputs_dir = config.data_dir.join("outputs");
         create_private_dir(&outputs_dir)?;
         ops::record_isolation(isolation);
         let (dispatcher, background) =
-            Dispatcher::start(store.clone(), Arc::new(executor), config.dispatch, config.exec, outputs_dir, replica)
-                .await?;
+            Dispatcher::start(store.clone(), executors, config.dispatch, config.exec, outputs_dir, replica).await?;
 
         let (tls, ca_file) =
             match &config.tls {
@@ -184,6 +189,7 @@ impl Application {
         }
         lines.push(format!("  data dir       {}", config.data_dir.display()));
         lines.push(format!("  store          {}", config.store));
+        lines.push(format!("  executor       {}", config.executor.as_str()));
         lines.push(format!("  isolation      {}", self.state.isolation.as_str()));
         if let Some(file) = &self.bootstrap_file {
             lines.push(format!("  admin login    {}  (appId/password/tenant of the bootstrap Owner)", file.display()));

@@ -25,7 +25,7 @@ pub fn install_metrics() -> PrometheusHandle {
 }
 
 pub fn record_isolation(isolation: Isolation) {
-    for mode in [Isolation::Bubblewrap, Isolation::Landlock, Isolation::None] {
+    for mode in [Isolation::Bubblewrap, Isolation::Landlock, Isolation::None, Isolation::KubernetesPod] {
         let value = if mode == isolation { 1.0 } else { 0.0 };
         metrics::gauge!("kubeinvoke_executor_isolation", "mode" => mode.as_str()).set(value);
     }

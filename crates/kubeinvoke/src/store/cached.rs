@@ -292,6 +292,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.count_accepted().await
     }
 
+    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+        self.inner.running_command_ids().await
+    }
+
     async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
         self.inner.init_setting(name, candidate).await
     }

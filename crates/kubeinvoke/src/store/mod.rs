@@ -106,6 +106,8 @@ pub struct ClaimedCommand {
     pub kubeconfig: Option<Vec<u8>>,
     /// The cluster's `properties.commandLimits`, if it set any.
     pub command_limits: Option<Value>,
+    /// The cluster's `properties.commandExecutor` (`local` or `kubernetes`), if it chose one.
+    pub executor: Option<String>,
     pub submitted_by: String,
 }
 
@@ -226,6 +228,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished commands whose retention ended; returns their ids.
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>>;
     async fn count_accepted(&self) -> StoreResult<usize>;
+    /// Ids of every `Running` command (of every replica), for the sweeper.
+    async fn running_command_ids(&self) -> StoreResult<Vec<String>>;
 
     /// Stores `candidate` under `name` unless a value is there already; returns the stored
     /// value. How replicas agree on one signing key and one bootstrap admin.

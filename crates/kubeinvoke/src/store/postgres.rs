@@ -606,9 +606,11 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         Ok(row.map(|r| {
             let document: Option<String> = r.get(6);
-            let command_limits = document
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-                .and_then(|doc| doc.pointer("/properties/commandLimits").cloned());
+            let document = document.and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            let command_limits = document.as_ref().and_then(|doc| doc.pointer("/properties/commandLimits").cloned());
+            let executor = document
+                .as_ref()
+                .and_then(|doc| doc.pointer("/properties/commandExecutor")?.as_str().map(str::to_string));
             ClaimedCommand {
                 id: r.get(0),
                 command: r.get(1),
@@ -617,6 +619,7 @@ impl Store for PostgresStore {
                 submitted_by: r.get(4),
                 kubeconfig: r.get(5),
                 command_limits,
+                executor,
             }
         }))
     }
@@ -777,6 +780,12 @@ impl Store for PostgresStore {
             .map_err(db_error)?
             .get(0);
         Ok(n as usize)
+    }
+
+    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT id FROM commands WHERE state = 'Running'", &[]).await.map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {

@@ -646,6 +646,7 @@ impl Store for SqliteStore {
                             cluster_token: r.get(3)?,
                             kubeconfig: None,
                             command_limits: None,
+                            executor: None,
                             submitted_by: r.get(5)?,
                         },
                         r.get::<_, String>(4)?,
@@ -657,17 +658,20 @@ impl Store for SqliteStore {
             let Some((mut command, cluster_uid)) = claimed else {
                 return Ok(None);
             };
-            let cluster: Option<(Option<Vec<u8>>, Option<String>)> = row(
+            let cluster: Option<(Option<Vec<u8>>, Option<String>, Option<String>)> = row(
                 &tx,
-                "SELECT kubeconfig, json_extract(document, '$.properties.commandLimits') FROM clusters WHERE uid = ?1",
+                "SELECT kubeconfig, json_extract(document, '$.properties.commandLimits'),
+                        json_extract(document, '$.properties.commandExecutor')
+                 FROM clusters WHERE uid = ?1",
                 params![cluster_uid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2).ok().flatten())),
             )
             .optional()
             .map_err(backend)?;
-            if let Some((kubeconfig, limits)) = cluster {
+            if let Some((kubeconfig, limits, executor)) = cluster {
                 command.kubeconfig = kubeconfig;
                 command.command_limits = limits.and_then(|text| serde_json::from_str(&text).ok());
+                command.executor = executor;
             }
             tx.commit().map_err(backend)?;
             Ok(Some(command))
@@ -848,6 +852,14 @@ impl Store for SqliteStore {
                 Ok(CommandSummary { seq, record, command, submitted_by })
             })
             .collect()
+        })
+    }
+
+    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT id FROM commands WHERE state = 'Running'").map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
         })
     }
 

@@ -10,7 +10,7 @@ use crate::arm::names::SubscriptionId;
 use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::context;
-use crate::executor::LimitOverrides;
+use crate::executor::{ExecutorKind, LimitOverrides};
 use crate::identity::Caller;
 use crate::kubeconfig;
 use crate::server::AppState;
@@ -76,6 +76,12 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
     if let Some(limits) = properties.get(LimitOverrides::PROPERTY) {
         let target = "properties.commandLimits";
         LimitOverrides::parse(limits).map_err(|e| ApiError::invalid(target, format!("'{target}' is invalid: {e}")))?;
+    }
+    if let Some(choice) = properties.get(ExecutorKind::PROPERTY) {
+        let target = "properties.commandExecutor";
+        choice.as_str().and_then(ExecutorKind::parse).ok_or_else(|| {
+            ApiError::invalid(target, format!("'{target}' must be \"local\" or \"kubernetes\", not {choice}."))
+        })?;
     }
     properties.insert("provisioningState".into(), Value::String("Succeeded".into()));
     properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));

@@ -1,0 +1,453 @@
+//! The Kubernetes executor: each command runs as a Pod in the cluster it targets, as AKS runs
+//! them (CONTRACT.md §8). The cluster schedules and isolates it, the cluster's RBAC applies, and
+//! the server only orchestrates through the cluster's API with kube-rs:
+//!
+//! namespace (ensured) → Pod `command-<id>` → Secret `command-<id>` owned by the Pod (files,
+//! caller's kubeconfig) → watch the Pod to its end → its logs (capped) → delete both.
+//!
+//! Whatever happens, the Pod and the Secret are deleted; if even that fails, the Secret goes
+//! with the Pod (owner reference) and the sweeper removes Pods of commands no longer running.
+
+mod spec;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+
+pub use spec::{COMMAND_ID_LABEL, PodTemplate, command_pod, command_secret, object_name};
+pub use status::{PodEnd, judge};
+
+use super::output::{CappedLog, OutputFile};
+use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
+use crate::command::{FailureReason, Outcome};
+
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    pub template: PodTemplate,
+    /// How long a Pod may wait to be scheduled and started before the command fails.
+    pub start_deadline: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig { template: PodTemplate::default(), start_deadline: Duration::from_secs(300) }
+    }
+}
+
+pub struct KubernetesExecutor {
+    config: KubernetesConfig,
+    /// Kubeconfigs of the clusters this process ran commands on, for the sweeper.
+    clusters: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// Why a run could not go on: a refusal of the cluster's API, or no way to reach it.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("the cluster's API server refused: {0}")]
+    Api(String),
+    #[error("cannot reach the cluster's API server: {0}")]
+    Unreachable(String),
+    #[error("the cluster was registered without properties.kubeconfig, so there is nothing to run with")]
+    NoKubeconfig,
+    #[error("the kubeconfig cannot be used: {0}")]
+    BadKubeconfig(String),
+}
+
+impl From<kube::Error> for RunError {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(status) => RunError::Api(format!("{} ({})", status.message, status.reason)),
+            other => RunError::Unreachable(other.to_string()),
+        }
+    }
+}
+
+/// A client for the cluster a kubeconfig points at.
+async fn client_for(kubeconfig: &[u8]) -> Result<Client, RunError> {
+    let text = std::str::from_utf8(kubeconfig).map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
+    let parsed = Kubeconfig::from_yaml(text).map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
+    let mut config = Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(330));
+    Client::try_from(config).map_err(|e| RunError::BadKubeconfig(e.to_string()))
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == code)
+}
+
+/// How the watch of a Pod ended.
+enum Watched {
+    Ended(PodEnd),
+    Stopped(StopReason),
+    /// Deleted by someone else before it finished.
+    Deleted,
+    /// Longer than the command's timeout plus the start deadline: the cluster did not end it.
+    Overdue,
+}
+
+impl KubernetesExecutor {
+    pub fn new(config: KubernetesConfig) -> Self {
+        KubernetesExecutor { config, clusters: Mutex::new(HashMap::new()) }
+    }
+
+    fn remember(&self, kubeconfig: &[u8]) -> String {
+        use sha2::Digest;
+        let place = hex(&sha2::Sha256::digest(kubeconfig)[..8]);
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).insert(place.clone(), kubeconfig.to_vec());
+        place
+    }
+
+    async fn ensure_namespace(&self, client: &Client) -> Result<(), RunError> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let name = &self.config.template.namespace;
+        if namespaces.get_opt(name).await?.is_some() {
+            return Ok(());
+        }
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Watches the Pod until it ends, is stopped or deleted; starts following its logs once the
+    /// command container runs.
+    async fn watch(
+        &self,
+        pods: &Api<Pod>,
+        created: Pod,
+        limits_timeout: Duration,
+        stop: &mut StopSignal,
+        on_start: &mut (dyn FnMut() + Send),
+    ) -> Result<Watched, RunError> {
+        let name = created.name_any();
+        let began = Instant::now();
+        let overdue = limits_timeout + self.config.start_deadline + Duration::from_secs(60);
+        let mut version = created.resource_version().unwrap_or_default();
+        let mut latest = created;
+        let mut unreachable_since: Option<Instant> = None;
+        let mut started = false;
+        loop {
+            if !started && status::started(&latest) {
+                started = true;
+                on_start();
+            }
+            if let Some(end) = judge(&latest, began.elapsed(), self.config.start_deadline) {
+                return Ok(Watched::Ended(end));
+            }
+            if began.elapsed() > overdue {
+                return Ok(Watched::Overdue);
+            }
+            let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
+            let events = match pods.watch(&params, &version).await {
+                Ok(events) => {
+                    unreachable_since = None;
+                    events
+                }
+                Err(e) if matches!(e, kube::Error::Api(_)) => return Err(e.into()),
+                Err(e) => {
+                    // A restarting API server: keep trying for a while before giving up.
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(e.into());
+                    }
+                    tokio::select! {
+                        reason = stop.stopped() => return Ok(Watched::Stopped(reason)),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            let mut events = events.boxed();
+            loop {
+                let event = tokio::select! {
+                    reason = stop.stopped() => return Ok(Watched::Stopped(reason)),
+                    // Wakes up now and then: the start deadline passes without any event.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if judge(&latest, began.elapsed(), self.config.start_deadline).is_some() || began.elapsed() > overdue {
+                            break;
+                        }
+                        continue;
+                    }
+                    event = events.try_next() => event,
+                };
+                match event {
+                    Ok(Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                        version = pod.resource_version().unwrap_or(version);
+                        latest = pod;
+                        if !started && status::started(&latest) {
+                            started = true;
+                            on_start();
+                        }
+                        if judge(&latest, began.elapsed(), self.config.start_deadline).is_some() {
+                            break;
+                        }
+                    }
+                    Ok(Some(WatchEvent::Deleted(pod))) => {
+                        latest = pod;
+                        return Ok(match judge(&latest, began.elapsed(), self.config.start_deadline) {
+                            Some(end) => Watched::Ended(end),
+                            None => Watched::Deleted,
+                        });
+                    }
+                    Ok(Some(WatchEvent::Bookmark(bookmark))) => version = bookmark.metadata.resource_version,
+                    Ok(Some(WatchEvent::Error(status))) => {
+                        // 410 Gone: our version is too old; read the Pod afresh and watch from there.
+                        if status.code == 410 {
+                            match pods.get_opt(&name).await? {
+                                Some(pod) => {
+                                    version = pod.resource_version().unwrap_or_default();
+                                    latest = pod;
+                                }
+                                None => return Ok(Watched::Deleted),
+                            }
+                        }
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
+    async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, RunError> {
+        let kubeconfig = job.kubeconfig.as_deref().ok_or(RunError::NoKubeconfig)?;
+        let client = client_for(kubeconfig).await?;
+        let _place = self.remember(kubeconfig);
+        self.ensure_namespace(&client).await?;
+        let template = &self.config.template;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &template.namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &template.namespace);
+        let name = object_name(&job.id);
+        let created = match pods.create(&PostParams::default(), &command_pod(job, template)).await {
+            Ok(pod) => pod,
+            // Never adopt a Pod someone else made: it could run anything.
+            Err(e) if is_status(&e, 409) => {
+                return Ok(failed(
+                    FailureReason::Cluster(format!(
+                        "PodAlreadyExists: a Pod {name} already exists in {}",
+                        template.namespace
+                    )),
+                    String::new(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let outcome = self.run_created(job, stop, &pods, &secrets, created).await;
+        self.clean_up(&pods, &secrets, &name).await;
+        outcome
+    }
+
+    async fn run_created(
+        &self,
+        job: &Job,
+        stop: &mut StopSignal,
+        pods: &Api<Pod>,
+        secrets: &Api<Secret>,
+        created: Pod,
+    ) -> Result<Outcome, RunError> {
+        let uid = created.uid().unwrap_or_default();
+        match secrets.create(&PostParams::default(), &command_secret(job, &self.config.template, &uid)).await {
+            Ok(_) => {}
+            // Left by an earlier, interrupted attempt of this very command: replace it.
+            Err(e) if is_status(&e, 409) => {
+                secrets.delete(&object_name(&job.id), &DeleteParams::default()).await?;
+                secrets.create(&PostParams::default(), &command_secret(job, &self.config.template, &uid)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut follower: Option<tokio::task::JoinHandle<Vec<u8>>> = None;
+        let name = created.name_any();
+        let cap = job.limits.max_output_bytes;
+        let watched = {
+            let mut on_start = || {
+                if follower.is_none() {
+                    follower = Some(tokio::spawn(follow_logs(pods.clone(), name.clone(), job.output.clone(), cap)));
+                }
+            };
+            self.watch(pods, created, job.limits.timeout, stop, &mut on_start).await?
+        };
+        // A Pod that ended closes its log stream; a stopped one is deleted only afterwards, so
+        // its follower gets a moment for what is in flight and is then cut off.
+        let patience =
+            if matches!(watched, Watched::Ended(_)) { Duration::from_secs(10) } else { Duration::from_secs(1) };
+        let full = match follower {
+            Some(mut task) => match tokio::time::timeout(patience, &mut task).await {
+                Ok(Ok(bytes)) => bytes,
+                _ => {
+                    task.abort();
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut log = CappedLog::new(job.limits.log_cap);
+        log.push(&full);
+        Ok(match watched {
+            Watched::Ended(PodEnd::Exited { code, oom: false }) => {
+                Outcome::Exited { exit_code: code, logs: log.finish(None) }
+            }
+            Watched::Ended(PodEnd::Exited { oom: true, .. }) => Outcome::Exited {
+                exit_code: 137,
+                logs: log.finish(Some(&format!(
+                    "the container was OOMKilled: it exceeded its memory limit of {}",
+                    self.config.template.memory_limit
+                ))),
+            },
+            Watched::Ended(PodEnd::DeadlineExceeded) | Watched::Overdue => failed(
+                FailureReason::Timeout,
+                log.finish(Some(&format!(
+                    "command timed out after {} and its Pod was stopped",
+                    humantime::format_duration(job.limits.timeout)
+                ))),
+            ),
+            Watched::Ended(PodEnd::Failed(reason)) => failed(FailureReason::Cluster(reason), log.finish(None)),
+            Watched::Deleted => failed(
+                FailureReason::Cluster("PodDeleted: the Pod was deleted before the command finished".into()),
+                log.finish(None),
+            ),
+            Watched::Stopped(StopReason::Cancel(by)) => {
+                let note = format!("canceled by {by}; the Pod was deleted");
+                failed(FailureReason::Canceled(by), log.finish(Some(&note)))
+            }
+            Watched::Stopped(StopReason::Shutdown) => failed(
+                FailureReason::ServerShutdown,
+                log.finish(Some("the server shut down before the command finished; the Pod was deleted")),
+            ),
+        })
+    }
+
+    /// Deletes the Pod and the Secret; already gone is fine.
+    async fn clean_up(&self, pods: &Api<Pod>, secrets: &Api<Secret>, name: &str) {
+        let background = DeleteParams::background();
+        for attempt in 0..3 {
+            let pod = pods.delete(name, &background).await;
+            let secret = secrets.delete(name, &background).await;
+            if gone(&pod) && gone(&secret) {
+                return;
+            }
+            if attempt == 2 {
+                tracing::warn!(pod = name, "could not delete the command's Pod or Secret; the sweeper will retry");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn api_for(&self, place: &str) -> Option<Vec<u8>> {
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).get(place).cloned()
+    }
+}
+
+/// Follows the command container's output into the live-output file, returning all of it (up
+/// to `cap` bytes).
+async fn follow_logs(pods: Api<Pod>, name: String, output: Option<std::path::PathBuf>, cap: u64) -> Vec<u8> {
+    let mut file = OutputFile::create(output.as_deref(), cap).await;
+    let params = LogParams {
+        container: Some(spec::CONTAINER.into()),
+        follow: true,
+        limit_bytes: Some(cap as i64),
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    let stream = match pods.log_stream(&name, &params).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(pod = %name, error = %e, "cannot follow the command's output");
+            return all;
+        }
+    };
+    use futures_util::AsyncReadExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => {
+                file.push(&chunk[..n]).await;
+                if (all.len() as u64) < cap {
+                    all.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// Deleted now, or not there in the first place.
+fn gone<T>(result: &Result<T, kube::Error>) -> bool {
+    result.as_ref().is_ok() || result.as_ref().is_err_and(|e| is_status(e, 404))
+}
+
+fn failed(reason: FailureReason, logs: String) -> Outcome {
+    Outcome::Failed { reason, logs }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl Executor for KubernetesExecutor {
+    async fn run(&self, job: Job, mut stop: StopSignal) -> Outcome {
+        match self.run_in_cluster(&job, &mut stop).await {
+            Ok(outcome) => outcome,
+            Err(e) => failed(FailureReason::StartFailed(e.to_string()), String::new()),
+        }
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::KubernetesPod
+    }
+
+    async fn leftovers(&self) -> Vec<Leftover> {
+        let clusters: Vec<(String, Vec<u8>)> = self
+            .clusters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut found = Vec::new();
+        for (place, kubeconfig) in clusters {
+            let Ok(client) = client_for(&kubeconfig).await else { continue };
+            let namespace = &self.config.template.namespace;
+            let labelled = ListParams::default().labels(COMMAND_ID_LABEL);
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let secrets: Api<Secret> = Api::namespaced(client, namespace);
+            let mut ids: Vec<String> = Vec::new();
+            if let Ok(list) = pods.list(&labelled).await {
+                ids.extend(list.items.iter().filter_map(|p| p.labels().get(COMMAND_ID_LABEL).cloned()));
+            }
+            if let Ok(list) = secrets.list(&labelled).await {
+                ids.extend(list.items.iter().filter_map(|s| s.labels().get(COMMAND_ID_LABEL).cloned()));
+            }
+            ids.sort();
+            ids.dedup();
+            found.extend(ids.into_iter().map(|command_id| Leftover { command_id, place: place.clone() }));
+        }
+        found
+    }
+
+    async fn remove_leftover(&self, leftover: &Leftover) {
+        let Some(kubeconfig) = self.api_for(&leftover.place) else { return };
+        let Ok(client) = client_for(&kubeconfig).await else { return };
+        let namespace = &self.config.template.namespace;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let secrets: Api<Secret> = Api::namespaced(client, namespace);
+        tracing::info!(command_id = %leftover.command_id, "sweeping the Pod and Secret of a command that no longer runs");
+        self.clean_up(&pods, &secrets, &object_name(&leftover.command_id)).await;
+    }
+}

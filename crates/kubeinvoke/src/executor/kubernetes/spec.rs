@@ -1,0 +1,177 @@
+//! The objects a command becomes in its cluster: a Pod `command-<id>` and a Secret of the same
+//! name holding what the Pod needs (the context zip, and the caller's kubeconfig when the
+//! command acts as the caller). Pure functions, so the spec is easy to check.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, ResourceRequirements, Secret, SecretVolumeSource,
+    Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::executor::Job;
+
+/// The label every object of a command carries: how the sweeper finds leftovers.
+pub const COMMAND_ID_LABEL: &str = "kubeinvoke.io/command-id";
+pub const CONTAINER: &str = "user-command";
+const WORKDIR: &str = "/command";
+const INPUT: &str = "/kubeinvoke";
+
+/// What every command Pod of a server gets (flags `--k8s-*`).
+#[derive(Debug, Clone)]
+pub struct PodTemplate {
+    pub namespace: String,
+    /// Must hold bash, kubectl and helm (and unzip or python3 to unpack files).
+    pub image: String,
+    /// Used when the command does not act as the caller; `None`: the namespace's default.
+    pub service_account: Option<String>,
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+    pub tolerations: Vec<Toleration>,
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl Default for PodTemplate {
+    /// As AKS runs commands (CONTRACT.md §8).
+    fn default() -> Self {
+        PodTemplate {
+            namespace: "aks-command".into(),
+            image: "mcr.microsoft.com/aks/command/runtime".into(),
+            service_account: None,
+            cpu_request: "200m".into(),
+            memory_request: "500Mi".into(),
+            cpu_limit: "500m".into(),
+            memory_limit: "1Gi".into(),
+            tolerations: Vec::new(),
+            node_selector: BTreeMap::new(),
+        }
+    }
+}
+
+pub fn object_name(command_id: &str) -> String {
+    format!("command-{command_id}")
+}
+
+fn labels(command_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (COMMAND_ID_LABEL.to_string(), command_id.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "kubeinvoke".to_string()),
+    ])
+}
+
+/// The command's Pod. The init container unpacks the context zip (with whichever of unzip,
+/// python3 or busybox the image has) into the working directory the command starts in.
+pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
+    let name = object_name(&job.id);
+    let mounts = vec![
+        VolumeMount { name: "work".into(), mount_path: WORKDIR.into(), ..Default::default() },
+        VolumeMount { name: "input".into(), mount_path: INPUT.into(), read_only: Some(true), ..Default::default() },
+    ];
+    let unpack = Container {
+        name: "unpack".into(),
+        image: Some(template.image.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), UNPACK_SCRIPT.into()]),
+        working_dir: Some(WORKDIR.into()),
+        volume_mounts: Some(mounts.clone()),
+        ..Default::default()
+    };
+    let quantities = |cpu: &str, memory: &str| {
+        BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
+    };
+    let mut env = vec![EnvVar { name: "HOME".into(), value: Some(WORKDIR.into()), ..Default::default() }];
+    if job.as_caller {
+        env.push(EnvVar {
+            name: "KUBECONFIG".into(),
+            value: Some(format!("{INPUT}/kubeconfig")),
+            ..Default::default()
+        });
+    }
+    let command = Container {
+        name: CONTAINER.into(),
+        image: Some(template.image.clone()),
+        command: Some(vec!["bash".into(), "-c".into(), job.command.clone()]),
+        working_dir: Some(WORKDIR.into()),
+        env: Some(env),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&template.cpu_request, &template.memory_request)),
+            limits: Some(quantities(&template.cpu_limit, &template.memory_limit)),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(template.namespace.clone()),
+            labels: Some(labels(&job.id)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: Some(job.limits.timeout.as_secs().max(1) as i64),
+            // Acting as the caller: no service account token in the Pod, only the caller's.
+            automount_service_account_token: Some(!job.as_caller),
+            service_account_name: template.service_account.clone().filter(|_| !job.as_caller),
+            init_containers: (!job.context.is_empty()).then(|| vec![unpack]),
+            containers: vec![command],
+            volumes: Some(vec![
+                Volume { name: "work".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+                Volume {
+                    name: "input".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(name),
+                        default_mode: Some(0o444),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            tolerations: (!template.tolerations.is_empty()).then(|| template.tolerations.clone()),
+            node_selector: (!template.node_selector.is_empty()).then(|| template.node_selector.clone()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+const UNPACK_SCRIPT: &str = "set -e
+zip=/kubeinvoke/context.zip
+if command -v unzip >/dev/null 2>&1; then unzip -q \"$zip\"
+elif command -v python3 >/dev/null 2>&1; then python3 -m zipfile -e \"$zip\" .
+else busybox unzip -q \"$zip\"; fi";
+
+/// The Secret the Pod mounts, owned by the Pod so the cluster deletes it with the Pod.
+pub fn command_secret(job: &Job, template: &PodTemplate, pod_uid: &str) -> Secret {
+    let name = object_name(&job.id);
+    let mut data = BTreeMap::new();
+    if !job.context.is_empty() {
+        data.insert("context.zip".to_string(), ByteString(job.context.clone()));
+    }
+    if let (true, Some(kubeconfig)) = (job.as_caller, &job.kubeconfig) {
+        data.insert("kubeconfig".to_string(), ByteString(kubeconfig.clone()));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(template.namespace.clone()),
+            labels: Some(labels(&job.id)),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name,
+                uid: pod_uid.to_string(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
