@@ -281,10 +281,12 @@ impl KubernetesExecutor {
             };
             self.watch(pods, created, job.limits.timeout, stop, &mut on_start).await?
         };
-        // A Pod that ended closes its log stream; a stopped one is deleted only afterwards, so
-        // its follower gets a moment for what is in flight and is then cut off.
-        let patience =
-            if matches!(watched, Watched::Ended(_)) { Duration::from_secs(10) } else { Duration::from_secs(1) };
+        // A Pod that ended closes its log stream. One we stop is deleted now, which ends the
+        // stream after the output so far; the follower then gets a moment to deliver it.
+        if !matches!(watched, Watched::Ended(_)) {
+            let _ = pods.delete(&name, &DeleteParams::background()).await;
+        }
+        let patience = Duration::from_secs(10);
         let full = match follower {
             Some(mut task) => match tokio::time::timeout(patience, &mut task).await {
                 Ok(Ok(bytes)) => bytes,

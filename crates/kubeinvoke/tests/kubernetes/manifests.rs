@@ -1,0 +1,124 @@
+//! Every manifest under `deploy/` parses into its typed Kubernetes object, loses nothing in the
+//! round trip (a misspelt field would be dropped and fail here), and the parts fit together.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Parsed {
+    deployments: Vec<Deployment>,
+    services: Vec<Service>,
+    budgets: Vec<PodDisruptionBudget>,
+    cluster_roles: Vec<ClusterRole>,
+    kinds: Vec<String>,
+}
+
+/// Parses `document` as `T` and checks that serializing it gives the document back.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(document: &Value, file: &str) -> T {
+    let object: T = serde_json::from_value(document.clone()).unwrap_or_else(|e| panic!("{file}: {e}: {document}"));
+    let back = serde_json::to_value(&object).unwrap();
+    assert_eq!(&back, document, "{file}: fields were lost in the round trip");
+    object
+}
+
+fn parse_all() -> Parsed {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let mut parsed = Parsed::default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("deploy/ exists").filter_map(Result::ok).collect();
+    files.sort_by_key(|e| e.path());
+    for entry in files {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let document: Value = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
+            if document.is_null() {
+                continue;
+            }
+            let kind =
+                document["kind"].as_str().unwrap_or_else(|| panic!("{file}: a document without kind")).to_string();
+            match kind.as_str() {
+                "Namespace" => drop(typed::<Namespace>(&document, &file)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(&document, &file)),
+                "Secret" => drop(typed::<Secret>(&document, &file)),
+                "Role" => drop(typed::<Role>(&document, &file)),
+                "RoleBinding" => drop(typed::<RoleBinding>(&document, &file)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, &file)),
+                "ClusterRole" => parsed.cluster_roles.push(typed(&document, &file)),
+                "Deployment" => parsed.deployments.push(typed(&document, &file)),
+                "Service" => parsed.services.push(typed(&document, &file)),
+                "PodDisruptionBudget" => parsed.budgets.push(typed(&document, &file)),
+                other => panic!("{file}: no typed check for kind {other}"),
+            }
+            parsed.kinds.push(kind);
+        }
+    }
+    parsed
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
+    let parsed = parse_all();
+    for kind in ["Deployment", "Service", "PodDisruptionBudget", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    {
+        assert!(parsed.kinds.iter().any(|k| k == kind), "no {kind} under deploy/");
+    }
+    let deployment = &parsed.deployments[0];
+    let spec = deployment.spec.as_ref().unwrap();
+    assert!(spec.replicas.unwrap() >= 2, "several replicas");
+    let pod_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    assert!(selects(spec.selector.match_labels.as_ref().unwrap(), &pod_labels));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap();
+    assert!(args.contains(&"--executor=kubernetes".to_string()), "{args:?}");
+    let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+        probe.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&container.liveness_probe).as_deref(), Some("/healthz"));
+    assert_eq!(path(&container.readiness_probe).as_deref(), Some("/readyz"));
+    let store =
+        container.env.as_ref().unwrap().iter().find(|e| e.name == "KUBEINVOKE_STORE").expect("store from a Secret");
+    assert!(
+        store.value_from.as_ref().unwrap().secret_key_ref.is_some(),
+        "the database URL is not written in the manifest"
+    );
+
+    let service = parsed.services[0].spec.as_ref().unwrap();
+    assert!(selects(service.selector.as_ref().unwrap(), &pod_labels), "the Service reaches the replicas");
+    let budget = parsed.budgets[0].spec.as_ref().unwrap();
+    assert!(selects(budget.selector.as_ref().unwrap().match_labels.as_ref().unwrap(), &pod_labels));
+
+    let rules = parsed.cluster_roles[0].rules.clone().unwrap();
+    let allows = |resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            r.resources.as_ref().is_some_and(|rs| rs.iter().any(|x| x == resource)) && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    for (resource, verb) in [
+        ("pods", "create"),
+        ("pods", "watch"),
+        ("pods", "delete"),
+        ("pods", "list"),
+        ("pods/log", "get"),
+        ("secrets", "create"),
+        ("secrets", "delete"),
+        ("namespaces", "create"),
+    ] {
+        assert!(allows(resource, verb), "the executor needs {verb} on {resource}");
+    }
+}
