@@ -1,13 +1,14 @@
-//! A read cache in front of a store that only this process writes (the embedded SQLite).
+//! A read cache in front of the store.
 //!
 //! Every authenticated result read looked up the cluster, the caller's role assignments and the
 //! command: three database round trips for data that rarely or never changes. Here the cluster
 //! and the assignments are kept until this process writes them, and a finished result (which
-//! never changes again) until it expires. Not used for replicas: another replica's write could
-//! not invalidate it.
+//! never changes again) until it expires.
 //!
-//! `kubeinvoke sp` may change principals and assignments from another process, so clusters and
-//! assignments are also re-read after [`SHARED_TTL`]: such a change applies within a second.
+//! Writes this process does not see — `kubeinvoke sp` from another process on SQLite, other
+//! replicas on PostgreSQL — apply after [`SHARED_TTL`]: clusters and assignments are re-read
+//! after it, and so are results when the store is shared (a replica may delete a cluster and its
+//! results). During a database outage, what was read within the TTL is still served.
 //!
 //! A read that races a write must not put the old value back after the write invalidated it: each
 //! cache has a generation, bumped by every invalidation, and a value read from the store is kept
@@ -26,7 +27,8 @@ use super::*;
 const RESULT_BYTES: usize = 16 << 20;
 /// Entries per map at most; over it the map starts afresh.
 const ENTRIES: usize = 10_000;
-/// How long a cluster or an assignment list is served without asking the store again.
+/// How long a cluster, an assignment list (or, on a shared store, a result) is served without
+/// asking the store again.
 pub const SHARED_TTL: Duration = Duration::from_secs(1);
 
 pub struct CachedStore<S> {
@@ -86,11 +88,12 @@ impl<K: Eq + Hash, V: Clone> Generational<K, V> {
 
 impl<S: Store> CachedStore<S> {
     pub fn new(inner: S) -> Self {
+        let results_ttl = inner.is_shared().then_some(SHARED_TTL);
         CachedStore {
             inner,
             clusters: Generational::new(Some(SHARED_TTL)),
             assignments: Generational::new(Some(SHARED_TTL)),
-            results: Generational::new(None),
+            results: Generational::new(results_ttl),
         }
     }
 

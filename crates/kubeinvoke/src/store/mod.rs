@@ -27,7 +27,9 @@ pub async fn open(
         crate::config::StoreLocation::Sqlite => {
             std::sync::Arc::new(cached::CachedStore::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?))
         }
-        crate::config::StoreLocation::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
+        crate::config::StoreLocation::Postgres(url) => {
+            std::sync::Arc::new(cached::CachedStore::new(PostgresStore::connect(url).await?))
+        }
     })
 }
 
