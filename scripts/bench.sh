@@ -19,12 +19,8 @@ fi
 
 # PostgreSQL for the replica and growth figures: Debian's cluster, a role that may create databases.
 if [ "$(id -u)" = 0 ] && [ -x /usr/lib/postgresql/15/bin/postgres ]; then
-  pg_ctlcluster --skip-systemctl-redirect 15 main start 2>/dev/null || true
-  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kubeinvoke_bench') THEN
-        CREATE ROLE kubeinvoke_bench LOGIN CREATEDB;
-      END IF;
-      ALTER ROLE kubeinvoke_bench PASSWORD 'pg-bench-secret'; END\$\$"
+  . scripts/lib/postgres.sh
+  postgres_role kubeinvoke_bench pg-bench-secret
   export KUBEINVOKE_BENCH_POSTGRES="${KUBEINVOKE_BENCH_POSTGRES:-postgres://kubeinvoke_bench:pg-bench-secret@127.0.0.1:5432}"
 fi
 

@@ -34,12 +34,8 @@ fi
 # servers from its binaries. Debian's cluster 15/main, with a role that may create databases.
 debian_package postgresql-15 /usr/lib/postgresql/15/bin/postgres "the PostgreSQL store is tested against it"
 if [ "$(id -u)" = 0 ]; then
-  pg_ctlcluster --skip-systemctl-redirect 15 main start 2>/dev/null || true
-  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kubeinvoke_test') THEN
-        CREATE ROLE kubeinvoke_test LOGIN CREATEDB;
-      END IF;
-      ALTER ROLE kubeinvoke_test PASSWORD 'pg-test-secret'; END\$\$"
+  . scripts/lib/postgres.sh
+  postgres_role kubeinvoke_test pg-test-secret
   # Databases of earlier runs (one per test server).
   runuser -u postgres -- psql -Atq -c "SELECT datname FROM pg_database WHERE datname LIKE 'ki\_%'" |
     while read -r db; do runuser -u postgres -- dropdb --if-exists "$db"; done

@@ -97,29 +97,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let mut results = Results::default();
+    // A scenario that fails is reported as not measured; the others still run.
+    let mut failures = Vec::new();
+    let f = &mut failures;
     if wanted("reads") {
-        eprintln!("== result reads");
-        results.reads = Some(reads::run(&bench).await?);
+        results.reads = measure(f, "result reads", reads::run(&bench)).await;
     }
     if wanted("invoke") {
-        eprintln!("== invoke latency");
-        results.invoke = Some(commands::invoke_latency(&bench).await?);
+        results.invoke = measure(f, "invoke latency", commands::invoke_latency(&bench)).await;
     }
     if wanted("throughput") {
-        eprintln!("== command throughput");
-        results.throughput = Some(commands::throughput(&bench).await?);
+        results.throughput = measure(f, "command throughput", commands::throughput(&bench)).await;
     }
     if wanted("memory") {
-        eprintln!("== memory under pressure");
-        results.memory = Some(memory::run(&bench).await?);
+        results.memory = measure(f, "memory under pressure", memory::run(&bench)).await;
     }
     if wanted("replicas") && cli.postgres.is_some() {
         for n in [1, 3] {
-            eprintln!("== {n} replica(s) on PostgreSQL");
-            results.replicas.push(replicas::run(&bench, n).await?);
+            results
+                .replicas
+                .extend(measure(f, &format!("{n} replica(s) on PostgreSQL"), replicas::run(&bench, n)).await);
         }
-        eprintln!("== lease expiry");
-        results.lease = Some(replicas::lease_expiry(&bench).await?);
+        for notify in [true, false] {
+            let name = format!("pickup across replicas (notify: {notify})");
+            results.pickup.extend(measure(f, &name, replicas::pickup(&bench, notify)).await);
+        }
+        results.lease = measure(f, "lease expiry", replicas::lease_expiry(&bench)).await;
     }
     if wanted("growth") {
         let large = if cli.quick { 20_000 } else { cli.growth_large };
@@ -127,15 +130,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.postgres.is_some() { &[Backend::Sqlite, Backend::Postgres] } else { &[Backend::Sqlite] };
         for &backend in backends {
             for stored in [1_000, large] {
-                eprintln!("== growth: {stored} results on {backend:?}");
-                results.growth.push((backend, growth::run(&bench, backend, stored).await?));
+                let name = format!("growth: {stored} results on {backend:?}");
+                let point = measure(f, &name, growth::run(&bench, backend, stored)).await;
+                results.growth.extend(point.map(|p| (backend, p)));
             }
         }
     }
+    results.failures = failures;
     let out_dir = cli.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let link = pathdiff(&cli.charts, out_dir);
     let section = report::render(&results, &header, &cli.charts, &link)?;
     write_section(&cli.out, "bench", &section)
+}
+
+/// Runs one scenario; a failure is noted (and printed) instead of ending the run.
+async fn measure<T>(
+    failures: &mut Vec<(String, String)>,
+    name: &str,
+    scenario: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Option<T> {
+    eprintln!("== {name}");
+    match scenario.await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            eprintln!("!! {name} failed: {e:#}");
+            failures.push((name.to_string(), format!("{e:#}")));
+            None
+        }
+    }
 }
 
 fn write_section(out: &std::path::Path, name: &str, section: &str) -> anyhow::Result<()> {

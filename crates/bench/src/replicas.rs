@@ -93,3 +93,45 @@ pub async fn lease_expiry(bench: &Bench) -> anyhow::Result<LeaseExpiry> {
     anyhow::ensure!(result["properties"]["reason"] == "WorkerLost", "unexpected result {result}");
     Ok(LeaseExpiry { lease, detected_after })
 }
+
+/// How fast a command submitted at a busy replica is picked up by an idle one.
+pub struct Pickup {
+    pub how: &'static str,
+    pub latency: crate::load::Latency,
+}
+
+/// Replica A runs a long command (`--max-running 1`), so `true` submitted at A must be claimed by
+/// B: with `LISTEN/NOTIFY`, or by B polling every second (`--work-notify false --work-poll 1s`).
+pub async fn pickup(bench: &Bench, notify: bool) -> anyhow::Result<Pickup> {
+    let url = bench.postgres_database(if notify { "picknotify" } else { "pickpoll" }).await?;
+    let mode: &[&str] = if notify { &[] } else { &["--work-notify", "false", "--work-poll", "1s"] };
+    let mut busy_args = vec!["--max-running", "1"];
+    busy_args.extend_from_slice(mode);
+    let busy = start_replicas(bench, &url, 1, &busy_args).await?.remove(0);
+    busy.create_cluster("bench", "c1").await?;
+    let long = busy.submit("bench", "c1", "sleep 600").await?;
+    loop {
+        let r: serde_json::Value = busy.client.get(&long).bearer_auth(&busy.token).send().await?.json().await?;
+        if r["properties"]["provisioningState"] == "Running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut idle_args = vec!["--store", url.as_str()];
+    idle_args.extend_from_slice(mode);
+    let mut idle = bench.start("idle", &idle_args).await?;
+    idle.token = busy.token.clone();
+    let rounds = if bench.quick { 5 } else { 30 };
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..=rounds {
+        let started = Instant::now();
+        let location = busy.submit("bench", "c1", "true").await?;
+        busy.wait_polling(&location, Duration::from_millis(5)).await?;
+        samples.push(started.elapsed());
+    }
+    samples.remove(0); // warm-up
+    Ok(Pickup {
+        how: if notify { "LISTEN/NOTIFY" } else { "polling every 1 s (±20%)" },
+        latency: crate::load::summarize(&samples),
+    })
+}

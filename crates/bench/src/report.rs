@@ -8,7 +8,7 @@ use crate::commands::{InvokeLatency, Throughput};
 use crate::growth::{Backend, GrowthPoint};
 use crate::memory::Memory;
 use crate::reads::Reads;
-use crate::replicas::{LeaseExpiry, ReplicaPoint};
+use crate::replicas::{LeaseExpiry, Pickup, ReplicaPoint};
 use crate::soak::Soak;
 
 fn begin(name: &str) -> String {
@@ -28,6 +28,7 @@ pub struct Results {
     pub memory: Option<Memory>,
     pub replicas: Vec<ReplicaPoint>,
     pub lease: Option<LeaseExpiry>,
+    pub pickup: Vec<Pickup>,
     /// Scenarios that could not be measured, with why.
     pub failures: Vec<(String, String)>,
 }
@@ -166,7 +167,7 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
         writeln!(md, "| kubeinvoke (SQLite) | {:.1} | {ratio:.2}× |\n", t.kubeinvoke_per_sec)?;
     }
 
-    if !results.replicas.is_empty() || results.lease.is_some() {
+    if !results.replicas.is_empty() || results.lease.is_some() || !results.pickup.is_empty() {
         writeln!(md, "### Replicas on PostgreSQL (issue #6)\n")?;
         if !results.replicas.is_empty() {
             writeln!(
@@ -203,6 +204,17 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
                 ],
             )?;
             writeln!(md, "\n![replicas]({charts_link}/replicas.svg)\n")?;
+        }
+        if !results.pickup.is_empty() {
+            writeln!(
+                md,
+                "How a replica learns of work submitted at another (a busy replica takes `true`, an idle one must claim it; submit, then poll every 5 ms until 200):\n"
+            )?;
+            writeln!(md, "| pickup by | p50 | p99 |\n|---|---:|---:|")?;
+            for p in &results.pickup {
+                writeln!(md, "| {} | {:.1} ms | {:.1} ms |", p.how, p.latency.p50_ms, p.latency.p99_ms)?;
+            }
+            writeln!(md)?;
         }
         if let Some(l) = &results.lease {
             writeln!(

@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// replica ends the command `Failed`/`WorkerLost`.
     #[arg(long, env = "KUBEINVOKE_LEASE", default_value = "20s", value_parser = parse_lease)]
     pub lease: Duration,
+    /// Learn of submissions at other replicas from PostgreSQL `LISTEN/NOTIFY`; turn it off behind
+    /// a pooler that cannot LISTEN (PgBouncer in transaction mode): replicas then poll.
+    #[arg(long, env = "KUBEINVOKE_WORK_NOTIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub work_notify: bool,
+    /// How often the queue is polled for work (±20% jitter): the only way to learn of other
+    /// replicas' submissions without notifications, a safety net with them.
+    #[arg(long, env = "KUBEINVOKE_WORK_POLL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub work_poll: Duration,
     /// Extra DNS names or IPs for the generated certificate (repeatable).
     #[arg(long = "hostname", env = "KUBEINVOKE_HOSTNAMES", value_delimiter = ',')]
     pub hostnames: Vec<String>,
@@ -270,6 +278,8 @@ impl ServeArgs {
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;
         config.dispatch.lease = self.lease;
+        config.dispatch.notify = self.work_notify;
+        config.dispatch.poll = self.work_poll;
         config.executor = self.executor;
         config.kubernetes = KubernetesConfig {
             template: PodTemplate {

@@ -110,6 +110,8 @@ impl ServerConfig {
                 queue_capacity: 256,
                 retention: Duration::from_secs(7 * 24 * 3600),
                 lease: Duration::from_secs(20),
+                notify: true,
+                poll: Duration::from_secs(5),
             },
         }
     }

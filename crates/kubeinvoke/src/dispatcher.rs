@@ -27,6 +27,10 @@ pub struct DispatcherConfig {
     pub retention: Duration,
     /// How long a claim holds without renewal; a replica silent for longer has lost its commands.
     pub lease: Duration,
+    /// Whether submissions at other replicas are announced (PostgreSQL `LISTEN/NOTIFY`); without
+    /// it, and as a safety net with it, the store is polled every `poll` (±20%).
+    pub notify: bool,
+    pub poll: Duration,
 }
 
 /// The queue is full; retry later.
@@ -116,7 +120,9 @@ impl Dispatcher {
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
             outputs_dir,
         });
-        dispatcher.store.notify_new_work(dispatcher.wake.clone());
+        if config.notify {
+            dispatcher.store.notify_new_work(dispatcher.wake.clone());
+        }
         let tasks = vec![
             tokio::spawn(dispatcher.clone().claim_loop()),
             tokio::spawn(dispatcher.clone().janitor()),
@@ -236,9 +242,11 @@ impl Dispatcher {
                 }
                 Ok(None) => {
                     drop(permit);
-                    // A missed wake-up costs at most this long; `notify_one` also stores a permit.
+                    // A missed wake-up costs at most one poll; `notify_one` also stores a permit.
+                    // The jitter keeps replicas from polling in step.
+                    let poll = self.config.poll.mul_f64(0.8 + 0.4 * rand::random::<f64>());
                     tokio::select! {
-                        _ = tokio::time::timeout(Duration::from_secs(5), self.wake.notified()) => {}
+                        _ = tokio::time::timeout(poll, self.wake.notified()) => {}
                         _ = draining.wait_for(|d| *d) => return,
                     }
                 }
