@@ -233,7 +233,7 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
         )?;
         writeln!(
             md,
-            "Random reads over all stored results (8 connections, wrk Lua script picking a random id per request).\n"
+            "Random reads over all stored results (8 connections, wrk Lua script picking a random id per request), with `--read-cache false` so every read asks the database.\n"
         )?;
         writeln!(
             md,

@@ -74,7 +74,7 @@ async fn open(data_dir: &Path, location: &StoreLocation) -> anyhow::Result<(Arc<
             })?)?
         }
         StoreLocation::Postgres(_) => {
-            let store = crate::store::open(location, data_dir).await?;
+            let store = crate::store::open(location, data_dir, false).await?;
             let stored = store
                 .get_setting("instance")
                 .await?
@@ -87,7 +87,7 @@ async fn open(data_dir: &Path, location: &StoreLocation) -> anyhow::Result<(Arc<
         }
     };
     let tenant = instance["tenantId"].as_str().context("instance.json has no tenantId")?.to_string();
-    Ok((crate::store::open(location, data_dir).await?, tenant))
+    Ok((crate::store::open(location, data_dir, false).await?, tenant))
 }
 
 pub async fn sp(args: SpArgs) -> anyhow::Result<()> {

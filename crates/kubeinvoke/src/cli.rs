@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// several replicas may share. Prefer the variable for a URL with a password in it.
     #[arg(long, env = "KUBEINVOKE_STORE", default_value = "sqlite", hide_env_values = true)]
     pub store: StoreLocation,
+    /// Serve repeated reads (clusters, role assignments, finished results) from memory; other
+    /// processes' and replicas' writes show after at most a second. `false`: every read asks the
+    /// database (used by the growth benchmark to measure the store alone).
+    #[arg(long, env = "KUBEINVOKE_READ_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_cache: bool,
     /// How long a replica's claim on a running command holds without renewal; after that another
     /// replica ends the command `Failed`/`WorkerLost`.
     #[arg(long, env = "KUBEINVOKE_LEASE", default_value = "20s", value_parser = parse_lease)]
@@ -296,6 +301,7 @@ impl ServeArgs {
             start_deadline: self.k8s_start_deadline,
         };
         config.store = self.store;
+        config.read_cache = self.read_cache;
         config
     }
 }

@@ -63,6 +63,8 @@ impl std::fmt::Debug for StoreLocation {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: StoreLocation,
+    /// Serve repeated reads (clusters, role assignments, finished results) from memory.
+    pub read_cache: bool,
     pub data_dir: PathBuf,
     pub tls: TlsMode,
     pub api_versions: ApiVersionPolicy,
@@ -91,6 +93,7 @@ impl ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             store: StoreLocation::Sqlite,
+            read_cache: true,
             data_dir,
             tls: TlsMode::SelfSigned { hostnames: Vec::new() },
             api_versions: ApiVersionPolicy::Lenient,

@@ -99,7 +99,7 @@ impl Application {
         create_private_dir(&config.data_dir)?;
         let metrics = ops::install_metrics();
         let replica = instance::replica_id(&config.data_dir)?;
-        let store = crate::store::open(&config.store, &config.data_dir).await?;
+        let store = crate::store::open(&config.store, &config.data_dir, config.read_cache).await?;
         let instance = Instance::load_or_create(&config)?.agree(&config, store.as_ref()).await?;
         let identity = Arc::new(
             Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone()).await?,

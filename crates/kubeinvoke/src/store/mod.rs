@@ -18,17 +18,23 @@ use crate::command::{CommandRecord, CommandState, CommandSummary, Outcome};
 pub use postgres::{PostgresStore, redact as redact_url};
 pub use sqlite::SqliteStore;
 
-/// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations.
+/// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations;
+/// with `read_cache`, behind the read cache (`cached.rs`).
 pub async fn open(
     location: &crate::config::StoreLocation,
     data_dir: &std::path::Path,
+    read_cache: bool,
 ) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    Ok(match location {
-        crate::config::StoreLocation::Sqlite => {
-            std::sync::Arc::new(cached::CachedStore::new(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?))
+    use crate::config::StoreLocation;
+    use std::sync::Arc;
+    Ok(match (location, read_cache) {
+        (StoreLocation::Sqlite, cache) => {
+            let store = SqliteStore::open(&data_dir.join("kubeinvoke.db"))?;
+            if cache { Arc::new(cached::CachedStore::new(store)) } else { Arc::new(store) }
         }
-        crate::config::StoreLocation::Postgres(url) => {
-            std::sync::Arc::new(cached::CachedStore::new(PostgresStore::connect(url).await?))
+        (StoreLocation::Postgres(url), cache) => {
+            let store = PostgresStore::connect(url).await?;
+            if cache { Arc::new(cached::CachedStore::new(store)) } else { Arc::new(store) }
         }
     })
 }
