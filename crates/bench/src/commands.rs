@@ -19,6 +19,8 @@ pub struct InvokeLatency {
     pub sandboxed: Latency,
     /// POST runCommand, then GET until 200, polling without pause.
     pub kubeinvoke: Latency,
+    /// The same, pausing 2 ms between polls: how much the hot polling itself costs.
+    pub kubeinvoke_paced: Latency,
     pub isolation: String,
 }
 
@@ -74,16 +76,22 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
     let warm = server.submit("bench", "c1", "true").await?;
     server.wait_hot(&warm).await?;
     let mut end_to_end = Vec::with_capacity(rounds);
+    let mut paced = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
         let location = server.submit("bench", "c1", "true").await?;
         server.wait_hot(&location).await?;
         end_to_end.push(started.elapsed());
+        let started = Instant::now();
+        let location = server.submit("bench", "c1", "true").await?;
+        server.wait_polling(&location, Duration::from_millis(2)).await?;
+        paced.push(started.elapsed());
     }
     Ok(InvokeLatency {
         bare: summarize(&bare),
         sandboxed: summarize(&sandboxed),
         kubeinvoke: summarize(&end_to_end),
+        kubeinvoke_paced: summarize(&paced),
         isolation: executor.isolation().as_str().to_string(),
     })
 }
