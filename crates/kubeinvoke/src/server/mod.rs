@@ -117,7 +117,7 @@ impl Application {
         let outputs_dir = config.data_dir.join("outputs");
         create_private_dir(&outputs_dir)?;
         ops::record_isolation(isolation);
-        let (dispatcher, background) =
+        let (dispatcher, mut background) =
             Dispatcher::start(store.clone(), executors, config.dispatch, config.exec, outputs_dir, replica).await?;
 
         let (tls, ca_file) =
@@ -135,6 +135,7 @@ impl Application {
                 TlsMode::PlainHttp => (None, None),
             };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        background.push(ops::spawn_upkeep(metrics.clone()));
 
         let listener =
             std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;

@@ -24,6 +24,19 @@ pub fn install_metrics() -> PrometheusHandle {
     }
 }
 
+/// Folds recorded histogram samples into their buckets every few seconds. The exporter keeps
+/// each sample until then, so a server nobody scrapes grew by ~16 bytes a request (the soak
+/// found it: 19 → 284 MiB in 10 minutes).
+pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 pub fn record_isolation(isolation: Isolation) {
     for mode in [Isolation::Bubblewrap, Isolation::Landlock, Isolation::None, Isolation::KubernetesPod] {
         let value = if mode == isolation { 1.0 } else { 0.0 };
