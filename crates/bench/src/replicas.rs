@@ -75,13 +75,7 @@ pub async fn lease_expiry(bench: &Bench) -> anyhow::Result<LeaseExpiry> {
     doomed.create_cluster("bench", "c1").await?;
     let location = doomed.submit("bench", "c1", "sleep 600").await?;
     // Running on the doomed replica (the only one yet).
-    loop {
-        let r: serde_json::Value = doomed.client.get(&location).bearer_auth(&doomed.token).send().await?.json().await?;
-        if r["properties"]["provisioningState"] == "Running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    doomed.wait_for_state(&location, "Running").await?;
     let mut survivor = bench.start("survivor", &["--store", &url, "--lease", &lease_flag]).await?;
     survivor.token = doomed.token.clone();
     let path = location.split_once("://").and_then(|(_, r)| r.split_once('/')).map(|(_, p)| p.to_string());
@@ -110,13 +104,7 @@ pub async fn pickup(bench: &Bench, notify: bool) -> anyhow::Result<Pickup> {
     let busy = start_replicas(bench, &url, 1, &busy_args).await?.remove(0);
     busy.create_cluster("bench", "c1").await?;
     let long = busy.submit("bench", "c1", "sleep 600").await?;
-    loop {
-        let r: serde_json::Value = busy.client.get(&long).bearer_auth(&busy.token).send().await?.json().await?;
-        if r["properties"]["provisioningState"] == "Running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    busy.wait_for_state(&long, "Running").await?;
     let mut idle_args = vec!["--store", url.as_str()];
     idle_args.extend_from_slice(mode);
     let mut idle = bench.start("idle", &idle_args).await?;

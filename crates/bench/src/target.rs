@@ -162,6 +162,21 @@ impl Target {
         }
     }
 
+    /// Polls a result URL until the command is in `state` (e.g. `Running`).
+    pub async fn wait_for_state(&self, location: &str, state: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r: Value = self.client.get(location).bearer_auth(&self.token).send().await?.json().await?;
+            if r["properties"]["provisioningState"] == state {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{location} never reached {state}: {r}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -28,8 +28,7 @@ impl SigningKey {
         let private = match std::fs::read_to_string(path) {
             Ok(pem) => RsaPrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("reading {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating the signing key")?;
-                let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding the signing key")?;
+                let (key, pem) = generate()?;
                 write_private(path, pem.as_bytes())?;
                 key
             }
@@ -44,10 +43,7 @@ impl SigningKey {
         let pem = match store.get_setting(SETTING).await? {
             Some(pem) => pem,
             None => {
-                let key = tokio::task::spawn_blocking(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048))
-                    .await?
-                    .context("generating the signing key")?;
-                let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding the signing key")?;
+                let (_, pem) = tokio::task::spawn_blocking(generate).await??;
                 // Another replica may have stored its key meanwhile: whichever came first wins.
                 store.init_setting(SETTING, pem.as_bytes().to_vec()).await?
             }
@@ -83,4 +79,11 @@ impl SigningKey {
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.jwk] })
     }
+}
+
+/// A new RSA 2048 key and its PKCS#8 PEM.
+fn generate() -> anyhow::Result<(RsaPrivateKey, rsa::pkcs8::der::zeroize::Zeroizing<String>)> {
+    let key = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating the signing key")?;
+    let pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding the signing key")?;
+    Ok((key, pem))
 }

@@ -26,17 +26,14 @@ pub async fn open(
     read_cache: bool,
 ) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use crate::config::StoreLocation;
-    use std::sync::Arc;
-    Ok(match (location, read_cache) {
-        (StoreLocation::Sqlite, cache) => {
-            let store = SqliteStore::open(&data_dir.join("kubeinvoke.db"))?;
-            if cache { Arc::new(cached::CachedStore::new(store)) } else { Arc::new(store) }
-        }
-        (StoreLocation::Postgres(url), cache) => {
-            let store = PostgresStore::connect(url).await?;
-            if cache { Arc::new(cached::CachedStore::new(store)) } else { Arc::new(store) }
-        }
+    Ok(match location {
+        StoreLocation::Sqlite => with_cache(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?, read_cache),
+        StoreLocation::Postgres(url) => with_cache(PostgresStore::connect(url).await?, read_cache),
     })
+}
+
+fn with_cache<S: Store>(store: S, read_cache: bool) -> std::sync::Arc<dyn Store> {
+    if read_cache { std::sync::Arc::new(cached::CachedStore::new(store)) } else { std::sync::Arc::new(store) }
 }
 
 #[derive(Debug, thiserror::Error)]

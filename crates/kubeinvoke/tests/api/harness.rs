@@ -236,11 +236,7 @@ impl Server {
                 let db = rusqlite::Connection::open(self.data_dir().join("kubeinvoke.db")).unwrap();
                 db.query_row(sql, [], |r| r.get(0)).unwrap()
             }
-            Some(url) => {
-                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(connection);
-                client.query_one(sql, &[]).await.unwrap().get(0)
-            }
+            Some(url) => postgres_client(url).await.query_one(sql, &[]).await.unwrap().get(0),
         }
     }
 
@@ -248,11 +244,12 @@ impl Server {
     pub async fn signing_key_pem(&self) -> Vec<u8> {
         match self.store_url() {
             None => std::fs::read(self.data_dir().join("signing-key.pem")).unwrap(),
-            Some(url) => {
-                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(connection);
-                client.query_one("SELECT value FROM settings WHERE name = 'signing-key'", &[]).await.unwrap().get(0)
-            }
+            Some(url) => postgres_client(url)
+                .await
+                .query_one("SELECT value FROM settings WHERE name = 'signing-key'", &[])
+                .await
+                .unwrap()
+                .get(0),
         }
     }
 
@@ -420,13 +417,19 @@ pub fn on_postgres() -> bool {
 pub async fn fresh_postgres_database() -> Option<String> {
     let base = test_postgres()?;
     let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
-    let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {base}: {e}"));
-    tokio::spawn(connection);
+    let client = postgres_client(&format!("{base}/postgres")).await;
     // A database name cannot be a bound parameter; this one is generated here, never user input.
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
     Some(format!("{base}/{name}"))
+}
+
+/// A connection to a test database (its driver task runs in the background).
+pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {url}: {e}"));
+    tokio::spawn(connection);
+    client
 }
 
 /// Servers on one host must not share command uids: each test server gets its own range.

@@ -36,9 +36,7 @@ impl PrivatePostgres {
     }
 
     pub async fn create_database(&self, name: &str) -> String {
-        let (client, connection) =
-            tokio_postgres::connect(&format!("{}/postgres", self.base_url()), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
+        let client = crate::harness::postgres_client(&format!("{}/postgres", self.base_url())).await;
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         format!("{}/{name}", self.base_url())
     }
