@@ -183,7 +183,10 @@ impl LocalExecutor {
             let (reason, note) = match stop {
                 Stop::Timeout => (
                     FailureReason::Timeout,
-                    format!("command timed out after {} and was killed", humantime::format_duration(limits.timeout)),
+                    format!(
+                        "the command timed out after {} and was killed",
+                        humantime::format_duration(limits.timeout)
+                    ),
                 ),
                 Stop::Requested(StopReason::Shutdown) => (
                     FailureReason::ServerShutdown,
@@ -199,6 +202,11 @@ impl LocalExecutor {
                         limits.max_workdir_bytes
                     ),
                 ),
+            };
+            // A limit hit on the way (a fork bomb that then runs out its time) is named too.
+            let note = match limit_note(0, log.head(), limits) {
+                Some(limit) => format!("{limit}; then {note}"),
+                None => note,
             };
             return Outcome::Failed { reason, logs: log.finish(Some(&note)) };
         }

@@ -48,6 +48,17 @@ async fn a_command_past_its_timeout_is_killed_and_failed() {
 }
 
 #[tokio::test]
+async fn a_limit_hit_before_the_timeout_is_named_with_it() {
+    // What bash prints when a fork bomb meets the process limit, then the script runs out its time.
+    let s = Server::start(&["--command-timeout", "1s", "--max-processes", "64"]).await;
+    let result = s.run("echo 'bash: fork: retry: Resource temporarily unavailable'; sleep 30").await;
+    let p = &result["properties"];
+    assert_eq!(p["reason"], "Timeout");
+    let logs = p["logs"].as_str().unwrap();
+    assert!(logs.contains("process limit of 64; then the command timed out after 1s"), "{logs}");
+}
+
+#[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
     let s = Server::start(&["--max-running", "1", "--queue-capacity", "1", "--retry-after", "3"]).await;
     s.create_cluster("rg", "c1", json!({})).await;

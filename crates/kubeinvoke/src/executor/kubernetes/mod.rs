@@ -313,7 +313,7 @@ impl KubernetesExecutor {
             Watched::Ended(PodEnd::DeadlineExceeded) | Watched::Overdue => failed(
                 FailureReason::Timeout,
                 log.finish(Some(&format!(
-                    "command timed out after {} and its Pod was stopped",
+                    "the command timed out after {} and its Pod was stopped",
                     humantime::format_duration(job.limits.timeout)
                 ))),
             ),
