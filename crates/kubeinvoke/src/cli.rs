@@ -181,8 +181,17 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBEINVOKE_EXEC_NETWORK", value_enum, default_value_t = ExecNetwork::Host)]
     pub exec_network: ExecNetwork,
     /// First uid of the range given to commands, one per running command (when run as root).
+    /// Every server on a host may share this range: a uid is leased host-wide to one command at a
+    /// time (see --exec-uid-locks).
     #[arg(long, env = "KUBEINVOKE_EXEC_FIRST_UID", default_value_t = 61000)]
     pub exec_first_uid: u32,
+    /// How many uids the command uid range holds.
+    #[arg(long, env = "KUBEINVOKE_EXEC_UID_COUNT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub exec_uid_count: u32,
+    /// Directory of the host-wide uid leases (one lock file per uid, root-owned, 0700), shared by
+    /// every kubeinvoke server on the host.
+    #[arg(long, env = "KUBEINVOKE_EXEC_UID_LOCKS", default_value = crate::executor::uids::DEFAULT_LOCK_DIR)]
+    pub exec_uid_locks: PathBuf,
     /// Processes a command may have at once.
     #[arg(long, env = "KUBEINVOKE_MAX_PROCESSES", default_value_t = 256)]
     pub max_processes: u64,
@@ -275,6 +284,8 @@ impl ServeArgs {
         config.sandbox.require_full = self.require_sandbox;
         config.sandbox.network = self.exec_network == ExecNetwork::Host;
         config.sandbox.first_uid = self.exec_first_uid;
+        config.sandbox.uid_count = self.exec_uid_count;
+        config.sandbox.uid_locks = self.exec_uid_locks;
         config.identity.builtin_issuer = self.builtin_issuer;
         config.identity.trusted_issuers = self.trusted_issuers;
         config.identity.trusted_issuer_ca = self.trusted_issuer_ca;

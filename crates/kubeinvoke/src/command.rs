@@ -62,6 +62,10 @@ pub enum FailureReason {
     Canceled(String),
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
+    /// The command's process ended but its exit status could not be read.
+    StatusUnknown(String),
+    /// A per-cluster setting could not be used (the setting and why).
+    InvalidClusterSetting(String),
     /// The target cluster ended its Pod (`ImagePullBackoff`, `Unschedulable: …`, `Evicted: …`).
     Cluster(String),
 }
@@ -76,6 +80,8 @@ impl FailureReason {
             Self::WorkerLost => "WorkerLost".into(),
             Self::Canceled(by) => format!("Canceled by {by}"),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
+            Self::StatusUnknown(detail) => format!("StatusUnknown: {detail}"),
+            Self::InvalidClusterSetting(detail) => format!("InvalidClusterSetting: {detail}"),
             Self::Cluster(reason) => reason.clone(),
         }
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::command::Outcome;
-use crate::executor::{ExecLimits, Executors, Job, LimitOverrides, StopReason, StopSignal};
+use crate::command::{FailureReason, Outcome};
+use crate::executor::{ExecLimits, ExecutorKind, Executors, Job, LimitOverrides, StopReason, StopSignal};
 use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -262,16 +262,49 @@ impl Dispatcher {
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
         let principal = claimed.submitted_by.clone();
-        let claimed_executor = claimed.executor.clone();
         tracing::info!(command_id = %id, principal = %principal, "command started");
-        // The cluster's limits were checked when it was registered; a bad stored value is ignored.
-        let overrides = claimed.command_limits.as_ref().and_then(|v| LimitOverrides::parse(v).ok()).unwrap_or_default();
+        let (job, executor) = match self.prepare_job(claimed) {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                let note = format!("[kubeinvoke] the command was not run: {}\n", reason.as_reason());
+                self.record(&id, &principal, &Outcome::Failed { reason, logs: note }).await;
+                return;
+            }
+        };
+        let (stop, stop_requests) = watch::channel(None);
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
+        let started = Instant::now();
+        let outcome = executor.run(job, StopSignal::new(stop_requests)).await;
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
+        self.record(&id, &principal, &outcome).await;
+    }
+
+    /// The job and executor for a claimed command. The cluster's settings were checked when it was
+    /// registered, but a stored value that cannot be used now (written by an older version, or
+    /// edited in the database) fails the command naming the setting; it is never ignored.
+    fn prepare_job(&self, claimed: ClaimedCommand) -> Result<(Job, Arc<dyn crate::executor::Executor>), FailureReason> {
+        let invalid = |setting: &str, why: String| FailureReason::InvalidClusterSetting(format!("{setting}: {why}"));
+        let overrides = match &claimed.command_limits {
+            Some(value) => LimitOverrides::parse(value).map_err(|why| invalid("properties.commandLimits", why))?,
+            None => LimitOverrides::default(),
+        };
+        let kind = match claimed.executor.as_deref() {
+            Some(choice) => Some(ExecutorKind::parse(choice).ok_or_else(|| {
+                invalid("properties.commandExecutor", format!("'{choice}' is neither 'local' nor 'kubernetes'"))
+            })?),
+            None => None,
+        };
         // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
         let as_caller = claimed.cluster_token.is_some() && claimed.kubeconfig.is_some();
         let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
-            (Some(config), Some(token)) => crate::kubeconfig::with_bearer_token(&config, token).ok(),
+            (Some(config), Some(token)) => Some(crate::kubeconfig::with_bearer_token(&config, token).map_err(|e| {
+                invalid("the cluster's kubeconfig", format!("the caller's token cannot be set in it: {e}"))
+            })?),
             (config, _) => config,
         };
+        let output = Some(self.output_path(&claimed.id));
         let job = Job {
             id: claimed.id,
             command: claimed.command,
@@ -279,17 +312,9 @@ impl Dispatcher {
             kubeconfig,
             as_caller,
             limits: self.limits.tightened_by(&overrides),
-            output: Some(self.output_path(&id)),
+            output,
         };
-        let (stop, stop_requests) = watch::channel(None);
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
-        let started = Instant::now();
-        let executor = self.executors.for_cluster(claimed_executor.as_deref());
-        let outcome = executor.run(job, StopSignal::new(stop_requests)).await;
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
-        self.record(&id, &principal, &outcome).await;
+        Ok((job, self.executors.for_kind(kind).clone()))
     }
 
     /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.

@@ -36,7 +36,10 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("The request content was invalid and could not be deserialized: {0}")]
     InvalidRequestContent(String),
-    #[error("The request body is larger than the limit of {limit} bytes.")]
+    #[error(
+        "The request body is larger than the limit of {limit} bytes ({} MiB): attach fewer or smaller files, or ask the operator to raise --max-body-bytes.",
+        limit / (1024 * 1024)
+    )]
     BodyTooLarge { limit: usize },
     #[error("{message}")]
     InvalidParameter { target: &'static str, message: String },
@@ -164,6 +167,10 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::QueueFull { retry_after, .. } | ApiError::StoreUnavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::BodyTooLarge { .. } => {
+                // What is left of the body may not have been read: the connection cannot be reused.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::MethodNotAllowed { allowed, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allowed));

@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use super::output::CappedLog;
 use super::output::OutputFile;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
-use super::uids::UidPool;
+use super::uids::{UidLease, UidLeases, kill_uid};
 use super::{Executor, Isolation, Job, StopReason, StopSignal};
 use crate::command::{FailureReason, Outcome};
 use crate::files::write_private;
@@ -33,7 +33,7 @@ const DISK_CHECK_PERIOD: Duration = Duration::from_millis(500);
 pub struct LocalExecutor {
     runs_dir: PathBuf,
     sandbox: Sandbox,
-    uids: Option<Arc<UidPool>>,
+    uids: Option<Arc<UidLeases>>,
 }
 
 /// The directories of one run: `<runs>/<id>/home` (the working directory) and `<runs>/<id>/tmp`.
@@ -56,15 +56,27 @@ impl LocalExecutor {
     pub async fn new(data_dir: &Path, policy: SandboxPolicy, max_running: usize) -> anyhow::Result<Self> {
         let is_root = rustix::process::geteuid().is_root();
         let runs_dir = runs_dir_for(data_dir, is_root)?;
-        let uids = is_root.then(|| UidPool::new(policy.first_uid, max_running.max(1)));
-        if is_root {
-            // Whatever a crashed predecessor's commands left running under our uids ends now.
-            for uid in policy.first_uid..policy.first_uid + max_running.max(1) as u32 {
-                kill_uid(uid);
-            }
+        let uids = match is_root {
+            true => Some(UidLeases::open(&policy.uid_locks, policy.first_uid, policy.uid_count)?),
+            false => None,
+        };
+        if max_running > policy.uid_count as usize && uids.is_some() {
+            tracing::warn!(
+                max_running,
+                uid_count = policy.uid_count,
+                "fewer command uids than running commands; commands will wait for uids"
+            );
         }
-        let probe_uid = is_root.then_some(policy.first_uid);
-        let sandbox = Sandbox::detect(policy, data_dir, &runs_dir.join("probe"), probe_uid).await?;
+        let probe_lease = match &uids {
+            Some(uids) => Some(uids.acquire("sandbox probe").await?),
+            None => None,
+        };
+        let probe_uid = probe_lease.as_ref().map(UidLease::uid);
+        let sandbox = Sandbox::detect(policy, data_dir, &runs_dir.join("probe"), probe_uid).await;
+        if let Some(lease) = probe_lease {
+            lease.release().await;
+        }
+        let sandbox = sandbox?;
         if !is_root {
             tracing::warn!("not running as root: commands share the server's uid and have no process-count limit");
         }
@@ -143,8 +155,10 @@ impl LocalExecutor {
         let deadline = tokio::time::sleep(limits.timeout);
         tokio::pin!(deadline);
         let mut disk_check = tokio::time::interval(DISK_CHECK_PERIOD);
-        let mut status: Option<ExitStatus> = None;
+        // `Err` when the process's end could not be read: the run then fails, it never "exits 0".
+        let mut status: Option<Result<ExitStatus, String>> = None;
         let mut drain_until: Option<tokio::time::Instant> = None;
+        let mut output_closed = false;
         let stop = loop {
             let drain = async {
                 match drain_until {
@@ -153,15 +167,22 @@ impl LocalExecutor {
                 }
             };
             tokio::select! {
-                read = reader.read(&mut chunk) => match read {
-                    Ok(0) | Err(_) => break None,
+                read = reader.read(&mut chunk), if !output_closed => match read {
+                    // Every writer is gone, but the main process may not have exited yet (its
+                    // last child closes the pipe first): its status is still awaited, never
+                    // taken from a kill.
+                    Ok(0) | Err(_) if status.is_some() => break None,
+                    Ok(0) | Err(_) => output_closed = true,
                     Ok(n) => {
                         log.push(&chunk[..n]);
                         full.push(&chunk[..n]).await;
                     }
                 },
                 waited = child.wait(), if status.is_none() => {
-                    status = Some(waited.unwrap_or_else(|_| ExitStatus::from_raw(0)));
+                    status = Some(waited.map_err(|e| e.to_string()));
+                    if output_closed {
+                        break None;
+                    }
                     // The main process is done: end whatever it left running, then drain the pipe.
                     group.kill();
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
@@ -212,7 +233,14 @@ impl LocalExecutor {
         }
         let status = match status {
             Some(status) => status,
-            None => child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(0)),
+            None => child.wait().await.map_err(|e| e.to_string()),
+        };
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => {
+                let note = format!("the command's exit status could not be read ({e}); its outcome is unknown");
+                return Outcome::Failed { reason: FailureReason::StatusUnknown(e), logs: log.finish(Some(&note)) };
+            }
         };
         let exit_code = exit_code(status);
         let note = limit_note(exit_code, log.head(), limits);
@@ -230,10 +258,13 @@ enum Stop {
 impl Executor for LocalExecutor {
     async fn run(&self, job: Job, stop: StopSignal) -> Outcome {
         let lease = match &self.uids {
-            Some(pool) => Some(pool.acquire().await),
+            Some(uids) => match uids.acquire(&format!("command {}", job.id)).await {
+                Ok(lease) => Some(lease),
+                Err(e) => return start_failed(format!("leasing a uid for the command: {e}")),
+            },
             None => None,
         };
-        let uid = lease.as_ref().map(|l| l.uid);
+        let uid = lease.as_ref().map(UidLease::uid);
         let prepared = {
             let (runs_dir, job) = (self.runs_dir.clone(), job.clone());
             tokio::task::spawn_blocking(move || Self::prepare(&runs_dir, &job, uid)).await
@@ -243,8 +274,9 @@ impl Executor for LocalExecutor {
             Ok(Err(detail)) => start_failed(detail),
             Err(e) => start_failed(format!("preparing the run: {e}")),
         };
-        if let Some(uid) = uid {
-            kill_uid(uid);
+        // Every process of the uid is gone before the uid can go to another command.
+        if let Some(lease) = lease {
+            lease.release().await;
         }
         remove_dir(self.runs_dir.join(&job.id)).await;
         outcome
@@ -305,25 +337,6 @@ fn runs_dir_for(data_dir: &Path, is_root: bool) -> anyhow::Result<PathBuf> {
     fs::DirBuilder::new().mode(0o711).create(&dir)?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
     Ok(dir)
-}
-
-/// Kills every process of `uid`: processes that left the process group (setsid) die too.
-fn kill_uid(uid: u32) {
-    let Ok(entries) = fs::read_dir("/proc") else { return };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(status) = fs::read_to_string(entry.path().join("status")) else { continue };
-        let real_uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().next())
-            .and_then(|id| id.parse::<u32>().ok());
-        if real_uid == Some(uid) {
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, Signal::KILL);
-            }
-        }
-    }
 }
 
 /// A line for the logs when the exit status or the output shows that a resource limit was hit

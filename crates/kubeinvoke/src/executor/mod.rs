@@ -6,7 +6,7 @@ mod limits;
 mod local;
 mod output;
 pub mod sandbox;
-mod uids;
+pub mod uids;
 
 use async_trait::async_trait;
 
@@ -122,16 +122,16 @@ pub struct Executors {
 }
 
 impl Executors {
-    /// The executor for a cluster that chose `choice` (its `properties.commandExecutor`).
-    pub fn for_cluster(&self, choice: Option<&str>) -> &std::sync::Arc<dyn Executor> {
-        match choice.and_then(ExecutorKind::parse).unwrap_or(self.default) {
+    /// The executor for a cluster that chose `kind` (its `properties.commandExecutor`), else the server's.
+    pub fn for_kind(&self, kind: Option<ExecutorKind>) -> &std::sync::Arc<dyn Executor> {
+        match kind.unwrap_or(self.default) {
             ExecutorKind::Local => &self.local,
             ExecutorKind::Kubernetes => &self.kubernetes,
         }
     }
 
     pub fn default_executor(&self) -> &std::sync::Arc<dyn Executor> {
-        self.for_cluster(None)
+        self.for_kind(None)
     }
 
     pub fn all(&self) -> [&std::sync::Arc<dyn Executor>; 2] {

@@ -62,7 +62,7 @@ pub enum SandboxMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SandboxPolicy {
     pub mode: SandboxMode,
     /// Whether commands may use the network (kubectl must reach the cluster).
@@ -71,11 +71,22 @@ pub struct SandboxPolicy {
     pub require_full: bool,
     /// First uid of the per-command uid range (used when the server runs as root).
     pub first_uid: u32,
+    /// How many uids the range holds; every server on the host may share it.
+    pub uid_count: u32,
+    /// Where the host-wide uid leases are kept (see `uids.rs`).
+    pub uid_locks: std::path::PathBuf,
 }
 
 impl Default for SandboxPolicy {
     fn default() -> Self {
-        SandboxPolicy { mode: SandboxMode::Auto, network: true, require_full: false, first_uid: 61000 }
+        SandboxPolicy {
+            mode: SandboxMode::Auto,
+            network: true,
+            require_full: false,
+            first_uid: 61000,
+            uid_count: 1000,
+            uid_locks: super::uids::DEFAULT_LOCK_DIR.into(),
+        }
     }
 }
 

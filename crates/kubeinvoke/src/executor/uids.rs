@@ -1,41 +1,250 @@
-//! A pool of unprivileged user ids, one per running command, so commands cannot signal,
-//! trace or read one another, and `RLIMIT_NPROC` counts each command's processes alone.
+//! Command uids leased host-wide: a uid runs exactly one command on the whole host at a time,
+//! whichever kubeinvoke server runs it, so commands cannot signal, trace or read one another and
+//! `RLIMIT_NPROC` counts each command's processes alone.
+//!
+//! A lease is an exclusive `flock` on `<lock dir>/<uid>`, taken before the uid is used and let go
+//! only once every process of the uid is gone. The kernel drops the lock when its holder dies, so a
+//! crashed server never strands a uid; whoever takes the uid next first kills what the dead holder's
+//! commands left behind. Nothing here ever touches a uid whose lock it does not hold, which is what
+//! lets any number of servers share the default range on one host.
 
-use std::sync::{Arc, Mutex};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use rustix::fs::FlockOperation;
+use rustix::process::{Pid, Signal};
 
-pub struct UidPool {
-    free: Mutex<Vec<u32>>,
-    returned: Notify,
+/// Where the lock files live unless told otherwise: host-wide, and emptied by a reboot (when no
+/// command process can be left either).
+pub const DEFAULT_LOCK_DIR: &str = "/run/kubeinvoke/uids";
+/// How long a lease waits for the processes of its uid to die after SIGKILL before it gives up
+/// the uid for good (a process stuck in the kernel): a uid is never handed on while in use.
+const DEATH_WAIT: Duration = Duration::from_secs(10);
+/// How often a server with every uid of the range taken looks again.
+const RETRY: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UidLeaseError {
+    #[error("cannot prepare the uid lock directory {dir}: {source}")]
+    Directory { dir: PathBuf, source: std::io::Error },
+    #[error(
+        "the uid lock directory {0} must be a directory owned by root and writable by no one else; \
+         refusing to share uids through it"
+    )]
+    Unsafe(PathBuf),
+    #[error("the uid range {first}+{count} is empty or runs past the largest uid")]
+    Range { first: u32, count: u32 },
 }
 
-/// A uid held by one run; given back when dropped.
+/// The range of uids this server may use, shared with every other server on the host.
+pub struct UidLeases {
+    dir: PathBuf,
+    first: u32,
+    count: u32,
+    /// Where the next search starts, so one server does not keep probing the uids it just freed.
+    next: AtomicU32,
+}
+
+/// One uid held by one command. Dropping it kills the uid's processes and, once they are gone,
+/// lets the uid go (on a thread of its own: it may wait).
 pub struct UidLease {
-    pool: Arc<UidPool>,
-    pub uid: u32,
+    uid: u32,
+    lock: Option<File>,
 }
 
-impl UidPool {
-    pub fn new(first: u32, count: usize) -> Arc<Self> {
-        let free = (0..count as u32).rev().map(|i| first + i).collect();
-        Arc::new(UidPool { free: Mutex::new(free), returned: Notify::new() })
+impl UidLeases {
+    pub fn open(dir: &Path, first: u32, count: u32) -> Result<Arc<Self>, UidLeaseError> {
+        if count == 0 || first.checked_add(count).is_none() {
+            return Err(UidLeaseError::Range { first, count });
+        }
+        let failed = |source| UidLeaseError::Directory { dir: dir.to_path_buf(), source };
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
+        let meta = fs::symlink_metadata(dir).map_err(failed)?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.permissions().mode() & 0o022 != 0 {
+            return Err(UidLeaseError::Unsafe(dir.to_path_buf()));
+        }
+        let start = std::process::id() % count;
+        Ok(Arc::new(UidLeases { dir: dir.to_path_buf(), first, count, next: AtomicU32::new(start) }))
     }
 
-    pub async fn acquire(self: &Arc<Self>) -> UidLease {
+    /// Waits until some uid of the range is free on the whole host and takes it for `holder`
+    /// (written into the lock file, so `cat <lock dir>/<uid>` says who runs what).
+    pub async fn acquire(self: &Arc<Self>, holder: &str) -> std::io::Result<UidLease> {
+        let mut warned = false;
         loop {
-            let notified = self.returned.notified();
-            if let Some(uid) = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-                return UidLease { pool: self.clone(), uid };
+            let (leases, holder) = (self.clone(), holder.to_string());
+            let taken = tokio::task::spawn_blocking(move || leases.try_acquire(&holder))
+                .await
+                .map_err(std::io::Error::other)??;
+            if let Some(lease) = taken {
+                return Ok(lease);
             }
-            notified.await;
+            if !warned {
+                tracing::warn!(
+                    first = self.first,
+                    count = self.count,
+                    "every command uid of the range is in use on this host; waiting for one"
+                );
+                warned = true;
+            }
+            tokio::time::sleep(RETRY).await;
         }
+    }
+
+    /// One pass over the range; `None` when every uid is held.
+    fn try_acquire(&self, holder: &str) -> std::io::Result<Option<UidLease>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for step in 0..self.count {
+            let uid = self.first + (start.wrapping_add(step) % self.count);
+            if let Some(lease) = self.try_take(uid, holder)? {
+                self.next.store(uid - self.first + 1, Ordering::Relaxed);
+                return Ok(Some(lease));
+            }
+        }
+        Ok(None)
+    }
+
+    fn try_take(&self, uid: u32, holder: &str) -> std::io::Result<Option<UidLease>> {
+        let path = self.dir.join(uid.to_string());
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            // A lock file that is a symlink is refused rather than followed.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        // Free, but a holder that died may have left processes: they go before the uid is reused.
+        if !kill_until_gone(uid) {
+            tracing::error!(uid, "processes of a free command uid do not die; leaving the uid unused");
+            std::mem::forget(file);
+            return Ok(None);
+        }
+        file.set_len(0)?;
+        writeln!(file, "pid {}\n{holder}", std::process::id())?;
+        tracing::debug!(uid, holder, "command uid leased");
+        Ok(Some(UidLease { uid, lock: Some(file) }))
+    }
+}
+
+impl UidLease {
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Kills every process of the uid, waits until they are gone, then lets the uid go.
+    pub async fn release(self) {
+        let _ = tokio::task::spawn_blocking(move || self.end()).await;
+    }
+
+    fn end(mut self) {
+        end_lease(self.uid, self.lock.take());
     }
 }
 
 impl Drop for UidLease {
     fn drop(&mut self) {
-        self.pool.free.lock().unwrap_or_else(|p| p.into_inner()).push(self.uid);
-        self.pool.returned.notify_one();
+        if let Some(lock) = self.lock.take() {
+            let uid = self.uid;
+            std::thread::spawn(move || end_lease(uid, Some(lock)));
+        }
+    }
+}
+
+fn end_lease(uid: u32, lock: Option<File>) {
+    if kill_until_gone(uid) {
+        drop(lock); // closing the file lets the uid go
+    } else {
+        tracing::error!(uid, "processes of a command uid do not die; the uid stays leased until they do");
+        std::mem::forget(lock);
+    }
+}
+
+/// Kills every process of `uid` (processes that left the process group with setsid too) and
+/// waits until none is left; `false` if some still live after [`DEATH_WAIT`].
+pub fn kill_until_gone(uid: u32) -> bool {
+    let deadline = Instant::now() + DEATH_WAIT;
+    loop {
+        let alive = processes_of(uid);
+        if alive.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        for pid in alive {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills every process of `uid` without waiting (a running command's end, before its output is drained).
+pub fn kill_uid(uid: u32) {
+    for pid in processes_of(uid) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+}
+
+/// Live processes whose real uid is `uid` (zombies are dead already and are left to their reaper).
+fn processes_of(uid: u32) -> Vec<Pid> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let status = fs::read_to_string(entry.path().join("status")).ok()?;
+            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+            let real_uid = field("Uid:")?.split_whitespace().next()?.parse::<u32>().ok()?;
+            let zombie = field("State:").is_some_and(|s| s.starts_with('Z'));
+            (real_uid == uid && !zombie).then(|| Pid::from_raw(pid)).flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leases(count: u32) -> (tempfile::TempDir, Arc<UidLeases>) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("uids");
+        // Runs as any user: unit tests check the locking, not the ownership rule.
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let leases = UidLeases { dir, first: 3_900_000_000, count, next: AtomicU32::new(0) };
+        (root, Arc::new(leases))
+    }
+
+    #[test]
+    fn a_uid_is_held_by_one_lease_at_a_time_even_within_one_process() {
+        let (_root, pool) = leases(2);
+        let a = pool.try_acquire("a").unwrap().unwrap();
+        let b = pool.try_acquire("b").unwrap().unwrap();
+        assert_ne!(a.uid(), b.uid());
+        assert!(pool.try_acquire("c").unwrap().is_none(), "both uids are held");
+        let freed = a.uid();
+        a.end();
+        let c = pool.try_acquire("c").unwrap().expect("the released uid is free again");
+        assert_eq!(c.uid(), freed);
+        let text = fs::read_to_string(pool.dir.join(freed.to_string())).unwrap();
+        assert!(text.contains(&format!("pid {}", std::process::id())) && text.contains('c'), "{text}");
+    }
+
+    #[test]
+    fn a_range_past_the_largest_uid_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let err = UidLeases::open(root.path(), u32::MAX - 1, 8).err().unwrap();
+        assert!(matches!(err, UidLeaseError::Range { .. }), "{err}");
     }
 }

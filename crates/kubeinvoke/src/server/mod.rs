@@ -105,7 +105,7 @@ impl Application {
             Identity::new(&config.identity, &config.data_dir, instance.tenant_id.clone(), store.clone()).await?,
         );
         let bootstrap_file = identity.bootstrap(&config.data_dir, &replica).await?;
-        let local = LocalExecutor::new(&config.data_dir, config.sandbox, config.dispatch.max_running)
+        let local = LocalExecutor::new(&config.data_dir, config.sandbox.clone(), config.dispatch.max_running)
             .await
             .context("preparing the local executor")?;
         let executors = Executors {

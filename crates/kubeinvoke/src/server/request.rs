@@ -4,6 +4,9 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -81,18 +84,53 @@ pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
+/// How much of an oversized body is read and thrown away so that the 413 reaches the client, and
+/// for how long: clients such as Python `requests` write the whole body before they read a
+/// byte, and a connection closed under them reports a broken pipe instead of our CloudError.
+const DISCARD_BOUND: u64 = 1 << 30;
+const DISCARD_TIME: Duration = Duration::from_secs(60);
+
 /// Reads a JSON body within `limit` bytes; every failure is a CloudError, never a 500.
 pub async fn json_body<T: DeserializeOwned>(body: Body, headers: &HeaderMap, limit: usize) -> Result<T, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        discard(body).await;
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::BodyTooLarge { limit })?;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidRequestContent(format!("reading the request body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            discard_stream(stream).await;
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidRequestContent("the request body is empty; a JSON object is required".into()));
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequestContent(e.to_string()))
+}
+
+/// Reads and drops the rest of a body, up to [`DISCARD_BOUND`] bytes or [`DISCARD_TIME`]; a
+/// larger or slower one is cut off (the 413 then carries `Connection: close`).
+async fn discard(body: Body) {
+    discard_stream(body.into_data_stream()).await;
+}
+
+async fn discard_stream(mut stream: axum::body::BodyDataStream) {
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DISCARD_BOUND {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A JSON response with the given status.

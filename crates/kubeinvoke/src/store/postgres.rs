@@ -757,7 +757,7 @@ impl Store for PostgresStore {
         let sql = format!(
             "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3,
                     logs = COALESCE(logs, ''), {DROP_RUN_INPUTS}
-             WHERE state = 'Running' AND owner = $4"
+             WHERE state = 'Running' AND (owner = $4 OR owner IS NULL)"
         );
         let reason = FailureReason::Interrupted.as_reason();
         client.execute(&sql, &[&now, &reason, &expires_at, &owner]).await.map_err(db_error)

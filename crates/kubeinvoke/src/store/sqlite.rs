@@ -344,7 +344,7 @@ impl Store for SqliteStore {
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at"))
+                .prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at, app_id"))
                 .map_err(backend)?;
             let rows = stmt.query_map([], principal_from_row).map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)

@@ -6,14 +6,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-fn id_of(location: &str) -> String {
-    location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap().to_string()
-}
-
-fn result_path(group: &str, cluster: &str, id: &str) -> String {
-    format!("{}/commandResults/{id}", cluster_path(group, cluster))
-}
-
 #[tokio::test]
 async fn output_streams_live_and_resumes_from_an_offset() {
     let s = Server::start(&[]).await;

@@ -24,8 +24,8 @@ pub struct Server {
     args: Vec<String>,
     ca: Option<PathBuf>,
     env: Vec<(String, String)>,
-    /// The first of the uids this server gives its commands.
-    pub first_uid: u32,
+    /// This server's process ids, of every start on this data directory (the newest last).
+    pids: Vec<u32>,
     pub client: reqwest::Client,
     /// An ARM token of the bootstrap admin (Owner at `/`), from the server's own issuer.
     pub token: String,
@@ -73,14 +73,14 @@ impl Server {
     /// Starts a server whose certificate chains to `ca` (default: the CA it generates).
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), None).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), Vec::new()).await
     }
 
     /// Starts a server with extra environment variables (for example a PATH without bwrap).
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env, None).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env, Vec::new()).await
     }
 
     /// Runs `serve` expecting it to refuse to start; returns what it printed.
@@ -143,7 +143,7 @@ impl Server {
         args: Vec<String>,
         ca: Option<PathBuf>,
         env: Vec<(String, String)>,
-        first_uid: Option<u32>,
+        mut pids: Vec<u32>,
     ) -> Server {
         let mut args = args;
         if !args.iter().any(|a| a == "--store")
@@ -151,7 +151,6 @@ impl Server {
         {
             args.extend(["--store".to_string(), url]);
         }
-        let first_uid = first_uid.unwrap_or_else(unique_uid_range);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(root.path().join("server.log")).unwrap();
@@ -160,7 +159,6 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--exec-first-uid", &first_uid.to_string()])
             .args(&args)
             .env(SERVER_ONLY_VAR, "must-not-leak")
             .env("KUBEINVOKE_LOG", "info")
@@ -169,6 +167,7 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn kubeinvoke");
+        pids.push(child.id());
         let stdout = child.stdout.take().unwrap();
         let (found, banner) = std::sync::mpsc::channel();
         // Keep reading stdout for the server's whole life, so it never writes to a closed pipe.
@@ -203,7 +202,7 @@ impl Server {
             client_for(ca.as_deref().unwrap_or(&data_dir.join("tls/ca.pem")))
         };
         let mut server =
-            Server { child: Some(child), base, banner, root, args, ca, env, first_uid, client, token: String::new() };
+            Server { child: Some(child), base, banner, root, args, ca, env, pids, client, token: String::new() };
         let issuer_off = server.args.windows(2).any(|w| w[0] == "--builtin-issuer" && w[1] == "false");
         if let Some(admin) = server.admin().filter(|_| !issuer_off) {
             server.token = server.token_for(&admin, "https://management.azure.com/.default").await;
@@ -289,8 +288,7 @@ impl Server {
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
         let env = std::mem::take(&mut self.env);
-        // The same uids, as a restarted service has: it must clean up after its predecessor.
-        Self::launch(root, args, self.ca.take(), env, Some(self.first_uid)).await
+        Self::launch(root, args, self.ca.take(), env, std::mem::take(&mut self.pids)).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
@@ -366,9 +364,14 @@ impl Server {
         self.wait(&location).await
     }
 
-    /// Processes on the host owned by this server's command uids (`ps` output, empty when none).
+    /// Processes on the host under the uids this server leased to its commands (`ps` output,
+    /// empty when none). Every server on the host shares the uid range; the host-wide lease file
+    /// of a uid names the server process that took it last.
     pub fn command_processes(&self) -> String {
-        let uids: Vec<String> = (self.first_uid..self.first_uid + 16).map(|u| u.to_string()).collect();
+        let uids = uids_leased_by(&self.pids);
+        if uids.is_empty() {
+            return String::new();
+        }
         let out = std::process::Command::new("ps")
             .args(["-o", "pid=,stat=,uid=,args=", "-u", &uids.join(",")])
             .output()
@@ -432,11 +435,27 @@ pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// Servers on one host must not share command uids: each test server gets its own range.
-fn unique_uid_range() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    200_000 + (std::process::id() % 1000) * 10_000 + slot * 64
+/// The command id at the end of a `commandResults` location.
+pub fn id_of(location: &str) -> String {
+    location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap().to_string()
+}
+
+pub fn result_path(group: &str, cluster: &str, id: &str) -> String {
+    format!("{}/commandResults/{id}", cluster_path(group, cluster))
+}
+
+/// The command uids whose host-wide lease file names one of `pids` as the server that took it.
+pub fn uids_leased_by(pids: &[u32]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/kubeinvoke/uids") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let holder = text.lines().next().and_then(|l| l.strip_prefix("pid ")).and_then(|p| p.parse::<u32>().ok());
+            holder.is_some_and(|pid| pids.contains(&pid))
+        })
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
 }
 
 pub async fn reply(request: reqwest::RequestBuilder) -> Reply {

@@ -11,6 +11,7 @@ mod examples;
 mod extensions;
 mod identity;
 mod limits;
+mod neighbours;
 mod ops;
 mod resources;
 mod security;

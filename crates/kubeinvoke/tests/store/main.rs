@@ -1,0 +1,422 @@
+//! One contract for every [`Store`] backend, written once and run on SQLite and on PostgreSQL:
+//! each test below exists twice (`sqlite::…`, `postgres::…`) and pins what a method does, so the
+//! two backends cannot drift apart. PostgreSQL comes from `KUBEINVOKE_TEST_POSTGRES_URL`
+//! (`scripts/test.sh` sets it); each test gets a fresh database there.
+
+#[allow(dead_code)]
+#[path = "../api/harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use kubeinvoke::arm::names::{ClusterName, GroupName, SubscriptionId};
+use kubeinvoke::arm::path::ClusterRef;
+use kubeinvoke::command::{CommandState, FailureReason, Outcome};
+use kubeinvoke::store::{
+    ClusterWrite, GroupRecord, Lease, NewCommand, PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore,
+    Store,
+};
+
+const SUB: &str = "00000000-0000-0000-0000-000000000000";
+const HOUR: i64 = 3_600_000;
+
+/// A store of one backend, with whatever keeps it alive and a way around it for the few tests
+/// that must set up rows no API call writes (rows of older versions).
+struct Subject {
+    store: Arc<dyn Store>,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Subject {
+    /// Runs one SQL statement on the database directly.
+    async fn raw(&self, sql: &str) {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("kubeinvoke.db")).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Backend::Postgres(url) => harness::postgres_client(url).await.batch_execute(sql).await.unwrap(),
+        }
+    }
+}
+
+async fn sqlite() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("kubeinvoke.db")).expect("open SQLite");
+    Subject { store: Arc::new(store), backend: Backend::Sqlite(dir) }
+}
+
+async fn postgres() -> Subject {
+    let base = std::env::var("KUBEINVOKE_TEST_POSTGRES_URL").expect(
+        "KUBEINVOKE_TEST_POSTGRES_URL must name a PostgreSQL server for the store contract (scripts/test.sh sets it)",
+    );
+    let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
+    let client = harness::postgres_client(&format!("{base}/postgres")).await;
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    let url = format!("{base}/{name}");
+    let store = PostgresStore::connect(&url).await.expect("connect PostgreSQL");
+    Subject { store: Arc::new(store), backend: Backend::Postgres(url) }
+}
+
+/// Declares each contract test once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(&super::sqlite().await).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(&super::postgres().await).await; })*
+        }
+    };
+}
+
+contract!(
+    principals_are_listed_in_creation_order_and_deleted_with_their_assignments,
+    role_assignments_keep_the_first_write_and_list_in_creation_order,
+    groups_and_clusters_round_trip_and_a_cluster_needs_its_group,
+    clusters_list_by_group_then_name_with_a_cursor,
+    a_cluster_put_without_kubeconfig_keeps_the_stored_one,
+    claims_take_the_oldest_accepted_command_once_with_its_cluster_settings,
+    finishing_is_guarded_on_running,
+    cancel_of_a_queued_command_is_guarded_on_accepted,
+    a_cancel_asked_elsewhere_reaches_the_owner_at_renewal,
+    lost_leases_end_worker_lost_and_are_never_reclaimed,
+    interrupt_ends_the_owners_and_unowned_running_commands_only,
+    history_is_newest_first_with_paging_and_hides_expired,
+    purge_deletes_only_expired_results,
+    deleting_a_cluster_deletes_its_commands,
+    settings_keep_the_first_value,
+);
+
+fn cluster_ref(group: &str, name: &str) -> ClusterRef {
+    ClusterRef {
+        subscription: SubscriptionId::parse(SUB).unwrap(),
+        group: GroupName::parse(group).unwrap(),
+        name: ClusterName::parse(name).unwrap(),
+    }
+}
+
+async fn group(store: &dyn Store, name: &str) {
+    let record = GroupRecord { subscription: SUB.into(), name: name.into(), location: "westeurope".into(), tags: None };
+    store.put_group(record).await.unwrap();
+}
+
+/// Creates the group if needed and a cluster with `properties`; returns its uid.
+async fn cluster(store: &dyn Store, group_name: &str, name: &str, properties: Value) -> String {
+    group(store, group_name).await;
+    let document: Map<String, Value> =
+        json!({"location": "westeurope", "properties": properties}).as_object().unwrap().clone();
+    let write = ClusterWrite { cluster: cluster_ref(group_name, name), document, kubeconfig: Some(b"kc".to_vec()) };
+    store.put_cluster(write).await.unwrap().value.uid
+}
+
+async fn submit(store: &dyn Store, cluster_uid: &str, id: &str, at: i64) {
+    let command = NewCommand {
+        id: id.into(),
+        cluster_uid: cluster_uid.into(),
+        command: format!("echo {id}"),
+        context: b"zip".to_vec(),
+        cluster_token: Some("token".into()),
+        submitted_at: at,
+        submitted_by: "app (object)".into(),
+    };
+    store.insert_command(command).await.unwrap();
+}
+
+fn lease(owner: &str, now: i64) -> Lease {
+    Lease { owner: owner.into(), now, until: now + 20_000 }
+}
+
+fn exited(code: i32) -> Outcome {
+    Outcome::Exited { exit_code: code, logs: format!("exit {code}\n") }
+}
+
+async fn state_of(store: &dyn Store, cluster_uid: &str, id: &str) -> CommandState {
+    store.get_command(cluster_uid, id, 1).await.unwrap().expect("the command exists").state
+}
+
+fn principal(app_id: &str, created_at: i64) -> PrincipalRecord {
+    PrincipalRecord {
+        app_id: app_id.into(),
+        object_id: format!("obj-{app_id}"),
+        display_name: app_id.into(),
+        secret_salt: vec![1],
+        secret_hash: vec![2],
+        created_at,
+    }
+}
+
+fn assignment(name: &str, principal_id: &str, created_at: i64) -> RoleAssignmentRecord {
+    RoleAssignmentRecord {
+        name: name.into(),
+        scope: format!("/subscriptions/{SUB}"),
+        role_definition_id: "acdd72a7-3385-48ef-bd42-f606fba81ae7".into(),
+        principal_id: principal_id.into(),
+        principal_type: "ServicePrincipal".into(),
+        created_at,
+    }
+}
+
+async fn principals_are_listed_in_creation_order_and_deleted_with_their_assignments(s: &Subject) {
+    let store = s.store.as_ref();
+    for (app, at) in [("zeta", 1), ("alpha", 2), ("mid", 3), ("tie-b", 4), ("tie-a", 4)] {
+        store.create_principal(principal(app, at)).await.unwrap();
+    }
+    let listed: Vec<String> = store.list_principals().await.unwrap().into_iter().map(|p| p.app_id).collect();
+    assert_eq!(listed, ["zeta", "alpha", "mid", "tie-a", "tie-b"], "by creation, then app id");
+    assert_eq!(store.principal_by_app_id("alpha").await.unwrap().unwrap().object_id, "obj-alpha");
+    store.put_role_assignment(assignment("a1", "obj-alpha", 5)).await.unwrap();
+    assert!(store.delete_principal("alpha").await.unwrap());
+    assert!(!store.delete_principal("alpha").await.unwrap(), "a second delete finds nothing");
+    assert!(store.principal_by_app_id("alpha").await.unwrap().is_none());
+    assert!(store.role_assignments_of("obj-alpha").await.unwrap().is_empty(), "its assignments went with it");
+}
+
+async fn role_assignments_keep_the_first_write_and_list_in_creation_order(s: &Subject) {
+    let store = s.store.as_ref();
+    for (name, at) in [("z-last-name", 1), ("a-first-name", 2), ("tie-b", 3), ("tie-a", 3)] {
+        let put = store.put_role_assignment(assignment(name, "p1", at)).await.unwrap();
+        assert!(put.created);
+    }
+    let mut changed = assignment("z-last-name", "p2", 9);
+    changed.scope = "/".into();
+    let again = store.put_role_assignment(changed).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.value, assignment("z-last-name", "p1", 1), "an existing assignment is returned unchanged");
+    let names: Vec<String> = store.list_role_assignments().await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "by creation, then name");
+    let of_p1: Vec<String> = store.role_assignments_of("P1").await.unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(of_p1, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "principal ids compare case-insensitively");
+    assert_eq!(store.delete_role_assignment("a-first-name").await.unwrap().unwrap().principal_id, "p1");
+    assert!(store.delete_role_assignment("a-first-name").await.unwrap().is_none());
+    assert!(store.get_role_assignment("a-first-name").await.unwrap().is_none());
+}
+
+async fn groups_and_clusters_round_trip_and_a_cluster_needs_its_group(s: &Subject) {
+    let store = s.store.as_ref();
+    let write = ClusterWrite { cluster: cluster_ref("missing", "c1"), document: Map::new(), kubeconfig: None };
+    assert!(matches!(store.put_cluster(write).await, Err(kubeinvoke::store::StoreError::GroupNotFound)));
+    let uid = cluster(store, "RG", "c1", json!({"dnsPrefix": "x"})).await;
+    // Names compare case-insensitively, as ARM's do.
+    let found = store.get_cluster(&cluster_ref("rg", "C1")).await.unwrap().expect("found case-insensitively");
+    assert_eq!(found.uid, uid);
+    assert_eq!(found.document["properties"]["dnsPrefix"], "x");
+    assert_eq!(found.kubeconfig.as_deref(), Some(&b"kc"[..]));
+    let again = cluster(store, "rg", "c1", json!({"dnsPrefix": "y"})).await;
+    assert_eq!(again, uid, "a replaced cluster keeps its identity");
+    assert_eq!(store.list_subscriptions().await.unwrap(), [SUB]);
+    assert!(store.delete_group(&SubscriptionId::parse(SUB).unwrap(), &GroupName::parse("rg").unwrap()).await.unwrap());
+    assert!(store.get_cluster(&cluster_ref("rg", "c1")).await.unwrap().is_none(), "clusters go with their group");
+}
+
+async fn clusters_list_by_group_then_name_with_a_cursor(s: &Subject) {
+    let store = s.store.as_ref();
+    for (g, c) in [("b", "x"), ("a", "z"), ("b", "a"), ("a", "y")] {
+        cluster(store, g, c, json!({})).await;
+    }
+    let sub = SubscriptionId::parse(SUB).unwrap();
+    let names = |records: Vec<kubeinvoke::store::ClusterRecord>| -> Vec<String> {
+        records.into_iter().map(|r| format!("{}/{}", r.group, r.name)).collect()
+    };
+    let all = names(store.list_clusters(&sub, None, None, 10).await.unwrap());
+    assert_eq!(all, ["a/y", "a/z", "b/a", "b/x"]);
+    let page = store.list_clusters(&sub, None, None, 2).await.unwrap();
+    let last = page.last().unwrap();
+    let cursor = (last.group.to_lowercase(), last.name.to_lowercase());
+    assert_eq!(names(store.list_clusters(&sub, None, Some(cursor), 10).await.unwrap()), ["b/a", "b/x"]);
+    let in_b = names(store.list_clusters(&sub, Some(&GroupName::parse("b").unwrap()), None, 10).await.unwrap());
+    assert_eq!(in_b, ["b/a", "b/x"]);
+}
+
+async fn a_cluster_put_without_kubeconfig_keeps_the_stored_one(s: &Subject) {
+    let store = s.store.as_ref();
+    cluster(store, "rg", "c1", json!({})).await;
+    let write = ClusterWrite { cluster: cluster_ref("rg", "c1"), document: Map::new(), kubeconfig: None };
+    let put = store.put_cluster(write).await.unwrap();
+    assert!(!put.created);
+    let stored = store.get_cluster(&cluster_ref("rg", "c1")).await.unwrap().unwrap();
+    assert_eq!(stored.kubeconfig.as_deref(), Some(&b"kc"[..]));
+}
+
+async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid =
+        cluster(store, "rg", "c1", json!({"commandExecutor": "kubernetes", "commandLimits": {"timeout": "5s"}})).await;
+    // Arrival order decides, not the submitters' clocks (replicas' clocks differ).
+    submit(store, &uid, "first", 20).await;
+    submit(store, &uid, "second", 10).await;
+    assert_eq!(store.count_accepted().await.unwrap(), 2);
+    let claimed = store.claim_next(&lease("r1", 100)).await.unwrap().expect("a command");
+    assert_eq!(claimed.id, "first", "the first stored is claimed first");
+    assert_eq!(claimed.command, "echo first");
+    assert_eq!(claimed.context, b"zip");
+    assert_eq!(claimed.cluster_token.as_deref(), Some("token"));
+    assert_eq!(claimed.kubeconfig.as_deref(), Some(&b"kc"[..]));
+    assert_eq!(claimed.executor.as_deref(), Some("kubernetes"));
+    assert_eq!(claimed.command_limits, Some(json!({"timeout": "5s"})));
+    assert_eq!(claimed.submitted_by, "app (object)");
+    assert_eq!(state_of(store, &uid, "first").await, CommandState::Running);
+    let record = store.get_command(&uid, "first", 100).await.unwrap().unwrap();
+    assert_eq!(record.started_at, Some(100));
+    assert_eq!(store.claim_next(&lease("r2", 101)).await.unwrap().unwrap().id, "second");
+    assert!(store.claim_next(&lease("r1", 102)).await.unwrap().is_none(), "nothing is claimed twice");
+    assert_eq!(store.count_accepted().await.unwrap(), 0);
+    let mut running = store.running_command_ids().await.unwrap();
+    running.sort();
+    assert_eq!(running, ["first", "second"]);
+}
+
+async fn finishing_is_guarded_on_running(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "c", 1).await;
+    assert!(!store.finish_command("c", &exited(0), 5, 5 + HOUR).await.unwrap(), "an Accepted command cannot finish");
+    store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
+    assert!(store.finish_command("c", &exited(3), 5, 5 + HOUR).await.unwrap());
+    let record = store.get_command(&uid, "c", 6).await.unwrap().unwrap();
+    assert_eq!(record.state, CommandState::Succeeded);
+    assert_eq!((record.exit_code, record.finished_at, record.expires_at), (Some(3), Some(5), Some(5 + HOUR)));
+    assert_eq!(record.logs.as_deref(), Some("exit 3\n"));
+    let failed = Outcome::Failed { reason: FailureReason::Timeout, logs: String::new() };
+    assert!(!store.finish_command("c", &failed, 7, 7 + HOUR).await.unwrap(), "a result is stored once");
+    assert_eq!(store.get_command(&uid, "c", 8).await.unwrap().unwrap().exit_code, Some(3));
+    assert!(store.running_command_ids().await.unwrap().is_empty());
+}
+
+async fn cancel_of_a_queued_command_is_guarded_on_accepted(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "queued", 1).await;
+    let was = store.cancel_queued(&uid, "queued", "alice", 5, 5 + HOUR).await.unwrap();
+    assert_eq!(was, Some(CommandState::Accepted));
+    let record = store.get_command(&uid, "queued", 6).await.unwrap().unwrap();
+    assert_eq!(record.state, CommandState::Canceled);
+    assert_eq!(record.reason.as_deref(), Some("Canceled by alice"));
+    assert!(store.claim_next(&lease("r1", 7)).await.unwrap().is_none(), "a canceled command never runs");
+    let again = store.cancel_queued(&uid, "queued", "bob", 8, 8 + HOUR).await.unwrap();
+    assert_eq!(again, Some(CommandState::Canceled), "the state it is in, unchanged");
+    assert_eq!(store.cancel_queued(&uid, "nope", "bob", 8, 8 + HOUR).await.unwrap(), None);
+    let other = cluster(store, "rg", "c2", json!({})).await;
+    assert_eq!(store.cancel_queued(&other, "queued", "bob", 8, 8 + HOUR).await.unwrap(), None, "per cluster");
+}
+
+async fn a_cancel_asked_elsewhere_reaches_the_owner_at_renewal(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "c", 1).await;
+    assert!(!store.request_cancel(&uid, "c", "alice").await.unwrap(), "not running yet");
+    store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
+    assert!(store.request_cancel(&uid, "c", "alice").await.unwrap());
+    assert!(store.renew_leases("r2", 1_000_000).await.unwrap().is_empty(), "only the owner hears of it");
+    let asked = store.renew_leases("r1", 1_000_000).await.unwrap();
+    assert_eq!(asked.len(), 1);
+    assert_eq!((asked[0].id.as_str(), asked[0].by.as_str()), ("c", "alice"));
+}
+
+async fn lost_leases_end_worker_lost_and_are_never_reclaimed(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "lost", 1).await;
+    submit(store, &uid, "kept", 2).await;
+    store.claim_next(&Lease { owner: "dead".into(), now: 10, until: 100 }).await.unwrap().unwrap();
+    store.claim_next(&Lease { owner: "alive".into(), now: 10, until: 100 }).await.unwrap().unwrap();
+    store.renew_leases("alive", 500).await.unwrap();
+    assert!(store.end_lost(99, 99 + HOUR).await.unwrap().is_empty(), "no lease has run out yet");
+    assert_eq!(store.end_lost(200, 200 + HOUR).await.unwrap(), ["lost"]);
+    let record = store.get_command(&uid, "lost", 201).await.unwrap().unwrap();
+    assert_eq!((record.state, record.reason.as_deref()), (CommandState::Failed, Some("WorkerLost")));
+    assert_eq!(state_of(store, &uid, "kept").await, CommandState::Running);
+    assert!(store.claim_next(&lease("other", 300)).await.unwrap().is_none(), "a lost command is not re-run");
+    assert!(!store.finish_command("lost", &exited(0), 301, 301 + HOUR).await.unwrap(), "its late result is dropped");
+}
+
+async fn interrupt_ends_the_owners_and_unowned_running_commands_only(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    for (id, at) in [("mine", 1), ("theirs", 2), ("queued", 3)] {
+        submit(store, &uid, id, at).await;
+    }
+    store.claim_next(&lease("me", 10)).await.unwrap().unwrap();
+    store.claim_next(&lease("them", 10)).await.unwrap().unwrap();
+    assert_eq!(store.interrupt_running("me", 20, 20 + HOUR).await.unwrap(), 1);
+    let mine = store.get_command(&uid, "mine", 21).await.unwrap().unwrap();
+    assert_eq!((mine.state, mine.reason.as_deref()), (CommandState::Failed, Some("Interrupted")));
+    assert_eq!(mine.logs.as_deref(), Some(""), "a result always has logs");
+    assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running, "another replica's command runs on");
+    assert_eq!(state_of(store, &uid, "queued").await, CommandState::Accepted, "queued work is resumed, not ended");
+    // A Running row of no owner (written before replicas had ids) died with whatever ran it.
+    store.claim_next(&lease("them", 30)).await.unwrap().unwrap();
+    s.raw("UPDATE commands SET owner = NULL WHERE id = 'queued'").await;
+    assert_eq!(store.interrupt_running("me", 40, 40 + HOUR).await.unwrap(), 1);
+    assert_eq!(store.get_command(&uid, "queued", 41).await.unwrap().unwrap().reason.as_deref(), Some("Interrupted"));
+    assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running);
+}
+
+async fn history_is_newest_first_with_paging_and_hides_expired(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        submit(store, &uid, id, i as i64).await;
+    }
+    let ids =
+        |page: &[kubeinvoke::command::CommandSummary]| page.iter().map(|s| s.record.id.clone()).collect::<Vec<_>>();
+    let first = store.list_commands(&uid, None, 2, 10).await.unwrap();
+    assert_eq!(ids(&first), ["d", "c"]);
+    let rest = store.list_commands(&uid, Some(first[1].seq), 10, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["b", "a"]);
+    assert_eq!(rest[0].command, "echo b");
+    store.claim_next(&lease("r", 10)).await.unwrap().unwrap(); // "a"
+    store.finish_command("a", &exited(0), 11, 50).await.unwrap();
+    assert_eq!(ids(&store.list_commands(&uid, None, 10, 49).await.unwrap()), ["d", "c", "b", "a"]);
+    assert_eq!(ids(&store.list_commands(&uid, None, 10, 50).await.unwrap()), ["d", "c", "b"], "expired is hidden");
+    assert!(store.get_command(&uid, "a", 50).await.unwrap().is_none());
+}
+
+async fn purge_deletes_only_expired_results(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "old", 1).await;
+    submit(store, &uid, "new", 2).await;
+    submit(store, &uid, "queued", 3).await;
+    for (id, expires) in [("old", 100), ("new", 1_000)] {
+        store.claim_next(&lease("r", 5)).await.unwrap().unwrap();
+        store.finish_command(id, &exited(0), 6, expires).await.unwrap();
+    }
+    assert_eq!(store.purge_expired(100).await.unwrap(), ["old"]);
+    assert!(store.purge_expired(100).await.unwrap().is_empty());
+    assert_eq!(state_of(store, &uid, "queued").await, CommandState::Accepted);
+    assert_eq!(store.get_command(&uid, "new", 999).await.unwrap().unwrap().state, CommandState::Succeeded);
+}
+
+async fn deleting_a_cluster_deletes_its_commands(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "running", 1).await;
+    submit(store, &uid, "queued", 2).await;
+    store.claim_next(&lease("r", 5)).await.unwrap().unwrap();
+    assert!(store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
+    assert!(!store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
+    assert_eq!(store.count_accepted().await.unwrap(), 0);
+    assert!(store.claim_next(&lease("r", 6)).await.unwrap().is_none());
+    assert!(!store.finish_command("running", &exited(0), 7, 7 + HOUR).await.unwrap(), "its result has nowhere to go");
+    let recreated = cluster(store, "rg", "c1", json!({})).await;
+    assert_ne!(recreated, uid, "a re-created cluster is a new cluster");
+    assert!(store.list_commands(&recreated, None, 10, 8).await.unwrap().is_empty());
+}
+
+async fn settings_keep_the_first_value(s: &Subject) {
+    let store = s.store.as_ref();
+    assert_eq!(store.get_setting("k").await.unwrap(), None);
+    assert_eq!(store.init_setting("k", b"one".to_vec()).await.unwrap(), b"one");
+    assert_eq!(store.init_setting("k", b"two".to_vec()).await.unwrap(), b"one", "the first value wins");
+    assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some(&b"one"[..]));
+    store.ping().await.unwrap();
+}
