@@ -27,6 +27,8 @@ use crate::files::write_private;
 
 /// How long output is still read after the command's main process has exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How often uids of dead servers are checked for leftover processes.
+const ORPHAN_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 /// How often the working directory's size is checked.
 const DISK_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
@@ -60,6 +62,17 @@ impl LocalExecutor {
             true => Some(UidLeases::open(&policy.uid_locks, policy.first_uid, policy.uid_count)?),
             false => None,
         };
+        if let Some(uids) = &uids {
+            // Outside bubblewrap's PID namespace, a crashed server's commands can leave processes
+            // behind: they end now, and every minute, whichever server left them.
+            let uids = uids.clone();
+            tokio::task::spawn_blocking({
+                let uids = uids.clone();
+                move || uids.sweep_orphans()
+            })
+            .await?;
+            tokio::spawn(sweep_orphans_periodically(Arc::downgrade(&uids)));
+        }
         if max_running > policy.uid_count as usize && uids.is_some() {
             tracing::warn!(
                 max_running,
@@ -284,6 +297,16 @@ impl Executor for LocalExecutor {
 
     fn isolation(&self) -> Isolation {
         self.sandbox.isolation()
+    }
+}
+
+async fn sweep_orphans_periodically(uids: std::sync::Weak<UidLeases>) {
+    let mut every = tokio::time::interval(ORPHAN_SWEEP_PERIOD);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(uids) = uids.upgrade() else { return };
+        let _ = tokio::task::spawn_blocking(move || uids.sweep_orphans()).await;
     }
 }
 

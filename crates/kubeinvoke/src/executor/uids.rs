@@ -72,6 +72,28 @@ impl UidLeases {
         Ok(Arc::new(UidLeases { dir: dir.to_path_buf(), first, count, next: AtomicU32::new(start) }))
     }
 
+    /// Ends what commands of dead servers left running: every uid of the range that has processes
+    /// but whose lease nobody holds is taken, cleared and let go again. Uids leased by a live
+    /// server are never touched. Returns how many uids were cleared.
+    pub fn sweep_orphans(&self) -> usize {
+        let busy = uids_with_processes(self.first..self.first + self.count);
+        let mut cleared = 0;
+        for uid in busy {
+            match self.try_take(uid, "sweeping processes of a dead server") {
+                Ok(Some(lease)) => {
+                    lease.end();
+                    cleared += 1;
+                }
+                Ok(None) => {} // leased by a live server: its commands
+                Err(e) => tracing::warn!(uid, error = %e, "could not check a command uid's lease"),
+            }
+        }
+        if cleared > 0 {
+            tracing::warn!(cleared, "ended processes that commands of a dead server left running");
+        }
+        cleared
+    }
+
     /// Waits until some uid of the range is free on the whole host and takes it for `holder`
     /// (written into the lock file, so `cat <lock dir>/<uid>` says who runs what).
     pub async fn acquire(self: &Arc<Self>, holder: &str) -> std::io::Result<UidLease> {
@@ -199,18 +221,24 @@ pub fn kill_uid(uid: u32) {
 
 /// Live processes whose real uid is `uid` (zombies are dead already and are left to their reaper).
 fn processes_of(uid: u32) -> Vec<Pid> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
-            let status = fs::read_to_string(entry.path().join("status")).ok()?;
-            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
-            let real_uid = field("Uid:")?.split_whitespace().next()?.parse::<u32>().ok()?;
-            let zombie = field("State:").is_some_and(|s| s.starts_with('Z'));
-            (real_uid == uid && !zombie).then(|| Pid::from_raw(pid)).flatten()
-        })
-        .collect()
+    live_processes().filter(|(_, owner)| *owner == uid).map(|(pid, _)| pid).collect()
+}
+
+/// The uids in `range` that have live processes, each once.
+fn uids_with_processes(range: std::ops::Range<u32>) -> std::collections::BTreeSet<u32> {
+    live_processes().map(|(_, uid)| uid).filter(|uid| range.contains(uid)).collect()
+}
+
+/// Every live process and its real uid, from `/proc`.
+fn live_processes() -> impl Iterator<Item = (Pid, u32)> {
+    fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|entry| {
+        let pid = Pid::from_raw(entry.file_name().to_str()?.parse::<i32>().ok()?)?;
+        let status = fs::read_to_string(entry.path().join("status")).ok()?;
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let real_uid = field("Uid:")?.split_whitespace().next()?.parse::<u32>().ok()?;
+        let zombie = field("State:").is_some_and(|s| s.starts_with('Z'));
+        (!zombie).then_some((pid, real_uid))
+    })
 }
 
 #[cfg(test)]

@@ -303,11 +303,16 @@ impl Server {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        reply(self.request(method, path, body)).await
+    }
+
+    /// A request that may fail to connect (a server being killed), for tests that expect it.
+    pub fn request(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::RequestBuilder {
         let mut request = self.client.request(method, self.url(path)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        reply(request).await
+        request
     }
 
     pub async fn get(&self, path: &str) -> Reply {

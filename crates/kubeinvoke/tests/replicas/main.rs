@@ -5,6 +5,7 @@
 //! Each test gets a private PostgreSQL server (see `postgres.rs`), so stopping it disturbs
 //! nothing else.
 
+mod chaos;
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
 mod harness;
