@@ -134,6 +134,17 @@ impl Server {
         r.json()["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Creates a service principal with `kubeinvoke sp create` on this server's data directory.
+    pub async fn create_principal(&self, name: &str) -> Credentials {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+            .args(["sp", "create", "--name", name])
+            .args(self.admin_args())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sp create: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("sp create prints JSON credentials")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }

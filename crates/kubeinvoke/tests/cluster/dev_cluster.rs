@@ -1,0 +1,141 @@
+//! The test fixture for a real Kubernetes control plane: `scripts/dev-cluster.sh up` (etcd,
+//! kube-apiserver, controller-manager, scheduler, kwok nodes), started once per test binary,
+//! shared by its tests and stopped when the binary exits (the script watches our pid).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct DevCluster {
+    pub state: PathBuf,
+    /// A cluster-admin kubeconfig (client certificate).
+    pub kubeconfig: PathBuf,
+    /// Where kubectl, helm and the control plane's binaries were built.
+    pub bin: PathBuf,
+    /// Serializes edits of the API server's authentication configuration.
+    authentication: Mutex<()>,
+}
+
+static CLUSTER: OnceLock<DevCluster> = OnceLock::new();
+
+impl DevCluster {
+    /// The binary's cluster, started on first use.
+    pub fn shared() -> &'static DevCluster {
+        CLUSTER.get_or_init(|| {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let state = std::env::temp_dir().join(format!("kubeinvoke-dev-cluster-{}", std::process::id()));
+            let started = Instant::now();
+            let output = Command::new(repo.join("scripts/dev-cluster.sh"))
+                .arg("up")
+                .arg(&state)
+                .env("KUBEINVOKE_DEV_CLUSTER_OWNER", std::process::id().to_string())
+                .output()
+                .expect("running scripts/dev-cluster.sh");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "scripts/dev-cluster.sh up failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let kubeconfig = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("KUBECONFIG="))
+                .expect("dev-cluster.sh prints KUBECONFIG=<path>")
+                .into();
+            let bin = std::fs::read_to_string(state.join("bin")).unwrap().trim().into();
+            eprintln!("dev cluster up in {:.1} s at {}", started.elapsed().as_secs_f64(), state.display());
+            DevCluster { state, kubeconfig, bin, authentication: Mutex::new(()) }
+        })
+    }
+
+    /// Runs kubectl as the cluster admin.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.join("kubectl")).arg("--kubeconfig").arg(&self.kubeconfig).args(args).output().unwrap()
+    }
+
+    /// kubectl as the cluster admin that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies a manifest as the cluster admin.
+    pub fn apply(&self, manifest: &str) {
+        let path = self.state.join(format!("manifest-{}.yaml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, manifest).unwrap();
+        self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
+    /// The admin kubeconfig, base64, as a cluster's `properties.kubeconfig`.
+    pub fn kubeconfig_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&self.kubeconfig).unwrap())
+    }
+
+    /// What every command Pod's log says (kwok serves this file, in the CRI log format).
+    pub fn set_pod_log(&self, lines: &[&str]) {
+        let text: String = lines.iter().map(|l| format!("2026-01-01T00:00:00.000000000Z stdout F {l}\n")).collect();
+        std::fs::write(self.state.join("pod.log"), text).unwrap();
+    }
+
+    /// Makes the API server trust JWTs of `issuer` (its discovery document and keys fetched over
+    /// HTTPS trusting `ca_pem`) for `audience`; usernames are `kubeinvoke:<oid>`.
+    pub fn trust_issuer(&self, issuer: &str, ca_pem: &str, audience: &str) {
+        let _edit = self.authentication.lock().unwrap();
+        let path = self.state.join("authentication.yaml");
+        let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let entry: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
+            "issuer:\n  url: {issuer}\n  audiences: [{audience}]\n  certificateAuthority: |\n{}\nclaimMappings:\n  username:\n    claim: oid\n    prefix: 'kubeinvoke:'\n",
+            ca_pem.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        ))
+        .unwrap();
+        let jwt = config.get_mut("jwt").unwrap().as_sequence_mut().unwrap();
+        jwt.push(entry);
+        // In place (not a rename): the API server watches this file and reloads it.
+        std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    }
+
+    /// Waits until `token` authenticates at the API server (after [`trust_issuer`], once the
+    /// API server reloaded its configuration and fetched the issuer's keys); its username.
+    pub fn wait_until_authenticated(&self, token: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            // No kubeconfig: its client certificate would authenticate before the token.
+            let server =
+                format!("https://127.0.0.1:{}", std::fs::read_to_string(self.state.join("api-port")).unwrap().trim());
+            let out = Command::new(self.bin.join("kubectl"))
+                .args(["--kubeconfig", "/dev/null", "--server", &server, "--token", token])
+                .arg("--certificate-authority")
+                .arg(self.state.join("pki/ca.crt"))
+                .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server never accepted the token: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.state.join("logs/kube-apiserver.log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("jwt") || l.contains("authentication") || l.contains("oidc"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Polls until `check` holds (a condition seen through the API), or fails naming `what`.
+    pub fn eventually(&self, what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

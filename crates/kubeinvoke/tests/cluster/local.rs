@@ -1,0 +1,140 @@
+//! The local executor: commands run on this host (sandboxed) with the registered cluster's
+//! kubeconfig, against the real API server.
+
+use serde_json::{Value, json};
+
+use crate::dev_cluster::DevCluster;
+use crate::harness::*;
+
+/// A server with one cluster registered with the dev cluster's admin kubeconfig.
+async fn server_with_cluster(properties: Value) -> (Server, &'static DevCluster) {
+    let cluster = DevCluster::shared();
+    let s = Server::start(&[]).await;
+    let mut properties = properties;
+    properties["kubeconfig"] = json!(cluster.kubeconfig_base64());
+    s.create_cluster("rg", "dev", properties).await;
+    (s, cluster)
+}
+
+async fn invoke(s: &Server, body: Value) -> Value {
+    let location = s.submit("rg", "dev", body).await;
+    s.wait(&location).await
+}
+
+#[tokio::test]
+async fn azures_success_example_really_creates_the_namespace() {
+    let (s, cluster) = server_with_cluster(json!({})).await;
+    // The request of the official example (RunCommandRequest.json), with the ns.yaml it applies.
+    let example: Value =
+        serde_json::from_str(include_str!("../fixtures/azure-2024-09-01/RunCommandRequest.json")).unwrap();
+    let command = example["parameters"]["requestPayload"]["command"].as_str().unwrap();
+    assert_eq!(command, "kubectl apply -f ns.yaml");
+    let ns = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: dummy\n";
+    let context = encodebytes(&zip_of(&[("ns.yaml", ns)]));
+    let result = invoke(&s, json!({"command": command, "context": context})).await;
+    assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
+    assert_eq!(result["properties"]["exitCode"], 0);
+    assert_eq!(result["properties"]["logs"], "namespace/dummy created\n");
+    let phase = cluster.kubectl_ok(&["get", "namespace", "dummy", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Active", "the namespace exists in the cluster");
+}
+
+#[tokio::test]
+async fn kubectl_lists_the_kwok_nodes_and_a_forbidden_verb_is_the_clusters_own_error() {
+    let (s, _) = server_with_cluster(json!({})).await;
+    let result = invoke(&s, json!({"command": "kubectl get nodes -o name"})).await;
+    assert_eq!(result["properties"]["exitCode"], 0, "{result}");
+    assert_eq!(
+        result["properties"]["logs"], "node/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
+        "{result}"
+    );
+    // A request the API server itself refuses comes back as kubectl printed it, exit code 1.
+    let result = invoke(&s, json!({"command": "kubectl get --raw /no-such-path"})).await;
+    assert_eq!(result["properties"]["exitCode"], 1, "{result}");
+    assert!(result["properties"]["logs"].as_str().unwrap().contains("NotFound"), "{result}");
+}
+
+#[tokio::test]
+async fn helm_installs_a_chart_from_the_attached_files() {
+    let (s, cluster) = server_with_cluster(json!({})).await;
+    cluster.kubectl(&["create", "namespace", "helm-demo"]);
+    let chart = zip_of(&[
+        ("chart/Chart.yaml", b"apiVersion: v2\nname: hello\nversion: 0.1.0\n"),
+        (
+            "chart/templates/configmap.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-greeting\ndata:\n  greeting: {{ .Values.greeting | quote }}\n",
+        ),
+        ("chart/values.yaml", b"greeting: hello from kubeinvoke\n"),
+    ]);
+    let command = "helm install demo ./chart -n helm-demo && helm list -n helm-demo -o json";
+    let result = invoke(&s, json!({"command": command, "context": encodebytes(&chart)})).await;
+    assert_eq!(result["properties"]["exitCode"], 0, "{result}");
+    let logs = result["properties"]["logs"].as_str().unwrap();
+    assert!(logs.contains("STATUS: deployed"), "{logs}");
+    let listed: Value = serde_json::from_str(logs.lines().last().unwrap()).unwrap();
+    assert_eq!(listed[0]["name"], "demo", "{listed}");
+    assert_eq!(listed[0]["status"], "deployed");
+    let greeting = cluster.kubectl_ok(&[
+        "get",
+        "configmap",
+        "demo-greeting",
+        "-n",
+        "helm-demo",
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
+    assert_eq!(greeting, "hello from kubeinvoke");
+}
+
+#[tokio::test]
+async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
+    let cluster = DevCluster::shared();
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "dev", json!({"kubeconfig": cluster.kubeconfig_base64(), "aadProfile": {"managed": true}}))
+        .await;
+    // The API server trusts this kubeinvoke's built-in issuer for the AKS AAD server app.
+    let admin = s.admin().unwrap();
+    let issuer = format!("{}/{}/v2.0", s.base, admin.tenant);
+    let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
+    cluster.trust_issuer(&issuer, &ca, "6dae42f8-4368-4678-94ff-3960e28e3630");
+
+    let alice = s.create_principal("alice").await;
+    let bob = s.create_principal("bob").await;
+    let scope = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
+    let (alice_token, bob_token) = (s.token_for(&alice, scope).await, s.token_for(&bob, scope).await);
+    let alice_user = cluster.wait_until_authenticated(&alice_token);
+    let bob_user = cluster.wait_until_authenticated(&bob_token);
+    assert!(alice_user.starts_with("kubeinvoke:") && alice_user != bob_user, "{alice_user} {bob_user}");
+
+    // Alice alone may read Pods in team-a.
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-a}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: pod-reader, namespace: team-a}}\n\
+         rules:\n- {{apiGroups: [''], resources: [pods], verbs: [get, list]}}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: alice-reads, namespace: team-a}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}}\n\
+         subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{alice_user}'}}\n"
+    ));
+    let script = "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'; echo; \
+                  kubectl get pods -n team-a; echo pods=$?; kubectl get secrets -n team-a; echo secrets=$?";
+    for (who, token, pods_allowed) in [(&alice_user, &alice_token, true), (&bob_user, &bob_token, false)] {
+        let result = invoke(&s, json!({"command": script, "clusterToken": token})).await;
+        let logs = result["properties"]["logs"].as_str().unwrap();
+        assert_eq!(logs.lines().next(), Some(who.as_str()), "whoami prints the caller: {logs}");
+        if pods_allowed {
+            assert!(logs.contains("No resources found in team-a namespace.") && logs.contains("pods=0"), "{logs}");
+        } else {
+            assert!(
+                logs.contains(&format!("User \"{who}\" cannot list resource \"pods\"")) && logs.contains("pods=1"),
+                "{logs}"
+            );
+        }
+        assert!(
+            logs.contains(&format!(
+                "Error from server (Forbidden): secrets is forbidden: User \"{who}\" cannot list resource \"secrets\""
+            )),
+            "the cluster's own Forbidden: {logs}"
+        );
+        assert!(logs.contains("secrets=1"), "{logs}");
+    }
+}

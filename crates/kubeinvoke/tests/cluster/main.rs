@@ -1,0 +1,12 @@
+//! kubeinvoke against a real Kubernetes control plane (`scripts/dev-cluster.sh`: etcd,
+//! kube-apiserver, controller-manager, scheduler, kwok nodes), with real kubeinvoke servers:
+//! the local executor running kubectl and helm (`local.rs`), clusterToken through the API
+//! server's JWT authentication (`local.rs`), and the Pod executor (`pods.rs`).
+
+#[allow(dead_code)]
+#[path = "../api/harness.rs"]
+mod harness;
+
+mod dev_cluster;
+mod local;
+mod pods;
