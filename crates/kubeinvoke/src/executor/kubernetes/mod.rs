@@ -12,7 +12,7 @@ mod spec;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -270,13 +270,16 @@ impl KubernetesExecutor {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut follower: Option<tokio::task::JoinHandle<Vec<u8>>> = None;
+        let mut follower: Option<tokio::task::JoinHandle<()>> = None;
+        // What the follower read so far: kept even when it has to be given up on.
+        let followed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let name = created.name_any();
         let cap = job.limits.max_output_bytes;
         let watched = {
             let mut on_start = || {
                 if follower.is_none() {
-                    follower = Some(tokio::spawn(follow_logs(pods.clone(), name.clone(), job.output.clone(), cap)));
+                    let (pods, name, output, into) = (pods.clone(), name.clone(), job.output.clone(), followed.clone());
+                    follower = Some(tokio::spawn(follow_logs(pods, name, output, cap, into)));
                 }
             };
             self.watch(pods, created, job.limits.timeout, stop, &mut on_start).await?
@@ -287,16 +290,15 @@ impl KubernetesExecutor {
             let _ = pods.delete(&name, &DeleteParams::background()).await;
         }
         let patience = Duration::from_secs(10);
-        let full = match follower {
-            Some(mut task) => match tokio::time::timeout(patience, &mut task).await {
-                Ok(Ok(bytes)) => bytes,
-                _ => {
-                    task.abort();
-                    Vec::new()
-                }
-            },
-            None => Vec::new(),
-        };
+        if let Some(mut task) = follower {
+            // A node that keeps the stream open after the container ended (some node agents
+            // do) costs the patience, never the output read so far.
+            if tokio::time::timeout(patience, &mut task).await.is_err() {
+                tracing::warn!(pod = %name, "the log stream stayed open after the Pod ended; keeping what was read");
+                task.abort();
+            }
+        }
+        let full = std::mem::take(&mut *followed.lock().unwrap_or_else(|p| p.into_inner()));
         let mut log = CappedLog::new(job.limits.log_cap);
         log.push(&full);
         Ok(match watched {
@@ -354,9 +356,15 @@ impl KubernetesExecutor {
     }
 }
 
-/// Follows the command container's output into the live-output file, returning all of it (up
-/// to `cap` bytes).
-async fn follow_logs(pods: Api<Pod>, name: String, output: Option<std::path::PathBuf>, cap: u64) -> Vec<u8> {
+/// Follows the command container's output into the live-output file and into `all` (up to
+/// `cap` bytes there).
+async fn follow_logs(
+    pods: Api<Pod>,
+    name: String,
+    output: Option<std::path::PathBuf>,
+    cap: u64,
+    all: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
     let mut file = OutputFile::create(output.as_deref(), cap).await;
     let params = LogParams {
         container: Some(spec::CONTAINER.into()),
@@ -364,12 +372,11 @@ async fn follow_logs(pods: Api<Pod>, name: String, output: Option<std::path::Pat
         limit_bytes: Some(cap as i64),
         ..Default::default()
     };
-    let mut all = Vec::new();
     let stream = match pods.log_stream(&name, &params).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(pod = %name, error = %e, "cannot follow the command's output");
-            return all;
+            return;
         }
     };
     use futures_util::AsyncReadExt;
@@ -377,9 +384,10 @@ async fn follow_logs(pods: Api<Pod>, name: String, output: Option<std::path::Pat
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return all,
+            Ok(0) | Err(_) => return,
             Ok(n) => {
                 file.push(&chunk[..n]).await;
+                let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
                 if (all.len() as u64) < cap {
                     all.extend_from_slice(&chunk[..n]);
                 }
