@@ -20,10 +20,25 @@ debian_package() { # PACKAGE FILE WHY
 
 debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
 debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
-if ! need kubectl; then
-  echo "error: kubectl is required by the contract tests (kubeconfig wiring) and was not found" >&2
+debian_package openssl /usr/bin/openssl "scripts/dev-cluster.sh makes the test cluster's certificates with it"
+
+# The local Kubernetes control plane (kube-apiserver, controller-manager, scheduler, etcd, kwok)
+# and the kubectl and helm that match it, built from the Go module proxy (cached after the first
+# build: see scripts/build-cluster.sh). Commands run kubectl and helm from the host's PATH.
+if ! need go; then
+  echo "error: Go is required to build the local control plane the cluster tests run against" >&2
   exit 1
 fi
+cluster_bin=$(./scripts/build-cluster.sh | tail -n1)
+if [ "$(id -u)" = 0 ]; then
+  install -m 0755 "$cluster_bin/kubectl" "$cluster_bin/helm" /usr/local/bin/
+fi
+for tool in kubectl helm; do
+  if ! cmp -s "$(command -v "$tool")" "$cluster_bin/$tool"; then
+    echo "error: the $tool on PATH is not the one matching the test cluster; install $cluster_bin/$tool first on PATH" >&2
+    exit 1
+  fi
+done
 if ! need npm; then
   echo "error: Node.js and npm are required (the console is TypeScript, built by cargo's build script)" >&2
   exit 1

@@ -19,6 +19,9 @@ pub struct DevCluster {
 
 static CLUSTER: OnceLock<DevCluster> = OnceLock::new();
 
+/// What every command Pod's log says here: no container runs on a kwok node; kwok serves this.
+pub const POD_LOG: &str = "hello from a command pod\n";
+
 impl DevCluster {
     /// The binary's cluster, started on first use.
     pub fn shared() -> &'static DevCluster {
@@ -44,6 +47,7 @@ impl DevCluster {
                 .expect("dev-cluster.sh prints KUBECONFIG=<path>")
                 .into();
             let bin = std::fs::read_to_string(state.join("bin")).unwrap().trim().into();
+            Self::write_pod_log(&state);
             eprintln!("dev cluster up in {:.1} s at {}", started.elapsed().as_secs_f64(), state.display());
             DevCluster { state, kubeconfig, bin, authentication: Mutex::new(()) }
         })
@@ -74,10 +78,10 @@ impl DevCluster {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&self.kubeconfig).unwrap())
     }
 
-    /// What every command Pod's log says (kwok serves this file, in the CRI log format).
-    pub fn set_pod_log(&self, lines: &[&str]) {
-        let text: String = lines.iter().map(|l| format!("2026-01-01T00:00:00.000000000Z stdout F {l}\n")).collect();
-        std::fs::write(self.state.join("pod.log"), text).unwrap();
+    /// Writes what every command Pod's log says (kwok serves the file, in the CRI log format).
+    fn write_pod_log(state: &Path) {
+        let text: String = POD_LOG.lines().map(|l| format!("2026-01-01T00:00:00.000000000Z stdout F {l}\n")).collect();
+        std::fs::write(state.join("pod.log"), text).unwrap();
     }
 
     /// Makes the API server trust JWTs of `issuer` (its discovery document and keys fetched over

@@ -7,6 +7,7 @@
 #[path = "../api/harness.rs"]
 mod harness;
 
+mod deploy;
 mod dev_cluster;
 mod local;
 mod pods;

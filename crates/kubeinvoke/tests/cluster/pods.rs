@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::dev_cluster::DevCluster;
+use crate::dev_cluster::{DevCluster, POD_LOG};
 use crate::harness::*;
 
-/// What every command Pod's log says here: kwok serves it; no container runs on a kwok node.
-const POD_LOG: &str = "hello from a command pod\n";
 const NAMESPACE: &str = "aks-command";
 
 async fn pod_server(extra: &[&str]) -> (Server, &'static DevCluster) {
@@ -21,7 +19,6 @@ async fn pod_server(extra: &[&str]) -> (Server, &'static DevCluster) {
 
 async fn pod_server_with_image(image: &str, extra: &[&str]) -> (Server, &'static DevCluster) {
     let cluster = DevCluster::shared();
-    cluster.set_pod_log(&[POD_LOG.trim_end()]);
     let mut args = vec!["--executor", "kubernetes", "--k8s-image", image];
     args.extend_from_slice(extra);
     let s = Server::start(&args).await;

@@ -1,5 +1,6 @@
-//! Every manifest under `deploy/` parses into its typed Kubernetes object, loses nothing in the
-//! round trip (a misspelt field would be dropped and fail here), and the parts fit together.
+//! Every object the Helm chart under `deploy/chart` renders (`helm template`) parses into its
+//! typed Kubernetes object, loses nothing in the round trip (a misspelt field would be dropped
+//! and fail here), and the parts fit together. The cluster tests apply it to a real API server.
 
 use std::collections::BTreeMap;
 
@@ -27,40 +28,43 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(document: &Value, fi
     object
 }
 
+/// `helm template` of the chart with a store URL (the one value it requires).
+pub fn rendered_chart() -> String {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/chart/kubeinvoke");
+    let out = std::process::Command::new("helm")
+        .args(["template", "kubeinvoke", "--namespace", "kubeinvoke"])
+        .arg(&chart)
+        .args(["--set", "store.url=postgres://kubeinvoke:secret@postgres:5432/kubeinvoke"])
+        .output()
+        .expect("helm is installed (scripts/test.sh installs the one matching the test cluster)");
+    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn parse_all() -> Parsed {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     let mut parsed = Parsed::default();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("deploy/ exists").filter_map(Result::ok).collect();
-    files.sort_by_key(|e| e.path());
-    for entry in files {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+    let text = rendered_chart();
+    let file = "deploy/chart/kubeinvoke";
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let document: Value = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
+        if document.is_null() {
             continue;
         }
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for document in serde_yaml_ng::Deserializer::from_str(&text) {
-            let document: Value = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if document.is_null() {
-                continue;
-            }
-            let kind =
-                document["kind"].as_str().unwrap_or_else(|| panic!("{file}: a document without kind")).to_string();
-            match kind.as_str() {
-                "Namespace" => drop(typed::<Namespace>(&document, &file)),
-                "ServiceAccount" => drop(typed::<ServiceAccount>(&document, &file)),
-                "Secret" => drop(typed::<Secret>(&document, &file)),
-                "Role" => drop(typed::<Role>(&document, &file)),
-                "RoleBinding" => drop(typed::<RoleBinding>(&document, &file)),
-                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, &file)),
-                "ClusterRole" => parsed.cluster_roles.push(typed(&document, &file)),
-                "Deployment" => parsed.deployments.push(typed(&document, &file)),
-                "Service" => parsed.services.push(typed(&document, &file)),
-                "PodDisruptionBudget" => parsed.budgets.push(typed(&document, &file)),
-                other => panic!("{file}: no typed check for kind {other}"),
-            }
-            parsed.kinds.push(kind);
+        let kind = document["kind"].as_str().unwrap_or_else(|| panic!("{file}: a document without kind")).to_string();
+        match kind.as_str() {
+            "Namespace" => drop(typed::<Namespace>(&document, file)),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(&document, file)),
+            "Secret" => drop(typed::<Secret>(&document, file)),
+            "Role" => drop(typed::<Role>(&document, file)),
+            "RoleBinding" => drop(typed::<RoleBinding>(&document, file)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, file)),
+            "ClusterRole" => parsed.cluster_roles.push(typed(&document, file)),
+            "Deployment" => parsed.deployments.push(typed(&document, file)),
+            "Service" => parsed.services.push(typed(&document, file)),
+            "PodDisruptionBudget" => parsed.budgets.push(typed(&document, file)),
+            other => panic!("{file}: no typed check for kind {other}"),
         }
+        parsed.kinds.push(kind);
     }
     parsed
 }
@@ -74,7 +78,7 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
     let parsed = parse_all();
     for kind in ["Deployment", "Service", "PodDisruptionBudget", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
     {
-        assert!(parsed.kinds.iter().any(|k| k == kind), "no {kind} under deploy/");
+        assert!(parsed.kinds.iter().any(|k| k == kind), "the chart renders no {kind}");
     }
     let deployment = &parsed.deployments[0];
     let spec = deployment.spec.as_ref().unwrap();
