@@ -7,7 +7,7 @@
 #   scripts/dev-cluster.sh env  [STATE_DIR]   prints KUBECONFIG=<path> of a running one
 #   scripts/dev-cluster.sh down [STATE_DIR]   stops exactly the processes `up` started
 #
-# With KUBEINVOKE_DEV_CLUSTER_OWNER=<pid>, `up` also stops the cluster once that process is gone
+# With KUBEINVOKE_DEV_CLUSTER_OWNER=<pid>, `up` also stops the cluster (and removes STATE_DIR) once that process is gone
 # (how test binaries share one cluster). STATE_DIR defaults to ~/.local/state/kubeinvoke/dev-cluster. Everything listens on 127.0.0.1
 # (ports chosen free at `up`). Logs: STATE_DIR/logs/. JWT issuers the API server trusts:
 # STATE_DIR/authentication.yaml (reloaded by the API server when it changes).
@@ -170,8 +170,8 @@ NODES
   wait_for 60 "the default service account" "${k[@]}" get serviceaccount default -n default
   echo "$bin" >"$state/bin"
   if [ -n "${KUBEINVOKE_DEV_CLUSTER_OWNER:-}" ]; then
-    # Tests: the cluster goes when the process that asked for it ends, however it ends.
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down "$3"' _ \
+    # Tests: the cluster and its state go when the process that asked for it ends, however it ends.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" && rm -rf "$3"' _ \
       "$KUBEINVOKE_DEV_CLUSTER_OWNER" "$here/dev-cluster.sh" "$state" >/dev/null 2>&1 </dev/null &
   fi
   say "ready: API server https://127.0.0.1:$api_port, 3 kwok nodes (kwok-node-tainted: dedicated=commands:NoSchedule); logs in $state/logs"

@@ -1,7 +1,10 @@
 //! A FAKE Kubernetes API server — a test fixture, not a Kubernetes implementation.
 //!
-//! There is no Kubernetes API server on the test machine and none can be installed, so this
-//! serves, over real HTTP, exactly the subset the Kubernetes executor uses: namespaces (get,
+//! The real control plane (`scripts/dev-cluster.sh`, `tests/cluster`) shows everything it can:
+//! scheduling, exit codes, logs, ImagePullBackoff, deadlines, cleanup, garbage collection. Its
+//! nodes are kwok's, though, and run no container, so what only a real kubelet produces stays
+//! here: OOMKilled, eviction, a Pod deleted under a running command, a name already taken (409),
+//! an unreachable API server, and the sweeper's view of leftovers. For those this serves, over real HTTP, exactly the subset the Kubernetes executor uses: namespaces (get,
 //! create), Secrets and Pods (create, get, list by label, watch, delete) and Pod logs (plain and
 //! `follow`). It follows the API's documented conventions: `Status` bodies with `reason` and
 //! `code` for 404/409/400, a cluster-wide `resourceVersion` bumped on every change, watch

@@ -1,6 +1,7 @@
-//! The Kubernetes executor, driven through kube-rs against the fake API server (see
-//! `fake_apiserver.rs`: a test fixture, since no real API server can run here), and the
-//! deployment manifests under `deploy/`, parsed into typed Kubernetes objects.
+//! The Kubernetes executor, driven through kube-rs against the fake API server, for what only a
+//! real kubelet would produce (see `fake_apiserver.rs`; everything else is shown against a real
+//! control plane in `tests/cluster`), and the Helm chart under `deploy/chart`, rendered and parsed
+//! into typed Kubernetes objects.
 
 mod fake_apiserver;
 #[allow(dead_code)]
