@@ -1,5 +1,6 @@
-//! What every scenario shares: where to put data directories, which uids are free, how long to
-//! measure, and the PostgreSQL server to use.
+//! What every scenario shares: where to put data directories, how long to measure, and the
+//! PostgreSQL server to use. (Servers share the default command uid range: uids are leased
+//! host-wide.)
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,13 +13,12 @@ pub struct Bench {
     pub quick: bool,
     /// A PostgreSQL URL without a database, whose role may create databases.
     pub postgres: Option<String>,
-    next_uid: AtomicU32,
     next_dir: AtomicU32,
 }
 
 impl Bench {
     pub fn new(work: PathBuf, quick: bool, postgres: Option<String>) -> Self {
-        Bench { work, quick, postgres, next_uid: AtomicU32::new(300_000), next_dir: AtomicU32::new(0) }
+        Bench { work, quick, postgres, next_dir: AtomicU32::new(0) }
     }
 
     /// How long one load measurement runs.
@@ -26,18 +26,13 @@ impl Bench {
         if self.quick { Duration::from_secs(3) } else { Duration::from_secs(10) }
     }
 
-    /// A fresh data directory and uid range for a server.
+    /// A fresh data directory for a server.
     pub fn launch(&self, name: &str, args: &[&str]) -> Launch {
         let n = self.next_dir.fetch_add(1, Ordering::Relaxed);
         Launch {
             data_dir: self.work.join(format!("{n:02}-{name}")).join("data"),
             args: args.iter().map(|s| s.to_string()).collect(),
-            first_uid: self.fresh_uids(),
         }
-    }
-
-    pub fn fresh_uids(&self) -> u32 {
-        self.next_uid.fetch_add(100, Ordering::Relaxed)
     }
 
     pub async fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Target> {

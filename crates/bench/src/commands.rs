@@ -36,7 +36,7 @@ pub struct Throughput {
 pub async fn local_executor(bench: &Bench, max_running: usize) -> anyhow::Result<LocalExecutor> {
     let dir = bench.launch("executor", &[]).data_dir;
     std::fs::create_dir_all(&dir)?;
-    let policy = SandboxPolicy { first_uid: bench.fresh_uids(), ..SandboxPolicy::default() };
+    let policy = SandboxPolicy::default();
     LocalExecutor::new(&dir, policy, max_running).await
 }
 

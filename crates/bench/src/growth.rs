@@ -48,7 +48,7 @@ pub async fn run(bench: &Bench, backend: Backend, stored: u64) -> anyhow::Result
         None => populate_sqlite(&data_dir.join("kubeinvoke.db"), stored - 1)?,
         Some(url) => populate_postgres(url, stored - 1).await?,
     }
-    let launch = crate::target::Launch { data_dir: data_dir.clone(), args: launch_args, first_uid: bench.fresh_uids() };
+    let launch = crate::target::Launch { data_dir: data_dir.clone(), args: launch_args };
     let server = Target::start(&launch).await?;
     // The populated ids are `{n:032x}`; the script asks for a random one of them each time.
     let prefix = location.split("/commandResults/").next().context("result URL")?;

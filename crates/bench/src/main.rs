@@ -9,6 +9,7 @@ mod commands;
 mod growth;
 mod load;
 mod memory;
+mod pods;
 mod reads;
 mod replicas;
 mod report;
@@ -60,6 +61,11 @@ enum Mode {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         duration: Duration,
     },
+    /// The Pod path against a real control plane (scripts/dev-cluster.sh); its own section.
+    Pods {
+        #[arg(long, default_value_t = 100)]
+        commands: usize,
+    },
     /// Internal: the hyper + rustls baseline server.
     #[command(hide = true)]
     Baseline(baseline::BaselineArgs),
@@ -94,6 +100,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let soak = soak::run(&bench, duration).await?;
         let section = report::render_soak(&soak, &header)?;
         return write_section(&cli.out, "soak", &section);
+    }
+    if let Some(Mode::Pods { commands }) = cli.command {
+        let measured = pods::run(&bench, commands).await?;
+        let section = report::render_pods(&measured, &header)?;
+        return write_section(&cli.out, "pods", &section);
     }
     let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let mut results = Results::default();

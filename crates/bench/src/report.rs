@@ -342,6 +342,34 @@ pub fn render_soak(s: &Soak, header: &str) -> anyhow::Result<String> {
     Ok(md)
 }
 
+pub fn render_pods(p: &crate::pods::PodPath, header: &str) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(md, "{}\n\n{header}\n", begin("pods"))?;
+    writeln!(
+        md,
+        "### 7. The Pod path (`--executor kubernetes`) against a real control plane — {} commands, one at a time\n",
+        p.commands
+    )?;
+    writeln!(md, "| phase (from submit) | p50 | p99 |\n|---|---|---|")?;
+    for (phase, q) in [
+        ("command Pod created (seen by a watch)", p.created),
+        ("command Pod Running", p.running),
+        ("result stored (GET answers 200)", p.stored),
+        ("baseline: a bare Pod created through the API → Running", p.bare_running),
+    ] {
+        writeln!(md, "| {phase} | {:.0} ms | {:.0} ms |", q.p50_ms, q.p99_ms)?;
+    }
+    writeln!(
+        md,
+        "\nSubmit → Running is {:.2}× the control plane's own create → Running (p50). The nodes are kwok's: a Pod \
+         \"runs\" for half a second and its log stream stays open after it ends, so Running → stored is kwok's run \
+         plus kubeinvoke's 1 s quiet period on the log stream (a kubelet closes the stream instead).\n",
+        p.running.p50_ms / p.bare_running.p50_ms
+    )?;
+    writeln!(md, "{}", end("pods"))?;
+    Ok(md)
+}
+
 /// After the first third, RSS stays within 10% (and 4 MiB) of the post-warm-up level.
 fn flat_after_warmup(rss: &[(f64, u64)]) -> bool {
     let settled = &rss[rss.len() / 3..];

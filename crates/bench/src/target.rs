@@ -26,8 +26,6 @@ pub struct Launch {
     pub data_dir: PathBuf,
     /// Extra `serve` flags.
     pub args: Vec<String>,
-    /// First uid of the server's command uid range (distinct per concurrent server).
-    pub first_uid: u32,
 }
 
 impl Target {
@@ -38,7 +36,7 @@ impl Target {
             .arg("serve")
             .arg("--data-dir")
             .arg(&launch.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--exec-first-uid", &launch.first_uid.to_string()])
+            .args(["--listen", "127.0.0.1:0"])
             .args(&launch.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

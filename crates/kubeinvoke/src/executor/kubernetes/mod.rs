@@ -289,14 +289,8 @@ impl KubernetesExecutor {
         if !matches!(watched, Watched::Ended(_)) {
             let _ = pods.delete(&name, &DeleteParams::background()).await;
         }
-        let patience = Duration::from_secs(10);
-        if let Some(mut task) = follower {
-            // A node that keeps the stream open after the container ended (some node agents
-            // do) costs the patience, never the output read so far.
-            if tokio::time::timeout(patience, &mut task).await.is_err() {
-                tracing::warn!(pod = %name, "the log stream stayed open after the Pod ended; keeping what was read");
-                task.abort();
-            }
+        if let Some(task) = follower {
+            finish_following(task, &followed, &name).await;
         }
         let full = std::mem::take(&mut *followed.lock().unwrap_or_else(|p| p.into_inner()));
         let mut log = CappedLog::new(job.limits.log_cap);
@@ -356,6 +350,30 @@ impl KubernetesExecutor {
     }
 }
 
+/// Lets the log follower deliver what the ended Pod wrote: until its stream closes (a kubelet
+/// closes it once the container is gone), or once no byte came for [`LOG_QUIET`] (some node
+/// agents keep it open), at most [`LOG_PATIENCE`]. What was read is kept either way.
+async fn finish_following(mut task: tokio::task::JoinHandle<()>, followed: &Mutex<Vec<u8>>, pod: &str) {
+    let started = tokio::time::Instant::now();
+    let length = || followed.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let (mut seen, mut quiet_since) = (length(), started);
+    loop {
+        if tokio::time::timeout(Duration::from_millis(100), &mut task).await.is_ok() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let current = length();
+        if current != seen {
+            (seen, quiet_since) = (current, now);
+        }
+        if now - quiet_since >= LOG_QUIET || now - started >= LOG_PATIENCE {
+            tracing::debug!(pod, "the log stream stayed open after the Pod ended; keeping what was read");
+            task.abort();
+            return;
+        }
+    }
+}
+
 /// Follows the command container's output into the live-output file and into `all` (up to
 /// `cap` bytes there).
 async fn follow_logs(
@@ -395,6 +413,11 @@ async fn follow_logs(
         }
     }
 }
+
+/// How long an ended Pod's log stream may stay silent before it counts as complete.
+const LOG_QUIET: Duration = Duration::from_secs(1);
+/// How long an ended Pod's log stream is waited for at most.
+const LOG_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Deleted now, or not there in the first place.
 fn gone<T>(result: &Result<T, kube::Error>) -> bool {
