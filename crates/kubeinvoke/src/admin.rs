@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::config::StoreLocation;
 use crate::config::default_data_dir;
 use crate::identity::{Credentials, principals, rbac};
+use crate::store::StoreLocation;
 use crate::store::{RoleAssignmentRecord, Store};
 use crate::time::{now_millis, rfc3339};
 
@@ -22,7 +22,7 @@ pub struct SpArgs {
     pub data_dir: Option<PathBuf>,
     /// The server's store: `sqlite` (in the data dir) or the replicas' PostgreSQL URL.
     #[arg(long, env = "KUBEINVOKE_STORE", default_value = "sqlite", global = true, hide_env_values = true)]
-    pub store: crate::config::StoreLocation,
+    pub store: crate::store::StoreLocation,
     #[command(subcommand)]
     pub command: SpCommand,
 }

@@ -9,6 +9,7 @@ use crate::dispatcher::DispatcherConfig;
 use crate::executor::kubernetes::KubernetesConfig;
 use crate::executor::{ExecLimits, ExecutorKind, SandboxPolicy};
 use crate::identity::IdentityConfig;
+use crate::store::StoreLocation;
 
 #[derive(Debug, Clone)]
 pub enum TlsMode {
@@ -18,45 +19,6 @@ pub enum TlsMode {
     Files { cert: PathBuf, key: PathBuf },
     /// Plain HTTP, for use behind a TLS-terminating proxy.
     PlainHttp,
-}
-
-/// The database behind the store.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// `kubeinvoke.db` in the data directory: one process.
-    Sqlite,
-    /// A PostgreSQL URL: any number of replicas.
-    Postgres(String),
-}
-
-impl std::str::FromStr for StoreLocation {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.eq_ignore_ascii_case("sqlite") {
-            Ok(StoreLocation::Sqlite)
-        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Ok(StoreLocation::Postgres(text.to_string()))
-        } else {
-            Err("expected `sqlite` or a postgres://user:password@host:port/database URL".into())
-        }
-    }
-}
-
-impl std::fmt::Display for StoreLocation {
-    /// Never shows a password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreLocation::Sqlite => f.write_str("sqlite"),
-            StoreLocation::Postgres(url) => f.write_str(&crate::store::redact_url(url)),
-        }
-    }
-}
-
-impl std::fmt::Debug for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if let Err(e) = kubeinvoke::client::config::apply_config_file(&args) {
+    if let Err(e) = kubeinvoke::cli::config_file::apply_config_file(&args) {
         eprintln!("error: {e}");
         return std::process::ExitCode::from(kubeinvoke::client::exit::USAGE);
     }

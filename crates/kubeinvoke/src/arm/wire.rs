@@ -223,15 +223,15 @@ pub struct CloudAuthentication {
 }
 
 impl CloudMetadata {
-    pub fn new(base_url: &str, graph_resource: String) -> Self {
+    /// `audiences`: the canonical spellings (with the trailing slash) of what tokens may carry.
+    pub fn new(base_url: &str, graph_resource: String, audiences: Vec<&'static str>) -> Self {
         CloudMetadata {
             name: "kubeinvoke",
             resource_manager: format!("{base_url}/"),
             microsoft_graph_resource_id: graph_resource,
             authentication: CloudAuthentication {
                 login_endpoint: base_url.to_string(),
-                // The canonical spellings (with the trailing slash) of what tokens may carry.
-                audiences: crate::identity::tokens::ARM_AUDIENCES.into_iter().filter(|a| a.ends_with('/')).collect(),
+                audiences,
                 tenant: "common",
                 identity_provider: "AAD",
             },
@@ -296,29 +296,35 @@ pub struct RoleAssignmentProperties {
     pub updated_on: String,
 }
 
-impl RoleAssignment {
-    pub fn new(record: &crate::store::RoleAssignmentRecord) -> Self {
-        Self::seen_from(record, &record.scope)
-    }
+/// What an assignment is, as the wire shows it (the store's record, borrowed field by field).
+pub struct AssignmentFields<'a> {
+    pub name: &'a str,
+    pub scope: &'a str,
+    pub role_definition_id: &'a str,
+    pub principal_id: &'a str,
+    pub principal_type: &'a str,
+    pub created_at: i64,
+}
 
+impl RoleAssignment {
     /// As listed from `viewer` (a scope): ARM writes role definition ids under the subscription
     /// the caller asked about, so an assignment made at `/` still matches that subscription's
     /// role definitions (az relies on it to fill `roleDefinitionName`).
-    pub fn seen_from(record: &crate::store::RoleAssignmentRecord, viewer: &str) -> Self {
+    pub fn seen_from(a: AssignmentFields<'_>, viewer: &str) -> Self {
         let definition_scope =
-            if role_definition_id(viewer, "").starts_with("/subscriptions/") { viewer } else { &record.scope };
-        let scope_prefix = if record.scope == "/" { "" } else { record.scope.as_str() };
+            if role_definition_id(viewer, "").starts_with("/subscriptions/") { viewer } else { a.scope };
+        let scope_prefix = if a.scope == "/" { "" } else { a.scope };
         RoleAssignment {
-            id: format!("{scope_prefix}/providers/Microsoft.Authorization/roleAssignments/{}", record.name),
-            name: record.name.clone(),
+            id: format!("{scope_prefix}/providers/Microsoft.Authorization/roleAssignments/{}", a.name),
+            name: a.name.to_string(),
             kind: "Microsoft.Authorization/roleAssignments",
             properties: RoleAssignmentProperties {
-                role_definition_id: role_definition_id(definition_scope, &record.role_definition_id),
-                principal_id: record.principal_id.clone(),
-                principal_type: record.principal_type.clone(),
-                scope: record.scope.clone(),
-                created_on: rfc3339(record.created_at),
-                updated_on: rfc3339(record.created_at),
+                role_definition_id: role_definition_id(definition_scope, a.role_definition_id),
+                principal_id: a.principal_id.to_string(),
+                principal_type: a.principal_type.to_string(),
+                scope: a.scope.to_string(),
+                created_on: rfc3339(a.created_at),
+                updated_on: rfc3339(a.created_at),
             },
         }
     }
@@ -334,7 +340,7 @@ pub fn role_definition_id(scope: &str, guid: &str) -> String {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RoleDefinition {
+pub struct RoleDefinitionResource {
     pub id: String,
     pub name: &'static str,
     #[serde(rename = "type")]
@@ -362,20 +368,28 @@ pub struct Permission {
     pub not_data_actions: Vec<String>,
 }
 
-impl RoleDefinition {
-    pub fn new(scope: &str, role: &'static crate::identity::rbac::RoleDefinition) -> Self {
-        RoleDefinition {
-            id: role_definition_id(scope, role.id),
-            name: role.id,
+impl RoleDefinitionResource {
+    /// A built-in role (its GUID, name, description and permissions) as seen from `scope`.
+    pub fn built_in(
+        scope: &str,
+        guid: &'static str,
+        role_name: &'static str,
+        description: &'static str,
+        actions: &'static [&'static str],
+        not_actions: &'static [&'static str],
+    ) -> Self {
+        RoleDefinitionResource {
+            id: role_definition_id(scope, guid),
+            name: guid,
             kind: "Microsoft.Authorization/roleDefinitions",
             properties: RoleDefinitionProperties {
-                role_name: role.name,
+                role_name,
                 kind: "BuiltInRole",
-                description: role.description,
+                description,
                 assignable_scopes: vec!["/"],
                 permissions: vec![Permission {
-                    actions: role.actions,
-                    not_actions: role.not_actions,
+                    actions,
+                    not_actions,
                     data_actions: Vec::new(),
                     not_data_actions: Vec::new(),
                 }],

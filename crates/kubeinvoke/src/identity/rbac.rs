@@ -2,9 +2,9 @@
 
 use crate::store::RoleAssignmentRecord;
 
-/// A role definition, with Azure's id and action lists.
+/// One of Azure's built-in role definitions: its id, name and action lists.
 #[derive(Debug)]
-pub struct RoleDefinition {
+pub struct BuiltInRole {
     pub id: &'static str,
     pub name: &'static str,
     pub description: &'static str,
@@ -12,15 +12,15 @@ pub struct RoleDefinition {
     pub not_actions: &'static [&'static str],
 }
 
-pub const BUILT_IN_ROLES: [RoleDefinition; 5] = [
-    RoleDefinition {
+pub const BUILT_IN_ROLES: [BuiltInRole; 5] = [
+    BuiltInRole {
         id: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
         name: "Owner",
         description: "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
         actions: &["*"],
         not_actions: &[],
     },
-    RoleDefinition {
+    BuiltInRole {
         id: "b24988ac-6180-42a0-ab88-20f7382dd24c",
         name: "Contributor",
         description: "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC.",
@@ -31,14 +31,14 @@ pub const BUILT_IN_ROLES: [RoleDefinition; 5] = [
             "Microsoft.Authorization/elevateAccess/Action",
         ],
     },
-    RoleDefinition {
+    BuiltInRole {
         id: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
         name: "Reader",
         description: "View all resources, but does not allow you to make any changes.",
         actions: &["*/read"],
         not_actions: &[],
     },
-    RoleDefinition {
+    BuiltInRole {
         id: "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8",
         name: "Azure Kubernetes Service Cluster Admin Role",
         description: "List cluster admin credential action.",
@@ -51,7 +51,7 @@ pub const BUILT_IN_ROLES: [RoleDefinition; 5] = [
         ],
         not_actions: &[],
     },
-    RoleDefinition {
+    BuiltInRole {
         id: "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
         name: "Azure Kubernetes Service Cluster User Role",
         description: "List cluster user credential action.",
@@ -63,20 +63,20 @@ pub const BUILT_IN_ROLES: [RoleDefinition; 5] = [
     },
 ];
 
-pub fn role_by_id(id: &str) -> Option<&'static RoleDefinition> {
+pub fn role_by_id(id: &str) -> Option<&'static BuiltInRole> {
     BUILT_IN_ROLES.iter().find(|r| r.id.eq_ignore_ascii_case(id))
 }
 
-pub fn role_by_name(name: &str) -> Option<&'static RoleDefinition> {
+pub fn role_by_name(name: &str) -> Option<&'static BuiltInRole> {
     BUILT_IN_ROLES.iter().find(|r| r.name.eq_ignore_ascii_case(name))
 }
 
 /// A role name or id (a GUID, or a full roleDefinitions resource id ending in one).
-pub fn resolve_role(name_or_id: &str) -> Option<&'static RoleDefinition> {
+pub fn resolve_role(name_or_id: &str) -> Option<&'static BuiltInRole> {
     role_by_name(name_or_id).or_else(|| role_by_id(name_or_id.rsplit('/').next().unwrap_or(name_or_id)))
 }
 
-impl RoleDefinition {
+impl BuiltInRole {
     pub fn permits(&self, action: &str) -> bool {
         self.actions.iter().any(|p| action_matches(p, action))
             && !self.not_actions.iter().any(|p| action_matches(p, action))

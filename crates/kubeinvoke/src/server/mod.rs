@@ -1,8 +1,8 @@
 //! The HTTP(S) server: builds the application from a [`ServerConfig`] and serves it until told
 //! to stop. Tests bind port 0 through the same path the binary takes.
 
-mod arm;
 mod console;
+mod entry;
 mod handlers;
 mod headers;
 mod instance;
@@ -89,7 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/adfs/oauth2/token", post(oauth::adfs_token))
             .route("/graph/v1.0/directoryObjects/getByIds", post(handlers::graph::get_by_ids));
     }
-    router.fallback(any(arm::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
+    router.fallback(any(entry::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
 }
 
 impl Application {

@@ -5,6 +5,7 @@
 //! transitions of [`crate::command::CommandState`].
 
 mod cached;
+mod location;
 mod postgres;
 mod sqlite;
 
@@ -15,17 +16,17 @@ use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
 use crate::command::{CommandRecord, CommandState, CommandSummary, Outcome};
 
-pub use postgres::{PostgresStore, redact as redact_url};
+pub use location::StoreLocation;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations;
 /// with `read_cache`, behind the read cache (`cached.rs`).
 pub async fn open(
-    location: &crate::config::StoreLocation,
+    location: &StoreLocation,
     data_dir: &std::path::Path,
     read_cache: bool,
 ) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    use crate::config::StoreLocation;
     Ok(match location {
         StoreLocation::Sqlite => with_cache(SqliteStore::open(&data_dir.join("kubeinvoke.db"))?, read_cache),
         StoreLocation::Postgres(url) => with_cache(PostgresStore::connect(url).await?, read_cache),

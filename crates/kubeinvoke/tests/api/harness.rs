@@ -134,13 +134,14 @@ impl Server {
         r.json()["access_token"].as_str().unwrap().to_string()
     }
 
-    /// Creates a service principal with `kubeinvoke sp create` on this server's data directory.
-    pub async fn create_principal(&self, name: &str) -> Credentials {
-        let out = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
-            .args(["sp", "create", "--name", name])
-            .args(self.admin_args())
-            .output()
-            .unwrap();
+    /// `kubeinvoke sp create` on this server's data directory, with a role at a scope if given.
+    pub fn create_principal(&self, name: &str, role: Option<(&str, &str)>) -> Credentials {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"));
+        command.args(["sp", "create", "--name", name]).args(self.admin_args());
+        if let Some((role, scope)) = role {
+            command.args(["--role", role, "--scope", scope]);
+        }
+        let out = command.output().unwrap();
         assert!(out.status.success(), "sp create: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("sp create prints JSON credentials")
     }

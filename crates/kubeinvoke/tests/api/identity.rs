@@ -18,18 +18,6 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// `kubeinvoke sp create` on the server's data directory; returns the credentials.
-fn create_principal(s: &Server, name: &str, role: Option<(&str, &str)>) -> Credentials {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"));
-    command.args(["sp", "create", "--name", name]).args(s.admin_args());
-    if let Some((role, scope)) = role {
-        command.args(["--role", role, "--scope", scope]);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 async fn send_as(s: &Server, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
     let mut request = s.client.request(method, s.url(path)).bearer_auth(token);
     if let Some(body) = body {
@@ -251,9 +239,9 @@ async fn role_assignments_decide_who_may_do_what() {
     s.create_cluster("rg-b", "b1", json!({})).await;
     let sub = format!("/subscriptions/{SUB}");
     let group_a = format!("{sub}/resourceGroups/rg-a");
-    let reader = create_principal(&s, "reader", Some(("Reader", &sub)));
-    let contributor = create_principal(&s, "contributor", Some(("Contributor", &group_a)));
-    let nobody = create_principal(&s, "nobody", None);
+    let reader = s.create_principal("reader", Some(("Reader", &sub)));
+    let contributor = s.create_principal("contributor", Some(("Contributor", &group_a)));
+    let nobody = s.create_principal("nobody", None);
     let scope = "https://management.azure.com/.default";
     let (reader_token, contributor_token, nobody_token) =
         (s.token_for(&reader, scope).await, s.token_for(&contributor, scope).await, s.token_for(&nobody, scope).await);
@@ -339,7 +327,7 @@ async fn role_assignments_decide_who_may_do_what() {
 #[tokio::test]
 async fn sp_commands_manage_principals_and_keep_only_hashes() {
     let s = Server::start(&[]).await;
-    let created = create_principal(&s, "ci-bot", Some(("Reader", "/")));
+    let created = s.create_principal("ci-bot", Some(("Reader", "/")));
     let token = s.token_for(&created, "https://management.azure.com/.default").await;
     assert_eq!(send_as(&s, &token, reqwest::Method::GET, &group_path("x"), None).await.status, 404);
     let listed =

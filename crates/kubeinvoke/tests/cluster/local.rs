@@ -98,8 +98,8 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
     let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
     cluster.trust_issuer(&issuer, &ca, "6dae42f8-4368-4678-94ff-3960e28e3630");
 
-    let alice = s.create_principal("alice").await;
-    let bob = s.create_principal("bob").await;
+    let alice = s.create_principal("alice", None);
+    let bob = s.create_principal("bob", None);
     let scope = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
     let (alice_token, bob_token) = (s.token_for(&alice, scope).await, s.token_for(&bob, scope).await);
     let alice_user = cluster.wait_until_authenticated(&alice_token);

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::arm::ApiError;
-use crate::arm::wire::{ListResult, RoleAssignment, RoleAssignmentRequest, RoleDefinition};
-use crate::identity::rbac::{self, BUILT_IN_ROLES};
+use crate::arm::wire::{AssignmentFields, ListResult, RoleAssignment, RoleAssignmentRequest, RoleDefinitionResource};
+use crate::identity::rbac::{self, BUILT_IN_ROLES, BuiltInRole};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::RoleAssignmentRecord;
@@ -83,20 +83,20 @@ pub async fn put_assignment(
             "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.".into(),
         ));
     }
-    Ok(json(StatusCode::CREATED, &RoleAssignment::new(&put.value)))
+    Ok(json(StatusCode::CREATED, &assignment_resource(&put.value, &put.value.scope)))
 }
 
 pub async fn get_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     let found = app.store.get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope));
     let found = found.ok_or_else(|| not_found(name))?;
-    Ok(json(StatusCode::OK, &RoleAssignment::new(&found)))
+    Ok(json(StatusCode::OK, &assignment_resource(&found, &found.scope)))
 }
 
 pub async fn delete_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     match app.store.get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope)) {
         Some(found) => {
             app.store.delete_role_assignment(name).await?;
-            Ok(json(StatusCode::OK, &RoleAssignment::new(&found)))
+            Ok(json(StatusCode::OK, &assignment_resource(&found, &found.scope)))
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -115,7 +115,7 @@ pub async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str)
         .iter()
         .filter(|a| rbac::scope_covers(&a.scope, scope) || (!at_scope_only && rbac::scope_covers(scope, &a.scope)))
         .filter(|a| principal.as_ref().is_none_or(|p| a.principal_id.eq_ignore_ascii_case(p)))
-        .map(|a| RoleAssignment::seen_from(a, scope))
+        .map(|a| assignment_resource(a, scope))
         .collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
@@ -127,7 +127,7 @@ pub async fn list_definitions(ctx: &RequestContext, scope: &str) -> Result<Respo
     let value = BUILT_IN_ROLES
         .iter()
         .filter(|role| name.as_ref().is_none_or(|n| role.name.eq_ignore_ascii_case(n)))
-        .map(|role| RoleDefinition::new(scope, role))
+        .map(|role| definition_resource(scope, role))
         .collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
@@ -140,7 +140,7 @@ pub async fn get_definition(scope: &str, id: &str) -> Result<Response, ApiError>
             format!("The specified role definition with ID '{id}' does not exist."),
         )
     })?;
-    Ok(json(StatusCode::OK, &RoleDefinition::new(scope, role)))
+    Ok(json(StatusCode::OK, &definition_resource(scope, role)))
 }
 
 /// The single-quoted value after `key` in an OData filter, e.g. `roleName eq 'Reader'`.
@@ -149,6 +149,23 @@ fn quoted_after(filter: &str, key: &str) -> Option<String> {
     let rest = filter[at..].trim_start();
     let rest = rest.strip_prefix('\'')?;
     Some(rest[..rest.find('\'')?].to_string())
+}
+
+/// An assignment as the wire shows it from `viewer`.
+fn assignment_resource(record: &RoleAssignmentRecord, viewer: &str) -> RoleAssignment {
+    let fields = AssignmentFields {
+        name: &record.name,
+        scope: &record.scope,
+        role_definition_id: &record.role_definition_id,
+        principal_id: &record.principal_id,
+        principal_type: &record.principal_type,
+        created_at: record.created_at,
+    };
+    RoleAssignment::seen_from(fields, viewer)
+}
+
+fn definition_resource(scope: &str, role: &BuiltInRole) -> RoleDefinitionResource {
+    RoleDefinitionResource::built_in(scope, role.id, role.name, role.description, role.actions, role.not_actions)
 }
 
 #[cfg(test)]

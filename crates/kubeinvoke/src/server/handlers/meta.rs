@@ -11,7 +11,8 @@ use crate::server::AppState;
 use crate::server::request::{RequestContext, json};
 
 pub fn endpoints(ctx: &RequestContext) -> Response {
-    json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url, super::graph::graph_resource(&ctx.base_url)))
+    let audiences = crate::identity::tokens::ARM_AUDIENCES.into_iter().filter(|a| a.ends_with('/')).collect();
+    json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url, super::graph::graph_resource(&ctx.base_url), audiences))
 }
 
 /// The default subscription and every subscription that holds resource groups, as far as the

@@ -1,5 +1,7 @@
 //! The command line: `kubeinvoke serve` and its flags (each also a `KUBEINVOKE_*` variable).
 
+pub mod config_file;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,11 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arm::api_version::{ApiVersionPolicy, KNOWN_CONTAINER_SERVICE_VERSIONS};
-use crate::config::{ServerConfig, StoreLocation, TlsMode, default_data_dir};
+use crate::config::{ServerConfig, TlsMode, default_data_dir};
 use crate::executor::ExecutorKind;
 use crate::executor::helper::SandboxExecArgs;
 use crate::executor::kubernetes::{KubernetesConfig, PodTemplate};
 use crate::executor::sandbox::SandboxMode;
+use crate::store::StoreLocation;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -20,7 +20,7 @@ use crate::identity::Caller;
 pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let ctx = RequestContext::new(&app, &parts);
-    match dispatch(&app, &ctx, &parts.method, body).await {
+    match route(&app, &ctx, &parts.method, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -32,7 +32,7 @@ async fn authenticate(app: &AppState, ctx: &RequestContext) -> Result<Caller, Ap
     app.identity.authenticate(authorization, &authority).await
 }
 
-async fn dispatch(
+async fn route(
     app: &AppState,
     ctx: &RequestContext,
     method: &Method,
