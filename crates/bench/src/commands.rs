@@ -42,7 +42,7 @@ pub async fn local_executor(bench: &Bench, max_running: usize) -> anyhow::Result
 
 pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
     let job = Job {
-        id: format!("{n:032x}"),
+        id: kubeinvoke::command::CommandId::from_text(format!("{n:032x}")),
         command: command.to_string(),
         context: Vec::new(),
         kubeconfig: None,

@@ -40,9 +40,37 @@ impl CommandState {
     }
 }
 
-/// A new command id: 32 lowercase hex characters, as the spec's example and az's `--no-wait` expect.
-pub fn new_command_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// A command's id: 32 lowercase hex characters, as the spec's example and az's `--no-wait`
+/// expect. A type of its own so it cannot be swapped with a cluster uid or a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CommandId(String);
+
+impl CommandId {
+    pub fn generate() -> Self {
+        CommandId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// An id the store or a client gave; ids are opaque beyond their text.
+    pub fn from_text(text: impl Into<String>) -> Self {
+        CommandId(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for CommandId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::fmt::Display for CommandId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Why a command ended `Failed`; the text is the result's `reason`.
@@ -124,7 +152,7 @@ pub struct CommandSummary {
 /// A command as stored.
 #[derive(Debug, Clone)]
 pub struct CommandRecord {
-    pub id: String,
+    pub id: CommandId,
     pub state: CommandState,
     pub submitted_at: i64,
     pub started_at: Option<i64>,
@@ -153,7 +181,7 @@ mod tests {
 
     #[test]
     fn ids_are_32_lowercase_hex() {
-        let id = new_command_id();
+        let id = CommandId::generate().to_string();
         assert_eq!(id.len(), 32);
         assert!(id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     }

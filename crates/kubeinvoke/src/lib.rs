@@ -9,6 +9,7 @@ pub mod admin;
 pub mod arm;
 pub mod cli;
 pub mod client;
+pub mod cluster_settings;
 pub mod command;
 pub mod config;
 pub mod context;

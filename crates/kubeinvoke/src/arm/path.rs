@@ -8,6 +8,7 @@ use percent_encoding::percent_decode_str;
 
 use super::ApiError;
 use super::names::{ClusterName, GroupName, SubscriptionId};
+use crate::command::CommandId;
 
 /// Which API family a path belongs to; api-version rules and authentication differ per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +61,11 @@ pub enum Route {
     ClustersInGroup(GroupRef),
     Cluster(ClusterRef),
     ClusterAction(ClusterRef, ClusterAction),
-    CommandResult(ClusterRef, String),
+    CommandResult(ClusterRef, CommandId),
     /// Extensions (not in Azure's API): the history, live output and cancel of commands.
     CommandHistory(ClusterRef),
-    CommandLogs(ClusterRef, String),
-    CancelCommand(ClusterRef, String),
+    CommandLogs(ClusterRef, CommandId),
+    CancelCommand(ClusterRef, CommandId),
     /// `{scope}/providers/Microsoft.Authorization/roleAssignments`; scope `/` is the root.
     RoleAssignments(String),
     RoleAssignment(String, String),
@@ -172,11 +173,11 @@ pub fn parse(path: &str) -> Option<Parsed> {
             container(cluster().map(|c| Route::ClusterAction(c, action)))
         }
         10 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
-            let id = seg[9].to_string();
+            let id = CommandId::from_text(seg[9]);
             container(cluster().map(|c| Route::CommandResult(c, id)))
         }
         11 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
-            let id = seg[9].to_string();
+            let id = CommandId::from_text(seg[9]);
             match seg[10] {
                 s if s.eq_ignore_ascii_case("logs") => container(cluster().map(|c| Route::CommandLogs(c, id))),
                 s if s.eq_ignore_ascii_case("cancel") => container(cluster().map(|c| Route::CancelCommand(c, id))),
@@ -234,7 +235,7 @@ mod tests {
             "/SUBSCRIPTIONS/{SUB}/resourcegroups/rg/PROVIDERS/microsoft.containerservice/MANAGEDCLUSTERS/c1/COMMANDRESULTS/abc"
         ));
         assert_eq!(a, b);
-        assert!(matches!(a, Route::CommandResult(_, ref id) if id == "abc"));
+        assert!(matches!(a, Route::CommandResult(_, ref id) if id.as_str() == "abc"));
     }
 
     #[test]

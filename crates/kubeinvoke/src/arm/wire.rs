@@ -66,7 +66,7 @@ impl From<&CommandRecord> for RunCommandResult {
     fn from(c: &CommandRecord) -> Self {
         let finished = c.state.is_terminal();
         RunCommandResult {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             properties: CommandResultProperties {
                 provisioning_state: c.state,
                 exit_code: c.exit_code,

@@ -48,7 +48,7 @@ impl Default for ExecLimits {
 
 /// `properties.commandLimits` of a cluster: lower limits for its commands. Values above the
 /// server's are capped to the server's, so a cluster owner cannot loosen what the operator set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitOverrides {
     pub timeout_seconds: Option<u64>,

@@ -99,7 +99,7 @@ impl LocalExecutor {
 
     /// Creates the working directory with the context and kubeconfig in it, owned by `uid`.
     fn prepare(runs_dir: &Path, job: &Job, uid: Option<u32>) -> Result<RunDirs, String> {
-        let dirs = RunDirs::new(runs_dir, &job.id);
+        let dirs = RunDirs::new(runs_dir, job.id.as_str());
         let mkdir = |dir: &Path, mode: u32| {
             fs::DirBuilder::new()
                 .create(dir)
@@ -291,7 +291,7 @@ impl Executor for LocalExecutor {
         if let Some(lease) = lease {
             lease.release().await;
         }
-        remove_dir(self.runs_dir.join(&job.id)).await;
+        remove_dir(self.runs_dir.join(job.id.as_str())).await;
         outcome
     }
 

@@ -19,7 +19,7 @@ pub use sandbox::{Isolation, SandboxPolicy};
 /// Everything an executor needs to run one command.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub id: String,
+    pub id: crate::command::CommandId,
     pub command: String,
     /// The checked context zip (empty: no files).
     pub context: Vec<u8>,
@@ -142,7 +142,7 @@ impl Executors {
 /// Something an executor left behind for a command (a Pod or Secret in some cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leftover {
-    pub command_id: String,
+    pub command_id: crate::command::CommandId,
     /// Which cluster, in the executor's own terms.
     pub place: String,
 }

@@ -222,7 +222,12 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.insert_command(command).await
     }
 
-    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
+    async fn get_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<CommandRecord>> {
         let key = (cluster_uid.to_string(), id.to_string());
         let generation = match self.results.get(&key) {
             Ok(cached) if cached.expires_at.is_some_and(|at| at > now) => return Ok(Some(cached)),
@@ -246,22 +251,22 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.renew_leases(owner, until).await
     }
 
-    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>> {
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
         self.inner.end_lost(now, expires_at).await
     }
 
-    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool> {
+    async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
         self.inner.request_cancel(cluster_uid, id, by).await
     }
 
-    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         self.inner.finish_command(id, outcome, now, expires_at).await
     }
 
     async fn cancel_queued(
         &self,
-        cluster_uid: &str,
-        id: &str,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
         by: &str,
         now: i64,
         expires_at: i64,
@@ -271,7 +276,7 @@ impl<S: Store> Store for CachedStore<S> {
 
     async fn list_commands(
         &self,
-        cluster_uid: &str,
+        cluster_uid: &ClusterUid,
         before: Option<i64>,
         limit: usize,
         now: i64,
@@ -283,7 +288,7 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.interrupt_running(owner, now, expires_at).await
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>> {
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
         let purged = self.inner.purge_expired(now).await?;
         if !purged.is_empty() {
             self.results.invalidate();
@@ -295,7 +300,7 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.count_accepted().await
     }
 
-    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
         self.inner.running_command_ids().await
     }
 

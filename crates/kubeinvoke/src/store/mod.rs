@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
-use crate::command::{CommandRecord, CommandState, CommandSummary, Outcome};
+use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Outcome};
 
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
@@ -58,10 +58,30 @@ pub struct GroupRecord {
     pub tags: Option<Map<String, Value>>,
 }
 
+/// A cluster's internal identity: a re-created cluster of the same name is a new cluster with
+/// new results. Only the store makes them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterUid(String);
+
+impl ClusterUid {
+    pub fn from_text(text: impl Into<String>) -> Self {
+        ClusterUid(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClusterUid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ClusterRecord {
-    /// Internal identity: a re-created cluster of the same name is a new cluster with new results.
-    pub uid: String,
+    pub uid: ClusterUid,
     pub subscription: String,
     pub group: String,
     pub name: String,
@@ -91,8 +111,8 @@ pub type ClusterCursor = (String, String);
 
 #[derive(Debug, Clone)]
 pub struct NewCommand {
-    pub id: String,
-    pub cluster_uid: String,
+    pub id: CommandId,
+    pub cluster_uid: ClusterUid,
     pub command: String,
     /// The validated context zip; empty when no files were attached.
     pub context: Vec<u8>,
@@ -105,15 +125,14 @@ pub struct NewCommand {
 /// A command a worker now owns (`Running`), with everything it needs to execute.
 #[derive(Debug, Clone)]
 pub struct ClaimedCommand {
-    pub id: String,
+    pub id: CommandId,
     pub command: String,
     pub context: Vec<u8>,
     pub cluster_token: Option<String>,
     pub kubeconfig: Option<Vec<u8>>,
-    /// The cluster's `properties.commandLimits`, if it set any.
-    pub command_limits: Option<Value>,
-    /// The cluster's `properties.commandExecutor` (`local` or `kubernetes`), if it chose one.
-    pub executor: Option<String>,
+    /// The cluster's settings as they are now; a stored value that cannot be used fails the
+    /// command naming it.
+    pub settings: Result<crate::cluster_settings::ClusterSettings, crate::cluster_settings::InvalidSetting>,
     pub submitted_by: String,
 }
 
@@ -130,7 +149,7 @@ pub struct Lease {
 /// A cancel asked of a command that runs on another replica, picked up by its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelRequest {
-    pub id: String,
+    pub id: CommandId,
     pub by: String,
 }
 
@@ -157,6 +176,19 @@ pub struct RoleAssignmentRecord {
     pub principal_id: String,
     pub principal_type: String,
     pub created_at: i64,
+}
+
+/// A claimed command's cluster settings, from the cluster document's text as stored.
+fn settings_of(
+    document: Option<&str>,
+) -> Result<crate::cluster_settings::ClusterSettings, crate::cluster_settings::InvalidSetting> {
+    use crate::cluster_settings::{ClusterSettings, InvalidSetting};
+    let Some(text) = document else { return Ok(ClusterSettings::default()) };
+    let parsed: Map<String, Value> = serde_json::from_str(text).map_err(|e| InvalidSetting {
+        property: "properties",
+        message: format!("the stored cluster is unreadable: {e}"),
+    })?;
+    ClusterSettings::from_document(&parsed)
 }
 
 #[async_trait]
@@ -197,25 +229,30 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
     /// A command of this cluster that has not expired at `now`.
-    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>>;
+    async fn get_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<CommandRecord>>;
     /// Atomically moves the oldest `Accepted` command to `Running` under `lease` and hands it
     /// over; no two claims ever get the same command.
     async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>>;
     /// Extends the lease of every command `owner` runs; returns cancels asked of them elsewhere.
     async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>>;
     /// Ends `Failed`/`WorkerLost` every `Running` command whose lease ran out; returns their ids.
-    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>>;
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>>;
     /// Asks the owner of a running command to cancel it; false when it is not running.
-    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool>;
+    async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool>;
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
-    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
+    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
     /// Cancels a command that no worker has claimed yet (`Accepted → Canceled`). Returns the
     /// state it was in, or `None` when it does not exist (for this cluster).
     async fn cancel_queued(
         &self,
-        cluster_uid: &str,
-        id: &str,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
         by: &str,
         now: i64,
         expires_at: i64,
@@ -223,7 +260,7 @@ pub trait Store: Send + Sync + 'static {
     /// A cluster's commands, newest first, older than `before` (a `seq`), at most `limit`.
     async fn list_commands(
         &self,
-        cluster_uid: &str,
+        cluster_uid: &ClusterUid,
         before: Option<i64>,
         limit: usize,
         now: i64,
@@ -232,10 +269,10 @@ pub trait Store: Send + Sync + 'static {
     /// run when a replica starts, since nothing it ran before survived its restart.
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64>;
     /// Deletes finished commands whose retention ended; returns their ids.
-    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>>;
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>>;
     async fn count_accepted(&self) -> StoreResult<usize>;
     /// Ids of every `Running` command (of every replica), for the sweeper.
-    async fn running_command_ids(&self) -> StoreResult<Vec<String>>;
+    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>>;
 
     /// Stores `candidate` under `name` unless a value is there already; returns the stored
     /// value. How replicas agree on one signing key and one bootstrap admin.

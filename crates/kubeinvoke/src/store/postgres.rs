@@ -578,7 +578,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
+    async fn get_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<CommandRecord>> {
         let client = self.client().await?;
         let sql = format!(
             "SELECT {COMMAND_COLUMNS} FROM commands
@@ -606,11 +611,7 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         Ok(row.map(|r| {
             let document: Option<String> = r.get(6);
-            let document = document.and_then(|text| serde_json::from_str::<Value>(&text).ok());
-            let command_limits = document.as_ref().and_then(|doc| doc.pointer("/properties/commandLimits").cloned());
-            let executor = document
-                .as_ref()
-                .and_then(|doc| doc.pointer("/properties/commandExecutor")?.as_str().map(str::to_string));
+            let settings = super::settings_of(document.as_deref());
             ClaimedCommand {
                 id: r.get(0),
                 command: r.get(1),
@@ -618,8 +619,7 @@ impl Store for PostgresStore {
                 cluster_token: r.get(3),
                 submitted_by: r.get(4),
                 kubeconfig: r.get(5),
-                command_limits,
-                executor,
+                settings,
             }
         }))
     }
@@ -640,7 +640,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>> {
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
         let sql = format!(
             "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3,
@@ -653,7 +653,7 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool> {
+    async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client
             .execute(
@@ -666,7 +666,7 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
-    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         debug_assert!(CommandState::Running.can_become(outcome.state()));
         let (exit_code, logs, reason) = match outcome {
             Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
@@ -687,8 +687,8 @@ impl Store for PostgresStore {
 
     async fn cancel_queued(
         &self,
-        cluster_uid: &str,
-        id: &str,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
         by: &str,
         now: i64,
         expires_at: i64,
@@ -724,7 +724,7 @@ impl Store for PostgresStore {
 
     async fn list_commands(
         &self,
-        cluster_uid: &str,
+        cluster_uid: &ClusterUid,
         before: Option<i64>,
         limit: usize,
         now: i64,
@@ -763,7 +763,7 @@ impl Store for PostgresStore {
         client.execute(&sql, &[&now, &reason, &expires_at, &owner]).await.map_err(db_error)
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>> {
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
         let rows = client
             .query("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING id", &[&now])
@@ -782,7 +782,7 @@ impl Store for PostgresStore {
         Ok(n as usize)
     }
 
-    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
         let rows = client.query("SELECT id FROM commands WHERE state = 'Running'", &[]).await.map_err(db_error)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -833,3 +833,38 @@ mod tests {
         assert_eq!(redact("p@ss"), "<unparsable URL>");
     }
 }
+
+/// Ids are stored as their text.
+macro_rules! text_column {
+    ($($id:ty),*) => {$(
+        impl tokio_postgres::types::ToSql for $id {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+
+        impl<'a> tokio_postgres::types::FromSql<'a> for $id {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                String::from_sql(ty, raw).map(<$id>::from_text)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <String as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    )*};
+}
+text_column!(crate::command::CommandId, super::ClusterUid);

@@ -608,7 +608,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_command(&self, cluster_uid: &str, id: &str, now: i64) -> StoreResult<Option<CommandRecord>> {
+    async fn get_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<CommandRecord>> {
         let (cluster_uid, id) = (cluster_uid.to_string(), id.to_string());
         self.read(move |conn| {
             let row = row(
@@ -648,8 +653,7 @@ impl Store for SqliteStore {
                             context: r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
                             cluster_token: r.get(3)?,
                             kubeconfig: None,
-                            command_limits: None,
-                            executor: None,
+                            settings: Ok(Default::default()),
                             submitted_by: r.get(5)?,
                         },
                         r.get::<_, String>(4)?,
@@ -661,20 +665,15 @@ impl Store for SqliteStore {
             let Some((mut command, cluster_uid)) = claimed else {
                 return Ok(None);
             };
-            let cluster: Option<(Option<Vec<u8>>, Option<String>, Option<String>)> = row(
-                &tx,
-                "SELECT kubeconfig, json_extract(document, '$.properties.commandLimits'),
-                        json_extract(document, '$.properties.commandExecutor')
-                 FROM clusters WHERE uid = ?1",
-                params![cluster_uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2).ok().flatten())),
-            )
-            .optional()
-            .map_err(backend)?;
-            if let Some((kubeconfig, limits, executor)) = cluster {
+            let cluster: Option<(Option<Vec<u8>>, Option<String>)> =
+                row(&tx, "SELECT kubeconfig, document FROM clusters WHERE uid = ?1", params![cluster_uid], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            if let Some((kubeconfig, document)) = cluster {
                 command.kubeconfig = kubeconfig;
-                command.command_limits = limits.and_then(|text| serde_json::from_str(&text).ok());
-                command.executor = executor;
+                command.settings = super::settings_of(document.as_deref());
             }
             tx.commit().map_err(backend)?;
             Ok(Some(command))
@@ -682,7 +681,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_command(&self, id: &str, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         debug_assert!(CommandState::Running.can_become(outcome.state()));
         let id = id.to_string();
         let (exit_code, logs, reason) = match outcome {
@@ -732,7 +731,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![owner, until], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+                .query_map(params![owner, until], |r| Ok((r.get::<_, CommandId>(0)?, r.get::<_, Option<String>>(1)?)))
                 .map_err(backend)?;
             let mut requests = Vec::new();
             for row in rows {
@@ -745,7 +744,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<String>> {
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
         let reason = FailureReason::WorkerLost.as_reason();
         self.call(move |conn| {
             let mut stmt = conn
@@ -762,7 +761,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn request_cancel(&self, cluster_uid: &str, id: &str, by: &str) -> StoreResult<bool> {
+    async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
         let (cluster_uid, id, by) = (cluster_uid.to_string(), id.to_string(), by.to_string());
         self.call(move |conn| {
             let n = conn
@@ -777,7 +776,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<String>> {
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
         self.call(move |conn| {
             let mut stmt = conn
                 .prepare_cached("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= ?1 RETURNING id")
@@ -790,8 +789,8 @@ impl Store for SqliteStore {
 
     async fn cancel_queued(
         &self,
-        cluster_uid: &str,
-        id: &str,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
         by: &str,
         now: i64,
         expires_at: i64,
@@ -828,7 +827,7 @@ impl Store for SqliteStore {
 
     async fn list_commands(
         &self,
-        cluster_uid: &str,
+        cluster_uid: &ClusterUid,
         before: Option<i64>,
         limit: usize,
         now: i64,
@@ -858,7 +857,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn running_command_ids(&self) -> StoreResult<Vec<String>> {
+    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT id FROM commands WHERE state = 'Running'").map_err(backend)?;
             let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
@@ -901,3 +900,21 @@ impl Store for SqliteStore {
         })
     }
 }
+
+/// Ids are stored as their text.
+macro_rules! text_column {
+    ($($id:ty),*) => {$(
+        impl rusqlite::ToSql for $id {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $id {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                String::column_result(value).map(<$id>::from_text)
+            }
+        }
+    )*};
+}
+text_column!(crate::command::CommandId, super::ClusterUid);

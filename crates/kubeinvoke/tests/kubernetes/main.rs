@@ -41,7 +41,7 @@ fn executor(start_deadline: Duration) -> KubernetesExecutor {
 
 fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
     Job {
-        id: id.to_string(),
+        id: kubeinvoke::command::CommandId::from_text(id),
         command: command.to_string(),
         context: Vec::new(),
         kubeconfig: Some(kubeconfig),

@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 
 use kubeinvoke::arm::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::arm::path::ClusterRef;
-use kubeinvoke::command::{CommandState, FailureReason, Outcome};
+use kubeinvoke::command::{CommandId, CommandState, FailureReason, Outcome};
 use kubeinvoke::store::{
-    ClusterWrite, GroupRecord, Lease, NewCommand, PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore,
-    Store,
+    ClusterUid, ClusterWrite, GroupRecord, Lease, NewCommand, PostgresStore, PrincipalRecord, RoleAssignmentRecord,
+    SqliteStore, Store,
 };
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
@@ -94,6 +94,7 @@ contract!(
     purge_deletes_only_expired_results,
     deleting_a_cluster_deletes_its_commands,
     settings_keep_the_first_value,
+    a_stored_setting_that_cannot_be_used_reaches_the_claim_as_an_error,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -109,8 +110,12 @@ async fn group(store: &dyn Store, name: &str) {
     store.put_group(record).await.unwrap();
 }
 
+fn id(text: &str) -> CommandId {
+    CommandId::from_text(text)
+}
+
 /// Creates the group if needed and a cluster with `properties`; returns its uid.
-async fn cluster(store: &dyn Store, group_name: &str, name: &str, properties: Value) -> String {
+async fn cluster(store: &dyn Store, group_name: &str, name: &str, properties: Value) -> ClusterUid {
     group(store, group_name).await;
     let document: Map<String, Value> =
         json!({"location": "westeurope", "properties": properties}).as_object().unwrap().clone();
@@ -118,11 +123,11 @@ async fn cluster(store: &dyn Store, group_name: &str, name: &str, properties: Va
     store.put_cluster(write).await.unwrap().value.uid
 }
 
-async fn submit(store: &dyn Store, cluster_uid: &str, id: &str, at: i64) {
+async fn submit(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, at: i64) {
     let command = NewCommand {
-        id: id.into(),
-        cluster_uid: cluster_uid.into(),
-        command: format!("echo {id}"),
+        id: id(name),
+        cluster_uid: cluster_uid.clone(),
+        command: format!("echo {name}"),
         context: b"zip".to_vec(),
         cluster_token: Some("token".into()),
         submitted_at: at,
@@ -139,8 +144,8 @@ fn exited(code: i32) -> Outcome {
     Outcome::Exited { exit_code: code, logs: format!("exit {code}\n") }
 }
 
-async fn state_of(store: &dyn Store, cluster_uid: &str, id: &str) -> CommandState {
-    store.get_command(cluster_uid, id, 1).await.unwrap().expect("the command exists").state
+async fn state_of(store: &dyn Store, cluster_uid: &ClusterUid, name: &str) -> CommandState {
+    store.get_command(cluster_uid, &id(name), 1).await.unwrap().expect("the command exists").state
 }
 
 fn principal(app_id: &str, created_at: i64) -> PrincipalRecord {
@@ -249,7 +254,8 @@ async fn a_cluster_put_without_kubeconfig_keeps_the_stored_one(s: &Subject) {
 async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(s: &Subject) {
     let store = s.store.as_ref();
     let uid =
-        cluster(store, "rg", "c1", json!({"commandExecutor": "kubernetes", "commandLimits": {"timeout": "5s"}})).await;
+        cluster(store, "rg", "c1", json!({"commandExecutor": "kubernetes", "commandLimits": {"timeoutSeconds": 5}}))
+            .await;
     // Arrival order decides, not the submitters' clocks (replicas' clocks differ).
     submit(store, &uid, "first", 20).await;
     submit(store, &uid, "second", 10).await;
@@ -260,11 +266,12 @@ async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(
     assert_eq!(claimed.context, b"zip");
     assert_eq!(claimed.cluster_token.as_deref(), Some("token"));
     assert_eq!(claimed.kubeconfig.as_deref(), Some(&b"kc"[..]));
-    assert_eq!(claimed.executor.as_deref(), Some("kubernetes"));
-    assert_eq!(claimed.command_limits, Some(json!({"timeout": "5s"})));
+    let settings = claimed.settings.clone().expect("the cluster's settings are usable");
+    assert_eq!(settings.executor, Some(kubeinvoke::executor::ExecutorKind::Kubernetes));
+    assert_eq!(settings.limits.timeout_seconds, Some(5));
     assert_eq!(claimed.submitted_by, "app (object)");
     assert_eq!(state_of(store, &uid, "first").await, CommandState::Running);
-    let record = store.get_command(&uid, "first", 100).await.unwrap().unwrap();
+    let record = store.get_command(&uid, &id("first"), 100).await.unwrap().unwrap();
     assert_eq!(record.started_at, Some(100));
     assert_eq!(store.claim_next(&lease("r2", 101)).await.unwrap().unwrap().id, "second");
     assert!(store.claim_next(&lease("r1", 102)).await.unwrap().is_none(), "nothing is claimed twice");
@@ -278,16 +285,19 @@ async fn finishing_is_guarded_on_running(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "c", 1).await;
-    assert!(!store.finish_command("c", &exited(0), 5, 5 + HOUR).await.unwrap(), "an Accepted command cannot finish");
+    assert!(
+        !store.finish_command(&id("c"), &exited(0), 5, 5 + HOUR).await.unwrap(),
+        "an Accepted command cannot finish"
+    );
     store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
-    assert!(store.finish_command("c", &exited(3), 5, 5 + HOUR).await.unwrap());
-    let record = store.get_command(&uid, "c", 6).await.unwrap().unwrap();
+    assert!(store.finish_command(&id("c"), &exited(3), 5, 5 + HOUR).await.unwrap());
+    let record = store.get_command(&uid, &id("c"), 6).await.unwrap().unwrap();
     assert_eq!(record.state, CommandState::Succeeded);
     assert_eq!((record.exit_code, record.finished_at, record.expires_at), (Some(3), Some(5), Some(5 + HOUR)));
     assert_eq!(record.logs.as_deref(), Some("exit 3\n"));
     let failed = Outcome::Failed { reason: FailureReason::Timeout, logs: String::new() };
-    assert!(!store.finish_command("c", &failed, 7, 7 + HOUR).await.unwrap(), "a result is stored once");
-    assert_eq!(store.get_command(&uid, "c", 8).await.unwrap().unwrap().exit_code, Some(3));
+    assert!(!store.finish_command(&id("c"), &failed, 7, 7 + HOUR).await.unwrap(), "a result is stored once");
+    assert_eq!(store.get_command(&uid, &id("c"), 8).await.unwrap().unwrap().exit_code, Some(3));
     assert!(store.running_command_ids().await.unwrap().is_empty());
 }
 
@@ -295,26 +305,26 @@ async fn cancel_of_a_queued_command_is_guarded_on_accepted(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "queued", 1).await;
-    let was = store.cancel_queued(&uid, "queued", "alice", 5, 5 + HOUR).await.unwrap();
+    let was = store.cancel_queued(&uid, &id("queued"), "alice", 5, 5 + HOUR).await.unwrap();
     assert_eq!(was, Some(CommandState::Accepted));
-    let record = store.get_command(&uid, "queued", 6).await.unwrap().unwrap();
+    let record = store.get_command(&uid, &id("queued"), 6).await.unwrap().unwrap();
     assert_eq!(record.state, CommandState::Canceled);
     assert_eq!(record.reason.as_deref(), Some("Canceled by alice"));
     assert!(store.claim_next(&lease("r1", 7)).await.unwrap().is_none(), "a canceled command never runs");
-    let again = store.cancel_queued(&uid, "queued", "bob", 8, 8 + HOUR).await.unwrap();
+    let again = store.cancel_queued(&uid, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap();
     assert_eq!(again, Some(CommandState::Canceled), "the state it is in, unchanged");
-    assert_eq!(store.cancel_queued(&uid, "nope", "bob", 8, 8 + HOUR).await.unwrap(), None);
+    assert_eq!(store.cancel_queued(&uid, &id("nope"), "bob", 8, 8 + HOUR).await.unwrap(), None);
     let other = cluster(store, "rg", "c2", json!({})).await;
-    assert_eq!(store.cancel_queued(&other, "queued", "bob", 8, 8 + HOUR).await.unwrap(), None, "per cluster");
+    assert_eq!(store.cancel_queued(&other, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap(), None, "per cluster");
 }
 
 async fn a_cancel_asked_elsewhere_reaches_the_owner_at_renewal(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "c", 1).await;
-    assert!(!store.request_cancel(&uid, "c", "alice").await.unwrap(), "not running yet");
+    assert!(!store.request_cancel(&uid, &id("c"), "alice").await.unwrap(), "not running yet");
     store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
-    assert!(store.request_cancel(&uid, "c", "alice").await.unwrap());
+    assert!(store.request_cancel(&uid, &id("c"), "alice").await.unwrap());
     assert!(store.renew_leases("r2", 1_000_000).await.unwrap().is_empty(), "only the owner hears of it");
     let asked = store.renew_leases("r1", 1_000_000).await.unwrap();
     assert_eq!(asked.len(), 1);
@@ -331,23 +341,26 @@ async fn lost_leases_end_worker_lost_and_are_never_reclaimed(s: &Subject) {
     store.renew_leases("alive", 500).await.unwrap();
     assert!(store.end_lost(99, 99 + HOUR).await.unwrap().is_empty(), "no lease has run out yet");
     assert_eq!(store.end_lost(200, 200 + HOUR).await.unwrap(), ["lost"]);
-    let record = store.get_command(&uid, "lost", 201).await.unwrap().unwrap();
+    let record = store.get_command(&uid, &id("lost"), 201).await.unwrap().unwrap();
     assert_eq!((record.state, record.reason.as_deref()), (CommandState::Failed, Some("WorkerLost")));
     assert_eq!(state_of(store, &uid, "kept").await, CommandState::Running);
     assert!(store.claim_next(&lease("other", 300)).await.unwrap().is_none(), "a lost command is not re-run");
-    assert!(!store.finish_command("lost", &exited(0), 301, 301 + HOUR).await.unwrap(), "its late result is dropped");
+    assert!(
+        !store.finish_command(&id("lost"), &exited(0), 301, 301 + HOUR).await.unwrap(),
+        "its late result is dropped"
+    );
 }
 
 async fn interrupt_ends_the_owners_and_unowned_running_commands_only(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
-    for (id, at) in [("mine", 1), ("theirs", 2), ("queued", 3)] {
-        submit(store, &uid, id, at).await;
+    for (name, at) in [("mine", 1), ("theirs", 2), ("queued", 3)] {
+        submit(store, &uid, name, at).await;
     }
     store.claim_next(&lease("me", 10)).await.unwrap().unwrap();
     store.claim_next(&lease("them", 10)).await.unwrap().unwrap();
     assert_eq!(store.interrupt_running("me", 20, 20 + HOUR).await.unwrap(), 1);
-    let mine = store.get_command(&uid, "mine", 21).await.unwrap().unwrap();
+    let mine = store.get_command(&uid, &id("mine"), 21).await.unwrap().unwrap();
     assert_eq!((mine.state, mine.reason.as_deref()), (CommandState::Failed, Some("Interrupted")));
     assert_eq!(mine.logs.as_deref(), Some(""), "a result always has logs");
     assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running, "another replica's command runs on");
@@ -356,15 +369,18 @@ async fn interrupt_ends_the_owners_and_unowned_running_commands_only(s: &Subject
     store.claim_next(&lease("them", 30)).await.unwrap().unwrap();
     s.raw("UPDATE commands SET owner = NULL WHERE id = 'queued'").await;
     assert_eq!(store.interrupt_running("me", 40, 40 + HOUR).await.unwrap(), 1);
-    assert_eq!(store.get_command(&uid, "queued", 41).await.unwrap().unwrap().reason.as_deref(), Some("Interrupted"));
+    assert_eq!(
+        store.get_command(&uid, &id("queued"), 41).await.unwrap().unwrap().reason.as_deref(),
+        Some("Interrupted")
+    );
     assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running);
 }
 
 async fn history_is_newest_first_with_paging_and_hides_expired(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
-    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-        submit(store, &uid, id, i as i64).await;
+    for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        submit(store, &uid, name, i as i64).await;
     }
     let ids =
         |page: &[kubeinvoke::command::CommandSummary]| page.iter().map(|s| s.record.id.clone()).collect::<Vec<_>>();
@@ -374,10 +390,10 @@ async fn history_is_newest_first_with_paging_and_hides_expired(s: &Subject) {
     assert_eq!(ids(&rest), ["b", "a"]);
     assert_eq!(rest[0].command, "echo b");
     store.claim_next(&lease("r", 10)).await.unwrap().unwrap(); // "a"
-    store.finish_command("a", &exited(0), 11, 50).await.unwrap();
+    store.finish_command(&id("a"), &exited(0), 11, 50).await.unwrap();
     assert_eq!(ids(&store.list_commands(&uid, None, 10, 49).await.unwrap()), ["d", "c", "b", "a"]);
     assert_eq!(ids(&store.list_commands(&uid, None, 10, 50).await.unwrap()), ["d", "c", "b"], "expired is hidden");
-    assert!(store.get_command(&uid, "a", 50).await.unwrap().is_none());
+    assert!(store.get_command(&uid, &id("a"), 50).await.unwrap().is_none());
 }
 
 async fn purge_deletes_only_expired_results(s: &Subject) {
@@ -386,14 +402,14 @@ async fn purge_deletes_only_expired_results(s: &Subject) {
     submit(store, &uid, "old", 1).await;
     submit(store, &uid, "new", 2).await;
     submit(store, &uid, "queued", 3).await;
-    for (id, expires) in [("old", 100), ("new", 1_000)] {
+    for (name, expires) in [("old", 100), ("new", 1_000)] {
         store.claim_next(&lease("r", 5)).await.unwrap().unwrap();
-        store.finish_command(id, &exited(0), 6, expires).await.unwrap();
+        store.finish_command(&id(name), &exited(0), 6, expires).await.unwrap();
     }
     assert_eq!(store.purge_expired(100).await.unwrap(), ["old"]);
     assert!(store.purge_expired(100).await.unwrap().is_empty());
     assert_eq!(state_of(store, &uid, "queued").await, CommandState::Accepted);
-    assert_eq!(store.get_command(&uid, "new", 999).await.unwrap().unwrap().state, CommandState::Succeeded);
+    assert_eq!(store.get_command(&uid, &id("new"), 999).await.unwrap().unwrap().state, CommandState::Succeeded);
 }
 
 async fn deleting_a_cluster_deletes_its_commands(s: &Subject) {
@@ -406,7 +422,10 @@ async fn deleting_a_cluster_deletes_its_commands(s: &Subject) {
     assert!(!store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
     assert_eq!(store.count_accepted().await.unwrap(), 0);
     assert!(store.claim_next(&lease("r", 6)).await.unwrap().is_none());
-    assert!(!store.finish_command("running", &exited(0), 7, 7 + HOUR).await.unwrap(), "its result has nowhere to go");
+    assert!(
+        !store.finish_command(&id("running"), &exited(0), 7, 7 + HOUR).await.unwrap(),
+        "its result has nowhere to go"
+    );
     let recreated = cluster(store, "rg", "c1", json!({})).await;
     assert_ne!(recreated, uid, "a re-created cluster is a new cluster");
     assert!(store.list_commands(&recreated, None, 10, 8).await.unwrap().is_empty());
@@ -419,4 +438,15 @@ async fn settings_keep_the_first_value(s: &Subject) {
     assert_eq!(store.init_setting("k", b"two".to_vec()).await.unwrap(), b"one", "the first value wins");
     assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some(&b"one"[..]));
     store.ping().await.unwrap();
+}
+
+async fn a_stored_setting_that_cannot_be_used_reaches_the_claim_as_an_error(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "c", 1).await;
+    // Written around the API (an older version, or a hand edit): the claim still hands the
+    // command over, with the setting's error, so it fails naming it instead of running wrongly.
+    s.raw(r#"UPDATE clusters SET document = '{"properties": {"commandExecutor": "vm"}}'"#).await;
+    let claimed = store.claim_next(&lease("r", 2)).await.unwrap().expect("claimed");
+    assert_eq!(claimed.settings.unwrap_err().property, "properties.commandExecutor");
 }

@@ -27,7 +27,7 @@ pub use status::{PodEnd, judge};
 
 use super::output::{CappedLog, OutputFile};
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
-use crate::command::{FailureReason, Outcome};
+use crate::command::{CommandId, FailureReason, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -232,7 +232,7 @@ impl KubernetesExecutor {
         let template = &self.config.template;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &template.namespace);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &template.namespace);
-        let name = object_name(&job.id);
+        let name = object_name(job.id.as_str());
         let created = match pods.create(&PostParams::default(), &command_pod(job, template)).await {
             Ok(pod) => pod,
             // Never adopt a Pod someone else made: it could run anything.
@@ -265,7 +265,7 @@ impl KubernetesExecutor {
             Ok(_) => {}
             // Left by an earlier, interrupted attempt of this very command: replace it.
             Err(e) if is_status(&e, 409) => {
-                secrets.delete(&object_name(&job.id), &DeleteParams::default()).await?;
+                secrets.delete(&object_name(job.id.as_str()), &DeleteParams::default()).await?;
                 secrets.create(&PostParams::default(), &command_secret(job, &self.config.template, &uid)).await?;
             }
             Err(e) => return Err(e.into()),
@@ -469,7 +469,9 @@ impl Executor for KubernetesExecutor {
             }
             ids.sort();
             ids.dedup();
-            found.extend(ids.into_iter().map(|command_id| Leftover { command_id, place: place.clone() }));
+            found.extend(
+                ids.into_iter().map(|id| Leftover { command_id: CommandId::from_text(id), place: place.clone() }),
+            );
         }
         found
     }
@@ -481,6 +483,6 @@ impl Executor for KubernetesExecutor {
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let secrets: Api<Secret> = Api::namespaced(client, namespace);
         tracing::info!(command_id = %leftover.command_id, "sweeping the Pod and Secret of a command that no longer runs");
-        self.clean_up(&pods, &secrets, &object_name(&leftover.command_id)).await;
+        self.clean_up(&pods, &secrets, &object_name(leftover.command_id.as_str())).await;
     }
 }

@@ -67,7 +67,7 @@ fn labels(command_id: &str) -> BTreeMap<String, String> {
 /// The command's Pod. The init container unpacks the context zip (with whichever of unzip,
 /// python3 or busybox the image has) into the working directory the command starts in.
 pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
-    let name = object_name(&job.id);
+    let name = object_name(job.id.as_str());
     let mounts = vec![
         VolumeMount { name: "work".into(), mount_path: WORKDIR.into(), ..Default::default() },
         VolumeMount { name: "input".into(), mount_path: INPUT.into(), read_only: Some(true), ..Default::default() },
@@ -109,7 +109,7 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(template.namespace.clone()),
-            labels: Some(labels(&job.id)),
+            labels: Some(labels(job.id.as_str())),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -148,7 +148,7 @@ else busybox unzip -q \"$zip\"; fi";
 
 /// The Secret the Pod mounts, owned by the Pod so the cluster deletes it with the Pod.
 pub fn command_secret(job: &Job, template: &PodTemplate, pod_uid: &str) -> Secret {
-    let name = object_name(&job.id);
+    let name = object_name(job.id.as_str());
     let mut data = BTreeMap::new();
     if !job.context.is_empty() {
         data.insert("context.zip".to_string(), ByteString(job.context.clone()));
@@ -160,7 +160,7 @@ pub fn command_secret(job: &Job, template: &PodTemplate, pod_uid: &str) -> Secre
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(template.namespace.clone()),
-            labels: Some(labels(&job.id)),
+            labels: Some(labels(job.id.as_str())),
             owner_references: Some(vec![OwnerReference {
                 api_version: "v1".into(),
                 kind: "Pod".into(),

@@ -9,8 +9,8 @@ use crate::arm::ApiError;
 use crate::arm::names::SubscriptionId;
 use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
+use crate::cluster_settings::ClusterSettings;
 use crate::context;
-use crate::executor::{ExecutorKind, LimitOverrides};
 use crate::identity::Caller;
 use crate::kubeconfig;
 use crate::server::AppState;
@@ -73,16 +73,7 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
         }
     };
     let kubeconfig = take_kubeconfig(properties)?;
-    if let Some(limits) = properties.get(LimitOverrides::PROPERTY) {
-        let target = "properties.commandLimits";
-        LimitOverrides::parse(limits).map_err(|e| ApiError::invalid(target, format!("'{target}' is invalid: {e}")))?;
-    }
-    if let Some(choice) = properties.get(ExecutorKind::PROPERTY) {
-        let target = "properties.commandExecutor";
-        choice.as_str().and_then(ExecutorKind::parse).ok_or_else(|| {
-            ApiError::invalid(target, format!("'{target}' must be \"local\" or \"kubernetes\", not {choice}."))
-        })?;
-    }
+    ClusterSettings::from_properties(properties).map_err(|e| ApiError::invalid(e.property, e.message))?;
     properties.insert("provisioningState".into(), Value::String("Succeeded".into()));
     properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));
 

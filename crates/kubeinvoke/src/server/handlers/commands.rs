@@ -3,19 +3,20 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
-use crate::command::{CommandRecord, new_command_id};
+use crate::cluster_settings::ClusterSettings;
+use crate::command::{CommandId, CommandRecord};
 use crate::context;
+use crate::dispatcher::{Submission, SubmitError};
 use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
-use crate::store::{ClusterRecord, NewCommand};
+use crate::store::ClusterRecord;
 use crate::time::now_millis;
 
 /// `POST …/runCommand`: validate everything now, store the command, answer 202 + Location.
@@ -54,24 +55,20 @@ pub async fn run(
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::invalid("context", e.to_string()))?;
 
-    let slot = app
-        .dispatcher
-        .reserve()
-        .map_err(|full| ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) })?;
-    let id = new_command_id();
     let principal = format!("{} ({})", caller.claims.app_id(), caller.claims.oid);
-    app.store
-        .insert_command(NewCommand {
-            id: id.clone(),
-            cluster_uid: cluster.uid.clone(),
-            command,
-            context,
-            cluster_token,
-            submitted_at: now_millis(),
-            submitted_by: principal.clone(),
-        })
-        .await?;
-    slot.commit();
+    let submission = Submission {
+        cluster_uid: cluster.uid.clone(),
+        command,
+        context,
+        cluster_token,
+        submitted_by: principal.clone(),
+    };
+    let id = app.dispatcher.submit(submission).await.map_err(|e| match e {
+        SubmitError::QueueFull(full) => {
+            ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
+        }
+        SubmitError::Store(e) => e.into(),
+    })?;
     let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
     tracing::info!(command_id = %id, principal, cluster = %cluster_id, "command accepted");
 
@@ -80,20 +77,18 @@ pub async fn run(
     Ok(response)
 }
 
-/// Refusals that depend on how the cluster was registered (CONTRACT §5). Returns whether the
+/// Refusals that depend on how the cluster was registered (docs/contract.md). Returns whether the
 /// cluster is AAD-managed (and so a `clusterToken` was given).
 fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<bool, ApiError> {
-    let property = |path: &[&str]| -> Option<&Value> {
-        path.iter().try_fold(cluster.document.get("properties")?, |value, key| value.get(*key))
-    };
-    if property(&["apiServerAccessProfile", "disableRunCommand"]).and_then(Value::as_bool) == Some(true) {
+    let settings =
+        ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
+    if settings.run_command_disabled {
         return Err(ApiError::RunCommandDisabled(cluster.name.clone()));
     }
-    let aad_managed = property(&["aadProfile", "managed"]).and_then(Value::as_bool) == Some(true);
-    if aad_managed && request.cluster_token.as_deref().is_none_or(str::is_empty) {
+    if settings.aad_managed && request.cluster_token.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::MissingAadClusterToken);
     }
-    Ok(aad_managed)
+    Ok(settings.aad_managed)
 }
 
 /// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished.
@@ -101,7 +96,7 @@ pub async fn result(
     app: &AppState,
     ctx: &RequestContext,
     cluster_ref: &ClusterRef,
-    id: &str,
+    id: &CommandId,
 ) -> Result<Response, ApiError> {
     let (cluster, record) = load(app, cluster_ref, id).await?;
     let body = RunCommandResult::from(&record);
@@ -118,7 +113,7 @@ pub async fn result(
 pub async fn load(
     app: &AppState,
     cluster_ref: &ClusterRef,
-    id: &str,
+    id: &CommandId,
 ) -> Result<(ClusterRecord, CommandRecord), ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
     let record = app
@@ -129,7 +124,7 @@ pub async fn load(
     Ok((cluster, record))
 }
 
-fn result_path(cluster: &ClusterRecord, id: &str) -> String {
+pub fn result_path(cluster: &ClusterRecord, id: &CommandId) -> String {
     format!("{}/commandResults/{id}", cluster_id(&cluster.subscription, &cluster.group, &cluster.name))
 }
 

@@ -12,11 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::path::ClusterRef;
-use crate::arm::wire::{CommandHistoryEntry, ListResult, cluster_id};
-use crate::command::CommandState;
+use crate::arm::wire::{CommandHistoryEntry, ListResult};
+use crate::command::{CommandId, CommandState};
+use crate::dispatcher::Cancel;
 use crate::identity::Caller;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json};
+use crate::store::ClusterUid;
 use crate::time::now_millis;
 
 const DEFAULT_PAGE: usize = 50;
@@ -81,7 +83,7 @@ pub async fn logs(
     app: &AppState,
     ctx: &RequestContext,
     cluster_ref: &ClusterRef,
-    id: &str,
+    id: &CommandId,
 ) -> Result<Response, ApiError> {
     let (cluster, _) = super::commands::load(app, cluster_ref, id).await?;
     let offset = match ctx.query("offset") {
@@ -95,7 +97,7 @@ pub async fn logs(
         store: app.store.clone(),
         path: app.dispatcher.output_path(id),
         cluster_uid: cluster.uid,
-        id: id.to_string(),
+        id: id.clone(),
         offset,
         follow,
         done: false,
@@ -116,8 +118,8 @@ pub async fn logs(
 struct Follower {
     store: std::sync::Arc<dyn crate::store::Store>,
     path: std::path::PathBuf,
-    cluster_uid: String,
-    id: String,
+    cluster_uid: ClusterUid,
+    id: CommandId,
     offset: u64,
     follow: bool,
     done: bool,
@@ -197,31 +199,18 @@ pub async fn cancel(
     ctx: &RequestContext,
     caller: &Caller,
     cluster_ref: &ClusterRef,
-    id: &str,
+    id: &CommandId,
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let by = caller.claims.app_id().to_string();
-    let now = now_millis();
-    let state = app
-        .store
-        .cancel_queued(&cluster.uid, id, &by, now, app.dispatcher.expiry_from(now))
-        .await?
-        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
-    match state {
-        CommandState::Accepted => app.dispatcher.dequeued(),
-        CommandState::Running if app.dispatcher.cancel(id, &by) => {}
-        // Running at another replica: its owner carries the cancel out when it renews the lease.
-        CommandState::Running if app.store.request_cancel(&cluster.uid, id, &by).await? => {}
-        // It finished in between.
-        _ => {
-            let now_state = app.store.get_command(&cluster.uid, id, now_millis()).await?.map_or(state, |c| c.state);
-            return Err(ApiError::AlreadyFinished { id: id.to_string(), state: now_state.as_str() });
+    match app.dispatcher.cancel_command(&cluster.uid, id, caller.claims.app_id()).await? {
+        Cancel::Done => {}
+        Cancel::NotFound => return Err(ApiError::CommandNotFound(id.to_string())),
+        Cancel::AlreadyFinished(state) => {
+            return Err(ApiError::AlreadyFinished { id: id.to_string(), state: state.as_str() });
         }
     }
-    tracing::info!(command_id = %id, principal = %by, "command cancel requested");
     let mut response = StatusCode::ACCEPTED.into_response();
-    let result = format!("{}/commandResults/{id}", cluster_id(&cluster.subscription, &cluster.group, &cluster.name));
-    if let Ok(location) = HeaderValue::from_str(&ctx.url(&result)) {
+    if let Ok(location) = HeaderValue::from_str(&ctx.url(&super::commands::result_path(&cluster, id))) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(app.config.retry_after_secs));

@@ -5,6 +5,9 @@
 //! owns a command only after the store moved it `Accepted → Running`. An in-memory counter
 //! bounds the queue so a flood of submissions gets 429s instead of an ever-growing backlog.
 
+mod commands;
+mod queue;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -12,8 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::command::{FailureReason, Outcome};
-use crate::executor::{ExecLimits, ExecutorKind, Executors, Job, LimitOverrides, StopReason, StopSignal};
+pub use commands::{Cancel, Submission, SubmitError};
+use queue::Queue;
+pub use queue::QueueFull;
+
+use crate::command::{CommandId, FailureReason, Outcome};
+use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};
 use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -33,12 +40,6 @@ pub struct DispatcherConfig {
     pub poll: Duration,
 }
 
-/// The queue is full; retry later.
-#[derive(Debug)]
-pub struct QueueFull {
-    pub queued: usize,
-}
-
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     executors: Executors,
@@ -46,40 +47,16 @@ pub struct Dispatcher {
     limits: ExecLimits,
     /// This replica's id: the owner written on the commands it claims.
     owner: String,
-    queued: AtomicUsize,
+    queue: Queue,
     running: AtomicUsize,
-    wake: Arc<Notify>,
     /// Signalled whenever a run ends (shutdown waits on it).
     run_ended: Notify,
     /// True once shutdown began: claim nothing more.
     draining: watch::Sender<bool>,
     /// One stop switch per command running here, for cancel and the end of the shutdown grace.
-    runs: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<Option<StopReason>>>>,
+    runs: std::sync::Mutex<std::collections::HashMap<CommandId, watch::Sender<Option<StopReason>>>>,
     /// Where each command's full output is kept for live logs.
     outputs_dir: std::path::PathBuf,
-}
-
-/// A reserved place in the queue. Dropped without [`QueueSlot::commit`] it is given back.
-pub struct QueueSlot<'a> {
-    dispatcher: &'a Dispatcher,
-    committed: bool,
-}
-
-impl QueueSlot<'_> {
-    /// The command is stored: wake a worker for it.
-    pub fn commit(mut self) {
-        self.committed = true;
-        self.dispatcher.wake.notify_one();
-    }
-}
-
-impl Drop for QueueSlot<'_> {
-    fn drop(&mut self) {
-        if !self.committed {
-            let queued = self.dispatcher.queued.fetch_sub(1, Ordering::AcqRel) - 1;
-            metrics::gauge!("kubeinvoke_queue_depth").set(queued as f64);
-        }
-    }
 }
 
 impl Dispatcher {
@@ -104,7 +81,6 @@ impl Dispatcher {
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
-        metrics::gauge!("kubeinvoke_queue_depth").set(pending as f64);
         metrics::gauge!("kubeinvoke_commands_running").set(0.0);
         let dispatcher = Arc::new(Dispatcher {
             store,
@@ -112,16 +88,15 @@ impl Dispatcher {
             config,
             limits,
             owner,
-            queued: AtomicUsize::new(pending),
+            queue: Queue::new(pending, config.queue_capacity),
             running: AtomicUsize::new(0),
-            wake: Arc::new(Notify::new()),
             run_ended: Notify::new(),
             draining: watch::channel(false).0,
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
             outputs_dir,
         });
         if config.notify {
-            dispatcher.store.notify_new_work(dispatcher.wake.clone());
+            dispatcher.store.notify_new_work(dispatcher.queue.wake.clone());
         }
         let tasks = vec![
             tokio::spawn(dispatcher.clone().claim_loop()),
@@ -131,23 +106,12 @@ impl Dispatcher {
         Ok((dispatcher, tasks))
     }
 
-    /// Reserves a place in the queue, or says it is full.
-    pub fn reserve(&self) -> Result<QueueSlot<'_>, QueueFull> {
-        let cap = self.config.queue_capacity;
-        let reserved = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1))
-            .map_err(|queued| QueueFull { queued })?;
-        metrics::gauge!("kubeinvoke_queue_depth").set((reserved + 1) as f64);
-        Ok(QueueSlot { dispatcher: self, committed: false })
-    }
-
     /// Graceful stop: claim nothing more, let running commands finish within `grace`, then stop
     /// the rest (they end `Failed`/`ServerShutdown`) and wait until their results are stored.
     /// Commands still `Accepted` stay queued for the next start.
     pub async fn shutdown(&self, grace: Duration) {
         self.draining.send_replace(true);
-        self.wake.notify_waiters();
+        self.queue.wake.notify_waiters();
         let running = self.running.load(Ordering::Acquire);
         if running > 0 {
             tracing::info!(running, grace = %humantime::format_duration(grace), "waiting for running commands to finish");
@@ -164,18 +128,12 @@ impl Dispatcher {
         }
     }
 
-    /// A queued command left the queue without being claimed (it was canceled).
-    pub fn dequeued(&self) {
-        let previous = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
-        metrics::gauge!("kubeinvoke_queue_depth").set(previous.unwrap_or(1).saturating_sub(1) as f64);
-    }
-
     pub fn expiry_from(&self, now: i64) -> i64 {
         expiry(now, self.config.retention)
     }
 
     /// Asks a command running here to stop as canceled by `by`; false when it is not running here.
-    pub fn cancel(&self, id: &str, by: &str) -> bool {
+    fn stop_run(&self, id: &CommandId, by: &str) -> bool {
         match self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             Some(stop) => {
                 stop.send_replace(Some(StopReason::Cancel(by.to_string())));
@@ -183,11 +141,6 @@ impl Dispatcher {
             }
             None => false,
         }
-    }
-
-    /// Where a command's full output is (or was) written.
-    pub fn output_path(&self, id: &str) -> std::path::PathBuf {
-        self.outputs_dir.join(format!("{id}.log"))
     }
 
     async fn all_runs_ended(&self) {
@@ -217,17 +170,13 @@ impl Dispatcher {
             if claim.is_ok() && self.store.is_shared() {
                 // Other replicas submit and claim too: the database has the true queue length.
                 if let Ok(queued) = self.store.count_accepted().await {
-                    self.queued.store(queued, Ordering::Release);
-                    metrics::gauge!("kubeinvoke_queue_depth").set(queued as f64);
+                    self.queue.set(queued);
                 }
             }
             match claim {
                 Ok(Some(claimed)) => {
                     if !self.store.is_shared() {
-                        let queued = self
-                            .queued
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
-                        metrics::gauge!("kubeinvoke_queue_depth").set(queued.unwrap_or(1).saturating_sub(1) as f64);
+                        self.queue.left();
                     }
                     let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
                     metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
@@ -246,7 +195,7 @@ impl Dispatcher {
                     // The jitter keeps replicas from polling in step.
                     let poll = self.config.poll.mul_f64(0.8 + 0.4 * rand::random::<f64>());
                     tokio::select! {
-                        _ = tokio::time::timeout(poll, self.wake.notified()) => {}
+                        _ = tokio::time::timeout(poll, self.queue.wake.notified()) => {}
                         _ = draining.wait_for(|d| *d) => return,
                     }
                 }
@@ -285,22 +234,14 @@ impl Dispatcher {
     /// registered, but a stored value that cannot be used now (written by an older version, or
     /// edited in the database) fails the command naming the setting; it is never ignored.
     fn prepare_job(&self, claimed: ClaimedCommand) -> Result<(Job, Arc<dyn crate::executor::Executor>), FailureReason> {
-        let invalid = |setting: &str, why: String| FailureReason::InvalidClusterSetting(format!("{setting}: {why}"));
-        let overrides = match &claimed.command_limits {
-            Some(value) => LimitOverrides::parse(value).map_err(|why| invalid("properties.commandLimits", why))?,
-            None => LimitOverrides::default(),
-        };
-        let kind = match claimed.executor.as_deref() {
-            Some(choice) => Some(ExecutorKind::parse(choice).ok_or_else(|| {
-                invalid("properties.commandExecutor", format!("'{choice}' is neither 'local' nor 'kubernetes'"))
-            })?),
-            None => None,
-        };
+        let settings = claimed.settings.map_err(|e| FailureReason::InvalidClusterSetting(e.message))?;
         // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
         let as_caller = claimed.cluster_token.is_some() && claimed.kubeconfig.is_some();
         let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
             (Some(config), Some(token)) => Some(crate::kubeconfig::with_bearer_token(&config, token).map_err(|e| {
-                invalid("the cluster's kubeconfig", format!("the caller's token cannot be set in it: {e}"))
+                FailureReason::InvalidClusterSetting(format!(
+                    "properties.kubeconfig: the caller's token cannot be set in it: {e}"
+                ))
             })?),
             (config, _) => config,
         };
@@ -311,14 +252,14 @@ impl Dispatcher {
             context: claimed.context,
             kubeconfig,
             as_caller,
-            limits: self.limits.tightened_by(&overrides),
+            limits: self.limits.tightened_by(&settings.limits),
             output,
         };
-        Ok((job, self.executors.for_kind(kind).clone()))
+        Ok((job, self.executors.for_kind(settings.executor).clone()))
     }
 
     /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.
-    async fn record(&self, id: &str, principal: &str, outcome: &Outcome) {
+    async fn record(&self, id: &CommandId, principal: &str, outcome: &Outcome) {
         let mut backoff = Duration::from_millis(100);
         let (exit_code, reason) = match outcome {
             Outcome::Exited { exit_code, .. } => (Some(*exit_code), None),
@@ -358,7 +299,7 @@ impl Dispatcher {
             match self.store.renew_leases(&self.owner, expiry(now, self.config.lease)).await {
                 Ok(requests) => {
                     for request in requests {
-                        if self.cancel(&request.id, &request.by) {
+                        if self.stop_run(&request.id, &request.by) {
                             tracing::info!(command_id = %request.id, by = %request.by, "cancel asked at another replica");
                         }
                     }

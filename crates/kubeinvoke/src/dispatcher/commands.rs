@@ -1,0 +1,90 @@
+//! The command use cases the API offers: submit, cancel, and where a command's live output is.
+//! Handlers translate HTTP to these and back; the queue, the store and the running commands
+//! are the dispatcher's business.
+
+use crate::command::{CommandId, CommandState};
+use crate::store::{ClusterUid, NewCommand, StoreError};
+use crate::time::now_millis;
+
+use super::Dispatcher;
+use super::queue::QueueFull;
+
+/// A command to accept.
+pub struct Submission {
+    pub cluster_uid: ClusterUid,
+    pub command: String,
+    /// The validated context zip; empty when no files were attached.
+    pub context: Vec<u8>,
+    pub cluster_token: Option<String>,
+    /// Who submitted it (`appId (objectId)`).
+    pub submitted_by: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full ({} waiting)", .0.queued)]
+    QueueFull(QueueFull),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a cancel went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancel {
+    /// Canceled (queued), or asked to stop (running here or at another replica).
+    Done,
+    /// No such command in this cluster.
+    NotFound,
+    /// It had already ended, in this state.
+    AlreadyFinished(CommandState),
+}
+
+impl Dispatcher {
+    /// Stores a new command as `Accepted` (durably, before the caller hears of it) if the queue
+    /// has room, and wakes a worker.
+    pub async fn submit(&self, submission: Submission) -> Result<CommandId, SubmitError> {
+        let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
+        let id = CommandId::generate();
+        let command = NewCommand {
+            id: id.clone(),
+            cluster_uid: submission.cluster_uid,
+            command: submission.command,
+            context: submission.context,
+            cluster_token: submission.cluster_token,
+            submitted_at: now_millis(),
+            submitted_by: submission.submitted_by,
+        };
+        self.store.insert_command(command).await?;
+        slot.commit();
+        Ok(id)
+    }
+
+    /// Cancels a command as `by`: a queued one at once, a running one through its stop switch
+    /// here or its owner's next lease renewal elsewhere. Either ends `Canceled` naming `by`.
+    pub async fn cancel_command(&self, cluster: &ClusterUid, id: &CommandId, by: &str) -> Result<Cancel, StoreError> {
+        let now = now_millis();
+        let Some(state) = self.store.cancel_queued(cluster, id, by, now, self.expiry_from(now)).await? else {
+            return Ok(Cancel::NotFound);
+        };
+        let done = match state {
+            CommandState::Accepted => {
+                self.queue.left();
+                true
+            }
+            CommandState::Running => self.stop_run(id, by) || self.store.request_cancel(cluster, id, by).await?,
+            _ => false,
+        };
+        if done {
+            tracing::info!(command_id = %id, principal = %by, "command cancel requested");
+            return Ok(Cancel::Done);
+        }
+        // It finished in between.
+        let now_state = self.store.get_command(cluster, id, now_millis()).await?.map_or(state, |c| c.state);
+        Ok(Cancel::AlreadyFinished(now_state))
+    }
+
+    /// Where a command's full output is (or was) written, for live logs.
+    pub fn output_path(&self, id: &CommandId) -> std::path::PathBuf {
+        self.outputs_dir.join(format!("{id}.log"))
+    }
+}
