@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
-/// A command's lifecycle. Transitions are `Accepted → Running → Succeeded | Failed | Canceled`;
-/// the store applies them only through [`CommandState::can_become`].
+/// A command's lifecycle. Transitions are `Accepted → Running → Succeeded | Failed | Canceled`
+/// and `Accepted → Canceled`, as [`CommandState::can_become`] states them. The store applies each
+/// by SQL guarded on the state it leaves (`WHERE state = 'Running'`); the store contract tests
+/// (`tests/store`) pin that no other transition happens on either backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CommandState {
     Accepted,

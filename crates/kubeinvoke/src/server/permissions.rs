@@ -1,4 +1,4 @@
-//! Which Azure action each ARM operation needs, and on which scope (CONTRACT §7).
+//! Which Azure action each ARM operation needs, and on which scope (docs/contract.md §7).
 //! Lists are not here: they show only what the caller may read.
 
 use axum::http::Method;

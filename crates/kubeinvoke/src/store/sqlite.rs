@@ -1,6 +1,7 @@
-//! The embedded backend: SQLite in WAL mode, one connection, run on tokio's blocking pool.
+//! The embedded backend: SQLite in WAL mode, one writer connection on tokio's blocking pool and
+//! a few reader connections used inline (reads are short point lookups on cached statements).
 //!
-//! One connection serialises writers, which SQLite does anyway; reads are short point lookups.
+//! One writer serialises writes, which SQLite does anyway; WAL lets the readers go on meanwhile.
 //! `synchronous = FULL` so an acknowledged submission or result survives a power cut, not just a
 //! process crash.
 

@@ -1,4 +1,4 @@
-//! runCommand and commandResults: the polling contract (CONTRACT §3, §4, §5) and real execution.
+//! runCommand and commandResults: the polling contract (docs/contract.md §3, §4, §5) and real execution.
 
 use serde_json::json;
 

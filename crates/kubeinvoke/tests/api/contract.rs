@@ -1,4 +1,4 @@
-//! Paths, api-versions, authentication, errors and headers (CONTRACT §1, §2, §6, §7).
+//! Paths, api-versions, authentication, errors and headers (docs/contract.md §1, §2, §6, §7).
 
 use reqwest::Method;
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! The Kubernetes executor: each command runs as a Pod in the cluster it targets, as AKS runs
-//! them (CONTRACT.md §8). The cluster schedules and isolates it, the cluster's RBAC applies, and
+//! them (docs/contract.md §8). The cluster schedules and isolates it, the cluster's RBAC applies, and
 //! the server only orchestrates through the cluster's API with kube-rs:
 //!
 //! namespace (ensured) → Pod `command-<id>` → Secret `command-<id>` owned by the Pod (files,

@@ -37,7 +37,7 @@ pub struct PodTemplate {
 }
 
 impl Default for PodTemplate {
-    /// As AKS runs commands (CONTRACT.md §8).
+    /// As AKS runs commands (docs/contract.md §8).
     fn default() -> Self {
         PodTemplate {
             namespace: "aks-command".into(),

@@ -1,4 +1,4 @@
-//! runCommand and commandResults: the asynchronous pattern of CONTRACT §4.
+//! runCommand and commandResults: the asynchronous pattern of docs/contract.md §4.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
