@@ -7,6 +7,7 @@
 mod cached;
 mod location;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;

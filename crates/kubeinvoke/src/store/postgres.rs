@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
-use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
+use super::rows::{self, ASSIGNMENT_COLUMNS, COMMAND_COLUMNS, Columns, PRINCIPAL_COLUMNS, json_map, json_text};
 use super::*;
 use crate::command::{CommandState, FailureReason};
 
@@ -235,14 +235,6 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     if transient { StoreError::Unavailable(e.into()) } else { StoreError::Backend(e.into()) }
 }
 
-fn json_text(map: &Map<String, Value>) -> String {
-    Value::Object(map.clone()).to_string()
-}
-
-fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(anyhow::anyhow!("stored JSON is corrupt: {e}")))
-}
-
 fn group_from_row(row: &Row) -> Result<GroupRecord, StoreError> {
     let tags: Option<String> = row.get(3);
     Ok(GroupRecord {
@@ -266,50 +258,6 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRecord, StoreError> {
         document: json_map(&document)?,
         kubeconfig: row.get(5),
     })
-}
-
-const COMMAND_COLUMNS: &str = "id, state, submitted_at, started_at, finished_at, exit_code, logs, reason, expires_at";
-
-fn command_from_row(row: &Row) -> Result<CommandRecord, StoreError> {
-    let state: String = row.get(1);
-    Ok(CommandRecord {
-        id: row.get(0),
-        state: CommandState::parse(&state)
-            .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {state:?}")))?,
-        submitted_at: row.get(2),
-        started_at: row.get(3),
-        finished_at: row.get(4),
-        exit_code: row.get(5),
-        logs: row.get(6),
-        reason: row.get(7),
-        expires_at: row.get(8),
-    })
-}
-
-const PRINCIPAL_COLUMNS: &str = "app_id, object_id, display_name, secret_salt, secret_hash, created_at";
-
-fn principal_from_row(row: &Row) -> PrincipalRecord {
-    PrincipalRecord {
-        app_id: row.get(0),
-        object_id: row.get(1),
-        display_name: row.get(2),
-        secret_salt: row.get(3),
-        secret_hash: row.get(4),
-        created_at: row.get(5),
-    }
-}
-
-const ASSIGNMENT_COLUMNS: &str = "name, scope, role_definition_id, principal_id, principal_type, created_at";
-
-fn assignment_from_row(row: &Row) -> RoleAssignmentRecord {
-    RoleAssignmentRecord {
-        name: row.get(0),
-        scope: row.get(1),
-        role_definition_id: row.get(2),
-        principal_id: row.get(3),
-        principal_type: row.get(4),
-        created_at: row.get(5),
-    }
 }
 
 async fn select_cluster(
@@ -343,13 +291,13 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE app_id = $1");
         let row = client.query_opt(&sql, &[&app_id.to_lowercase()]).await.map_err(db_error)?;
-        Ok(row.as_ref().map(principal_from_row))
+        row.as_ref().map(rows::principal).transpose()
     }
 
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at, app_id");
-        Ok(client.query(&sql, &[]).await.map_err(db_error)?.iter().map(principal_from_row).collect())
+        Ok(client.query(&sql, &[]).await.map_err(db_error)?.iter().map(rows::principal).collect::<StoreResult<_>>()?)
     }
 
     async fn delete_principal(&self, app_id: &str) -> StoreResult<bool> {
@@ -381,25 +329,37 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name = $1");
         let stored = client.query_one(&sql, &[&a.name]).await.map_err(db_error)?;
-        Ok(Put { created: n > 0, value: assignment_from_row(&stored) })
+        Ok(Put { created: n > 0, value: rows::assignment(&stored)? })
     }
 
     async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name = $1");
-        Ok(client.query_opt(&sql, &[&name.to_lowercase()]).await.map_err(db_error)?.as_ref().map(assignment_from_row))
+        Ok(client
+            .query_opt(&sql, &[&name.to_lowercase()])
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(rows::assignment)
+            .transpose()?)
     }
 
     async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
         let client = self.client().await?;
         let sql = format!("DELETE FROM role_assignments WHERE name = $1 RETURNING {ASSIGNMENT_COLUMNS}");
-        Ok(client.query_opt(&sql, &[&name.to_lowercase()]).await.map_err(db_error)?.as_ref().map(assignment_from_row))
+        Ok(client
+            .query_opt(&sql, &[&name.to_lowercase()])
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(rows::assignment)
+            .transpose()?)
     }
 
     async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments ORDER BY created_at, name");
-        Ok(client.query(&sql, &[]).await.map_err(db_error)?.iter().map(assignment_from_row).collect())
+        Ok(client.query(&sql, &[]).await.map_err(db_error)?.iter().map(rows::assignment).collect::<StoreResult<_>>()?)
     }
 
     async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
@@ -408,7 +368,7 @@ impl Store for PostgresStore {
             "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE principal_id = $1 ORDER BY created_at, name"
         );
         let rows = client.query(&sql, &[&principal_id.to_lowercase()]).await.map_err(db_error)?;
-        Ok(rows.iter().map(assignment_from_row).collect())
+        Ok(rows.iter().map(rows::assignment).collect::<StoreResult<_>>()?)
     }
 
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {
@@ -590,7 +550,7 @@ impl Store for PostgresStore {
              WHERE id = $1 AND cluster_uid = $2 AND (expires_at IS NULL OR expires_at > $3)"
         );
         let row = client.query_opt(&sql, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
-        row.as_ref().map(command_from_row).transpose()
+        row.as_ref().map(rows::command).transpose()
     }
 
     async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
@@ -743,7 +703,7 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| {
                 Ok(CommandSummary {
-                    record: command_from_row(r)?,
+                    record: rows::command(r)?,
                     seq: r.get(9),
                     command: r.get(10),
                     submitted_by: r.get(11),
@@ -868,3 +828,24 @@ macro_rules! text_column {
     )*};
 }
 text_column!(crate::command::CommandId, super::ClusterUid);
+
+impl Columns for Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+    fn opt_int32(&self, i: usize) -> Result<Option<i32>, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.try_get(i).map_err(db_error)
+    }
+}

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::{Map, Value};
+use serde_json::Map;
 
+use super::rows::{self, ASSIGNMENT_COLUMNS, COMMAND_COLUMNS, Columns, PRINCIPAL_COLUMNS, json_map, json_text};
 use super::*;
 use crate::command::{CommandState, FailureReason};
 
@@ -198,14 +199,6 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.into())
 }
 
-fn json_text(map: &Map<String, Value>) -> String {
-    Value::Object(map.clone()).to_string()
-}
-
-fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(anyhow::anyhow!("stored JSON is corrupt: {e}")))
-}
-
 fn group_from_row(row: &Row<'_>) -> rusqlite::Result<(GroupRecord, Option<String>)> {
     Ok((GroupRecord { subscription: row.get(0)?, name: row.get(1)?, location: row.get(2)?, tags: None }, row.get(3)?))
 }
@@ -254,49 +247,6 @@ fn select_cluster(conn: &Connection, cluster: &ClusterRef) -> Result<Option<Clus
         .transpose()
 }
 
-fn command_from_row(row: &Row<'_>) -> rusqlite::Result<(CommandRecord, String)> {
-    Ok((
-        CommandRecord {
-            id: row.get(0)?,
-            state: CommandState::Accepted,
-            submitted_at: row.get(2)?,
-            started_at: row.get(3)?,
-            finished_at: row.get(4)?,
-            exit_code: row.get(5)?,
-            logs: row.get(6)?,
-            reason: row.get(7)?,
-            expires_at: row.get(8)?,
-        },
-        row.get(1)?,
-    ))
-}
-
-const PRINCIPAL_COLUMNS: &str = "app_id, object_id, display_name, secret_salt, secret_hash, created_at";
-
-fn principal_from_row(row: &Row<'_>) -> rusqlite::Result<PrincipalRecord> {
-    Ok(PrincipalRecord {
-        app_id: row.get(0)?,
-        object_id: row.get(1)?,
-        display_name: row.get(2)?,
-        secret_salt: row.get(3)?,
-        secret_hash: row.get(4)?,
-        created_at: row.get(5)?,
-    })
-}
-
-const ASSIGNMENT_COLUMNS: &str = "name, scope, role_definition_id, principal_id, principal_type, created_at";
-
-fn assignment_from_row(row: &Row<'_>) -> rusqlite::Result<RoleAssignmentRecord> {
-    Ok(RoleAssignmentRecord {
-        name: row.get(0)?,
-        scope: row.get(1)?,
-        role_definition_id: row.get(2)?,
-        principal_id: row.get(3)?,
-        principal_type: row.get(4)?,
-        created_at: row.get(5)?,
-    })
-}
-
 fn query_assignments(
     conn: &Connection,
     filter: &str,
@@ -305,11 +255,11 @@ fn query_assignments(
     let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments {filter}");
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let rows = match param {
-        Some(p) => stmt.query_map(params![p], assignment_from_row),
-        None => stmt.query_map([], assignment_from_row),
+        Some(p) => stmt.query_map(params![p], assignment_row),
+        None => stmt.query_map([], assignment_row),
     }
     .map_err(backend)?;
-    let mut assignments: Vec<RoleAssignmentRecord> = rows.collect::<Result<_, _>>().map_err(backend)?;
+    let mut assignments: Vec<RoleAssignmentRecord> = rows.map(flatten).collect::<Result<_, _>>()?;
     assignments.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
     Ok(assignments)
 }
@@ -331,14 +281,12 @@ impl Store for SqliteStore {
     async fn principal_by_app_id(&self, app_id: &str) -> StoreResult<Option<PrincipalRecord>> {
         let app_id = app_id.to_lowercase();
         self.read(move |conn| {
-            row(
-                conn,
-                &format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE app_id = ?1"),
-                params![app_id],
-                principal_from_row,
-            )
+            row(conn, &format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE app_id = ?1"), params![app_id], |r| {
+                Ok(rows::principal(r))
+            })
             .optional()
-            .map_err(backend)
+            .map_err(backend)?
+            .transpose()
         })
     }
 
@@ -347,8 +295,8 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(&format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY created_at, app_id"))
                 .map_err(backend)?;
-            let rows = stmt.query_map([], principal_from_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+            let rows = stmt.query_map([], |r| Ok(rows::principal(r))).map_err(backend)?;
+            rows.map(flatten).collect()
         })
     }
 
@@ -619,19 +567,16 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let row = row(
                 conn,
-                "SELECT id, state, submitted_at, started_at, finished_at, exit_code, logs, reason, expires_at
-                     FROM commands WHERE id = ?1 AND cluster_uid = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                &format!(
+                    "SELECT {COMMAND_COLUMNS}
+                     FROM commands WHERE id = ?1 AND cluster_uid = ?2 AND (expires_at IS NULL OR expires_at > ?3)"
+                ),
                 params![id, cluster_uid, now],
-                command_from_row,
+                |r| Ok(rows::command(r)),
             )
             .optional()
             .map_err(backend)?;
-            row.map(|(mut record, state)| {
-                record.state = CommandState::parse(&state)
-                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {state:?}")))?;
-                Ok(record)
-            })
-            .transpose()
+            row.transpose()
         })
     }
 
@@ -844,15 +789,12 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![cluster_uid, before.unwrap_or(i64::MAX), now, limit as i64], |r| {
-                    let (record, state) = command_from_row(r)?;
-                    Ok((record, state, r.get::<_, i64>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?))
+                    Ok((rows::command(r), r.get::<_, i64>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?))
                 })
                 .map_err(backend)?;
             rows.map(|row| {
-                let (mut record, state, seq, command, submitted_by) = row.map_err(backend)?;
-                record.state = CommandState::parse(&state)
-                    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {state:?}")))?;
-                Ok(CommandSummary { seq, record, command, submitted_by })
+                let (record, seq, command, submitted_by) = row.map_err(backend)?;
+                Ok(CommandSummary { seq, record: record?, command, submitted_by })
             })
             .collect()
         })
@@ -919,3 +861,33 @@ macro_rules! text_column {
     )*};
 }
 text_column!(crate::command::CommandId, super::ClusterUid);
+
+impl Columns for Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn opt_int32(&self, i: usize) -> Result<Option<i32>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        self.get(i).map_err(backend)
+    }
+}
+
+fn assignment_row(r: &Row<'_>) -> rusqlite::Result<Result<RoleAssignmentRecord, StoreError>> {
+    Ok(rows::assignment(r))
+}
+
+/// A row mapped into a record, where reading the row or building the record may fail.
+fn flatten<T>(mapped: rusqlite::Result<Result<T, StoreError>>) -> Result<T, StoreError> {
+    mapped.map_err(backend)?
+}
