@@ -76,3 +76,23 @@ async fn no_command_process_outlives_a_crashed_server() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_stored_cluster_setting_that_cannot_be_used_fails_the_command_naming_it() {
+    let s = Server::start(&["--max-running", "1"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let first = s.submit("rg", "c1", json!({"command": "sleep 2"})).await;
+    s.wait_for_state(&first, "Running").await;
+    let queued = s.submit("rg", "c1", json!({"command": "echo never"})).await;
+    // While it waits, the stored cluster gets a setting no version of the API would accept.
+    s.execute(
+        r#"UPDATE clusters SET document = '{"location": "westeurope", "properties": {"commandExecutor": "vm"}}'"#,
+    )
+    .await;
+    let result = s.wait(&queued).await;
+    assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
+    let reason = result["properties"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("InvalidClusterSetting: 'properties.commandExecutor'"), "{reason}");
+    assert!(result["properties"]["logs"].as_str().unwrap().contains("was not run"), "{result}");
+    assert_eq!(s.wait(&first).await["properties"]["exitCode"], 0, "the running command was not disturbed");
+}

@@ -240,6 +240,18 @@ impl Server {
         args
     }
 
+    /// Changes this server's database behind its back (rows an older version or a hand edit left).
+    pub async fn execute(&self, sql: &str) {
+        match self.store_url() {
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir().join("kubeinvoke.db")).unwrap();
+                db.busy_timeout(Duration::from_secs(5)).unwrap();
+                db.execute_batch(sql).unwrap();
+            }
+            Some(url) => postgres_client(url).await.batch_execute(sql).await.unwrap(),
+        }
+    }
+
     /// Runs one SQL query returning a single integer against this server's database.
     pub async fn count(&self, sql: &str) -> i64 {
         match self.store_url() {
