@@ -5,6 +5,7 @@
 #   scripts/bench.sh --quick         # a short run that checks the harness
 #   scripts/bench.sh --only reads    # one scenario
 #   scripts/bench.sh soak            # the 10-minute soak, its own section
+#   scripts/bench.sh pods            # the Pod path against scripts/dev-cluster.sh, its own section
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -260,6 +260,16 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRecord, StoreError> {
     })
 }
 
+/// The assignment `sql` (bound to the lower-cased `name`) returns, if any.
+async fn assignment_named(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    name: &str,
+) -> StoreResult<Option<RoleAssignmentRecord>> {
+    let row = client.query_opt(sql, &[&name.to_lowercase()]).await.map_err(db_error)?;
+    row.as_ref().map(rows::assignment).transpose()
+}
+
 async fn select_cluster(
     client: &impl deadpool_postgres::GenericClient,
     c: &ClusterRef,
@@ -335,25 +345,13 @@ impl Store for PostgresStore {
     async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
         let client = self.client().await?;
         let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE name = $1");
-        Ok(client
-            .query_opt(&sql, &[&name.to_lowercase()])
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(rows::assignment)
-            .transpose()?)
+        assignment_named(&client, &sql, name).await
     }
 
     async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
         let client = self.client().await?;
         let sql = format!("DELETE FROM role_assignments WHERE name = $1 RETURNING {ASSIGNMENT_COLUMNS}");
-        Ok(client
-            .query_opt(&sql, &[&name.to_lowercase()])
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(rows::assignment)
-            .transpose()?)
+        assignment_named(&client, &sql, name).await
     }
 
     async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
