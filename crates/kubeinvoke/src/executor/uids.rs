@@ -270,6 +270,14 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_directory_others_can_write_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = UidLeases::open(root.path(), 61000, 8).err().expect("refused");
+        assert!(matches!(err, UidLeaseError::Unsafe(_)), "{err}");
+    }
+
+    #[test]
     fn a_range_past_the_largest_uid_is_refused() {
         let root = tempfile::tempdir().unwrap();
         let err = UidLeases::open(root.path(), u32::MAX - 1, 8).err().unwrap();

@@ -79,3 +79,16 @@ async fn concurrent_commands_of_two_servers_never_share_a_uid() {
     let distinct: std::collections::BTreeSet<_> = uids.iter().collect();
     assert_eq!(distinct.len(), uids.len(), "two running commands shared a uid: {uids:?}");
 }
+
+#[tokio::test]
+async fn a_uid_lock_directory_others_could_write_is_refused_at_startup() {
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test needs root: command uids are leased only by a root server");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let locks = dir.path().to_str().unwrap();
+    let refused = Server::start_refused(&["--exec-uid-locks", locks], &[]);
+    assert!(refused.contains("writable by no one else") && refused.contains(locks), "{refused}");
+}
