@@ -2,7 +2,7 @@
 //! Secret are validated by the real API server, placed by the real scheduler on a kwok node,
 //! driven through their lifecycle by kwok (see tools/cluster/config/kwok.yaml for its rules),
 //! read back through the real API (status, logs) and cleaned up; the garbage collector deletes
-//! the Secret of a Pod that goes.
+//! the Secret of a Pod that goes; cancel deletes the running Pod.
 
 use std::time::Duration;
 
@@ -164,4 +164,18 @@ async fn the_garbage_collector_deletes_the_secret_when_its_pod_goes() {
     cluster.eventually("the garbage collector deleting the owned Secret", Duration::from_secs(60), || {
         !secret_exists(cluster, &id)
     });
+}
+
+#[tokio::test]
+async fn cancel_deletes_the_running_pod_and_says_who() {
+    let (s, cluster) = pod_server(&[]).await;
+    let location = s.submit("rg", "dev", json!({"command": "sleep 60"})).await;
+    let id = id_of(&location);
+    scheduled_pod(cluster, &id);
+    let r = s.post(&format!("{}/cancel", result_path("rg", "dev", &id)), json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let result = s.wait(&location).await;
+    assert_eq!(result["properties"]["provisioningState"], "Canceled", "{result}");
+    assert_eq!(result["properties"]["reason"], format!("Canceled by {}", s.admin().unwrap().app_id));
+    assert_cleaned_up(cluster, &id);
 }
