@@ -67,7 +67,11 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
     // One crypto provider for the whole process (rustls panics if it must guess between two).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Log lines are written by a thread of their own, in batches, off the request path; the
+    // channel is not lossy: a burst waits for the writer rather than dropping a line.
+    let (writer, flush_on_drop) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match args.log_format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
         LogFormat::Text => logs.init(),
@@ -79,7 +83,11 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    report(runtime.block_on(serve(args)))
+    let served = runtime.block_on(serve(args));
+    drop(runtime);
+    // Every pending log line is out before the last word.
+    drop(flush_on_drop);
+    report(served)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
