@@ -18,27 +18,23 @@ debian_package() { # PACKAGE FILE WHY
   fi
 }
 
-debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
-debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
-debian_package openssl /usr/bin/openssl "scripts/dev-cluster.sh makes the test cluster's certificates with it"
-
 # The local Kubernetes control plane (kube-apiserver, controller-manager, scheduler, etcd, kwok)
 # and the kubectl and helm that match it, built from the Go module proxy (cached after the first
 # build: see scripts/build-cluster.sh). Commands run kubectl and helm from the host's PATH.
+# Started first, in the background: on a cold machine it is the longest step, and it overlaps
+# with the package downloads below.
 if ! need go; then
   echo "error: Go is required to build the local control plane the cluster tests run against" >&2
   exit 1
 fi
-cluster_bin=$(./scripts/build-cluster.sh | tail -n1)
-if [ "$(id -u)" = 0 ]; then
-  install -m 0755 "$cluster_bin/kubectl" "$cluster_bin/helm" /usr/local/bin/
-fi
-for tool in kubectl helm; do
-  if ! cmp -s "$(command -v "$tool")" "$cluster_bin/$tool"; then
-    echo "error: the $tool on PATH is not the one matching the test cluster; install $cluster_bin/$tool first on PATH" >&2
-    exit 1
-  fi
-done
+cluster_build_log=$(mktemp)
+./scripts/build-cluster.sh >"$cluster_build_log" 2>&1 &
+cluster_build=$!
+
+debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
+debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
+debian_package openssl /usr/bin/openssl "scripts/dev-cluster.sh makes the test cluster's certificates with it"
+
 if ! need npm; then
   echo "error: Node.js and npm are required (the console is TypeScript, built by cargo's build script)" >&2
   exit 1
@@ -62,6 +58,23 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import azure.mgmt.contain
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
+
+if ! wait "$cluster_build"; then
+  cat "$cluster_build_log" >&2
+  echo "error: building the local control plane (scripts/build-cluster.sh) failed" >&2
+  exit 1
+fi
+cluster_bin=$(tail -n1 "$cluster_build_log")
+rm -f "$cluster_build_log"
+if [ "$(id -u)" = 0 ]; then
+  install -m 0755 "$cluster_bin/kubectl" "$cluster_bin/helm" /usr/local/bin/
+fi
+for tool in kubectl helm; do
+  if ! cmp -s "$(command -v "$tool")" "$cluster_bin/$tool"; then
+    echo "error: the $tool on PATH is not the one matching the test cluster; install $cluster_bin/$tool first on PATH" >&2
+    exit 1
+  fi
+done
 
 cargo build --bins
 cargo test --workspace
