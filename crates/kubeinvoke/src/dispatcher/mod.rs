@@ -128,7 +128,7 @@ impl Dispatcher {
         }
     }
 
-    pub fn expiry_from(&self, now: i64) -> i64 {
+    fn expiry_from(&self, now: i64) -> i64 {
         expiry(now, self.config.retention)
     }
 

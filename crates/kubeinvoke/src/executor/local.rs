@@ -65,13 +65,9 @@ impl LocalExecutor {
         if let Some(uids) = &uids {
             // Outside bubblewrap's PID namespace, a crashed server's commands can leave processes
             // behind: they end now, and every minute, whichever server left them.
-            let uids = uids.clone();
-            tokio::task::spawn_blocking({
-                let uids = uids.clone();
-                move || uids.sweep_orphans()
-            })
-            .await?;
-            tokio::spawn(sweep_orphans_periodically(Arc::downgrade(&uids)));
+            let sweeper = uids.clone();
+            tokio::task::spawn_blocking(move || sweeper.sweep_orphans()).await?;
+            tokio::spawn(sweep_orphans_periodically(Arc::downgrade(uids)));
         }
         if max_running > policy.uid_count as usize && uids.is_some() {
             tracing::warn!(

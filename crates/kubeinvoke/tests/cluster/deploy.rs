@@ -11,18 +11,6 @@ use crate::harness::*;
 
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:kubeinvoke:kubeinvoke";
 
-fn rendered_chart(cluster: &DevCluster) -> String {
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/chart/kubeinvoke");
-    let out = Command::new(cluster.bin.join("helm"))
-        .args(["template", "kubeinvoke", "--namespace", "kubeinvoke"])
-        .arg(&chart)
-        .args(["--set", "store.url=postgres://kubeinvoke:secret@postgres:5432/kubeinvoke"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `kubectl apply -f -` of `manifest`, with extra flags; its output, or a panic with the error.
 fn apply_stdin(cluster: &DevCluster, manifest: &str, flags: &[&str]) -> String {
     use std::io::Write;
@@ -63,7 +51,7 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
     for namespace in ["kubeinvoke", "aks-command"] {
         cluster.kubectl(&["create", "namespace", namespace]);
     }
-    let rendered = rendered_chart(cluster);
+    let rendered = crate::chart::rendered_chart(&cluster.bin.join("helm"));
     let dry_run = apply_stdin(cluster, &rendered, &["--dry-run=server"]);
     for object in [
         "deployment.apps/kubeinvoke",

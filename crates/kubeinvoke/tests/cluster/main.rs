@@ -7,6 +7,8 @@
 #[path = "../api/harness.rs"]
 mod harness;
 
+#[path = "../support/chart.rs"]
+mod chart;
 mod deploy;
 mod dev_cluster;
 mod local;

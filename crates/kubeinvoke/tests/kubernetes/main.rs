@@ -3,6 +3,8 @@
 //! control plane in `tests/cluster`), and the Helm chart under `deploy/chart`, rendered and parsed
 //! into typed Kubernetes objects.
 
+#[path = "../support/chart.rs"]
+mod chart;
 mod fake_apiserver;
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]

@@ -28,22 +28,9 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(document: &Value, fi
     object
 }
 
-/// `helm template` of the chart with a store URL (the one value it requires).
-pub fn rendered_chart() -> String {
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/chart/kubeinvoke");
-    let out = std::process::Command::new("helm")
-        .args(["template", "kubeinvoke", "--namespace", "kubeinvoke"])
-        .arg(&chart)
-        .args(["--set", "store.url=postgres://kubeinvoke:secret@postgres:5432/kubeinvoke"])
-        .output()
-        .expect("helm is installed (scripts/test.sh installs the one matching the test cluster)");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn parse_all() -> Parsed {
     let mut parsed = Parsed::default();
-    let text = rendered_chart();
+    let text = crate::chart::rendered_chart(std::path::Path::new("helm"));
     let file = "deploy/chart/kubeinvoke";
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
         let document: Value = Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));

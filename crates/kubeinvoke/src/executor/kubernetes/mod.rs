@@ -272,7 +272,7 @@ impl KubernetesExecutor {
         }
         let mut follower: Option<tokio::task::JoinHandle<()>> = None;
         // What the follower read so far: kept even when it has to be given up on.
-        let followed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let followed = Arc::new(Mutex::new(Vec::new()));
         let name = created.name_any();
         let cap = job.limits.max_output_bytes;
         let watched = {
@@ -381,7 +381,7 @@ async fn follow_logs(
     name: String,
     output: Option<std::path::PathBuf>,
     cap: u64,
-    all: Arc<std::sync::Mutex<Vec<u8>>>,
+    all: Arc<Mutex<Vec<u8>>>,
 ) {
     let mut file = OutputFile::create(output.as_deref(), cap).await;
     let params = LogParams {
