@@ -186,7 +186,8 @@ async fn commands_see_a_cleared_environment_and_the_cluster_kubeconfig() {
 async fn working_directories_are_removed_and_leftover_processes_killed() {
     let s = Server::start(&[]).await;
     s.create_cluster("rg", "c1", json!({})).await;
-    let command = "pwd; touch made-here; (sleep 300; echo leaked) & setsid sleep 301 & echo bye";
+    // Sleep lengths no other test uses: the check below looks at every process on the host.
+    let command = "pwd; touch made-here; (sleep 317; echo leaked) & setsid sleep 318 & echo bye";
     let location = s.submit("rg", "c1", json!({"command": command})).await;
     let result = s.wait(&location).await;
     let logs = result["properties"]["logs"].as_str().unwrap();
@@ -198,7 +199,7 @@ async fn working_directories_are_removed_and_leftover_processes_killed() {
         .unwrap();
     let found = String::from_utf8_lossy(&leftovers.stdout).to_string();
     assert!(found.trim().is_empty(), "working directory was not removed: {found}");
-    for pattern in ["sleep 300", "sleep 301"] {
+    for pattern in ["sleep 317", "sleep 318"] {
         let pids = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
         let pids = String::from_utf8_lossy(&pids.stdout).to_string();
         assert!(pids.trim().is_empty(), "{pattern:?} survived its command: {pids}");
