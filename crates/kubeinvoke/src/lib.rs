@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod dispatcher;
 pub mod executor;
+pub mod fanout;
 pub mod files;
 pub mod identity;
 pub mod kubeconfig;

@@ -67,6 +67,10 @@ pub enum ApiError {
     AuthorizationFailed { app_id: String, object_id: String, action: String, scope: String },
     #[error("The command '{id}' has already finished ({state}); only a running or queued command can be canceled.")]
     AlreadyFinished { id: String, state: &'static str },
+    #[error("The command run '{0}' was not found in this scope. It may never have existed or may have expired.")]
+    RunNotFound(String),
+    #[error("The command run '{id}' has already finished ({state}); only a run in progress can be canceled.")]
+    RunAlreadyFinished { id: String, state: &'static str },
     /// A refusal specific to one resource provider (Microsoft.Authorization's codes, for example).
     #[error("{message}")]
     Refused { status: StatusCode, code: &'static str, message: String },
@@ -91,7 +95,7 @@ impl ApiError {
             | RunCommandDisabled(_)
             | MissingAadClusterToken
             | NoCredentials(_) => StatusCode::BAD_REQUEST,
-            ResourceGroupNotFound(_) | ClusterNotFound { .. } | CommandNotFound(_) | NoRoute(_) => {
+            ResourceGroupNotFound(_) | ClusterNotFound { .. } | CommandNotFound(_) | RunNotFound(_) | NoRoute(_) => {
                 StatusCode::NOT_FOUND
             }
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -100,7 +104,7 @@ impl ApiError {
             AuthenticationMissing { .. } | InvalidToken(_) | ExpiredToken => StatusCode::UNAUTHORIZED,
             AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
             Refused { status, .. } => *status,
-            AlreadyFinished { .. } => StatusCode::CONFLICT,
+            AlreadyFinished { .. } | RunAlreadyFinished { .. } => StatusCode::CONFLICT,
             StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,7 +120,7 @@ impl ApiError {
             InvalidResourceName(_) => "InvalidResourceName",
             ResourceGroupNotFound(_) => "ResourceGroupNotFound",
             ClusterNotFound { .. } => "ResourceNotFound",
-            CommandNotFound(_) | NoRoute(_) => "NotFound",
+            CommandNotFound(_) | RunNotFound(_) | NoRoute(_) => "NotFound",
             MethodNotAllowed { .. } => "MethodNotAllowed",
             InvalidRequestContent(_) => "InvalidRequestContent",
             BodyTooLarge { .. } => "RequestEntityTooLarge",
@@ -132,6 +136,7 @@ impl ApiError {
             AuthorizationFailed { .. } => "AuthorizationFailed",
             Refused { code, .. } => code,
             AlreadyFinished { .. } => "CommandAlreadyFinished",
+            RunAlreadyFinished { .. } => "CommandRunAlreadyFinished",
             StoreUnavailable { .. } => "ServiceUnavailable",
             Internal(_) => "InternalServerError",
         }

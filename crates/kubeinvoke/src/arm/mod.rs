@@ -5,6 +5,7 @@
 
 pub mod api_version;
 pub mod error;
+pub mod fanout;
 pub mod names;
 pub mod path;
 pub mod wire;

@@ -9,6 +9,7 @@ use percent_encoding::percent_decode_str;
 use super::ApiError;
 use super::names::{ClusterName, GroupName, SubscriptionId};
 use crate::command::CommandId;
+use crate::fanout::RunId;
 
 /// Which API family a path belongs to; api-version rules and authentication differ per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,42 @@ impl ClusterRef {
     }
 }
 
+/// Where a fan-out run lives: a subscription or one of its resource groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeRef {
+    Subscription(SubscriptionId),
+    Group(GroupRef),
+}
+
+impl ScopeRef {
+    pub fn subscription(&self) -> &SubscriptionId {
+        match self {
+            ScopeRef::Subscription(s) => s,
+            ScopeRef::Group(g) => &g.subscription,
+        }
+    }
+
+    pub fn group(&self) -> Option<&GroupName> {
+        match self {
+            ScopeRef::Subscription(_) => None,
+            ScopeRef::Group(g) => Some(&g.group),
+        }
+    }
+
+    /// The scope's ARM id.
+    pub fn id(&self) -> String {
+        match self {
+            ScopeRef::Subscription(s) => format!("/subscriptions/{s}"),
+            ScopeRef::Group(g) => format!("/subscriptions/{}/resourceGroups/{}", g.subscription, g.group.as_str()),
+        }
+    }
+
+    /// Whether the cluster lies inside this scope.
+    pub fn contains(&self, cluster: &ClusterRef) -> bool {
+        cluster.subscription == *self.subscription() && self.group().is_none_or(|g| g.key() == cluster.group.key())
+    }
+}
+
 /// POST actions on a managed cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterAction {
@@ -71,6 +108,11 @@ pub enum Route {
     RoleAssignment(String, String),
     RoleDefinitions(String),
     RoleDefinition(String, String),
+    /// Extensions (not in Azure's API): fan-out runs across the clusters of a scope.
+    FanOut(ScopeRef),
+    CommandRuns(ScopeRef),
+    CommandRun(ScopeRef, RunId),
+    CancelCommandRun(ScopeRef, RunId),
 }
 
 impl Route {
@@ -100,6 +142,10 @@ impl Route {
             Route::RoleAssignment(..) => "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
             Route::RoleDefinitions(_) => "{scope}/providers/Microsoft.Authorization/roleDefinitions",
             Route::RoleDefinition(..) => "{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}",
+            Route::FanOut(_) => "{scope}/providers/Microsoft.ContainerService/runCommand",
+            Route::CommandRuns(_) => "{scope}/providers/Microsoft.ContainerService/commandRuns",
+            Route::CommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}",
+            Route::CancelCommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/cancel",
         }
     }
 }
@@ -151,6 +197,31 @@ pub fn parse(path: &str) -> Option<Parsed> {
         Ok(ClusterRef { subscription: g.subscription, group: g.group, name: ClusterName::parse(seg[7])? })
     };
     let in_provider = |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
+
+    // Fan-out extensions directly under the provider at subscription or group scope.
+    let scope_end = if lit(2, "resourceGroups") { 4 } else { 2 };
+    if seg.len() > scope_end + 2
+        && lit(scope_end, "providers")
+        && lit(scope_end + 1, PROVIDER)
+        && !lit(scope_end + 2, CLUSTERS)
+    {
+        let scope = || -> Result<ScopeRef, ApiError> {
+            Ok(if scope_end == 4 { ScopeRef::Group(group()?) } else { ScopeRef::Subscription(sub()?) })
+        };
+        let rest = &seg[scope_end + 2..];
+        let is = |s: &str, word: &str| s.eq_ignore_ascii_case(word);
+        return match rest {
+            [action] if is(action, "runCommand") => container(scope().map(Route::FanOut)),
+            [kind] if is(kind, "commandRuns") => container(scope().map(Route::CommandRuns)),
+            [kind, id] if is(kind, "commandRuns") => {
+                container(scope().map(|s| Route::CommandRun(s, RunId::from_text(id.to_lowercase()))))
+            }
+            [kind, id, action] if is(kind, "commandRuns") && is(action, "cancel") => {
+                container(scope().map(|s| Route::CancelCommandRun(s, RunId::from_text(id.to_lowercase()))))
+            }
+            _ => None,
+        };
+    }
 
     match seg.len() {
         1 => resources(Ok(Route::Subscriptions)),
@@ -281,6 +352,23 @@ mod tests {
         );
         assert!(parse("/subscriptions/x/providers/Microsoft.Authorization/roleAssignments").unwrap().route.is_err());
         assert!(parse("/providers/Microsoft.Authorization/other").is_none());
+    }
+
+    #[test]
+    fn fan_out_routes_parse_at_subscription_and_group_scope() {
+        let at_sub = format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService");
+        let at_group = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/microsoft.containerservice");
+        assert!(matches!(route(&format!("{at_sub}/runCommand")), Route::FanOut(ScopeRef::Subscription(_))));
+        assert!(matches!(route(&format!("{at_group}/RUNCOMMAND")), Route::FanOut(ScopeRef::Group(_))));
+        assert!(matches!(route(&format!("{at_sub}/commandRuns")), Route::CommandRuns(_)));
+        assert!(
+            matches!(route(&format!("{at_group}/commandRuns/ABC")), Route::CommandRun(_, ref id) if id.as_str() == "abc")
+        );
+        assert!(matches!(route(&format!("{at_sub}/commandRuns/abc/cancel")), Route::CancelCommandRun(..)));
+        assert!(parse(&format!("{at_sub}/commandRuns/abc/explode")).is_none());
+        assert!(matches!(route(&format!("{at_sub}/managedClusters")), Route::ClustersInSubscription(_)));
+        let Route::FanOut(scope) = route(&format!("{at_group}/runCommand")) else { panic!("not a fan-out") };
+        assert_eq!(scope.id(), format!("/subscriptions/{SUB}/resourceGroups/rg"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! are the dispatcher's business.
 
 use crate::command::{CommandId, CommandState};
-use crate::store::{ClusterUid, NewCommand, StoreError};
+use crate::fanout::RunId;
+use crate::store::{ClusterUid, Lease, NewCommand, StoreError, TargetStart};
 use crate::time::now_millis;
 
 use super::Dispatcher;
@@ -81,6 +82,22 @@ impl Dispatcher {
         // It finished in between.
         let now_state = self.store.get_command(cluster, id, now_millis()).await?.map_or(state, |c| c.state);
         Ok(Cancel::AlreadyFinished(now_state))
+    }
+
+    /// Starts one target of a fan-out run as an ordinary command, if the queue has room and the
+    /// run is still this replica's to drive.
+    pub async fn start_run_target(
+        &self,
+        run: &RunId,
+        position: i64,
+        lease: &Lease,
+    ) -> Result<TargetStart, SubmitError> {
+        let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
+        let started = self.store.runs().start_target(run, position, &CommandId::generate(), lease).await?;
+        if started == TargetStart::Started {
+            slot.commit();
+        }
+        Ok(started)
     }
 
     /// Where a command's full output is (or was) written, for live logs.

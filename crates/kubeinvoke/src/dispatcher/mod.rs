@@ -128,6 +128,16 @@ impl Dispatcher {
         }
     }
 
+    /// A lease from `now` for this replica, as its claims take.
+    pub fn lease_from(&self, now: i64) -> Lease {
+        Lease { owner: self.owner.clone(), now, until: expiry(now, self.config.lease) }
+    }
+
+    /// Resolves when a command running here next ends.
+    pub fn command_ended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.run_ended.notified()
+    }
+
     fn expiry_from(&self, now: i64) -> i64 {
         expiry(now, self.config.retention)
     }
@@ -165,7 +175,7 @@ impl Dispatcher {
                 return;
             }
             let now = now_millis();
-            let lease = Lease { owner: self.owner.clone(), now, until: expiry(now, self.config.lease) };
+            let lease = self.lease_from(now);
             let claim = self.store.claim_next(&lease).await;
             if claim.is_ok() && self.store.is_shared() {
                 // Other replicas submit and claim too: the database has the true queue length.

@@ -10,7 +10,7 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::handlers::{authorization, clusters, commands, groups, history, meta};
+use super::handlers::{authorization, clusters, commands, groups, history, meta, runs};
 use super::permissions;
 use super::request::RequestContext;
 use crate::arm::ApiError;
@@ -131,6 +131,22 @@ async fn route(
         Route::RoleDefinition(scope, id) => match *method {
             M::GET => authorization::get_definition(&scope, &id).await,
             _ => not_allowed("GET"),
+        },
+        Route::FanOut(scope) => match *method {
+            M::POST => runs::submit(app, ctx, who(), &scope, body).await,
+            _ => not_allowed("POST"),
+        },
+        Route::CommandRuns(scope) => match *method {
+            M::GET => runs::list(app, ctx, &scope).await,
+            _ => not_allowed("GET"),
+        },
+        Route::CommandRun(scope, id) => match *method {
+            M::GET => runs::get(app, ctx, who(), &scope, &id).await,
+            _ => not_allowed("GET"),
+        },
+        Route::CancelCommandRun(scope, id) => match *method {
+            M::POST => runs::cancel(app, ctx, who(), &scope, &id).await,
+            _ => not_allowed("POST"),
         },
     }
 }

@@ -28,6 +28,7 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
 use crate::executor::kubernetes::KubernetesExecutor;
 use crate::executor::{Executors, Isolation, LocalExecutor};
+use crate::fanout::driver::RunDriver;
 use crate::files::create_private_dir;
 use crate::identity::Identity;
 use crate::store::Store;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub isolation: Isolation,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub identity: Arc<Identity>,
+    /// Drives fan-out runs; woken when one is submitted or canceled here.
+    pub runs: Arc<RunDriver>,
 }
 
 /// A built server, bound and ready to serve.
@@ -119,6 +122,13 @@ impl Application {
         ops::record_isolation(isolation);
         let (dispatcher, mut background) =
             Dispatcher::start(store.clone(), executors, config.dispatch, config.exec, outputs_dir, replica).await?;
+        let (runs, driving) = RunDriver::start(
+            store.clone(),
+            dispatcher.clone(),
+            config.dispatch.poll.min(Duration::from_secs(1)),
+            config.dispatch.retention,
+        );
+        background.push(driving);
 
         let (tls, ca_file) =
             match &config.tls {
@@ -158,6 +168,7 @@ impl Application {
             isolation,
             metrics,
             identity,
+            runs,
         });
         Ok(Application {
             listener,

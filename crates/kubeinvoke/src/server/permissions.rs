@@ -7,6 +7,12 @@ use crate::arm::path::{ClusterAction, ClusterRef, GroupRef, Route};
 use crate::arm::wire::{cluster_id, group_id};
 
 const MC: &str = "Microsoft.ContainerService/managedClusters";
+/// Reading fan-out runs of a scope.
+pub const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
+/// Canceling fan-out runs of a scope (their creator may always cancel).
+pub const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
+/// Running a command on a cluster.
+pub const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
 
 pub struct Permission {
     pub action: String,
@@ -64,5 +70,10 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         Route::RoleDefinitions(scope) | Route::RoleDefinition(scope, _) => {
             on(scope.clone(), "Microsoft.Authorization/roleDefinitions/read")
         }
+        // A run needs `runcommand/action` on each target (checked per cluster; the others are
+        // listed as skipped); its reader or canceler is the creator or one holding the action on
+        // the run's scope (checked by the handler, which knows the creator).
+        Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) => None,
+        Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
     }
 }

@@ -323,6 +323,10 @@ impl<S: Store> Store for CachedStore<S> {
     fn notify_new_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
         self.inner.notify_new_work(wake)
     }
+
+    fn runs(&self) -> &dyn RunStore {
+        self.inner.runs()
+    }
 }
 
 #[cfg(test)]

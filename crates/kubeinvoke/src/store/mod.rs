@@ -8,6 +8,7 @@ mod cached;
 mod location;
 mod postgres;
 mod rows;
+mod runs;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Out
 
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
+pub use runs::{RunStore, TargetStart};
 pub use sqlite::SqliteStore;
 
 /// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations;
@@ -286,4 +288,6 @@ pub trait Store: Send + Sync + 'static {
     /// Wakes `wake` when another process submits work. Processes that do not share the store
     /// learn of submissions in-process, so the default does nothing.
     fn notify_new_work(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
+    /// Fan-out runs (`fanout`), kept in the same database.
+    fn runs(&self) -> &dyn RunStore;
 }

@@ -22,13 +22,14 @@ use super::*;
 use crate::command::{CommandState, FailureReason};
 
 /// The channel submissions are announced on.
-const WORK_CHANNEL: &str = "kubeinvoke_work";
+pub(super) const WORK_CHANNEL: &str = "kubeinvoke_work";
 /// Serialises migrations of replicas that start together (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x6b75_6265_696e_766b;
 
 /// Ordered schema migrations; `kubeinvoke_schema` records which have run. Key columns use the
 /// "C" collation so listings sort byte-wise, as on SQLite, whatever the database's locale.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE resource_groups (
     subscription_id TEXT COLLATE "C" NOT NULL,
     name_key        TEXT COLLATE "C" NOT NULL,
@@ -94,7 +95,9 @@ CREATE TABLE settings (
     name  TEXT PRIMARY KEY,
     value BYTEA NOT NULL
 );
-"#];
+"#,
+    super::runs::POSTGRES_MIGRATION,
+];
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -131,7 +134,7 @@ impl PostgresStore {
         Ok(store)
     }
 
-    async fn client(&self) -> StoreResult<Object> {
+    pub(super) async fn client(&self) -> StoreResult<Object> {
         self.pool.get().await.map_err(pool_error)
     }
 
@@ -221,7 +224,7 @@ fn pool_error(e: PoolError) -> StoreError {
 
 /// Connection trouble (refused, closed, shutting down, too many clients) is `Unavailable`:
 /// the request may succeed later. Anything the database itself refused is a backend error.
-fn db_error(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
     let transient = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
@@ -772,6 +775,10 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn runs(&self) -> &dyn RunStore {
+        self
     }
 
     fn notify_new_work(&self, wake: Arc<Notify>) {

@@ -97,6 +97,7 @@ CREATE TABLE settings (
 DROP INDEX commands_by_expiry;
 CREATE INDEX commands_by_expiry ON commands (expires_at);
 "#,
+    super::runs::SQLITE_MIGRATION,
 ];
 
 /// Connections that only read, beside the one writer (WAL lets them run concurrently).
@@ -142,7 +143,7 @@ impl SqliteStore {
     }
 
     /// Runs a read on a free reader connection, inline.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> StoreResult<T> {
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> StoreResult<T> {
         let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for offset in 0..self.readers.len() {
             if let Ok(reader) = self.readers[(start + offset) % self.readers.len()].try_lock() {
@@ -153,7 +154,7 @@ impl SqliteStore {
         f(&reader)
     }
 
-    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -195,7 +196,7 @@ fn row<T, P: rusqlite::Params>(
     conn.prepare_cached(sql)?.query_row(params, f)
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.into())
 }
 
@@ -835,6 +836,10 @@ impl Store for SqliteStore {
         false
     }
 
+    fn runs(&self) -> &dyn RunStore {
+        self
+    }
+
     async fn count_accepted(&self) -> StoreResult<usize> {
         self.read(|conn| {
             let n: i64 = row(conn, "SELECT COUNT(*) FROM commands WHERE state = 'Accepted'", [], |r| r.get(0))
@@ -888,6 +893,6 @@ fn assignment_row(r: &Row<'_>) -> rusqlite::Result<Result<RoleAssignmentRecord, 
 }
 
 /// A row mapped into a record, where reading the row or building the record may fail.
-fn flatten<T>(mapped: rusqlite::Result<Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) fn flatten<T>(mapped: rusqlite::Result<Result<T, StoreError>>) -> Result<T, StoreError> {
     mapped.map_err(backend)?
 }

@@ -536,3 +536,19 @@ pub fn kubeconfig_for(server: &str) -> (String, String) {
     let encoded = base64::engine::general_purpose::STANDARD.encode(&yaml);
     (yaml, encoded)
 }
+
+/// A request with another caller's token.
+pub async fn send_as(s: &Server, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+    let mut request = s.client.request(method, s.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    reply(request).await
+}
+
+/// The claims of a JWT (unverified: the test made it or got it from the server).
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}

@@ -9,21 +9,8 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-async fn send_as(s: &Server, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-    let mut request = s.client.request(method, s.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    reply(request).await
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod contract;
 mod durability;
 mod examples;
 mod extensions;
+mod fanout;
 mod identity;
 mod limits;
 mod neighbours;

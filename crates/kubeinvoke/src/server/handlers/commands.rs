@@ -30,32 +30,17 @@ pub async fn run(
     let cluster = clusters::load(app, cluster_ref).await?;
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let aad_managed = check_cluster_allows(&cluster, &request)?;
-    // On an AAD cluster the command acts as the caller: the token must be one of ours for the
-    // AKS AAD server app, and it replaces the admin credentials in the command's kubeconfig.
     let cluster_token = match request.cluster_token.as_deref().filter(|_| aad_managed) {
-        Some(token) => {
-            app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
-                ApiError::invalid(
-                    "clusterToken",
-                    format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
-                )
-            })?;
-            Some(token.to_string())
-        }
+        Some(token) => Some(validate_cluster_token(app, token).await?),
         None => None,
     };
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
-    let limits = app.config.exec.context;
-    let raw_context = request.context;
-    let context = tokio::task::spawn_blocking(move || context::decode(raw_context.as_deref(), limits))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::invalid("context", e.to_string()))?;
+    let context = decode_context(app, request.context).await?;
 
-    let principal = format!("{} ({})", caller.claims.app_id(), caller.claims.oid);
+    let principal = principal_of(caller);
     let submission = Submission {
         cluster_uid: cluster.uid.clone(),
         command,
@@ -75,6 +60,32 @@ pub async fn run(
     let mut response = StatusCode::ACCEPTED.into_response();
     add_polling_headers(app, ctx, &mut response, &result_path(&cluster, &id));
     Ok(response)
+}
+
+/// A caller's token for the AKS AAD server app, checked now (it replaces the admin credentials
+/// in the command's kubeconfig, so the command acts as the caller).
+pub(super) async fn validate_cluster_token(app: &AppState, token: &str) -> Result<String, ApiError> {
+    app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
+        ApiError::invalid(
+            "clusterToken",
+            format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
+        )
+    })?;
+    Ok(token.to_string())
+}
+
+/// The attached files (a base64 zip), validated off the async threads.
+pub(super) async fn decode_context(app: &AppState, raw: Option<String>) -> Result<Vec<u8>, ApiError> {
+    let limits = app.config.exec.context;
+    tokio::task::spawn_blocking(move || context::decode(raw.as_deref(), limits))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::invalid("context", e.to_string()))
+}
+
+/// How commands and runs name who submitted them: `appId (objectId)`.
+pub(super) fn principal_of(caller: &Caller) -> String {
+    format!("{} ({})", caller.claims.app_id(), caller.claims.oid)
 }
 
 /// Refusals that depend on how the cluster was registered (docs/contract.md). Returns whether the
@@ -129,7 +140,7 @@ pub fn result_path(cluster: &ClusterRecord, id: &CommandId) -> String {
 }
 
 /// `Location` (absolute, same api-version) and `Retry-After`; never `Azure-AsyncOperation`.
-fn add_polling_headers(app: &AppState, ctx: &RequestContext, response: &mut Response, path: &str) {
+pub(super) fn add_polling_headers(app: &AppState, ctx: &RequestContext, response: &mut Response, path: &str) {
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&ctx.url(path)) {
         headers.insert(header::LOCATION, location);

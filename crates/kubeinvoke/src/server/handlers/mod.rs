@@ -8,6 +8,7 @@ pub mod groups;
 pub mod history;
 pub mod meta;
 pub mod oauth;
+pub mod runs;
 
 use crate::arm::ApiError;
 use crate::store::StoreError;

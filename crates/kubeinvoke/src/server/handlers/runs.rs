@@ -1,0 +1,282 @@
+//! Fan-out runs (an extension under ARM's conventions): submit one command to the clusters of a
+//! scope chosen by tags or ids, read a run, list runs, cancel one. The driver does the running.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::commands::{add_polling_headers, decode_context, principal_of, validate_cluster_token};
+use crate::arm::ApiError;
+use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
+use crate::arm::path::ScopeRef;
+use crate::arm::wire::{ListResult, cluster_id};
+use crate::cluster_settings::ClusterSettings;
+use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
+use crate::identity::Caller;
+use crate::server::AppState;
+use crate::server::permissions::{RUN_COMMAND, RUNS_CANCEL, RUNS_READ};
+use crate::server::request::{RequestContext, json, json_body};
+use crate::store::ClusterRecord;
+use crate::time::now_millis;
+
+const DEFAULT_PAGE: usize = 20;
+const CLUSTER_READ: &str = "Microsoft.ContainerService/managedClusters/read";
+const MAX_PAGE: usize = 100;
+
+/// `POST {scope}/providers/Microsoft.ContainerService/runCommand`: 202 + `Location` of the run.
+pub async fn submit(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ensure_scope_exists(app, scope).await?;
+    let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let request = FanOutRequest::from_json(body)?;
+    let cluster_token = match &request.cluster_token {
+        Some(token) => Some(validate_cluster_token(app, token).await?),
+        None => None,
+    };
+    let targets = select(app, caller, scope, &request.targets, cluster_token.is_some()).await?;
+    let context = decode_context(app, request.context).await?;
+    let run_scope = RunScope::new(scope.id());
+    let run = NewRun {
+        id: RunId::generate(),
+        scope: run_scope.clone(),
+        command: request.command,
+        context,
+        cluster_token,
+        max_concurrency: request.max_concurrency,
+        max_errors: request.max_errors,
+        created_at: now_millis(),
+        created_by: principal_of(caller),
+        targets,
+    };
+    let id = run.id.clone();
+    let selected = run.targets.len();
+    let skipped = run.targets.iter().filter(|t| t.skipped.is_some()).count();
+    app.store.runs().insert_run(run, &app.dispatcher.lease_from(now_millis())).await?;
+    app.runs.wake();
+    tracing::info!(run_id = %id, principal = principal_of(caller), scope = %run_scope.id, selected, skipped, "fan-out run accepted");
+    respond(app, ctx, &load(app, scope, &id).await?)
+}
+
+/// `GET …/commandRuns/{id}`: 202 while targets remain, 200 once the run has ended.
+pub async fn get(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    id: &RunId,
+) -> Result<Response, ApiError> {
+    let run = authorized(app, caller, scope, id, RUNS_READ).await?;
+    respond(app, ctx, &run)
+}
+
+/// `GET …/commandRuns?$top=N&$skipToken=…`: newest first.
+pub async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Result<Response, ApiError> {
+    let top = match ctx.query("$top") {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::invalid("$top", format!("'$top' must be a number from 1 to {MAX_PAGE}.")))?,
+    };
+    let before = match ctx.query("$skipToken") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .map_err(|_| ApiError::invalid("$skipToken", format!("The continuation token '{raw}' is invalid.")))?,
+        ),
+    };
+    let key = RunScope::new(scope.id()).key;
+    let mut page = app.store.runs().list_runs(&key, before, top + 1).await?;
+    let next_link = (page.len() > top).then(|| {
+        page.truncate(top);
+        let last = page.last().expect("a full page").seq;
+        format!("{}&$top={top}&$skipToken={last}", ctx.url(&ctx.path))
+    });
+    let value = page.iter().map(CommandRun::new).collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link }))
+}
+
+/// `POST …/commandRuns/{id}/cancel`: pending targets end `Canceled` at once, started ones are
+/// canceled like any command; the run ends `Canceled` when the last of them has.
+pub async fn cancel(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    id: &RunId,
+) -> Result<Response, ApiError> {
+    let run = authorized(app, caller, scope, id, RUNS_CANCEL).await?;
+    if run.state.is_terminal() {
+        return Err(ApiError::RunAlreadyFinished { id: id.to_string(), state: run.state.as_str() });
+    }
+    let by = caller.claims.app_id().to_string();
+    let key = RunScope::new(scope.id()).key;
+    let run = app.store.runs().cancel_run(id, &key, &by).await?.ok_or_else(|| ApiError::RunNotFound(id.to_string()))?;
+    crate::fanout::driver::cancel_active(&app.dispatcher, &run, &by).await;
+    app.runs.wake();
+    tracing::info!(run_id = %id, principal = principal_of(caller), "fan-out run cancel requested");
+    respond(app, ctx, &load(app, scope, id).await?)
+}
+
+/// The run, if the caller created it or holds `action` on its scope. Without either the answer
+/// is 403 whether or not the run exists, so nothing leaks.
+async fn authorized(
+    app: &AppState,
+    caller: &Caller,
+    scope: &ScopeRef,
+    id: &RunId,
+    action: &str,
+) -> Result<RunRecord, ApiError> {
+    let scope_id = scope.id();
+    let key = RunScope::new(scope_id.clone()).key;
+    let run = app.store.runs().get_run(id, Some(&key)).await?;
+    let creator = run.as_ref().is_some_and(|r| r.created_by == principal_of(caller));
+    if !creator {
+        caller.require(action, &scope_id)?;
+    }
+    run.ok_or_else(|| ApiError::RunNotFound(id.to_string()))
+}
+
+async fn load(app: &AppState, scope: &ScopeRef, id: &RunId) -> Result<RunRecord, ApiError> {
+    let key = RunScope::new(scope.id()).key;
+    app.store.runs().get_run(id, Some(&key)).await?.ok_or_else(|| ApiError::RunNotFound(id.to_string()))
+}
+
+fn respond(app: &AppState, ctx: &RequestContext, run: &RunRecord) -> Result<Response, ApiError> {
+    let body = CommandRun::new(run);
+    if run.state.is_terminal() {
+        return Ok(json(StatusCode::OK, &body));
+    }
+    let path = body.id.clone();
+    let mut response = json(StatusCode::ACCEPTED, &body);
+    add_polling_headers(app, ctx, &mut response, &path);
+    Ok(response)
+}
+
+async fn ensure_scope_exists(app: &AppState, scope: &ScopeRef) -> Result<(), ApiError> {
+    if let ScopeRef::Group(group) = scope
+        && app.store.get_group(&group.subscription, &group.group).await?.is_none()
+    {
+        return Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()));
+    }
+    Ok(())
+}
+
+/// The targets of a run, in a stable order: every selected cluster, those the run may not use
+/// marked skipped with the reason. An empty selection is the caller's mistake (400).
+async fn select(
+    app: &AppState,
+    caller: &Caller,
+    scope: &ScopeRef,
+    targets: &Targets,
+    has_token: bool,
+) -> Result<Vec<NewTarget>, ApiError> {
+    let selected = match targets {
+        Targets::Tags(tags) => {
+            let clusters = clusters_in(app, scope).await?;
+            // Clusters the caller cannot even read stay invisible, as in a cluster listing.
+            let matching: Vec<NewTarget> = clusters
+                .iter()
+                .filter(|c| tags_match(&c.document, tags))
+                .map(|c| (c, cluster_id(&c.subscription, &c.group, &c.name)))
+                .filter(|(_, id)| caller.may(CLUSTER_READ, id))
+                .map(|(c, id)| target_for(caller, Some(c), id, has_token))
+                .collect();
+            if matching.is_empty() {
+                let wanted: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                return Err(ApiError::invalid(
+                    "targets.tags",
+                    format!(
+                        "No managed cluster in '{}' that the caller may read has the tags {}.",
+                        scope.id(),
+                        wanted.join(", ")
+                    ),
+                ));
+            }
+            matching
+        }
+        Targets::ClusterIds(ids) => {
+            let mut selected = Vec::with_capacity(ids.len());
+            for (index, id) in ids.iter().enumerate() {
+                if !scope.contains(id) {
+                    return Err(ApiError::invalid(
+                        "targets.clusterIds",
+                        format!("'targets.clusterIds[{index}]' is not inside the run's scope '{}'.", scope.id()),
+                    ));
+                }
+                let found = app.store.get_cluster(id).await?;
+                let arm_id = found.as_ref().map_or_else(
+                    || cluster_id(id.subscription.as_str(), id.group.as_str(), id.name.as_str()),
+                    |c| cluster_id(&c.subscription, &c.group, &c.name),
+                );
+                selected.push(target_for(caller, found.as_ref(), arm_id, has_token));
+            }
+            selected
+        }
+    };
+    if selected.len() > MAX_TARGETS {
+        return Err(ApiError::invalid(
+            "targets",
+            format!("The selection holds {} clusters; a run takes at most {MAX_TARGETS}.", selected.len()),
+        ));
+    }
+    Ok(selected)
+}
+
+/// One selected cluster: runnable, or skipped saying why. Authorization comes first, so a
+/// caller learns nothing about clusters they may not use.
+fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, has_token: bool) -> NewTarget {
+    let skipped = |reason: &str, detail: String| NewTarget {
+        cluster_uid: cluster.map(|c| c.uid.to_string()),
+        cluster_id: arm_id.clone(),
+        skipped: Some(format!("{reason}: {detail}")),
+    };
+    if !caller.may(RUN_COMMAND, &arm_id) {
+        return skipped(
+            skip::AUTHORIZATION_FAILED,
+            format!("the caller '{}' may not perform '{RUN_COMMAND}' on this cluster", caller.claims.app_id()),
+        );
+    }
+    let Some(cluster) = cluster else {
+        return skipped(skip::NOT_FOUND, "no managed cluster has this id".into());
+    };
+    match ClusterSettings::from_document(&cluster.document) {
+        Err(e) => return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message)),
+        Ok(settings) if settings.run_command_disabled => {
+            return skipped(
+                skip::RUN_COMMAND_DISABLED,
+                "properties.apiServerAccessProfile.disableRunCommand is true".into(),
+            );
+        }
+        Ok(settings) if settings.aad_managed && !has_token => {
+            return skipped(
+                skip::CLUSTER_TOKEN_REQUIRED,
+                "the cluster is AAD-managed and the run has no clusterToken".into(),
+            );
+        }
+        Ok(_) => {}
+    }
+    NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
+}
+
+/// Every cluster of the scope, in listing order.
+async fn clusters_in(app: &AppState, scope: &ScopeRef) -> Result<Vec<ClusterRecord>, ApiError> {
+    const PAGE: usize = 1000;
+    let mut all: Vec<ClusterRecord> = Vec::new();
+    loop {
+        let after = all.last().map(|c| (c.group.to_lowercase(), c.name.to_ascii_lowercase()));
+        let page = app.store.list_clusters(scope.subscription(), scope.group(), after, PAGE).await?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Fan-out runs in the store: the run, one row per target, and the guarded steps the driver
+//! takes. Both backends implement [`RunStore`]; the SQL differs only in dialect.
+//!
+//! A target is started by one transaction that checks the run's lease, creates the target's
+//! command and records its id on the target: a target gets a command at most once, whichever
+//! replica drives the run and however often it restarts.
+
+mod postgres;
+mod sqlite;
+
+pub(super) use postgres::MIGRATION as POSTGRES_MIGRATION;
+pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
+
+use async_trait::async_trait;
+
+use super::rows::Columns;
+use super::{Lease, StoreError, StoreResult};
+use crate::command::{CommandId, CommandState};
+use crate::fanout::{Limit, NewRun, RunId, RunRecord, RunState, TargetRecord, TargetState};
+
+/// How an attempt to start a target went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetStart {
+    /// Its command is stored as `Accepted`.
+    Started,
+    /// Its cluster was deleted meanwhile; the target is now `Skipped`.
+    ClusterGone,
+    /// Not started: the lease is no longer this replica's, the run was canceled, or the target
+    /// is not pending any more.
+    Refused,
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores a run with its targets, leased to `lease.owner` so its submitter drives it first.
+    async fn insert_run(&self, run: NewRun, lease: &Lease) -> StoreResult<()>;
+    /// A run with its targets; with `scope_key`, only if the run belongs to that scope.
+    async fn get_run(&self, id: &RunId, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>>;
+    /// Runs of a scope, newest first, older than `before` (a `seq`), at most `limit`.
+    async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>>;
+    /// Takes (or keeps) the lease of every unfinished run that is this owner's or whose lease ran
+    /// out; returns their ids.
+    async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>>;
+    /// Starts one pending target as `command`, if `lease` still holds the run.
+    async fn start_target(
+        &self,
+        run: &RunId,
+        position: i64,
+        command: &CommandId,
+        lease: &Lease,
+    ) -> StoreResult<TargetStart>;
+    /// Marks every pending target `Skipped` with `reason`; returns how many.
+    async fn skip_pending(&self, run: &RunId, reason: &str) -> StoreResult<u64>;
+    /// Ends the run in `state`, keeping what its targets' commands showed (they expire sooner).
+    async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool>;
+    /// Asks an unfinished run to stop: pending targets end `Canceled` at once. Returns the run as
+    /// it is now (`None` when it does not exist in the scope).
+    async fn cancel_run(&self, id: &RunId, scope_key: &str, by: &str) -> StoreResult<Option<RunRecord>>;
+    /// Deletes runs that finished before `finished_before`; returns how many.
+    async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64>;
+}
+
+/// The run columns [`run`] reads, in order.
+const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_errors, created_at, created_by,
+    finished_at, cancel_requested_by";
+
+/// A target's own columns, then its command's (live, or as kept when the run ended).
+const TARGET_SELECT: &str = "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
+       COALESCE(c.state, t.final_state), COALESCE(c.exit_code, t.exit_code), COALESCE(c.started_at, t.started_at),
+       COALESCE(c.finished_at, t.finished_at), COALESCE(c.reason, t.final_reason), t.cluster_uid
+     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id";
+
+/// The target's own state once its command exists.
+const STARTED: &str = "Started";
+
+fn run(r: &impl Columns) -> Result<RunRecord, StoreError> {
+    let limit = |i: usize| -> Result<Limit, StoreError> {
+        let text = r.text(i)?;
+        Limit::parse(&text).ok_or_else(|| corrupt(format!("unknown stored limit {text:?}")))
+    };
+    let state = r.text(3)?;
+    Ok(RunRecord {
+        seq: r.int(0)?,
+        id: RunId::from_text(r.text(1)?),
+        scope: r.text(2)?,
+        state: RunState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored run state {state:?}")))?,
+        command: r.text(4)?,
+        max_concurrency: limit(5)?,
+        max_errors: limit(6)?,
+        created_at: r.int(7)?,
+        created_by: r.text(8)?,
+        finished_at: r.opt_int(9)?,
+        cancel_requested_by: r.opt_text(10)?,
+        targets: Vec::new(),
+    })
+}
+
+fn target(r: &impl Columns) -> Result<TargetRecord, StoreError> {
+    let own = r.text(2)?;
+    let state = if own == STARTED {
+        let command = r.opt_text(5)?;
+        TargetRecord::started(command.as_deref().and_then(CommandState::parse))
+    } else {
+        TargetState::parse(&own).ok_or_else(|| corrupt(format!("unknown stored target state {own:?}")))?
+    };
+    let started = own == STARTED;
+    Ok(TargetRecord {
+        position: r.int(0)?,
+        cluster_id: r.text(1)?,
+        cluster_uid: r.opt_text(10)?,
+        state,
+        command_id: r.opt_text(4)?.map(CommandId::from_text),
+        exit_code: if started { r.opt_int32(6)? } else { None },
+        started_at: if started { r.opt_int(7)? } else { None },
+        finished_at: if started { r.opt_int(8)? } else { None },
+        reason: if started { r.opt_text(9)? } else { r.opt_text(3)? },
+    })
+}
+
+/// The reason a target gets when its cluster is gone before its turn.
+fn cluster_deleted() -> String {
+    format!("{}: the cluster was deleted before its turn came", crate::fanout::skip::CLUSTER_DELETED)
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Backend(anyhow::anyhow!(what))
+}

@@ -1,0 +1,289 @@
+//! [`RunStore`] on PostgreSQL: every step that depends on the run's lease or cancel locks the
+//! run's row first (`FOR UPDATE`), so a cancel and a start of the same run never interleave.
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+
+use super::{RUN_COLUMNS, RunStore, STARTED, TARGET_SELECT, TargetStart};
+use crate::command::CommandId;
+use crate::fanout::{NewRun, RunId, RunRecord, RunState};
+use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error};
+use crate::store::{Lease, StoreResult};
+
+/// The schema of runs (a migration of `store/postgres.rs`).
+pub(in crate::store) const MIGRATION: &str = r#"
+CREATE TABLE command_runs (
+    seq                 BIGSERIAL PRIMARY KEY,
+    id                  TEXT NOT NULL UNIQUE,
+    scope_key           TEXT COLLATE "C" NOT NULL,
+    scope               TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    command             TEXT NOT NULL,
+    context             BYTEA,
+    cluster_token       TEXT,
+    max_concurrency     TEXT NOT NULL,
+    max_errors          TEXT NOT NULL,
+    created_at          BIGINT NOT NULL,
+    created_by          TEXT NOT NULL,
+    finished_at         BIGINT,
+    owner               TEXT,
+    lease_until         BIGINT,
+    cancel_requested_by TEXT
+);
+CREATE INDEX command_runs_by_scope ON command_runs (scope_key, seq);
+CREATE INDEX command_runs_unfinished ON command_runs (state) WHERE state IN ('Accepted', 'Running');
+CREATE TABLE command_run_targets (
+    run_id       TEXT NOT NULL REFERENCES command_runs (id) ON DELETE CASCADE,
+    position     BIGINT NOT NULL,
+    cluster_uid  TEXT,
+    cluster_id   TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    reason       TEXT,
+    command_id   TEXT,
+    final_state  TEXT,
+    exit_code    INTEGER,
+    started_at   BIGINT,
+    finished_at  BIGINT,
+    final_reason TEXT,
+    PRIMARY KEY (run_id, position)
+);
+"#;
+
+async fn select_run(client: &impl GenericClient, id: &str, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = $1 AND ($2::TEXT IS NULL OR scope_key = $2)");
+    let Some(row) = client.query_opt(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
+    let mut run = super::run(&row)?;
+    let targets = client
+        .query(&format!("{TARGET_SELECT} WHERE t.run_id = $1 ORDER BY t.position"), &[&id])
+        .await
+        .map_err(db_error)?;
+    run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
+    Ok(Some(run))
+}
+
+#[async_trait]
+impl RunStore for PostgresStore {
+    async fn insert_run(&self, run: NewRun, lease: &Lease) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO command_runs (id, scope_key, scope, state, command, context, cluster_token,
+                 max_concurrency, max_errors, created_at, created_by, owner, lease_until)
+             VALUES ($1, $2, $3, 'Accepted', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &run.id.as_str(),
+                &run.scope.key,
+                &run.scope.id,
+                &run.command,
+                &run.context,
+                &run.cluster_token,
+                &run.max_concurrency.to_string(),
+                &run.max_errors.to_string(),
+                &run.created_at,
+                &run.created_by,
+                &lease.owner,
+                &lease.until,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+        let statement = tx
+            .prepare(
+                "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await
+            .map_err(db_error)?;
+        for (position, target) in run.targets.iter().enumerate() {
+            let state = if target.skipped.is_some() { "Skipped" } else { "Pending" };
+            tx.execute(
+                &statement,
+                &[
+                    &run.id.as_str(),
+                    &(position as i64),
+                    &target.cluster_uid,
+                    &target.cluster_id,
+                    &state,
+                    &target.skipped,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_run(&self, id: &RunId, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+        let client = self.client().await?;
+        select_run(&client, id.as_str(), scope_key).await
+    }
+
+    async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>> {
+        let client = self.client().await?;
+        let ids = client
+            .query(
+                "SELECT id FROM command_runs WHERE scope_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                &[&scope_key, &before.unwrap_or(i64::MAX), &(limit as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for row in ids {
+            let id: String = row.get(0);
+            if let Some(run) = select_run(&client, &id, None).await? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE command_runs SET owner = $1, lease_until = $3
+                 WHERE state IN ('Accepted', 'Running') AND (owner = $1 OR owner IS NULL OR lease_until < $2)
+                 RETURNING id",
+                &[&lease.owner, &lease.now, &lease.until],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| RunId::from_text(r.get::<_, String>(0))).collect())
+    }
+
+    async fn start_target(
+        &self,
+        run: &RunId,
+        position: i64,
+        command: &CommandId,
+        lease: &Lease,
+    ) -> StoreResult<TargetStart> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let (run, command) = (run.as_str(), command.as_str());
+        let leased = tx
+            .query_opt(
+                "SELECT 1 FROM command_runs
+                 WHERE id = $1 AND owner = $2 AND lease_until >= $3 AND cancel_requested_by IS NULL
+                   AND state IN ('Accepted', 'Running')
+                 FOR UPDATE",
+                &[&run, &lease.owner, &lease.now],
+            )
+            .await
+            .map_err(db_error)?
+            .is_some();
+        let target = tx
+            .query_opt(
+                "SELECT cluster_uid, state FROM command_run_targets WHERE run_id = $1 AND position = $2",
+                &[&run, &position],
+            )
+            .await
+            .map_err(db_error)?;
+        let cluster_uid = match target {
+            Some(row) if leased && row.get::<_, String>(1) == "Pending" => row.get::<_, Option<String>>(0),
+            _ => None,
+        };
+        let Some(cluster_uid) = cluster_uid else { return Ok(TargetStart::Refused) };
+        let inserted = tx
+            .execute(
+                "WITH inserted AS (
+                   INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by)
+                   SELECT $1, c.uid, 'Accepted', r.command, r.context, r.cluster_token, $3, r.created_by
+                   FROM command_runs r, clusters c WHERE r.id = $4 AND c.uid = $2
+                   RETURNING id)
+                 SELECT pg_notify($5, id) FROM inserted",
+                &[&command, &cluster_uid, &lease.now, &run, &WORK_CHANNEL],
+            )
+            .await
+            .map_err(db_error)?;
+        let started = if inserted == 0 {
+            tx.execute(
+                "UPDATE command_run_targets SET state = 'Skipped', reason = $3 WHERE run_id = $1 AND position = $2",
+                &[&run, &position, &super::cluster_deleted()],
+            )
+            .await
+            .map_err(db_error)?;
+            TargetStart::ClusterGone
+        } else {
+            tx.execute(
+                "UPDATE command_run_targets SET state = $4, command_id = $3 WHERE run_id = $1 AND position = $2",
+                &[&run, &position, &command, &STARTED],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute("UPDATE command_runs SET state = 'Running' WHERE id = $1 AND state = 'Accepted'", &[&run])
+                .await
+                .map_err(db_error)?;
+            TargetStart::Started
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(started)
+    }
+
+    async fn skip_pending(&self, run: &RunId, reason: &str) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE command_run_targets SET state = 'Skipped', reason = $2 WHERE run_id = $1 AND state = 'Pending'",
+                &[&run.as_str(), &reason],
+            )
+            .await
+            .map_err(db_error)
+    }
+
+    async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute(
+            "UPDATE command_run_targets t SET final_state = c.state, exit_code = c.exit_code,
+                    started_at = c.started_at, finished_at = c.finished_at, final_reason = c.reason
+             FROM commands c WHERE c.id = t.command_id AND t.run_id = $1",
+            &[&run.as_str()],
+        )
+        .await
+        .map_err(db_error)?;
+        let n = tx
+            .execute(
+                "UPDATE command_runs SET state = $2, finished_at = $3, context = NULL, cluster_token = NULL,
+                        owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND state IN ('Accepted', 'Running')",
+                &[&run.as_str(), &state.as_str(), &now],
+            )
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(n > 0)
+    }
+
+    async fn cancel_run(&self, id: &RunId, scope_key: &str, by: &str) -> StoreResult<Option<RunRecord>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let asked = tx
+            .execute(
+                "UPDATE command_runs SET cancel_requested_by = COALESCE(cancel_requested_by, $3)
+                 WHERE id = $1 AND scope_key = $2 AND state IN ('Accepted', 'Running')",
+                &[&id.as_str(), &scope_key, &by],
+            )
+            .await
+            .map_err(db_error)?;
+        if asked > 0 {
+            tx.execute(
+                "UPDATE command_run_targets SET state = 'Canceled', reason = $2 WHERE run_id = $1 AND state = 'Pending'",
+                &[&id.as_str(), &format!("Canceled by {by}")],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        let run = select_run(&tx, id.as_str(), Some(scope_key)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(run)
+    }
+
+    async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM command_runs WHERE finished_at IS NOT NULL AND finished_at < $1", &[&finished_before])
+            .await
+            .map_err(db_error)
+    }
+}
