@@ -1,60 +1,12 @@
 //! Fan-out runs over HTTPS against a real server: selection by tags and ids, the concurrency
 //! limit (witnessed outside the sandbox), maxErrors, RBAC skips, restart, cancel, bad input.
 
-use std::io::Read;
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::*;
-
-/// A TCP listener outside every sandbox: commands report `start` and `end` to it (bash's
-/// `/dev/tcp`), in the order their connections were made, so it sees how many ran at once.
-struct Witness {
-    port: u16,
-    events: Arc<Mutex<Vec<String>>>,
-}
-
-impl Witness {
-    fn start() -> Witness {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let seen = events.clone();
-        std::thread::spawn(move || {
-            // One connection at a time, in accept order: the order the commands connected in.
-            for stream in listener.incoming().flatten() {
-                let mut line = String::new();
-                let _ = stream.take(256).read_to_string(&mut line);
-                seen.lock().unwrap().push(line.trim().to_string());
-            }
-        });
-        Witness { port, events }
-    }
-
-    /// A command that reports its start, works for `seconds`, reports its end.
-    fn command(&self, seconds: f64) -> String {
-        format!("echo start >/dev/tcp/127.0.0.1/{p}; sleep {seconds}; echo end >/dev/tcp/127.0.0.1/{p}", p = self.port)
-    }
-
-    fn count(&self, what: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| *e == what).count()
-    }
-
-    /// The most commands between their start and end at any moment.
-    fn most_at_once(&self) -> usize {
-        let mut running: i64 = 0;
-        let mut most = 0;
-        for event in self.events.lock().unwrap().iter() {
-            running += if event == "start" { 1 } else { -1 };
-            most = most.max(running);
-        }
-        most as usize
-    }
-}
 
 fn group_scope(group: &str) -> String {
     format!("/subscriptions/{SUB}/resourceGroups/{group}")

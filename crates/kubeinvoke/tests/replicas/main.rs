@@ -249,3 +249,60 @@ async fn a_cancel_sent_to_another_replica_stops_the_command_where_it_runs() {
     assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
     other.post(&format!("{resource}/cancel"), json!({})).await.assert_error(409, "CommandAlreadyFinished");
 }
+
+#[tokio::test]
+async fn a_fan_out_run_is_shared_by_replicas_and_outlives_the_replica_driving_it() {
+    let pg = PrivatePostgres::start();
+    let url = pg.create_database("shared").await;
+    let mut r = replicas(&url, 2, &["--lease", "2s"]).await;
+    let witness = Witness::start();
+    for i in 0..8 {
+        r[0].create_group("fleet").await;
+        let body = json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {}});
+        assert!(r[0].put(&cluster_path("fleet", &format!("c{i}")), body).await.status.is_success());
+    }
+    let runs = format!("/subscriptions/{SUB}/resourceGroups/fleet/providers/Microsoft.ContainerService");
+    let body = json!({"command": witness.command(1.0), "targets": {"tags": {"env": "prod"}}, "maxConcurrency": 2});
+    let submitted = r[0].post(&format!("{runs}/runCommand"), body).await;
+    assert_eq!(submitted.status, 202, "{}", submitted.text);
+    let path = path_of(submitted.header("location").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while witness.count("start") < 2 {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other replica reads the run while the first drives it.
+    let seen = r[1].get(&path).await;
+    assert_eq!(seen.status, 202, "{}", seen.text);
+
+    // The driver dies; once its lease runs out the survivor drives the run to its end.
+    r[0].kill9();
+    let survivor = r.remove(1);
+    let finish_by = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let reply = survivor.get(&path).await;
+        if reply.status == 200 {
+            break reply.json();
+        }
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        assert!(Instant::now() < finish_by, "the run never finished: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let targets = run["properties"]["targets"].as_array().unwrap();
+    let mut succeeded = 0;
+    for target in targets {
+        let cluster = target["clusterId"].as_str().unwrap().rsplit('/').next().unwrap();
+        let history = survivor.get(&format!("{}/commandResults", cluster_path("fleet", cluster))).await.json();
+        assert_eq!(history["value"].as_array().unwrap().len(), 1, "one command per target: {history}");
+        match target["state"].as_str().unwrap() {
+            "Succeeded" => succeeded += 1,
+            // What ran on the dead replica is never re-run: it ends WorkerLost.
+            "Failed" => assert_eq!(target["reason"], "WorkerLost", "{target}"),
+            other => panic!("target ended {other}: {target}"),
+        }
+    }
+    assert_eq!(witness.count("start"), 8, "every target started exactly once: {:?}", witness.events.lock().unwrap());
+    assert_eq!(witness.count("end"), succeeded);
+    assert!(succeeded >= 6, "{run}");
+    assert!(survivor.server_log().contains("fan-out run finished"), "the survivor drove the run to its end");
+}
