@@ -32,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (HTTPS on 127.0.0.1:8443 with its own certificate, SQLite, local execution).
     Serve(Box<ServeArgs>),
-    /// Run a command on a cluster and wait for it; exits with the command's exit code.
+    /// Run a command on a cluster and wait for it; exits with the command's exit code. With
+    /// --tag or --cluster-id, on many clusters at once (a fan-out run).
     Invoke(crate::client::invoke::InvokeArgs),
     /// Show a command's result (logs and exit code once it has finished).
     Result(crate::client::invoke::ResultArgs),
@@ -42,6 +43,10 @@ pub enum Command {
     Cancel(crate::client::invoke::CancelArgs),
     /// List a cluster's commands, newest first.
     History(crate::client::invoke::HistoryArgs),
+    /// List fan-out runs, newest first.
+    Runs(crate::client::fanout::RunsArgs),
+    /// Show a fan-out run's targets; --watch follows it to its end, --cancel stops it.
+    Run(crate::client::fanout::RunArgs),
     /// Register, show, list and delete clusters.
     Cluster(crate::client::resources::ClusterArgs),
     /// Create, list and delete resource groups.

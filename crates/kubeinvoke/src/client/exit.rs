@@ -10,13 +10,19 @@ pub const AUTH: u8 = 4;
 pub const REFUSED: u8 = 5;
 /// The server could not be reached (connection, TLS, timeout).
 pub const UNREACHABLE: u8 = 6;
-/// The command ended `Failed` or `Canceled` (its reason is printed).
+/// The command ended `Failed` or `Canceled` (its reason is printed); of a fan-out, some target did.
 pub const COMMAND_FAILED: u8 = 125;
+/// A fan-out: every target that ran exited, but some were skipped (not allowed, maxErrors reached).
+pub const TARGETS_SKIPPED: u8 = 7;
+/// A fan-out: every target ran to its end, and some exited non-zero.
+pub const TARGETS_NONZERO: u8 = 1;
 
 /// The exit code table, for `kubeinvoke --help`.
 pub const HELP: &str = "Exit codes of invoke and result: the command's own exit code when it ran; 125 when it ended \
-Failed or Canceled (the reason is printed). Of every client command: 2 usage error, 3 not found, 4 not logged in or \
-not allowed, 5 other refusal by the server, 6 server unreachable (connection or TLS).";
+Failed or Canceled (the reason is printed). Of a fan-out (invoke --tag/--cluster-id, run --watch): 0 when every \
+target exited 0; 1 when every target ran and some exited non-zero; 7 when some were skipped (not allowed, maxErrors \
+reached); 125 when some target ended Failed or Canceled. Of every client command: 2 usage error, 3 not found, 4 not \
+logged in or not allowed, 5 other refusal by the server, 6 server unreachable (connection or TLS).";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError};
+use super::fanout::FanOut;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -19,11 +20,27 @@ pub enum Output {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("fan_out").args(["tags", "cluster_ids"]).multiple(true))]
 pub struct InvokeArgs {
-    #[arg(short = 'g', long = "resource-group")]
-    pub group: String,
-    #[arg(short = 'n', long = "name")]
-    pub name: String,
+    /// The cluster's resource group; with --tag or --cluster-id, the run's scope (default: the
+    /// subscription).
+    #[arg(short = 'g', long = "resource-group", required_unless_present_any = ["tags", "cluster_ids"])]
+    pub group: Option<String>,
+    /// The cluster. Without it, --tag or --cluster-id fan the command out to many clusters.
+    #[arg(short = 'n', long = "name", required_unless_present_any = ["tags", "cluster_ids"], conflicts_with_all = ["tags", "cluster_ids"])]
+    pub name: Option<String>,
+    /// Fan out to every cluster with this ARM tag (NAME=VALUE, repeatable: all must match).
+    #[arg(long = "tag", id = "tags", value_name = "NAME=VALUE", conflicts_with = "cluster_ids")]
+    pub tags: Vec<String>,
+    /// Fan out to these clusters (a managed cluster id or GROUP/NAME, repeatable).
+    #[arg(long = "cluster-id", id = "cluster_ids", value_name = "ID")]
+    pub cluster_ids: Vec<String>,
+    /// Fan-out: targets running at once, a count or a share ("25%"; default 10).
+    #[arg(long, requires = "fan_out")]
+    pub max_concurrency: Option<String>,
+    /// Fan-out: once more targets than this fail or exit non-zero, skip the rest (default: never).
+    #[arg(long, requires = "fan_out")]
+    pub max_errors: Option<String>,
     /// The shell line to run.
     #[arg(short = 'c', long)]
     pub command: String,
@@ -69,7 +86,25 @@ pub struct ResultArgs {
 pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
     let context = if args.files.is_empty() { String::new() } else { zip_files(&args.files)? };
     let api = Api::connect(&args.connection).await?;
-    let path = Api::with_version(&format!("{}/runCommand", api.cluster_path(&args.group, &args.name)), API_VERSION);
+    let (Some(group), Some(name)) = (args.group.as_deref(), args.name.as_deref()) else {
+        let fan_out = FanOut {
+            tags: args.tags.clone(),
+            cluster_ids: args.cluster_ids.clone(),
+            max_concurrency: args.max_concurrency.clone(),
+            max_errors: args.max_errors.clone(),
+        };
+        return super::fanout::invoke(
+            &api,
+            args.group.as_deref(),
+            &args.command,
+            context,
+            &fan_out,
+            args.no_wait,
+            args.output,
+        )
+        .await;
+    };
+    let path = Api::with_version(&format!("{}/runCommand", api.cluster_path(group, name)), API_VERSION);
     let accepted = api.call(Method::POST, &path, Some(json!({"command": args.command, "context": context}))).await?;
     let location =
         header(&accepted.headers, "location").ok_or_else(|| ClientError::local("the server sent no Location"))?;
@@ -77,14 +112,13 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
     if args.no_wait {
         match args.output {
             Output::Json => println!("{}", json!({"id": id, "location": location})),
-            Output::Text => println!(
-                "command id: {id}\nget its result with: kubeinvoke result -g {} -n {} -i {id}",
-                args.group, args.name
-            ),
+            Output::Text => {
+                println!("command id: {id}\nget its result with: kubeinvoke result -g {group} -n {name} -i {id}")
+            }
         }
         return Ok(0);
     }
-    let result_path = api.command_path(&args.group, &args.name, &id);
+    let result_path = api.command_path(group, name, &id);
     let live = args.output == Output::Text;
     let streamed = async {
         if !live {
@@ -108,7 +142,7 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         }
     };
     let Some(result) = finished else {
-        return interrupted(&api, &result_path, &id, &args).await;
+        return interrupted(&api, &result_path, &id, group, name).await;
     };
     // The stream closes by itself once the command has ended; give it a moment to flush.
     let streamed = match stream_ended {
@@ -119,7 +153,7 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
 }
 
 /// Ctrl-C while waiting: on a terminal, ask whether to cancel the command; else leave it running.
-async fn interrupted(api: &Api, result_path: &str, id: &str, args: &InvokeArgs) -> Result<u8, ClientError> {
+async fn interrupted(api: &Api, result_path: &str, id: &str, group: &str, name: &str) -> Result<u8, ClientError> {
     use std::io::IsTerminal;
     let cancel = std::io::stdin().is_terminal() && {
         eprint!("\ncancel command {id}? [y/N] ");
@@ -130,10 +164,7 @@ async fn interrupted(api: &Api, result_path: &str, id: &str, args: &InvokeArgs) 
         api.call(Method::POST, &Api::with_version(&format!("{result_path}/cancel"), API_VERSION), None).await?;
         eprintln!("canceled {id}");
     } else {
-        eprintln!(
-            "\ncommand {id} keeps running; stop it with: kubeinvoke cancel -g {} -n {} -i {id}",
-            args.group, args.name
-        );
+        eprintln!("\ncommand {id} keeps running; stop it with: kubeinvoke cancel -g {group} -n {name} -i {id}");
     }
     Ok(130)
 }

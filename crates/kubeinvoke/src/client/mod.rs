@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod exit;
+pub mod fanout;
 pub mod invoke;
 pub mod resources;
 

@@ -115,10 +115,10 @@ impl RunDriver {
         let errors = run.targets.iter().filter(|t| t.is_error()).count();
         if errors > run.error_budget() {
             let reason = format!(
-                "{}: {errors} targets failed, more than maxErrors ({} of {})",
+                "{}: {errors} failed or exited non-zero, more than maxErrors {} allows ({})",
                 skip::MAX_ERRORS_REACHED,
                 run.max_errors,
-                run.targets.len()
+                run.error_budget()
             );
             let skipped = runs.skip_pending(id, &reason).await?;
             tracing::info!(run_id = %id, errors, skipped, "fan-out run: maxErrors reached, the rest are skipped");

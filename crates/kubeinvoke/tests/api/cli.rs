@@ -310,6 +310,24 @@ async fn the_server_describes_its_api_including_the_extensions() {
     assert!(
         spec["definitions"]["CommandHistoryEntry"].is_object() && spec["definitions"]["RunCommandResult"].is_object()
     );
+    for scope in
+        ["/subscriptions/{subscriptionId}", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"]
+    {
+        let provider = format!("{scope}/providers/Microsoft.ContainerService");
+        assert!(paths[&format!("{provider}/runCommand")]["post"].is_object(), "fan-out at {scope}");
+        assert!(paths[&format!("{provider}/commandRuns")]["get"].is_object());
+        assert!(paths[&format!("{provider}/commandRuns/{{runId}}")]["get"].is_object());
+        assert!(paths[&format!("{provider}/commandRuns/{{runId}}/cancel")]["post"].is_object());
+    }
+    // Every reference resolves.
+    let text = spec.to_string();
+    for reference in text.split("\"$ref\":\"#/").skip(1).map(|rest| rest.split('"').next().unwrap()) {
+        let mut node = &spec;
+        for part in reference.split('/') {
+            node = &node[part];
+        }
+        assert!(!node.is_null(), "unresolved $ref #/{reference}");
+    }
 }
 
 #[tokio::test]
@@ -348,4 +366,67 @@ async fn with_no_configuration_the_cli_finds_a_local_server_on_the_defaults() {
     server.wait().unwrap();
     assert!(created.status.success(), "{}", text(&created.stderr));
     assert!(text(&listed.stdout).contains("found-it"), "{}", text(&listed.stderr));
+}
+
+#[tokio::test]
+async fn a_fan_out_from_the_cli_shows_each_clusters_output_and_exits_by_the_worst_target() {
+    let s = Server::start(&["--command-timeout", "3s"]).await;
+    s.create_group("fleet").await;
+    for name in ["c1", "c2", "c3"] {
+        let body = json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {}});
+        assert!(s.put(&cluster_path("fleet", name), body).await.status.is_success());
+    }
+    let cli = Cli::logged_in(&s);
+    let fan_out = |command: &str, extra: &[&str]| {
+        let mut args = vec!["invoke", "-g", "fleet", "--tag", "env=prod", "--command", command];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+
+    let out = fan_out("echo hello", &["--max-concurrency", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected: String =
+        ["c1", "c2", "c3"].iter().map(|c| format!("=== fleet/{c} (Succeeded, exit 0) ===\nhello\n")).collect();
+    assert_eq!(text(&out.stdout), expected);
+    // Progress (not a terminal): one line per target and state change.
+    assert!(text(&out.stderr).contains("fleet/c2\tSucceeded, exit 0"), "{}", text(&out.stderr));
+
+    // Every target ran, one exited non-zero: 1.
+    let out = cli.run(&["invoke", "--cluster-id", "fleet/c1", "--cluster-id", "fleet/c2", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // maxErrors 0 after the first failure skips the rest: 7.
+    let out = fan_out("exit 2", &["--max-concurrency", "1", "--max-errors", "0"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("=== fleet/c3 (Skipped: MaxErrorsReached"), "{}", text(&out.stdout));
+    // A target that ends Failed (here its timeout): 125.
+    let out = fan_out("sleep 30", &[]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(Failed: Timeout)"), "{}", text(&out.stdout));
+    // Usage errors are clap's: a cluster and a fan-out at once.
+    let out = cli.run(&["invoke", "-g", "fleet", "-n", "c1", "--tag", "env=prod", "-c", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = fan_out("true", &["--max-concurrency", "none"]);
+    assert_eq!(out.status.code(), Some(5), "a refusal by the server: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("maxConcurrency"), "{}", text(&out.stderr));
+
+    // `runs` lists them newest first; `run -i` shows one; `--no-wait` then `run --cancel`.
+    let out = cli.run(&["runs", "-g", "fleet", "-o", "json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs["value"].as_array().unwrap();
+    // The --cluster-id run had no -g: it belongs to the subscription.
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(runs[0]["properties"]["command"], "sleep 30");
+    let first = runs[2]["name"].as_str().unwrap();
+    let out = cli.run(&["run", "-g", "fleet", "-i", first]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("fleet/c1\tSucceeded, exit 0\t"), "{}", text(&out.stdout));
+    let out = fan_out("sleep 20", &["--no-wait", "-o", "json"]);
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["name"].as_str().unwrap().to_string();
+    let out = cli.run(&["run", "-g", "fleet", "-i", &id, "--cancel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = cli.run(&["run", "-g", "fleet", "-i", &id, "--watch"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(Canceled"), "{}", text(&out.stdout));
+    let out = cli.run(&["run", "-i", &id]);
+    assert_eq!(out.status.code(), Some(3), "a group's run is not the subscription's: {}", text(&out.stderr));
 }

@@ -597,4 +597,3 @@ impl Witness {
         most as usize
     }
 }
-
