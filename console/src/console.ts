@@ -14,6 +14,8 @@ let history: string[] = [];
 let historyIndex = -1;
 let attached: File[] = [];
 let current: { resultPath: string; abort: AbortController } | null = null;
+/** The fan-out run being watched (its path), so Cancel stops the run rather than one command. */
+let currentRun: string | null = null;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -301,6 +303,8 @@ async function run(event: Event): Promise<void> {
   showStatus(null);
   try {
     const context = attached.length ? base64(await zip(attached)) : "";
+    if (fanOutChosen()) return await runFanOut(command, context);
+    $("fan-out").hidden = true;
     const { headers } = await call("POST", withVersion(`${clusterPath()}/runCommand`), { command, context });
     const resultUrl = new URL(headers.get("Location") ?? "", window.location.href);
     $("state").textContent = "Accepted";
@@ -311,9 +315,10 @@ async function run(event: Event): Promise<void> {
 }
 
 async function cancel(): Promise<void> {
-  if (!current) return;
+  const path = currentRun ?? current?.resultPath;
+  if (!path) return;
   try {
-    await call("POST", withVersion(`${current.resultPath}/cancel`));
+    await call("POST", withVersion(`${path}/cancel`));
   } catch (e) {
     showError(e);
   }
@@ -343,8 +348,8 @@ async function loadHistory(): Promise<void> {
   }
 }
 
-async function openResult(id: string): Promise<void> {
-  const resultPath = `${clusterPath()}/commandResults/${id}`;
+async function openResult(id: string, cluster = clusterPath()): Promise<void> {
+  const resultPath = `${cluster}/commandResults/${id}`;
   showError(null);
   $("output").replaceChildren();
   ansiClasses = [];
@@ -355,6 +360,83 @@ async function openResult(id: string): Promise<void> {
     appendOutput(response.ok ? await response.text() : json.properties.logs ?? "");
   } catch (e) {
     showError(e);
+  }
+}
+
+// ---- fan-out: one command on every cluster with the given tags ----
+
+function fanOutChosen(): boolean {
+  return document.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === "tags";
+}
+
+/** `env=prod, team=a` → `{env: "prod", team: "a"}`; a pair without `=` is refused in words. */
+function parseTags(text: string): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const pair of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new ApiError(400, "InvalidParameter", `Write tags as name=value, separated by commas ('${pair}' is not).`);
+    tags[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+  }
+  if (!Object.keys(tags).length) throw new ApiError(400, "InvalidParameter", "Name at least one tag, like env=prod.");
+  return tags;
+}
+
+function runScope(): string {
+  const sub = ($("subscription") as HTMLSelectElement).value;
+  const group = ($("group") as HTMLSelectElement).value;
+  const inGroup = ($("scope") as HTMLSelectElement).value === "group";
+  return `/subscriptions/${sub}${inGroup ? `/resourceGroups/${encodeURIComponent(group)}` : ""}/providers/Microsoft.ContainerService`;
+}
+
+function shortName(clusterId: string): string {
+  const parts = clusterId.split("/");
+  return `${parts[4]}/${parts[parts.length - 1]}`;
+}
+
+function showTargets(run: Json): void {
+  const p = run.properties;
+  const counts = Object.entries(p.counts as Record<string, number>).filter(([, n]) => n > 0).map(([state, n]) => `${state} ${n}`);
+  $("run-summary").textContent = `run ${p.provisioningState}: ${counts.join(" · ")}`;
+  const body = ($("run-targets") as HTMLTableElement).tBodies[0];
+  body.replaceChildren(
+    ...p.targets.map((t: Json) => {
+      const row = document.createElement("tr");
+      const cells = [shortName(t.clusterId), t.state, t.exitCode ?? "–", t.reason ?? ""];
+      row.replaceChildren(...cells.map((text, i) => Object.assign(document.createElement("td"), { textContent: String(text), className: i === 1 ? `state-${t.state}` : "" })));
+      if (t.commandId) {
+        row.tabIndex = 0;
+        row.dataset.cluster = shortName(t.clusterId);
+        const open = () => openResult(t.commandId, t.clusterId);
+        row.addEventListener("click", open);
+        row.addEventListener("keydown", (e) => e.key === "Enter" && open());
+      }
+      return row;
+    }),
+  );
+}
+
+async function runFanOut(command: string, context: string): Promise<void> {
+  const body: Json = { command, context, targets: { tags: parseTags(($("tags") as HTMLInputElement).value) } };
+  const concurrency = ($("max-concurrency") as HTMLInputElement).value.trim();
+  const errors = ($("max-errors") as HTMLInputElement).value.trim();
+  if (concurrency) body.maxConcurrency = concurrency;
+  if (errors) body.maxErrors = errors;
+  const { headers, json } = await call("POST", withVersion(`${runScope()}/runCommand`), body);
+  $("fan-out").hidden = false;
+  $("state").textContent = "Fan-out accepted: open a target for its output";
+  currentRun = new URL(headers.get("Location") ?? "", window.location.href).pathname;
+  ($("cancel") as HTMLButtonElement).disabled = false;
+  showTargets(json);
+  try {
+    for (;;) {
+      const { status, json: run } = await call("GET", withVersion(currentRun));
+      showTargets(run);
+      if (status === 200) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    currentRun = null;
+    ($("cancel") as HTMLButtonElement).disabled = true;
   }
 }
 
@@ -375,6 +457,9 @@ function start(): void {
   $("run-form").addEventListener("submit", run);
   $("cancel").addEventListener("click", cancel);
   $("refresh").addEventListener("click", loadHistory);
+  for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
+    radio.addEventListener("change", () => ($("fan-out-options").hidden = !fanOutChosen()));
+  }
   $("command").addEventListener("keydown", recall);
   const input = $("file-input") as HTMLInputElement;
   input.addEventListener("change", () => {

@@ -54,7 +54,7 @@ after(async () => {
   server?.kill("SIGKILL");
 });
 
-async function signedIn(who) {
+async function signedIn(who, cluster = "web") {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   await page.goto(`${base}/console`);
@@ -63,7 +63,7 @@ async function signedIn(who) {
   await page.fill("#secret", who.password);
   await page.click("button[type=submit]");
   await page.waitForSelector("#workspace:not([hidden])");
-  await page.waitForFunction(() => document.querySelector("#cluster").value === "web");
+  await page.waitForFunction((name) => document.querySelector("#cluster").value === name, cluster);
   return page;
 }
 
@@ -148,4 +148,36 @@ test("a wrong secret is refused at sign-in", async () => {
   assert.match(await page.textContent("#error"), /Sign-in failed/);
   assert.equal(await page.isHidden("#workspace"), true);
   await page.screenshot({ path: join(shots, "0-signin-refused.png"), fullPage: true });
+});
+
+test("fan out by tag: the targets fill in live and each one's output opens", async () => {
+  const kubeconfig = join(root, "kubeconfig");
+  for (const name of ["fleet-a", "fleet-b", "fleet-c"]) {
+    cli("cluster", "create", "-g", "console-rg", "-n", name, "--kubeconfig", kubeconfig, "--tag", "fleet=yes");
+  }
+  // The first cluster in the list is selected: fleet-a now.
+  const page = await signedIn(admin, "fleet-a");
+  await page.check('input[name="mode"][value="tags"]');
+  assert.equal(await page.isVisible("#tags"), true, "the fan-out options show");
+  await page.fill("#tags", "fleet=yes");
+  await page.fill("#max-concurrency", "1");
+  await page.fill("#command", "echo out-of-$RANDOM-run; sleep 1");
+  await page.click("#run");
+  // Filling in live: some target is still pending or running while another has finished.
+  await page.waitForFunction(() => {
+    const states = [...document.querySelectorAll("#run-targets tbody tr td:nth-child(2)")].map((td) => td.textContent);
+    return states.length === 3 && states.includes("Succeeded") && states.some((s) => s === "Pending" || s === "Running" || s === "Accepted");
+  }, null, { timeout: 20000 });
+  await page.screenshot({ path: join(shots, "7-fan-out-live.png"), fullPage: true });
+  await page.waitForFunction(() => document.querySelector("#run-summary").textContent.startsWith("run Succeeded"), null, { timeout: 30000 });
+  assert.match(await page.textContent("#run-summary"), /Succeeded 3/);
+  await page.click('#run-targets tbody tr[data-cluster="console-rg/fleet-b"]');
+  await page.waitForFunction(() => document.querySelector("#output").textContent.includes("out-of-"), null, { timeout: 10000 });
+  assert.match(await page.textContent("#state"), /Succeeded/);
+  await page.screenshot({ path: join(shots, "8-fan-out-target-output.png"), fullPage: true });
+  // A tag written wrongly is explained, not sent.
+  await page.fill("#tags", "fleet");
+  await page.click("#run");
+  await page.waitForSelector("#error:not([hidden])");
+  assert.match(await page.textContent("#error"), /name=value/);
 });

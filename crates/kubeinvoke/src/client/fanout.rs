@@ -63,14 +63,7 @@ fn request_body(api: &Api, command: &str, context: String, fan_out: &FanOut) -> 
         let ids: Vec<String> = fan_out.cluster_ids.iter().map(|id| full_cluster_id(api, id)).collect();
         json!({ "clusterIds": ids })
     } else {
-        let mut tags = serde_json::Map::new();
-        for pair in &fan_out.tags {
-            let (name, value) = pair
-                .split_once('=')
-                .ok_or_else(|| ClientError::local(format!("--tag takes NAME=VALUE, got '{pair}'")))?;
-            tags.insert(name.to_string(), Value::String(value.to_string()));
-        }
-        json!({ "tags": tags })
+        json!({ "tags": tag_pairs(&fan_out.tags)? })
     };
     let mut body = json!({"command": command, "context": context, "targets": targets});
     if let Some(n) = &fan_out.max_concurrency {
@@ -80,6 +73,17 @@ fn request_body(api: &Api, command: &str, context: String, fan_out: &FanOut) -> 
         body["maxErrors"] = Value::String(n.clone());
     }
     Ok(body)
+}
+
+/// `--tag NAME=VALUE` options as an ARM tags object.
+pub fn tag_pairs(tags: &[String]) -> Result<Value, ClientError> {
+    let mut pairs = serde_json::Map::new();
+    for pair in tags {
+        let (name, value) =
+            pair.split_once('=').ok_or_else(|| ClientError::local(format!("--tag takes NAME=VALUE, got '{pair}'")))?;
+        pairs.insert(name.to_string(), Value::String(value.to_string()));
+    }
+    Ok(Value::Object(pairs))
 }
 
 /// A full managed cluster id, or `GROUP/NAME` in the current subscription.

@@ -37,6 +37,9 @@ pub enum ClusterCommand {
         context: Option<String>,
         #[arg(short = 'l', long)]
         location: Option<String>,
+        /// An ARM tag, NAME=VALUE (repeatable): fan-out runs select clusters by them.
+        #[arg(long = "tag", value_name = "NAME=VALUE")]
+        tags: Vec<String>,
     },
     Show {
         #[arg(short = 'g', long = "resource-group")]
@@ -112,7 +115,7 @@ fn resource_group_of(id: &str) -> &str {
 pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     match args.command {
-        ClusterCommand::Create { group, name, kubeconfig, context, location } => {
+        ClusterCommand::Create { group, name, kubeconfig, context, location, tags } => {
             let path = kubeconfig
                 .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kube/config"));
@@ -123,6 +126,9 @@ pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
             let mut body = json!({"properties": {"kubeconfig": crate::context::encode(&minified)}});
             if let Some(location) = location {
                 body["location"] = json!(location);
+            }
+            if !tags.is_empty() {
+                body["tags"] = super::fanout::tag_pairs(&tags)?;
             }
             let created = api
                 .call(Method::PUT, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), Some(body))
