@@ -6,6 +6,7 @@ mod baseline;
 mod bench;
 mod charts;
 mod commands;
+mod fanout;
 mod growth;
 mod load;
 mod memory;
@@ -66,6 +67,13 @@ enum Mode {
         #[arg(long, default_value_t = 100)]
         commands: usize,
     },
+    /// A fan-out run against the same commands submitted by a client; its own section.
+    Fanout {
+        #[arg(long, default_value_t = 200)]
+        clusters: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Internal: the hyper + rustls baseline server.
     #[command(hide = true)]
     Baseline(baseline::BaselineArgs),
@@ -105,6 +113,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let measured = pods::run(&bench, commands).await?;
         let section = report::render_pods(&measured, &header)?;
         return write_section(&cli.out, "pods", &section);
+    }
+    if let Some(Mode::Fanout { clusters, concurrency }) = cli.command {
+        let measured = fanout::run(&bench, clusters, concurrency).await?;
+        let section = report::render_fanout(&measured, &header)?;
+        return write_section(&cli.out, "fanout", &section);
     }
     let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let mut results = Results::default();

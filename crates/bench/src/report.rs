@@ -370,6 +370,38 @@ pub fn render_pods(p: &crate::pods::PodPath, header: &str) -> anyhow::Result<Str
     Ok(md)
 }
 
+pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(md, "{}\n\n{header}\n", begin("fanout"))?;
+    writeln!(
+        md,
+        "### 8. Fan-out: `true` on {} clusters, at most {} at a time (`--max-running {}`), time to all final\n",
+        f.clusters, f.concurrency, f.concurrency
+    )?;
+    writeln!(md, "| repetition | one fan-out run | {} single commands, {} in flight from the client | ratio |", f.clusters, f.concurrency)?;
+    writeln!(md, "|---|---|---|---|")?;
+    for (i, (run, client)) in f.fan_out.iter().zip(&f.client_side).enumerate() {
+        writeln!(
+            md,
+            "| {} | {:.2} s | {:.2} s | {:.2}× |",
+            i + 1,
+            run.as_secs_f64(),
+            client.as_secs_f64(),
+            run.as_secs_f64() / client.as_secs_f64()
+        )?;
+    }
+    let total = |d: &[std::time::Duration]| d.iter().map(|d| d.as_secs_f64()).sum::<f64>();
+    writeln!(
+        md,
+        "\nOver all repetitions the fan-out took {:.2}× the client's time. Both poll every 10 ms. The run's driver starts \
+         the next target when a command of this replica ends (no polling in between); the client needs a poll to \
+         learn that a command ended before it submits the next.\n",
+        total(&f.fan_out) / total(&f.client_side)
+    )?;
+    writeln!(md, "{}", end("fanout"))?;
+    Ok(md)
+}
+
 /// After the first third, RSS stays within 10% (and 4 MiB) of the post-warm-up level.
 fn flat_after_warmup(rss: &[(f64, u64)]) -> bool {
     let settled = &rss[rss.len() / 3..];
