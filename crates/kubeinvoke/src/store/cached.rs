@@ -327,6 +327,10 @@ impl<S: Store> Store for CachedStore<S> {
     fn runs(&self) -> &dyn RunStore {
         self.inner.runs()
     }
+
+    fn documents(&self) -> &dyn DocumentStore {
+        self.inner.documents()
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! transitions of [`crate::command::CommandState`].
 
 mod cached;
+mod documents;
 mod location;
 mod postgres;
 mod rows;
@@ -20,6 +21,7 @@ use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Out
 
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
+pub use documents::{DocumentKind, DocumentRecord, DocumentStore};
 pub use runs::{RunStore, TargetStart};
 pub use sqlite::SqliteStore;
 
@@ -290,4 +292,6 @@ pub trait Store: Send + Sync + 'static {
     fn notify_new_work(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
     /// Fan-out runs (`fanout`), kept in the same database.
     fn runs(&self) -> &dyn RunStore;
+    /// Saved commands and custom role definitions.
+    fn documents(&self) -> &dyn DocumentStore;
 }

@@ -97,6 +97,7 @@ CREATE TABLE settings (
 );
 "#,
     super::runs::POSTGRES_MIGRATION,
+    super::documents::POSTGRES_MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -778,6 +779,10 @@ impl Store for PostgresStore {
     }
 
     fn runs(&self) -> &dyn RunStore {
+        self
+    }
+
+    fn documents(&self) -> &dyn DocumentStore {
         self
     }
 

@@ -98,6 +98,7 @@ DROP INDEX commands_by_expiry;
 CREATE INDEX commands_by_expiry ON commands (expires_at);
 "#,
     super::runs::SQLITE_MIGRATION,
+    super::documents::SQLITE_MIGRATION,
 ];
 
 /// Connections that only read, beside the one writer (WAL lets them run concurrently).
@@ -837,6 +838,10 @@ impl Store for SqliteStore {
     }
 
     fn runs(&self) -> &dyn RunStore {
+        self
+    }
+
+    fn documents(&self) -> &dyn DocumentStore {
         self
     }
 

@@ -1,0 +1,85 @@
+//! ARM resources kept as JSON documents under a scope: saved commands and custom role
+//! definitions. One table, keyed by kind, scope and name (both compared without case, as ARM does).
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::rows::{Columns, json_map};
+use super::{Put, StoreError, StoreResult};
+
+pub(super) use postgres::MIGRATION as POSTGRES_MIGRATION;
+pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
+
+/// What a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// `…/providers/Microsoft.ContainerService/savedCommands/{name}`.
+    SavedCommand,
+    /// `…/providers/Microsoft.Authorization/roleDefinitions/{guid}`: kept under the root scope,
+    /// since role definition ids are unique across scopes.
+    RoleDefinition,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::SavedCommand => "savedCommand",
+            DocumentKind::RoleDefinition => "roleDefinition",
+        }
+    }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentRecord {
+    pub kind: DocumentKind,
+    /// The scope's ARM id as first written (`/` for role definitions).
+    pub scope: String,
+    /// The name as first written.
+    pub name: String,
+    pub document: Map<String, Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DocumentRecord {
+    fn keys(&self) -> (String, String) {
+        (key(&self.scope), key(&self.name))
+    }
+}
+
+/// How scopes and names are compared.
+pub fn key(text: &str) -> String {
+    text.trim_end_matches('/').to_lowercase()
+}
+
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Creates or replaces; a replaced document keeps its first spelling and creation time.
+    async fn put_document(&self, record: DocumentRecord) -> StoreResult<Put<DocumentRecord>>;
+    async fn get_document(&self, kind: DocumentKind, scope: &str, name: &str) -> StoreResult<Option<DocumentRecord>>;
+    async fn delete_document(&self, kind: DocumentKind, scope: &str, name: &str) -> StoreResult<bool>;
+    /// A kind's documents at one scope (or at every scope), ordered by scope then name.
+    async fn list_documents(&self, kind: DocumentKind, scope: Option<&str>) -> StoreResult<Vec<DocumentRecord>>;
+}
+
+const COLUMNS: &str = "kind, scope, name, document, created_at, updated_at";
+
+fn document(r: &impl Columns) -> Result<DocumentRecord, StoreError> {
+    let kind = r.text(0)?;
+    let kind = [DocumentKind::SavedCommand, DocumentKind::RoleDefinition]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored document kind {kind:?}")))?;
+    Ok(DocumentRecord {
+        kind,
+        scope: r.text(1)?,
+        name: r.text(2)?,
+        document: json_map(&r.text(3)?)?,
+        created_at: r.int(4)?,
+        updated_at: r.int(5)?,
+    })
+}
