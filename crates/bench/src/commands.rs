@@ -48,6 +48,7 @@ pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
         kubeconfig: None,
         as_caller: false,
         limits: ExecLimits::default(),
+        environment: Vec::new(),
         output: None,
     };
     // No sender: never asked to stop.

@@ -55,7 +55,9 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::
         let started = Instant::now();
         let submitted = server
             .client
-            .post(server.url(&format!("/subscriptions/{SUB}/resourceGroups/fleet/providers/Microsoft.ContainerService/runCommand")))
+            .post(server.url(&format!(
+                "/subscriptions/{SUB}/resourceGroups/fleet/providers/Microsoft.ContainerService/runCommand"
+            )))
             .bearer_auth(&server.token)
             .json(&json!({"command": "true", "targets": {"tags": {"bench": "fanout"}}, "maxConcurrency": concurrency}))
             .send()
@@ -65,7 +67,8 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::
         let run = server.wait_polling(&location, POLL).await?;
         fan_out.push(started.elapsed());
         anyhow::ensure!(
-            run["properties"]["counts"]["Succeeded"] == clusters && run["properties"]["provisioningState"] == "Succeeded",
+            run["properties"]["counts"]["Succeeded"] == clusters
+                && run["properties"]["provisioningState"] == "Succeeded",
             "the run did not succeed everywhere: {}",
             run["properties"]["counts"]
         );

@@ -378,7 +378,11 @@ pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<
         "### 8. Fan-out: `true` on {} clusters, at most {} at a time (`--max-running {}`), time to all final\n",
         f.clusters, f.concurrency, f.concurrency
     )?;
-    writeln!(md, "| repetition | one fan-out run | {} single commands, {} in flight from the client | ratio |", f.clusters, f.concurrency)?;
+    writeln!(
+        md,
+        "| repetition | one fan-out run | {} single commands, {} in flight from the client | ratio |",
+        f.clusters, f.concurrency
+    )?;
     writeln!(md, "|---|---|---|---|")?;
     for (i, (run, client)) in f.fan_out.iter().zip(&f.client_side).enumerate() {
         writeln!(

@@ -94,6 +94,8 @@ pub enum FailureReason {
     StartFailed(String),
     /// The command's process ended but its exit status could not be read.
     StatusUnknown(String),
+    /// Its secret parameters lived only in the memory of a server that stopped before running it.
+    SecretsLost,
     /// A per-cluster setting could not be used (the setting and why).
     InvalidClusterSetting(String),
     /// The target cluster ended its Pod (`ImagePullBackoff`, `Unschedulable: …`, `Evicted: …`).
@@ -108,6 +110,9 @@ impl FailureReason {
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::ServerShutdown => "ServerShutdown".into(),
             Self::WorkerLost => "WorkerLost".into(),
+            Self::SecretsLost => "SecretsLost: the server that accepted it stopped before running it, and its secret \
+                                  parameters lived only in that server's memory; submit it again"
+                .into(),
             Self::Canceled(by) => format!("Canceled by {by}"),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
             Self::StatusUnknown(detail) => format!("StatusUnknown: {detail}"),
@@ -149,6 +154,11 @@ pub struct CommandSummary {
     pub record: CommandRecord,
     pub command: String,
     pub submitted_by: String,
+    /// The saved command it ran, if any.
+    pub saved_command: Option<String>,
+    /// Its parameters: values of plain ones, and the names of secret ones (never their values).
+    pub parameters: Vec<(String, String)>,
+    pub secret_names: Vec<String>,
 }
 
 /// A command as stored.

@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod files;
 pub mod identity;
 pub mod kubeconfig;
+pub mod saved_command;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -42,7 +42,7 @@ pub enum ApiError {
     )]
     BodyTooLarge { limit: usize },
     #[error("{message}")]
-    InvalidParameter { target: &'static str, message: String },
+    InvalidParameter { target: std::borrow::Cow<'static, str>, message: String },
     #[error("The location property is required for this definition.")]
     LocationRequired,
     #[error(
@@ -142,7 +142,7 @@ impl ApiError {
         }
     }
 
-    fn target(&self) -> Option<&'static str> {
+    fn target(&self) -> Option<&str> {
         match self {
             ApiError::InvalidParameter { target, .. } => Some(target),
             ApiError::MissingAadClusterToken => Some("clusterToken"),
@@ -152,8 +152,8 @@ impl ApiError {
     }
 
     /// Shorthand for a 400 that names the offending property.
-    pub fn invalid(target: &'static str, message: impl Into<String>) -> Self {
-        ApiError::InvalidParameter { target, message: message.into() }
+    pub fn invalid(target: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
+        ApiError::InvalidParameter { target: target.into(), message: message.into() }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {

@@ -232,7 +232,7 @@ mod tests {
 
     const SUB: &str = "00000000-0000-0000-0000-000000000001";
 
-    fn refusal(body: Value) -> (&'static str, String) {
+    fn refusal(body: Value) -> (std::borrow::Cow<'static, str>, String) {
         match FanOutRequest::from_json(body) {
             Err(ApiError::InvalidParameter { target, message }) => (target, message),
             other => panic!("expected a 400 naming a property, got {other:?}"),

@@ -37,6 +37,9 @@ pub struct RunCommandRequest {
     pub context: Option<String>,
     #[serde(default, rename = "clusterToken")]
     pub cluster_token: Option<String>,
+    /// An extension Azure's clients omit: lowers the server's and the cluster's timeout.
+    #[serde(default, rename = "timeoutInSeconds")]
+    pub timeout_in_seconds: Option<Value>,
 }
 
 /// The body of `GET …/commandResults/{id}`: 202 while in progress, 200 when finished.
@@ -342,7 +345,7 @@ pub fn role_definition_id(scope: &str, guid: &str) -> String {
 #[derive(Debug, Serialize)]
 pub struct RoleDefinitionResource {
     pub id: String,
-    pub name: &'static str,
+    pub name: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub properties: RoleDefinitionProperties,
@@ -351,45 +354,49 @@ pub struct RoleDefinitionResource {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleDefinitionProperties {
-    pub role_name: &'static str,
+    pub role_name: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub description: &'static str,
-    pub assignable_scopes: Vec<&'static str>,
+    pub description: String,
+    pub assignable_scopes: Vec<String>,
     pub permissions: Vec<Permission>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Permission {
-    pub actions: &'static [&'static str],
-    pub not_actions: &'static [&'static str],
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
     pub data_actions: Vec<String>,
     pub not_data_actions: Vec<String>,
 }
 
+/// What the wire shows of a role definition, built in or custom.
+pub struct RoleDefinitionFields<'a> {
+    pub id: &'a str,
+    pub role_name: &'a str,
+    pub description: &'a str,
+    pub custom: bool,
+    pub actions: &'a [String],
+    pub not_actions: &'a [String],
+    pub assignable_scopes: &'a [String],
+}
+
 impl RoleDefinitionResource {
-    /// A built-in role (its GUID, name, description and permissions) as seen from `scope`.
-    pub fn built_in(
-        scope: &str,
-        guid: &'static str,
-        role_name: &'static str,
-        description: &'static str,
-        actions: &'static [&'static str],
-        not_actions: &'static [&'static str],
-    ) -> Self {
+    /// A role definition as seen from `scope`.
+    pub fn new(scope: &str, role: RoleDefinitionFields<'_>) -> Self {
         RoleDefinitionResource {
-            id: role_definition_id(scope, guid),
-            name: guid,
+            id: role_definition_id(scope, role.id),
+            name: role.id.to_string(),
             kind: "Microsoft.Authorization/roleDefinitions",
             properties: RoleDefinitionProperties {
-                role_name,
-                kind: "BuiltInRole",
-                description,
-                assignable_scopes: vec!["/"],
+                role_name: role.role_name.to_string(),
+                kind: if role.custom { "CustomRole" } else { "BuiltInRole" },
+                description: role.description.to_string(),
+                assignable_scopes: role.assignable_scopes.to_vec(),
                 permissions: vec![Permission {
-                    actions,
-                    not_actions,
+                    actions: role.actions.to_vec(),
+                    not_actions: role.not_actions.to_vec(),
                     data_actions: Vec::new(),
                     not_data_actions: Vec::new(),
                 }],

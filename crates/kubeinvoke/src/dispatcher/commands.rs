@@ -4,7 +4,7 @@
 
 use crate::command::{CommandId, CommandState};
 use crate::fanout::RunId;
-use crate::store::{ClusterUid, Lease, NewCommand, StoreError, TargetStart};
+use crate::store::{ClusterUid, CommandOptions, Lease, NewCommand, StoreError, TargetStart};
 use crate::time::now_millis;
 
 use super::Dispatcher;
@@ -19,6 +19,9 @@ pub struct Submission {
     pub cluster_token: Option<String>,
     /// Who submitted it (`appId (objectId)`).
     pub submitted_by: String,
+    pub options: CommandOptions,
+    /// Secret parameter values: kept in this server's memory only, so only this replica may run it.
+    pub secrets: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +49,26 @@ impl Dispatcher {
     pub async fn submit(&self, submission: Submission) -> Result<CommandId, SubmitError> {
         let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
         let id = CommandId::generate();
+        let now = now_millis();
+        let has_secrets = !submission.secrets.is_empty();
         let command = NewCommand {
             id: id.clone(),
             cluster_uid: submission.cluster_uid,
             command: submission.command,
             context: submission.context,
             cluster_token: submission.cluster_token,
-            submitted_at: now_millis(),
+            submitted_at: now,
             submitted_by: submission.submitted_by,
+            options: submission.options,
+            pinned: has_secrets.then(|| self.lease_from(now)),
         };
-        self.store.insert_command(command).await?;
+        if has_secrets {
+            self.secrets.insert(id.clone(), submission.secrets);
+        }
+        if let Err(e) = self.store.insert_command(command).await {
+            self.secrets.take(&id);
+            return Err(e.into());
+        }
         slot.commit();
         Ok(id)
     }
@@ -70,6 +83,7 @@ impl Dispatcher {
         let done = match state {
             CommandState::Accepted => {
                 self.queue.left();
+                self.secrets.take(id);
                 true
             }
             CommandState::Running => self.stop_run(id, by) || self.store.request_cancel(cluster, id, by).await?,

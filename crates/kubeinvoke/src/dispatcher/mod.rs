@@ -7,6 +7,7 @@
 
 mod commands;
 mod queue;
+mod secrets;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,6 +58,8 @@ pub struct Dispatcher {
     runs: std::sync::Mutex<std::collections::HashMap<CommandId, watch::Sender<Option<StopReason>>>>,
     /// Where each command's full output is kept for live logs.
     outputs_dir: std::path::PathBuf,
+    /// Secret parameter values of commands accepted here and not yet started.
+    secrets: secrets::Secrets,
 }
 
 impl Dispatcher {
@@ -94,6 +97,7 @@ impl Dispatcher {
             draining: watch::channel(false).0,
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
             outputs_dir,
+            secrets: secrets::Secrets::default(),
         });
         if config.notify {
             dispatcher.store.notify_new_work(dispatcher.queue.wake.clone());
@@ -244,7 +248,20 @@ impl Dispatcher {
     /// registered, but a stored value that cannot be used now (written by an older version, or
     /// edited in the database) fails the command naming the setting; it is never ignored.
     fn prepare_job(&self, claimed: ClaimedCommand) -> Result<(Job, Arc<dyn crate::executor::Executor>), FailureReason> {
+        let secrets = self.secrets.take(&claimed.id).unwrap_or_default();
         let settings = claimed.settings.map_err(|e| FailureReason::InvalidClusterSetting(e.message))?;
+        let mut environment = claimed.options.environment;
+        if !claimed.options.secret_names.is_empty() {
+            let known = |name: &String| secrets.iter().any(|(k, _)| k == name);
+            if !claimed.options.secret_names.iter().all(known) {
+                return Err(FailureReason::SecretsLost);
+            }
+            environment.extend(secrets);
+        }
+        let mut limits = self.limits.tightened_by(&settings.limits);
+        if let Some(timeout) = claimed.options.timeout {
+            limits.timeout = limits.timeout.min(timeout);
+        }
         // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
         let as_caller = claimed.cluster_token.is_some() && claimed.kubeconfig.is_some();
         let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
@@ -262,7 +279,8 @@ impl Dispatcher {
             context: claimed.context,
             kubeconfig,
             as_caller,
-            limits: self.limits.tightened_by(&settings.limits),
+            limits,
+            environment,
             output,
         };
         Ok((job, self.executors.for_kind(settings.executor).clone()))

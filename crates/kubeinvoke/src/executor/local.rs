@@ -138,6 +138,7 @@ impl LocalExecutor {
             has_kubeconfig: job.kubeconfig.is_some(),
             limits,
             uid,
+            environment: &job.environment,
         };
         let mut command = self.sandbox.command(&spec);
         command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);

@@ -28,8 +28,10 @@ pub struct Job {
     /// The kubeconfig carries the caller's own token (`clusterToken`), not the cluster's
     /// credentials: the command must act as the caller.
     pub as_caller: bool,
-    /// The limits this run gets: the server's, tightened by the cluster's.
+    /// The limits this run gets: the server's, tightened by the cluster's and the request's.
     pub limits: ExecLimits,
+    /// Environment variables for the command (saved command parameters, secret ones included).
+    pub environment: Vec<(String, String)>,
     /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
     pub output: Option<std::path::PathBuf>,
 }

@@ -98,6 +98,9 @@ pub struct RunSpec<'a> {
     pub has_kubeconfig: bool,
     pub limits: &'a ExecLimits,
     pub uid: Option<u32>,
+    /// Set for the command after the cleared environment (names are lower case, so they never
+    /// replace `PATH`, `HOME` or `KUBECONFIG`).
+    pub environment: &'a [(String, String)],
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +220,7 @@ impl Sandbox {
             has_kubeconfig: false,
             limits: &limits,
             uid,
+            environment: &[],
         };
         let mut command = self.command(&spec);
         if self.isolation == Isolation::Landlock {
@@ -236,6 +240,7 @@ impl Sandbox {
     pub fn command(&self, run: &RunSpec<'_>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.helper);
         command.arg("sandbox-exec").env_clear().env("LANG", &self.lang);
+        command.envs(run.environment.iter().map(|(k, v)| (k, v)));
         let limits = run.limits;
         command.args(["--nofile", &limits.max_open_files.to_string()]);
         command.args(["--fsize", &limits.max_file_bytes.to_string()]);

@@ -4,6 +4,7 @@
 //! and may they do this ([`Caller::require`]).
 
 mod cache;
+pub mod custom_roles;
 pub mod external;
 pub mod keys;
 pub mod principals;
@@ -52,6 +53,8 @@ pub struct Identity {
 pub struct Caller {
     pub claims: Claims,
     pub assignments: Vec<RoleAssignmentRecord>,
+    /// The custom role definitions its assignments name (built-in ones are known without them).
+    pub custom_roles: Vec<rbac::RoleDefinition>,
 }
 
 /// What the bootstrap admin file holds: enough for `az login --service-principal`.
@@ -253,13 +256,19 @@ impl Identity {
             other => ApiError::InvalidToken(other.to_string()),
         })?;
         let assignments = self.store.role_assignments_of(&claims.oid.to_lowercase()).await?;
-        Ok(Caller { claims, assignments })
+        let mut custom_roles = Vec::new();
+        for assignment in assignments.iter().filter(|a| rbac::role_by_id(&a.role_definition_id).is_none()) {
+            if let Some(role) = custom_roles::find(self.store.as_ref(), &assignment.role_definition_id).await? {
+                custom_roles.push(role);
+            }
+        }
+        Ok(Caller { claims, assignments, custom_roles })
     }
 }
 
 impl Caller {
     pub fn may(&self, action: &str, scope: &str) -> bool {
-        rbac::allows(&self.assignments, action, scope)
+        rbac::allows(&self.assignments, &self.custom_roles, action, scope)
     }
 
     /// 403 `AuthorizationFailed` unless an assignment allows `action` on `scope`.

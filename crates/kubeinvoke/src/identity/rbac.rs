@@ -1,4 +1,4 @@
-//! Azure-style RBAC: built-in role definitions, scope inheritance and action matching.
+//! Azure-style RBAC: built-in and custom role definitions, scope inheritance and action matching.
 
 use crate::store::RoleAssignmentRecord;
 
@@ -47,6 +47,7 @@ pub const BUILT_IN_ROLES: [BuiltInRole; 5] = [
             "Microsoft.ContainerService/managedClusters/accessProfiles/listCredential/action",
             "Microsoft.ContainerService/managedClusters/read",
             "Microsoft.ContainerService/managedClusters/runcommand/action",
+            "Microsoft.ContainerService/managedClusters/runSavedCommand/action",
             "Microsoft.ContainerService/managedClusters/commandResults/read",
         ],
         not_actions: &[],
@@ -78,9 +79,51 @@ pub fn resolve_role(name_or_id: &str) -> Option<&'static BuiltInRole> {
 
 impl BuiltInRole {
     pub fn permits(&self, action: &str) -> bool {
-        self.actions.iter().any(|p| action_matches(p, action))
-            && !self.not_actions.iter().any(|p| action_matches(p, action))
+        permits(self.actions, self.not_actions, action)
     }
+
+    pub fn definition(&self) -> RoleDefinition {
+        RoleDefinition {
+            id: self.id.to_string(),
+            name: self.name.to_string(),
+            description: self.description.to_string(),
+            custom: false,
+            actions: self.actions.iter().map(|a| a.to_string()).collect(),
+            not_actions: self.not_actions.iter().map(|a| a.to_string()).collect(),
+            assignable_scopes: vec!["/".to_string()],
+        }
+    }
+}
+
+/// A role definition as authorization uses it: built in, or custom (`az role definition create`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDefinition {
+    /// The GUID.
+    pub id: String,
+    /// `roleName`.
+    pub name: String,
+    pub description: String,
+    pub custom: bool,
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    /// Where it may be assigned (`/` for built-in roles).
+    pub assignable_scopes: Vec<String>,
+}
+
+impl RoleDefinition {
+    pub fn permits(&self, action: &str) -> bool {
+        permits(&self.actions, &self.not_actions, action)
+    }
+
+    /// Whether an assignment at `scope` is allowed: at or below one of its assignable scopes.
+    pub fn assignable_at(&self, scope: &str) -> bool {
+        self.assignable_scopes.iter().any(|s| scope_covers(s, scope))
+    }
+}
+
+fn permits(actions: &[impl AsRef<str>], not_actions: &[impl AsRef<str>], action: &str) -> bool {
+    actions.iter().any(|p| action_matches(p.as_ref(), action))
+        && !not_actions.iter().any(|p| action_matches(p.as_ref(), action))
 }
 
 /// Azure action patterns: `*` matches any run of characters; comparison ignores case.
@@ -105,10 +148,12 @@ pub fn scope_covers(scope: &str, resource: &str) -> bool {
     resource == scope || resource.strip_prefix(&scope).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Whether these assignments allow `action` on `resource`.
-pub fn allows(assignments: &[RoleAssignmentRecord], action: &str, resource: &str) -> bool {
-    assignments.iter().any(|a| {
-        scope_covers(&a.scope, resource) && role_by_id(&a.role_definition_id).is_some_and(|role| role.permits(action))
+/// Whether these assignments allow `action` on `resource`; `custom` holds the custom roles they
+/// name (built-in roles are known here). An assignment whose role is unknown grants nothing.
+pub fn allows(assignments: &[RoleAssignmentRecord], custom: &[RoleDefinition], action: &str, resource: &str) -> bool {
+    assignments.iter().filter(|a| scope_covers(&a.scope, resource)).any(|a| match role_by_id(&a.role_definition_id) {
+        Some(role) => role.permits(action),
+        None => custom.iter().any(|role| role.id.eq_ignore_ascii_case(&a.role_definition_id) && role.permits(action)),
     })
 }
 
@@ -149,15 +194,39 @@ mod tests {
     }
 
     #[test]
+    fn custom_roles_work_like_built_in_ones() {
+        let role = RoleDefinition {
+            id: "11111111-1111-1111-1111-111111111111".into(),
+            name: "Saved command runner".into(),
+            description: String::new(),
+            custom: true,
+            actions: vec!["Microsoft.ContainerService/managedClusters/runSavedCommand/action".into(), "*/read".into()],
+            not_actions: vec!["Microsoft.ContainerService/managedClusters/commandResults/*".into()],
+            assignable_scopes: vec!["/subscriptions/s".into()],
+        };
+        let mut grant = assignment("/subscriptions/s/resourceGroups/rg", "Reader");
+        grant.role_definition_id = role.id.to_uppercase();
+        let custom = [role.clone()];
+        let saved = "microsoft.containerservice/managedclusters/runsavedcommand/action";
+        assert!(allows(std::slice::from_ref(&grant), &custom, saved, MC));
+        assert!(allows(std::slice::from_ref(&grant), &custom, "Microsoft.ContainerService/managedClusters/read", MC));
+        assert!(!allows(std::slice::from_ref(&grant), &custom, RUN, MC), "not among its actions");
+        assert!(!allows(std::slice::from_ref(&grant), &custom, READ_RESULTS, MC), "removed by notActions");
+        assert!(!allows(std::slice::from_ref(&grant), &[], saved, MC), "an unknown role grants nothing");
+        assert!(!allows(&[grant], &custom, saved, "/subscriptions/s/resourceGroups/other"), "scope applies");
+        assert!(role.assignable_at("/subscriptions/S/resourceGroups/rg") && !role.assignable_at("/subscriptions/t"));
+    }
+
+    #[test]
     fn scopes_inherit_downwards_only() {
-        assert!(allows(&[assignment("/", "Reader")], READ_RESULTS, MC));
-        assert!(allows(&[assignment("/subscriptions/S/resourcegroups/RG", "Contributor")], RUN, MC));
-        assert!(!allows(&[assignment("/subscriptions/s/resourceGroups/rg2", "Owner")], RUN, MC));
+        assert!(allows(&[assignment("/", "Reader")], &[], READ_RESULTS, MC));
+        assert!(allows(&[assignment("/subscriptions/S/resourcegroups/RG", "Contributor")], &[], RUN, MC));
+        assert!(!allows(&[assignment("/subscriptions/s/resourceGroups/rg2", "Owner")], &[], RUN, MC));
         assert!(
-            !allows(&[assignment("/subscriptions/s/resourceGroups/r", "Owner")], RUN, MC),
+            !allows(&[assignment("/subscriptions/s/resourceGroups/r", "Owner")], &[], RUN, MC),
             "prefix is not a parent"
         );
-        assert!(!allows(&[assignment(MC, "Owner")], RUN, "/subscriptions/s/resourceGroups/rg"));
+        assert!(!allows(&[assignment(MC, "Owner")], &[], RUN, "/subscriptions/s/resourceGroups/rg"));
         assert!(resolve_role("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7").is_some());
     }
 }

@@ -125,12 +125,14 @@ async fn route(
             _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::RoleDefinitions(scope) => match *method {
-            M::GET => authorization::list_definitions(ctx, &scope).await,
+            M::GET => authorization::list_definitions(app, ctx, &scope).await,
             _ => not_allowed("GET"),
         },
         Route::RoleDefinition(scope, id) => match *method {
-            M::GET => authorization::get_definition(&scope, &id).await,
-            _ => not_allowed("GET"),
+            M::GET => authorization::get_definition(app, &scope, &id).await,
+            M::PUT => authorization::put_definition(app, ctx, who(), &scope, &id, body).await,
+            M::DELETE => authorization::delete_definition(app, &scope, &id).await,
+            _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::FanOut(scope) => match *method {
             M::POST => runs::submit(app, ctx, who(), &scope, body).await,

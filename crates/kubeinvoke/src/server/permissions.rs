@@ -67,8 +67,9 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         Route::RoleAssignment(scope, _) => {
             on(scope.clone(), format!("Microsoft.Authorization/roleAssignments/{}", verb(method)))
         }
-        Route::RoleDefinitions(scope) | Route::RoleDefinition(scope, _) => {
-            on(scope.clone(), "Microsoft.Authorization/roleDefinitions/read")
+        Route::RoleDefinitions(scope) => on(scope.clone(), "Microsoft.Authorization/roleDefinitions/read"),
+        Route::RoleDefinition(scope, _) => {
+            on(scope.clone(), format!("Microsoft.Authorization/roleDefinitions/{}", verb(method)))
         }
         // A run needs `runcommand/action` on each target (checked per cluster; the others are
         // listed as skipped); its reader or canceler is the creator or one holding the action on

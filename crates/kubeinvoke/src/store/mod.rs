@@ -19,9 +19,9 @@ use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
 use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Outcome};
 
+pub use documents::{DocumentKind, DocumentRecord, DocumentStore};
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
-pub use documents::{DocumentKind, DocumentRecord, DocumentStore};
 pub use runs::{RunStore, TargetStart};
 pub use sqlite::SqliteStore;
 
@@ -125,6 +125,24 @@ pub struct NewCommand {
     pub submitted_at: i64,
     /// Who submitted it (`appId (objectId)`), for the audit trail.
     pub submitted_by: String,
+    pub options: CommandOptions,
+    /// Set when only this replica may run it (it holds secret parameter values in memory): the
+    /// command is written with this owner and lease, renewed like a running one, and ends
+    /// `Failed` if the replica goes away before running it.
+    pub pinned: Option<Lease>,
+}
+
+/// What a command carries beyond its shell line (saved commands, per-request limits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOptions {
+    /// Environment variables for the command (saved command parameters that are not secret).
+    pub environment: Vec<(String, String)>,
+    /// Names of secret parameters, whose values never reach the store.
+    pub secret_names: Vec<String>,
+    /// A timeout below the server's and the cluster's.
+    pub timeout: Option<std::time::Duration>,
+    /// The saved command it runs (its resource id).
+    pub saved_command: Option<String>,
 }
 
 /// A command a worker now owns (`Running`), with everything it needs to execute.
@@ -139,6 +157,7 @@ pub struct ClaimedCommand {
     /// command naming it.
     pub settings: Result<crate::cluster_settings::ClusterSettings, crate::cluster_settings::InvalidSetting>,
     pub submitted_by: String,
+    pub options: CommandOptions,
 }
 
 /// Who is claiming work and for how long: a replica owns a `Running` command only while its
@@ -240,12 +259,14 @@ pub trait Store: Send + Sync + 'static {
         id: &CommandId,
         now: i64,
     ) -> StoreResult<Option<CommandRecord>>;
-    /// Atomically moves the oldest `Accepted` command to `Running` under `lease` and hands it
-    /// over; no two claims ever get the same command.
+    /// Atomically moves the oldest `Accepted` command that is not pinned to another replica to
+    /// `Running` under `lease` and hands it over; no two claims ever get the same command.
     async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>>;
-    /// Extends the lease of every command `owner` runs; returns cancels asked of them elsewhere.
+    /// Extends the lease of every command `owner` runs or holds pinned; returns cancels asked of
+    /// them elsewhere.
     async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>>;
-    /// Ends `Failed`/`WorkerLost` every `Running` command whose lease ran out; returns their ids.
+    /// Ends `Failed`/`WorkerLost` every `Running` command (and pinned `Accepted` one) whose lease
+    /// ran out; returns their ids.
     async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>>;
     /// Asks the owner of a running command to cancel it; false when it is not running.
     async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool>;
@@ -270,8 +291,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: i64,
     ) -> StoreResult<Vec<CommandSummary>>;
-    /// Ends `Failed`/`Interrupted` the `Running` commands of `owner` (and those of no owner):
-    /// run when a replica starts, since nothing it ran before survived its restart.
+    /// Ends `Failed`/`Interrupted` the `Running` commands of `owner` (and those of no owner), and
+    /// `Failed`/`SecretsLost` the `Accepted` ones pinned to it: run when a replica starts, since
+    /// nothing it ran or held in memory survived its restart.
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64>;
     /// Deletes finished commands whose retention ended; returns their ids.
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>>;

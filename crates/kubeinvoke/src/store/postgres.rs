@@ -98,6 +98,12 @@ CREATE TABLE settings (
 "#,
     super::runs::POSTGRES_MIGRATION,
     super::documents::POSTGRES_MIGRATION,
+    r#"
+ALTER TABLE commands ADD COLUMN environment TEXT;
+ALTER TABLE commands ADD COLUMN secret_names TEXT;
+ALTER TABLE commands ADD COLUMN timeout_ms BIGINT;
+ALTER TABLE commands ADD COLUMN saved_command TEXT;
+"#,
 ];
 
 #[derive(Clone)]
@@ -517,12 +523,15 @@ impl Store for PostgresStore {
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
         let client = self.client().await?;
+        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
+        let (owner, lease_until) = command.pinned.map(|l| (l.owner, l.until)).unzip();
         // One statement: the row and its announcement commit together.
         client
             .execute(
                 "WITH inserted AS (
-                   INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by)
-                   VALUES ($1, $2, 'Accepted', $3, $4, $5, $6, $7) RETURNING id)
+                   INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
+                                         environment, secret_names, timeout_ms, saved_command, owner, lease_until)
+                   VALUES ($1, $2, 'Accepted', $3, $4, $5, $6, $7, $9, $10, $11, $12, $13, $14) RETURNING id)
                  SELECT pg_notify($8, id) FROM inserted",
                 &[
                     &command.id,
@@ -533,6 +542,12 @@ impl Store for PostgresStore {
                     &command.submitted_at,
                     &command.submitted_by,
                     &WORK_CHANNEL,
+                    &environment,
+                    &secrets,
+                    &timeout_ms,
+                    &command.options.saved_command,
+                    &owner,
+                    &lease_until,
                 ],
             )
             .await
@@ -561,20 +576,22 @@ impl Store for PostgresStore {
         let row = client
             .query_opt(
                 "WITH next AS (
-                   SELECT seq FROM commands WHERE state = 'Accepted' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   SELECT seq FROM commands WHERE state = 'Accepted' AND (owner IS NULL OR owner = $2)
+                   ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                  UPDATE commands c SET state = 'Running', started_at = $1, owner = $2, lease_until = $3
                  FROM next WHERE c.seq = next.seq AND c.state = 'Accepted'
                  RETURNING c.id, c.command, c.context, c.cluster_token, c.submitted_by,
                    (SELECT kubeconfig FROM clusters WHERE uid = c.cluster_uid),
-                   (SELECT document FROM clusters WHERE uid = c.cluster_uid)",
+                   (SELECT document FROM clusters WHERE uid = c.cluster_uid),
+                   c.environment, c.secret_names, c.timeout_ms, c.saved_command",
                 &[&lease.now, &lease.owner, &lease.until],
             )
             .await
             .map_err(db_error)?;
-        Ok(row.map(|r| {
+        row.map(|r| {
             let document: Option<String> = r.get(6);
             let settings = super::settings_of(document.as_deref());
-            ClaimedCommand {
+            Ok(ClaimedCommand {
                 id: r.get(0),
                 command: r.get(1),
                 context: r.get::<_, Option<Vec<u8>>>(2).unwrap_or_default(),
@@ -582,15 +599,17 @@ impl Store for PostgresStore {
                 submitted_by: r.get(4),
                 kubeconfig: r.get(5),
                 settings,
-            }
-        }))
+                options: rows::options_from(r.get(7), r.get(8), r.get(9), r.get(10))?,
+            })
+        })
+        .transpose()
     }
 
     async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "UPDATE commands SET lease_until = $2 WHERE state = 'Running' AND owner = $1
+                "UPDATE commands SET lease_until = $2 WHERE state IN ('Accepted', 'Running') AND owner = $1
                  RETURNING id, cancel_requested_by",
                 &[&owner, &until],
             )
@@ -607,7 +626,7 @@ impl Store for PostgresStore {
         let sql = format!(
             "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3,
                     logs = COALESCE(logs, ''), {DROP_RUN_INPUTS}
-             WHERE state = 'Running' AND lease_until < $1
+             WHERE (state = 'Running' OR (state = 'Accepted' AND owner IS NOT NULL)) AND lease_until < $1
              RETURNING id"
         );
         let reason = FailureReason::WorkerLost.as_reason();
@@ -695,7 +714,7 @@ impl Store for PostgresStore {
         let rows = client
             .query(
                 "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL::text, reason, expires_at,
-                        seq, command, submitted_by
+                        seq, command, submitted_by, environment, secret_names, saved_command
                  FROM commands WHERE cluster_uid = $1 AND seq < $2 AND (expires_at IS NULL OR expires_at > $3)
                  ORDER BY seq DESC LIMIT $4",
                 &[&cluster_uid, &before.unwrap_or(i64::MAX), &now, &(limit as i64)],
@@ -704,25 +723,39 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         rows.iter()
             .map(|r| {
+                let options = rows::options_from(r.get(12), r.get(13), None, r.get(14))?;
                 Ok(CommandSummary {
                     record: rows::command(r)?,
                     seq: r.get(9),
                     command: r.get(10),
                     submitted_by: r.get(11),
+                    saved_command: options.saved_command,
+                    parameters: options.environment,
+                    secret_names: options.secret_names,
                 })
             })
             .collect()
     }
 
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
         let sql = format!(
             "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3,
                     logs = COALESCE(logs, ''), {DROP_RUN_INPUTS}
              WHERE state = 'Running' AND (owner = $4 OR owner IS NULL)"
         );
         let reason = FailureReason::Interrupted.as_reason();
-        client.execute(&sql, &[&now, &reason, &expires_at, &owner]).await.map_err(db_error)
+        let interrupted = tx.execute(&sql, &[&now, &reason, &expires_at, &owner]).await.map_err(db_error)?;
+        let pinned = format!(
+            "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3, logs = '',
+                    {DROP_RUN_INPUTS}
+             WHERE state = 'Accepted' AND owner = $4"
+        );
+        let lost = FailureReason::SecretsLost.as_reason();
+        let lost = tx.execute(&pinned, &[&now, &lost, &expires_at, &owner]).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(interrupted + lost)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {

@@ -74,3 +74,41 @@ pub fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
 fn corrupt(what: String) -> StoreError {
     StoreError::Backend(anyhow::anyhow!(what))
 }
+
+/// Command options as their columns hold them: `(environment JSON, secret names JSON, timeout ms)`.
+pub fn option_columns(options: &super::CommandOptions) -> (Option<String>, Option<String>, Option<i64>) {
+    let environment = (!options.environment.is_empty()).then(|| {
+        Value::Object(options.environment.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+            .to_string()
+    });
+    let secrets = (!options.secret_names.is_empty()).then(|| Value::from(options.secret_names.clone()).to_string());
+    let timeout = options.timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+    (environment, secrets, timeout)
+}
+
+/// The options of a claimed or listed command from its columns.
+pub fn options_from(
+    environment: Option<String>,
+    secrets: Option<String>,
+    timeout_ms: Option<i64>,
+    saved_command: Option<String>,
+) -> Result<super::CommandOptions, StoreError> {
+    let environment = match environment {
+        Some(text) => {
+            json_map(&text)?.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
+        }
+        None => Vec::new(),
+    };
+    let secret_names = match secrets {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("stored secret names are corrupt: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(super::CommandOptions {
+        environment,
+        secret_names,
+        timeout: timeout_ms.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+        saved_command,
+    })
+}

@@ -99,6 +99,12 @@ CREATE INDEX commands_by_expiry ON commands (expires_at);
 "#,
     super::runs::SQLITE_MIGRATION,
     super::documents::SQLITE_MIGRATION,
+    r#"
+ALTER TABLE commands ADD COLUMN environment TEXT;
+ALTER TABLE commands ADD COLUMN secret_names TEXT;
+ALTER TABLE commands ADD COLUMN timeout_ms INTEGER;
+ALTER TABLE commands ADD COLUMN saved_command TEXT;
+"#,
 ];
 
 /// Connections that only read, beside the one writer (WAL lets them run concurrently).
@@ -538,10 +544,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
+        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
+        let (owner, lease_until) = command.pinned.map(|l| (l.owner, l.until)).unzip();
         self.call(move |conn| {
             conn.execute(
-                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
+                                       environment, secret_names, timeout_ms, saved_command, owner, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     command.id,
                     command.cluster_uid,
@@ -550,7 +559,13 @@ impl Store for SqliteStore {
                     command.context,
                     command.cluster_token,
                     command.submitted_at,
-                    command.submitted_by
+                    command.submitted_by,
+                    environment,
+                    secrets,
+                    timeout_ms,
+                    command.options.saved_command,
+                    owner,
+                    lease_until
                 ],
             )
             .map_err(backend)?;
@@ -590,8 +605,10 @@ impl Store for SqliteStore {
             let claimed = row(
                 &tx,
                 "UPDATE commands SET state = 'Running', started_at = ?1, owner = ?2, lease_until = ?3
-                     WHERE seq = (SELECT seq FROM commands WHERE state = 'Accepted' ORDER BY seq LIMIT 1)
-                     RETURNING id, command, context, cluster_token, cluster_uid, submitted_by",
+                     WHERE seq = (SELECT seq FROM commands WHERE state = 'Accepted' AND (owner IS NULL OR owner = ?2)
+                                  ORDER BY seq LIMIT 1)
+                     RETURNING id, command, context, cluster_token, cluster_uid, submitted_by,
+                               environment, secret_names, timeout_ms, saved_command",
                 params![lease.now, lease.owner, lease.until],
                 |r| {
                     Ok((
@@ -603,16 +620,19 @@ impl Store for SqliteStore {
                             kubeconfig: None,
                             settings: Ok(Default::default()),
                             submitted_by: r.get(5)?,
+                            options: Default::default(),
                         },
                         r.get::<_, String>(4)?,
+                        (r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
                     ))
                 },
             )
             .optional()
             .map_err(backend)?;
-            let Some((mut command, cluster_uid)) = claimed else {
+            let Some((mut command, cluster_uid, (environment, secrets, timeout_ms, saved))) = claimed else {
                 return Ok(None);
             };
+            command.options = rows::options_from(environment, secrets, timeout_ms, saved)?;
             let cluster: Option<(Option<Vec<u8>>, Option<String>)> =
                 row(&tx, "SELECT kubeconfig, document FROM clusters WHERE uid = ?1", params![cluster_uid], |r| {
                     Ok((r.get(0)?, r.get(1)?))
@@ -654,9 +674,11 @@ impl Store for SqliteStore {
 
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
         let reason = FailureReason::Interrupted.as_reason();
+        let lost = FailureReason::SecretsLost.as_reason();
         let owner = owner.to_string();
         self.call(move |conn| {
-            let n = conn
+            let tx = conn.transaction().map_err(backend)?;
+            let n = tx
                 .execute(
                     "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
                             logs = COALESCE(logs, ''), context = NULL, cluster_token = NULL
@@ -664,7 +686,16 @@ impl Store for SqliteStore {
                     params![now, reason, expires_at, owner],
                 )
                 .map_err(backend)?;
-            Ok(n as u64)
+            let pinned = tx
+                .execute(
+                    "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
+                            logs = '', context = NULL, cluster_token = NULL
+                     WHERE state = 'Accepted' AND owner = ?4",
+                    params![now, lost, expires_at, owner],
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok((n + pinned) as u64)
         })
         .await
     }
@@ -674,7 +705,7 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "UPDATE commands SET lease_until = ?2 WHERE state = 'Running' AND owner = ?1
+                    "UPDATE commands SET lease_until = ?2 WHERE state IN ('Accepted', 'Running') AND owner = ?1
                      RETURNING id, cancel_requested_by",
                 )
                 .map_err(backend)?;
@@ -699,7 +730,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE commands SET state = 'Failed', finished_at = ?1, reason = ?2, expires_at = ?3,
                             logs = COALESCE(logs, ''), context = NULL, cluster_token = NULL
-                     WHERE state = 'Running' AND lease_until < ?1
+                     WHERE (state = 'Running' OR (state = 'Accepted' AND owner IS NOT NULL)) AND lease_until < ?1
                      RETURNING id",
                 )
                 .map_err(backend)?;
@@ -784,19 +815,35 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL, reason, expires_at, seq, command, submitted_by
+                    "SELECT id, state, submitted_at, started_at, finished_at, exit_code, NULL, reason, expires_at, seq, command, submitted_by,
+                            environment, secret_names, saved_command
                      FROM commands WHERE cluster_uid = ?1 AND seq < ?2 AND (expires_at IS NULL OR expires_at > ?3)
                      ORDER BY seq DESC LIMIT ?4",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(params![cluster_uid, before.unwrap_or(i64::MAX), now, limit as i64], |r| {
-                    Ok((rows::command(r), r.get::<_, i64>(9)?, r.get::<_, String>(10)?, r.get::<_, String>(11)?))
+                    Ok((
+                        rows::command(r),
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, String>(10)?,
+                        r.get::<_, String>(11)?,
+                        (r.get(12)?, r.get(13)?, r.get(14)?),
+                    ))
                 })
                 .map_err(backend)?;
             rows.map(|row| {
-                let (record, seq, command, submitted_by) = row.map_err(backend)?;
-                Ok(CommandSummary { seq, record: record?, command, submitted_by })
+                let (record, seq, command, submitted_by, (environment, secrets, saved)) = row.map_err(backend)?;
+                let options = rows::options_from(environment, secrets, None, saved)?;
+                Ok(CommandSummary {
+                    seq,
+                    record: record?,
+                    command,
+                    submitted_by,
+                    saved_command: options.saved_command,
+                    parameters: options.environment,
+                    secret_names: options.secret_names,
+                })
             })
             .collect()
         })

@@ -49,6 +49,7 @@ fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
         kubeconfig: Some(kubeconfig),
         as_caller: false,
         limits: ExecLimits { timeout: Duration::from_secs(120), ..ExecLimits::default() },
+        environment: Vec::new(),
         output: None,
     }
 }

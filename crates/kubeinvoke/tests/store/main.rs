@@ -14,9 +14,10 @@ use serde_json::{Map, Value, json};
 use kubeinvoke::arm::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::arm::path::ClusterRef;
 use kubeinvoke::command::{CommandId, CommandState, FailureReason, Outcome};
+use kubeinvoke::fanout::{Limit, NewRun, NewTarget, RunId, RunScope, RunState, TargetState};
 use kubeinvoke::store::{
-    ClusterUid, ClusterWrite, GroupRecord, Lease, NewCommand, PostgresStore, PrincipalRecord, RoleAssignmentRecord,
-    SqliteStore, Store,
+    ClusterUid, ClusterWrite, CommandOptions, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
+    PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart,
 };
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
@@ -95,6 +96,10 @@ contract!(
     deleting_a_cluster_deletes_its_commands,
     settings_keep_the_first_value,
     a_stored_setting_that_cannot_be_used_reaches_the_claim_as_an_error,
+    command_options_round_trip_and_secret_values_have_no_column,
+    a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it,
+    documents_keep_their_first_spelling_and_list_by_scope,
+    a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -132,6 +137,8 @@ async fn submit(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, at: i64
         cluster_token: Some("token".into()),
         submitted_at: at,
         submitted_by: "app (object)".into(),
+        options: Default::default(),
+        pinned: None,
     };
     store.insert_command(command).await.unwrap();
 }
@@ -449,4 +456,145 @@ async fn a_stored_setting_that_cannot_be_used_reaches_the_claim_as_an_error(s: &
     s.raw(r#"UPDATE clusters SET document = '{"properties": {"commandExecutor": "vm"}}'"#).await;
     let claimed = store.claim_next(&lease("r", 2)).await.unwrap().expect("claimed");
     assert_eq!(claimed.settings.unwrap_err().property, "properties.commandExecutor");
+}
+
+fn with_options(cluster_uid: &ClusterUid, name: &str, options: CommandOptions, pinned: Option<Lease>) -> NewCommand {
+    NewCommand {
+        id: id(name),
+        cluster_uid: cluster_uid.clone(),
+        command: "echo \"$ns\"".into(),
+        context: Vec::new(),
+        cluster_token: None,
+        submitted_at: 1,
+        submitted_by: "app (object)".into(),
+        options,
+        pinned,
+    }
+}
+
+async fn command_options_round_trip_and_secret_values_have_no_column(s: &Subject) {
+    let store = s.store.as_ref();
+    let c = cluster(store, "rg", "c1", json!({})).await;
+    let options = CommandOptions {
+        environment: vec![("level".into(), "info".into()), ("ns".into(), "kube-system".into())],
+        secret_names: vec!["token".into()],
+        timeout: Some(std::time::Duration::from_secs(7)),
+        saved_command: Some("/subscriptions/s/providers/Microsoft.ContainerService/savedCommands/pods".into()),
+    };
+    store.insert_command(with_options(&c, "saved", options.clone(), None)).await.unwrap();
+    let claimed = store.claim_next(&lease("a", 10)).await.unwrap().expect("claimed");
+    assert_eq!(claimed.options, options);
+    let history = store.list_commands(&c, None, 10, 20).await.unwrap();
+    assert_eq!(history[0].parameters, options.environment);
+    assert_eq!(history[0].secret_names, ["token"]);
+    assert_eq!(history[0].saved_command, options.saved_command);
+}
+
+async fn a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it(s: &Subject) {
+    let store = s.store.as_ref();
+    let c = cluster(store, "rg", "c1", json!({})).await;
+    let secret = CommandOptions { secret_names: vec!["token".into()], ..Default::default() };
+    store.insert_command(with_options(&c, "pinned", secret.clone(), Some(lease("a", 0)))).await.unwrap();
+    assert!(store.claim_next(&lease("b", 10)).await.unwrap().is_none(), "another replica never takes it");
+    let claimed = store.claim_next(&lease("a", 10)).await.unwrap().expect("its own replica does");
+    assert_eq!(claimed.id, id("pinned"));
+
+    // Pinned to a replica that restarts: it ends SecretsLost, it never runs.
+    store.insert_command(with_options(&c, "restarted", secret.clone(), Some(lease("a", 0)))).await.unwrap();
+    store.interrupt_running("a", 30, 30 + HOUR).await.unwrap();
+    assert_eq!(state_of(store, &c, "restarted").await, CommandState::Failed);
+    let result = store.get_command(&c, &id("restarted"), 40).await.unwrap().unwrap();
+    assert!(result.reason.unwrap().starts_with("SecretsLost"));
+
+    // Pinned to a replica that dies: renewed while it lives, WorkerLost once its lease runs out.
+    store.insert_command(with_options(&c, "orphan", secret, Some(lease("b", 0)))).await.unwrap();
+    store.renew_leases("b", 50_000).await.unwrap();
+    assert!(store.end_lost(40_000, 40_000 + HOUR).await.unwrap().is_empty(), "renewed: not lost");
+    assert_eq!(store.end_lost(60_000, 60_000 + HOUR).await.unwrap(), vec![id("orphan")]);
+    assert_eq!(state_of(store, &c, "orphan").await, CommandState::Failed);
+}
+
+fn document(kind: DocumentKind, scope: &str, name: &str, value: Value, at: i64) -> DocumentRecord {
+    DocumentRecord {
+        kind,
+        scope: scope.into(),
+        name: name.into(),
+        document: value.as_object().unwrap().clone(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn documents_keep_their_first_spelling_and_list_by_scope(s: &Subject) {
+    let docs = s.store.documents();
+    let sub = format!("/subscriptions/{SUB}");
+    let put = docs.put_document(document(DocumentKind::SavedCommand, &sub, "Pods", json!({"v": 1}), 1)).await.unwrap();
+    assert!(put.created);
+    let put = docs
+        .put_document(document(DocumentKind::SavedCommand, &sub.to_uppercase(), "PODS", json!({"v": 2}), 5))
+        .await
+        .unwrap();
+    assert!(!put.created);
+    assert_eq!((put.value.name.as_str(), put.value.created_at, put.value.updated_at), ("Pods", 1, 5));
+    docs.put_document(document(DocumentKind::SavedCommand, &format!("{sub}/resourceGroups/rg"), "x", json!({}), 2))
+        .await
+        .unwrap();
+    docs.put_document(document(DocumentKind::RoleDefinition, "/", "guid", json!({}), 3)).await.unwrap();
+    let found = docs.get_document(DocumentKind::SavedCommand, &sub, "pods").await.unwrap().unwrap();
+    assert_eq!(found.document["v"], 2);
+    assert!(docs.get_document(DocumentKind::RoleDefinition, &sub, "pods").await.unwrap().is_none(), "kinds apart");
+    assert_eq!(docs.list_documents(DocumentKind::SavedCommand, Some(&sub)).await.unwrap().len(), 1);
+    assert_eq!(docs.list_documents(DocumentKind::SavedCommand, None).await.unwrap().len(), 2);
+    assert!(docs.delete_document(DocumentKind::SavedCommand, &sub, "PODS").await.unwrap());
+    assert!(!docs.delete_document(DocumentKind::SavedCommand, &sub, "pods").await.unwrap());
+}
+
+async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s: &Subject) {
+    let store = s.store.as_ref();
+    let c1 = cluster(store, "rg", "c1", json!({})).await;
+    let c2 = cluster(store, "rg", "c2", json!({})).await;
+    let scope = RunScope::new(format!("/subscriptions/{SUB}"));
+    let target = |uid: &ClusterUid, skipped: Option<&str>| NewTarget {
+        cluster_uid: Some(uid.to_string()),
+        cluster_id: format!("id-{uid}"),
+        skipped: skipped.map(str::to_string),
+    };
+    let run = NewRun {
+        id: RunId::from_text("run1"),
+        scope: scope.clone(),
+        command: "true".into(),
+        context: Vec::new(),
+        cluster_token: None,
+        max_concurrency: Limit::Count(1),
+        max_errors: Limit::Percent(100),
+        created_at: 1,
+        created_by: "app (object)".into(),
+        targets: vec![target(&c1, None), target(&c2, None), target(&c1, Some("AuthorizationFailed: no"))],
+    };
+    let runs = store.runs();
+    runs.insert_run(run, &lease("a", 0)).await.unwrap();
+    let run_id = RunId::from_text("run1");
+    assert!(runs.lease_runs(&lease("b", 5)).await.unwrap().is_empty(), "leased to its submitter");
+    assert_eq!(runs.lease_runs(&lease("a", 5)).await.unwrap(), vec![run_id.clone()]);
+    assert_eq!(runs.start_target(&run_id, 0, &id("t0"), &lease("b", 6)).await.unwrap(), TargetStart::Refused);
+    assert_eq!(runs.start_target(&run_id, 0, &id("t0"), &lease("a", 6)).await.unwrap(), TargetStart::Started);
+    assert_eq!(runs.start_target(&run_id, 0, &id("t0b"), &lease("a", 6)).await.unwrap(), TargetStart::Refused, "once");
+    assert_eq!(state_of(store, &c1, "t0").await, CommandState::Accepted);
+    let read = runs.get_run(&run_id, Some(&scope.key)).await.unwrap().unwrap();
+    assert_eq!(read.state, RunState::Running);
+    let states: Vec<TargetState> = read.targets.iter().map(|t| t.state).collect();
+    assert_eq!(states, [TargetState::Accepted, TargetState::Pending, TargetState::Skipped]);
+    assert!(runs.get_run(&run_id, Some("/subscriptions/other")).await.unwrap().is_none(), "found only in its scope");
+
+    let canceled = runs.cancel_run(&run_id, &scope.key, "someone").await.unwrap().unwrap();
+    assert_eq!(canceled.targets[1].state, TargetState::Canceled);
+    assert_eq!(runs.start_target(&run_id, 1, &id("t1"), &lease("a", 7)).await.unwrap(), TargetStart::Refused);
+    assert!(runs.finish_run(&run_id, RunState::Canceled, 9).await.unwrap());
+    assert!(!runs.finish_run(&run_id, RunState::Failed, 10).await.unwrap(), "ends once");
+    // The run keeps its targets' outcomes after their commands are gone.
+    store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap();
+    let read = runs.get_run(&run_id, None).await.unwrap().unwrap();
+    assert_eq!(read.targets[0].state, TargetState::Accepted, "as the command was when the run ended");
+    assert_eq!(runs.list_runs(&scope.key, None, 10).await.unwrap().len(), 1);
+    assert_eq!(runs.purge_runs(10).await.unwrap(), 1);
 }

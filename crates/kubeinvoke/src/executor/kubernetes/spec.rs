@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, Pod, PodSpec, ResourceRequirements, Secret, SecretVolumeSource,
-    Toleration, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, ResourceRequirements, Secret,
+    SecretKeySelector, SecretVolumeSource, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -84,6 +84,21 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
     };
     let mut env = vec![EnvVar { name: "HOME".into(), value: Some(WORKDIR.into()), ..Default::default() }];
+    // Parameters come from the command's Secret, so their values never appear in the Pod.
+    for (name, _) in &job.environment {
+        env.push(EnvVar {
+            name: name.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: object_name(job.id.as_str()),
+                    key: format!("{PARAMETER_PREFIX}{name}"),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if job.as_caller {
         env.push(EnvVar {
             name: "KUBECONFIG".into(),
@@ -140,6 +155,9 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
     }
 }
 
+/// Secret keys of parameters (apart from `context.zip` and `kubeconfig`).
+const PARAMETER_PREFIX: &str = "param.";
+
 const UNPACK_SCRIPT: &str = "set -e
 zip=/kubeinvoke/context.zip
 if command -v unzip >/dev/null 2>&1; then unzip -q \"$zip\"
@@ -155,6 +173,9 @@ pub fn command_secret(job: &Job, template: &PodTemplate, pod_uid: &str) -> Secre
     }
     if let (true, Some(kubeconfig)) = (job.as_caller, &job.kubeconfig) {
         data.insert("kubeconfig".to_string(), ByteString(kubeconfig.clone()));
+    }
+    for (name, value) in &job.environment {
+        data.insert(format!("{PARAMETER_PREFIX}{name}"), ByteString(value.clone().into_bytes()));
     }
     Secret {
         metadata: ObjectMeta {

@@ -1,16 +1,23 @@
-//! Microsoft.Authorization: role assignments (create, read, delete, list) and the built-in role
-//! definitions, at any scope, as `az role assignment` and `az role definition` use them.
+//! Microsoft.Authorization: role assignments (create, read, delete, list) and role definitions
+//! (the built-in ones, and custom ones created, replaced and deleted), at any scope, as
+//! `az role assignment` and `az role definition` use them.
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::arm::ApiError;
-use crate::arm::wire::{AssignmentFields, ListResult, RoleAssignment, RoleAssignmentRequest, RoleDefinitionResource};
-use crate::identity::rbac::{self, BUILT_IN_ROLES, BuiltInRole};
+use crate::arm::path::{self, Route};
+use crate::arm::wire::{
+    AssignmentFields, ListResult, RoleAssignment, RoleAssignmentRequest, RoleDefinitionFields, RoleDefinitionResource,
+};
+use crate::identity::Caller;
+use crate::identity::custom_roles;
+use crate::identity::rbac::{self, BUILT_IN_ROLES, RoleDefinition};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::RoleAssignmentRecord;
+use crate::store::{DocumentKind, DocumentRecord};
 use crate::time::now_millis;
 
 fn refused(status: StatusCode, code: &'static str, message: String) -> ApiError {
@@ -37,13 +44,24 @@ pub async fn put_assignment(
     }
     let request: RoleAssignmentRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let wanted = request.properties;
-    let role = rbac::resolve_role(&wanted.role_definition_id).ok_or_else(|| {
+    let role = role_named(app, &wanted.role_definition_id).await?.ok_or_else(|| {
         refused(
             StatusCode::BAD_REQUEST,
             "RoleDefinitionDoesNotExist",
             format!("The specified role definition with ID '{}' does not exist.", wanted.role_definition_id),
         )
     })?;
+    if !role.assignable_at(scope) {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "InvalidCreateRoleAssignmentRequest",
+            format!(
+                "The role '{}' cannot be assigned at scope '{scope}': its assignableScopes are {}.",
+                role.name,
+                role.assignable_scopes.join(", ")
+            ),
+        ));
+    }
     let principal_id = wanted.principal_id.to_lowercase();
     // Principals of trusted external issuers are not in our directory: any object id is accepted.
     if uuid::Uuid::try_parse(&principal_id).is_err() {
@@ -67,7 +85,7 @@ pub async fn put_assignment(
     let record = RoleAssignmentRecord {
         name: name.to_string(),
         scope: scope.to_string(),
-        role_definition_id: role.id.to_string(),
+        role_definition_id: role.id.clone(),
         principal_id,
         principal_type: wanted.principal_type.unwrap_or_else(|| "ServicePrincipal".into()),
         created_at: now_millis(),
@@ -120,27 +138,134 @@ pub async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str)
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
-/// `$filter=roleName eq 'Reader'` narrows to one role.
-pub async fn list_definitions(ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
+/// A built-in or custom role from a GUID or a full roleDefinitions id.
+async fn role_named(app: &AppState, id_or_name: &str) -> Result<Option<RoleDefinition>, ApiError> {
+    if let Some(role) = rbac::resolve_role(id_or_name) {
+        return Ok(Some(role.definition()));
+    }
+    let guid = id_or_name.rsplit('/').next().unwrap_or(id_or_name);
+    Ok(custom_roles::find(app.store.as_ref(), guid).await?)
+}
+
+/// Built-in roles, then the custom roles assignable at or below `scope`, or above it.
+async fn roles_seen_from(app: &AppState, scope: &str) -> Result<Vec<RoleDefinition>, ApiError> {
+    let mut roles: Vec<RoleDefinition> = BUILT_IN_ROLES.iter().map(|r| r.definition()).collect();
+    let custom = custom_roles::all(app.store.as_ref()).await?;
+    roles.extend(custom.into_iter().filter(|role| {
+        role.assignable_scopes.iter().any(|s| rbac::scope_covers(s, scope) || rbac::scope_covers(scope, s))
+    }));
+    Ok(roles)
+}
+
+/// `$filter=roleName eq 'Reader'` narrows to one role; `type eq 'CustomRole'` to custom ones.
+pub async fn list_definitions(app: &AppState, ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
     let filter = ctx.query("$filter").unwrap_or_default().to_string();
     let name = quoted_after(&filter, "roleName eq");
-    let value = BUILT_IN_ROLES
+    let custom_only = quoted_after(&filter, "type eq").is_some_and(|t| t.eq_ignore_ascii_case("CustomRole"));
+    let value = roles_seen_from(app, scope)
+        .await?
         .iter()
         .filter(|role| name.as_ref().is_none_or(|n| role.name.eq_ignore_ascii_case(n)))
+        .filter(|role| !custom_only || role.custom)
         .map(|role| definition_resource(scope, role))
         .collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
-pub async fn get_definition(scope: &str, id: &str) -> Result<Response, ApiError> {
-    let role = rbac::role_by_id(id).ok_or_else(|| {
-        refused(
-            StatusCode::NOT_FOUND,
-            "RoleDefinitionDoesNotExist",
-            format!("The specified role definition with ID '{id}' does not exist."),
-        )
-    })?;
-    Ok(json(StatusCode::OK, &definition_resource(scope, role)))
+pub async fn get_definition(app: &AppState, scope: &str, id: &str) -> Result<Response, ApiError> {
+    let role = role_named(app, id).await?.ok_or_else(|| definition_not_found(id))?;
+    Ok(json(StatusCode::OK, &definition_resource(scope, &role)))
+}
+
+fn definition_not_found(id: &str) -> ApiError {
+    refused(
+        StatusCode::NOT_FOUND,
+        "RoleDefinitionDoesNotExist",
+        format!("The specified role definition with ID '{id}' does not exist."),
+    )
+}
+
+/// `PUT {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`: creates or replaces a
+/// custom role. The caller needs `roleDefinitions/write` on every assignable scope, and the URL's
+/// scope must be one of them (az uses the first).
+pub async fn put_definition(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &str,
+    id: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if uuid::Uuid::try_parse(id).is_err() || rbac::role_by_id(id).is_some() {
+        return Err(refused(
+            StatusCode::BAD_REQUEST,
+            "InvalidRoleDefinitionId",
+            format!("The role definition ID '{id}' is not valid: it must be a new GUID, not a built-in role's."),
+        ));
+    }
+    let body: serde_json::Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let role = custom_roles::parse(id, &body).map_err(|e| ApiError::invalid(e.property, e.message))?;
+    for assignable in &role.assignable_scopes {
+        let valid = matches!(
+            path::parse(assignable).map(|p| p.route),
+            Some(Ok(Route::Subscription(_) | Route::ResourceGroup(_) | Route::Cluster(_)))
+        );
+        if !valid {
+            return Err(ApiError::invalid(
+                "properties.assignableScopes",
+                format!("'{assignable}' is not a subscription, resource group or managed cluster id."),
+            ));
+        }
+        caller.require("Microsoft.Authorization/roleDefinitions/write", assignable)?;
+    }
+    if !role.assignable_scopes.iter().any(|s| s.eq_ignore_ascii_case(scope.trim_end_matches('/'))) {
+        return Err(ApiError::invalid(
+            "properties.assignableScopes",
+            format!("The request's scope '{scope}' must be one of the role's assignableScopes."),
+        ));
+    }
+    let others = custom_roles::all(app.store.as_ref()).await?;
+    if let Some(twin) = others.iter().find(|r| r.name.eq_ignore_ascii_case(&role.name) && r.id != role.id) {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "RoleDefinitionWithSameNameExists",
+            format!("A custom role named '{}' exists already (id {}).", role.name, twin.id),
+        ));
+    }
+    let now = now_millis();
+    let record = DocumentRecord {
+        kind: DocumentKind::RoleDefinition,
+        scope: custom_roles::STORE_SCOPE.to_string(),
+        name: role.id.clone(),
+        document: custom_roles::to_document(&role),
+        created_at: now,
+        updated_at: now,
+    };
+    let put = app.store.documents().put_document(record).await?;
+    tracing::info!(role = %role.name, id = %role.id, principal = caller.claims.app_id(), created = put.created, "custom role written");
+    Ok(json(StatusCode::CREATED, &definition_resource(scope, &role)))
+}
+
+/// `DELETE …/roleDefinitions/{guid}`: 200 with the deleted role, 204 when there was none, 409
+/// while assignments still use it.
+pub async fn delete_definition(app: &AppState, scope: &str, id: &str) -> Result<Response, ApiError> {
+    if rbac::role_by_id(id).is_some() {
+        return Err(refused(StatusCode::BAD_REQUEST, "CannotDeleteBuiltInRole", format!("'{id}' is a built-in role.")));
+    }
+    let Some(role) = custom_roles::find(app.store.as_ref(), id).await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let in_use =
+        app.store.list_role_assignments().await?.into_iter().filter(|a| a.role_definition_id == role.id).count();
+    if in_use > 0 {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "RoleDefinitionHasAssignments",
+            format!("The role '{}' is used by {in_use} role assignment(s); delete them first.", role.name),
+        ));
+    }
+    app.store.documents().delete_document(DocumentKind::RoleDefinition, custom_roles::STORE_SCOPE, &role.id).await?;
+    Ok(json(StatusCode::OK, &definition_resource(scope, &role)))
 }
 
 /// The single-quoted value after `key` in an OData filter, e.g. `roleName eq 'Reader'`.
@@ -164,8 +289,19 @@ fn assignment_resource(record: &RoleAssignmentRecord, viewer: &str) -> RoleAssig
     RoleAssignment::seen_from(fields, viewer)
 }
 
-fn definition_resource(scope: &str, role: &BuiltInRole) -> RoleDefinitionResource {
-    RoleDefinitionResource::built_in(scope, role.id, role.name, role.description, role.actions, role.not_actions)
+fn definition_resource(scope: &str, role: &RoleDefinition) -> RoleDefinitionResource {
+    RoleDefinitionResource::new(
+        scope,
+        RoleDefinitionFields {
+            id: &role.id,
+            role_name: &role.name,
+            description: &role.description,
+            custom: role.custom,
+            actions: &role.actions,
+            not_actions: &role.not_actions,
+            assignable_scopes: &role.assignable_scopes,
+        },
+    )
 }
 
 #[cfg(test)]

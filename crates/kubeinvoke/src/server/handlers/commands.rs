@@ -16,7 +16,7 @@ use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
-use crate::store::ClusterRecord;
+use crate::store::{ClusterRecord, CommandOptions};
 use crate::time::now_millis;
 
 /// `POST …/runCommand`: validate everything now, store the command, answer 202 + Location.
@@ -41,13 +41,29 @@ pub async fn run(
     let context = decode_context(app, request.context).await?;
 
     let principal = principal_of(caller);
+    let options =
+        CommandOptions { timeout: request_timeout(request.timeout_in_seconds.as_ref())?, ..Default::default() };
     let submission = Submission {
         cluster_uid: cluster.uid.clone(),
         command,
         context,
         cluster_token,
         submitted_by: principal.clone(),
+        options,
+        secrets: Vec::new(),
     };
+    accept(app, ctx, &cluster, submission).await
+}
+
+/// Submits a checked command and answers 202 with the `Location` of its result.
+pub(super) async fn accept(
+    app: &AppState,
+    ctx: &RequestContext,
+    cluster: &ClusterRecord,
+    submission: Submission,
+) -> Result<Response, ApiError> {
+    let principal = submission.submitted_by.clone();
+    let saved_command = submission.options.saved_command.clone();
     let id = app.dispatcher.submit(submission).await.map_err(|e| match e {
         SubmitError::QueueFull(full) => {
             ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
@@ -55,11 +71,28 @@ pub async fn run(
         SubmitError::Store(e) => e.into(),
     })?;
     let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
-    tracing::info!(command_id = %id, principal, cluster = %cluster_id, "command accepted");
+    tracing::info!(command_id = %id, principal, cluster = %cluster_id, saved_command, "command accepted");
 
     let mut response = StatusCode::ACCEPTED.into_response();
-    add_polling_headers(app, ctx, &mut response, &result_path(&cluster, &id));
+    add_polling_headers(app, ctx, &mut response, &result_path(cluster, &id));
     Ok(response)
+}
+
+/// `timeoutInSeconds` of a request body: it may only lower the limits (the executor takes the
+/// smallest of the server's, the cluster's and this one).
+pub(super) fn request_timeout(value: Option<&serde_json::Value>) -> Result<Option<std::time::Duration>, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => crate::saved_command::timeout_seconds(value).map(Some).ok_or_else(|| {
+            ApiError::invalid(
+                "timeoutInSeconds",
+                format!(
+                    "'timeoutInSeconds' must be a whole number from 1 to {}; it can only lower the server's and the cluster's limits.",
+                    crate::saved_command::MAX_TIMEOUT_SECONDS
+                ),
+            )
+        }),
+    }
 }
 
 /// A caller's token for the AKS AAD server app, checked now (it replaces the admin credentials

@@ -45,9 +45,12 @@ impl DocumentStore for PostgresStore {
         let (scope_key, name_key) = record.keys();
         let existing = select(&tx, record.kind.as_str(), &scope_key, &name_key, true).await?;
         let stored = match &existing {
-            Some(old) => {
-                DocumentRecord { scope: old.scope.clone(), name: old.name.clone(), created_at: old.created_at, ..record }
-            }
+            Some(old) => DocumentRecord {
+                scope: old.scope.clone(),
+                name: old.name.clone(),
+                created_at: old.created_at,
+                ..record
+            },
             None => record,
         };
         tx.execute(

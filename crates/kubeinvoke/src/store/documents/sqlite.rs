@@ -104,7 +104,8 @@ impl DocumentStore for SqliteStore {
                      ORDER BY scope_key, name_key"
                 ))
                 .map_err(backend)?;
-            let rows = stmt.query_map(params![kind.as_str(), scope_key], |r| Ok(super::document(r))).map_err(backend)?;
+            let rows =
+                stmt.query_map(params![kind.as_str(), scope_key], |r| Ok(super::document(r))).map_err(backend)?;
             rows.map(flatten).collect()
         })
     }
