@@ -83,6 +83,8 @@ impl ScopeRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterAction {
     RunCommand,
+    /// Extension: run a saved command with parameters.
+    RunSavedCommand,
     ListAdminCredential,
     ListUserCredential,
 }
@@ -113,6 +115,9 @@ pub enum Route {
     CommandRuns(ScopeRef),
     CommandRun(ScopeRef, RunId),
     CancelCommandRun(ScopeRef, RunId),
+    /// Extensions: saved commands of a scope.
+    SavedCommands(ScopeRef),
+    SavedCommand(ScopeRef, String),
 }
 
 impl Route {
@@ -146,6 +151,9 @@ impl Route {
             Route::CommandRuns(_) => "{scope}/providers/Microsoft.ContainerService/commandRuns",
             Route::CommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}",
             Route::CancelCommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/cancel",
+            Route::SavedCommands(_) => "{scope}/providers/Microsoft.ContainerService/savedCommands",
+            Route::SavedCommand(..) => "{scope}/providers/Microsoft.ContainerService/savedCommands/{name}",
+            Route::ClusterAction(_, ClusterAction::RunSavedCommand) => "{cluster}/runSavedCommand",
         }
     }
 }
@@ -219,6 +227,10 @@ pub fn parse(path: &str) -> Option<Parsed> {
             [kind, id, action] if is(kind, "commandRuns") && is(action, "cancel") => {
                 container(scope().map(|s| Route::CancelCommandRun(s, RunId::from_text(id.to_lowercase()))))
             }
+            [kind] if is(kind, "savedCommands") => container(scope().map(Route::SavedCommands)),
+            [kind, name] if is(kind, "savedCommands") => container(
+                scope().and_then(|s| Ok(Route::SavedCommand(s, ClusterName::parse(name)?.as_str().to_string()))),
+            ),
             _ => None,
         };
     }
@@ -234,6 +246,7 @@ pub fn parse(path: &str) -> Option<Parsed> {
         9 if lit(2, "resourceGroups") && in_provider(4) => {
             let action = match seg[8] {
                 s if s.eq_ignore_ascii_case("runCommand") => ClusterAction::RunCommand,
+                s if s.eq_ignore_ascii_case("runSavedCommand") => ClusterAction::RunSavedCommand,
                 s if s.eq_ignore_ascii_case("listClusterAdminCredential") => ClusterAction::ListAdminCredential,
                 s if s.eq_ignore_ascii_case("listClusterUserCredential") => ClusterAction::ListUserCredential,
                 s if s.eq_ignore_ascii_case("commandResults") => {
@@ -366,6 +379,11 @@ mod tests {
         );
         assert!(matches!(route(&format!("{at_sub}/commandRuns/abc/cancel")), Route::CancelCommandRun(..)));
         assert!(parse(&format!("{at_sub}/commandRuns/abc/explode")).is_none());
+        assert!(
+            matches!(route(&format!("{at_group}/savedCommands/Pods")), Route::SavedCommand(_, ref n) if n == "Pods")
+        );
+        assert!(matches!(route(&format!("{at_sub}/savedcommands")), Route::SavedCommands(_)));
+        assert!(parse(&format!("{at_sub}/savedCommands/bad name")).unwrap().route.is_err());
         assert!(matches!(route(&format!("{at_sub}/managedClusters")), Route::ClustersInSubscription(_)));
         let Route::FanOut(scope) = route(&format!("{at_group}/runCommand")) else { panic!("not a fan-out") };
         assert_eq!(scope.id(), format!("/subscriptions/{SUB}/resourceGroups/rg"));

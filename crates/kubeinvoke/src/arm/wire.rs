@@ -99,7 +99,15 @@ pub struct CommandHistoryProperties {
     pub command: String,
     pub submitted_by: String,
     pub submitted_at: String,
+    /// The saved command it ran, with its parameters; a secret one shows as `(secret)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
 }
+
+/// How the history shows a secret parameter: never its value.
+pub const SECRET_SHOWN_AS: &str = "(secret)";
 
 impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
     fn from(c: &crate::command::CommandSummary) -> Self {
@@ -112,6 +120,12 @@ impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
                 command: c.command.clone(),
                 submitted_by: c.submitted_by.clone(),
                 submitted_at: rfc3339(c.record.submitted_at),
+                saved_command: c.saved_command.clone(),
+                parameters: c.saved_command.as_ref().map(|_| {
+                    let plain = c.parameters.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
+                    let secret = c.secret_names.iter().map(|k| (k.clone(), Value::String(SECRET_SHOWN_AS.into())));
+                    plain.chain(secret).collect()
+                }),
             },
         }
     }

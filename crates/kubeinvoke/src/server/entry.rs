@@ -10,7 +10,7 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::handlers::{authorization, clusters, commands, groups, history, meta, runs};
+use super::handlers::{authorization, clusters, commands, groups, history, meta, runs, saved};
 use super::permissions;
 use super::request::RequestContext;
 use crate::arm::ApiError;
@@ -95,6 +95,7 @@ async fn route(
         Route::ClusterAction(cluster, action) => match (*method == M::POST, action) {
             (false, _) => not_allowed("POST"),
             (true, ClusterAction::RunCommand) => commands::run(app, ctx, who(), &cluster, body).await,
+            (true, ClusterAction::RunSavedCommand) => saved::run(app, ctx, who(), &cluster, body).await,
             (true, ClusterAction::ListAdminCredential) => clusters::credentials(app, &cluster, "clusterAdmin").await,
             (true, ClusterAction::ListUserCredential) => clusters::credentials(app, &cluster, "clusterUser").await,
         },
@@ -145,6 +146,16 @@ async fn route(
         Route::CommandRun(scope, id) => match *method {
             M::GET => runs::get(app, ctx, who(), &scope, &id).await,
             _ => not_allowed("GET"),
+        },
+        Route::SavedCommands(scope) => match *method {
+            M::GET => saved::list(app, &scope).await,
+            _ => not_allowed("GET"),
+        },
+        Route::SavedCommand(scope, name) => match *method {
+            M::PUT => saved::put(app, ctx, who(), &scope, &name, body).await,
+            M::GET => saved::get(app, &scope, &name).await,
+            M::DELETE => saved::delete(app, &scope, &name).await,
+            _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::CancelCommandRun(scope, id) => match *method {
             M::POST => runs::cancel(app, ctx, who(), &scope, &id).await,

@@ -11,6 +11,8 @@ const MC: &str = "Microsoft.ContainerService/managedClusters";
 pub const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
 /// Canceling fan-out runs of a scope (their creator may always cancel).
 pub const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
+/// Saved commands (reading them, writing, deleting).
+const SAVED: &str = "Microsoft.ContainerService/savedCommands";
 /// Running a command on a cluster.
 pub const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
 
@@ -54,6 +56,7 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         Route::ClusterAction(c, action) => {
             let name = match action {
                 ClusterAction::RunCommand => "runcommand/action",
+                ClusterAction::RunSavedCommand => "runSavedCommand/action",
                 ClusterAction::ListAdminCredential => "listClusterAdminCredential/action",
                 ClusterAction::ListUserCredential => "listClusterUserCredential/action",
             };
@@ -76,5 +79,7 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         // the run's scope (checked by the handler, which knows the creator).
         Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) => None,
         Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
+        Route::SavedCommands(scope) => on(scope.id(), format!("{SAVED}/read")),
+        Route::SavedCommand(scope, _) => on(scope.id(), format!("{SAVED}/{}", verb(method))),
     }
 }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod meta;
 pub mod oauth;
 pub mod runs;
+pub mod saved;
 
 use crate::arm::ApiError;
 use crate::store::StoreError;

@@ -1,0 +1,203 @@
+//! Saved commands (an extension): `PUT|GET|DELETE {scope}/providers/Microsoft.ContainerService/
+//! savedCommands/{name}`, their list, and `POST …/managedClusters/{name}/runSavedCommand`, which
+//! runs one as an ordinary command of the cluster with its parameters as environment variables.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::clusters;
+use super::commands::{accept, decode_context, principal_of, request_timeout, validate_cluster_token};
+use crate::arm::ApiError;
+use crate::arm::path::{self, ClusterRef, Route, ScopeRef};
+use crate::arm::wire::ListResult;
+use crate::cluster_settings::ClusterSettings;
+use crate::dispatcher::Submission;
+use crate::identity::Caller;
+use crate::saved_command::{Invalid, SavedCommand};
+use crate::server::AppState;
+use crate::server::request::{RequestContext, json, json_body};
+use crate::store::{CommandOptions, DocumentKind, DocumentRecord};
+use crate::time::{now_millis, rfc3339};
+
+const TYPE: &str = "Microsoft.ContainerService/savedCommands";
+
+fn resource_id(scope: &str, name: &str) -> String {
+    format!("{scope}/providers/Microsoft.ContainerService/savedCommands/{name}")
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::Refused {
+        status: StatusCode::NOT_FOUND,
+        code: "SavedCommandNotFound",
+        message: format!("The saved command '{name}' was not found in this scope."),
+    }
+}
+
+fn refusal(e: Invalid) -> ApiError {
+    ApiError::invalid(e.property, e.message)
+}
+
+/// The resource as the wire shows it.
+fn render(record: &DocumentRecord) -> Value {
+    let d = &record.document;
+    let mut properties = d.get("properties").cloned().unwrap_or_else(|| json!({}));
+    properties["provisioningState"] = json!("Succeeded");
+    json!({
+        "id": resource_id(&record.scope, &record.name),
+        "name": record.name,
+        "type": TYPE,
+        "properties": properties,
+        "systemData": {
+            "createdAt": rfc3339(record.created_at),
+            "createdBy": d.get("createdBy"),
+            "lastModifiedAt": rfc3339(record.updated_at),
+            "lastModifiedBy": d.get("lastModifiedBy"),
+        },
+    })
+}
+
+async fn ensure_scope(app: &AppState, scope: &ScopeRef) -> Result<(), ApiError> {
+    if let ScopeRef::Group(group) = scope
+        && app.store.get_group(&group.subscription, &group.group).await?.is_none()
+    {
+        return Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()));
+    }
+    Ok(())
+}
+
+pub async fn put(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    name: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ensure_scope(app, scope).await?;
+    let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let properties = body
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::invalid("properties", "'properties' must be an object with at least 'script'."))?;
+    let saved = SavedCommand::parse(properties).map_err(refusal)?;
+    if saved.context.is_some() {
+        decode_context(app, saved.context.clone()).await.map_err(|e| match e {
+            ApiError::InvalidParameter { message, .. } => ApiError::invalid("properties.context", message),
+            other => other,
+        })?;
+    }
+    let kept: Map<String, Value> = ["description", "script", "parameters", "timeoutInSeconds", "context"]
+        .into_iter()
+        .filter_map(|k| properties.get(k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    let scope_id = scope.id();
+    let existing = app.store.documents().get_document(DocumentKind::SavedCommand, &scope_id, name).await?;
+    let who = principal_of(caller);
+    let created_by = existing.as_ref().and_then(|e| e.document.get("createdBy").cloned()).unwrap_or(json!(who));
+    let now = now_millis();
+    let record = DocumentRecord {
+        kind: DocumentKind::SavedCommand,
+        scope: scope_id,
+        name: name.to_string(),
+        document: json!({"properties": kept, "createdBy": created_by, "lastModifiedBy": who})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let put = app.store.documents().put_document(record).await?;
+    tracing::info!(saved_command = %resource_id(&put.value.scope, &put.value.name), principal = who, created = put.created, "saved command written");
+    let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(json(status, &render(&put.value)))
+}
+
+pub async fn get(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
+    let found = app.store.documents().get_document(DocumentKind::SavedCommand, &scope.id(), name).await?;
+    Ok(json(StatusCode::OK, &render(&found.ok_or_else(|| not_found(name))?)))
+}
+
+pub async fn delete(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
+    let deleted = app.store.documents().delete_document(DocumentKind::SavedCommand, &scope.id(), name).await?;
+    Ok(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
+}
+
+pub async fn list(app: &AppState, scope: &ScopeRef) -> Result<Response, ApiError> {
+    let records = app.store.documents().list_documents(DocumentKind::SavedCommand, Some(&scope.id())).await?;
+    let value: Vec<Value> = records.iter().map(render).collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
+}
+
+/// `POST …/runSavedCommand` with `{"savedCommand": "<id>", "parameters"?, "clusterToken"?,
+/// "timeoutInSeconds"?}`: 202 and the `Location` of an ordinary `commandResults/{id}`.
+/// `disableRunCommand` does not stop it: that switch is about free-form commands.
+pub async fn run(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    cluster_ref: &ClusterRef,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let cluster = clusters::load(app, cluster_ref).await?;
+    let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let Some(reference) = body.get("savedCommand").and_then(Value::as_str) else {
+        return Err(ApiError::invalid("savedCommand", "'savedCommand' is required: the id of a saved command."));
+    };
+    let (scope, name) = match path::parse(reference).map(|p| p.route) {
+        Some(Ok(Route::SavedCommand(scope, name))) => (scope, name),
+        _ => {
+            return Err(ApiError::invalid(
+                "savedCommand",
+                format!(
+                    "'{reference}' is not a saved command id ({{scope}}/providers/Microsoft.ContainerService/savedCommands/{{name}})."
+                ),
+            ));
+        }
+    };
+    if !scope.contains(cluster_ref) {
+        return Err(ApiError::invalid(
+            "savedCommand",
+            format!("The saved command '{name}' belongs to '{}', which does not contain this cluster.", scope.id()),
+        ));
+    }
+    let record =
+        app.store.documents().get_document(DocumentKind::SavedCommand, &scope.id(), &name).await?.ok_or_else(|| {
+            ApiError::invalid("savedCommand", format!("No saved command '{name}' exists in '{}'.", scope.id()))
+        })?;
+    let properties = record.document.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    let saved = SavedCommand::parse(&properties)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
+    let bound = saved.bind(body.get("parameters")).map_err(refusal)?;
+
+    let settings =
+        ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
+    let token = body.get("clusterToken").and_then(Value::as_str).filter(|t| !t.is_empty());
+    let cluster_token = match (settings.aad_managed, token) {
+        (true, None) => return Err(ApiError::MissingAadClusterToken),
+        (true, Some(token)) => Some(validate_cluster_token(app, token).await?),
+        (false, _) => None,
+    };
+    let requested = request_timeout(body.get("timeoutInSeconds"))?;
+    let timeout = match (saved.timeout, requested) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let context = decode_context(app, saved.context.clone()).await?;
+    let submission = Submission {
+        cluster_uid: cluster.uid.clone(),
+        command: saved.script.clone(),
+        context,
+        cluster_token,
+        submitted_by: principal_of(caller),
+        options: CommandOptions {
+            environment: bound.plain,
+            secret_names: bound.secret.iter().map(|(k, _)| k.clone()).collect(),
+            timeout,
+            saved_command: Some(resource_id(&record.scope, &record.name)),
+        },
+        secrets: bound.secret,
+    };
+    accept(app, ctx, &cluster, submission).await
+}
