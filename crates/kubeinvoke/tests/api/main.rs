@@ -10,6 +10,7 @@ mod durability;
 mod examples;
 mod extensions;
 mod fanout;
+mod governance;
 mod identity;
 mod limits;
 mod neighbours;
