@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => client(kubeinvoke::client::invoke::logs(args)),
         Command::Cancel(args) => client(kubeinvoke::client::invoke::cancel(args)),
         Command::History(args) => client(kubeinvoke::client::invoke::history(args)),
+        Command::Saved(args) => client(kubeinvoke::client::saved::saved(args)),
         Command::Runs(args) => client(kubeinvoke::client::fanout::runs(args)),
         Command::Run(args) => client(kubeinvoke::client::fanout::run(args)),
         Command::Cluster(args) => client(kubeinvoke::client::resources::cluster(args)),

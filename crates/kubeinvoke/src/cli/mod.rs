@@ -43,6 +43,8 @@ pub enum Command {
     Cancel(crate::client::invoke::CancelArgs),
     /// List a cluster's commands, newest first.
     History(crate::client::invoke::HistoryArgs),
+    /// Create, show, list and delete saved commands (run them with `invoke --saved NAME -p k=v`).
+    Saved(crate::client::saved::SavedArgs),
     /// List fan-out runs, newest first.
     Runs(crate::client::fanout::RunsArgs),
     /// Show a fan-out run's targets; --watch follows it to its end, --cancel stops it.

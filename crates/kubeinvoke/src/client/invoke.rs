@@ -42,8 +42,18 @@ pub struct InvokeArgs {
     #[arg(long, requires = "fan_out")]
     pub max_errors: Option<String>,
     /// The shell line to run.
-    #[arg(short = 'c', long)]
-    pub command: String,
+    #[arg(short = 'c', long, required_unless_present = "saved", conflicts_with = "saved")]
+    pub command: Option<String>,
+    /// Run this saved command (its name in the cluster's group or the subscription, or its id).
+    #[arg(long, conflicts_with_all = ["tags", "cluster_ids", "files"], requires = "name")]
+    pub saved: Option<String>,
+    /// A saved command's parameter, NAME=VALUE (repeatable); NAME=@FILE reads the value from a
+    /// file, NAME=@- from standard input (for secrets).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", requires = "saved")]
+    pub params: Vec<String>,
+    /// Stop the command after this many seconds (can only lower the server's and cluster's limits).
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// Files to attach (repeatable); `.` attaches the current directory with relative paths.
     #[arg(short = 'f', long = "file")]
     pub files: Vec<std::path::PathBuf>,
@@ -93,10 +103,11 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
             max_concurrency: args.max_concurrency.clone(),
             max_errors: args.max_errors.clone(),
         };
+        let command = args.command.clone().unwrap_or_default();
         return super::fanout::invoke(
             &api,
             args.group.as_deref(),
-            &args.command,
+            &command,
             context,
             &fan_out,
             args.no_wait,
@@ -104,8 +115,19 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         )
         .await;
     };
-    let path = Api::with_version(&format!("{}/runCommand", api.cluster_path(group, name)), API_VERSION);
-    let accepted = api.call(Method::POST, &path, Some(json!({"command": args.command, "context": context}))).await?;
+    let (action, mut body) = match &args.saved {
+        Some(saved) => {
+            let id = super::saved::resolve(&api, group, saved).await?;
+            let values = super::saved::parameter_values(&args.params)?;
+            ("runSavedCommand", json!({"savedCommand": id, "parameters": values}))
+        }
+        None => ("runCommand", json!({"command": args.command, "context": context})),
+    };
+    if let Some(timeout) = args.timeout {
+        body["timeoutInSeconds"] = json!(timeout);
+    }
+    let path = Api::with_version(&format!("{}/{action}", api.cluster_path(group, name)), API_VERSION);
+    let accepted = api.call(Method::POST, &path, Some(body)).await?;
     let location =
         header(&accepted.headers, "location").ok_or_else(|| ClientError::local("the server sent no Location"))?;
     let id = command_id(&location);

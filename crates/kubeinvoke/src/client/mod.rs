@@ -9,5 +9,6 @@ pub mod exit;
 pub mod fanout;
 pub mod invoke;
 pub mod resources;
+pub mod saved;
 
 pub use exit::ClientError;

@@ -430,3 +430,73 @@ async fn a_fan_out_from_the_cli_shows_each_clusters_output_and_exits_by_the_wors
     let out = cli.run(&["run", "-i", &id]);
     assert_eq!(out.status.code(), Some(3), "a group's run is not the subscription's: {}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn saved_commands_from_the_cli_with_parameters_and_a_secret_from_a_file() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let cli = Cli::logged_in(&s);
+    let out = cli.run(&[
+        "saved",
+        "create",
+        "-n",
+        "greet",
+        "--script",
+        "echo \"hello $who at $level\"; [ \"$token\" = from-file ] && echo secret-ok; exit $code",
+        "--param",
+        "who:string:[a-z]+",
+        "--param",
+        "level:enum:info,debug",
+        "--param",
+        "code:integer:0..9",
+        "--param",
+        "token:secret",
+        "--timeout",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli.run(&["saved", "list"]);
+    assert!(
+        text(&out.stdout).starts_with("greet\tcode:integer,level:enum,token:secret,who:string\t"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let secret_file = cli.home.path().join("token");
+    std::fs::write(&secret_file, "from-file\n").unwrap();
+    let token = format!("token=@{}", secret_file.display());
+    let run = |who: &str, code: &str| {
+        cli.run(&[
+            "invoke",
+            "-g",
+            "rg",
+            "-n",
+            "c1",
+            "--saved",
+            "greet",
+            "-p",
+            &format!("who={who}"),
+            "-p",
+            "level=debug",
+            "-p",
+            &format!("code={code}"),
+            "-p",
+            &token,
+        ])
+    };
+    let out = run("world", "3");
+    assert_eq!(out.status.code(), Some(3), "the command's own exit code: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello world at debug\nsecret-ok\n");
+    // A value that breaks its pattern: the server's 400 names the parameter, exit 5.
+    let out = run("World; id", "0");
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("does not match its pattern"), "{}", text(&out.stderr));
+    // Free-form options do not mix with --saved.
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--saved", "greet", "--command", "id"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--saved", "missing"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = cli.run(&["saved", "delete", "-n", "greet"]);
+    assert!(out.status.success());
+    assert_eq!(cli.run(&["saved", "show", "-n", "greet"]).status.code(), Some(3));
+}

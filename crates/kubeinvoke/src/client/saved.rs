@@ -1,0 +1,224 @@
+//! `kubeinvoke saved create|show|list|delete` and the `--saved NAME -p k=v` form of `invoke`.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::api::{API_VERSION, Api};
+use super::config::Connection;
+use super::exit::ClientError;
+use super::invoke::Output;
+
+#[derive(Debug, Args)]
+pub struct SavedArgs {
+    #[command(subcommand)]
+    pub command: SavedCommandAction,
+    /// The saved commands' resource group (default: the subscription).
+    #[arg(short = 'g', long = "resource-group", global = true)]
+    pub group: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SavedCommandAction {
+    /// Create or replace a saved command.
+    Create {
+        #[arg(short = 'n', long)]
+        name: String,
+        /// The shell line; parameters reach it as environment variables ("$ns").
+        #[arg(long)]
+        script: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// A parameter: NAME:string[:PATTERN], NAME:enum:A,B,C, NAME:integer[:MIN..MAX] or
+        /// NAME:secret (repeatable).
+        #[arg(long = "param", value_name = "NAME:TYPE[:SPEC]")]
+        params: Vec<String>,
+        /// Seconds after which its runs are stopped (lowers the server's and the cluster's limits).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    Show {
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    List,
+    Delete {
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+fn scope(api: &Api, group: Option<&str>) -> String {
+    match group {
+        Some(group) => format!("/subscriptions/{}/resourceGroups/{group}", api.subscription),
+        None => format!("/subscriptions/{}", api.subscription),
+    }
+}
+
+fn saved_path(api: &Api, group: Option<&str>, name: &str) -> String {
+    format!("{}/providers/Microsoft.ContainerService/savedCommands/{name}", scope(api, group))
+}
+
+pub async fn saved(args: SavedArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    let group = args.group.as_deref();
+    let versioned = |path: String| Api::with_version(&path, API_VERSION);
+    match args.command {
+        SavedCommandAction::Create { name, script, description, params, timeout } => {
+            let mut parameters = Map::new();
+            for param in &params {
+                let (param_name, spec) = parameter(param)?;
+                parameters.insert(param_name, spec);
+            }
+            let mut properties = json!({"script": script, "parameters": parameters});
+            if let Some(description) = description {
+                properties["description"] = json!(description);
+            }
+            if let Some(timeout) = timeout {
+                properties["timeoutInSeconds"] = json!(timeout);
+            }
+            let body = json!({ "properties": properties });
+            let put = api.call(Method::PUT, &versioned(saved_path(&api, group, &name)), Some(body)).await?;
+            show(args.output, &put.body, |v| format!("saved {}", v["id"].as_str().unwrap_or_default()));
+        }
+        SavedCommandAction::Show { name } => {
+            let got = api.call(Method::GET, &versioned(saved_path(&api, group, &name)), None).await?;
+            show(args.output, &got.body, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+        SavedCommandAction::List => {
+            let path = format!("{}/providers/Microsoft.ContainerService/savedCommands", scope(&api, group));
+            let listed = api.call(Method::GET, &versioned(path), None).await?;
+            show(args.output, &listed.body, |v| {
+                let items = v["value"].as_array().cloned().unwrap_or_default();
+                items
+                    .iter()
+                    .map(|s| {
+                        let p = &s["properties"];
+                        let names: Vec<String> = p["parameters"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter().map(|(k, d)| format!("{k}:{}", d["type"].as_str().unwrap_or("?"))).collect()
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            "{}\t{}\t{}",
+                            s["name"].as_str().unwrap_or_default(),
+                            names.join(","),
+                            p["script"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        SavedCommandAction::Delete { name } => {
+            api.call(Method::DELETE, &versioned(saved_path(&api, group, &name)), None).await?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(0)
+}
+
+fn show(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Text => println!("{}", text(value)),
+    }
+}
+
+/// `NAME:TYPE[:SPEC]` → the declaration the API takes.
+fn parameter(text: &str) -> Result<(String, Value), ClientError> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+        return Err(ClientError::local(format!("--param takes NAME:TYPE[:SPEC], got '{text}'")));
+    };
+    let spec = parts.next();
+    let declaration = match (kind, spec) {
+        ("string", None) | ("secret", None) => json!({"type": kind}),
+        ("string", Some(pattern)) => json!({"type": "string", "pattern": pattern}),
+        ("enum", Some(values)) => json!({"type": "enum", "values": values.split(',').collect::<Vec<_>>()}),
+        ("integer", None) => json!({"type": "integer"}),
+        ("integer", Some(range)) => {
+            let (min, max) = range
+                .split_once("..")
+                .ok_or_else(|| ClientError::local(format!("an integer's range is MIN..MAX, got '{range}'")))?;
+            let bound = |b: &str| if b.is_empty() { Ok(Value::Null) } else { b.parse::<i64>().map(Value::from) };
+            let (min, max) = (bound(min), bound(max));
+            let (Ok(min), Ok(max)) = (min, max) else {
+                return Err(ClientError::local(format!("an integer's range is MIN..MAX, got '{range}'")));
+            };
+            json!({"type": "integer", "minimum": min, "maximum": max})
+        }
+        _ => {
+            return Err(ClientError::local(format!(
+                "--param '{text}': TYPE is string[:PATTERN], enum:A,B, integer[:MIN..MAX] or secret"
+            )));
+        }
+    };
+    Ok((name.to_string(), declaration))
+}
+
+/// `-p NAME=VALUE` options; `NAME=@FILE` reads the value from a file (`@-`: standard input), so a
+/// secret need not appear on the command line.
+pub fn parameter_values(pairs: &[String]) -> Result<Value, ClientError> {
+    let mut values = Map::new();
+    for pair in pairs {
+        let (name, value) =
+            pair.split_once('=').ok_or_else(|| ClientError::local(format!("-p takes NAME=VALUE, got '{pair}'")))?;
+        let value = match value.strip_prefix('@') {
+            Some("-") => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(ClientError::local)?;
+                text.trim_end_matches('\n').to_string()
+            }
+            Some(file) => std::fs::read_to_string(file)
+                .map(|t| t.trim_end_matches('\n').to_string())
+                .map_err(|e| ClientError::local(format!("reading {file}: {e}")))?,
+            None => value.to_string(),
+        };
+        values.insert(name.to_string(), Value::String(value));
+    }
+    Ok(Value::Object(values))
+}
+
+/// The id of saved command `name` for a cluster of `group`: the group's, else the subscription's;
+/// a full id is taken as it is.
+pub async fn resolve(api: &Api, group: &str, name: &str) -> Result<String, ClientError> {
+    if name.starts_with('/') {
+        return Ok(name.to_string());
+    }
+    for candidate in [saved_path(api, Some(group), name), saved_path(api, None, name)] {
+        match api.call(Method::GET, &Api::with_version(&candidate, API_VERSION), None).await {
+            Ok(_) => return Ok(candidate),
+            Err(ClientError::Cloud { status: 404, .. }) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    Err(ClientError::Cloud {
+        status: 404,
+        code: "SavedCommandNotFound".into(),
+        message: format!("No saved command '{name}' in resource group '{group}' or the subscription."),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_declarations_read_from_the_command_line() {
+        assert_eq!(
+            parameter("ns:string:^[a-z]+$").unwrap(),
+            ("ns".into(), json!({"type": "string", "pattern": "^[a-z]+$"}))
+        );
+        assert_eq!(parameter("level:enum:info,debug").unwrap().1, json!({"type": "enum", "values": ["info", "debug"]}));
+        assert_eq!(parameter("n:integer:1..10").unwrap().1, json!({"type": "integer", "minimum": 1, "maximum": 10}));
+        assert_eq!(parameter("n:integer:..10").unwrap().1, json!({"type": "integer", "minimum": null, "maximum": 10}));
+        assert_eq!(parameter("t:secret").unwrap().1, json!({"type": "secret"}));
+        assert!(parameter("t").is_err() && parameter("t:float").is_err() && parameter("n:integer:x").is_err());
+    }
+}
