@@ -294,7 +294,7 @@ async function run(event: Event): Promise<void> {
   event.preventDefault();
   const input = $("command") as HTMLInputElement;
   const command = input.value.trim();
-  if (!command) return;
+  if (!command && !savedChosen()) return;
   history = [command, ...history.filter((h) => h !== command)];
   historyIndex = -1;
   showError(null);
@@ -304,6 +304,7 @@ async function run(event: Event): Promise<void> {
   try {
     const context = attached.length ? base64(await zip(attached)) : "";
     if (fanOutChosen()) return await runFanOut(command, context);
+    if (savedChosen()) return await runSaved();
     $("fan-out").hidden = true;
     const { headers } = await call("POST", withVersion(`${clusterPath()}/runCommand`), { command, context });
     const resultUrl = new URL(headers.get("Location") ?? "", window.location.href);
@@ -440,6 +441,72 @@ async function runFanOut(command: string, context: string): Promise<void> {
   }
 }
 
+// ---- saved commands: pick one, fill in its parameters (secrets masked), run it ----
+
+let savedCommands: Json[] = [];
+
+function savedChosen(): boolean {
+  return document.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === "saved";
+}
+
+async function loadSaved(): Promise<void> {
+  const sub = ($("subscription") as HTMLSelectElement).value;
+  const group = ($("group") as HTMLSelectElement).value;
+  const scopes = [`/subscriptions/${sub}`, ...(group ? [`/subscriptions/${sub}/resourceGroups/${encodeURIComponent(group)}`] : [])];
+  savedCommands = [];
+  for (const scope of scopes) {
+    const { json } = await call("GET", withVersion(`${scope}/providers/Microsoft.ContainerService/savedCommands`));
+    savedCommands.push(...json.value);
+  }
+  const select = $("saved") as HTMLSelectElement;
+  select.replaceChildren(...savedCommands.map((c, i) => new Option(c.name, String(i))));
+  showSavedForm();
+}
+
+/** One input per parameter: a list for enums, a number for integers, a masked field for secrets. */
+function showSavedForm(): void {
+  const chosen = savedCommands[Number(($("saved") as HTMLSelectElement).value)];
+  const about = chosen?.properties.description ? `${chosen.properties.description}. ` : "";
+  $("saved-description").textContent = chosen ? `${about}Runs: ${chosen.properties.script}` : "No saved commands here.";
+  const fields = Object.entries((chosen?.properties.parameters ?? {}) as Record<string, Json>).map(([name, spec]) => {
+    const label = document.createElement("label");
+    label.textContent = `${name} (${spec.type})`;
+    let field: HTMLInputElement | HTMLSelectElement;
+    if (spec.type === "enum") {
+      field = document.createElement("select");
+      field.replaceChildren(...spec.values.map((v: string) => new Option(v, v)));
+      if (spec.default) field.value = spec.default;
+    } else {
+      const input = document.createElement("input");
+      input.type = spec.type === "secret" ? "password" : spec.type === "integer" ? "number" : "text";
+      input.autocomplete = "off";
+      if (spec.pattern) input.pattern = spec.pattern;
+      if (spec.default !== undefined) input.placeholder = `default: ${spec.default}`;
+      field = input;
+    }
+    field.dataset.param = name;
+    field.dataset.optional = String(spec.default !== undefined);
+    label.append(field);
+    return label;
+  });
+  $("saved-params").replaceChildren(...fields);
+}
+
+async function runSaved(): Promise<void> {
+  const chosen = savedCommands[Number(($("saved") as HTMLSelectElement).value)];
+  if (!chosen) throw new ApiError(400, "InvalidParameter", "Pick a saved command first.");
+  const parameters: Record<string, string> = {};
+  for (const field of document.querySelectorAll<HTMLInputElement | HTMLSelectElement>("#saved-params [data-param]")) {
+    if (field.value !== "" || field.dataset.optional !== "true") parameters[field.dataset.param ?? ""] = field.value;
+  }
+  $("fan-out").hidden = true;
+  const { headers } = await call("POST", withVersion(`${clusterPath()}/runSavedCommand`), { savedCommand: chosen.id, parameters });
+  // Secret values leave the page's memory once sent.
+  for (const field of document.querySelectorAll<HTMLInputElement>('#saved-params input[type="password"]')) field.value = "";
+  $("state").textContent = "Accepted";
+  await watch(new URL(headers.get("Location") ?? "", window.location.href).pathname);
+}
+
 function recall(event: KeyboardEvent): void {
   if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
   event.preventDefault();
@@ -458,8 +525,15 @@ function start(): void {
   $("cancel").addEventListener("click", cancel);
   $("refresh").addEventListener("click", loadHistory);
   for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
-    radio.addEventListener("change", () => ($("fan-out-options").hidden = !fanOutChosen()));
+    radio.addEventListener("change", () => {
+      $("fan-out-options").hidden = !fanOutChosen();
+      $("saved-options").hidden = !savedChosen();
+      ($("command") as HTMLInputElement).required = !savedChosen();
+      ($("command") as HTMLInputElement).disabled = savedChosen();
+      if (savedChosen()) loadSaved().catch(showError);
+    });
   }
+  $("saved").addEventListener("change", showSavedForm);
   $("command").addEventListener("keydown", recall);
   const input = $("file-input") as HTMLInputElement;
   input.addEventListener("change", () => {

@@ -181,3 +181,21 @@ test("fan out by tag: the targets fill in live and each one's output opens", asy
   await page.waitForSelector("#error:not([hidden])");
   assert.match(await page.textContent("#error"), /name=value/);
 });
+
+test("run a saved command from a form: enum as a list, secret masked, values never in the page after", async () => {
+  cli("saved", "create", "-n", "who-is-there", "--script", 'echo "ns=$ns level=$level"; [ "$token" = open-sesame ] && echo secret-ok',
+      "--param", "ns:string:[a-z-]+", "--param", "level:enum:info,debug", "--param", "token:secret");
+  const page = await signedIn(admin, "fleet-a");
+  await page.check('input[name="mode"][value="saved"]');
+  await page.waitForSelector('#saved-params [data-param="token"]');
+  assert.equal(await page.getAttribute('#saved-params [data-param="token"]', "type"), "password", "the secret is masked");
+  assert.equal(await page.evaluate(() => document.querySelector('#saved-params [data-param="level"]').tagName), "SELECT");
+  await page.fill('#saved-params [data-param="ns"]', "kube-system");
+  await page.selectOption('#saved-params [data-param="level"]', "debug");
+  await page.fill('#saved-params [data-param="token"]', "open-sesame");
+  await page.screenshot({ path: join(shots, "9-saved-form.png"), fullPage: true });
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 20000 });
+  assert.equal(await page.textContent("#output"), "ns=kube-system level=debug\nsecret-ok\n");
+  assert.equal(await page.inputValue('#saved-params [data-param="token"]'), "", "the secret left the form once sent");
+});
