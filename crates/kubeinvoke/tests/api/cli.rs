@@ -318,7 +318,9 @@ async fn the_server_describes_its_api_including_the_extensions() {
         assert!(paths[&format!("{provider}/commandRuns")]["get"].is_object());
         assert!(paths[&format!("{provider}/commandRuns/{{runId}}")]["get"].is_object());
         assert!(paths[&format!("{provider}/commandRuns/{{runId}}/cancel")]["post"].is_object());
+        assert!(paths[&format!("{provider}/savedCommands/{{savedCommandName}}")]["put"].is_object());
     }
+    assert!(paths[&format!("{mc}/runSavedCommand")]["post"].is_object());
     // Every reference resolves.
     let text = spec.to_string();
     for reference in text.split("\"$ref\":\"#/").skip(1).map(|rest| rest.split('"').next().unwrap()) {
