@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub identity: IdentityConfig,
     /// How long running commands may finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// How long activity log events are kept (longer than results).
+    pub activity_retention: Duration,
+    /// Event subscription deliveries: extra roots, plain-http loopback, retry backoff.
+    pub events: crate::events::DeliveryConfig,
 }
 
 impl ServerConfig {
@@ -70,6 +74,8 @@ impl ServerConfig {
             sandbox: SandboxPolicy::default(),
             identity: IdentityConfig { builtin_issuer: true, ..IdentityConfig::default() },
             shutdown_grace: Duration::from_secs(30),
+            activity_retention: Duration::from_secs(90 * 24 * 3600),
+            events: crate::events::DeliveryConfig::default(),
             dispatch: DispatcherConfig {
                 max_running: 4,
                 queue_capacity: 256,

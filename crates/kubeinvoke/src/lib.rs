@@ -5,8 +5,10 @@
 //! [`store`] (durable state) → [`dispatcher`] (queue, at-most-once claims) → [`executor`]
 //! (running a command).
 
+pub mod activity;
 pub mod admin;
 pub mod arm;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod cluster_settings;
@@ -14,6 +16,7 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod dispatcher;
+pub mod events;
 pub mod executor;
 pub mod fanout;
 pub mod files;

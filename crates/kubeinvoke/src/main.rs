@@ -18,6 +18,10 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => run_server(*args),
         Command::Sp(args) => report(current_thread().and_then(|rt| rt.block_on(kubeinvoke::admin::sp(args)))),
         Command::AzLogin(args) => report(kubeinvoke::admin::az_login(args)),
+        Command::Audit(args) => match current_thread().and_then(|rt| rt.block_on(kubeinvoke::audit::audit(args))) {
+            Ok(code) => std::process::ExitCode::from(code),
+            Err(e) => report(Err(e)),
+        },
         Command::Invoke(args) => client(kubeinvoke::client::invoke::invoke(args)),
         Command::Result(args) => client(kubeinvoke::client::invoke::result(args)),
         Command::Logs(args) => client(kubeinvoke::client::invoke::logs(args)),

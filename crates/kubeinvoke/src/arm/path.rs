@@ -22,6 +22,10 @@ pub enum Namespace {
     ContainerService,
     /// Microsoft.Authorization: role assignments and definitions, at any scope.
     Authorization,
+    /// Microsoft.Insights: the activity log.
+    Monitor,
+    /// Microsoft.EventGrid: event subscriptions, at any scope.
+    EventGrid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +122,12 @@ pub enum Route {
     /// Extensions: saved commands of a scope.
     SavedCommands(ScopeRef),
     SavedCommand(ScopeRef, String),
+    /// `/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values`.
+    ActivityLog(SubscriptionId),
+    /// `{scope}/providers/Microsoft.EventGrid/eventSubscriptions[/{name}[/getDeliveryAttributes]]`.
+    EventSubscriptions(String),
+    EventSubscription(String, String),
+    EventSubscriptionAttributes(String, String),
 }
 
 impl Route {
@@ -152,6 +162,12 @@ impl Route {
             Route::CommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}",
             Route::CancelCommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/cancel",
             Route::SavedCommands(_) => "{scope}/providers/Microsoft.ContainerService/savedCommands",
+            Route::ActivityLog(_) => "/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values",
+            Route::EventSubscriptions(_) => "{scope}/providers/Microsoft.EventGrid/eventSubscriptions",
+            Route::EventSubscription(..) => "{scope}/providers/Microsoft.EventGrid/eventSubscriptions/{name}",
+            Route::EventSubscriptionAttributes(..) => {
+                "{scope}/providers/Microsoft.EventGrid/eventSubscriptions/{name}/getDeliveryAttributes"
+            }
             Route::SavedCommand(..) => "{scope}/providers/Microsoft.ContainerService/savedCommands/{name}",
             Route::ClusterAction(_, ClusterAction::RunSavedCommand) => "{cluster}/runSavedCommand",
         }
@@ -191,6 +207,24 @@ pub fn parse(path: &str) -> Option<Parsed> {
         seg[i].eq_ignore_ascii_case("providers") && seg[i + 1].eq_ignore_ascii_case("Microsoft.Authorization")
     }) {
         return parse_authorization(&seg[..at], &seg[at + 2..]);
+    }
+    if let Some(at) = (0..seg.len().saturating_sub(1))
+        .find(|&i| seg[i].eq_ignore_ascii_case("providers") && seg[i + 1].eq_ignore_ascii_case("Microsoft.EventGrid"))
+    {
+        return parse_event_grid(&seg[..at], &seg[at + 2..]);
+    }
+    if seg.len() == 7
+        && lit(0, "subscriptions")
+        && lit(2, "providers")
+        && lit(3, "Microsoft.Insights")
+        && lit(4, "eventtypes")
+        && lit(5, "management")
+        && lit(6, "values")
+    {
+        return Some(Parsed {
+            namespace: Namespace::Monitor,
+            route: SubscriptionId::parse(seg[1]).map(Route::ActivityLog),
+        });
     }
     if !lit(0, "subscriptions") {
         return None;
@@ -270,6 +304,27 @@ pub fn parse(path: &str) -> Option<Parsed> {
         }
         _ => None,
     }
+}
+
+/// `{scope}/providers/Microsoft.EventGrid/eventSubscriptions[/{name}[/getDeliveryAttributes]]`;
+/// the scope is a subscription, a resource group or a managed cluster.
+fn parse_event_grid(scope: &[&str], rest: &[&str]) -> Option<Parsed> {
+    let scope_path = format!("/{}", scope.join("/"));
+    let checked = match parse(&scope_path)?.route {
+        Ok(Route::Subscription(_) | Route::ResourceGroup(_) | Route::Cluster(_)) => Ok(()),
+        Ok(_) => return None,
+        Err(e) => Err(e),
+    };
+    let is = |s: &str, word: &str| s.eq_ignore_ascii_case(word);
+    let route = match rest {
+        [kind] if is(kind, "eventSubscriptions") => Route::EventSubscriptions(scope_path),
+        [kind, name] if is(kind, "eventSubscriptions") => Route::EventSubscription(scope_path, name.to_string()),
+        [kind, name, action] if is(kind, "eventSubscriptions") && is(action, "getDeliveryAttributes") => {
+            Route::EventSubscriptionAttributes(scope_path, name.to_string())
+        }
+        _ => return None,
+    };
+    Some(Parsed { namespace: Namespace::EventGrid, route: checked.map(|()| route) })
 }
 
 /// `{scope}/providers/Microsoft.Authorization/{roleAssignments|roleDefinitions}[/{name}]`.

@@ -57,6 +57,8 @@ pub enum Command {
     Login(crate::client::resources::LoginArgs),
     /// Manage service principals of a data directory (works with the server running or not).
     Sp(crate::admin::SpArgs),
+    /// Verify the activity log's hash chain, or export it as JSON lines.
+    Audit(crate::audit::AuditArgs),
     /// Print (or write) the commands that point an az CLI at this server and log in.
     AzLogin(crate::admin::AzLoginArgs),
     /// Internal: the step between the server and a command (limits, uid, Landlock, exec).
@@ -148,6 +150,16 @@ pub struct ServeArgs {
     /// How long finished results stay readable, e.g. `7d`.
     #[arg(long, env = "KUBEINVOKE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// How long activity log events are kept, e.g. `90d`; longer than results, so the log still
+    /// answers who ran what after the results expired.
+    #[arg(long, env = "KUBEINVOKE_ACTIVITY_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub activity_retention: Duration,
+    /// A CA (PEM) trusted for event subscription webhooks besides the system's roots.
+    #[arg(long, env = "KUBEINVOKE_EVENT_CA")]
+    pub event_ca: Option<PathBuf>,
+    /// Allow plain-http webhooks on loopback addresses (for local development only).
+    #[arg(long, env = "KUBEINVOKE_EVENT_ALLOW_HTTP_LOOPBACK")]
+    pub event_allow_http_loopback: bool,
     /// How commands are isolated: the strongest available (`auto`), or exactly one.
     #[arg(long, env = "KUBEINVOKE_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
     pub sandbox: SandboxMode,
@@ -300,6 +312,10 @@ impl ServeArgs {
         config.identity.trusted_issuers = self.trusted_issuers;
         config.identity.trusted_issuer_ca = self.trusted_issuer_ca;
         config.shutdown_grace = self.shutdown_grace;
+        // The log answers who ran what after results expired: never kept shorter than results.
+        config.activity_retention = self.activity_retention.max(self.retention);
+        config.events.extra_ca = self.event_ca;
+        config.events.allow_http_loopback = self.event_allow_http_loopback;
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;

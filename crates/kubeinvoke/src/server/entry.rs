@@ -10,9 +10,9 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::handlers::{authorization, clusters, commands, groups, history, meta, runs, saved};
-use super::permissions;
+use super::handlers::{activity, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved};
 use super::request::RequestContext;
+use super::{audit, permissions};
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterAction, Namespace, Route};
 use crate::identity::Caller;
@@ -20,10 +20,15 @@ use crate::identity::Caller;
 pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let ctx = RequestContext::new(&app, &parts);
-    match route(&app, &ctx, &parts.method, body).await {
+    let mut caller = None;
+    let response = match route(&app, &ctx, &parts.method, body, &mut caller).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    };
+    if let Some(event) = audit::event_for(&ctx, &parts.method, caller.as_deref(), response.status()) {
+        app.activity.append(vec![event]).await;
     }
+    response
 }
 
 async fn authenticate(app: &AppState, ctx: &RequestContext) -> Result<Caller, ApiError> {
@@ -37,12 +42,14 @@ async fn route(
     ctx: &RequestContext,
     method: &Method,
     body: axum::body::Body,
+    caller_id: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let parsed = path::parse(&ctx.path);
     let caller = match parsed.as_ref().map(|p| p.namespace) {
         Some(Namespace::Metadata) => None,
         _ => Some(authenticate(app, ctx).await?),
     };
+    *caller_id = caller.as_ref().map(|c| c.claims.app_id().to_string());
     let parsed = parsed.ok_or_else(|| ApiError::NoRoute(ctx.path.clone()))?;
     app.config.api_versions.check(parsed.namespace, ctx.api_version())?;
     let route = parsed.route?;
@@ -146,6 +153,24 @@ async fn route(
         Route::CommandRun(scope, id) => match *method {
             M::GET => runs::get(app, ctx, who(), &scope, &id).await,
             _ => not_allowed("GET"),
+        },
+        Route::ActivityLog(subscription) => match *method {
+            M::GET => activity::list(app, ctx, &subscription).await,
+            _ => not_allowed("GET"),
+        },
+        Route::EventSubscriptions(scope) => match *method {
+            M::GET => eventgrid::list(app, &scope).await,
+            _ => not_allowed("GET"),
+        },
+        Route::EventSubscription(scope, name) => match *method {
+            M::PUT => eventgrid::put(app, ctx, &scope, &name, body).await,
+            M::GET => eventgrid::get(app, &scope, &name).await,
+            M::DELETE => eventgrid::delete(app, &scope, &name).await,
+            _ => not_allowed("GET, PUT, DELETE"),
+        },
+        Route::EventSubscriptionAttributes(scope, name) => match *method {
+            M::POST => eventgrid::attributes(app, &scope, &name).await,
+            _ => not_allowed("POST"),
         },
         Route::SavedCommands(scope) => match *method {
             M::GET => saved::list(app, &scope).await,

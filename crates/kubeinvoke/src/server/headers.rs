@@ -17,13 +17,15 @@ const WRITES_LEFT: HeaderName = HeaderName::from_static("x-ms-ratelimit-remainin
 const READ_BUDGET: u32 = 11999;
 const WRITE_BUDGET: u32 = 1199;
 
-pub async fn arm_headers(request: Request, next: Next) -> Response {
+pub async fn arm_headers(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let correlation =
         request.headers().get(&CORRELATION_ID).cloned().unwrap_or_else(|| {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is a header value")
         });
+    // Handlers (the activity log) see the same correlation id the answer carries.
+    request.headers_mut().insert(CORRELATION_ID, correlation.clone());
     let client_request_id = request.headers().get(&CLIENT_REQUEST_ID).cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -1,6 +1,7 @@
 //! The HTTP(S) server: builds the application from a [`ServerConfig`] and serves it until told
 //! to stop. Tests bind port 0 through the same path the binary takes.
 
+mod audit;
 mod console;
 mod entry;
 mod handlers;
@@ -24,6 +25,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
+use crate::activity::logger::ActivityLogger;
 use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
 use crate::executor::kubernetes::KubernetesExecutor;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// Drives fan-out runs; woken when one is submitted or canceled here.
     pub runs: Arc<RunDriver>,
+    /// Writes the activity log.
+    pub activity: Arc<ActivityLogger>,
 }
 
 /// A built server, bound and ready to serve.
@@ -121,7 +125,8 @@ impl Application {
         create_private_dir(&outputs_dir)?;
         ops::record_isolation(isolation);
         let (dispatcher, mut background) =
-            Dispatcher::start(store.clone(), executors, config.dispatch, config.exec, outputs_dir, replica).await?;
+            Dispatcher::start(store.clone(), executors, config.dispatch, config.exec, outputs_dir, replica.clone())
+                .await?;
         let (runs, driving) = RunDriver::start(
             store.clone(),
             dispatcher.clone(),
@@ -129,6 +134,16 @@ impl Application {
             config.dispatch.retention,
         );
         background.push(driving);
+        let (activity, logging) = ActivityLogger::start(store.clone(), config.activity_retention);
+        background.push(logging);
+        let webhooks = crate::events::webhook::Webhooks::new(&config.events).context("preparing event deliveries")?;
+        background.push(crate::events::delivery::Deliverer::start(
+            store.clone(),
+            webhooks,
+            replica.clone(),
+            config.dispatch.lease,
+            config.events.retry_base,
+        ));
 
         let (tls, ca_file) =
             match &config.tls {
@@ -169,6 +184,7 @@ impl Application {
             metrics,
             identity,
             runs,
+            activity,
         });
         Ok(Application {
             listener,

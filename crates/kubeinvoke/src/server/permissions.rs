@@ -80,6 +80,14 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) => None,
         Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
         Route::SavedCommands(scope) => on(scope.id(), format!("{SAVED}/read")),
+        Route::ActivityLog(s) => on(format!("/subscriptions/{s}"), "Microsoft.Insights/eventtypes/values/read"),
+        Route::EventSubscriptions(scope) => on(scope.clone(), "Microsoft.EventGrid/eventSubscriptions/read"),
+        Route::EventSubscription(scope, _) => {
+            on(scope.clone(), format!("Microsoft.EventGrid/eventSubscriptions/{}", verb(method)))
+        }
+        Route::EventSubscriptionAttributes(scope, _) => {
+            on(scope.clone(), "Microsoft.EventGrid/eventSubscriptions/getDeliveryAttributes/action")
+        }
         Route::SavedCommand(scope, _) => on(scope.id(), format!("{SAVED}/{}", verb(method))),
     }
 }

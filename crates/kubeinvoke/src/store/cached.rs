@@ -331,6 +331,14 @@ impl<S: Store> Store for CachedStore<S> {
     fn documents(&self) -> &dyn DocumentStore {
         self.inner.documents()
     }
+
+    fn activity(&self) -> &dyn ActivityStore {
+        self.inner.activity()
+    }
+
+    fn deliveries(&self) -> &dyn DeliveryStore {
+        self.inner.deliveries()
+    }
 }
 
 #[cfg(test)]

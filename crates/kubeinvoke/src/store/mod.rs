@@ -4,7 +4,9 @@
 //! database is behind it. Command state changes happen only here, through the guarded
 //! transitions of [`crate::command::CommandState`].
 
+mod activity;
 mod cached;
+mod deliveries;
 mod documents;
 mod location;
 mod postgres;
@@ -19,6 +21,8 @@ use crate::arm::names::{GroupName, SubscriptionId};
 use crate::arm::path::ClusterRef;
 use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Outcome};
 
+pub use activity::{ActivityStore, CommandEvents, CommandLogRow};
+pub use deliveries::{DeliveryState, DeliveryStore};
 pub use documents::{DocumentKind, DocumentRecord, DocumentStore};
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
@@ -316,4 +320,8 @@ pub trait Store: Send + Sync + 'static {
     fn runs(&self) -> &dyn RunStore;
     /// Saved commands and custom role definitions.
     fn documents(&self) -> &dyn DocumentStore;
+    /// The hash-chained activity log.
+    fn activity(&self) -> &dyn ActivityStore;
+    /// Event subscriptions' delivery state.
+    fn deliveries(&self) -> &dyn DeliveryStore;
 }

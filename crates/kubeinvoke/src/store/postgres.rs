@@ -104,6 +104,8 @@ ALTER TABLE commands ADD COLUMN secret_names TEXT;
 ALTER TABLE commands ADD COLUMN timeout_ms BIGINT;
 ALTER TABLE commands ADD COLUMN saved_command TEXT;
 "#,
+    super::activity::POSTGRES_MIGRATION,
+    super::deliveries::POSTGRES_MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -816,6 +818,14 @@ impl Store for PostgresStore {
     }
 
     fn documents(&self) -> &dyn DocumentStore {
+        self
+    }
+
+    fn activity(&self) -> &dyn ActivityStore {
+        self
+    }
+
+    fn deliveries(&self) -> &dyn DeliveryStore {
         self
     }
 

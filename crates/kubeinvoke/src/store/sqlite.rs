@@ -105,6 +105,8 @@ ALTER TABLE commands ADD COLUMN secret_names TEXT;
 ALTER TABLE commands ADD COLUMN timeout_ms INTEGER;
 ALTER TABLE commands ADD COLUMN saved_command TEXT;
 "#,
+    super::activity::SQLITE_MIGRATION,
+    super::deliveries::SQLITE_MIGRATION,
 ];
 
 /// Connections that only read, beside the one writer (WAL lets them run concurrently).
@@ -889,6 +891,14 @@ impl Store for SqliteStore {
     }
 
     fn documents(&self) -> &dyn DocumentStore {
+        self
+    }
+
+    fn activity(&self) -> &dyn ActivityStore {
+        self
+    }
+
+    fn deliveries(&self) -> &dyn DeliveryStore {
         self
     }
 

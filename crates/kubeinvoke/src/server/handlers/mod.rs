@@ -1,8 +1,10 @@
 //! One module per resource family; each handler takes typed input and returns a response.
 
+pub mod activity;
 pub mod authorization;
 pub mod clusters;
 pub mod commands;
+pub mod eventgrid;
 pub mod graph;
 pub mod groups;
 pub mod history;

@@ -21,6 +21,8 @@ pub enum DocumentKind {
     /// `…/providers/Microsoft.Authorization/roleDefinitions/{guid}`: kept under the root scope,
     /// since role definition ids are unique across scopes.
     RoleDefinition,
+    /// `…/providers/Microsoft.EventGrid/eventSubscriptions/{name}`.
+    EventSubscription,
 }
 
 impl DocumentKind {
@@ -28,6 +30,7 @@ impl DocumentKind {
         match self {
             DocumentKind::SavedCommand => "savedCommand",
             DocumentKind::RoleDefinition => "roleDefinition",
+            DocumentKind::EventSubscription => "eventSubscription",
         }
     }
 }
@@ -70,7 +73,7 @@ const COLUMNS: &str = "kind, scope, name, document, created_at, updated_at";
 
 fn document(r: &impl Columns) -> Result<DocumentRecord, StoreError> {
     let kind = r.text(0)?;
-    let kind = [DocumentKind::SavedCommand, DocumentKind::RoleDefinition]
+    let kind = [DocumentKind::SavedCommand, DocumentKind::RoleDefinition, DocumentKind::EventSubscription]
         .into_iter()
         .find(|k| k.as_str() == kind)
         .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored document kind {kind:?}")))?;

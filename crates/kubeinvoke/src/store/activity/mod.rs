@@ -1,0 +1,125 @@
+//! The activity log in the store: appends under one lock (so the chain has a single order),
+//! command events written from the command rows, filtered reads, and retention.
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use super::rows::Columns;
+use super::{StoreError, StoreResult};
+use crate::activity::filter::EventFilter;
+use crate::activity::{ActivityEvent, NewEvent};
+use crate::command::{CommandId, CommandState};
+
+pub(super) use postgres::MIGRATION as POSTGRES_MIGRATION;
+pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
+
+/// A command whose events are not all in the log yet.
+#[derive(Debug, Clone)]
+pub struct CommandLogRow {
+    pub id: CommandId,
+    pub state: CommandState,
+    /// What the log has of it already (`None`: nothing).
+    pub logged_state: Option<CommandState>,
+    pub cluster_id: String,
+    pub submitted_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub command: String,
+    pub submitted_by: String,
+    pub saved_command: Option<String>,
+    /// Plain parameters as stored (JSON), never secret ones.
+    pub parameters: Option<String>,
+}
+
+/// Events for one command, and the state they bring the log to.
+#[derive(Debug, Clone)]
+pub struct CommandEvents {
+    pub id: CommandId,
+    /// The `logged_state` the row had when read: the events are written only if it still has it.
+    pub from: Option<CommandState>,
+    pub to: CommandState,
+    pub events: Vec<NewEvent>,
+}
+
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    /// Appends events at the head of the chain, in order.
+    async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<()>;
+    /// Commands whose events are not all logged, oldest first.
+    async fn unlogged_commands(&self, limit: usize) -> StoreResult<Vec<CommandLogRow>>;
+    /// Appends each command's events and records them as logged, in one transaction; a command
+    /// logged meanwhile (by another replica) is skipped. Returns how many events were written.
+    async fn log_command_events(&self, batches: Vec<CommandEvents>) -> StoreResult<usize>;
+    /// Events of a subscription matching `filter`, newest first, older than `before` (a seq).
+    async fn list_events(
+        &self,
+        subscription: &str,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<ActivityEvent>>;
+    /// Every event after `after` (a seq), in chain order.
+    async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<ActivityEvent>>;
+    /// Deletes events older than `before` (Unix ms), remembering the hash of the newest deleted
+    /// one: the first kept event must follow it.
+    async fn purge_events(&self, before: i64) -> StoreResult<u64>;
+    /// The hash the oldest stored event must follow ([`GENESIS`] until something was purged).
+    async fn chain_anchor(&self) -> StoreResult<String>;
+}
+
+/// The setting that keeps the hash of the newest purged event.
+const ANCHOR_SETTING: &str = "activity-anchor";
+
+pub use crate::activity::chain::GENESIS;
+
+const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash";
+
+fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
+    Ok(ActivityEvent {
+        seq: r.int(0)?,
+        event_id: r.text(1)?,
+        time: r.int(2)?,
+        content: r.text(3)?,
+        prev_hash: r.text(4)?,
+        hash: r.text(5)?,
+    })
+}
+
+/// The command columns [`log_row`] reads; the cluster's ARM id follows them (column 12).
+const LOG_COLUMNS: &str =
+    "c.id, c.state, c.logged_state, c.submitted_at, c.started_at, c.finished_at, c.exit_code, c.reason,
+    c.command, c.submitted_by, c.saved_command, c.environment";
+
+fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
+    let state = |text: String| {
+        CommandState::parse(&text).ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {text:?}")))
+    };
+    Ok(CommandLogRow {
+        id: CommandId::from_text(r.text(0)?),
+        state: state(r.text(1)?)?,
+        logged_state: r.opt_text(2)?.map(state).transpose()?,
+        cluster_id: r.text(12)?,
+        submitted_at: r.int(3)?,
+        started_at: r.opt_int(4)?,
+        finished_at: r.opt_int(5)?,
+        exit_code: r.opt_int32(6)?,
+        reason: r.opt_text(7)?,
+        command: r.text(8)?,
+        submitted_by: r.text(9)?,
+        saved_command: r.opt_text(10)?,
+        parameters: r.opt_text(11)?,
+    })
+}
+
+/// Filter columns of a new event: (subscription key, group key, resource key, provider key).
+fn keys_of(event: &NewEvent) -> (String, String, String, String) {
+    let (subscription, group) = event.scope_keys();
+    let resource = event.resource_id.trim_end_matches('/').to_lowercase();
+    let provider =
+        resource.split('/').skip_while(|s| *s != "providers").nth(1).unwrap_or("microsoft.resources").to_string();
+    (subscription, group, resource, provider)
+}

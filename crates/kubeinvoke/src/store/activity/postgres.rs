@@ -1,0 +1,212 @@
+//! [`ActivityStore`] on PostgreSQL: appends of every replica take one advisory lock, so the chain
+//! has a single order.
+
+use async_trait::async_trait;
+
+use super::{ActivityStore, CommandEvents, CommandLogRow, EVENT_COLUMNS, LOG_COLUMNS, keys_of};
+use crate::activity::chain::{GENESIS, hash};
+use crate::activity::filter::EventFilter;
+use crate::activity::{ActivityEvent, NewEvent};
+use crate::store::StoreResult;
+use crate::store::postgres::{PostgresStore, db_error};
+
+/// Serialises appends (an arbitrary, fixed key).
+const CHAIN_LOCK: i64 = 0x6b69_6163_7469_7669;
+
+pub(in crate::store) const MIGRATION: &str = r#"
+CREATE TABLE activity_log (
+    seq              BIGSERIAL PRIMARY KEY,
+    event_id         TEXT NOT NULL UNIQUE,
+    event_time       BIGINT NOT NULL,
+    subscription_key TEXT COLLATE "C" NOT NULL,
+    group_key        TEXT COLLATE "C" NOT NULL,
+    resource_key     TEXT COLLATE "C" NOT NULL,
+    provider_key     TEXT COLLATE "C" NOT NULL,
+    caller           TEXT NOT NULL,
+    correlation_id   TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    content          TEXT NOT NULL,
+    prev_hash        TEXT NOT NULL,
+    hash             TEXT NOT NULL
+);
+CREATE INDEX activity_by_time ON activity_log (subscription_key, event_time);
+ALTER TABLE commands ADD COLUMN logged_state TEXT;
+UPDATE commands SET logged_state = state;
+CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS DISTINCT FROM state;
+"#;
+
+/// Appends in the caller's transaction, after taking the chain lock.
+async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) -> StoreResult<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
+    let mut prev: String = tx
+        .query_opt("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", &[])
+        .await
+        .map_err(db_error)?
+        .map(|r| r.get(0))
+        .unwrap_or_else(|| GENESIS.to_string());
+    let insert = tx
+        .prepare(
+            "INSERT INTO activity_log (event_id, event_time, subscription_key, group_key, resource_key, provider_key,
+                                       caller, correlation_id, status, content, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .await
+        .map_err(db_error)?;
+    for event in events {
+        let content = event.content();
+        let next = hash(&prev, &content);
+        let (subscription, group, resource, provider) = keys_of(event);
+        tx.execute(
+            &insert,
+            &[
+                &event.event_id,
+                &event.time,
+                &subscription,
+                &group,
+                &resource,
+                &provider,
+                &event.caller,
+                &event.correlation_id,
+                &event.status,
+                &content,
+                &prev,
+                &next,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+        prev = next;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ActivityStore for PostgresStore {
+    async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        append(&tx, &events).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn unlogged_commands(&self, limit: usize) -> StoreResult<Vec<CommandLogRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {LOG_COLUMNS},
+                    '/subscriptions/' || cl.subscription_id || '/resourceGroups/' || g.name
+                    || '/providers/Microsoft.ContainerService/managedClusters/' || cl.name
+             FROM commands c JOIN clusters cl ON cl.uid = c.cluster_uid
+             JOIN resource_groups g ON g.subscription_id = cl.subscription_id AND g.name_key = cl.group_key
+             WHERE c.logged_state IS DISTINCT FROM c.state ORDER BY c.seq LIMIT $1"
+        );
+        let rows = client.query(&sql, &[&(limit as i64)]).await.map_err(db_error)?;
+        rows.iter().map(super::log_row).collect()
+    }
+
+    async fn log_command_events(&self, batches: Vec<CommandEvents>) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let mut written = 0;
+        for batch in batches {
+            let marked = tx
+                .execute(
+                    "UPDATE commands SET logged_state = $2 WHERE id = $1 AND logged_state IS NOT DISTINCT FROM $3",
+                    &[&batch.id.as_str(), &batch.to.as_str(), &batch.from.map(|s| s.as_str())],
+                )
+                .await
+                .map_err(db_error)?;
+            if marked == 1 {
+                append(&tx, &batch.events).await?;
+                written += batch.events.len();
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(written)
+    }
+
+    async fn list_events(
+        &self,
+        subscription: &str,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<ActivityEvent>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM activity_log
+             WHERE subscription_key = $1 AND seq < $2 AND event_time >= $3 AND event_time <= $4
+               AND ($5::TEXT IS NULL OR group_key = $5)
+               AND ($6::TEXT IS NULL OR resource_key = $6 OR substr(resource_key, 1, length($6) + 1) = $6 || '/')
+               AND ($7::TEXT IS NULL OR correlation_id = $7)
+               AND ($8::TEXT IS NULL OR provider_key = $8)
+               AND ($9::TEXT IS NULL OR caller = $9)
+               AND ($10::TEXT IS NULL OR status = $10)
+             ORDER BY seq DESC LIMIT $11"
+        );
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &subscription.to_lowercase(),
+                    &before.unwrap_or(i64::MAX),
+                    &filter.since.unwrap_or(0),
+                    &filter.until.unwrap_or(i64::MAX),
+                    &filter.group,
+                    &filter.resource,
+                    &filter.correlation_id,
+                    &filter.provider,
+                    &filter.caller,
+                    &filter.status,
+                    &(limit as i64),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(super::event).collect()
+    }
+
+    async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<ActivityEvent>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {EVENT_COLUMNS} FROM activity_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                &[&after, &(limit as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(super::event).collect()
+    }
+
+    async fn purge_events(&self, before: i64) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
+        let newest = tx
+            .query_opt("SELECT seq, hash FROM activity_log WHERE event_time < $1 ORDER BY seq DESC LIMIT 1", &[&before])
+            .await
+            .map_err(db_error)?;
+        let Some(newest) = newest else { return Ok(0) };
+        let (seq, anchor): (i64, String) = (newest.get(0), newest.get(1));
+        let n = tx.execute("DELETE FROM activity_log WHERE seq <= $1", &[&seq]).await.map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
+            &[&super::ANCHOR_SETTING, &anchor.as_bytes()],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(n)
+    }
+
+    async fn chain_anchor(&self) -> StoreResult<String> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM settings WHERE name = $1", &[&super::ANCHOR_SETTING])
+            .await
+            .map_err(db_error)?;
+        Ok(row.map_or_else(
+            || super::GENESIS.to_string(),
+            |r| String::from_utf8_lossy(&r.get::<_, Vec<u8>>(0)).into_owned(),
+        ))
+    }
+}

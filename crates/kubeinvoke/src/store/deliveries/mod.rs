@@ -1,0 +1,60 @@
+//! Where each event subscription's deliveries stand: the last activity log event handled, the
+//! retries of the current one, the dead-lettered count, and which replica delivers (a lease).
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use super::rows::Columns;
+use super::{Lease, StoreError, StoreResult};
+
+pub(super) use postgres::MIGRATION as POSTGRES_MIGRATION;
+pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliveryState {
+    /// The subscription's key (its lower-cased resource id).
+    pub key: String,
+    /// The last activity log seq handled (delivered, dead-lettered or not for it).
+    pub cursor: i64,
+    /// Failed attempts at the event after the cursor.
+    pub attempts: i64,
+    /// Not before this (Unix ms): the backoff of the current event.
+    pub next_attempt_at: i64,
+    pub delivered: i64,
+    pub dead_lettered: i64,
+    pub last_dead_event: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Starts a subscription's deliveries after `cursor` (events before it are not for it);
+    /// keeps an existing state.
+    async fn init_delivery(&self, key: &str, cursor: i64) -> StoreResult<()>;
+    /// Leases the states of `keys` that are free or this owner's; returns them.
+    async fn lease_deliveries(&self, keys: &[String], lease: &Lease) -> StoreResult<Vec<DeliveryState>>;
+    /// Saves a state this owner leases; false when the lease was lost.
+    async fn save_delivery(&self, state: &DeliveryState, owner: &str) -> StoreResult<bool>;
+    async fn get_delivery(&self, key: &str) -> StoreResult<Option<DeliveryState>>;
+    async fn delete_delivery(&self, key: &str) -> StoreResult<()>;
+    /// The newest activity log seq (0 when empty): where a new subscription starts.
+    async fn activity_head(&self) -> StoreResult<i64>;
+}
+
+const COLUMNS: &str =
+    "subscription_key, cursor_seq, attempts, next_attempt_at, delivered, dead_lettered, last_dead_event, last_error";
+
+fn state(r: &impl Columns) -> Result<DeliveryState, StoreError> {
+    Ok(DeliveryState {
+        key: r.text(0)?,
+        cursor: r.int(1)?,
+        attempts: r.int(2)?,
+        next_attempt_at: r.int(3)?,
+        delivered: r.int(4)?,
+        dead_lettered: r.int(5)?,
+        last_dead_event: r.opt_text(6)?,
+        last_error: r.opt_text(7)?,
+    })
+}
