@@ -20,12 +20,12 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
 
 class Server:
-    def __init__(self, root):
+    def __init__(self, root, extra=()):
         self.root = pathlib.Path(root)
         self.data_dir = self.root / "data"
         self.process = subprocess.Popen(
             [BINARY, "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
-             "--subscription-id", SUBSCRIPTION],
+             "--subscription-id", SUBSCRIPTION, *extra],
             stdout=subprocess.PIPE,
             stderr=open(self.root / "server.log", "wb"),
             text=True,
