@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod activity;
 mod cli;
 mod commands;
 mod contexts;
