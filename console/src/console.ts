@@ -287,6 +287,7 @@ async function watch(resultPath: string): Promise<void> {
     current = null;
     ($("cancel") as HTMLButtonElement).disabled = true;
     await loadHistory();
+    await loadActivity();
   }
 }
 
@@ -507,6 +508,29 @@ async function runSaved(): Promise<void> {
   await watch(new URL(headers.get("Location") ?? "", window.location.href).pathname);
 }
 
+// ---- the activity log: who did what, as Azure Monitor shows it ----
+
+async function loadActivity(): Promise<void> {
+  const sub = ($("subscription") as HTMLSelectElement).value;
+  const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+  const filter = encodeURIComponent(`eventTimestamp ge ${since}`);
+  try {
+    const { json } = await call("GET", `/subscriptions/${sub}/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter=${filter}`);
+    const short = (id: string) => id.split("/").slice(-2).join("/");
+    ($("activity") as HTMLTableElement).tBodies[0].replaceChildren(
+      ...json.value.slice(0, 50).map((e: Json) => {
+        const row = document.createElement("tr");
+        const operation = e.operationName.value.split("/").slice(-2).join("/");
+        const cells = [new Date(e.eventTimestamp).toLocaleString(), operation, e.status.value + (e.subStatus?.value ? ` (${e.subStatus.value})` : ""), e.caller || "–", short(e.resourceId)];
+        row.replaceChildren(...cells.map((text) => Object.assign(document.createElement("td"), { textContent: text })));
+        return row;
+      }),
+    );
+  } catch (e) {
+    showError(e);
+  }
+}
+
 function recall(event: KeyboardEvent): void {
   if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
   event.preventDefault();
@@ -524,6 +548,7 @@ function start(): void {
   $("run-form").addEventListener("submit", run);
   $("cancel").addEventListener("click", cancel);
   $("refresh").addEventListener("click", loadHistory);
+  $("activity-refresh").addEventListener("click", loadActivity);
   for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
     radio.addEventListener("change", () => {
       $("fan-out-options").hidden = !fanOutChosen();

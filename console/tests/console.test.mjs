@@ -199,3 +199,22 @@ test("run a saved command from a form: enum as a list, secret masked, values nev
   assert.equal(await page.textContent("#output"), "ns=kube-system level=debug\nsecret-ok\n");
   assert.equal(await page.inputValue('#saved-params [data-param="token"]'), "", "the secret left the form once sent");
 });
+
+test("the Activity table shows who ran what", async () => {
+  const page = await signedIn(admin, "fleet-a");
+  await page.fill("#command", "echo for-the-record");
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 20000 });
+  // The log is written just after the command ends: refresh until its last event shows.
+  for (let i = 0; i < 40; i++) {
+    await page.click("#activity-refresh");
+    await page.waitForTimeout(250);
+    const rows = await page.$$eval("#activity tbody tr", (trs) => trs.map((tr) => tr.textContent));
+    if (rows.some((r) => r.includes("runcommand/action") && r.includes("Succeeded") && r.includes("fleet-a"))) break;
+  }
+  const rows = await page.$$eval("#activity tbody tr", (trs) => trs.map((tr) => tr.textContent));
+  const ours = rows.filter((r) => r.includes("runcommand/action") && r.includes("fleet-a"));
+  assert.ok(ours.some((r) => r.includes("Succeeded") && r.includes(admin.appId)), rows.join("\n"));
+  assert.ok(ours.some((r) => r.includes("Accepted")), rows.join("\n"));
+  await page.screenshot({ path: join(shots, "10-activity.png"), fullPage: true });
+});
