@@ -2,6 +2,7 @@
 //! same process tree, so a noisy machine moves both, and rewrites the figures in BENCHMARKS.md.
 //! Run it through `scripts/bench.sh`, which builds, installs wrk and prepares PostgreSQL.
 
+mod activity;
 mod baseline;
 mod bench;
 mod charts;
@@ -74,6 +75,8 @@ enum Mode {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// The activity log's cost on command throughput, and events delivered per second.
+    Activity,
     /// Internal: the hyper + rustls baseline server.
     #[command(hide = true)]
     Baseline(baseline::BaselineArgs),
@@ -118,6 +121,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let measured = fanout::run(&bench, clusters, concurrency).await?;
         let section = report::render_fanout(&measured, &header)?;
         return write_section(&cli.out, "fanout", &section);
+    }
+    if let Some(Mode::Activity) = cli.command {
+        let measured = activity::run(&bench).await?;
+        let section = report::render_activity(&measured, &header)?;
+        return write_section(&cli.out, "activity", &section);
     }
     let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let mut results = Results::default();

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub identity: IdentityConfig,
     /// How long running commands may finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// Whether the activity log is written (it is by default).
+    pub activity_log: bool,
     /// How long activity log events are kept (longer than results).
     pub activity_retention: Duration,
     /// Event subscription deliveries: extra roots, plain-http loopback, retry backoff.
@@ -74,6 +76,7 @@ impl ServerConfig {
             sandbox: SandboxPolicy::default(),
             identity: IdentityConfig { builtin_issuer: true, ..IdentityConfig::default() },
             shutdown_grace: Duration::from_secs(30),
+            activity_log: true,
             activity_retention: Duration::from_secs(90 * 24 * 3600),
             events: crate::events::DeliveryConfig::default(),
             dispatch: DispatcherConfig {

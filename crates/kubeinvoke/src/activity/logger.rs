@@ -76,15 +76,17 @@ pub fn command_events(row: &CommandLogRow) -> CommandEvents {
 
 pub struct ActivityLogger {
     store: Arc<dyn Store>,
+    /// Off (`--activity-log false`): nothing is written.
+    enabled: bool,
     wake: Notify,
     /// How long events are kept.
     retention: Duration,
 }
 
 impl ActivityLogger {
-    pub fn start(store: Arc<dyn Store>, retention: Duration) -> (Arc<Self>, JoinHandle<()>) {
-        let logger = Arc::new(ActivityLogger { store, wake: Notify::new(), retention });
-        let task = tokio::spawn(logger.clone().run());
+    pub fn start(store: Arc<dyn Store>, retention: Duration, enabled: bool) -> (Arc<Self>, JoinHandle<()>) {
+        let logger = Arc::new(ActivityLogger { store, enabled, wake: Notify::new(), retention });
+        let task = if enabled { tokio::spawn(logger.clone().run()) } else { tokio::spawn(async {}) };
         (logger, task)
     }
 
@@ -95,6 +97,9 @@ impl ActivityLogger {
 
     /// Appends events for writes that are not commands (clusters, roles, refusals, …).
     pub async fn append(&self, events: Vec<NewEvent>) {
+        if !self.enabled {
+            return;
+        }
         if let Err(e) = self.store.activity().append_events(events).await {
             tracing::error!(error = %e, "appending to the activity log failed");
         }

@@ -150,6 +150,10 @@ pub struct ServeArgs {
     /// How long finished results stay readable, e.g. `7d`.
     #[arg(long, env = "KUBEINVOKE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// Write the activity log (every write and every command's life, hash-chained). Off, nothing
+    /// is logged meanwhile; commands of that time are logged once it is on again.
+    #[arg(long, env = "KUBEINVOKE_ACTIVITY_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub activity_log: bool,
     /// How long activity log events are kept, e.g. `90d`; longer than results, so the log still
     /// answers who ran what after the results expired.
     #[arg(long, env = "KUBEINVOKE_ACTIVITY_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
@@ -314,6 +318,7 @@ impl ServeArgs {
         config.shutdown_grace = self.shutdown_grace;
         // The log answers who ran what after results expired: never kept shorter than results.
         config.activity_retention = self.activity_retention.max(self.retention);
+        config.activity_log = self.activity_log;
         config.events.extra_ca = self.event_ca;
         config.events.allow_http_loopback = self.event_allow_http_loopback;
         config.dispatch.max_running = self.max_running as usize;

@@ -134,7 +134,7 @@ impl Application {
             config.dispatch.retention,
         );
         background.push(driving);
-        let (activity, logging) = ActivityLogger::start(store.clone(), config.activity_retention);
+        let (activity, logging) = ActivityLogger::start(store.clone(), config.activity_retention, config.activity_log);
         background.push(logging);
         let webhooks = crate::events::webhook::Webhooks::new(&config.events).context("preparing event deliveries")?;
         background.push(crate::events::delivery::Deliverer::start(
