@@ -52,11 +52,22 @@ pub async fn run(bench: &Bench) -> anyhow::Result<ActivityCost> {
     let events = commands * 3;
     let deadline = Instant::now() + Duration::from_secs(600);
     while received.load(Ordering::Relaxed) < events {
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {events} events arrived", received.load(Ordering::Relaxed));
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {events} events arrived",
+            received.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let events_per_sec = events as f64 / started.elapsed().as_secs_f64();
-    Ok(ActivityCost { commands, with_log_per_sec, without_log_per_sec, events, events_per_sec, commands_per_sec_while_delivering })
+    Ok(ActivityCost {
+        commands,
+        with_log_per_sec,
+        without_log_per_sec,
+        events,
+        events_per_sec,
+        commands_per_sec_while_delivering,
+    })
 }
 
 /// A minimal HTTP/1.1 receiver: `OPTIONS` gets the handshake answer, `POST` is counted.

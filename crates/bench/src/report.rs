@@ -373,13 +373,25 @@ pub fn render_pods(p: &crate::pods::PodPath, header: &str) -> anyhow::Result<Str
 pub fn render_activity(a: &crate::activity::ActivityCost, header: &str) -> anyhow::Result<String> {
     let mut md = String::new();
     writeln!(md, "{}\n\n{header}\n", begin("activity"))?;
-    writeln!(md, "### 9. The activity log and event deliveries — {} trivial commands, 32 submitters, `--max-running 4`\n", a.commands)?;
+    writeln!(
+        md,
+        "### 9. The activity log and event deliveries — {} trivial commands, 32 submitters, `--max-running 4`\n",
+        a.commands
+    )?;
     writeln!(md, "| figure | value |\n|---|---|")?;
     writeln!(md, "| commands/s, activity log written (default) | {:.1} |", a.with_log_per_sec)?;
     writeln!(md, "| commands/s, `--activity-log false` (baseline) | {:.1} |", a.without_log_per_sec)?;
     writeln!(md, "| ratio (with / without) | {:.2}× |", a.with_log_per_sec / a.without_log_per_sec)?;
-    writeln!(md, "| commands/s while a subscription receives every event | {:.1} |", a.commands_per_sec_while_delivering)?;
-    writeln!(md, "| CloudEvents delivered/s (signed, to a loopback receiver; {} events) | {:.1} |", a.events, a.events_per_sec)?;
+    writeln!(
+        md,
+        "| commands/s while a subscription receives every event | {:.1} |",
+        a.commands_per_sec_while_delivering
+    )?;
+    writeln!(
+        md,
+        "| CloudEvents delivered/s (signed, to a loopback receiver; {} events) | {:.1} |",
+        a.events, a.events_per_sec
+    )?;
     writeln!(
         md,
         "\nEvents are written by the activity logger from the command rows after they change (off the request \

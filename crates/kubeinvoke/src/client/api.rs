@@ -93,6 +93,22 @@ impl Api {
         Ok(written)
     }
 
+    /// The first `top` items of an ARM list at `path`, following `nextLink`; pages ask for
+    /// `top` items, at most `max_page`.
+    pub async fn list(&self, path: &str, top: usize, max_page: usize) -> Result<Vec<Value>, ClientError> {
+        let mut next = Some(Self::with_version(path, API_VERSION) + &format!("&$top={}", top.clamp(1, max_page)));
+        let mut entries = Vec::new();
+        while let Some(page) = next.take() {
+            let answer = self.call(Method::GET, &page, None).await?;
+            entries.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
+            if entries.len() < top {
+                next = answer.body["nextLink"].as_str().map(str::to_string);
+            }
+        }
+        entries.truncate(top);
+        Ok(entries)
+    }
+
     /// A call to `path` (relative to the server, or an absolute URL such as a `Location`).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, ClientError> {
         let url = if path.starts_with("https://") || path.starts_with("http://") {

@@ -289,16 +289,7 @@ pub struct RunsArgs {
 pub async fn runs(args: RunsArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     let path = format!("{}/commandRuns", scope_path(&api, args.group.as_deref()));
-    let mut next = Some(Api::with_version(&path, API_VERSION) + &format!("&$top={}", args.top.clamp(1, 100)));
-    let mut entries = Vec::new();
-    while let Some(page) = next.take() {
-        let answer = api.call(Method::GET, &page, None).await?;
-        entries.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
-        if entries.len() < args.top {
-            next = answer.body["nextLink"].as_str().map(str::to_string);
-        }
-    }
-    entries.truncate(args.top);
+    let entries = api.list(&path, args.top, 100).await?;
     if args.output == Output::Json {
         println!("{}", json!({ "value": entries }));
         return Ok(0);

@@ -253,16 +253,7 @@ pub async fn cancel(args: CancelArgs) -> Result<u8, ClientError> {
 pub async fn history(args: HistoryArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     let path = format!("{}/commandResults", api.cluster_path(&args.group, &args.name));
-    let mut next = Some(Api::with_version(&path, API_VERSION) + &format!("&$top={}", args.top.clamp(1, 1000)));
-    let mut entries = Vec::new();
-    while let Some(page) = next.take() {
-        let answer = api.call(Method::GET, &page, None).await?;
-        entries.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
-        if entries.len() < args.top {
-            next = answer.body["nextLink"].as_str().map(str::to_string);
-        }
-    }
-    entries.truncate(args.top);
+    let entries = api.list(&path, args.top, 1000).await?;
     if args.output == Output::Json {
         println!("{}", json!({ "value": entries }));
         return Ok(0);

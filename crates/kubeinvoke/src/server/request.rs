@@ -50,6 +50,26 @@ impl RequestContext {
         self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// `$top` (1 to `max`, `default` when absent) and `$skipToken` (a position) of a list.
+    pub fn page(&self, default: usize, max: usize) -> Result<(usize, Option<i64>), ApiError> {
+        let top = match self.query("$top") {
+            None => default,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::invalid("$top", format!("'$top' must be a number from 1 to {max}.")))?,
+        };
+        let before =
+            match self.query("$skipToken") {
+                None => None,
+                Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                    ApiError::invalid("$skipToken", format!("The continuation token '{raw}' is invalid."))
+                })?),
+            };
+        Ok((top, before))
+    }
+
     pub fn api_version(&self) -> Option<&str> {
         self.query("api-version")
     }

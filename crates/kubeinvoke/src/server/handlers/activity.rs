@@ -20,13 +20,7 @@ pub async fn list(app: &AppState, ctx: &RequestContext, subscription: &Subscript
         ApiError::invalid("$filter", "'$filter' is required and must give a start: eventTimestamp ge <time>.")
     })?;
     let filter = EventFilter::parse(raw).map_err(|e| ApiError::invalid("$filter", e.0))?;
-    let before =
-        match ctx.query("$skipToken") {
-            None => None,
-            Some(token) => Some(token.parse::<i64>().map_err(|_| {
-                ApiError::invalid("$skipToken", format!("The continuation token '{token}' is invalid."))
-            })?),
-        };
+    let (_, before) = ctx.page(PAGE, PAGE)?;
     let mut events = app.store.activity().list_events(subscription.as_str(), &filter, before, PAGE + 1).await?;
     let next_link = (events.len() > PAGE).then(|| {
         events.truncate(PAGE);

@@ -29,21 +29,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// `GET …/commandResults?$top=N&$filter=provisioningState eq 'X'`: newest first, paged.
 pub async fn list(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let top = match ctx.query("$top") {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid("$top", format!("'$top' must be a number from 1 to {MAX_PAGE}.")))?,
-    };
-    let before = match ctx.query("$skipToken") {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .map_err(|_| ApiError::invalid("$skipToken", format!("The continuation token '{raw}' is invalid.")))?,
-        ),
-    };
+    let (top, before) = ctx.page(DEFAULT_PAGE, MAX_PAGE)?;
     let wanted_state = match ctx.query("$filter") {
         None => None,
         Some(filter) => Some(state_filter(filter)?),

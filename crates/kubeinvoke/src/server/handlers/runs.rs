@@ -77,21 +77,7 @@ pub async fn get(
 
 /// `GET …/commandRuns?$top=N&$skipToken=…`: newest first.
 pub async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Result<Response, ApiError> {
-    let top = match ctx.query("$top") {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid("$top", format!("'$top' must be a number from 1 to {MAX_PAGE}.")))?,
-    };
-    let before = match ctx.query("$skipToken") {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .map_err(|_| ApiError::invalid("$skipToken", format!("The continuation token '{raw}' is invalid.")))?,
-        ),
-    };
+    let (top, before) = ctx.page(DEFAULT_PAGE, MAX_PAGE)?;
     let key = RunScope::new(scope.id()).key;
     let mut page = app.store.runs().list_runs(&key, before, top + 1).await?;
     let next_link = (page.len() > top).then(|| {
