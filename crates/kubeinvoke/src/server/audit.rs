@@ -14,12 +14,13 @@ const CORRELATION_HEADER: &str = "x-ms-correlation-request-id";
 
 /// The event a finished request leaves in the log, if any.
 pub fn event_for(ctx: &RequestContext, method: &Method, caller: Option<&str>, status: StatusCode) -> Option<NewEvent> {
-    let route = path::parse(&ctx.path).and_then(|p| p.route.ok());
+    // Reads that succeed (most requests) leave nothing: decided before anything is parsed.
     let refused = matches!(status.as_u16(), 401 | 403 | 429);
     let write = status.is_success() && !matches!(*method, Method::GET | Method::HEAD);
     if !(refused || write) {
         return None;
     }
+    let route = path::parse(&ctx.path).and_then(|p| p.route.ok());
     // Accepted commands are logged from the command rows, with their whole life.
     if write
         && matches!(route, Some(Route::ClusterAction(_, ClusterAction::RunCommand | ClusterAction::RunSavedCommand)))
