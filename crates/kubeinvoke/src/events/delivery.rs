@@ -70,19 +70,24 @@ impl Deliverer {
         let deliverer = Arc::new(Deliverer { store, webhooks, owner, lease, retry_base });
         tokio::spawn(async move {
             loop {
-                if let Err(e) = deliverer.pass().await {
-                    tracing::warn!(error = %e, "delivering events failed; retrying");
+                match deliverer.pass().await {
+                    // More may be waiting right behind what was just handled.
+                    Ok(handled) if handled > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "delivering events failed; retrying"),
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
     }
 
-    async fn pass(&self) -> StoreResult<()> {
+    /// One pass over the subscriptions this replica may deliver; returns how many events moved
+    /// a cursor (delivered, dead-lettered or skipped as not wanted).
+    async fn pass(&self) -> StoreResult<usize> {
         let records = self.store.documents().list_documents(DocumentKind::EventSubscription, None).await?;
         let targets: Vec<Target> = records.iter().filter_map(Target::from_record).collect();
         if targets.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let keys: Vec<String> = targets.iter().map(|t| t.key.clone()).collect();
         let now = now_millis();
@@ -93,18 +98,22 @@ impl Deliverer {
             let target = targets.iter().find(|t| t.key == state.key)?;
             Some(self.drive(target, state))
         });
+        let mut handled = 0;
         for result in futures_util::future::join_all(work).await {
-            result?;
+            handled += result?;
         }
-        Ok(())
+        Ok(handled)
     }
 
     /// Delivers what is due for one subscription, in order, stopping at the first failure.
-    async fn drive(&self, target: &Target, mut state: DeliveryState) -> StoreResult<()> {
+    async fn drive(&self, target: &Target, mut state: DeliveryState) -> StoreResult<usize> {
         if state.next_attempt_at > now_millis() {
-            return Ok(());
+            return Ok(0);
         }
+        let start = state.cursor;
+        let mut handled = 0;
         for event in self.store.activity().events_after(state.cursor, BATCH).await? {
+            handled += 1;
             let wanted = cloud_event(&event.content).filter(|(kind, cloud)| {
                 target.spec.wants(kind) && cloud["source"].as_str().is_some_and(|s| target.covers(s))
             });
@@ -143,13 +152,16 @@ impl Deliverer {
                         state.next_attempt_at = now_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                         tracing::info!(subscription = %target.key, event_id = %event.event_id, attempt = state.attempts, retry_in_ms = wait.as_millis() as u64, error, "event delivery failed; will retry");
                         self.save(&state).await?;
-                        return Ok(());
+                        return Ok(handled - 1);
                     }
                 }
             }
             self.save(&state).await?;
         }
-        self.save(&state).await
+        if state.cursor != start {
+            self.save(&state).await?;
+        }
+        Ok(handled)
     }
 
     fn backoff(&self, attempts: i64) -> Duration {
