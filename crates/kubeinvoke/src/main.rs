@@ -5,6 +5,11 @@ use kubeinvoke::cli::{Cli, Command, LogFormat, ServeArgs};
 use kubeinvoke::server::Application;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: glibc's allocator made request threads wait on arena locks (memory allocated on a
+/// request's thread and freed on the access log's writer thread); see BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = kubeinvoke::cli::config_file::apply_config_file(&args) {

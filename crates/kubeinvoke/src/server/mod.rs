@@ -9,6 +9,7 @@ mod headers;
 mod instance;
 mod ops;
 mod permissions;
+mod rendered;
 mod request;
 pub mod tls;
 
@@ -55,6 +56,8 @@ pub struct AppState {
     pub runs: Arc<RunDriver>,
     /// Writes the activity log.
     pub activity: Arc<ActivityLogger>,
+    /// Finished results as last sent.
+    pub rendered: rendered::RenderedResults,
 }
 
 /// A built server, bound and ready to serve.
@@ -185,6 +188,7 @@ impl Application {
             identity,
             runs,
             activity,
+            rendered: Default::default(),
         });
         Ok(Application {
             listener,

@@ -157,3 +157,12 @@ async fn discard_stream(mut stream: axum::body::BodyDataStream) {
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
+
+/// A JSON body serialised already.
+pub fn json_bytes(status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    response
+}

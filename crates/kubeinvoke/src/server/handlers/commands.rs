@@ -15,7 +15,7 @@ use crate::dispatcher::{Submission, SubmitError};
 use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
 use crate::server::AppState;
-use crate::server::request::{RequestContext, json, json_body};
+use crate::server::request::{RequestContext, json, json_body, json_bytes};
 use crate::store::{ClusterRecord, CommandOptions};
 use crate::time::now_millis;
 
@@ -143,10 +143,16 @@ pub async fn result(
     id: &CommandId,
 ) -> Result<Response, ApiError> {
     let (cluster, record) = load(app, cluster_ref, id).await?;
-    let body = RunCommandResult::from(&record);
     if record.state.is_terminal() {
-        return Ok(json(StatusCode::OK, &body));
+        if let Some(body) = app.rendered.get(&cluster.uid, &record) {
+            return Ok(json_bytes(StatusCode::OK, body));
+        }
+        let body =
+            bytes::Bytes::from(serde_json::to_vec(&RunCommandResult::from(&record)).map_err(ApiError::internal)?);
+        app.rendered.keep(&cluster.uid, &record, body.clone());
+        return Ok(json_bytes(StatusCode::OK, body));
     }
+    let body = RunCommandResult::from(&record);
     let mut response = json(StatusCode::ACCEPTED, &body);
     add_polling_headers(app, ctx, &mut response, &result_path(&cluster, id));
     Ok(response)

@@ -1,0 +1,43 @@
+//! Finished results as they were last sent: a finished result never changes, and serialising it
+//! (escaping its logs) was the largest cost of a read in the profile (BENCHMARKS.md). The record is
+//! still read from the store (its cache) first, so a result deleted or expired is never served
+//! from here; a hit only skips the serialisation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use crate::command::{CommandId, CommandRecord};
+use crate::store::ClusterUid;
+
+/// Bytes kept at most; over it the cache starts afresh.
+const MAX_BYTES: usize = 16 << 20;
+
+#[derive(Default)]
+pub struct RenderedResults {
+    entries: Mutex<(HashMap<(ClusterUid, CommandId), (i64, Bytes)>, usize)>,
+}
+
+impl RenderedResults {
+    /// The body last rendered for this finished record, if it was rendered from the same record.
+    pub fn get(&self, cluster: &ClusterUid, record: &CommandRecord) -> Option<Bytes> {
+        let finished = record.finished_at?;
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.0.get(&(cluster.clone(), record.id.clone())) {
+            Some((at, body)) if *at == finished => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn keep(&self, cluster: &ClusterUid, record: &CommandRecord, body: Bytes) {
+        let Some(finished) = record.finished_at else { return };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.1 + body.len() > MAX_BYTES {
+            entries.0.clear();
+            entries.1 = 0;
+        }
+        entries.1 += body.len();
+        entries.0.insert((cluster.clone(), record.id.clone()), (finished, body));
+    }
+}
