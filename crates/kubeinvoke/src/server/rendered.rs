@@ -14,9 +14,12 @@ use crate::store::ClusterUid;
 /// Bytes kept at most; over it the cache starts afresh.
 const MAX_BYTES: usize = 16 << 20;
 
+/// (cluster, command) → (finished at, body), and the bytes held.
+type Entries = (HashMap<(ClusterUid, CommandId), (i64, Bytes)>, usize);
+
 #[derive(Default)]
 pub struct RenderedResults {
-    entries: Mutex<(HashMap<(ClusterUid, CommandId), (i64, Bytes)>, usize)>,
+    entries: Mutex<Entries>,
 }
 
 impl RenderedResults {
