@@ -18,8 +18,8 @@ use crate::arm::path::{self, ClusterAction, Namespace, Route};
 use crate::identity::Caller;
 
 pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let ctx = RequestContext::new(&app, &parts);
+    let (mut parts, body) = request.into_parts();
+    let ctx = RequestContext::new(&app, &mut parts);
     let mut caller = None;
     let response = match route(&app, &ctx, &parts.method, body, &mut caller).await {
         Ok(response) => response,

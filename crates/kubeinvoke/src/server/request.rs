@@ -22,7 +22,8 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub fn new(app: &AppState, parts: &Parts) -> Self {
+    /// The request's context; its headers are taken from `parts` (not copied).
+    pub fn new(app: &AppState, parts: &mut Parts) -> Self {
         let host = parts
             .headers
             .get(header::HOST)
@@ -41,7 +42,7 @@ impl RequestContext {
             base_url: format!("{scheme}://{host}"),
             path: parts.uri.path().to_string(),
             query,
-            headers: parts.headers.clone(),
+            headers: std::mem::take(&mut parts.headers),
         }
     }
 

@@ -95,8 +95,10 @@ pub struct ClusterRecord {
     pub group: String,
     pub name: String,
     /// The resource as the client sent it (minus write-only fields), plus server-owned properties.
-    pub document: Map<String, Value>,
-    pub kubeconfig: Option<Vec<u8>>,
+    /// Shared: every authenticated read looks its cluster up, and a copy of the document for
+    /// each was a measurable part of a read.
+    pub document: std::sync::Arc<Map<String, Value>>,
+    pub kubeconfig: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// A cluster PUT. `kubeconfig: None` keeps the stored one: clients that GET, edit and PUT a

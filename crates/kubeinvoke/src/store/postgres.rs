@@ -267,8 +267,8 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRecord, StoreError> {
         subscription: row.get(1),
         group: row.get(2),
         name: row.get(3),
-        document: json_map(&document)?,
-        kubeconfig: row.get(5),
+        document: Arc::new(json_map(&document)?),
+        kubeconfig: row.get::<_, Option<Vec<u8>>>(5).map(Arc::new),
     })
 }
 

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::Map;
 
 use super::rows::{self, ASSIGNMENT_COLUMNS, COMMAND_COLUMNS, Columns, PRINCIPAL_COLUMNS, json_map, json_text};
 use super::*;
@@ -233,15 +232,15 @@ fn cluster_from_row(row: &Row<'_>) -> rusqlite::Result<(ClusterRecord, String)> 
             subscription: row.get(1)?,
             group: row.get(2)?,
             name: row.get(3)?,
-            document: Map::new(),
-            kubeconfig: row.get(5)?,
+            document: Default::default(),
+            kubeconfig: row.get::<_, Option<Vec<u8>>>(5)?.map(Arc::new),
         },
         row.get(4)?,
     ))
 }
 
 fn finish_cluster((mut cluster, document): (ClusterRecord, String)) -> Result<ClusterRecord, StoreError> {
-    cluster.document = json_map(&document)?;
+    cluster.document = Arc::new(json_map(&document)?);
     Ok(cluster)
 }
 

@@ -41,8 +41,8 @@ struct Objects {
 }
 
 pub async fn get_by_ids(State(app): State<Arc<AppState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let ctx = RequestContext::new(&app, &parts);
+    let (mut parts, body) = request.into_parts();
+    let ctx = RequestContext::new(&app, &mut parts);
     let resource = graph_resource(&ctx.base_url);
     let audiences = [resource.as_str(), resource.trim_end_matches('/')];
     let token =

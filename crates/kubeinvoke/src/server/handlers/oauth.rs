@@ -50,8 +50,8 @@ fn unknown_tenant(tenant: &str) -> Response {
 }
 
 fn discovery(app: &AppState, request: Request, authority: Authority) -> Response {
-    let (parts, _) = request.into_parts();
-    let ctx = RequestContext::new(app, &parts);
+    let (mut parts, _) = request.into_parts();
+    let ctx = RequestContext::new(app, &mut parts);
     let base = authority.base(&ctx, app);
     let (token, authorize, jwks) = match authority {
         Authority::Tenant => (
@@ -112,8 +112,8 @@ pub async fn adfs_token(State(app): State<Arc<AppState>>, request: Request) -> R
 }
 
 async fn token(app: &AppState, request: Request, authority: Authority) -> Response {
-    let (parts, body) = request.into_parts();
-    let ctx = RequestContext::new(app, &parts);
+    let (mut parts, body) = request.into_parts();
+    let ctx = RequestContext::new(app, &mut parts);
     let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The request body is missing or too large.");
     };
@@ -132,7 +132,7 @@ async fn token(app: &AppState, request: Request, authority: Authority) -> Respon
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The 'grant_type' parameter is missing.");
         }
     }
-    let basic = basic_credentials(&parts.headers);
+    let basic = basic_credentials(&ctx.headers);
     let used_basic = basic.is_some();
     let (client_id, secret) = match (field("client_id"), field("client_secret"), basic) {
         (Some(id), Some(secret), _) => (id.to_string(), secret.to_string()),
