@@ -265,3 +265,45 @@ async fn webhook_endpoints_must_be_https_and_pass_the_handshake() {
         .await;
     assert_eq!(r.json()["error"]["target"], "properties.filter.includedEventTypes", "{}", r.text);
 }
+
+#[tokio::test]
+async fn writes_and_refusals_are_in_the_activity_log_with_their_caller() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let reader = s.create_principal("log-reader", Some(("Reader", &format!("/subscriptions/{SUB}"))));
+    let token = s.token_for(&reader, "https://management.azure.com/.default").await;
+    let run = format!("{}/runCommand", cluster_path("rg", "c1"));
+    send_as(&s, &token, reqwest::Method::POST, &run, Some(json!({"command": "id"})))
+        .await
+        .assert_error(403, "AuthorizationFailed");
+    let anonymous = s.client.post(s.url(&run)).json(&json!({"command": "id"}));
+    assert_eq!(reply(anonymous).await.status, 401);
+
+    let since = "2000-01-01T00:00:00Z";
+    let list = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter=eventTimestamp%20ge%20{since}%20and%20resourceGroupName%20eq%20'rg'"
+    );
+    let events = s.get(&list).await.json()["value"].as_array().unwrap().clone();
+    let find = |status: &str, sub_status: &str| {
+        events.iter().find(|e| e["status"]["value"] == status && e["subStatus"]["value"] == sub_status).cloned()
+    };
+    let forbidden = find("Failed", "Forbidden").expect("the 403 is logged");
+    assert_eq!(forbidden["caller"], reader.app_id.as_str());
+    assert_eq!(forbidden["operationName"]["value"], "Microsoft.ContainerService/managedClusters/runcommand/action");
+    let unauthorized = find("Failed", "Unauthorized").expect("the 401 is logged");
+    assert_eq!(unauthorized["caller"], "", "no caller is known without a valid token");
+    let written = events
+        .iter()
+        .find(|e| e["operationName"]["value"] == "Microsoft.ContainerService/managedClusters/write")
+        .expect("the cluster's creation is logged");
+    assert_eq!(written["status"]["value"], "Succeeded");
+    assert_eq!(written["resourceId"], cluster_path("rg", "c1"));
+    // The log is read with read rights on the subscription: a principal without any is refused.
+    let nobody = s.create_principal("log-nobody", None);
+    let nobody = s.token_for(&nobody, "https://management.azure.com/.default").await;
+    send_as(&s, &nobody, reqwest::Method::GET, &list, None).await.assert_error(403, "AuthorizationFailed");
+    // A filter the API does not know is a 400 naming $filter.
+    let bad = list.replace("resourceGroupName", "level");
+    let message = s.get(&bad).await.assert_error(400, "InvalidParameter");
+    assert!(message.contains("is not supported"), "{message}");
+}
