@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError, TARGETS_NONZERO, TARGETS_SKIPPED};
-use super::invoke::Output;
+use super::output::Output;
 
 /// What `invoke` fans out to, and how.
 #[derive(Debug, Clone, Default)]

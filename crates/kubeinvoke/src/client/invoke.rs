@@ -13,11 +13,7 @@ use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError};
 use super::fanout::FanOut;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+use super::output::Output;
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("fan_out").args(["tags", "cluster_ids"]).multiple(true))]

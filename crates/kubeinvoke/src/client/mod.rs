@@ -8,6 +8,7 @@ pub mod config;
 pub mod exit;
 pub mod fanout;
 pub mod invoke;
+pub mod output;
 pub mod resources;
 pub mod saved;
 

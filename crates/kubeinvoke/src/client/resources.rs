@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::api::{API_VERSION, Api};
 use super::config::{self, Connection, SavedLogin};
 use super::exit::ClientError;
-use super::invoke::Output;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {

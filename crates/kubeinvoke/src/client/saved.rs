@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::ClientError;
-use super::invoke::Output;
+use super::output::Output;
 
 #[derive(Debug, Args)]
 pub struct SavedArgs {
