@@ -57,7 +57,9 @@ async fn invoke_exits_with_the_commands_own_exit_code() {
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).contains("Failed: Timeout"), "{}", text(&out.stderr));
     // Progress goes to stderr as plain lines when it is not a terminal.
-    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--command", "sleep 1; echo done"]);
+    // Running for longer than the one second between polls (Retry-After), within the 2 s timeout:
+    // one poll always lands while it runs.
+    let out = cli.run(&["invoke", "-g", "rg", "-n", "c1", "--command", "sleep 1.8; echo done"]);
     assert!(text(&out.stderr).contains("Running"), "{}", text(&out.stderr));
     // Errors are one line with the CloudError code; not found exits 3.
     let out = cli.run(&["invoke", "-g", "rg", "-n", "missing", "--command", "true"]);
