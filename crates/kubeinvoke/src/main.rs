@@ -81,9 +81,14 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
     let filter = EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Log lines are written by a thread of their own, in batches, off the request path; the
     // channel is not lossy: a burst waits for the writer rather than dropping a line.
-    let (writer, flush_on_drop) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // The writer thread drains the channel into a buffer and flushes once per drained batch:
+    // one write(2) per burst of lines, not one per line.
+    let (writer, flush_on_drop) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    // Colours only for a person at a terminal, never escape codes in a log file.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours).with_writer(writer);
     match args.log_format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
         LogFormat::Text => logs.init(),
