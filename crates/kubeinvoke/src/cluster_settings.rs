@@ -26,7 +26,29 @@ pub struct InvalidSetting {
     pub message: String,
 }
 
+/// Why a cluster's own settings refuse a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `disableRunCommand` is set and the command is a free-form shell line.
+    RunCommandDisabled,
+    /// The cluster is AAD-managed and no `clusterToken` came with the command.
+    ClusterTokenRequired,
+}
+
 impl ClusterSettings {
+    /// Whether a command may run here: `free_form` is a shell line of the caller's (a saved
+    /// command is not; `disableRunCommand` is about free-form commands only), `has_token` whether
+    /// a `clusterToken` came with it.
+    pub fn admits(&self, free_form: bool, has_token: bool) -> Result<(), Refusal> {
+        if free_form && self.run_command_disabled {
+            return Err(Refusal::RunCommandDisabled);
+        }
+        if self.aad_managed && !has_token {
+            return Err(Refusal::ClusterTokenRequired);
+        }
+        Ok(())
+    }
+
     /// The settings of a cluster document (`{"location", "properties": {...}}`).
     pub fn from_document(document: &Map<String, Value>) -> Result<Self, InvalidSetting> {
         match document.get("properties") {

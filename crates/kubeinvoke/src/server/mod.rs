@@ -58,6 +58,8 @@ pub struct AppState {
     pub activity: Arc<ActivityLogger>,
     /// Finished results as last sent.
     pub rendered: rendered::RenderedResults,
+    /// The webhook client (its roots read once at start), for handshakes at subscription.
+    pub webhooks: crate::events::webhook::Webhooks,
 }
 
 /// A built server, bound and ready to serve.
@@ -142,7 +144,7 @@ impl Application {
         let webhooks = crate::events::webhook::Webhooks::new(&config.events).context("preparing event deliveries")?;
         background.push(crate::events::delivery::Deliverer::start(
             store.clone(),
-            webhooks,
+            webhooks.clone(),
             replica.clone(),
             config.dispatch.lease,
             config.events.retry_base,
@@ -189,6 +191,7 @@ impl Application {
             runs,
             activity,
             rendered: Default::default(),
+            webhooks,
         });
         Ok(Application {
             listener,

@@ -32,7 +32,7 @@ pub async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord,
     Err(ApiError::ClusterNotFound { group: cluster.group.as_str().into(), name: cluster.name.as_str().into() })
 }
 
-async fn ensure_group(app: &AppState, group: &GroupRef) -> Result<(), ApiError> {
+pub(super) async fn ensure_group(app: &AppState, group: &GroupRef) -> Result<(), ApiError> {
     match app.store.get_group(&group.subscription, &group.group).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string())),

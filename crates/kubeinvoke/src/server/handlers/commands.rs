@@ -8,7 +8,7 @@ use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
-use crate::cluster_settings::ClusterSettings;
+use crate::cluster_settings::{ClusterSettings, Refusal};
 use crate::command::{CommandId, CommandRecord};
 use crate::context;
 use crate::dispatcher::{Submission, SubmitError};
@@ -126,13 +126,17 @@ pub(super) fn principal_of(caller: &Caller) -> String {
 fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<bool, ApiError> {
     let settings =
         ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
-    if settings.run_command_disabled {
-        return Err(ApiError::RunCommandDisabled(cluster.name.clone()));
-    }
-    if settings.aad_managed && request.cluster_token.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::MissingAadClusterToken);
-    }
+    let has_token = request.cluster_token.as_deref().is_some_and(|t| !t.is_empty());
+    settings.admits(true, has_token).map_err(|refusal| refused(cluster, refusal))?;
     Ok(settings.aad_managed)
+}
+
+/// A cluster's refusal as the API answers it.
+pub(super) fn refused(cluster: &ClusterRecord, refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::RunCommandDisabled => ApiError::RunCommandDisabled(cluster.name.clone()),
+        Refusal::ClusterTokenRequired => ApiError::MissingAadClusterToken,
+    }
 }
 
 /// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished.

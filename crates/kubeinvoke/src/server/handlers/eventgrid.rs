@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::arm::ApiError;
 use crate::arm::wire::ListResult;
 use crate::events::delivery::{Target, status_of, subscription_key};
-use crate::events::webhook::{SIGNATURE_HEADER, Webhooks};
+use crate::events::webhook::SIGNATURE_HEADER;
 use crate::events::{DeliveryConfig, SubscriptionSpec};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
@@ -69,8 +69,7 @@ pub async fn put(
     let config: &DeliveryConfig = &app.config.events;
     let spec = SubscriptionSpec::parse(&properties, config.allow_http_loopback)
         .map_err(|e| ApiError::invalid(e.property, e.message))?;
-    let webhooks = Webhooks::new(config).map_err(ApiError::internal)?;
-    webhooks.handshake(&spec.endpoint).await.map_err(|e| {
+    app.webhooks.handshake(&spec.endpoint).await.map_err(|e| {
         ApiError::invalid(
             "properties.destination.properties.endpointUrl",
             format!("Webhook validation handshake failed for {}: {e}", spec.endpoint.base()),

@@ -6,12 +6,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::clusters;
 use super::commands::{add_polling_headers, decode_context, principal_of, validate_cluster_token};
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::path::ScopeRef;
 use crate::arm::wire::{ListResult, cluster_id};
-use crate::cluster_settings::ClusterSettings;
+use crate::cluster_settings::{ClusterSettings, Refusal};
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
 use crate::identity::Caller;
 use crate::server::AppState;
@@ -32,7 +33,9 @@ pub async fn submit(
     scope: &ScopeRef,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ensure_scope_exists(app, scope).await?;
+    if let ScopeRef::Group(group) = scope {
+        clusters::ensure_group(app, group).await?;
+    }
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let request = FanOutRequest::from_json(body)?;
     let cluster_token = match &request.cluster_token {
@@ -146,15 +149,6 @@ fn respond(app: &AppState, ctx: &RequestContext, run: &RunRecord) -> Result<Resp
     Ok(response)
 }
 
-async fn ensure_scope_exists(app: &AppState, scope: &ScopeRef) -> Result<(), ApiError> {
-    if let ScopeRef::Group(group) = scope
-        && app.store.get_group(&group.subscription, &group.group).await?.is_none()
-    {
-        return Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()));
-    }
-    Ok(())
-}
-
 /// The targets of a run, in a stable order: every selected cluster, those the run may not use
 /// marked skipped with the reason. An empty selection is the caller's mistake (400).
 async fn select(
@@ -233,21 +227,24 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
     let Some(cluster) = cluster else {
         return skipped(skip::NOT_FOUND, "no managed cluster has this id".into());
     };
-    match ClusterSettings::from_document(&cluster.document) {
+    let admitted = match ClusterSettings::from_document(&cluster.document) {
         Err(e) => return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message)),
-        Ok(settings) if settings.run_command_disabled => {
+        Ok(settings) => settings.admits(true, has_token),
+    };
+    match admitted {
+        Err(Refusal::RunCommandDisabled) => {
             return skipped(
                 skip::RUN_COMMAND_DISABLED,
                 "properties.apiServerAccessProfile.disableRunCommand is true".into(),
             );
         }
-        Ok(settings) if settings.aad_managed && !has_token => {
+        Err(Refusal::ClusterTokenRequired) => {
             return skipped(
                 skip::CLUSTER_TOKEN_REQUIRED,
                 "the cluster is AAD-managed and the run has no clusterToken".into(),
             );
         }
-        Ok(_) => {}
+        Ok(()) => {}
     }
     NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
 }

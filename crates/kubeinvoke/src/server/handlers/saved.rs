@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::clusters;
-use super::commands::{accept, decode_context, principal_of, request_timeout, validate_cluster_token};
+use super::commands::{accept, decode_context, principal_of, refused, request_timeout, validate_cluster_token};
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterRef, Route, ScopeRef};
 use crate::arm::wire::ListResult;
@@ -58,15 +58,6 @@ fn render(record: &DocumentRecord) -> Value {
     })
 }
 
-async fn ensure_scope(app: &AppState, scope: &ScopeRef) -> Result<(), ApiError> {
-    if let ScopeRef::Group(group) = scope
-        && app.store.get_group(&group.subscription, &group.group).await?.is_none()
-    {
-        return Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()));
-    }
-    Ok(())
-}
-
 pub async fn put(
     app: &AppState,
     ctx: &RequestContext,
@@ -75,7 +66,9 @@ pub async fn put(
     name: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ensure_scope(app, scope).await?;
+    if let ScopeRef::Group(group) = scope {
+        clusters::ensure_group(app, group).await?;
+    }
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let properties = body
         .get("properties")
@@ -174,10 +167,10 @@ pub async fn run(
     let settings =
         ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
     let token = body.get("clusterToken").and_then(Value::as_str).filter(|t| !t.is_empty());
-    let cluster_token = match (settings.aad_managed, token) {
-        (true, None) => return Err(ApiError::MissingAadClusterToken),
-        (true, Some(token)) => Some(validate_cluster_token(app, token).await?),
-        (false, _) => None,
+    settings.admits(false, token.is_some()).map_err(|refusal| refused(&cluster, refusal))?;
+    let cluster_token = match token.filter(|_| settings.aad_managed) {
+        Some(token) => Some(validate_cluster_token(app, token).await?),
+        None => None,
     };
     let requested = request_timeout(body.get("timeoutInSeconds"))?;
     let timeout = match (saved.timeout, requested) {
