@@ -138,3 +138,60 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
         assert!(logs.contains("secrets=1"), "{logs}");
     }
 }
+
+#[tokio::test]
+async fn a_fan_out_and_a_saved_command_reach_the_real_api_server() {
+    let cluster = DevCluster::shared();
+    let s = Server::start(&[]).await;
+    s.create_group("fleet").await;
+    for name in ["east", "west"] {
+        let body = json!({"location": "westeurope", "tags": {"env": "prod"},
+                          "properties": {"kubeconfig": cluster.kubeconfig_base64()}});
+        assert!(s.put(&cluster_path("fleet", name), body).await.status.is_success());
+    }
+    // One command on every prod cluster: each target's kubectl reaches the API server.
+    let runs = format!("/subscriptions/{SUB}/resourceGroups/fleet/providers/Microsoft.ContainerService");
+    let r = s
+        .post(
+            &format!("{runs}/runCommand"),
+            json!({"command": "kubectl get nodes -o name", "targets": {"tags": {"env": "prod"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let location = r.header("location").unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run = loop {
+        let reply = s.get(&location).await;
+        if reply.status == 200 {
+            break reply.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never finished: {}", reply.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["properties"]["provisioningState"], "Succeeded", "{run}");
+    for target in run["properties"]["targets"].as_array().unwrap() {
+        let name = target["clusterId"].as_str().unwrap().rsplit('/').next().unwrap();
+        let result = s.get(&result_path("fleet", name, target["commandId"].as_str().unwrap())).await.json();
+        assert_eq!(
+            result["properties"]["logs"], "node/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
+            "{result}"
+        );
+    }
+
+    // A saved command whose parameter names a namespace: created with the value as data.
+    let saved = format!("{runs}/savedCommands/make-ns");
+    let body = json!({"properties": {"script": "kubectl create namespace \"$ns\"",
+                                     "parameters": {"ns": {"type": "string", "pattern": "[a-z0-9-]{1,63}"}}}});
+    assert_eq!(s.put(&saved, body).await.status, 201);
+    let r = s
+        .post(
+            &format!("{}/runSavedCommand", cluster_path("fleet", "east")),
+            json!({"savedCommand": saved, "parameters": {"ns": "from-a-saved-command"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let result = s.wait(r.header("location").unwrap()).await;
+    assert_eq!(result["properties"]["logs"], "namespace/from-a-saved-command created\n", "{result}");
+    let phase = cluster.kubectl_ok(&["get", "namespace", "from-a-saved-command", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Active");
+}
