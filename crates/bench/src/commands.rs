@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubeinvoke::executor::{ExecLimits, Executor, Job, LocalExecutor, SandboxPolicy, StopSignal};
+use kubeinvoke::executor::sandbox::RunSpec;
+use kubeinvoke::executor::{ExecLimits, Executor, Isolation, Job, LocalExecutor, SandboxPolicy, StopSignal};
 use tokio::sync::Semaphore;
 
 use crate::bench::Bench;
@@ -15,6 +16,10 @@ use crate::target::Target;
 pub struct InvokeLatency {
     /// `sh -c true`, spawned and awaited.
     pub bare: Latency,
+    /// `bash -c true` in bubblewrap with exactly the executor's arguments (namespaces, mounts),
+    /// spawned and awaited: no limits, no uid of its own, no working directory to prepare.
+    /// `None` when the host's isolation is not bubblewrap.
+    pub bare_bwrap: Option<Latency>,
     /// `true` through the server's executor and sandbox.
     pub sandboxed: Latency,
     /// POST runCommand, then GET until 200, polling without pause.
@@ -65,6 +70,10 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         bare.push(started.elapsed());
     }
     let executor = local_executor(bench, 1).await?;
+    let bare_bwrap = match executor.isolation() {
+        Isolation::Bubblewrap => Some(bare_bwrap(bench, &executor, rounds).await?),
+        _ => None,
+    };
     let mut sandboxed = Vec::with_capacity(rounds);
     for n in 0..rounds {
         let started = Instant::now();
@@ -90,11 +99,42 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
     }
     Ok(InvokeLatency {
         bare: summarize(&bare),
+        bare_bwrap,
         sandboxed: summarize(&sandboxed),
         kubeinvoke: summarize(&end_to_end),
         kubeinvoke_paced: summarize(&paced),
         isolation: executor.isolation().as_str().to_string(),
     })
+}
+
+/// `rounds` spawns of the executor's own bubblewrap command line, without anything around it.
+async fn bare_bwrap(bench: &Bench, executor: &LocalExecutor, rounds: usize) -> anyhow::Result<Latency> {
+    let root = bench.launch("bare-bwrap", &[]).data_dir;
+    let (workdir, tmpdir) = (root.join("home"), root.join("tmp"));
+    std::fs::create_dir_all(&workdir)?;
+    std::fs::create_dir_all(&tmpdir)?;
+    let limits = ExecLimits::default();
+    let spec = RunSpec {
+        workdir: &workdir,
+        tmpdir: &tmpdir,
+        shell_command: "true",
+        has_kubeconfig: false,
+        limits: &limits,
+        uid: None,
+        environment: &[],
+        info_fd: None,
+    };
+    let sandboxed = executor.sandbox().command(&spec);
+    let program = sandboxed.as_std().get_program().to_owned();
+    let args: Vec<_> = sandboxed.as_std().get_args().map(ToOwned::to_owned).collect();
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let status = tokio::process::Command::new(&program).args(&args).status().await?;
+        anyhow::ensure!(status.success(), "bare bwrap failed: {status}");
+        samples.push(started.elapsed());
+    }
+    Ok(summarize(&samples))
 }
 
 /// Completions per second of `commands` trivial commands submitted at once.

@@ -1,15 +1,19 @@
-//! `kubeinvoke sandbox-exec`: the small, single-threaded step between the server and a command.
+//! `kubeinvoke sandbox-exec`: the single-threaded step between the server and a command under
+//! Landlock isolation.
 //!
-//! It runs in a fresh process, so it can safely do what must not happen in the multi-threaded
-//! server between fork and exec: die with the server, lower resource limits, apply Landlock
-//! rules, drop to the command's own uid, and finally exec the command (or bubblewrap).
+//! Landlock rules are built by the `landlock` crate, which allocates: that must not happen in
+//! the multi-threaded server between fork and exec, so a fresh process applies them (with the
+//! limits and the uid switch), then execs the command. Under bubblewrap and without isolation
+//! the server spawns the command directly ([`super::process_limits`]).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use clap::Args;
 use landlock::{ABI, Access, AccessFs, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules};
-use rustix::process::{Resource, Rlimit, Signal};
+use rustix::process::Signal;
+
+use super::process_limits::ProcessLimits;
 
 /// Exit code when the helper itself fails before the command starts.
 pub const HELPER_FAILED: i32 = 125;
@@ -58,24 +62,14 @@ pub fn run(args: SandboxExecArgs) -> i32 {
 }
 
 fn prepare_and_exec(args: SandboxExecArgs) -> Result<i32, String> {
-    // If the server dies, so does every command (bubblewrap adds --die-with-parent below us).
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .map_err(|e| format!("setting the parent-death signal: {e}"))?;
-    for (resource, value) in [
-        (Resource::Nproc, args.nproc),
-        (Resource::Nofile, args.nofile),
-        (Resource::Fsize, args.fsize),
-        (Resource::Cpu, args.cpu),
-        (Resource::As, args.address_space),
-    ] {
-        if let Some(value) = value {
-            // CPU: the soft limit sends SIGXCPU (exit 152, reported as such); the hard limit,
-            // one second later, SIGKILL for a process that ignores it.
-            let maximum = if resource == Resource::Cpu { value.saturating_add(1) } else { value };
-            rustix::process::setrlimit(resource, Rlimit { current: Some(value), maximum: Some(maximum) })
-                .map_err(|e| format!("setting {resource:?} to {value}: {e}"))?;
-        }
-    }
+    let limits = ProcessLimits {
+        processes: args.nproc,
+        open_files: args.nofile,
+        file_bytes: args.fsize,
+        cpu_seconds: args.cpu,
+        address_space: args.address_space,
+    };
+    limits.apply().map_err(|e| format!("setting the parent-death signal and resource limits: {e}"))?;
     if args.landlock_probe || !args.landlock_rw.is_empty() {
         let enforced = restrict_filesystem(&args.landlock_rw, &args.landlock_ro)?;
         if args.landlock_probe {

@@ -17,6 +17,7 @@ use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+use super::namespace::InfoPipe;
 use super::output::CappedLog;
 use super::output::OutputFile;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
@@ -93,6 +94,11 @@ impl LocalExecutor {
         Ok(LocalExecutor { runs_dir, sandbox, uids })
     }
 
+    /// The isolation every run gets (the benchmarks spawn its bare command as a baseline).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     /// Creates the working directory with the context and kubeconfig in it, owned by `uid`.
     fn prepare(runs_dir: &Path, job: &Job, uid: Option<u32>) -> Result<RunDirs, String> {
         let dirs = RunDirs::new(runs_dir, job.id.as_str());
@@ -125,11 +131,19 @@ impl LocalExecutor {
         Ok(dirs)
     }
 
-    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Outcome {
+    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Ended {
         let limits = &job.limits;
         let (read_end, write_end) = match output_pipe() {
             Ok(pair) => pair,
-            Err(e) => return start_failed(format!("creating the output pipe: {e}")),
+            Err(e) => return start_failed(format!("creating the output pipe: {e}")).into(),
+        };
+        // Under bubblewrap: where it names its PID namespace's init, to know when the sandbox is over.
+        let info = match self.sandbox.isolation() {
+            Isolation::Bubblewrap => match InfoPipe::new() {
+                Ok(info) => Some(info),
+                Err(e) => return start_failed(format!("creating the sandbox's info pipe: {e}")).into(),
+            },
+            _ => None,
         };
         let spec = RunSpec {
             workdir: &dirs.home,
@@ -139,24 +153,32 @@ impl LocalExecutor {
             limits,
             uid,
             environment: &job.environment,
+            info_fd: info.as_ref().map(InfoPipe::child_fd),
         };
         let mut command = self.sandbox.command(&spec);
         command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         match write_end.try_clone() {
             Ok(stderr) => command.stdout(Stdio::from(write_end)).stderr(Stdio::from(stderr)),
-            Err(e) => return start_failed(format!("duplicating the output pipe: {e}")),
+            Err(e) => return start_failed(format!("duplicating the output pipe: {e}")).into(),
         };
         let spawned = command.spawn();
         // The Command holds our copies of the pipe's write end: drop it so EOF means "all writers gone".
         drop(command);
         let mut child = match spawned {
             Ok(child) => child,
-            Err(e) => return start_failed(format!("starting the command: {e}")),
+            Err(e) => return start_failed(format!("starting the command: {e}")).into(),
         };
-        let group = ProcessGroup { pid: child.id().and_then(|id| Pid::from_raw(id as i32)), uid };
+        let watch = info.map(InfoPipe::into_watch).and_then(Result::ok);
+        // Under bubblewrap the command cannot leave its PID namespace, which dies with bubblewrap:
+        // killing bubblewrap's group is enough, without scanning /proc for the uid's processes.
+        let escapes_group = self.sandbox.isolation() != Isolation::Bubblewrap;
+        let group = ProcessGroup {
+            pid: child.id().and_then(|id| Pid::from_raw(id as i32)),
+            uid: uid.filter(|_| escapes_group),
+        };
         let mut reader = match pipe::Receiver::from_owned_fd(read_end) {
             Ok(reader) => reader,
-            Err(e) => return start_failed(format!("reading the output pipe: {e}")),
+            Err(e) => return start_failed(format!("reading the output pipe: {e}")).into(),
         };
 
         let mut log = CappedLog::new(limits.log_cap);
@@ -239,7 +261,7 @@ impl LocalExecutor {
                 Some(limit) => format!("{limit}; then {note}"),
                 None => note,
             };
-            return Outcome::Failed { reason, logs: log.finish(Some(&note)) };
+            return Outcome::Failed { reason, logs: log.finish(Some(&note)) }.into();
         }
         let status = match status {
             Some(status) => status,
@@ -249,12 +271,30 @@ impl LocalExecutor {
             Ok(status) => status,
             Err(e) => {
                 let note = format!("the command's exit status could not be read ({e}); its outcome is unknown");
-                return Outcome::Failed { reason: FailureReason::StatusUnknown(e), logs: log.finish(Some(&note)) };
+                return Outcome::Failed { reason: FailureReason::StatusUnknown(e), logs: log.finish(Some(&note)) }
+                    .into();
             }
         };
         let exit_code = exit_code(status);
         let note = limit_note(exit_code, log.head(), limits);
-        Outcome::Exited { exit_code, logs: log.finish(note.as_deref()) }
+        let sandbox_empty = match watch {
+            Some(watch) => watch.ended(DRAIN_GRACE).await,
+            None => false,
+        };
+        Ended { outcome: Outcome::Exited { exit_code, logs: log.finish(note.as_deref()) }, sandbox_empty }
+    }
+}
+
+/// How a run ended.
+struct Ended {
+    outcome: Outcome,
+    /// The sandbox's PID namespace is known to be gone, and with it every process of the run.
+    sandbox_empty: bool,
+}
+
+impl From<Outcome> for Ended {
+    fn from(outcome: Outcome) -> Self {
+        Ended { outcome, sandbox_empty: false }
     }
 }
 
@@ -279,17 +319,27 @@ impl Executor for LocalExecutor {
             let (runs_dir, job) = (self.runs_dir.clone(), job.clone());
             tokio::task::spawn_blocking(move || Self::prepare(&runs_dir, &job, uid)).await
         };
-        let outcome = match prepared {
+        let ended = match prepared {
             Ok(Ok(dirs)) => self.execute(&job, &dirs, uid, stop).await,
-            Ok(Err(detail)) => start_failed(detail),
-            Err(e) => start_failed(format!("preparing the run: {e}")),
+            Ok(Err(detail)) => start_failed(detail).into(),
+            Err(e) => start_failed(format!("preparing the run: {e}")).into(),
         };
-        // Every process of the uid is gone before the uid can go to another command.
-        if let Some(lease) = lease {
-            lease.release().await;
+        let run_dir = self.runs_dir.join(job.id.as_str());
+        if ended.sandbox_empty {
+            // Nothing of the command is left: the uid goes back at once, the directory after
+            // the result.
+            if let Some(lease) = lease {
+                lease.release_empty().await;
+            }
+            tokio::spawn(remove_dir(run_dir));
+        } else {
+            // Every process of the uid is gone before the uid or the result goes anywhere.
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            remove_dir(run_dir).await;
         }
-        remove_dir(self.runs_dir.join(job.id.as_str())).await;
-        outcome
+        ended.outcome
     }
 
     fn isolation(&self) -> Isolation {
@@ -307,7 +357,8 @@ async fn sweep_orphans_periodically(uids: std::sync::Weak<UidLeases>) {
     }
 }
 
-/// A command's process group (and uid, when it has its own); killed however the run ends.
+/// A command's process group (and uid, when it has its own and its processes can leave the
+/// group); killed however the run ends.
 struct ProcessGroup {
     pid: Option<Pid>,
     uid: Option<u32>,

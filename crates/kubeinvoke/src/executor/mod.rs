@@ -4,7 +4,9 @@ pub mod helper;
 pub mod kubernetes;
 mod limits;
 mod local;
+mod namespace;
 mod output;
+mod process_limits;
 pub mod sandbox;
 pub mod uids;
 

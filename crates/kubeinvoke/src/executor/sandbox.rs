@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::ExecLimits;
 use super::helper::LANDLOCK_UNAVAILABLE;
+use super::process_limits::ProcessLimits;
 
 /// Inside bubblewrap, the working directory is always here (and is `HOME`).
 pub const SANDBOX_HOME: &str = "/home/command";
@@ -101,6 +102,9 @@ pub struct RunSpec<'a> {
     /// Set for the command after the cleared environment (names are lower case, so they never
     /// replace `PATH`, `HOME` or `KUBECONFIG`).
     pub environment: &'a [(String, String)],
+    /// Under bubblewrap: the descriptor (close-on-exec in the server) on which bubblewrap names
+    /// its PID namespace's init (`--info-fd`; see `namespace.rs`).
+    pub info_fd: Option<std::os::fd::RawFd>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,11 +225,9 @@ impl Sandbox {
             limits: &limits,
             uid,
             environment: &[],
+            info_fd: None,
         };
-        let mut command = self.command(&spec);
-        if self.isolation == Isolation::Landlock {
-            command.arg("--landlock-probe");
-        }
+        let mut command = self.build(&spec, true);
         let output = command.output().await.map_err(|e| e.to_string())?;
         let _ = std::fs::remove_dir_all(probe_dir);
         match output.status.code() {
@@ -235,68 +237,108 @@ impl Sandbox {
         }
     }
 
-    /// The process to spawn for one run: the helper, which applies limits and drops privileges,
-    /// then execs the shell directly or inside bubblewrap. The environment is cleared.
+    /// The process to spawn for one run, with a cleared environment. Under bubblewrap and
+    /// without isolation the server spawns it directly: the child switches to the run's uid and
+    /// applies [`ProcessLimits`] between fork and exec. Under Landlock the `sandbox-exec` helper
+    /// does that (see `helper.rs`), then execs the shell.
     pub fn command(&self, run: &RunSpec<'_>) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(&self.helper);
-        command.arg("sandbox-exec").env_clear().env("LANG", &self.lang);
-        command.envs(run.environment.iter().map(|(k, v)| (k, v)));
-        let limits = run.limits;
-        command.args(["--nofile", &limits.max_open_files.to_string()]);
-        command.args(["--fsize", &limits.max_file_bytes.to_string()]);
-        command.args(["--cpu", &limits.max_cpu_seconds.to_string()]);
-        command.args(["--as", &limits.max_memory_bytes.to_string()]);
-        if let Some(uid) = run.uid {
-            // RLIMIT_NPROC counts the processes of a uid: meaningful only for a uid of its own.
-            command.args(["--nproc", &limits.max_processes.to_string()]);
-            command.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
+        self.build(run, false)
+    }
+
+    /// [`Self::command`]; with `landlock_probe`, the helper only reports whether Landlock is enforced.
+    fn build(&self, run: &RunSpec<'_>, landlock_probe: bool) -> tokio::process::Command {
+        let limits = ProcessLimits::of(run.limits, run.uid.is_some());
+        let mut command = match self.isolation {
+            Isolation::Bubblewrap => {
+                let mut command = tokio::process::Command::new(self.bwrap.as_ref().expect("probed"));
+                command.args(self.bwrap_args(run));
+                command
+            }
+            Isolation::Landlock => {
+                let mut command = tokio::process::Command::new(&self.helper);
+                command.arg("sandbox-exec").args(limits.to_args());
+                if let Some(uid) = run.uid {
+                    command.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
+                }
+                self.landlock_args(&mut command, run);
+                if landlock_probe {
+                    command.arg("--landlock-probe");
+                }
+                command.arg("--").arg(&self.shell);
+                command
+            }
+            // A local sandbox is never a Pod; the arm only keeps the match exhaustive.
+            Isolation::None | Isolation::KubernetesPod => tokio::process::Command::new(&self.shell),
+        };
+        if self.isolation != Isolation::Landlock {
+            if let Some(uid) = run.uid {
+                // std drops supplementary groups and sets the gid before the uid.
+                command.uid(uid).gid(uid);
+            }
+            let info_fd = run.info_fd.filter(|_| self.isolation == Isolation::Bubblewrap);
+            // SAFETY: runs after the credential change, between fork and exec; `apply` and
+            // `inherit` make raw system calls only (no allocation, no lock).
+            unsafe {
+                command.pre_exec(move || {
+                    limits.apply()?;
+                    match info_fd {
+                        Some(fd) => inherit(fd),
+                        None => Ok(()),
+                    }
+                });
+            }
         }
+        command.env_clear().env("LANG", &self.lang);
+        command.envs(run.environment.iter().map(|(k, v)| (k, v)));
+        let home = match self.isolation {
+            Isolation::Bubblewrap => Path::new(SANDBOX_HOME),
+            _ => run.workdir,
+        };
+        let kubeconfig = home.join(".kube/config");
         match self.isolation {
             Isolation::Bubblewrap => {
-                let home = Path::new(SANDBOX_HOME);
                 let path = if self.tools.is_empty() {
                     SYSTEM_PATH.to_string()
                 } else {
                     format!("{SANDBOX_TOOLS}:{SYSTEM_PATH}")
                 };
-                command.env("PATH", path).env("HOME", home).env("TMPDIR", "/tmp").current_dir("/");
-                if run.has_kubeconfig {
-                    command.env("KUBECONFIG", home.join(".kube/config"));
-                }
-                command.arg("--").arg(self.bwrap.as_ref().expect("probed")).args(self.bwrap_args(run));
+                command.env("PATH", path).env("TMPDIR", "/tmp").current_dir("/");
             }
-            // A local sandbox is never a Pod; the arm only keeps the match exhaustive.
-            Isolation::Landlock | Isolation::None | Isolation::KubernetesPod => {
-                command.env("PATH", &self.command_path).env("HOME", run.workdir).env("TMPDIR", run.tmpdir);
-                command.current_dir(run.workdir);
-                if run.has_kubeconfig {
-                    command.env("KUBECONFIG", run.workdir.join(".kube/config"));
-                }
-                if self.isolation == Isolation::Landlock {
-                    command.arg("--landlock-rw").arg(run.workdir).arg("--landlock-rw").arg(run.tmpdir);
-                    for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
-                        command.arg("--landlock-rw").arg(dev);
-                    }
-                    for ro in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/proc", "/dev"] {
-                        if Path::new(ro).exists() {
-                            command.arg("--landlock-ro").arg(ro);
-                        }
-                    }
-                    for (_, tool) in &self.tools {
-                        command.arg("--landlock-ro").arg(tool);
-                    }
-                }
-                command.arg("--");
+            _ => {
+                command.env("PATH", &self.command_path).env("TMPDIR", run.tmpdir).current_dir(run.workdir);
             }
         }
-        command.arg(&self.shell).arg("-c").arg(run.shell_command);
+        command.env("HOME", home);
+        if run.has_kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        command.arg("-c").arg(run.shell_command);
         command
+    }
+
+    /// `sandbox-exec`'s Landlock rules: read-write only the run's directories and a few devices.
+    fn landlock_args(&self, command: &mut tokio::process::Command, run: &RunSpec<'_>) {
+        command.arg("--landlock-rw").arg(run.workdir).arg("--landlock-rw").arg(run.tmpdir);
+        for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
+            command.arg("--landlock-rw").arg(dev);
+        }
+        for ro in ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/proc", "/dev"] {
+            if Path::new(ro).exists() {
+                command.arg("--landlock-ro").arg(ro);
+            }
+        }
+        for (_, tool) in &self.tools {
+            command.arg("--landlock-ro").arg(tool);
+        }
     }
 
     fn bwrap_args(&self, run: &RunSpec<'_>) -> Vec<std::ffi::OsString> {
         let tmp_size = run.limits.max_workdir_bytes.to_string();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+        if let Some(fd) = run.info_fd {
+            push(&[&"--info-fd", &fd.to_string()]);
+        }
         push(&[&"--unshare-all", &"--unshare-user", &"--disable-userns", &"--die-with-parent", &"--new-session"]);
         push(&[&"--hostname", &"kubeinvoke"]);
         if self.network {
@@ -328,6 +370,14 @@ impl Sandbox {
             }
         }
         push(&[&"--bind", &run.workdir, &SANDBOX_HOME, &"--remount-ro", &"/", &"--chdir", &SANDBOX_HOME, &"--"]);
+        push(&[&self.shell]);
         args
     }
+}
+
+/// Lets the command's first process keep `fd` across exec. Async-signal-safe.
+fn inherit(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: the descriptor is open in the child: the server keeps it until after the spawn.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?)
 }

@@ -5,7 +5,8 @@
 //! A lease is an exclusive `flock` on `<lock dir>/<uid>`, taken before the uid is used and let go
 //! only once every process of the uid is gone. The kernel drops the lock when its holder dies, so a
 //! crashed server never strands a uid; whoever takes the uid next first kills what the dead holder's
-//! commands left behind. Nothing here ever touches a uid whose lock it does not hold, which is what
+//! commands left behind. A holder that saw the uid empty writes [`RELEASED`] into the file before
+//! letting go, so the next taker skips that scan of `/proc` (issue #20). Nothing here ever touches a uid whose lock it does not hold, which is what
 //! lets any number of servers share the default range on one host.
 
 use std::fs::{self, File};
@@ -42,19 +43,44 @@ pub enum UidLeaseError {
 }
 
 /// The range of uids this server may use, shared with every other server on the host.
+/// The lock file's content once its last holder saw the uid without processes.
+const RELEASED: &[u8] = b"released: no process left\n";
+
+/// Whether taking a free uid looks for processes a dead holder left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeftoverCheck {
+    /// Always (the orphan sweep: it found processes of the uid).
+    Always,
+    /// Unless the last holder released the uid after seeing it empty.
+    UnlessReleased,
+}
+
+/// Whether the lock file (held by us) says its last holder left the uid empty.
+fn released_clean(file: &mut File) -> std::io::Result<bool> {
+    let mut content = [0u8; RELEASED.len() + 1];
+    let read = std::os::unix::fs::FileExt::read_at(&*file, &mut content, 0)?;
+    Ok(&content[..read] == RELEASED)
+}
+
 pub struct UidLeases {
     dir: PathBuf,
     first: u32,
     count: u32,
     /// Where the next search starts, so one server does not keep probing the uids it just freed.
     next: AtomicU32,
+    /// Uids this process released empty, most recent last: taken first, since their lock files
+    /// say so and spare the taker a scan of `/proc`.
+    released: Released,
 }
+
+type Released = Arc<std::sync::Mutex<Vec<u32>>>;
 
 /// One uid held by one command. Dropping it kills the uid's processes and, once they are gone,
 /// lets the uid go (on a thread of its own: it may wait).
 pub struct UidLease {
     uid: u32,
     lock: Option<File>,
+    released: Released,
 }
 
 impl UidLeases {
@@ -69,7 +95,13 @@ impl UidLeases {
             return Err(UidLeaseError::Unsafe(dir.to_path_buf()));
         }
         let start = std::process::id() % count;
-        Ok(Arc::new(UidLeases { dir: dir.to_path_buf(), first, count, next: AtomicU32::new(start) }))
+        Ok(Arc::new(UidLeases {
+            dir: dir.to_path_buf(),
+            first,
+            count,
+            next: AtomicU32::new(start),
+            released: Released::default(),
+        }))
     }
 
     /// Ends what commands of dead servers left running: every uid of the range that has processes
@@ -79,7 +111,7 @@ impl UidLeases {
         let busy = uids_with_processes(self.first..self.first + self.count);
         let mut cleared = 0;
         for uid in busy {
-            match self.try_take(uid, "sweeping processes of a dead server") {
+            match self.try_take(uid, "sweeping processes of a dead server", LeftoverCheck::Always) {
                 Ok(Some(lease)) => {
                     lease.end();
                     cleared += 1;
@@ -120,10 +152,16 @@ impl UidLeases {
 
     /// One pass over the range; `None` when every uid is held.
     fn try_acquire(&self, holder: &str) -> std::io::Result<Option<UidLease>> {
+        while let Some(uid) = self.pop_released() {
+            // Another server may have taken it since: then the range is searched as usual.
+            if let Some(lease) = self.try_take(uid, holder, LeftoverCheck::UnlessReleased)? {
+                return Ok(Some(lease));
+            }
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for step in 0..self.count {
             let uid = self.first + (start.wrapping_add(step) % self.count);
-            if let Some(lease) = self.try_take(uid, holder)? {
+            if let Some(lease) = self.try_take(uid, holder, LeftoverCheck::UnlessReleased)? {
                 self.next.store(uid - self.first + 1, Ordering::Relaxed);
                 return Ok(Some(lease));
             }
@@ -131,7 +169,11 @@ impl UidLeases {
         Ok(None)
     }
 
-    fn try_take(&self, uid: u32, holder: &str) -> std::io::Result<Option<UidLease>> {
+    fn pop_released(&self) -> Option<u32> {
+        self.released.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
+    }
+
+    fn try_take(&self, uid: u32, holder: &str, check: LeftoverCheck) -> std::io::Result<Option<UidLease>> {
         let path = self.dir.join(uid.to_string());
         let mut file = fs::OpenOptions::new()
             .read(true)
@@ -148,7 +190,8 @@ impl UidLeases {
             Err(e) => return Err(e.into()),
         }
         // Free, but a holder that died may have left processes: they go before the uid is reused.
-        if !kill_until_gone(uid) {
+        // A holder that saw the uid empty said so in the file; a sweep checks all the same.
+        if (check == LeftoverCheck::Always || !released_clean(&mut file)?) && !kill_until_gone(uid) {
             tracing::error!(uid, "processes of a free command uid do not die; leaving the uid unused");
             std::mem::forget(file);
             return Ok(None);
@@ -156,7 +199,7 @@ impl UidLeases {
         file.set_len(0)?;
         writeln!(file, "pid {}\n{holder}", std::process::id())?;
         tracing::debug!(uid, holder, "command uid leased");
-        Ok(Some(UidLease { uid, lock: Some(file) }))
+        Ok(Some(UidLease { uid, lock: Some(file), released: self.released.clone() }))
     }
 }
 
@@ -170,26 +213,46 @@ impl UidLease {
         let _ = tokio::task::spawn_blocking(move || self.end()).await;
     }
 
+    /// Lets the uid go without looking for its processes: for a caller that knows none is left
+    /// (a command whose PID namespace ended; see `local.rs`).
+    pub async fn release_empty(mut self) {
+        let (uid, lock, released) = (self.uid, self.lock.take(), self.released.clone());
+        let _ = tokio::task::spawn_blocking(move || let_go(uid, lock, &released)).await;
+    }
+
     fn end(mut self) {
-        end_lease(self.uid, self.lock.take());
+        end_lease(self.uid, self.lock.take(), &self.released);
     }
 }
 
 impl Drop for UidLease {
     fn drop(&mut self) {
         if let Some(lock) = self.lock.take() {
-            let uid = self.uid;
-            std::thread::spawn(move || end_lease(uid, Some(lock)));
+            let (uid, released) = (self.uid, self.released.clone());
+            std::thread::spawn(move || end_lease(uid, Some(lock), &released));
         }
     }
 }
 
-fn end_lease(uid: u32, lock: Option<File>) {
+fn end_lease(uid: u32, lock: Option<File>, released: &Released) {
     if kill_until_gone(uid) {
-        drop(lock); // closing the file lets the uid go
+        let_go(uid, lock, released);
     } else {
         tracing::error!(uid, "processes of a command uid do not die; the uid stays leased until they do");
         std::mem::forget(lock);
+    }
+}
+
+/// Marks the lock file of an empty uid [`RELEASED`] and unlocks it.
+fn let_go(uid: u32, lock: Option<File>, released: &Released) {
+    let Some(file) = lock else { return };
+    // Best effort: without the mark the next taker checks for leftovers itself.
+    let marked = file.set_len(0).and_then(|()| std::os::unix::fs::FileExt::write_all_at(&file, RELEASED, 0));
+    drop(file); // closing the file lets the uid go
+    if marked.is_ok() {
+        let mut released = released.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        released.retain(|&u| u != uid);
+        released.push(uid);
     }
 }
 
@@ -250,7 +313,8 @@ mod tests {
         let dir = root.path().join("uids");
         // Runs as any user: unit tests check the locking, not the ownership rule.
         fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-        let leases = UidLeases { dir, first: 3_900_000_000, count, next: AtomicU32::new(0) };
+        let leases =
+            UidLeases { dir, first: 3_900_000_000, count, next: AtomicU32::new(0), released: Released::default() };
         (root, Arc::new(leases))
     }
 
@@ -267,6 +331,22 @@ mod tests {
         assert_eq!(c.uid(), freed);
         let text = fs::read_to_string(pool.dir.join(freed.to_string())).unwrap();
         assert!(text.contains(&format!("pid {}", std::process::id())) && text.contains('c'), "{text}");
+    }
+
+    #[test]
+    fn a_uid_released_empty_says_so_and_is_taken_first() {
+        let (_root, leases) = leases(5);
+        let lease = leases.try_acquire("first").unwrap().expect("a free uid");
+        let path = leases.dir.join(lease.uid().to_string());
+        let mut file = File::open(&path).unwrap();
+        assert!(!released_clean(&mut file).unwrap(), "a held lease names its holder");
+        // A holder that dies keeps its "pid … holder" content: the next taker checks for leftovers.
+        lease.end();
+        assert!(released_clean(&mut file).unwrap(), "the holder saw the uid empty");
+        // The range would offer the next uid; the one released empty comes first.
+        let again = leases.try_acquire("second").unwrap().expect("a free uid");
+        assert_eq!(again.uid(), path.file_name().unwrap().to_str().unwrap().parse::<u32>().unwrap());
+        assert!(!released_clean(&mut file).unwrap());
     }
 
     #[test]
