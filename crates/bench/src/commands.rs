@@ -17,7 +17,8 @@ pub struct InvokeLatency {
     /// `sh -c true`, spawned and awaited.
     pub bare: Latency,
     /// `bash -c true` in bubblewrap with exactly the executor's arguments (namespaces, mounts),
-    /// spawned and awaited: no limits, no uid of its own, no working directory to prepare.
+    /// spawned and awaited, as `nobody` when the bench runs as root (commands run as a uid of
+    /// their own then): no limits, no uid lease, no working directory to prepare.
     /// `None` when the host's isolation is not bubblewrap.
     pub bare_bwrap: Option<Latency>,
     /// `true` through the server's executor and sandbox.
@@ -107,6 +108,9 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
     })
 }
 
+/// The unprivileged uid the bare bubblewrap baseline runs as (Debian's `nobody`).
+const NOBODY: u32 = 65534;
+
 /// `rounds` spawns of the executor's own bubblewrap command line, without anything around it.
 async fn bare_bwrap(bench: &Bench, executor: &LocalExecutor, rounds: usize) -> anyhow::Result<Latency> {
     let root = bench.launch("bare-bwrap", &[]).data_dir;
@@ -127,10 +131,21 @@ async fn bare_bwrap(bench: &Bench, executor: &LocalExecutor, rounds: usize) -> a
     let sandboxed = executor.sandbox().command(&spec);
     let program = sandboxed.as_std().get_program().to_owned();
     let args: Vec<_> = sandboxed.as_std().get_args().map(ToOwned::to_owned).collect();
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        for dir in [&root, &workdir, &tmpdir] {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+        }
+    }
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
+        let mut bare = tokio::process::Command::new(&program);
+        bare.args(&args);
+        if as_root {
+            bare.uid(NOBODY).gid(NOBODY);
+        }
         let started = Instant::now();
-        let status = tokio::process::Command::new(&program).args(&args).status().await?;
+        let status = bare.status().await?;
         anyhow::ensure!(status.success(), "bare bwrap failed: {status}");
         samples.push(started.elapsed());
     }
