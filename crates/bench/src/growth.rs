@@ -88,6 +88,8 @@ fn logs() -> String {
     "x".repeat(1024)
 }
 
+/// Rows as a server leaves its results: finished, and already in the activity log
+/// (`logged_state`), so the logger has nothing to catch up on while reads are measured.
 fn populate_sqlite(db: &std::path::Path, extra: u64) -> anyhow::Result<()> {
     let mut conn = rusqlite::Connection::open(db)?;
     let tx = conn.transaction()?;
@@ -96,8 +98,8 @@ fn populate_sqlite(db: &std::path::Path, extra: u64) -> anyhow::Result<()> {
     {
         let mut insert = tx.prepare(
             "INSERT INTO commands (id, cluster_uid, state, command, submitted_at, started_at, finished_at,
-                                   exit_code, logs, expires_at, submitted_by)
-             VALUES (?1, ?2, 'Succeeded', 'true', ?3, ?3, ?3, 0, ?4, 9000000000000, ?5)",
+                                   exit_code, logs, expires_at, submitted_by, logged_state)
+             VALUES (?1, ?2, 'Succeeded', 'true', ?3, ?3, ?3, 0, ?4, 9000000000000, ?5, 'Succeeded')",
         )?;
         let logs = logs();
         let now = kubeinvoke::time::now_millis();
@@ -116,9 +118,9 @@ async fn populate_postgres(url: &str, extra: u64) -> anyhow::Result<()> {
     client
         .execute(
             "INSERT INTO commands (id, cluster_uid, state, command, submitted_at, started_at, finished_at,
-                                   exit_code, logs, expires_at, submitted_by)
+                                   exit_code, logs, expires_at, submitted_by, logged_state)
              SELECT lpad(to_hex(n), 32, '0'), c.cluster_uid, 'Succeeded', 'true', $2, $2, $2, 0, $3,
-                    9000000000000, c.submitted_by
+                    9000000000000, c.submitted_by, 'Succeeded'
              FROM generate_series(1, $1::bigint) AS n, (SELECT cluster_uid, submitted_by FROM commands LIMIT 1) c",
             &[&(extra as i64), &kubeinvoke::time::now_millis(), &logs()],
         )

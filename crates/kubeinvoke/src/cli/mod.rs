@@ -87,9 +87,10 @@ pub struct ServeArgs {
     /// several replicas may share. Prefer the variable for a URL with a password in it.
     #[arg(long, env = "KUBEINVOKE_STORE", default_value = "sqlite", hide_env_values = true)]
     pub store: StoreLocation,
-    /// Serve repeated reads (clusters, role assignments, finished results) from memory; other
-    /// processes' and replicas' writes show after at most a second. `false`: every read asks the
-    /// database (used by the growth benchmark to measure the store alone).
+    /// Serve repeated reads (clusters, role assignments, finished results and their rendered
+    /// bodies) from memory; other processes' and replicas' writes show after at most a second.
+    /// `false`: every read asks the database and renders (the growth benchmark measures the store
+    /// alone).
     #[arg(long, env = "KUBEINVOKE_READ_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub read_cache: bool,
     /// How long a replica's claim on a running command holds without renewal; after that another

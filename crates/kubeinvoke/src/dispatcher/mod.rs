@@ -230,7 +230,7 @@ impl Dispatcher {
             Ok(prepared) => prepared,
             Err(reason) => {
                 let note = format!("[kubeinvoke] the command was not run: {}\n", reason.as_reason());
-                self.record(&id, &principal, &Outcome::Failed { reason, logs: note }).await;
+                self.record(&id, &principal, &Outcome::Failed { reason, logs: note }, Duration::ZERO).await;
                 return;
             }
         };
@@ -238,10 +238,11 @@ impl Dispatcher {
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
         let started = Instant::now();
         let outcome = executor.run(job, StopSignal::new(stop_requests)).await;
+        let ran = started.elapsed();
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        metrics::histogram!("kubeinvoke_command_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("kubeinvoke_command_duration_seconds").record(ran.as_secs_f64());
         metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
-        self.record(&id, &principal, &outcome).await;
+        self.record(&id, &principal, &outcome, ran).await;
     }
 
     /// The job and executor for a claimed command. The cluster's settings were checked when it was
@@ -287,7 +288,9 @@ impl Dispatcher {
     }
 
     /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.
-    async fn record(&self, id: &CommandId, principal: &str, outcome: &Outcome) {
+    /// The log line says how long the run (`ran`) and storing it took, in microseconds.
+    async fn record(&self, id: &CommandId, principal: &str, outcome: &Outcome, ran: Duration) {
+        let recording = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let (exit_code, reason) = match outcome {
             Outcome::Exited { exit_code, .. } => (Some(*exit_code), None),
@@ -297,7 +300,8 @@ impl Dispatcher {
             let now = now_millis();
             match self.store.finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
                 Ok(true) => {
-                    tracing::info!(command_id = %id, principal, state = outcome.state().as_str(), exit_code, reason, "command finished");
+                    let (run_us, store_us) = (ran.as_micros() as u64, recording.elapsed().as_micros() as u64);
+                    tracing::info!(command_id = %id, principal, state = outcome.state().as_str(), exit_code, reason, run_us, store_us, "command finished");
                     return;
                 }
                 Ok(false) => {

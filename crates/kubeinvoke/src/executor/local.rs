@@ -326,19 +326,16 @@ impl Executor for LocalExecutor {
         };
         let run_dir = self.runs_dir.join(job.id.as_str());
         if ended.sandbox_empty {
-            // Nothing of the command is left: the uid goes back at once, the directory after
-            // the result.
+            // Nothing of the command is left: handing the uid back need not delay the result.
             if let Some(lease) = lease {
-                lease.release_empty().await;
+                tokio::spawn(lease.release_empty());
             }
-            tokio::spawn(remove_dir(run_dir));
-        } else {
+        } else if let Some(lease) = lease {
             // Every process of the uid is gone before the uid or the result goes anywhere.
-            if let Some(lease) = lease {
-                lease.release().await;
-            }
-            remove_dir(run_dir).await;
+            lease.release().await;
         }
+        // The directory holds the kubeconfig: it is gone before the result is.
+        remove_dir(run_dir).await;
         ended.outcome
     }
 

@@ -108,6 +108,7 @@ impl Application {
     /// Opens the data directory, the store and the executor, recovers unfinished commands,
     /// prepares TLS and binds the listener.
     pub async fn build(config: ServerConfig) -> anyhow::Result<Self> {
+        let rendered = rendered::RenderedResults::new(config.read_cache);
         create_private_dir(&config.data_dir)?;
         let metrics = ops::install_metrics();
         let replica = instance::replica_id(&config.data_dir)?;
@@ -190,7 +191,7 @@ impl Application {
             identity,
             runs,
             activity,
-            rendered: Default::default(),
+            rendered,
             webhooks,
         });
         Ok(Application {
