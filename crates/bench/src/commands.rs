@@ -71,16 +71,22 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         bare.push(started.elapsed());
     }
     let executor = local_executor(bench, 1).await?;
-    let bare_bwrap = match executor.isolation() {
-        Isolation::Bubblewrap => Some(bare_bwrap(bench, &executor, rounds).await?),
+    let baseline = match executor.isolation() {
+        Isolation::Bubblewrap => Some(BareBwrap::new(bench, &executor)?),
         _ => None,
     };
+    // Baseline and executor take turns, so a machine that slows down mid-run slows both alike.
+    let mut bare_bwrap = Vec::with_capacity(rounds);
     let mut sandboxed = Vec::with_capacity(rounds);
     for n in 0..rounds {
+        if let Some(baseline) = &baseline {
+            bare_bwrap.push(baseline.once().await?);
+        }
         let started = Instant::now();
         run_job(&executor, n, "true").await;
         sandboxed.push(started.elapsed());
     }
+    let bare_bwrap = baseline.map(|_| summarize(&bare_bwrap));
     let server = bench.start("invoke", &[]).await?;
     server.create_cluster("bench", "c1").await?;
     // Warm the connection and the caches as a client of a running service would find them.
@@ -111,45 +117,56 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
 /// The unprivileged uid the bare bubblewrap baseline runs as (Debian's `nobody`).
 const NOBODY: u32 = 65534;
 
-/// `rounds` spawns of the executor's own bubblewrap command line, without anything around it.
-async fn bare_bwrap(bench: &Bench, executor: &LocalExecutor, rounds: usize) -> anyhow::Result<Latency> {
-    let root = bench.launch("bare-bwrap", &[]).data_dir;
-    let (workdir, tmpdir) = (root.join("home"), root.join("tmp"));
-    std::fs::create_dir_all(&workdir)?;
-    std::fs::create_dir_all(&tmpdir)?;
-    let limits = ExecLimits::default();
-    let spec = RunSpec {
-        workdir: &workdir,
-        tmpdir: &tmpdir,
-        shell_command: "true",
-        has_kubeconfig: false,
-        limits: &limits,
-        uid: None,
-        environment: &[],
-        info_fd: None,
-    };
-    let sandboxed = executor.sandbox().command(&spec);
-    let program = sandboxed.as_std().get_program().to_owned();
-    let args: Vec<_> = sandboxed.as_std().get_args().map(ToOwned::to_owned).collect();
-    let as_root = rustix::process::geteuid().is_root();
-    if as_root {
-        for dir in [&root, &workdir, &tmpdir] {
-            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
-        }
-    }
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let mut bare = tokio::process::Command::new(&program);
-        bare.args(&args);
+/// The executor's own bubblewrap command line, spawned without anything around it.
+struct BareBwrap {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    as_root: bool,
+}
+
+impl BareBwrap {
+    fn new(bench: &Bench, executor: &LocalExecutor) -> anyhow::Result<Self> {
+        let root = bench.launch("bare-bwrap", &[]).data_dir;
+        let (workdir, tmpdir) = (root.join("home"), root.join("tmp"));
+        std::fs::create_dir_all(&workdir)?;
+        std::fs::create_dir_all(&tmpdir)?;
+        let limits = ExecLimits::default();
+        let spec = RunSpec {
+            workdir: &workdir,
+            tmpdir: &tmpdir,
+            shell_command: "true",
+            has_kubeconfig: false,
+            limits: &limits,
+            uid: None,
+            environment: &[],
+            info_fd: None,
+        };
+        let sandboxed = executor.sandbox().command(&spec);
+        let as_root = rustix::process::geteuid().is_root();
         if as_root {
+            for dir in [&root, &workdir, &tmpdir] {
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+            }
+        }
+        Ok(BareBwrap {
+            program: sandboxed.as_std().get_program().to_owned(),
+            args: sandboxed.as_std().get_args().map(ToOwned::to_owned).collect(),
+            as_root,
+        })
+    }
+
+    /// One spawn, awaited.
+    async fn once(&self) -> anyhow::Result<Duration> {
+        let mut bare = tokio::process::Command::new(&self.program);
+        bare.args(&self.args);
+        if self.as_root {
             bare.uid(NOBODY).gid(NOBODY);
         }
         let started = Instant::now();
         let status = bare.status().await?;
         anyhow::ensure!(status.success(), "bare bwrap failed: {status}");
-        samples.push(started.elapsed());
+        Ok(started.elapsed())
     }
-    Ok(summarize(&samples))
 }
 
 /// Completions per second of `commands` trivial commands submitted at once.

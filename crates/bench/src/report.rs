@@ -117,7 +117,7 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
                 "### 2a. Sandboxed spawn (target: p50 ≤ 1.3× bare bubblewrap with the same namespaces) — {}\n",
                 verdict(ratio <= 1.3)
             )?;
-            writeln!(md, "`true`, one at a time, {} rounds each.\n", bwrap.samples)?;
+            writeln!(md, "`true`, one at a time, {} rounds each, the two taking turns.\n", bwrap.samples)?;
             writeln!(md, "| path | p50 | p99 | ratio (p50) | how |\n|---|---:|---:|---:|---|")?;
             writeln!(
                 md,

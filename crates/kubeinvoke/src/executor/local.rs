@@ -186,7 +186,9 @@ impl LocalExecutor {
         let mut chunk = vec![0u8; 64 * 1024];
         let deadline = tokio::time::sleep(limits.timeout);
         tokio::pin!(deadline);
-        let mut disk_check = tokio::time::interval(DISK_CHECK_PERIOD);
+        // The first check one period in: at the start the directory holds only what was unpacked.
+        let mut disk_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + DISK_CHECK_PERIOD, DISK_CHECK_PERIOD);
         // `Err` when the process's end could not be read: the run then fails, it never "exits 0".
         let mut status: Option<Result<ExitStatus, String>> = None;
         let mut drain_until: Option<tokio::time::Instant> = None;

@@ -10,7 +10,6 @@
 //! lets any number of servers share the default range on one host.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,9 +56,27 @@ enum LeftoverCheck {
 
 /// Whether the lock file (held by us) says its last holder left the uid empty.
 fn released_clean(file: &mut File) -> std::io::Result<bool> {
-    let mut content = [0u8; RELEASED.len() + 1];
+    let mut content = [0u8; RECORD_LEN + 1];
     let read = std::os::unix::fs::FileExt::read_at(&*file, &mut content, 0)?;
-    Ok(&content[..read] == RELEASED)
+    Ok(content[..read].trim_ascii_end() == RELEASED.trim_ascii_end())
+}
+
+/// Every record in a lock file has this length (padded with spaces), so replacing one is a single
+/// write at offset 0 without truncating the file: no metadata change for the filesystem to journal.
+const RECORD_LEN: usize = 128;
+
+/// Replaces the lock file's record with `text` (cut to [`RECORD_LEN`]).
+fn write_record(file: &File, text: &[u8]) -> std::io::Result<()> {
+    let mut record = [b' '; RECORD_LEN];
+    let kept = text.len().min(RECORD_LEN - 1);
+    record[..kept].copy_from_slice(&text[..kept]);
+    record[RECORD_LEN - 1] = b'\n';
+    std::os::unix::fs::FileExt::write_all_at(file, &record, 0)?;
+    // Only files of another length (older versions, a new empty file) change size.
+    if file.metadata()?.len() != RECORD_LEN as u64 {
+        file.set_len(RECORD_LEN as u64)?;
+    }
+    Ok(())
 }
 
 pub struct UidLeases {
@@ -196,8 +213,7 @@ impl UidLeases {
             std::mem::forget(file);
             return Ok(None);
         }
-        file.set_len(0)?;
-        writeln!(file, "pid {}\n{holder}", std::process::id())?;
+        write_record(&file, format!("pid {}\n{holder}\n", std::process::id()).as_bytes())?;
         tracing::debug!(uid, holder, "command uid leased");
         Ok(Some(UidLease { uid, lock: Some(file), released: self.released.clone() }))
     }
@@ -247,7 +263,7 @@ fn end_lease(uid: u32, lock: Option<File>, released: &Released) {
 fn let_go(uid: u32, lock: Option<File>, released: &Released) {
     let Some(file) = lock else { return };
     // Best effort: without the mark the next taker checks for leftovers itself.
-    let marked = file.set_len(0).and_then(|()| std::os::unix::fs::FileExt::write_all_at(&file, RELEASED, 0));
+    let marked = write_record(&file, RELEASED);
     drop(file); // closing the file lets the uid go
     if marked.is_ok() {
         let mut released = released.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -340,6 +356,10 @@ mod tests {
         let path = leases.dir.join(lease.uid().to_string());
         let mut file = File::open(&path).unwrap();
         assert!(!released_clean(&mut file).unwrap(), "a held lease names its holder");
+        let record = fs::read_to_string(&path).unwrap();
+        assert_eq!(record.len(), RECORD_LEN, "one fixed-length record");
+        assert_eq!(record.lines().next(), Some(format!("pid {}", std::process::id()).as_str()));
+        assert_eq!(record.lines().nth(1), Some("first"));
         // A holder that dies keeps its "pid … holder" content: the next taker checks for leftovers.
         lease.end();
         assert!(released_clean(&mut file).unwrap(), "the holder saw the uid empty");
