@@ -22,16 +22,8 @@ pub const LANDLOCK_UNAVAILABLE: i32 = 3;
 
 #[derive(Debug, Args)]
 pub struct SandboxExecArgs {
-    #[arg(long)]
-    pub nproc: Option<u64>,
-    #[arg(long)]
-    pub nofile: Option<u64>,
-    #[arg(long)]
-    pub fsize: Option<u64>,
-    #[arg(long)]
-    pub cpu: Option<u64>,
-    #[arg(long = "as")]
-    pub address_space: Option<u64>,
+    #[command(flatten)]
+    pub limits: ProcessLimits,
     #[arg(long, requires = "gid")]
     pub uid: Option<u32>,
     #[arg(long, requires = "uid")]
@@ -62,14 +54,7 @@ pub fn run(args: SandboxExecArgs) -> i32 {
 }
 
 fn prepare_and_exec(args: SandboxExecArgs) -> Result<i32, String> {
-    let limits = ProcessLimits {
-        processes: args.nproc,
-        open_files: args.nofile,
-        file_bytes: args.fsize,
-        cpu_seconds: args.cpu,
-        address_space: args.address_space,
-    };
-    limits.apply().map_err(|e| format!("setting the parent-death signal and resource limits: {e}"))?;
+    args.limits.apply().map_err(|e| format!("setting the parent-death signal and resource limits: {e}"))?;
     if args.landlock_probe || !args.landlock_rw.is_empty() {
         let enforced = restrict_filesystem(&args.landlock_rw, &args.landlock_ro)?;
         if args.landlock_probe {

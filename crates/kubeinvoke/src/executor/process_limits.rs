@@ -12,13 +12,19 @@ use rustix::process::{Resource, Rlimit, Signal};
 
 use super::ExecLimits;
 
-/// The limits one command's processes run under; `None` leaves a limit as inherited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The limits one command's processes run under; `None` leaves a limit as inherited. Also the
+/// helper's flags (`sandbox-exec --nproc … --as …`; [`Self::to_args`] writes them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
 pub struct ProcessLimits {
+    #[arg(long = "nproc")]
     pub processes: Option<u64>,
+    #[arg(long = "nofile")]
     pub open_files: Option<u64>,
+    #[arg(long = "fsize")]
     pub file_bytes: Option<u64>,
+    #[arg(long = "cpu")]
     pub cpu_seconds: Option<u64>,
+    #[arg(long = "as")]
     pub address_space: Option<u64>,
 }
 
@@ -60,7 +66,7 @@ impl ProcessLimits {
         Ok(())
     }
 
-    /// The helper's command-line arguments for these limits (see `helper.rs`).
+    /// The helper's command-line arguments for these limits (parsed back by the derive above).
     pub fn to_args(self) -> Vec<String> {
         let flags = [
             ("--nproc", self.processes),
@@ -89,6 +95,19 @@ mod tests {
         let args = ProcessLimits::of(&limits, false).to_args();
         assert!(!args.contains(&"--nproc".to_string()));
         assert_eq!(args[..2], ["--nofile".to_string(), limits.max_open_files.to_string()]);
+    }
+
+    #[test]
+    fn the_helpers_flags_parse_back_to_the_same_limits() {
+        #[derive(clap::Parser)]
+        struct Helper {
+            #[command(flatten)]
+            limits: ProcessLimits,
+        }
+        let limits = ProcessLimits::of(&ExecLimits::default(), true);
+        let parsed =
+            <Helper as clap::Parser>::try_parse_from(std::iter::once("helper".to_string()).chain(limits.to_args()));
+        assert_eq!(parsed.map(|h| h.limits).ok(), Some(limits));
     }
 
     #[test]

@@ -291,11 +291,6 @@ impl Sandbox {
         command.env_clear().env("LANG", &self.lang);
         command.envs(run.environment.iter().map(|(k, v)| (k, v)));
         let home = match self.isolation {
-            Isolation::Bubblewrap => Path::new(SANDBOX_HOME),
-            _ => run.workdir,
-        };
-        let kubeconfig = home.join(".kube/config");
-        match self.isolation {
             Isolation::Bubblewrap => {
                 let path = if self.tools.is_empty() {
                     SYSTEM_PATH.to_string()
@@ -303,14 +298,16 @@ impl Sandbox {
                     format!("{SANDBOX_TOOLS}:{SYSTEM_PATH}")
                 };
                 command.env("PATH", path).env("TMPDIR", "/tmp").current_dir("/");
+                Path::new(SANDBOX_HOME)
             }
             _ => {
                 command.env("PATH", &self.command_path).env("TMPDIR", run.tmpdir).current_dir(run.workdir);
+                run.workdir
             }
-        }
+        };
         command.env("HOME", home);
         if run.has_kubeconfig {
-            command.env("KUBECONFIG", kubeconfig);
+            command.env("KUBECONFIG", home.join(".kube/config"));
         }
         command.arg("-c").arg(run.shell_command);
         command

@@ -55,9 +55,9 @@ enum LeftoverCheck {
 }
 
 /// Whether the lock file (held by us) says its last holder left the uid empty.
-fn released_clean(file: &mut File) -> std::io::Result<bool> {
+fn released_clean(file: &File) -> std::io::Result<bool> {
     let mut content = [0u8; RECORD_LEN + 1];
-    let read = std::os::unix::fs::FileExt::read_at(&*file, &mut content, 0)?;
+    let read = std::os::unix::fs::FileExt::read_at(file, &mut content, 0)?;
     Ok(content[..read].trim_ascii_end() == RELEASED.trim_ascii_end())
 }
 
@@ -192,7 +192,7 @@ impl UidLeases {
 
     fn try_take(&self, uid: u32, holder: &str, check: LeftoverCheck) -> std::io::Result<Option<UidLease>> {
         let path = self.dir.join(uid.to_string());
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -208,7 +208,7 @@ impl UidLeases {
         }
         // Free, but a holder that died may have left processes: they go before the uid is reused.
         // A holder that saw the uid empty said so in the file; a sweep checks all the same.
-        if (check == LeftoverCheck::Always || !released_clean(&mut file)?) && !kill_until_gone(uid) {
+        if (check == LeftoverCheck::Always || !released_clean(&file)?) && !kill_until_gone(uid) {
             tracing::error!(uid, "processes of a free command uid do not die; leaving the uid unused");
             std::mem::forget(file);
             return Ok(None);
@@ -354,19 +354,19 @@ mod tests {
         let (_root, leases) = leases(5);
         let lease = leases.try_acquire("first").unwrap().expect("a free uid");
         let path = leases.dir.join(lease.uid().to_string());
-        let mut file = File::open(&path).unwrap();
-        assert!(!released_clean(&mut file).unwrap(), "a held lease names its holder");
+        let file = File::open(&path).unwrap();
+        assert!(!released_clean(&file).unwrap(), "a held lease names its holder");
         let record = fs::read_to_string(&path).unwrap();
         assert_eq!(record.len(), RECORD_LEN, "one fixed-length record");
         assert_eq!(record.lines().next(), Some(format!("pid {}", std::process::id()).as_str()));
         assert_eq!(record.lines().nth(1), Some("first"));
         // A holder that dies keeps its "pid … holder" content: the next taker checks for leftovers.
         lease.end();
-        assert!(released_clean(&mut file).unwrap(), "the holder saw the uid empty");
+        assert!(released_clean(&file).unwrap(), "the holder saw the uid empty");
         // The range would offer the next uid; the one released empty comes first.
         let again = leases.try_acquire("second").unwrap().expect("a free uid");
         assert_eq!(again.uid(), path.file_name().unwrap().to_str().unwrap().parse::<u32>().unwrap());
-        assert!(!released_clean(&mut file).unwrap());
+        assert!(!released_clean(&file).unwrap());
     }
 
     #[test]
