@@ -79,13 +79,9 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
     // One crypto provider for the whole process (rustls panics if it must guess between two).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_env("KUBEINVOKE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Log lines are written by a thread of their own, in batches, off the request path; the
-    // channel is not lossy: a burst waits for the writer rather than dropping a line.
-    // The writer thread drains the channel into a buffer and flushes once per drained batch:
-    // one write(2) per burst of lines, not one per line.
-    let (writer, flush_on_drop) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    // Log lines are written by a thread of their own, in batches, off the request path; none is
+    // dropped (a burst waits for the writer). See `log_writer` for why not tracing-appender.
+    let (writer, flush_on_drop) = kubeinvoke::log_writer::BatchedLog::start(std::io::stderr());
     // Colours only for a person at a terminal, never escape codes in a log file.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours).with_writer(writer);

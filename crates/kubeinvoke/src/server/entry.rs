@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::handlers::{activity, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved};
+use super::headers::RouteTemplate;
 use super::request::RequestContext;
 use super::{audit, permissions};
 use crate::arm::ApiError;
@@ -21,10 +22,15 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     let (mut parts, body) = request.into_parts();
     let ctx = RequestContext::new(&app, &mut parts);
     let mut caller = None;
-    let response = match route(&app, &ctx, &parts.method, body, &mut caller).await {
+    let parsed = path::parse(&ctx.path);
+    let template = parsed.as_ref().map(|p| p.route.as_ref().map_or("invalid", Route::template));
+    let mut response = match route(&app, &ctx, parsed, &parts.method, body, &mut caller).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    if let Some(template) = template {
+        response.extensions_mut().insert(RouteTemplate(template));
+    }
     if let Some(event) = audit::event_for(&ctx, &parts.method, caller.as_deref(), response.status()) {
         app.activity.append(vec![event]).await;
     }
@@ -40,11 +46,11 @@ async fn authenticate(app: &AppState, ctx: &RequestContext) -> Result<Caller, Ap
 async fn route(
     app: &AppState,
     ctx: &RequestContext,
+    parsed: Option<path::Parsed>,
     method: &Method,
     body: axum::body::Body,
     caller_id: &mut Option<String>,
 ) -> Result<Response, ApiError> {
-    let parsed = path::parse(&ctx.path);
     let caller = match parsed.as_ref().map(|p| p.namespace) {
         Some(Namespace::Metadata) => None,
         _ => Some(authenticate(app, ctx).await?),

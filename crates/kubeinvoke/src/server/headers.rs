@@ -1,11 +1,14 @@
 //! The headers ARM puts on every response, and one log line per request.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
@@ -19,24 +22,30 @@ const WRITE_BUDGET: u32 = 1199;
 
 pub async fn arm_headers(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let correlation =
-        request.headers().get(&CORRELATION_ID).cloned().unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is a header value")
-        });
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let request_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_text);
+    let correlation = request.headers().get(&CORRELATION_ID).cloned().unwrap_or_else(|| {
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text))
+            .expect("uuid is a header value")
+    });
     // Handlers (the activity log) see the same correlation id the answer carries.
     request.headers_mut().insert(CORRELATION_ID, correlation.clone());
     let client_request_id = request.headers().get(&CLIENT_REQUEST_ID).cloned();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let route = route_template(&request);
+    let uri = request.uri().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let path = uri.path();
     let is_arm = path.len() > 1 && path.as_bytes()[1..].to_ascii_lowercase().starts_with(b"subscriptions");
 
     let mut response = next.run(request).await;
 
+    let route = match response.extensions().get::<RouteTemplate>() {
+        Some(template) => template.0,
+        None => matched.as_ref().map_or("unmatched", MatchedPath::as_str),
+    };
     let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("uuid is a header value"));
-    headers.insert(CORRELATION_ID, correlation);
+    headers.insert(REQUEST_ID, HeaderValue::from_str(request_id).expect("uuid is a header value"));
     if let Some(id) = client_request_id {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
@@ -47,12 +56,10 @@ pub async fn arm_headers(mut request: Request, next: Next) -> Response {
             headers.insert(WRITES_LEFT, HeaderValue::from(WRITE_BUDGET));
         }
     }
-    let correlation_id = headers.get(&CORRELATION_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let correlation_id = correlation.to_str().unwrap_or_default();
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("kubeinvoke_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("kubeinvoke_http_request_duration_seconds", "route" => route.clone())
-        .record(elapsed.as_secs_f64());
+    RequestMetrics::record(route, &method, status, elapsed);
     tracing::info!(
         %method,
         route,
@@ -63,19 +70,44 @@ pub async fn arm_headers(mut request: Request, next: Next) -> Response {
         correlation_id,
         "request"
     );
+    response.headers_mut().insert(CORRELATION_ID, correlation);
     response
 }
 
-/// The route template of a request (never its names), to keep metric labels bounded.
-fn route_template(request: &Request) -> String {
-    if let Some(parsed) = crate::arm::path::parse(request.uri().path()) {
-        if let Ok(route) = parsed.route {
-            return route.template().to_string();
+/// The route template of an ARM request (never its names, to keep metric labels bounded), put on
+/// the response by the handler that parsed the path, so it is not parsed twice.
+#[derive(Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// The request counter and duration histogram per route, method and status, looked up once
+/// instead of building their labelled keys on every request.
+#[derive(Default)]
+struct RequestMetrics {
+    routes: HashMap<String, RouteMetrics>,
+}
+
+struct RouteMetrics {
+    duration: Histogram,
+    requests: HashMap<(Method, u16), Counter>,
+}
+
+impl RequestMetrics {
+    fn record(route: &str, method: &Method, status: u16, elapsed: std::time::Duration) {
+        static ALL: LazyLock<Mutex<RequestMetrics>> = LazyLock::new(Mutex::default);
+        let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.routes.contains_key(route) {
+            let duration =
+                metrics::histogram!("kubeinvoke_http_request_duration_seconds", "route" => route.to_string());
+            all.routes.insert(route.to_string(), RouteMetrics { duration, requests: HashMap::new() });
         }
-        return "invalid".to_string();
-    }
-    match request.extensions().get::<axum::extract::MatchedPath>() {
-        Some(matched) => matched.as_str().to_string(),
-        None => "unmatched".to_string(),
+        let metrics = all.routes.get_mut(route).expect("inserted above");
+        metrics.duration.record(elapsed.as_secs_f64());
+        metrics
+            .requests
+            .entry((method.clone(), status))
+            .or_insert_with(|| {
+                metrics::counter!("kubeinvoke_http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
+            })
+            .increment(1);
     }
 }
