@@ -22,6 +22,7 @@ pub mod fanout;
 pub mod files;
 pub mod identity;
 pub mod kubeconfig;
+pub mod log_format;
 pub mod log_writer;
 pub mod saved_command;
 pub mod server;

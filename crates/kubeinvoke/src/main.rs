@@ -82,13 +82,8 @@ fn run_server(args: ServeArgs) -> std::process::ExitCode {
     // Log lines are written by a thread of their own, in batches, off the request path; none is
     // dropped (a burst waits for the writer). See `log_writer` for why not tracing-appender.
     let (writer, flush_on_drop) = kubeinvoke::log_writer::BatchedLog::start(std::io::stderr());
-    // Colours only for a person at a terminal, never escape codes in a log file.
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colours).with_writer(writer);
-    match args.log_format {
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-        LogFormat::Text => logs.init(),
-    }
+    let format = kubeinvoke::log_format::LineFormat { json: args.log_format == LogFormat::Json };
+    tracing_subscriber::fmt().with_env_filter(filter).event_format(format).with_writer(writer).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

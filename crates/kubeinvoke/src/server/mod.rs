@@ -23,7 +23,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{any, get, post};
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::task::JoinHandle;
 
 use crate::activity::logger::ActivityLogger;
@@ -249,9 +250,13 @@ impl Application {
             dispatcher.shutdown(grace).await;
         });
         let service = self.router.into_make_service();
+        // TCP_NODELAY: an answer goes out when written, not when the previous one is acknowledged.
         let served = match self.tls {
-            Some(tls) => axum_server::from_tcp_rustls(self.listener, tls)?.handle(handle).serve(service).await,
-            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+            Some(tls) => {
+                let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor);
+                axum_server::from_tcp(self.listener)?.acceptor(acceptor).handle(handle).serve(service).await
+            }
+            None => axum_server::from_tcp(self.listener)?.acceptor(NoDelayAcceptor).handle(handle).serve(service).await,
         };
         if served.is_ok() {
             // Serving ends only through the shutdown above: wait until the commands are settled.
