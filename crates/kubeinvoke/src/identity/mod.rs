@@ -51,8 +51,8 @@ pub struct Identity {
 /// An authenticated caller and the role assignments that apply to them.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub claims: Claims,
-    pub assignments: Vec<RoleAssignmentRecord>,
+    pub claims: Arc<Claims>,
+    pub assignments: Arc<[RoleAssignmentRecord]>,
     /// The custom role definitions its assignments name (built-in ones are known without them).
     pub custom_roles: Vec<rbac::RoleDefinition>,
 }
@@ -176,12 +176,12 @@ impl Identity {
 
     /// Validates a token for one of `audiences`: RS256 only, a known key of a trusted issuer,
     /// `exp`/`nbf` within [`LEEWAY_SECONDS`], and for our own tokens our tenant.
-    pub async fn validate(&self, token: &str, audiences: &[&str]) -> Result<Claims, TokenError> {
+    pub async fn validate(&self, token: &str, audiences: &[&str]) -> Result<Arc<Claims>, TokenError> {
         let now = now_millis() / 1000;
         if let Some(claims) = self.validated.get(token, audiences, now) {
             return Ok(claims);
         }
-        let claims = self.validate_uncached(token, audiences).await?;
+        let claims = Arc::new(self.validate_uncached(token, audiences).await?);
         self.validated.insert(token, audiences, &claims, now);
         Ok(claims)
     }

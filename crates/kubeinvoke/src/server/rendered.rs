@@ -1,7 +1,8 @@
 //! Finished results as they were last sent: a finished result never changes, and serialising it
-//! (escaping its logs) was the largest cost of a read in the profile (BENCHMARKS.md). The record is
-//! still read from the store (its cache) first, so a result deleted or expired is never served
-//! from here; a hit only skips the serialisation.
+//! (escaping its logs) was the largest cost of a read in the profile (BENCHMARKS.md). A hit
+//! skips the store too: the caller has found the cluster first (a deleted cluster is a 404
+//! before this is asked, and a cluster created again under the same name has a new uid), and
+//! a finished result leaves the store only when it expires, which is checked here.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,8 +15,15 @@ use crate::store::ClusterUid;
 /// Bytes kept at most; over it the cache starts afresh.
 const MAX_BYTES: usize = 16 << 20;
 
-/// (cluster, command) → (finished at, body), and the bytes held.
-type Entries = (HashMap<(ClusterUid, CommandId), (i64, Bytes)>, usize);
+struct Rendered {
+    cluster: ClusterUid,
+    expires_at: i64,
+    body: Bytes,
+}
+
+/// command → its rendering, and the bytes held. Command ids are unique across clusters; the
+/// cluster is checked on a hit so one cluster's path never shows another's command.
+type Entries = (HashMap<CommandId, Rendered>, usize);
 
 pub struct RenderedResults {
     /// `false` with `--read-cache false`: every read renders (the growth benchmark measures the store).
@@ -28,24 +36,30 @@ impl RenderedResults {
         RenderedResults { enabled, entries: Mutex::default() }
     }
 
-    /// The body last rendered for this finished record, if it was rendered from the same record.
-    pub fn get(&self, cluster: &ClusterUid, record: &CommandRecord) -> Option<Bytes> {
-        let finished = record.finished_at.filter(|_| self.enabled)?;
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.0.get(&(cluster.clone(), record.id.clone())) {
-            Some((at, body)) if *at == finished => Some(body.clone()),
-            _ => None,
+    /// The body last sent for this cluster's finished command, unless it has expired since.
+    pub fn get(&self, cluster: &ClusterUid, id: &CommandId, now_millis: i64) -> Option<Bytes> {
+        if !self.enabled {
+            return None;
         }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let rendered = entries.0.get(id)?;
+        (rendered.cluster == *cluster && rendered.expires_at > now_millis).then(|| rendered.body.clone())
     }
 
+    /// Keeps the body of a finished record (one that can expire; others are not kept).
     pub fn keep(&self, cluster: &ClusterUid, record: &CommandRecord, body: Bytes) {
-        let Some(finished) = record.finished_at.filter(|_| self.enabled) else { return };
+        let Some(expires_at) = record.expires_at.filter(|_| self.enabled && record.state.is_terminal()) else {
+            return;
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.1 + body.len() > MAX_BYTES {
             entries.0.clear();
             entries.1 = 0;
         }
         entries.1 += body.len();
-        entries.0.insert((cluster.clone(), record.id.clone()), (finished, body));
+        let rendered = Rendered { cluster: cluster.clone(), expires_at, body };
+        if let Some(replaced) = entries.0.insert(record.id.clone(), rendered) {
+            entries.1 -= replaced.body.len();
+        }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,7 +34,7 @@ pub const SHARED_TTL: Duration = Duration::from_secs(1);
 pub struct CachedStore<S> {
     inner: S,
     clusters: Generational<(String, String, String), ClusterRecord>,
-    assignments: Generational<String, Vec<RoleAssignmentRecord>>,
+    assignments: Generational<String, Arc<[RoleAssignmentRecord]>>,
     results: Generational<(String, String), CommandRecord>,
 }
 
@@ -148,7 +148,7 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.list_role_assignments().await
     }
 
-    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
         let key = principal_id.to_lowercase();
         let generation = match self.assignments.get(&key) {
             Ok(cached) => return Ok(cached),

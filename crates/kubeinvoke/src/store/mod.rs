@@ -234,7 +234,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>>;
     async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>>;
     async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>>;
-    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>>;
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<std::sync::Arc<[RoleAssignmentRecord]>>;
 
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>>;
     async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>>;

@@ -372,13 +372,13 @@ impl Store for PostgresStore {
         Ok(client.query(&sql, &[]).await.map_err(db_error)?.iter().map(rows::assignment).collect::<StoreResult<_>>()?)
     }
 
-    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
         let client = self.client().await?;
         let sql = format!(
             "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE principal_id = $1 ORDER BY created_at, name"
         );
         let rows = client.query(&sql, &[&principal_id.to_lowercase()]).await.map_err(db_error)?;
-        Ok(rows.iter().map(rows::assignment).collect::<StoreResult<_>>()?)
+        Ok(rows.iter().map(rows::assignment).collect::<StoreResult<Vec<_>>>()?.into())
     }
 
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {

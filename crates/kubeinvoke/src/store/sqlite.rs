@@ -362,9 +362,9 @@ impl Store for SqliteStore {
         self.read(|conn| query_assignments(conn, "", None))
     }
 
-    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRecord>> {
+    async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
         let principal_id = principal_id.to_lowercase();
-        self.read(move |conn| query_assignments(conn, "WHERE principal_id = ?1", Some(&principal_id)))
+        self.read(move |conn| query_assignments(conn, "WHERE principal_id = ?1", Some(&principal_id))).map(Arc::from)
     }
 
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {

@@ -205,7 +205,7 @@ async fn role_assignments_keep_the_first_write_and_list_in_creation_order(s: &Su
     assert_eq!(again.value, assignment("z-last-name", "p1", 1), "an existing assignment is returned unchanged");
     let names: Vec<String> = store.list_role_assignments().await.unwrap().into_iter().map(|a| a.name).collect();
     assert_eq!(names, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "by creation, then name");
-    let of_p1: Vec<String> = store.role_assignments_of("P1").await.unwrap().into_iter().map(|a| a.name).collect();
+    let of_p1: Vec<String> = store.role_assignments_of("P1").await.unwrap().iter().map(|a| a.name.clone()).collect();
     assert_eq!(of_p1, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "principal ids compare case-insensitively");
     assert_eq!(store.delete_role_assignment("a-first-name").await.unwrap().unwrap().principal_id, "p1");
     assert!(store.delete_role_assignment("a-first-name").await.unwrap().is_none());

@@ -146,11 +146,12 @@ pub async fn result(
     cluster_ref: &ClusterRef,
     id: &CommandId,
 ) -> Result<Response, ApiError> {
-    let (cluster, record) = load(app, cluster_ref, id).await?;
+    let cluster = clusters::load(app, cluster_ref).await?;
+    if let Some(body) = app.rendered.get(&cluster.uid, id, now_millis()) {
+        return Ok(json_bytes(StatusCode::OK, body));
+    }
+    let record = command_of(app, &cluster, id).await?;
     if record.state.is_terminal() {
-        if let Some(body) = app.rendered.get(&cluster.uid, &record) {
-            return Ok(json_bytes(StatusCode::OK, body));
-        }
         let body =
             bytes::Bytes::from(serde_json::to_vec(&RunCommandResult::from(&record)).map_err(ApiError::internal)?);
         app.rendered.keep(&cluster.uid, &record, body.clone());
@@ -170,12 +171,13 @@ pub async fn load(
     id: &CommandId,
 ) -> Result<(ClusterRecord, CommandRecord), ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let record = app
-        .store
-        .get_command(&cluster.uid, id, now_millis())
-        .await?
-        .ok_or_else(|| ApiError::CommandNotFound(id.to_string()))?;
+    let record = command_of(app, &cluster, id).await?;
     Ok((cluster, record))
+}
+
+async fn command_of(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Result<CommandRecord, ApiError> {
+    let found = app.store.get_command(&cluster.uid, id, now_millis()).await?;
+    found.ok_or_else(|| ApiError::CommandNotFound(id.to_string()))
 }
 
 pub fn result_path(cluster: &ClusterRecord, id: &CommandId) -> String {
