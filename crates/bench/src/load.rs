@@ -17,6 +17,27 @@ pub struct WrkResult {
     pub command: String,
 }
 
+impl WrkResult {
+    /// Runs of the same load taken in turns with others: the mean rate, the median p50, the
+    /// worst p99, all errors; the command with the number of runs.
+    pub fn combined(runs: &[WrkResult]) -> WrkResult {
+        let Some(first) = runs.first() else { return WrkResult::default() };
+        let mut p50s: Vec<f64> = runs.iter().map(|r| r.p50_ms).collect();
+        p50s.sort_by(f64::total_cmp);
+        WrkResult {
+            requests_per_sec: runs.iter().map(|r| r.requests_per_sec).sum::<f64>() / runs.len() as f64,
+            p50_ms: p50s[p50s.len() / 2],
+            p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+            non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+            socket_errors: runs.iter().map(|r| r.socket_errors).sum(),
+            command: match runs.len() {
+                1 => first.command.clone(),
+                n => format!("{n} × {}", first.command),
+            },
+        }
+    }
+}
+
 /// One `wrk` run: `connections` keep-alive connections for `duration`, optionally authenticated,
 /// optionally with a Lua script (e.g. random ids).
 pub async fn wrk(

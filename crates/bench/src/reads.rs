@@ -12,11 +12,16 @@ use crate::load::{WrkResult, wrk};
 use crate::target::Target;
 
 pub const CONNECTIONS: usize = 64;
+/// Rounds in which the baselines, kubeinvoke and `/healthz` take turns.
+pub const ROUNDS: usize = 3;
 /// A command whose result has exactly 1 KiB of logs.
 pub const ONE_KIB_COMMAND: &str = "head -c 1024 /dev/zero | tr '\\0' x";
 
 pub struct Reads {
+    /// The baseline sent the very request kubeinvoke gets (its path, its bearer token).
     pub baseline: WrkResult,
+    /// The baseline sent `GET /` without a token: what the request's own bytes cost.
+    pub baseline_bare: WrkResult,
     pub kubeinvoke: WrkResult,
     /// `/healthz` of the same server: HTTP and TLS without auth or storage.
     pub healthz: WrkResult,
@@ -44,16 +49,29 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Reads> {
     std::fs::write(&body_file, &body)?;
 
     let mut baseline = start_baseline(&server, &body_file).await?;
-    let for_ = bench.measure_for();
-    let baseline_result = wrk(&baseline.1, None, CONNECTIONS, for_, None).await?;
+    // The three take turns, round by round: this machine's speed drifts by a fifth over a
+    // minute, and measuring one after the other put that drift into the ratio.
+    let rounds = if bench.quick { 1 } else { ROUNDS };
+    let each = bench.measure_for() / rounds as u32;
+    let healthz_url = format!("{}/healthz", server.base);
+    // The same request bytes as kubeinvoke's reads: a 1 KiB token and the long path cost the
+    // client, the kernel and TLS the same whoever answers them.
+    let path_and_query = &location[location.find("/subscriptions/").context("a result path")?..];
+    let baseline_same = format!("{}{}", baseline.1.trim_end_matches('/'), path_and_query);
+    let (mut base_runs, mut bare_runs, mut own_runs, mut healthz_runs) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        base_runs.push(wrk(&baseline_same, Some(&server.token), CONNECTIONS, each, None).await?);
+        bare_runs.push(wrk(&baseline.1, None, CONNECTIONS, each, None).await?);
+        own_runs.push(wrk(&location, Some(&server.token), CONNECTIONS, each, None).await?);
+        healthz_runs.push(wrk(&healthz_url, None, CONNECTIONS, each, None).await?);
+    }
     baseline.0.kill().await?;
-    let kubeinvoke = wrk(&location, Some(&server.token), CONNECTIONS, for_, None).await?;
-    let healthz = wrk(&format!("{}/healthz", server.base), None, CONNECTIONS, for_, None).await?;
     let (validation_us, cached_validation_us) = validation_cost(&server).await?;
     Ok(Reads {
-        baseline: baseline_result,
-        kubeinvoke,
-        healthz,
+        baseline: WrkResult::combined(&base_runs),
+        baseline_bare: WrkResult::combined(&bare_runs),
+        kubeinvoke: WrkResult::combined(&own_runs),
+        healthz: WrkResult::combined(&healthz_runs),
         validation_us,
         cached_validation_us,
         body_bytes: body.len(),

@@ -52,16 +52,18 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
         writeln!(md, "### 1. Result reads (target: ≥ 0.6× the baseline's throughput) — {}\n", verdict(ratio >= 0.6))?;
         writeln!(
             md,
-            "`GET …/commandResults/{{id}}` of a finished result ({} bytes of JSON, 1 KiB of logs), HTTPS keep-alive, {} connections.\n",
+            "`GET …/commandResults/{{id}}` of a finished result ({} bytes of JSON, 1 KiB of logs), HTTPS keep-alive, {} connections. The baseline gets the same request as kubeinvoke (path, query and bearer token, which it ignores); the bare row shows what those request bytes cost it. The four take turns, {} rounds (mean rate, median p50, worst p99).\n",
             r.body_bytes,
-            crate::reads::CONNECTIONS
+            crate::reads::CONNECTIONS,
+            crate::reads::ROUNDS
         )?;
         writeln!(
             md,
             "| server | requests/s | p50 | p99 | ratio to baseline | errors | command |\n|---|---:|---:|---:|---:|---:|---|"
         )?;
         for (name, w) in [
-            ("baseline: hyper + rustls, same certificate, same bytes", &r.baseline),
+            ("baseline: hyper + rustls, same certificate, same bytes, same request", &r.baseline),
+            ("baseline, bare request (`GET /`, no token)", &r.baseline_bare),
             ("kubeinvoke (SQLite, authenticated)", &r.kubeinvoke),
             ("kubeinvoke `/healthz` (no auth, no store)", &r.healthz),
         ] {

@@ -5,6 +5,7 @@
 //! structure decides the [`Namespace`], and name validation errors are carried in [`Parsed::route`].
 
 use percent_encoding::percent_decode_str;
+use smallvec::SmallVec;
 
 use super::ApiError;
 use super::names::{ClusterName, GroupName, SubscriptionId};
@@ -189,13 +190,13 @@ pub fn parse(path: &str) -> Option<Parsed> {
     // Clients join a base URL ending in '/' with a path starting with one (az does, for
     // `//metadata/endpoints`): empty segments are ignored, as ARM ignores them.
     let trimmed = path.strip_prefix('/')?;
-    // Borrowed unless a segment is percent-encoded: this runs on every request.
-    let segments: Vec<std::borrow::Cow<str>> =
+    // On the stack and borrowed unless a segment is percent-encoded: this runs on every request.
+    let segments: SmallVec<[std::borrow::Cow<str>; 16]> =
         trimmed.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy()).collect();
     if segments.is_empty() || segments.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let seg: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
+    let seg: SmallVec<[&str; 16]> = segments.iter().map(|s| s.as_ref()).collect();
     let lit = |i: usize, word: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
 
     if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {

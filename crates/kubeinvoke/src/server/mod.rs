@@ -11,6 +11,7 @@ mod ops;
 mod permissions;
 mod rendered;
 mod request;
+mod serve;
 pub mod tls;
 
 use std::future::Future;
@@ -21,10 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::{any, get, post};
-use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 
 use crate::activity::logger::ActivityLogger;
@@ -66,7 +64,7 @@ pub struct AppState {
 /// A built server, bound and ready to serve.
 pub struct Application {
     listener: std::net::TcpListener,
-    tls: Option<RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     background: Vec<JoinHandle<()>>,
     pub local_addr: SocketAddr,
@@ -102,7 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/adfs/oauth2/token", post(oauth::adfs_token))
             .route("/graph/v1.0/directoryObjects/getByIds", post(handlers::graph::get_by_ids));
     }
-    router.fallback(any(entry::handle)).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
+    router.fallback(entry::handle).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
 }
 
 impl Application {
@@ -156,10 +154,10 @@ impl Application {
             match &config.tls {
                 TlsMode::SelfSigned { hostnames } => {
                     let files = tls::ensure_self_signed(&config.data_dir, hostnames)?;
-                    (Some(RustlsConfig::from_pem_file(&files.cert, &files.key).await?), Some(files.ca_cert))
+                    (Some(tls::server_config(&files.cert, &files.key)?), Some(files.ca_cert))
                 }
                 TlsMode::Files { cert, key } => (
-                    Some(RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+                    Some(tls::server_config(cert, key).with_context(|| {
                         format!("loading --tls-cert {} / --tls-key {}", cert.display(), key.display())
                     })?),
                     None,
@@ -239,25 +237,20 @@ impl Application {
     /// Serves until `shutdown` resolves; then stops accepting, lets running commands finish
     /// within the configured grace (ending the rest `Failed`/`ServerShutdown`) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let handle = Handle::new();
-        let stopper = handle.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let dispatcher = self.state.dispatcher.clone();
         let grace = self.state.config.shutdown_grace;
         let drained = tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new requests");
-            stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+            let _ = stop.send(true);
             dispatcher.shutdown(grace).await;
         });
-        let service = self.router.into_make_service();
-        // TCP_NODELAY: an answer goes out when written, not when the previous one is acknowledged.
-        let served = match self.tls {
-            Some(tls) => {
-                let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor);
-                axum_server::from_tcp(self.listener)?.acceptor(acceptor).handle(handle).serve(service).await
-            }
-            None => axum_server::from_tcp(self.listener)?.acceptor(NoDelayAcceptor).handle(handle).serve(service).await,
+        let mut stopped_rx = stopped.clone();
+        let stopped = async move {
+            let _ = stopped_rx.wait_for(|stopped| *stopped).await;
         };
+        let served = serve::serve(self.listener, self.tls, self.router, stopped).await;
         if served.is_ok() {
             // Serving ends only through the shutdown above: wait until the commands are settled.
             let _ = drained.await;
