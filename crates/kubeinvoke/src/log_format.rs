@@ -36,17 +36,17 @@ where
         let meta = event.metadata();
         if self.json {
             write!(out, "{{\"timestamp\":\"{now}\",\"level\":\"{}\"", meta.level().as_str())?;
-            let mut fields = JsonFields { out, result: Ok(()) };
+            let mut fields = JsonFields(Fields::new(out));
             event.record(&mut fields);
-            fields.result?;
+            fields.0.result?;
             out.write_str(",\"target\":")?;
             write_json_str(out, meta.target())?;
             out.write_str("}\n")
         } else {
             write!(out, "{now} {} {}:", padded(meta.level()), meta.target())?;
-            let mut fields = TextFields { out, result: Ok(()) };
+            let mut fields = TextFields(Fields::new(out));
             event.record(&mut fields);
-            fields.result?;
+            fields.0.result?;
             out.write_char('\n')
         }
     }
@@ -67,17 +67,30 @@ fn name(field: &Field) -> &str {
     field.name().strip_prefix("r#").unwrap_or(field.name())
 }
 
-struct TextFields<'a> {
+/// Where an event's fields are written; the first failed write skips the rest.
+struct Fields<'a> {
     out: &'a mut dyn Write,
     result: fmt::Result,
 }
 
+impl<'a> Fields<'a> {
+    fn new(out: &'a mut dyn Write) -> Self {
+        Fields { out, result: Ok(()) }
+    }
+
+    fn write(&mut self, write: impl FnOnce(&mut dyn Write) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = write(self.out);
+        }
+    }
+}
+
+/// Fields as ` name=value`, the message without its name.
+struct TextFields<'a>(Fields<'a>);
+
 impl TextFields<'_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = write!(self.out, " {}=", name(field)).and_then(|()| value(self.out));
+        self.0.write(|out| write!(out, " {}=", name(field)).and_then(|()| value(out)));
     }
 }
 
@@ -102,33 +115,25 @@ impl Visit for TextFields<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = if field.name() == "message" {
-            write!(self.out, " {value:?}")
+        if field.name() == "message" {
+            self.0.write(|out| write!(out, " {value:?}"));
         } else {
-            write!(self.out, " {}={value:?}", name(field))
-        };
+            self.field(field, |out| write!(out, "{value:?}"));
+        }
     }
 }
 
-struct JsonFields<'a> {
-    out: &'a mut dyn Write,
-    result: fmt::Result,
-}
+/// Fields as `,"name":value`.
+struct JsonFields<'a>(Fields<'a>);
 
 impl JsonFields<'_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self
-            .out
-            .write_char(',')
-            .and_then(|()| write_json_str(self.out, name(field)))
-            .and_then(|()| self.out.write_char(':'))
-            .and_then(|()| value(self.out));
+        self.0.write(|out| {
+            out.write_char(',')?;
+            write_json_str(out, name(field))?;
+            out.write_char(':')?;
+            value(out)
+        });
     }
 }
 

@@ -105,14 +105,16 @@ fn write_batches(shared: &Shared, out: &mut dyn Write, window: Duration) {
             pending = shared.line_arrived.wait(pending).unwrap_or_else(|p| p.into_inner());
         }
         pending.writer_idle = false;
-        let closing = pending.closing;
-        if !closing {
+        if pending.lines.is_empty() {
+            // Closing, and every line is out.
+            return;
+        }
+        if !pending.closing {
             drop(pending);
             std::thread::sleep(window);
             pending = shared.lock();
         }
         std::mem::swap(&mut pending.lines, &mut spare);
-        let closing = closing || pending.closing;
         if pending.waiting_for_room > 0 {
             shared.room.notify_all();
         }
@@ -120,9 +122,6 @@ fn write_batches(shared: &Shared, out: &mut dyn Write, window: Duration) {
         // A log that cannot be written (a closed stderr) must not stop the server.
         let _ = out.write_all(&spare).and_then(|()| out.flush());
         spare.clear();
-        if closing && shared.lock().lines.is_empty() {
-            return;
-        }
     }
 }
 

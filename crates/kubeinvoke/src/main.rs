@@ -5,8 +5,8 @@ use kubeinvoke::cli::{Cli, Command, LogFormat, ServeArgs};
 use kubeinvoke::server::Application;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: glibc's allocator made request threads wait on arena locks (memory allocated on a
-/// request's thread and freed on the access log's writer thread); see BENCHMARKS.md.
+/// mimalloc: glibc's allocator made request threads wait on arena locks (with the log writer of
+/// the time, memory allocated on a request's thread was freed on the writer's); see BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

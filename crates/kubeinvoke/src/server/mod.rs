@@ -237,18 +237,17 @@ impl Application {
     /// Serves until `shutdown` resolves; then stops accepting, lets running commands finish
     /// within the configured grace (ending the rest `Failed`/`ServerShutdown`) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = self.state.dispatcher.clone();
         let grace = self.state.config.shutdown_grace;
         let drained = tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new requests");
-            let _ = stop.send(true);
+            let _ = stop.send(());
             dispatcher.shutdown(grace).await;
         });
-        let mut stopped_rx = stopped.clone();
-        let stopped = async move {
-            let _ = stopped_rx.wait_for(|stopped| *stopped).await;
+        let stopped = async {
+            let _ = stopped.await;
         };
         let served = serve::serve(self.listener, self.tls, self.router, stopped).await;
         if served.is_ok() {
