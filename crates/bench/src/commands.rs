@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubeinvoke::executor::sandbox::RunSpec;
+use kubeinvoke::executor::spawn::{ProcessSpec, Stdio, spawn};
 use kubeinvoke::executor::{ExecLimits, Executor, Isolation, Job, LocalExecutor, SandboxPolicy, StopSignal};
 use tokio::sync::Semaphore;
 
@@ -17,7 +18,7 @@ pub struct InvokeLatency {
     /// `sh -c true`, spawned and awaited.
     pub bare: Latency,
     /// `bash -c true` in bubblewrap with exactly the executor's arguments (namespaces, mounts),
-    /// spawned and awaited, as `nobody` when the bench runs as root (commands run as a uid of
+    /// started by the executor's own spawner and awaited, as `nobody` when the bench runs as root (commands run as a uid of
     /// their own then): no limits, no uid lease, no working directory to prepare.
     /// `None` when the host's isolation is not bubblewrap.
     pub bare_bwrap: Option<Latency>,
@@ -75,9 +76,17 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         Isolation::Bubblewrap => Some(BareBwrap::new(bench, &executor)?),
         _ => None,
     };
-    // Baseline and executor take turns, so a machine that slows down mid-run slows both alike.
+    let server = bench.start("invoke", &[]).await?;
+    server.create_cluster("bench", "c1").await?;
+    // Warm the connection and the caches as a client of a running service would find them.
+    let warm = server.submit("bench", "c1", "true").await?;
+    server.wait_hot(&warm).await?;
+    // All four take turns, round by round, so a machine that slows down mid-run slows them alike
+    // (this one's bubblewrap p50 moves by 2 ms between runs); the idle server runs throughout.
     let mut bare_bwrap = Vec::with_capacity(rounds);
     let mut sandboxed = Vec::with_capacity(rounds);
+    let mut end_to_end = Vec::with_capacity(rounds);
+    let mut paced = Vec::with_capacity(rounds);
     for n in 0..rounds {
         if let Some(baseline) = &baseline {
             bare_bwrap.push(baseline.once().await?);
@@ -85,16 +94,6 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         let started = Instant::now();
         run_job(&executor, n, "true").await;
         sandboxed.push(started.elapsed());
-    }
-    let bare_bwrap = baseline.map(|_| summarize(&bare_bwrap));
-    let server = bench.start("invoke", &[]).await?;
-    server.create_cluster("bench", "c1").await?;
-    // Warm the connection and the caches as a client of a running service would find them.
-    let warm = server.submit("bench", "c1", "true").await?;
-    server.wait_hot(&warm).await?;
-    let mut end_to_end = Vec::with_capacity(rounds);
-    let mut paced = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
         let started = Instant::now();
         let location = server.submit("bench", "c1", "true").await?;
         server.wait_hot(&location).await?;
@@ -104,6 +103,7 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         server.wait_polling(&location, Duration::from_millis(2)).await?;
         paced.push(started.elapsed());
     }
+    let bare_bwrap = baseline.map(|_| summarize(&bare_bwrap));
     Ok(InvokeLatency {
         bare: summarize(&bare),
         bare_bwrap,
@@ -117,11 +117,10 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
 /// The unprivileged uid the bare bubblewrap baseline runs as (Debian's `nobody`).
 const NOBODY: u32 = 65534;
 
-/// The executor's own bubblewrap command line, spawned without anything around it.
+/// The executor's own bubblewrap command line, started the way the executor starts it (its
+/// `clone(CLONE_VM | CLONE_VFORK)` spawner), without anything around it.
 struct BareBwrap {
-    program: std::ffi::OsString,
-    args: Vec<std::ffi::OsString>,
-    as_root: bool,
+    process: ProcessSpec,
 }
 
 impl BareBwrap {
@@ -148,22 +147,21 @@ impl BareBwrap {
                 std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
             }
         }
-        Ok(BareBwrap {
-            program: sandboxed.as_std().get_program().to_owned(),
-            args: sandboxed.as_std().get_args().map(ToOwned::to_owned).collect(),
-            as_root,
-        })
+        // The same program and arguments; no limits, no working directory of its own.
+        let mut process = ProcessSpec::new(sandboxed.program());
+        process.args(sandboxed.get_args());
+        if as_root {
+            process.uid(NOBODY);
+        }
+        Ok(BareBwrap { process })
     }
 
     /// One spawn, awaited.
     async fn once(&self) -> anyhow::Result<Duration> {
-        let mut bare = tokio::process::Command::new(&self.program);
-        bare.args(&self.args);
-        if self.as_root {
-            bare.uid(NOBODY).gid(NOBODY);
-        }
+        let output = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
         let started = Instant::now();
-        let status = bare.status().await?;
+        let mut child = spawn(&self.process, Stdio::null_in_shared_out(output.into())?)?;
+        let status = child.wait().await?;
         anyhow::ensure!(status.success(), "bare bwrap failed: {status}");
         Ok(started.elapsed())
     }

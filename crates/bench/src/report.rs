@@ -123,7 +123,7 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
             writeln!(md, "| path | p50 | p99 | ratio (p50) | how |\n|---|---:|---:|---:|---|")?;
             writeln!(
                 md,
-                "| bare `bwrap … bash -c true` | {:.2} ms | {:.2} ms | 1.00× | the executor's own bubblewrap arguments, spawned and awaited as `nobody` (when run as root); no limits, uid lease or working directory |",
+                "| bare `bwrap … bash -c true` | {:.2} ms | {:.2} ms | 1.00× | the executor's own bubblewrap arguments, started by its own spawner and awaited as `nobody` (when run as root); no limits, uid lease or working directory |",
                 bwrap.p50_ms, bwrap.p99_ms
             )?;
             writeln!(

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use super::namespace::InfoPipe;
 use super::output::CappedLog;
 use super::output::OutputFile;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
+use super::spawn::{Stdio, spawn};
 use super::uids::{UidLease, UidLeases, kill_uid};
 use super::{Executor, Isolation, Job, StopReason, StopSignal};
 use crate::command::{FailureReason, Outcome};
@@ -155,16 +156,12 @@ impl LocalExecutor {
             environment: &job.environment,
             info_fd: info.as_ref().map(InfoPipe::child_fd),
         };
-        let mut command = self.sandbox.command(&spec);
-        command.stdin(Stdio::null()).process_group(0).kill_on_drop(true);
-        match write_end.try_clone() {
-            Ok(stderr) => command.stdout(Stdio::from(write_end)).stderr(Stdio::from(stderr)),
-            Err(e) => return start_failed(format!("duplicating the output pipe: {e}")).into(),
+        let stdio = match Stdio::null_in_shared_out(write_end) {
+            Ok(stdio) => stdio,
+            Err(e) => return start_failed(format!("preparing the command's stdio: {e}")).into(),
         };
-        let spawned = command.spawn();
-        // The Command holds our copies of the pipe's write end: drop it so EOF means "all writers gone".
-        drop(command);
-        let mut child = match spawned {
+        // Our copies of the pipe's write end are closed once it runs: EOF means "all writers gone".
+        let mut child = match spawn(&self.sandbox.command(&spec), stdio) {
             Ok(child) => child,
             Err(e) => return start_failed(format!("starting the command: {e}")).into(),
         };
@@ -172,10 +169,7 @@ impl LocalExecutor {
         // Under bubblewrap the command cannot leave its PID namespace, which dies with bubblewrap:
         // killing bubblewrap's group is enough, without scanning /proc for the uid's processes.
         let escapes_group = self.sandbox.isolation() != Isolation::Bubblewrap;
-        let group = ProcessGroup {
-            pid: child.id().and_then(|id| Pid::from_raw(id as i32)),
-            uid: uid.filter(|_| escapes_group),
-        };
+        let group = ProcessGroup { pid: Some(child.id()), uid: uid.filter(|_| escapes_group) };
         let mut reader = match pipe::Receiver::from_owned_fd(read_end) {
             Ok(reader) => reader,
             Err(e) => return start_failed(format!("reading the output pipe: {e}")).into(),

@@ -8,6 +8,7 @@ mod namespace;
 mod output;
 mod process_limits;
 pub mod sandbox;
+pub mod spawn;
 pub mod uids;
 
 use async_trait::async_trait;

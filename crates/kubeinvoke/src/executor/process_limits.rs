@@ -1,8 +1,9 @@
 //! What a command's first process gets before it becomes the command: death with the server and
 //! lowered resource limits.
 //!
-//! [`ProcessLimits::apply`] runs between `fork` and `exec` in the child of a multi-threaded
-//! server, so it makes raw system calls only (`prctl`, `prlimit64`): no allocation, no lock.
+//! [`ProcessLimits::apply`] runs between `clone` and `exec` in a child that shares the memory
+//! of a multi-threaded server (`spawn.rs`), so it makes raw system calls only (`prctl`,
+//! `prlimit64`): no allocation, no lock.
 //! Doing it there instead of in a re-executed helper saves an `exec` of the whole server binary
 //! per command (BENCHMARKS.md, issue #20).
 
@@ -44,7 +45,7 @@ impl ProcessLimits {
     /// Sets the parent-death signal, then every limit. Call it after any change of credentials,
     /// which clears the parent-death signal.
     ///
-    /// Async-signal-safe: fit for `pre_exec`.
+    /// Async-signal-safe: fit for `pre_exec` and for the child of [`super::spawn::spawn`].
     pub fn apply(&self) -> io::Result<()> {
         // If the server dies, so does the command (bubblewrap adds --die-with-parent below it).
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;

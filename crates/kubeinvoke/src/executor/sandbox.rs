@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::ExecLimits;
 use super::helper::LANDLOCK_UNAVAILABLE;
 use super::process_limits::ProcessLimits;
+use super::spawn::ProcessSpec;
 
 /// Inside bubblewrap, the working directory is always here (and is `HOME`).
 pub const SANDBOX_HOME: &str = "/home/command";
@@ -227,35 +228,34 @@ impl Sandbox {
             environment: &[],
             info_fd: None,
         };
-        let mut command = self.build(&spec, true);
-        let output = command.output().await.map_err(|e| e.to_string())?;
+        let (status, output) = super::spawn::output(&self.build(&spec, true)).await.map_err(|e| e.to_string())?;
         let _ = std::fs::remove_dir_all(probe_dir);
-        match output.status.code() {
+        match status.code() {
             Some(0) => Ok(()),
             Some(LANDLOCK_UNAVAILABLE) => Err("the kernel does not fully enforce Landlock".into()),
-            _ => Err(format!("probe failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim())),
+            _ => Err(format!("probe failed ({status}): {}", String::from_utf8_lossy(&output).trim())),
         }
     }
 
     /// The process to spawn for one run, with a cleared environment. Under bubblewrap and
-    /// without isolation the server spawns it directly: the child switches to the run's uid and
-    /// applies [`ProcessLimits`] between fork and exec. Under Landlock the `sandbox-exec` helper
-    /// does that (see `helper.rs`), then execs the shell.
-    pub fn command(&self, run: &RunSpec<'_>) -> tokio::process::Command {
+    /// without isolation the server starts it directly: the child switches to the run's uid and
+    /// applies [`ProcessLimits`] between clone and exec (see `spawn.rs`). Under Landlock the
+    /// `sandbox-exec` helper does that (see `helper.rs`), then execs the shell.
+    pub fn command(&self, run: &RunSpec<'_>) -> ProcessSpec {
         self.build(run, false)
     }
 
     /// [`Self::command`]; with `landlock_probe`, the helper only reports whether Landlock is enforced.
-    fn build(&self, run: &RunSpec<'_>, landlock_probe: bool) -> tokio::process::Command {
+    fn build(&self, run: &RunSpec<'_>, landlock_probe: bool) -> ProcessSpec {
         let limits = ProcessLimits::of(run.limits, run.uid.is_some());
         let mut command = match self.isolation {
             Isolation::Bubblewrap => {
-                let mut command = tokio::process::Command::new(self.bwrap.as_ref().expect("probed"));
+                let mut command = ProcessSpec::new(self.bwrap.as_ref().expect("probed"));
                 command.args(self.bwrap_args(run));
                 command
             }
             Isolation::Landlock => {
-                let mut command = tokio::process::Command::new(&self.helper);
+                let mut command = ProcessSpec::new(&self.helper);
                 command.arg("sandbox-exec").args(limits.to_args());
                 if let Some(uid) = run.uid {
                     command.args(["--uid", &uid.to_string(), "--gid", &uid.to_string()]);
@@ -268,28 +268,21 @@ impl Sandbox {
                 command
             }
             // A local sandbox is never a Pod; the arm only keeps the match exhaustive.
-            Isolation::None | Isolation::KubernetesPod => tokio::process::Command::new(&self.shell),
+            Isolation::None | Isolation::KubernetesPod => ProcessSpec::new(&self.shell),
         };
         if self.isolation != Isolation::Landlock {
             if let Some(uid) = run.uid {
-                // std drops supplementary groups and sets the gid before the uid.
-                command.uid(uid).gid(uid);
+                command.uid(uid);
             }
-            let info_fd = run.info_fd.filter(|_| self.isolation == Isolation::Bubblewrap);
-            // SAFETY: runs after the credential change, between fork and exec; `apply` and
-            // `inherit` make raw system calls only (no allocation, no lock).
-            unsafe {
-                command.pre_exec(move || {
-                    limits.apply()?;
-                    match info_fd {
-                        Some(fd) => inherit(fd),
-                        None => Ok(()),
-                    }
-                });
+            command.limits(limits);
+            if let Some(fd) = run.info_fd.filter(|_| self.isolation == Isolation::Bubblewrap) {
+                command.keep_fd(fd);
             }
         }
-        command.env_clear().env("LANG", &self.lang);
-        command.envs(run.environment.iter().map(|(k, v)| (k, v)));
+        command.env("LANG", &self.lang);
+        for (key, value) in run.environment {
+            command.env(key, value);
+        }
         let home = match self.isolation {
             Isolation::Bubblewrap => {
                 let path = if self.tools.is_empty() {
@@ -314,7 +307,7 @@ impl Sandbox {
     }
 
     /// `sandbox-exec`'s Landlock rules: read-write only the run's directories and a few devices.
-    fn landlock_args(&self, command: &mut tokio::process::Command, run: &RunSpec<'_>) {
+    fn landlock_args(&self, command: &mut ProcessSpec, run: &RunSpec<'_>) {
         command.arg("--landlock-rw").arg(run.workdir).arg("--landlock-rw").arg(run.tmpdir);
         for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
             command.arg("--landlock-rw").arg(dev);
@@ -370,11 +363,4 @@ impl Sandbox {
         push(&[&self.shell]);
         args
     }
-}
-
-/// Lets the command's first process keep `fd` across exec. Async-signal-safe.
-fn inherit(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: the descriptor is open in the child: the server keeps it until after the spawn.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?)
 }
