@@ -2,6 +2,8 @@
 //! Handlers translate HTTP to these and back; the queue, the store and the running commands
 //! are the dispatcher's business.
 
+use std::sync::Arc;
+
 use crate::command::{CommandId, CommandState};
 use crate::fanout::RunId;
 use crate::store::{ClusterUid, CommandOptions, Lease, NewCommand, StoreError, TargetStart};
@@ -44,10 +46,10 @@ pub enum Cancel {
 }
 
 impl Dispatcher {
-    /// Stores a new command as `Accepted` (durably, before the caller hears of it) if the queue
-    /// has room, and wakes a worker.
-    pub async fn submit(&self, submission: Submission) -> Result<CommandId, SubmitError> {
-        let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
+    /// Stores a new command durably before the caller hears of it: `Running` at once when a
+    /// worker here is idle and nothing is queued (one durable write: its claim is its insert),
+    /// else `Accepted` if the queue has room, waking a worker.
+    pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<CommandId, SubmitError> {
         let id = CommandId::generate();
         let now = now_millis();
         let has_secrets = !submission.secrets.is_empty();
@@ -65,12 +67,28 @@ impl Dispatcher {
         if has_secrets {
             self.secrets.insert(id.clone(), submission.secrets);
         }
-        if let Err(e) = self.store.insert_command(command).await {
+        let stored = match self.idle_worker() {
+            Some(worker) => match self.store.insert_running(command, &self.lease_from(now)).await {
+                Ok(claimed) => {
+                    self.start_run(claimed, worker);
+                    Ok(())
+                }
+                Err(e) => Err(SubmitError::from(e)),
+            },
+            None => self.enqueue(command).await,
+        };
+        if stored.is_err() {
             self.secrets.take(&id);
-            return Err(e.into());
         }
+        stored.map(|()| id)
+    }
+
+    /// Stores a command `Accepted` for the claim loop, if the queue has room.
+    async fn enqueue(&self, command: NewCommand) -> Result<(), SubmitError> {
+        let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
+        self.store.insert_command(command).await?;
         slot.commit();
-        Ok(id)
+        Ok(())
     }
 
     /// Cancels a command as `by`: a queued one at once, a running one through its stop switch

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub use commands::{Cancel, Submission, SubmitError};
@@ -49,6 +49,9 @@ pub struct Dispatcher {
     /// This replica's id: the owner written on the commands it claims.
     owner: String,
     queue: Queue,
+    /// One permit per command that may run here at once: taken by the claim loop, or by a
+    /// submission that finds a worker idle and nothing queued.
+    slots: Arc<Semaphore>,
     running: AtomicUsize,
     /// Signalled whenever a run ends (shutdown waits on it).
     run_ended: Notify,
@@ -92,6 +95,7 @@ impl Dispatcher {
             limits,
             owner,
             queue: Queue::new(pending, config.queue_capacity),
+            slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             running: AtomicUsize::new(0),
             run_ended: Notify::new(),
             draining: watch::channel(false).0,
@@ -168,11 +172,10 @@ impl Dispatcher {
     }
 
     async fn claim_loop(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.config.max_running.max(1)));
         let mut draining = self.draining.subscribe();
         loop {
             let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                permit = self.slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = draining.wait_for(|d| *d) => return,
             };
             if *draining.borrow() {
@@ -192,16 +195,7 @@ impl Dispatcher {
                     if !self.store.is_shared() {
                         self.queue.left();
                     }
-                    let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-                    metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        this.execute(claimed).await;
-                        drop(permit);
-                        let running = this.running.fetch_sub(1, Ordering::AcqRel) - 1;
-                        metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
-                        this.run_ended.notify_waiters();
-                    });
+                    self.start_run(claimed, permit);
                 }
                 Ok(None) => {
                     drop(permit);
@@ -220,6 +214,29 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// A worker for a command this replica now owns (`Running` in the store) under `permit`.
+    fn start_run(self: &Arc<Self>, claimed: ClaimedCommand, permit: OwnedSemaphorePermit) {
+        let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.execute(claimed).await;
+            drop(permit);
+            let running = this.running.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
+            this.run_ended.notify_waiters();
+        });
+    }
+
+    /// A worker's permit for a submission to start at once: only while nothing waits in the
+    /// queue (a newcomer never overtakes a queued command) and the server is not shutting down.
+    fn idle_worker(&self) -> Option<OwnedSemaphorePermit> {
+        if *self.draining.borrow() || !self.queue.is_empty() {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     async fn execute(&self, claimed: ClaimedCommand) {

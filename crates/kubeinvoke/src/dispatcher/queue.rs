@@ -42,6 +42,11 @@ impl Queue {
         Ok(Slot { queue: self, committed: false })
     }
 
+    /// Whether no command waits (as far as this replica knows).
+    pub fn is_empty(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
+    }
+
     /// A queued command left the queue: claimed here, or canceled before any worker took it.
     pub fn left(&self) {
         let before = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));

@@ -222,6 +222,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.insert_command(command).await
     }
 
+    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
+        self.inner.insert_running(command, lease).await
+    }
+
     async fn get_command(
         &self,
         cluster_uid: &ClusterUid,

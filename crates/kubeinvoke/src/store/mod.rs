@@ -166,6 +166,23 @@ pub struct ClaimedCommand {
     pub options: CommandOptions,
 }
 
+impl ClaimedCommand {
+    /// A command stored `Running` as it was submitted, with its cluster's kubeconfig and
+    /// settings document as they are in the same transaction.
+    fn submitted(command: NewCommand, kubeconfig: Option<Vec<u8>>, document: Option<&str>) -> Self {
+        ClaimedCommand {
+            id: command.id,
+            command: command.command,
+            context: command.context,
+            cluster_token: command.cluster_token,
+            kubeconfig,
+            settings: settings_of(document),
+            submitted_by: command.submitted_by,
+            options: command.options,
+        }
+    }
+}
+
 /// Who is claiming work and for how long: a replica owns a `Running` command only while its
 /// lease is renewed.
 #[derive(Debug, Clone)]
@@ -258,6 +275,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<ClusterRecord>>;
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
+    /// Stores a new command already `Running` under `lease` and hands it over as
+    /// [`Store::claim_next`] would: for a replica with an idle worker and nothing queued, one
+    /// durable write instead of an insert and then a claim.
+    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand>;
     /// A command of this cluster that has not expired at `now`.
     async fn get_command(
         &self,

@@ -295,6 +295,13 @@ async fn select_cluster(
 /// Columns a finished command clears: the context and the cluster token are only needed to run.
 const DROP_RUN_INPUTS: &str = "context = NULL, cluster_token = NULL";
 
+/// A new command's row: `$3` its state, `$13`/`$14` the owner and lease, `$15` when it started.
+const INSERT_COMMAND: &str =
+    "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at,
+                                  submitted_by, environment, secret_names, timeout_ms, saved_command, owner,
+                                  lease_until, started_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn create_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
@@ -526,35 +533,69 @@ impl Store for PostgresStore {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
         let client = self.client().await?;
         let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
-        let (owner, lease_until) = command.pinned.map(|l| (l.owner, l.until)).unzip();
+        let (owner, lease_until) = command.pinned.as_ref().map(|l| (&l.owner, l.until)).unzip();
         // One statement: the row and its announcement commit together.
         client
             .execute(
-                "WITH inserted AS (
-                   INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
-                                         environment, secret_names, timeout_ms, saved_command, owner, lease_until)
-                   VALUES ($1, $2, 'Accepted', $3, $4, $5, $6, $7, $9, $10, $11, $12, $13, $14) RETURNING id)
-                 SELECT pg_notify($8, id) FROM inserted",
+                &format!("WITH inserted AS ({INSERT_COMMAND} RETURNING id) SELECT pg_notify($16, id) FROM inserted"),
                 &[
                     &command.id,
                     &command.cluster_uid,
+                    &CommandState::Accepted.as_str(),
                     &command.command,
                     &command.context,
                     &command.cluster_token,
                     &command.submitted_at,
                     &command.submitted_by,
-                    &WORK_CHANNEL,
                     &environment,
                     &secrets,
                     &timeout_ms,
                     &command.options.saved_command,
                     &owner,
                     &lease_until,
+                    &None::<i64>,
+                    &WORK_CHANNEL,
                 ],
             )
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
+        debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        let client = self.client().await?;
+        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
+        // One statement: the row and what running it needs from its cluster, atomically. No
+        // announcement: it is nobody else's to claim.
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH inserted AS ({INSERT_COMMAND} RETURNING cluster_uid)
+                     SELECT c.kubeconfig, c.document FROM inserted LEFT JOIN clusters c ON c.uid = inserted.cluster_uid"
+                ),
+                &[
+                    &command.id,
+                    &command.cluster_uid,
+                    &CommandState::Running.as_str(),
+                    &command.command,
+                    &command.context,
+                    &command.cluster_token,
+                    &command.submitted_at,
+                    &command.submitted_by,
+                    &environment,
+                    &secrets,
+                    &timeout_ms,
+                    &command.options.saved_command,
+                    &Some(&lease.owner),
+                    &Some(lease.until),
+                    &Some(lease.now),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        let document: Option<String> = row.get(1);
+        Ok(ClaimedCommand::submitted(command, row.get(0), document.as_deref()))
     }
 
     async fn get_command(

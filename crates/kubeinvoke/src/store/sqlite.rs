@@ -194,6 +194,54 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a new command's row in `state`; `owner` is the lease of the replica that runs it (or
+/// holds it pinned).
+fn insert_command_row(
+    conn: &Connection,
+    command: &NewCommand,
+    state: CommandState,
+    started_at: Option<i64>,
+    owner: Option<&Lease>,
+) -> Result<(), StoreError> {
+    let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
+    conn.prepare_cached(
+        "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
+                               environment, secret_names, timeout_ms, saved_command, owner, lease_until, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            command.id,
+            command.cluster_uid,
+            state.as_str(),
+            command.command,
+            command.context,
+            command.cluster_token,
+            command.submitted_at,
+            command.submitted_by,
+            environment,
+            secrets,
+            timeout_ms,
+            command.options.saved_command,
+            owner.map(|l| &l.owner),
+            owner.map(|l| l.until),
+            started_at
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// What running a command of this cluster needs from it: its kubeconfig and settings document.
+fn cluster_run_inputs(conn: &Connection, cluster_uid: &str) -> Result<(Option<Vec<u8>>, Option<String>), StoreError> {
+    let found = row(conn, "SELECT kubeconfig, document FROM clusters WHERE uid = ?1", params![cluster_uid], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+    .map_err(backend)?;
+    Ok(found.unwrap_or_default())
+}
+
 /// `query_row` through the statement cache: the same few statements run on every request.
 fn row<T, P: rusqlite::Params>(
     conn: &Connection,
@@ -545,32 +593,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
-        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
-        let (owner, lease_until) = command.pinned.map(|l| (l.owner, l.until)).unzip();
+        let pinned = command.pinned.clone();
+        self.call(move |conn| insert_command_row(conn, &command, CommandState::Accepted, None, pinned.as_ref())).await
+    }
+
+    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
+        debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        let lease = lease.clone();
         self.call(move |conn| {
-            conn.execute(
-                "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
-                                       environment, secret_names, timeout_ms, saved_command, owner, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    command.id,
-                    command.cluster_uid,
-                    CommandState::Accepted.as_str(),
-                    command.command,
-                    command.context,
-                    command.cluster_token,
-                    command.submitted_at,
-                    command.submitted_by,
-                    environment,
-                    secrets,
-                    timeout_ms,
-                    command.options.saved_command,
-                    owner,
-                    lease_until
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
+            let tx = conn.transaction().map_err(backend)?;
+            insert_command_row(&tx, &command, CommandState::Running, Some(lease.now), Some(&lease))?;
+            let (kubeconfig, document) = cluster_run_inputs(&tx, command.cluster_uid.as_str())?;
+            tx.commit().map_err(backend)?;
+            Ok(ClaimedCommand::submitted(command, kubeconfig, document.as_deref()))
         })
         .await
     }
@@ -634,16 +669,9 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             command.options = rows::options_from(environment, secrets, timeout_ms, saved)?;
-            let cluster: Option<(Option<Vec<u8>>, Option<String>)> =
-                row(&tx, "SELECT kubeconfig, document FROM clusters WHERE uid = ?1", params![cluster_uid], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(backend)?;
-            if let Some((kubeconfig, document)) = cluster {
-                command.kubeconfig = kubeconfig;
-                command.settings = super::settings_of(document.as_deref());
-            }
+            let (kubeconfig, document) = cluster_run_inputs(&tx, &cluster_uid)?;
+            command.kubeconfig = kubeconfig;
+            command.settings = super::settings_of(document.as_deref());
             tx.commit().map_err(backend)?;
             Ok(Some(command))
         })

@@ -64,10 +64,15 @@ async fn result_is_202_with_a_body_while_running_then_200() {
 }
 
 #[tokio::test]
-async fn a_queued_command_reports_accepted() {
+async fn a_command_for_an_idle_worker_is_running_when_acknowledged_and_the_next_one_queues() {
     let s = Server::start(&["--max-running", "1"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
     let first = s.submit("rg", "c1", json!({"command": "sleep 2"})).await;
+    // Stored Running in the same write that acknowledged it: no wait for a worker to claim it.
+    let running = s.get(&first).await;
+    assert_eq!(running.status, 202);
+    assert_eq!(running.json()["properties"]["provisioningState"], "Running");
+    assert!(running.json()["properties"]["startedAt"].is_string());
     let second = s.submit("rg", "c1", json!({"command": "echo second"})).await;
     let queued = s.get(&second).await;
     assert_eq!(queued.status, 202);

@@ -86,6 +86,7 @@ contract!(
     clusters_list_by_group_then_name_with_a_cursor,
     a_cluster_put_without_kubeconfig_keeps_the_stored_one,
     claims_take_the_oldest_accepted_command_once_with_its_cluster_settings,
+    a_command_stored_running_is_handed_over_with_its_cluster_and_never_claimed,
     finishing_is_guarded_on_running,
     cancel_of_a_queued_command_is_guarded_on_accepted,
     a_cancel_asked_elsewhere_reaches_the_owner_at_renewal,
@@ -286,6 +287,34 @@ async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(
     let mut running = store.running_command_ids().await.unwrap();
     running.sort();
     assert_eq!(running, ["first", "second"]);
+}
+
+async fn a_command_stored_running_is_handed_over_with_its_cluster_and_never_claimed(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({"commandLimits": {"timeoutSeconds": 5}})).await;
+    let options = CommandOptions { environment: vec![("greeting".into(), "hi".into())], ..Default::default() };
+    let mut command = with_options(&uid, "direct", options.clone(), None);
+    command.context = b"zip".to_vec();
+    command.cluster_token = Some("token".into());
+    let claimed = store.insert_running(command, &lease("r1", 100)).await.unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.command.as_str()), ("direct", "echo \"$ns\""));
+    assert_eq!((claimed.context.as_slice(), claimed.cluster_token.as_deref()), (&b"zip"[..], Some("token")));
+    assert_eq!(claimed.kubeconfig.as_deref(), Some(&b"kc"[..]));
+    assert_eq!(claimed.settings.expect("usable settings").limits.timeout_seconds, Some(5));
+    assert_eq!((claimed.submitted_by.as_str(), &claimed.options), ("app (object)", &options));
+    let record = store.get_command(&uid, &id("direct"), 100).await.unwrap().unwrap();
+    assert_eq!((record.state, record.started_at), (CommandState::Running, Some(100)));
+    assert_eq!(store.count_accepted().await.unwrap(), 0, "it never waited");
+    assert!(store.claim_next(&lease("r2", 101)).await.unwrap().is_none(), "nobody else claims it");
+    assert_eq!(store.running_command_ids().await.unwrap(), ["direct"]);
+    // Owned like a claimed command: its owner's restart interrupts it, and it finishes once.
+    assert_eq!(store.interrupt_running("r2", 102, 102 + HOUR).await.unwrap(), 0);
+    assert!(store.finish_command(&id("direct"), &exited(0), 103, 103 + HOUR).await.unwrap());
+    assert!(!store.finish_command(&id("direct"), &exited(1), 104, 104 + HOUR).await.unwrap());
+    // A cluster that is gone refuses it, as it refuses a queued command.
+    let mut orphan = with_options(&uid, "orphan", CommandOptions::default(), None);
+    orphan.cluster_uid = ClusterUid::from_text("no-such-cluster");
+    assert!(store.insert_running(orphan, &lease("r1", 105)).await.is_err());
 }
 
 async fn finishing_is_guarded_on_running(s: &Subject) {
