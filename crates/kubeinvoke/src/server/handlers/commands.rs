@@ -107,13 +107,17 @@ pub(super) async fn validate_cluster_token(app: &AppState, token: &str) -> Resul
     Ok(token.to_string())
 }
 
-/// The attached files (a base64 zip), validated off the async threads.
+/// The attached files (a base64 zip), validated off the async threads (without a hop to them
+/// when nothing is attached).
 pub(super) async fn decode_context(app: &AppState, raw: Option<String>) -> Result<Vec<u8>, ApiError> {
     let limits = app.config.exec.context;
-    tokio::task::spawn_blocking(move || context::decode(raw.as_deref(), limits))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::invalid("context", e.to_string()))
+    let attached = raw.is_some();
+    let decode = move || context::decode(raw.as_deref(), limits);
+    let decoded = match attached {
+        true => tokio::task::spawn_blocking(decode).await.map_err(ApiError::internal)?,
+        false => decode(),
+    };
+    decoded.map_err(|e| ApiError::invalid("context", e.to_string()))
 }
 
 /// How commands and runs name who submitted them: `appId (objectId)`.
