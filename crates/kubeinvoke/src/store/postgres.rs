@@ -302,6 +302,43 @@ const INSERT_COMMAND: &str =
                                   lease_until, started_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
+impl PostgresStore {
+    /// Runs `sql`, which wraps [`INSERT_COMMAND`], with the row's fifteen parameters, then `extra`.
+    async fn insert_with(
+        &self,
+        sql: &str,
+        command: &NewCommand,
+        state: CommandState,
+        owner: Option<&Lease>,
+        started_at: Option<i64>,
+        extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
+        let client = self.client().await?;
+        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
+        let (owner, lease_until) = owner.map(|l| (&l.owner, l.until)).unzip();
+        let state = state.as_str();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &command.id,
+            &command.cluster_uid,
+            &state,
+            &command.command,
+            &command.context,
+            &command.cluster_token,
+            &command.submitted_at,
+            &command.submitted_by,
+            &environment,
+            &secrets,
+            &timeout_ms,
+            &command.options.saved_command,
+            &owner,
+            &lease_until,
+            &started_at,
+        ];
+        params.extend_from_slice(extra);
+        client.query(sql, &params).await.map_err(db_error)
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn create_principal(&self, p: PrincipalRecord) -> StoreResult<()> {
@@ -531,69 +568,24 @@ impl Store for PostgresStore {
     }
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
-        let client = self.client().await?;
-        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
-        let (owner, lease_until) = command.pinned.as_ref().map(|l| (&l.owner, l.until)).unzip();
         // One statement: the row and its announcement commit together.
-        client
-            .execute(
-                &format!("WITH inserted AS ({INSERT_COMMAND} RETURNING id) SELECT pg_notify($16, id) FROM inserted"),
-                &[
-                    &command.id,
-                    &command.cluster_uid,
-                    &CommandState::Accepted.as_str(),
-                    &command.command,
-                    &command.context,
-                    &command.cluster_token,
-                    &command.submitted_at,
-                    &command.submitted_by,
-                    &environment,
-                    &secrets,
-                    &timeout_ms,
-                    &command.options.saved_command,
-                    &owner,
-                    &lease_until,
-                    &None::<i64>,
-                    &WORK_CHANNEL,
-                ],
-            )
-            .await
-            .map_err(db_error)?;
+        let sql = format!("WITH inserted AS ({INSERT_COMMAND} RETURNING id) SELECT pg_notify($16, id) FROM inserted");
+        let pinned = command.pinned.as_ref();
+        self.insert_with(&sql, &command, CommandState::Accepted, pinned, None, &[&WORK_CHANNEL]).await?;
         Ok(())
     }
 
     async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
-        let client = self.client().await?;
-        let (environment, secrets, timeout_ms) = rows::option_columns(&command.options);
         // One statement: the row and what running it needs from its cluster, atomically. No
         // announcement: it is nobody else's to claim.
-        let row = client
-            .query_one(
-                &format!(
-                    "WITH inserted AS ({INSERT_COMMAND} RETURNING cluster_uid)
-                     SELECT c.kubeconfig, c.document FROM inserted LEFT JOIN clusters c ON c.uid = inserted.cluster_uid"
-                ),
-                &[
-                    &command.id,
-                    &command.cluster_uid,
-                    &CommandState::Running.as_str(),
-                    &command.command,
-                    &command.context,
-                    &command.cluster_token,
-                    &command.submitted_at,
-                    &command.submitted_by,
-                    &environment,
-                    &secrets,
-                    &timeout_ms,
-                    &command.options.saved_command,
-                    &Some(&lease.owner),
-                    &Some(lease.until),
-                    &Some(lease.now),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
+        let sql = format!(
+            "WITH inserted AS ({INSERT_COMMAND} RETURNING cluster_uid)
+             SELECT c.kubeconfig, c.document FROM inserted LEFT JOIN clusters c ON c.uid = inserted.cluster_uid"
+        );
+        let rows = self.insert_with(&sql, &command, CommandState::Running, Some(lease), Some(lease.now), &[]).await?;
+        let row =
+            rows.first().ok_or_else(|| StoreError::Backend(anyhow::anyhow!("the inserted command is missing")))?;
         let document: Option<String> = row.get(1);
         Ok(ClaimedCommand::submitted(command, row.get(0), document.as_deref()))
     }
