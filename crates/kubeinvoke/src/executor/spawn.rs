@@ -111,14 +111,6 @@ impl ProcessSpec {
     pub fn get_args(&self) -> &[OsString] {
         &self.args
     }
-
-    pub fn get_env(&self, key: &str) -> Option<&OsStr> {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_os_str())
-    }
-
-    pub fn get_current_dir(&self) -> &Path {
-        &self.cwd
-    }
 }
 
 /// Where the child's stdin, stdout and stderr come from.
@@ -159,7 +151,8 @@ pub struct Child {
 }
 
 /// Starts `spec` with `stdio`. Returns once the program runs, or with the error of the step that
-/// failed (an exec error names a missing program as `NotFound`, as std does).
+/// failed (an exec error names a missing program as `NotFound`, as std does). Call it within a
+/// tokio runtime: the child's pidfd is registered with its reactor.
 pub fn spawn(spec: &ProcessSpec, stdio: Stdio) -> io::Result<Child> {
     let program = c_string(spec.program.as_os_str())?;
     let args = std::iter::once(spec.program.as_os_str())

@@ -277,7 +277,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
     /// Stores a new command already `Running` under `lease` and hands it over as
     /// [`Store::claim_next`] would: for a replica with an idle worker and nothing queued, one
-    /// durable write instead of an insert and then a claim.
+    /// durable write instead of an insert and then a claim. The owner is `lease`'s (a command's
+    /// `pinned` lease names the same replica).
     async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand>;
     /// A command of this cluster that has not expired at `now`.
     async fn get_command(
