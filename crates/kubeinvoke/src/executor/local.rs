@@ -169,7 +169,7 @@ impl LocalExecutor {
         // Under bubblewrap the command cannot leave its PID namespace, which dies with bubblewrap:
         // killing bubblewrap's group is enough, without scanning /proc for the uid's processes.
         let escapes_group = self.sandbox.isolation() != Isolation::Bubblewrap;
-        let group = ProcessGroup { pid: Some(child.id()), uid: uid.filter(|_| escapes_group) };
+        let group = ProcessGroup { pid: child.id(), uid: uid.filter(|_| escapes_group) };
         let mut reader = match pipe::Receiver::from_owned_fd(read_end) {
             Ok(reader) => reader,
             Err(e) => return start_failed(format!("reading the output pipe: {e}")).into(),
@@ -353,16 +353,14 @@ async fn sweep_orphans_periodically(uids: std::sync::Weak<UidLeases>) {
 /// A command's process group (and uid, when it has its own and its processes can leave the
 /// group); killed however the run ends.
 struct ProcessGroup {
-    pid: Option<Pid>,
+    pid: Pid,
     uid: Option<u32>,
 }
 
 impl ProcessGroup {
     fn kill(&self) {
-        if let Some(pid) = self.pid {
-            // ESRCH (already gone) is the normal case.
-            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-        }
+        // ESRCH (already gone) is the normal case.
+        let _ = rustix::process::kill_process_group(self.pid, Signal::KILL);
         if let Some(uid) = self.uid {
             kill_uid(uid);
         }

@@ -313,10 +313,14 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
-/// The same open file under a close-on-exec number of at least 3, so that moving the three
-/// sources onto 0, 1 and 2 in the child never overwrites a source not yet moved (a server
-/// started with stdin closed gets descriptor 0 for its next file).
+/// The same open file under a close-on-exec number of at least 3 (a new descriptor only when it
+/// is below), so that moving the three sources onto 0, 1 and 2 in the child never overwrites a
+/// source not yet moved (a server started with stdin closed gets descriptor 0 for its next file).
+/// Every source is close-on-exec already (pipes, `/dev/null` and their clones are opened so).
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 

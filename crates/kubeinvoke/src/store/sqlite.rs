@@ -593,8 +593,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
-        let pinned = command.pinned.clone();
-        self.call(move |conn| insert_command_row(conn, &command, CommandState::Accepted, None, pinned.as_ref())).await
+        self.call(move |conn| insert_command_row(conn, &command, CommandState::Accepted, None, command.pinned.as_ref()))
+            .await
     }
 
     async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
