@@ -90,7 +90,12 @@ struct TextFields<'a>(Fields<'a>);
 
 impl TextFields<'_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-        self.0.write(|out| write!(out, " {}=", name(field)).and_then(|()| value(out)));
+        self.0.write(|out| {
+            out.write_char(' ')?;
+            out.write_str(name(field))?;
+            out.write_char('=')?;
+            value(out)
+        });
     }
 }
 
@@ -172,7 +177,8 @@ impl Visit for JsonFields<'_> {
 
 /// A string as `Debug` writes it (quoted, escaped), without its per-character work when plain.
 fn write_debug_str(out: &mut dyn Write, value: &str) -> fmt::Result {
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    // Without short-circuits the check runs over whole vectors of bytes at once.
+    if value.bytes().fold(true, |plain, b| plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')) {
         out.write_char('"')?;
         out.write_str(value)?;
         out.write_char('"')
@@ -183,7 +189,7 @@ fn write_debug_str(out: &mut dyn Write, value: &str) -> fmt::Result {
 
 /// A JSON string literal.
 fn write_json_str(out: &mut dyn Write, value: &str) -> fmt::Result {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if value.bytes().fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\')) {
         out.write_char('"')?;
         out.write_str(value)?;
         out.write_char('"')

@@ -10,11 +10,11 @@ pub struct SubscriptionId(String);
 
 impl SubscriptionId {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        uuid::Uuid::try_parse(raw)
+        let id = uuid::Uuid::try_parse(raw)
             .ok()
             .filter(|_| raw.len() == 36)
-            .map(|id| SubscriptionId(id.hyphenated().to_string()))
-            .ok_or_else(|| ApiError::InvalidSubscriptionId(raw.to_string()))
+            .ok_or_else(|| ApiError::InvalidSubscriptionId(raw.to_string()))?;
+        Ok(SubscriptionId(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -25,6 +25,15 @@ impl SubscriptionId {
 impl fmt::Display for SubscriptionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `s` lowercased, borrowed when it already is (ids in tokens and paths usually are).
+pub fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.to_lowercase())
     }
 }
 

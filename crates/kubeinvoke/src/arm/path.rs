@@ -190,13 +190,22 @@ pub fn parse(path: &str) -> Option<Parsed> {
     // Clients join a base URL ending in '/' with a path starting with one (az does, for
     // `//metadata/endpoints`): empty segments are ignored, as ARM ignores them.
     let trimmed = path.strip_prefix('/')?;
-    // On the stack and borrowed unless a segment is percent-encoded: this runs on every request.
-    let segments: SmallVec<[std::borrow::Cow<str>; 16]> =
-        trimmed.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy()).collect();
-    if segments.is_empty() || segments.iter().any(|s| s.is_empty()) {
+    // On the stack, and borrowed from the path unless it is percent-encoded somewhere: this runs
+    // on every request.
+    let encoded = trimmed.contains('%');
+    let decoded: SmallVec<[std::borrow::Cow<str>; 16]> = if encoded {
+        trimmed.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode_str(s).decode_utf8_lossy()).collect()
+    } else {
+        SmallVec::new()
+    };
+    let seg: SmallVec<[&str; 16]> = if encoded {
+        decoded.iter().map(|s| s.as_ref()).collect()
+    } else {
+        trimmed.split('/').filter(|s| !s.is_empty()).collect()
+    };
+    if seg.is_empty() || seg.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let seg: SmallVec<[&str; 16]> = segments.iter().map(|s| s.as_ref()).collect();
     let lit = |i: usize, word: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
 
     if seg.len() == 2 && lit(0, "metadata") && lit(1, "endpoints") {

@@ -240,8 +240,13 @@ impl Identity {
     }
 
     /// Authenticates an ARM request from its `Authorization` header.
-    pub async fn authenticate(&self, authorization: Option<&str>, authorization_uri: &str) -> Result<Caller, ApiError> {
-        let missing = || ApiError::AuthenticationMissing { authorization_uri: authorization_uri.to_string() };
+    /// `authorization_uri` (where a token comes from) is built only for the 401 that names it.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        authorization_uri: impl Fn() -> String,
+    ) -> Result<Caller, ApiError> {
+        let missing = || ApiError::AuthenticationMissing { authorization_uri: authorization_uri() };
         let value = authorization.ok_or_else(missing)?;
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -255,7 +260,7 @@ impl Identity {
             TokenError::Expired => ApiError::ExpiredToken,
             other => ApiError::InvalidToken(other.to_string()),
         })?;
-        let assignments = self.store.role_assignments_of(&claims.oid.to_lowercase()).await?;
+        let assignments = self.store.role_assignments_of(&crate::arm::names::lowercase(&claims.oid)).await?;
         let mut custom_roles = Vec::new();
         for assignment in assignments.iter().filter(|a| rbac::role_by_id(&a.role_definition_id).is_none()) {
             if let Some(role) = custom_roles::find(self.store.as_ref(), &assignment.role_definition_id).await? {

@@ -127,15 +127,39 @@ fn permits(actions: &[impl AsRef<str>], not_actions: &[impl AsRef<str>], action:
 }
 
 /// Azure action patterns: `*` matches any run of characters; comparison ignores case.
+///
+/// Greedy with one backtrack point (the last `*`): linear for the patterns roles hold, where the
+/// recursive form tried every split of the action for each `*` on every authorized request.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
-    fn glob(p: &[u8], a: &[u8]) -> bool {
-        match p.split_first() {
-            None => a.is_empty(),
-            Some((b'*', rest)) => (0..=a.len()).any(|skip| glob(rest, &a[skip..])),
-            Some((c, rest)) => a.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && glob(rest, &a[1..]),
+    let (pattern, action) = (pattern.as_bytes(), action.as_bytes());
+    let (mut p, mut a) = (0, 0);
+    // After the last `*` seen: where the pattern resumes, and where the action did when it last did.
+    let mut star: Option<(usize, usize)> = None;
+    while a < action.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                if p == pattern.len() {
+                    return true; // A trailing `*` takes the rest, whatever it is.
+                }
+                star = Some((p, a));
+            }
+            Some(c) if c.eq_ignore_ascii_case(&action[a]) => {
+                p += 1;
+                a += 1;
+            }
+            _ => match star {
+                // The `*` swallows one more character, and matching resumes after it.
+                Some((after_star, swallowed_to)) => {
+                    p = after_star;
+                    a = swallowed_to + 1;
+                    star = Some((after_star, a));
+                }
+                None => return false,
+            },
         }
     }
-    glob(pattern.as_bytes(), action.as_bytes())
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Whether an assignment at `scope` applies to `resource`: the same scope or one above it.
@@ -144,8 +168,10 @@ pub fn scope_covers(scope: &str, resource: &str) -> bool {
     if scope.is_empty() {
         return true;
     }
-    let (scope, resource) = (scope.to_ascii_lowercase(), resource.to_ascii_lowercase());
-    resource == scope || resource.strip_prefix(&scope).is_some_and(|rest| rest.starts_with('/'))
+    // Compared in place: this runs for every assignment on every authorized request.
+    resource.len() >= scope.len()
+        && resource.as_bytes()[..scope.len()].eq_ignore_ascii_case(scope.as_bytes())
+        && matches!(resource.as_bytes().get(scope.len()), None | Some(b'/'))
 }
 
 /// Whether these assignments allow `action` on `resource`; `custom` holds the custom roles they
@@ -215,6 +241,30 @@ mod tests {
         assert!(!allows(std::slice::from_ref(&grant), &[], saved, MC), "an unknown role grants nothing");
         assert!(!allows(&[grant], &custom, saved, "/subscriptions/s/resourceGroups/other"), "scope applies");
         assert!(role.assignable_at("/subscriptions/S/resourceGroups/rg") && !role.assignable_at("/subscriptions/t"));
+    }
+
+    #[test]
+    fn action_patterns_match_like_azure_wildcards() {
+        let cases = [
+            ("*", "", true),
+            ("*", "Microsoft.Compute/read", true),
+            ("", "", true),
+            ("", "a", false),
+            ("Microsoft.Authorization/*/Delete", "microsoft.authorization/roleAssignments/delete", true),
+            ("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/roleAssignments/write", false),
+            ("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/delete", false),
+            ("*/read", "Microsoft.ContainerService/managedClusters/commandResults/read", true),
+            ("*/read", "Microsoft.ContainerService/managedClusters/read/action", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYcZ", false),
+            ("a*bc", "abcbc", true),
+            ("a**", "a", true),
+            ("*a", "bbb", false),
+            ("Microsoft.ContainerService/*", "Microsoft.ContainerServiceX/read", false),
+        ];
+        for (pattern, action, expected) in cases {
+            assert_eq!(action_matches(pattern, action), expected, "{pattern:?} against {action:?}");
+        }
     }
 
     #[test]

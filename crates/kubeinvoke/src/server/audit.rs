@@ -29,7 +29,7 @@ pub fn event_for(ctx: &RequestContext, method: &Method, caller: Option<&str>, st
     }
     let operation = route
         .as_ref()
-        .and_then(|r| permissions::required(r, method).map(|p| p.action))
+        .and_then(|r| permissions::required(r, method).map(|p| p.action.to_string()))
         .or_else(|| route.as_ref().map(|r| format!("{} {method}", r.template())))
         .unwrap_or_else(|| format!("{method} {}", ctx.path));
     let sub_status = match status.as_u16() {

@@ -39,8 +39,8 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
 
 async fn authenticate(app: &AppState, ctx: &RequestContext) -> Result<Caller, ApiError> {
     let authorization = ctx.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let authority = format!("{}/{}", ctx.base_url, app.instance.tenant_id);
-    app.identity.authenticate(authorization, &authority).await
+    let authority = || format!("{}/{}", ctx.base_url, app.instance.tenant_id);
+    app.identity.authenticate(authorization, authority).await
 }
 
 async fn route(
@@ -60,7 +60,7 @@ async fn route(
     app.config.api_versions.check(parsed.namespace, ctx.api_version())?;
     let route = parsed.route?;
     if let (Some(caller), Some(needed)) = (&caller, permissions::required(&route, method)) {
-        caller.require(&needed.action, &needed.scope)?;
+        caller.require(needed.action, &needed.scope)?;
     }
     let caller = caller.as_ref();
 

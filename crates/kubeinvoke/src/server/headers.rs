@@ -83,12 +83,12 @@ pub struct RouteTemplate(pub &'static str);
 /// instead of building their labelled keys on every request.
 #[derive(Default)]
 struct RequestMetrics {
-    routes: HashMap<String, RouteMetrics>,
+    routes: HashMap<String, RouteMetrics, foldhash::fast::RandomState>,
 }
 
 struct RouteMetrics {
     duration: Histogram,
-    requests: HashMap<(Method, u16), Counter>,
+    requests: HashMap<(Method, u16), Counter, foldhash::fast::RandomState>,
 }
 
 impl RequestMetrics {
@@ -98,7 +98,7 @@ impl RequestMetrics {
         if !all.routes.contains_key(route) {
             let duration =
                 metrics::histogram!("kubeinvoke_http_request_duration_seconds", "route" => route.to_string());
-            all.routes.insert(route.to_string(), RouteMetrics { duration, requests: HashMap::new() });
+            all.routes.insert(route.to_string(), RouteMetrics { duration, requests: HashMap::default() });
         }
         let metrics = all.routes.get_mut(route).expect("inserted above");
         metrics.duration.record(elapsed.as_secs_f64());

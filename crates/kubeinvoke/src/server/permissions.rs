@@ -6,23 +6,21 @@ use axum::http::Method;
 use crate::arm::path::{ClusterAction, ClusterRef, GroupRef, Route};
 use crate::arm::wire::{cluster_id, group_id};
 
-const MC: &str = "Microsoft.ContainerService/managedClusters";
 /// Reading fan-out runs of a scope.
 pub const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
 /// Canceling fan-out runs of a scope (their creator may always cancel).
 pub const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
-/// Saved commands (reading them, writing, deleting).
-const SAVED: &str = "Microsoft.ContainerService/savedCommands";
 /// Running a command on a cluster.
 pub const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
 
 pub struct Permission {
-    pub action: String,
+    /// Static for every route: checked on every request, so never built per request.
+    pub action: &'static str,
     pub scope: String,
 }
 
-fn on(scope: String, action: impl Into<String>) -> Option<Permission> {
-    Some(Permission { action: action.into(), scope })
+fn on(scope: String, action: &'static str) -> Option<Permission> {
+    Some(Permission { action, scope })
 }
 
 fn group_scope(g: &GroupRef) -> String {
@@ -33,12 +31,15 @@ fn cluster_scope(c: &ClusterRef) -> String {
     cluster_id(c.subscription.as_str(), c.group.as_str(), c.name.as_str())
 }
 
-fn verb(method: &Method) -> &'static str {
-    match *method {
-        Method::PUT | Method::PATCH => "write",
-        Method::DELETE => "delete",
-        _ => "read",
-    }
+/// The action of a resource type for the request's verb: `…/read`, `…/write` or `…/delete`.
+macro_rules! by_verb {
+    ($method:expr, $prefix:literal) => {
+        match *$method {
+            Method::PUT | Method::PATCH => concat!($prefix, "/write"),
+            Method::DELETE => concat!($prefix, "/delete"),
+            _ => concat!($prefix, "/read"),
+        }
+    };
 }
 
 pub fn required(route: &Route, method: &Method) -> Option<Permission> {
@@ -50,44 +51,48 @@ pub fn required(route: &Route, method: &Method) -> Option<Permission> {
         | Route::ClustersInGroup(_) => None,
         Route::Subscription(s) => on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/read"),
         Route::ResourceGroup(g) => {
-            on(group_scope(g), format!("Microsoft.Resources/subscriptions/resourceGroups/{}", verb(method)))
+            on(group_scope(g), by_verb!(method, "Microsoft.Resources/subscriptions/resourceGroups"))
         }
-        Route::Cluster(c) => on(cluster_scope(c), format!("{MC}/{}", verb(method))),
+        Route::Cluster(c) => on(cluster_scope(c), by_verb!(method, "Microsoft.ContainerService/managedClusters")),
         Route::ClusterAction(c, action) => {
-            let name = match action {
-                ClusterAction::RunCommand => "runcommand/action",
-                ClusterAction::RunSavedCommand => "runSavedCommand/action",
-                ClusterAction::ListAdminCredential => "listClusterAdminCredential/action",
-                ClusterAction::ListUserCredential => "listClusterUserCredential/action",
+            let action = match action {
+                ClusterAction::RunCommand => RUN_COMMAND,
+                ClusterAction::RunSavedCommand => "Microsoft.ContainerService/managedClusters/runSavedCommand/action",
+                ClusterAction::ListAdminCredential => {
+                    "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action"
+                }
+                ClusterAction::ListUserCredential => {
+                    "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"
+                }
             };
-            on(cluster_scope(c), format!("{MC}/{name}"))
+            on(cluster_scope(c), action)
         }
         Route::CommandResult(c, _) | Route::CommandLogs(c, _) | Route::CommandHistory(c) => {
-            on(cluster_scope(c), format!("{MC}/commandResults/read"))
+            on(cluster_scope(c), "Microsoft.ContainerService/managedClusters/commandResults/read")
         }
-        Route::CancelCommand(c, _) => on(cluster_scope(c), format!("{MC}/runcommand/action")),
+        Route::CancelCommand(c, _) => on(cluster_scope(c), RUN_COMMAND),
         Route::RoleAssignments(scope) => on(scope.clone(), "Microsoft.Authorization/roleAssignments/read"),
         Route::RoleAssignment(scope, _) => {
-            on(scope.clone(), format!("Microsoft.Authorization/roleAssignments/{}", verb(method)))
+            on(scope.clone(), by_verb!(method, "Microsoft.Authorization/roleAssignments"))
         }
         Route::RoleDefinitions(scope) => on(scope.clone(), "Microsoft.Authorization/roleDefinitions/read"),
         Route::RoleDefinition(scope, _) => {
-            on(scope.clone(), format!("Microsoft.Authorization/roleDefinitions/{}", verb(method)))
+            on(scope.clone(), by_verb!(method, "Microsoft.Authorization/roleDefinitions"))
         }
         // A run needs `runcommand/action` on each target (checked per cluster; the others are
         // listed as skipped); its reader or canceler is the creator or one holding the action on
         // the run's scope (checked by the handler, which knows the creator).
         Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) => None,
         Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
-        Route::SavedCommands(scope) => on(scope.id(), format!("{SAVED}/read")),
+        Route::SavedCommands(scope) => on(scope.id(), "Microsoft.ContainerService/savedCommands/read"),
         Route::ActivityLog(s) => on(format!("/subscriptions/{s}"), "Microsoft.Insights/eventtypes/values/read"),
         Route::EventSubscriptions(scope) => on(scope.clone(), "Microsoft.EventGrid/eventSubscriptions/read"),
         Route::EventSubscription(scope, _) => {
-            on(scope.clone(), format!("Microsoft.EventGrid/eventSubscriptions/{}", verb(method)))
+            on(scope.clone(), by_verb!(method, "Microsoft.EventGrid/eventSubscriptions"))
         }
         Route::EventSubscriptionAttributes(scope, _) => {
             on(scope.clone(), "Microsoft.EventGrid/eventSubscriptions/getDeliveryAttributes/action")
         }
-        Route::SavedCommand(scope, _) => on(scope.id(), format!("{SAVED}/{}", verb(method))),
+        Route::SavedCommand(scope, _) => on(scope.id(), by_verb!(method, "Microsoft.ContainerService/savedCommands")),
     }
 }

@@ -24,13 +24,14 @@ pub struct RequestContext {
 impl RequestContext {
     /// The request's context; its headers are taken from `parts` (not copied).
     pub fn new(app: &AppState, parts: &mut Parts) -> Self {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_else(|| app.listen_authority.clone());
+        let authority;
+        let host = match parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            Some(host) => host,
+            None => {
+                authority = parts.uri.authority().map_or_else(|| app.listen_authority.clone(), |a| a.to_string());
+                &authority
+            }
+        };
         let scheme = parts
             .headers
             .get("x-forwarded-proto")
@@ -39,7 +40,7 @@ impl RequestContext {
             .unwrap_or(app.scheme);
         let query = parts.uri.query().map(query_pairs).unwrap_or_default();
         RequestContext {
-            base_url: format!("{scheme}://{host}"),
+            base_url: [scheme, "://", host].concat(),
             path: parts.uri.path().to_string(),
             query,
             headers: std::mem::take(&mut parts.headers),
@@ -94,6 +95,9 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 fn decode(s: &str) -> String {
+    if !s.contains(['%', '+']) {
+        return s.to_string();
+    }
     percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 

@@ -14,6 +14,7 @@
 //! cache has a generation, bumped by every invalidation, and a value read from the store is kept
 //! only if the generation did not move meanwhile.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -33,13 +34,13 @@ pub const SHARED_TTL: Duration = Duration::from_secs(1);
 
 pub struct CachedStore<S> {
     inner: S,
-    clusters: Generational<(String, String, String), ClusterRecord>,
+    clusters: Generational<String, ClusterRecord>,
     assignments: Generational<String, Arc<[RoleAssignmentRecord]>>,
     results: Generational<(String, String), CommandRecord>,
 }
 
 /// (generation, entries with the time they were read, bytes held).
-type Entries<K, V> = (u64, HashMap<K, (V, Instant)>, usize);
+type Entries<K, V> = (u64, HashMap<K, (V, Instant), foldhash::fast::RandomState>, usize);
 
 struct Generational<K, V> {
     state: Mutex<Entries<K, V>>,
@@ -49,7 +50,7 @@ struct Generational<K, V> {
 
 impl<K: Eq + Hash, V: Clone> Generational<K, V> {
     fn new(ttl: Option<Duration>) -> Self {
-        Generational { state: Mutex::new((0, HashMap::new(), 0)), ttl }
+        Generational { state: Mutex::new((0, HashMap::default(), 0)), ttl }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
@@ -57,7 +58,10 @@ impl<K: Eq + Hash, V: Clone> Generational<K, V> {
     }
 
     /// The cached value, or the generation to pass to [`Generational::keep`].
-    fn get(&self, key: &K) -> Result<V, u64> {
+    fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Result<V, u64>
+    where
+        K: Borrow<Q>,
+    {
         let state = self.lock();
         match state.1.get(key) {
             Some((value, read)) if self.ttl.is_none_or(|ttl| read.elapsed() < ttl) => Ok(value.clone()),
@@ -104,8 +108,17 @@ impl<S: Store> CachedStore<S> {
     }
 }
 
-fn cluster_key(c: &ClusterRef) -> (String, String, String) {
-    (c.subscription.to_string(), c.group.key(), c.name.key())
+/// Subscription, group and cluster name, lowercased as the store compares them, in one string:
+/// one allocation per lookup (every authenticated read makes one) when the names are lowercase.
+fn cluster_key(c: &ClusterRef) -> String {
+    let (subscription, group, name) = (c.subscription.as_str(), c.group.as_str(), c.name.as_str());
+    let mut key = String::with_capacity(subscription.len() + group.len() + name.len() + 2);
+    key.push_str(subscription);
+    key.push('/');
+    key.push_str(&crate::arm::names::lowercase(group));
+    key.push('/');
+    key.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+    key
 }
 
 #[async_trait]
@@ -149,13 +162,13 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
-        let key = principal_id.to_lowercase();
-        let generation = match self.assignments.get(&key) {
+        let key = crate::arm::names::lowercase(principal_id);
+        let generation = match self.assignments.get(key.as_ref()) {
             Ok(cached) => return Ok(cached),
             Err(generation) => generation,
         };
         let assignments = self.inner.role_assignments_of(&key).await?;
-        self.assignments.keep(generation, key, assignments.clone(), 0, usize::MAX);
+        self.assignments.keep(generation, key.into_owned(), assignments.clone(), 0, usize::MAX);
         Ok(assignments)
     }
 
