@@ -11,7 +11,9 @@
 //! Text: `2026-11-30T19:38:14.155369Z  INFO target: message name=value name="string"`.
 //! JSON: `{"timestamp":…,"level":"INFO","message":…,"name":value,…,"target":…}`.
 
+use std::cell::RefCell;
 use std::fmt::{self, Debug, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -32,10 +34,13 @@ where
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let out: &mut dyn Write = &mut writer;
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
         let meta = event.metadata();
         if self.json {
-            write!(out, "{{\"timestamp\":\"{now}\",\"level\":\"{}\"", meta.level().as_str())?;
+            out.write_str("{\"timestamp\":\"")?;
+            write_timestamp(out)?;
+            out.write_str("\",\"level\":\"")?;
+            out.write_str(meta.level().as_str())?;
+            out.write_char('"')?;
             let mut fields = JsonFields(Fields::new(out));
             event.record(&mut fields);
             fields.0.result?;
@@ -43,13 +48,49 @@ where
             write_json_str(out, meta.target())?;
             out.write_str("}\n")
         } else {
-            write!(out, "{now} {} {}:", padded(meta.level()), meta.target())?;
+            write_timestamp(out)?;
+            out.write_char(' ')?;
+            out.write_str(padded(meta.level()))?;
+            out.write_char(' ')?;
+            out.write_str(meta.target())?;
+            out.write_char(':')?;
             let mut fields = TextFields(Fields::new(out));
             event.record(&mut fields);
             fields.0.result?;
             out.write_char('\n')
         }
     }
+}
+
+/// Now, as `2026-11-30T19:38:14.155369Z` (RFC 3339, UTC, microseconds).
+fn write_timestamp(out: &mut dyn Write) -> fmt::Result {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    write_timestamp_at(out, since_epoch)
+}
+
+/// The calendar part (up to the second) is formatted once per second per thread: a line per
+/// request made the calendar arithmetic and `fmt` of each timestamp a visible cost.
+fn write_timestamp_at(out: &mut dyn Write, since_epoch: Duration) -> fmt::Result {
+    thread_local! {
+        /// The second last formatted, and its text up to the seconds (no fraction, no `Z`).
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != since_epoch.as_secs() {
+            *second = since_epoch.as_secs();
+            text.clear();
+            let whole = UNIX_EPOCH + Duration::from_secs(*second);
+            write!(text, "{}", humantime::format_rfc3339_seconds(whole))?;
+            text.pop(); // its `Z`: the fraction comes first
+        }
+        out.write_str(text)
+    })?;
+    let mut digits = itoa::Buffer::new();
+    let micros = digits.format(since_epoch.subsec_micros());
+    out.write_char('.')?;
+    out.write_str(&"000000"[micros.len()..])?;
+    out.write_str(micros)?;
+    out.write_char('Z')
 }
 
 fn padded(level: &Level) -> &'static str {
@@ -247,6 +288,18 @@ mod tests {
             " INFO kubeinvoke::log_format::tests: request method=GET route=\"/subscriptions\" path=\"/sub\\\"s\\n\" \
              status=200 elapsed_ms=3 delta=-2 correlation_id=\"c-1\"\n"
         );
+    }
+
+    #[test]
+    fn timestamps_are_humantimes_rfc3339_with_microseconds_across_seconds() {
+        let instants = [0, 999_999, 1_000_000, 1_764_560_294_000_001, 1_764_560_294_999_999, 1_764_560_295_000_000]
+            .map(Duration::from_micros);
+        // Twice over, so the second pass takes every instant's second from the cache.
+        for since_epoch in instants.iter().chain(&instants) {
+            let mut ours = String::new();
+            write_timestamp_at(&mut ours, *since_epoch).unwrap();
+            assert_eq!(ours, humantime::format_rfc3339_micros(UNIX_EPOCH + *since_epoch).to_string());
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The headers ARM puts on every response, and one log line per request.
+//! The headers ARM puts on every response, and one log line per request; ARM paths are handed
+//! to the ARM entry point from here.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
+
+use super::{AppState, entry};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
@@ -20,7 +23,11 @@ const WRITES_LEFT: HeaderName = HeaderName::from_static("x-ms-ratelimit-remainin
 const READ_BUDGET: u32 = 11999;
 const WRITE_BUDGET: u32 = 1199;
 
-pub async fn arm_headers(mut request: Request, next: Next) -> Response {
+/// Also the router's front door for ARM paths (`/subscriptions/…`): they go straight to
+/// [`entry::handle`], which axum's router would reach only as its fallback, after two route
+/// lookups and a catch-all path parameter per request (measured: 2.3k instructions of a
+/// result read's 62k).
+pub async fn arm_headers(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut id_text = uuid::Uuid::encode_buffer();
     let request_id = &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_text);
@@ -36,9 +43,9 @@ pub async fn arm_headers(mut request: Request, next: Next) -> Response {
     let uri = request.uri().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let path = uri.path();
-    let is_arm = path.len() > 1 && path.as_bytes()[1..].to_ascii_lowercase().starts_with(b"subscriptions");
+    let is_arm = path.get(1..14).is_some_and(|p| p.eq_ignore_ascii_case("subscriptions"));
 
-    let mut response = next.run(request).await;
+    let mut response = if is_arm { entry::handle(State(app), request).await } else { next.run(request).await };
 
     let route = match response.extensions().get::<RouteTemplate>() {
         Some(template) => template.0,

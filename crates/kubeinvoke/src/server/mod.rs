@@ -100,7 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/adfs/oauth2/token", post(oauth::adfs_token))
             .route("/graph/v1.0/directoryObjects/getByIds", post(handlers::graph::get_by_ids));
     }
-    router.fallback(entry::handle).with_state(state).layer(axum::middleware::from_fn(headers::arm_headers))
+    let with_headers = axum::middleware::from_fn_with_state(state.clone(), headers::arm_headers);
+    router.fallback(entry::handle).with_state(state).layer(with_headers)
 }
 
 impl Application {

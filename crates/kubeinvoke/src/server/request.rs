@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use crate::arm::ApiError;
 
+const FORWARDED_PROTO: axum::http::HeaderName = axum::http::HeaderName::from_static("x-forwarded-proto");
+
 pub struct RequestContext {
     /// `scheme://host[:port]` as the client reached us, for absolute `Location` and `nextLink`.
     pub base_url: String,
@@ -34,7 +36,7 @@ impl RequestContext {
         };
         let scheme = parts
             .headers
-            .get("x-forwarded-proto")
+            .get(&FORWARDED_PROTO)
             .and_then(|h| h.to_str().ok())
             .filter(|p| matches!(*p, "http" | "https"))
             .unwrap_or(app.scheme);
