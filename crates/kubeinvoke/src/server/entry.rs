@@ -11,12 +11,17 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::handlers::{activity, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved};
-use super::headers::RouteTemplate;
 use super::request::RequestContext;
 use super::{audit, permissions};
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterAction, Namespace, Route};
 use crate::identity::Caller;
+
+/// The route template of an ARM request (never its names, to keep metric labels bounded), put on
+/// the response here, where the path was parsed, for the headers middleware's log line and
+/// metrics, so the path is not parsed twice.
+#[derive(Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
 
 pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();

@@ -11,7 +11,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
 
-use super::{AppState, entry};
+use super::AppState;
+use super::entry::{self, RouteTemplate};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
@@ -80,11 +81,6 @@ pub async fn arm_headers(State(app): State<Arc<AppState>>, mut request: Request,
     response.headers_mut().insert(CORRELATION_ID, correlation);
     response
 }
-
-/// The route template of an ARM request (never its names, to keep metric labels bounded), put on
-/// the response by the handler that parsed the path, so it is not parsed twice.
-#[derive(Clone, Copy)]
-pub struct RouteTemplate(pub &'static str);
 
 /// The request counter and duration histogram per route, method and status, looked up once
 /// instead of building their labelled keys on every request.
