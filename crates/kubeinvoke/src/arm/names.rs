@@ -58,7 +58,7 @@ impl GroupName {
 
     /// The lookup key: names match case-insensitively but keep the casing they were created with.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        lowercase(&self.0).into_owned()
     }
 }
 
@@ -88,7 +88,7 @@ impl ClusterName {
     }
 
     pub fn key(&self) -> String {
-        self.0.to_ascii_lowercase()
+        lowercase(&self.0).into_owned()
     }
 }
 

@@ -264,10 +264,7 @@ pub fn group_id(subscription: &str, group: &str) -> String {
 /// Built in one allocation: every authorized cluster request names its cluster's id as the scope.
 pub fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
     const PROVIDER: &str = "/providers/Microsoft.ContainerService/managedClusters/";
-    let parts = ["/subscriptions/", subscription, "/resourceGroups/", group, PROVIDER, name];
-    let mut id = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|part| id.push_str(part));
-    id
+    ["/subscriptions/", subscription, "/resourceGroups/", group, PROVIDER, name].concat()
 }
 
 /// Renders a stored managed cluster document with the fields the server owns: its identity,

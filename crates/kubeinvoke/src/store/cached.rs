@@ -108,17 +108,11 @@ impl<S: Store> CachedStore<S> {
     }
 }
 
-/// Subscription, group and cluster name, lowercased as the store compares them, in one string:
-/// one allocation per lookup (every authenticated read makes one) when the names are lowercase.
+/// Subscription, group and cluster name, lowercased as their `key()`s are, in one string: one
+/// allocation per lookup (every authenticated read makes one) when the names are lowercase.
 fn cluster_key(c: &ClusterRef) -> String {
-    let (subscription, group, name) = (c.subscription.as_str(), c.group.as_str(), c.name.as_str());
-    let mut key = String::with_capacity(subscription.len() + group.len() + name.len() + 2);
-    key.push_str(subscription);
-    key.push('/');
-    key.push_str(&crate::arm::names::lowercase(group));
-    key.push('/');
-    key.extend(name.chars().map(|c| c.to_ascii_lowercase()));
-    key
+    use crate::arm::names::lowercase;
+    [c.subscription.as_str(), "/", &lowercase(c.group.as_str()), "/", &lowercase(c.name.as_str())].concat()
 }
 
 #[async_trait]
