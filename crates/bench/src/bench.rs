@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::target::{Launch, Target};
 
 pub struct Bench {
@@ -41,13 +43,29 @@ impl Bench {
 
     /// A new database on the benchmark's PostgreSQL server.
     pub async fn postgres_database(&self, name: &str) -> anyhow::Result<String> {
-        let base = self.postgres.as_deref().ok_or_else(|| anyhow::anyhow!("no PostgreSQL configured"))?;
         let database = format!("kibench_{name}_{}", std::process::id());
-        let (client, connection) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
+        let admin = self.postgres_admin().await?;
         // Generated names only: no user input reaches this statement.
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await?;
-        client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
-        Ok(format!("{base}/{database}"))
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await?;
+        admin.batch_execute(&format!("CREATE DATABASE {database}")).await?;
+        Ok(format!("{}/{database}", self.postgres_base()?))
+    }
+
+    /// Drops a database [`Bench::postgres_database`] made: a million results take 1.5 GB.
+    pub async fn drop_postgres_database(&self, url: &str) -> anyhow::Result<()> {
+        let database = url.rsplit('/').next().filter(|d| d.starts_with("kibench_")).context("a benchmark database")?;
+        self.postgres_admin().await?.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await?;
+        Ok(())
+    }
+
+    fn postgres_base(&self) -> anyhow::Result<&str> {
+        self.postgres.as_deref().ok_or_else(|| anyhow::anyhow!("no PostgreSQL configured"))
+    }
+
+    async fn postgres_admin(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let url = format!("{}/postgres", self.postgres_base()?);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 }

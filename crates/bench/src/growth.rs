@@ -73,6 +73,16 @@ pub async fn run(bench: &Bench, backend: Backend, stored: u64) -> anyhow::Result
         None => crate::target::file_bytes(&data_dir, "kubeinvoke.db"),
         Some(url) => postgres_bytes(url).await?,
     };
+    // What was stored is measured: give its disk back (a million results take 1.5 GB).
+    drop(server);
+    match &store_url {
+        None => {
+            for file in ["kubeinvoke.db", "kubeinvoke.db-wal", "kubeinvoke.db-shm"] {
+                let _ = std::fs::remove_file(data_dir.join(file));
+            }
+        }
+        Some(url) => bench.drop_postgres_database(url).await?,
+    }
     Ok(GrowthPoint {
         stored,
         p50_ms: load.p50_ms,

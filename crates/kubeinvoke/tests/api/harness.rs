@@ -29,6 +29,8 @@ pub struct Server {
     pub client: reqwest::Client,
     /// An ARM token of the bootstrap admin (Owner at `/`), from the server's own issuer.
     pub token: String,
+    /// The database made for this server on a PostgreSQL run, dropped after the server stops.
+    database: Option<TestDatabase>,
 }
 
 /// A service principal's credentials, as in `bootstrap-admin.json`.
@@ -73,14 +75,14 @@ impl Server {
     /// Starts a server whose certificate chains to `ca` (default: the CA it generates).
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), Vec::new()).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), Vec::new(), None).await
     }
 
     /// Starts a server with extra environment variables (for example a PATH without bwrap).
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env, Vec::new()).await
+        Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), None, env, Vec::new(), None).await
     }
 
     /// Runs `serve` expecting it to refuse to start; returns what it printed.
@@ -156,12 +158,15 @@ impl Server {
         ca: Option<PathBuf>,
         env: Vec<(String, String)>,
         mut pids: Vec<u32>,
+        mut database: Option<TestDatabase>,
     ) -> Server {
         let mut args = args;
         if !args.iter().any(|a| a == "--store")
-            && let Some(url) = fresh_postgres_database().await
+            && let Some(base) = test_postgres()
         {
-            args.extend(["--store".to_string(), url]);
+            let fresh = TestDatabase::create(&base).await;
+            args.extend(["--store".to_string(), fresh.url()]);
+            database = Some(fresh);
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
@@ -213,8 +218,19 @@ impl Server {
         } else {
             client_for(ca.as_deref().unwrap_or(&data_dir.join("tls/ca.pem")))
         };
-        let mut server =
-            Server { child: Some(child), base, banner, root, args, ca, env, pids, client, token: String::new() };
+        let mut server = Server {
+            child: Some(child),
+            base,
+            banner,
+            root,
+            args,
+            ca,
+            env,
+            pids,
+            client,
+            token: String::new(),
+            database,
+        };
         let issuer_off = server.args.windows(2).any(|w| w[0] == "--builtin-issuer" && w[1] == "false");
         if let Some(admin) = server.admin().filter(|_| !issuer_off) {
             server.token = server.token_for(&admin, "https://management.azure.com/.default").await;
@@ -312,7 +328,7 @@ impl Server {
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
         let env = std::mem::take(&mut self.env);
-        Self::launch(root, args, self.ca.take(), env, std::mem::take(&mut self.pids)).await
+        Self::launch(root, args, self.ca.take(), env, std::mem::take(&mut self.pids), self.database.take()).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.
@@ -444,15 +460,52 @@ pub fn on_postgres() -> bool {
     test_postgres().is_some()
 }
 
-/// A new, empty database on the test PostgreSQL server, so every test server starts from
-/// nothing as it does on SQLite; `None` when the suite runs on SQLite.
-pub async fn fresh_postgres_database() -> Option<String> {
-    let base = test_postgres()?;
-    let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
-    let client = postgres_client(&format!("{base}/postgres")).await;
-    // A database name cannot be a bound parameter; this one is generated here, never user input.
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-    Some(format!("{base}/{name}"))
+/// A new, empty database on the test PostgreSQL server for one test, so every test starts from
+/// nothing as it does on SQLite, dropped when the test is done with it: a run makes hundreds, and
+/// left behind they fill the disk.
+pub struct TestDatabase {
+    /// The server's URL, without a database.
+    base: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(base: &str) -> TestDatabase {
+        let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
+        let client = postgres_client(&format!("{base}/postgres")).await;
+        // A database name cannot be a bound parameter; this one is generated here, never user input.
+        // FILE_COPY copies the template's files instead of writing all of them to the WAL.
+        client.batch_execute(&format!("CREATE DATABASE {name} STRATEGY FILE_COPY")).await.expect("CREATE DATABASE");
+        TestDatabase { base: base.to_string(), name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.base, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = format!("{}/postgres", self.base);
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs on the test's runtime, which cannot wait on a future: a thread of its own.
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("test database {} left behind: {e}", self.name),
+            Err(_) => eprintln!("test database {} left behind: the dropping thread panicked", self.name),
+        }
+    }
 }
 
 /// A connection to a test database (its driver task runs in the background).

@@ -32,7 +32,7 @@ struct Subject {
 
 enum Backend {
     Sqlite(tempfile::TempDir),
-    Postgres(String),
+    Postgres(harness::TestDatabase),
 }
 
 impl Subject {
@@ -44,7 +44,9 @@ impl Subject {
                 conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
                 conn.execute_batch(sql).unwrap();
             }
-            Backend::Postgres(url) => harness::postgres_client(url).await.batch_execute(sql).await.unwrap(),
+            Backend::Postgres(database) => {
+                harness::postgres_client(&database.url()).await.batch_execute(sql).await.unwrap()
+            }
         }
     }
 }
@@ -59,12 +61,9 @@ async fn postgres() -> Subject {
     let base = std::env::var("KUBEINVOKE_TEST_POSTGRES_URL").expect(
         "KUBEINVOKE_TEST_POSTGRES_URL must name a PostgreSQL server for the store contract (scripts/test.sh sets it)",
     );
-    let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
-    let client = harness::postgres_client(&format!("{base}/postgres")).await;
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
-    let url = format!("{base}/{name}");
-    let store = PostgresStore::connect(&url).await.expect("connect PostgreSQL");
-    Subject { store: Arc::new(store), backend: Backend::Postgres(url) }
+    let database = harness::TestDatabase::create(&base).await;
+    let store = PostgresStore::connect(&database.url()).await.expect("connect PostgreSQL");
+    Subject { store: Arc::new(store), backend: Backend::Postgres(database) }
 }
 
 /// Declares each contract test once per backend.
