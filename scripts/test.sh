@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
+# A cold run needs about 10 GB of disk at its peak (the control plane's Go build, the Rust build,
+# the venv, PostgreSQL); say so up front rather than fail half an hour in.
+free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ "${free_gb:-0}" -lt 10 ]; then
+  echo "warning: ${free_gb} GB free on $(df -P . | awk 'NR == 2 { print $6 }'); a first run needs about 10 GB" >&2
+fi
+
 # Installs a Debian package when the file it provides is missing (as root), else explains.
 debian_package() { # PACKAGE FILE WHY
   [ -x "$2" ] && return 0

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub page_size: usize,
     /// Seconds clients are told to wait between polls.
     pub retry_after_secs: u64,
+    /// How long a read of a result that is running here waits for it to end before answering 202.
+    pub result_wait: Duration,
     /// Fixed subscription/tenant ids; generated once per data directory when absent.
     pub subscription_id: Option<String>,
     pub tenant_id: Option<String>,
@@ -68,6 +70,7 @@ impl ServerConfig {
             max_body_bytes: 32 * 1024 * 1024,
             page_size: 100,
             retry_after_secs: 1,
+            result_wait: Duration::from_millis(250),
             subscription_id: None,
             tenant_id: None,
             exec: ExecLimits::default(),

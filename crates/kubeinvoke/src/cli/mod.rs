@@ -130,6 +130,10 @@ pub struct ServeArgs {
     /// Seconds between polls that clients are asked to wait (Retry-After).
     #[arg(long, env = "KUBEINVOKE_RETRY_AFTER", default_value_t = 1)]
     pub retry_after: u64,
+    /// How long `GET …/commandResults/{id}` of a command running on this server waits for it to
+    /// end before answering 202 (`0s`: answer at once).
+    #[arg(long, env = "KUBEINVOKE_RESULT_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub result_wait: Duration,
     /// The subscription id `GET /subscriptions` reports (default: generated once per data dir).
     #[arg(long, env = "KUBEINVOKE_SUBSCRIPTION_ID")]
     pub subscription_id: Option<String>,
@@ -294,6 +298,7 @@ impl ServeArgs {
         config.max_body_bytes = self.max_body_bytes;
         config.page_size = self.page_size as usize;
         config.retry_after_secs = self.retry_after;
+        config.result_wait = self.result_wait;
         config.subscription_id = self.subscription_id;
         config.tenant_id = self.tenant_id;
         config.exec.timeout = self.command_timeout;

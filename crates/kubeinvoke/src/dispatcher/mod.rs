@@ -6,6 +6,7 @@
 //! bounds the queue so a flood of submissions gets 429s instead of an ever-growing backlog.
 
 mod commands;
+mod pending;
 mod queue;
 mod secrets;
 
@@ -63,6 +64,8 @@ pub struct Dispatcher {
     outputs_dir: std::path::PathBuf,
     /// Secret parameter values of commands accepted here and not yet started.
     secrets: secrets::Secrets,
+    /// Commands running here until their results are stored, for reads that wait for them.
+    pending: Arc<pending::PendingResults>,
 }
 
 impl Dispatcher {
@@ -102,6 +105,7 @@ impl Dispatcher {
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
             outputs_dir,
             secrets: secrets::Secrets::default(),
+            pending: Arc::default(),
         });
         if config.notify {
             dispatcher.store.notify_new_work(dispatcher.queue.wake.clone());
@@ -139,6 +143,12 @@ impl Dispatcher {
     /// A lease from `now` for this replica, as its claims take.
     pub fn lease_from(&self, now: i64) -> Lease {
         Lease { owner: self.owner.clone(), now, until: expiry(now, self.config.lease) }
+    }
+
+    /// Waits until the result of a command running here is stored, for at most `limit`: true
+    /// when it was; false at once when the command is not running here.
+    pub async fn wait_for_result(&self, id: &CommandId, limit: Duration) -> bool {
+        !limit.is_zero() && self.pending.wait(id, limit).await
     }
 
     /// Resolves when a command running here next ends.
@@ -221,8 +231,10 @@ impl Dispatcher {
         let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
         metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
         let this = self.clone();
+        let pending = self.pending.register(&claimed.id);
         tokio::spawn(async move {
             this.execute(claimed).await;
+            drop(pending);
             drop(permit);
             let running = this.running.fetch_sub(1, Ordering::AcqRel) - 1;
             metrics::gauge!("kubeinvoke_commands_running").set(running as f64);

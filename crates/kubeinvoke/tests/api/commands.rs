@@ -64,6 +64,48 @@ async fn result_is_202_with_a_body_while_running_then_200() {
 }
 
 #[tokio::test]
+async fn a_read_of_a_command_running_here_waits_for_its_end_up_to_result_wait() {
+    use std::time::{Duration, Instant};
+    let s = Server::start(&["--max-running", "1", "--result-wait", "30s"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s.submit("rg", "c1", json!({"command": "sleep 1; echo done"})).await;
+    let asked = Instant::now();
+    let r = s.get(&location).await;
+    assert_eq!(r.status, 200, "answered once the command ended: {}", r.text);
+    assert_eq!(r.json()["properties"]["logs"], "done\n");
+    assert!(asked.elapsed() >= Duration::from_millis(500), "{:?}", asked.elapsed());
+
+    // A queued command is not running here: its read answers at once.
+    let _long = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    let queued = s.submit("rg", "c1", json!({"command": "true"})).await;
+    let asked = Instant::now();
+    let r = s.get(&queued).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.json()["properties"]["provisioningState"], "Accepted");
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+
+    // Longer than the wait: 202 Running after it.
+    let s = Server::start(&["--result-wait", "300ms"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    let asked = Instant::now();
+    let r = s.get(&location).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.json()["properties"]["provisioningState"], "Running");
+    assert!(r.header("retry-after").is_some() && r.header("location").is_some());
+    let waited = asked.elapsed();
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(30), "{waited:?}");
+
+    // `0s`: no wait at all.
+    let s = Server::start(&["--result-wait", "0s"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    let asked = Instant::now();
+    assert_eq!(s.get(&location).await.status, 202);
+    assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+}
+
+#[tokio::test]
 async fn a_command_for_an_idle_worker_is_running_when_acknowledged_and_the_next_one_queues() {
     let s = Server::start(&["--max-running", "1"]).await;
     s.create_cluster("rg", "c1", json!({})).await;

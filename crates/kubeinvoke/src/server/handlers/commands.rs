@@ -143,7 +143,8 @@ pub(super) fn refused(cluster: &ClusterRecord, refusal: Refusal) -> ApiError {
     }
 }
 
-/// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished.
+/// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished. A read
+/// of a command running on this server first waits up to `--result-wait` for it to end.
 pub async fn result(
     app: &AppState,
     ctx: &RequestContext,
@@ -151,20 +152,39 @@ pub async fn result(
     id: &CommandId,
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    if let Some(body) = app.rendered.get(&cluster.uid, id, now_millis()) {
-        return Ok(json_bytes(StatusCode::OK, body));
+    let mut unfinished = match finished_result(app, &cluster, id).await? {
+        Progress::Finished(response) => return Ok(response),
+        Progress::Unfinished(record) => record,
+    };
+    if app.dispatcher.wait_for_result(id, app.config.result_wait).await {
+        match finished_result(app, &cluster, id).await? {
+            Progress::Finished(response) => return Ok(response),
+            Progress::Unfinished(record) => unfinished = record,
+        }
     }
-    let record = command_of(app, &cluster, id).await?;
-    if record.state.is_terminal() {
-        let body =
-            bytes::Bytes::from(serde_json::to_vec(&RunCommandResult::from(&record)).map_err(ApiError::internal)?);
-        app.rendered.keep(&cluster.uid, &record, body.clone());
-        return Ok(json_bytes(StatusCode::OK, body));
-    }
-    let body = RunCommandResult::from(&record);
+    let body = RunCommandResult::from(&unfinished);
     let mut response = json(StatusCode::ACCEPTED, &body);
     add_polling_headers(app, ctx, &mut response, &result_path(&cluster, id));
     Ok(response)
+}
+
+/// Where a command is: finished (its 200, rendered once and kept), or not yet.
+enum Progress {
+    Finished(Response),
+    Unfinished(CommandRecord),
+}
+
+async fn finished_result(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Result<Progress, ApiError> {
+    if let Some(body) = app.rendered.get(&cluster.uid, id, now_millis()) {
+        return Ok(Progress::Finished(json_bytes(StatusCode::OK, body)));
+    }
+    let record = command_of(app, cluster, id).await?;
+    if !record.state.is_terminal() {
+        return Ok(Progress::Unfinished(record));
+    }
+    let body = bytes::Bytes::from(serde_json::to_vec(&RunCommandResult::from(&record)).map_err(ApiError::internal)?);
+    app.rendered.keep(&cluster.uid, &record, body.clone());
+    Ok(Progress::Finished(json_bytes(StatusCode::OK, body)))
 }
 
 /// A command of a cluster that has not expired: 404 for a missing group, cluster or command.
