@@ -240,8 +240,19 @@ async fn working_directories_are_removed_and_leftover_processes_killed() {
     let logs = result["properties"]["logs"].as_str().unwrap();
     assert_eq!(logs, "/home/command\nbye\n", "the working directory is HOME inside the sandbox");
     let id = location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap();
+    // The working directory is named by the id, its private /tmp by the id and `.tmp`.
     let leftovers = std::process::Command::new("find")
-        .args(["/tmp", &s.data_dir().to_string_lossy(), "-maxdepth", "3", "-name", id])
+        .args([
+            "/tmp",
+            &s.data_dir().to_string_lossy(),
+            "-maxdepth",
+            "3",
+            "-name",
+            id,
+            "-o",
+            "-name",
+            &format!("{id}.tmp"),
+        ])
         .output()
         .unwrap();
     let found = String::from_utf8_lossy(&leftovers.stdout).to_string();
