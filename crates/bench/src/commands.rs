@@ -132,7 +132,7 @@ impl BareBwrap {
         let limits = ExecLimits::default();
         let spec = RunSpec {
             workdir: &workdir,
-            tmpdir: &tmpdir,
+            tmpdir: executor.sandbox().needs_tmpdir().then_some(tmpdir.as_path()),
             shell_command: "true",
             has_kubeconfig: false,
             limits: &limits,

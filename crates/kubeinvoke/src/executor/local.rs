@@ -41,17 +41,23 @@ pub struct LocalExecutor {
 }
 
 /// The directories of one run, side by side in the runs directory (0711, so neither can be
-/// listed or entered but by its owner): `<runs>/<id>` (the working directory) and
-/// `<runs>/<id>.tmp`. No parent of their own: on ext4 each directory costs a `mkdir` and an
-/// `rmdir` of 75-250 µs per command (BENCHMARKS.md).
+/// listed or entered but by its owner): `<runs>/<id>` (the working directory) and, unless
+/// bubblewrap gives the run a tmpfs, `<runs>/<id>.tmp` for its `/tmp`. No parent of their own
+/// and no unused one: on ext4 each directory costs a `mkdir` and an `rmdir` of 75-250 µs per
+/// command (BENCHMARKS.md).
+#[derive(Clone)]
 struct RunDirs {
     home: PathBuf,
-    tmp: PathBuf,
+    tmp: Option<PathBuf>,
 }
 
 impl RunDirs {
-    fn new(runs_dir: &Path, id: &str) -> Self {
-        RunDirs { home: runs_dir.join(id), tmp: runs_dir.join(format!("{id}.tmp")) }
+    fn new(runs_dir: &Path, id: &str, with_tmp: bool) -> Self {
+        RunDirs { home: runs_dir.join(id), tmp: with_tmp.then(|| runs_dir.join(format!("{id}.tmp"))) }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.home).chain(&self.tmp)
     }
 
     /// Removes both, whatever the command did to their permissions, before the result is stored
@@ -59,7 +65,7 @@ impl RunDirs {
     async fn remove(self) {
         let result = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
-            for dir in [self.home, self.tmp] {
+            for dir in std::iter::once(self.home).chain(self.tmp) {
                 // A command may have removed its own permissions; the server can restore them.
                 let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
                 match fs::remove_dir_all(&dir) {
@@ -122,17 +128,17 @@ impl LocalExecutor {
         &self.sandbox
     }
 
-    /// Creates the working directory with the context and kubeconfig in it, owned by `uid`.
-    fn prepare(runs_dir: &Path, job: &Job, uid: Option<u32>) -> Result<RunDirs, String> {
-        let dirs = RunDirs::new(runs_dir, job.id.as_str());
+    /// Creates the run's directories, the context and kubeconfig in the working directory, owned by `uid`.
+    fn prepare(dirs: &RunDirs, job: &Job, uid: Option<u32>) -> Result<(), String> {
         let mkdir = |dir: &Path, mode: u32| {
             fs::DirBuilder::new()
                 .create(dir)
                 .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(mode)))
                 .map_err(|e| format!("creating {}: {e}", dir.display()))
         };
-        mkdir(&dirs.home, 0o700)?;
-        mkdir(&dirs.tmp, 0o700)?;
+        for dir in dirs.all() {
+            mkdir(dir, 0o700)?;
+        }
         crate::context::extract(&job.context, &dirs.home, job.limits.context)
             .map_err(|e| format!("unpacking the context: {e}"))?;
         if let Some(kubeconfig) = &job.kubeconfig {
@@ -146,11 +152,11 @@ impl LocalExecutor {
                 .map_err(|e| format!("writing the kubeconfig: {e:#}"))?;
         }
         if let Some(uid) = uid {
-            for dir in [&dirs.home, &dirs.tmp] {
+            for dir in dirs.all() {
                 chown_tree(dir, uid).map_err(|e| format!("handing {} to uid {uid}: {e}", dir.display()))?;
             }
         }
-        Ok(dirs)
+        Ok(())
     }
 
     async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Ended {
@@ -169,7 +175,7 @@ impl LocalExecutor {
         };
         let spec = RunSpec {
             workdir: &dirs.home,
-            tmpdir: &dirs.tmp,
+            tmpdir: dirs.tmp.as_deref(),
             shell_command: &job.command,
             has_kubeconfig: job.kubeconfig.is_some(),
             limits,
@@ -240,7 +246,7 @@ impl LocalExecutor {
                 _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
                 reason = stop.stopped(), if status.is_none() => break Some(Stop::Requested(reason)),
                 _ = disk_check.tick(), if status.is_none() => {
-                    if disk_usage(&[dirs.home.clone(), dirs.tmp.clone()]).await > limits.max_workdir_bytes {
+                    if disk_usage(&dirs.all().cloned().collect::<Vec<_>>()).await > limits.max_workdir_bytes {
                         break Some(Stop::DiskFull);
                     }
                 }
@@ -332,12 +338,13 @@ impl Executor for LocalExecutor {
             None => None,
         };
         let uid = lease.as_ref().map(UidLease::uid);
+        let dirs = RunDirs::new(&self.runs_dir, job.id.as_str(), self.sandbox.needs_tmpdir());
         let prepared = {
-            let (runs_dir, job) = (self.runs_dir.clone(), job.clone());
-            tokio::task::spawn_blocking(move || Self::prepare(&runs_dir, &job, uid)).await
+            let (dirs, job) = (dirs.clone(), job.clone());
+            tokio::task::spawn_blocking(move || Self::prepare(&dirs, &job, uid)).await
         };
         let ended = match prepared {
-            Ok(Ok(dirs)) => self.execute(&job, &dirs, uid, stop).await,
+            Ok(Ok(())) => self.execute(&job, &dirs, uid, stop).await,
             Ok(Err(detail)) => start_failed(detail).into(),
             Err(e) => start_failed(format!("preparing the run: {e}")).into(),
         };
@@ -351,7 +358,7 @@ impl Executor for LocalExecutor {
             lease.release().await;
         }
         // The working directory holds the kubeconfig: it is gone before the result is.
-        RunDirs::new(&self.runs_dir, job.id.as_str()).remove().await;
+        dirs.remove().await;
         ended.outcome
     }
 

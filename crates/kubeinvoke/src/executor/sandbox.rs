@@ -95,7 +95,9 @@ impl Default for SandboxPolicy {
 /// What one run needs from the sandbox.
 pub struct RunSpec<'a> {
     pub workdir: &'a Path,
-    pub tmpdir: &'a Path,
+    /// The host directory behind `/tmp`; `None` under bubblewrap, whose `/tmp` is a size-capped
+    /// tmpfs of the sandbox's own (see [`Sandbox::needs_tmpdir`]).
+    pub tmpdir: Option<&'a Path>,
     pub shell_command: &'a str,
     pub has_kubeconfig: bool,
     pub limits: &'a ExecLimits,
@@ -201,6 +203,11 @@ impl Sandbox {
         self.isolation
     }
 
+    /// Whether a run needs a host directory for its `/tmp` (bubblewrap mounts a tmpfs instead).
+    pub fn needs_tmpdir(&self) -> bool {
+        self.isolation != Isolation::Bubblewrap
+    }
+
     async fn probe(&self, probe_dir: &Path, uid: Option<u32>) -> Result<(), String> {
         if self.isolation == Isolation::Bubblewrap && self.bwrap.is_none() {
             return Err("bwrap is not installed".into());
@@ -220,7 +227,7 @@ impl Sandbox {
         let limits = ExecLimits::default();
         let spec = RunSpec {
             workdir: &workdir,
-            tmpdir: &tmpdir,
+            tmpdir: Some(&tmpdir),
             shell_command: "exit 0",
             has_kubeconfig: false,
             limits: &limits,
@@ -294,7 +301,10 @@ impl Sandbox {
                 Path::new(SANDBOX_HOME)
             }
             _ => {
-                command.env("PATH", &self.command_path).env("TMPDIR", run.tmpdir).current_dir(run.workdir);
+                command.env("PATH", &self.command_path).current_dir(run.workdir);
+                if let Some(tmpdir) = run.tmpdir {
+                    command.env("TMPDIR", tmpdir);
+                }
                 run.workdir
             }
         };
@@ -308,7 +318,10 @@ impl Sandbox {
 
     /// `sandbox-exec`'s Landlock rules: read-write only the run's directories and a few devices.
     fn landlock_args(&self, command: &mut ProcessSpec, run: &RunSpec<'_>) {
-        command.arg("--landlock-rw").arg(run.workdir).arg("--landlock-rw").arg(run.tmpdir);
+        command.arg("--landlock-rw").arg(run.workdir);
+        if let Some(tmpdir) = run.tmpdir {
+            command.arg("--landlock-rw").arg(tmpdir);
+        }
         for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
             command.arg("--landlock-rw").arg(dev);
         }
