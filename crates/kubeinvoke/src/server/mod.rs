@@ -65,7 +65,7 @@ pub struct AppState {
 pub struct Application {
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    router: Router,
+    front_door: headers::FrontDoor,
     background: Vec<JoinHandle<()>>,
     pub local_addr: SocketAddr,
     pub base_url: String,
@@ -75,7 +75,9 @@ pub struct Application {
     pub state: Arc<AppState>,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// What answers requests: the front door (`headers.rs`) around the ARM entry point and a router
+/// for the rest (health, metrics, the console, the token issuer).
+pub fn front_door(state: Arc<AppState>) -> headers::FrontDoor {
     use handlers::oauth;
     let mut router = Router::new()
         .route("/healthz", get(ops::healthz))
@@ -100,8 +102,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/adfs/oauth2/token", post(oauth::adfs_token))
             .route("/graph/v1.0/directoryObjects/getByIds", post(handlers::graph::get_by_ids));
     }
-    let with_headers = axum::middleware::from_fn_with_state(state.clone(), headers::arm_headers);
-    router.fallback(entry::handle).with_state(state).layer(with_headers)
+    let router = router
+        .route_layer(axum::middleware::from_fn(headers::report_matched_path))
+        .fallback(entry::handle)
+        .with_state(state.clone());
+    headers::FrontDoor::new(state, router)
 }
 
 impl Application {
@@ -197,7 +202,7 @@ impl Application {
         Ok(Application {
             listener,
             tls,
-            router: router(state.clone()),
+            front_door: front_door(state.clone()),
             background,
             local_addr,
             base_url,
@@ -250,7 +255,7 @@ impl Application {
         let stopped = async {
             let _ = stopped.await;
         };
-        let served = serve::serve(self.listener, self.tls, self.router, stopped).await;
+        let served = serve::serve(self.listener, self.tls, self.front_door, stopped).await;
         if served.is_ok() {
             // Serving ends only through the shutdown above: wait until the commands are settled.
             let _ = drained.await;

@@ -9,13 +9,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+use super::headers::FrontDoor;
 
 /// A client that opens a connection and never finishes its TLS handshake lets go of it after this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,12 +26,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A failed `accept` (out of file descriptors, say) is retried after this pause, not in a busy loop.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` until `stop` resolves; then accepts nothing more and waits up
+/// Serves requests through `front_door` on `listener` until `stop` resolves; then accepts nothing more and waits up
 /// to [`DRAIN_TIMEOUT`] for open connections to finish what they are answering.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    router: Router,
+    front_door: FrontDoor,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
@@ -51,10 +53,13 @@ pub async fn serve(
         // An answer goes out when written, not when the previous one is acknowledged.
         let _ = tcp.set_nodelay(true);
         let watcher = connections.watcher();
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let (acceptor, front_door) = (acceptor.clone(), front_door.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
-            let service = TowerToHyperService::new(router);
+            let service = TowerToHyperService::new(tower::service_fn(move |request: axum::http::Request<_>| {
+                let answer = front_door.clone().answer(request.map(Body::new));
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            }));
             // Errors are the client's (a reset, a bad handshake): nothing to answer, nothing to log.
             let _ = match acceptor {
                 Some(acceptor) => match handshake(&acceptor, tcp).await {
