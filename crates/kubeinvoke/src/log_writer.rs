@@ -121,8 +121,19 @@ fn write_batches(shared: &Shared, out: &mut dyn Write, window: Duration) {
         drop(pending);
         // A log that cannot be written (a closed stderr) must not stop the server.
         let _ = out.write_all(&spare).and_then(|()| out.flush());
-        spare.clear();
+        recycle(&mut spare);
     }
+}
+
+/// A batch buffer's usual size: a 20 ms batch of a busy server is a few hundred KiB.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+/// Empties a written batch for reuse, giving back what a burst grew it to (up to
+/// [`MAX_PENDING`] in each of the two buffers): a burst must not leave the server's memory higher
+/// for the rest of its life (the soak's flat-memory check saw it climb in steps).
+fn recycle(buffer: &mut Vec<u8>) {
+    buffer.clear();
+    buffer.shrink_to(KEEP_CAPACITY);
 }
 
 impl Drop for FlushOnDrop {
@@ -238,5 +249,19 @@ mod tests {
         });
         drop(guard);
         assert_eq!(String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap().lines().count(), 1_000);
+    }
+
+    #[test]
+    fn a_burst_leaves_no_oversized_buffer_behind() {
+        let mut burst = Vec::with_capacity(4 * KEEP_CAPACITY);
+        burst.extend_from_slice(b"line\n");
+        recycle(&mut burst);
+        assert!(burst.is_empty());
+        assert!(burst.capacity() <= KEEP_CAPACITY, "{}", burst.capacity());
+        let mut usual = Vec::with_capacity(KEEP_CAPACITY / 4);
+        let kept = usual.as_ptr();
+        usual.extend_from_slice(b"line\n");
+        recycle(&mut usual);
+        assert_eq!(usual.as_ptr(), kept, "a usual batch keeps its allocation");
     }
 }
