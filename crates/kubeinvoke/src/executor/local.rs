@@ -60,16 +60,32 @@ impl RunDirs {
         std::iter::once(&self.home).chain(&self.tmp)
     }
 
+    /// Disk blocks used under the run's directories, without following links.
+    async fn disk_usage(&self) -> u64 {
+        fn walk(path: &Path) -> u64 {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+            let own = meta.blocks() * 512;
+            if !meta.is_dir() {
+                return own;
+            }
+            let children = fs::read_dir(path).map(|e| e.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0);
+            own + children
+        }
+        let dirs = self.clone();
+        tokio::task::spawn_blocking(move || dirs.all().map(|d| walk(d)).sum()).await.unwrap_or(0)
+    }
+
     /// Removes both, whatever the command did to their permissions, before the result is stored
     /// (the working directory holds the kubeconfig).
     async fn remove(self) {
         let result = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
-            for dir in std::iter::once(self.home).chain(self.tmp) {
+            for dir in self.all() {
                 // A command may have removed its own permissions; the server can restore them.
-                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
-                match fs::remove_dir_all(&dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir, e)),
+                let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+                match fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir.clone(), e)),
                     _ => {}
                 }
             }
@@ -246,7 +262,7 @@ impl LocalExecutor {
                 _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
                 reason = stop.stopped(), if status.is_none() => break Some(Stop::Requested(reason)),
                 _ = disk_check.tick(), if status.is_none() => {
-                    if disk_usage(&dirs.all().cloned().collect::<Vec<_>>()).await > limits.max_workdir_bytes {
+                    if dirs.disk_usage().await > limits.max_workdir_bytes {
                         break Some(Stop::DiskFull);
                     }
                 }
@@ -485,20 +501,4 @@ fn chown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Disk blocks used under `dirs`, without following links.
-async fn disk_usage(dirs: &[PathBuf]) -> u64 {
-    fn walk(path: &Path) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
-        let own = meta.blocks() * 512;
-        if !meta.is_dir() {
-            return own;
-        }
-        let children = fs::read_dir(path).map(|e| e.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0);
-        own + children
-    }
-    let dirs = dirs.to_vec();
-    tokio::task::spawn_blocking(move || dirs.iter().map(|d| walk(d)).sum()).await.unwrap_or(0)
 }

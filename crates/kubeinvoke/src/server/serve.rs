@@ -26,8 +26,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A failed `accept` (out of file descriptors, say) is retried after this pause, not in a busy loop.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Serves requests through `front_door` on `listener` until `stop` resolves; then accepts nothing more and waits up
-/// to [`DRAIN_TIMEOUT`] for open connections to finish what they are answering.
+/// Serves requests through `front_door` on `listener` until `stop` resolves; then accepts
+/// nothing more and waits up to [`DRAIN_TIMEOUT`] for open connections to finish what they are
+/// answering.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,

@@ -85,9 +85,7 @@ async fn a_read_of_a_command_running_here_waits_for_its_end_up_to_result_wait() 
     assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
 
     // Longer than the wait: 202 Running after it.
-    let s = Server::start(&["--result-wait", "300ms"]).await;
-    s.create_cluster("rg", "c1", json!({})).await;
-    let location = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    let (s, location) = server_running_a_long_command("300ms").await;
     let asked = Instant::now();
     let r = s.get(&location).await;
     assert_eq!(r.status, 202, "{}", r.text);
@@ -97,12 +95,18 @@ async fn a_read_of_a_command_running_here_waits_for_its_end_up_to_result_wait() 
     assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(30), "{waited:?}");
 
     // `0s`: no wait at all.
-    let s = Server::start(&["--result-wait", "0s"]).await;
-    s.create_cluster("rg", "c1", json!({})).await;
-    let location = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    let (s, location) = server_running_a_long_command("0s").await;
     let asked = Instant::now();
     assert_eq!(s.get(&location).await.status, 202);
     assert!(asked.elapsed() < Duration::from_secs(30), "{:?}", asked.elapsed());
+}
+
+/// A server with `--result-wait` at `wait`, running a command that sleeps a minute.
+async fn server_running_a_long_command(wait: &str) -> (Server, String) {
+    let s = Server::start(&["--result-wait", wait]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    let location = s.submit("rg", "c1", json!({"command": "sleep 60"})).await;
+    (s, location)
 }
 
 #[tokio::test]
