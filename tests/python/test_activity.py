@@ -89,7 +89,7 @@ def setup(tmp_path_factory):
     ca = make_tls(directory)
     receiver = Receiver(directory)
     with tempfile.TemporaryDirectory() as root:
-        srv = Server(root, ["--event-ca", str(ca)])
+        srv = Server(root, ["--event-ca", str(ca), "--event-allow-private-networks"])
         az = AzCli(srv, tmp_path_factory.mktemp("activity-az"))
         az.login(srv.admin)
         az.run("group", "create", "-n", GROUP, "-l", "westeurope", "-o", "none")

@@ -100,6 +100,8 @@ pub enum FailureReason {
     InvalidClusterSetting(String),
     /// The target cluster ended its Pod (`ImagePullBackoff`, `Unschedulable: …`, `Evicted: …`).
     Cluster(String),
+    /// The server's own code (or a library's) failed while running it: a panic, caught and logged.
+    Internal,
 }
 
 impl FailureReason {
@@ -118,6 +120,9 @@ impl FailureReason {
             Self::StatusUnknown(detail) => format!("StatusUnknown: {detail}"),
             Self::InvalidClusterSetting(detail) => format!("InvalidClusterSetting: {detail}"),
             Self::Cluster(reason) => reason.clone(),
+            Self::Internal => {
+                "InternalError: the server failed while running the command (the server's log has the details)".into()
+            }
         }
     }
 }

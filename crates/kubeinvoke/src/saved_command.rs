@@ -13,6 +13,14 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 const DEFAULT_MAX_LENGTH: usize = 1024;
 /// The longest timeout a saved command or a request may ask for.
 pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+/// Parameters one saved command may declare: every one is checked (and its pattern compiled)
+/// for each run, so the work a hostile declaration can make is bounded.
+pub const MAX_PARAMETERS: usize = 64;
+/// The longest `pattern` a parameter may have, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 512;
+/// What one compiled pattern may take (its program, and its lazy DFA's cache): `\w{20}` with
+/// Unicode classes would otherwise compile to megabytes.
+const MAX_PATTERN_PROGRAM_BYTES: usize = 256 * 1024;
 
 /// A refusal that names the offending property (`properties.parameters.ns.pattern`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +72,58 @@ pub struct Bound {
     pub secret: Vec<(String, String)>,
 }
 
+/// Saved commands compiled once per stored text, so a run does not compile its patterns again,
+/// and compiled on the blocking pool, at most [`COMPILERS`] at a time: a hostile declaration
+/// costs its bounded compile once, never the async threads (`/healthz` stays quick).
+pub struct Compiled {
+    known: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<SavedCommand>>>,
+    compilers: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Compilations running at once.
+const COMPILERS: usize = 2;
+/// Compiled saved commands kept; past it the oldest half is forgotten (recompiled when used).
+const KEPT: usize = 512;
+
+impl Default for Compiled {
+    fn default() -> Self {
+        Compiled { known: Default::default(), compilers: std::sync::Arc::new(tokio::sync::Semaphore::new(COMPILERS)) }
+    }
+}
+
+impl Compiled {
+    /// The saved command of `properties`, compiled now or earlier.
+    pub async fn get(&self, properties: &Map<String, Value>) -> Result<std::sync::Arc<SavedCommand>, Invalid> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(serde_json::to_vec(properties).unwrap_or_default()).into();
+        if let Some(known) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(known.clone());
+        }
+        let permit = self.compilers.clone().acquire_owned().await.map_err(|_| busy())?;
+        let properties = properties.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            SavedCommand::parse(&properties)
+        })
+        .await
+        .map_err(|_| busy())??;
+        let compiled = std::sync::Arc::new(compiled);
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KEPT {
+            let forget: Vec<[u8; 32]> = known.keys().take(KEPT / 2).copied().collect();
+            forget.iter().for_each(|k| {
+                known.remove(k);
+            });
+        }
+        known.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+fn busy() -> Invalid {
+    invalid("properties", "The saved command could not be compiled (the server is stopping).")
+}
+
 impl SavedCommand {
     /// Reads `properties` of a PUT body (or of a stored document).
     pub fn parse(properties: &Map<String, Value>) -> Result<Self, Invalid> {
@@ -81,6 +141,15 @@ impl SavedCommand {
         match properties.get("parameters") {
             None | Some(Value::Null) => {}
             Some(Value::Object(declared)) => {
+                if declared.len() > MAX_PARAMETERS {
+                    return Err(invalid(
+                        "properties.parameters",
+                        format!(
+                            "A saved command declares at most {MAX_PARAMETERS} parameters; this one declares {}.",
+                            declared.len()
+                        ),
+                    ));
+                }
                 for (name, spec) in declared {
                     parameters.insert(name.clone(), Parameter::parse(name, spec)?);
                 }
@@ -181,13 +250,26 @@ impl Parameter {
             Some("string") => {
                 let pattern = match spec.get("pattern") {
                     None | Some(Value::Null) => None,
+                    Some(Value::String(p)) if p.len() > MAX_PATTERN_BYTES => {
+                        return Err(invalid(
+                            at("pattern"),
+                            format!(
+                                "The pattern of '{name}' is {} bytes long; at most {MAX_PATTERN_BYTES} are allowed.",
+                                p.len()
+                            ),
+                        ));
+                    }
                     Some(Value::String(p)) => Some(
-                        regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build().map_err(|e| {
-                            invalid(
-                                at("pattern"),
-                                format!("The pattern of '{name}' is not a valid regular expression: {e}"),
-                            )
-                        })?,
+                        regex::RegexBuilder::new(&format!("^(?:{p})$"))
+                            .size_limit(MAX_PATTERN_PROGRAM_BYTES)
+                            .dfa_size_limit(MAX_PATTERN_PROGRAM_BYTES)
+                            .build()
+                            .map_err(|e| {
+                                invalid(
+                                    at("pattern"),
+                                    format!("The pattern of '{name}' is not a valid regular expression: {e}"),
+                                )
+                            })?,
                     ),
                     Some(_) => return Err(invalid(at("pattern"), "'pattern' must be a regular expression string.")),
                 };

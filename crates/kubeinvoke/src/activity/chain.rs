@@ -21,6 +21,10 @@ pub enum Broken {
     /// Its content no longer matches its hash: it was changed.
     #[error("event {seq} ({event_id}) was changed: its content does not match its hash")]
     Changed { seq: i64, event_id: String },
+    /// A column the API filters on no longer matches its content: it was edited (to hide the
+    /// event from a filter, or to blame someone else).
+    #[error("event {seq} ({event_id}) was changed: its stored {column} does not match its content")]
+    ColumnChanged { seq: i64, event_id: String, column: &'static str },
     /// It does not follow the event before it: one was removed, or events were reordered.
     #[error(
         "event {seq} ({event_id}) does not follow the event before it (seq {previous_seq}): an event was removed or events were reordered"
@@ -46,6 +50,11 @@ impl Walk {
         if hash(&event.prev_hash, &event.content) != event.hash {
             return Err(Broken::Changed { seq: event.seq, event_id: event.event_id.clone() });
         }
+        let derived = super::FilterColumns::of_content(&event.content)
+            .ok_or_else(|| Broken::Changed { seq: event.seq, event_id: event.event_id.clone() })?;
+        if let Some(column) = derived.first_difference(&event.columns) {
+            return Err(Broken::ColumnChanged { seq: event.seq, event_id: event.event_id.clone(), column });
+        }
         if event.prev_hash != self.expected_prev {
             return Err(Broken::Unlinked {
                 seq: event.seq,
@@ -69,19 +78,36 @@ impl Walk {
 mod tests {
     use super::*;
 
-    fn chain(contents: &[&str]) -> Vec<ActivityEvent> {
+    /// Events `e1…` by `callers`, chained, with their columns as the store writes them.
+    fn chain(callers: &[&str]) -> Vec<ActivityEvent> {
         let mut prev = GENESIS.to_string();
-        contents
+        callers
             .iter()
             .enumerate()
-            .map(|(i, content)| {
+            .map(|(i, caller)| {
+                let content = crate::activity::NewEvent {
+                    event_id: format!("e{}", i + 1),
+                    time: 1_700_000_000_000 + i as i64,
+                    operation: "Microsoft.ContainerService/managedClusters/runcommand/action".into(),
+                    status: "Succeeded".into(),
+                    sub_status: String::new(),
+                    caller: caller.to_string(),
+                    correlation_id: format!("c{i}"),
+                    resource_id:
+                        "/subscriptions/S/resourceGroups/RG/providers/Microsoft.ContainerService/managedClusters/c1"
+                            .into(),
+                    properties: Default::default(),
+                }
+                .content();
+                let columns = super::super::FilterColumns::of_content(&content).expect("canonical");
                 let event = ActivityEvent {
                     seq: i as i64 + 1,
-                    event_id: format!("e{}", i + 1),
-                    time: 0,
-                    content: content.to_string(),
+                    event_id: columns.event_id.clone(),
+                    time: columns.time,
+                    hash: hash(&prev, &content),
+                    content,
                     prev_hash: prev.clone(),
-                    hash: hash(&prev, content),
+                    columns,
                 };
                 prev = event.hash.clone();
                 event
@@ -99,7 +125,7 @@ mod tests {
         let events = chain(&["a", "b", "c", "d"]);
         assert_eq!(first_break(&events), None);
         let mut changed = events.clone();
-        changed[1].content = "B".into();
+        changed[1].content = changed[1].content.replace("\"b\"", "\"B\"");
         assert_eq!(first_break(&changed), Some(Broken::Changed { seq: 2, event_id: "e2".into() }));
         let mut removed = events.clone();
         removed.remove(2);
@@ -107,5 +133,27 @@ mod tests {
         let mut swapped = events.clone();
         swapped.swap(1, 2);
         assert!(matches!(first_break(&swapped), Some(Broken::Unlinked { seq: 3, .. })));
+    }
+
+    #[test]
+    fn every_column_the_api_filters_on_is_covered() {
+        let events = chain(&["a", "b", "c"]);
+        let edits: [(&str, fn(&mut ActivityEvent)); 6] = [
+            ("caller", |e| e.columns.caller = "someone-else".into()),
+            ("status", |e| e.columns.status = "Failed".into()),
+            ("resource_key", |e| e.columns.resource_key = "/subscriptions/s/resourcegroups/other".into()),
+            ("group_key", |e| e.columns.group_key = "other".into()),
+            ("event_time", |e| e.columns.time += 3_600_000),
+            ("correlation_id", |e| e.columns.correlation_id = "x".into()),
+        ];
+        for (column, edit) in edits {
+            let mut edited = events.clone();
+            edit(&mut edited[1]);
+            assert_eq!(
+                first_break(&edited),
+                Some(Broken::ColumnChanged { seq: 2, event_id: "e2".into(), column }),
+                "{column}"
+            );
+        }
     }
 }

@@ -45,6 +45,71 @@ pub struct ActivityEvent {
     pub content: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The columns the API filters on, as stored beside the content.
+    pub columns: FilterColumns,
+}
+
+/// The columns the store keeps beside an event for the API's filters (`$filter` on caller,
+/// status, resource, time). Each is a function of the hashed content: written from it at append
+/// and recomputed from it by `audit verify`, so an edited column is a changed event and an
+/// event cannot be hidden from a filter without breaking the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilterColumns {
+    pub event_id: String,
+    pub time: i64,
+    pub subscription_key: String,
+    pub group_key: String,
+    pub resource_key: String,
+    pub provider_key: String,
+    pub caller: String,
+    pub correlation_id: String,
+    pub status: String,
+}
+
+impl FilterColumns {
+    /// The columns of a canonical content ([`NewEvent::content`]); `None` if it is not one.
+    pub fn of_content(content: &str) -> Option<Self> {
+        let event: Value = serde_json::from_str(content).ok()?;
+        let text = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_string);
+        let timestamp = text("eventTimestamp")?;
+        let time = time::OffsetDateTime::parse(&timestamp, &time::format_description::well_known::Rfc3339).ok()?;
+        let resource_id = text("resourceId")?;
+        let (subscription, group, _, _) = parts_of(&resource_id);
+        let resource_key = resource_id.trim_end_matches('/').to_lowercase();
+        let provider_key = resource_key
+            .split('/')
+            .skip_while(|s| *s != "providers")
+            .nth(1)
+            .unwrap_or("microsoft.resources")
+            .to_string();
+        Some(FilterColumns {
+            event_id: text("eventDataId")?,
+            time: i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()?,
+            subscription_key: subscription.to_lowercase(),
+            group_key: group.to_lowercase(),
+            resource_key,
+            provider_key,
+            caller: text("caller")?,
+            correlation_id: text("correlationId")?,
+            status: event.get("status")?.get("value")?.as_str()?.to_string(),
+        })
+    }
+
+    /// The first column of `stored` that differs from these (derived) ones, by its name.
+    pub fn first_difference(&self, stored: &FilterColumns) -> Option<&'static str> {
+        let pairs: [(&'static str, bool); 9] = [
+            ("event_id", self.event_id == stored.event_id),
+            ("event_time", self.time == stored.time),
+            ("subscription_key", self.subscription_key == stored.subscription_key),
+            ("group_key", self.group_key == stored.group_key),
+            ("resource_key", self.resource_key == stored.resource_key),
+            ("provider_key", self.provider_key == stored.provider_key),
+            ("caller", self.caller == stored.caller),
+            ("correlation_id", self.correlation_id == stored.correlation_id),
+            ("status", self.status == stored.status),
+        ];
+        pairs.into_iter().find(|(_, same)| !same).map(|(name, _)| name)
+    }
 }
 
 impl NewEvent {

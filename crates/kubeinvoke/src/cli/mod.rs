@@ -166,9 +166,13 @@ pub struct ServeArgs {
     /// A CA (PEM) trusted for event subscription webhooks besides the system's roots.
     #[arg(long, env = "KUBEINVOKE_EVENT_CA")]
     pub event_ca: Option<PathBuf>,
-    /// Allow plain-http webhooks on loopback addresses (for local development only).
+    /// Allow webhooks on loopback addresses, plain http too (for local development only).
     #[arg(long, env = "KUBEINVOKE_EVENT_ALLOW_HTTP_LOOPBACK")]
     pub event_allow_http_loopback: bool,
+    /// Allow https webhooks on loopback, private, link-local and unique-local addresses (by
+    /// default only public addresses are reached, checked as resolved at every connection).
+    #[arg(long, env = "KUBEINVOKE_EVENT_ALLOW_PRIVATE_NETWORKS")]
+    pub event_allow_private_networks: bool,
     /// How commands are isolated: the strongest available (`auto`), or exactly one.
     #[arg(long, env = "KUBEINVOKE_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
     pub sandbox: SandboxMode,
@@ -326,7 +330,10 @@ impl ServeArgs {
         config.activity_retention = self.activity_retention.max(self.retention);
         config.activity_log = self.activity_log;
         config.events.extra_ca = self.event_ca;
-        config.events.allow_http_loopback = self.event_allow_http_loopback;
+        config.events.addresses = crate::events::endpoint::AddressPolicy {
+            allow_loopback: self.event_allow_http_loopback,
+            allow_private: self.event_allow_private_networks,
+        };
         config.dispatch.max_running = self.max_running as usize;
         config.dispatch.queue_capacity = self.queue_capacity;
         config.dispatch.retention = self.retention;

@@ -266,7 +266,21 @@ impl Dispatcher {
         let (stop, stop_requests) = watch::channel(None);
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
         let started = Instant::now();
-        let outcome = executor.run(job, StopSignal::new(stop_requests)).await;
+        // No command outlives its task: a panic in the executor (ours or a library's) ends the
+        // command `Failed` like any other end, and its worker and queue places are released.
+        let run = std::panic::AssertUnwindSafe(executor.run(job, StopSignal::new(stop_requests)));
+        let outcome = match futures_util::FutureExt::catch_unwind(run).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+                tracing::error!(command_id = %id, panic = what.unwrap_or("(no message)"), "the executor panicked while running a command; it ends Failed");
+                let note = "[kubeinvoke] the server failed while running the command\n".to_string();
+                Outcome::Failed { reason: FailureReason::Internal, logs: note }
+            }
+        };
         let ran = started.elapsed();
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         metrics::histogram!("kubeinvoke_command_duration_seconds").record(ran.as_secs_f64());
@@ -292,9 +306,12 @@ impl Dispatcher {
         if let Some(timeout) = claimed.options.timeout {
             limits.timeout = limits.timeout.min(timeout);
         }
-        // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the caller.
-        let as_caller = claimed.cluster_token.is_some() && claimed.kubeconfig.is_some();
-        let kubeconfig = match (claimed.kubeconfig, &claimed.cluster_token) {
+        // A cluster token (AAD clusters) replaces the admin credentials: the command acts as the
+        // caller. Only an AAD cluster ever gets it (decided now, from the cluster as it is): a
+        // fan-out's token never reaches a target that is not AAD-managed.
+        let cluster_token = claimed.cluster_token.filter(|_| settings.aad_managed);
+        let as_caller = cluster_token.is_some() && claimed.kubeconfig.is_some();
+        let kubeconfig = match (claimed.kubeconfig, &cluster_token) {
             (Some(config), Some(token)) => Some(crate::kubeconfig::with_bearer_token(&config, token).map_err(|e| {
                 FailureReason::InvalidClusterSetting(format!(
                     "properties.kubeconfig: the caller's token cannot be set in it: {e}"

@@ -43,7 +43,7 @@ impl Target {
         Some(Target {
             key: subscription_key(&record.scope, &record.name),
             scope: record.scope.trim_end_matches('/').to_lowercase(),
-            spec: SubscriptionSpec::parse(properties, true).ok()?,
+            spec: SubscriptionSpec::parse_stored(properties).ok()?,
             signing_key: record.document.get("signingKey")?.as_str()?.to_string(),
         })
     }

@@ -3,12 +3,15 @@
 //! from the activity log (the durable outbox: a subscription's cursor moves only after a 2xx).
 
 pub mod delivery;
+pub mod endpoint;
 pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+
+use endpoint::{AddressPolicy, Endpoint};
 
 /// The event types a subscription can filter on.
 pub const EVENT_TYPES: [&str; 3] = [
@@ -22,17 +25,20 @@ pub const EVENT_TYPES: [&str; 3] = [
 pub struct DeliveryConfig {
     /// A CA trusted besides the system's roots (a private CA of the receivers).
     pub extra_ca: Option<PathBuf>,
-    /// Plain http to loopback addresses (development only).
-    pub allow_http_loopback: bool,
+    /// Which addresses webhooks may reach (`--event-allow-http-loopback`,
+    /// `--event-allow-private-networks`); public ones only by default.
+    pub addresses: AddressPolicy,
     /// The first retry's wait; each further one doubles it (up to a minute).
     pub retry_base: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { extra_ca: None, allow_http_loopback: false, retry_base: Duration::from_secs(1) }
+        DeliveryConfig { extra_ca: None, addresses: AddressPolicy::default(), retry_base: Duration::from_secs(1) }
     }
 }
+
+const ENDPOINT_PROPERTY: &str = "properties.destination.properties.endpointUrl";
 
 /// A refusal of a subscription body, naming the property.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,54 +55,24 @@ fn invalid(property: &'static str, message: impl Into<String>) -> InvalidSubscri
 /// A subscription as checked at PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionSpec {
-    pub endpoint: url_like::Endpoint,
+    pub endpoint: Endpoint,
     /// Empty: every type.
     pub included_types: Vec<String>,
     pub max_attempts: u32,
     pub ttl: Duration,
 }
 
-/// Endpoint URLs: only what delivery needs to know about them.
-pub mod url_like {
-    /// An endpoint URL with its scheme and host read out.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Endpoint {
-        pub url: String,
-        pub https: bool,
-        pub host: String,
-    }
-
-    impl Endpoint {
-        pub fn parse(url: &str) -> Option<Endpoint> {
-            let (scheme, rest) = url.split_once("://")?;
-            let https = match scheme.to_ascii_lowercase().as_str() {
-                "https" => true,
-                "http" => false,
-                _ => return None,
-            };
-            let authority = rest.split(['/', '?', '#']).next()?;
-            let host = match authority.rsplit_once('@').map_or(authority, |(_, h)| h) {
-                h if h.starts_with('[') => h.split(']').next()?.trim_start_matches('[').to_string(),
-                h => h.split(':').next()?.to_string(),
-            };
-            (!host.is_empty()).then(|| Endpoint { url: url.to_string(), https, host })
-        }
-
-        pub fn is_loopback(&self) -> bool {
-            self.host.eq_ignore_ascii_case("localhost")
-                || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-
-        /// The URL without its query (Azure shows only the base; a query may hold a secret).
-        pub fn base(&self) -> String {
-            self.url.split('?').next().unwrap_or(&self.url).to_string()
-        }
-    }
-}
-
 impl SubscriptionSpec {
-    /// Reads `properties` of a PUT body as az sends it.
-    pub fn parse(properties: &Map<String, Value>, allow_http_loopback: bool) -> Result<Self, InvalidSubscription> {
+    /// Reads `properties` of a PUT body as az sends it; the endpoint must be one `addresses`
+    /// allows as far as the URL shows (a name is checked again, resolved, at every connection).
+    pub fn parse(properties: &Map<String, Value>, addresses: &AddressPolicy) -> Result<Self, InvalidSubscription> {
+        let spec = Self::parse_stored(properties)?;
+        addresses.check(&spec.endpoint).map_err(|why| invalid(ENDPOINT_PROPERTY, why))?;
+        Ok(spec)
+    }
+
+    /// Reads a stored subscription: its endpoint is checked by the webhook client at each call.
+    pub fn parse_stored(properties: &Map<String, Value>) -> Result<Self, InvalidSubscription> {
         let destination = properties.get("destination").and_then(Value::as_object).ok_or_else(|| {
             invalid("properties.destination", "'properties.destination' is required: a WebHook endpoint.")
         })?;
@@ -107,19 +83,14 @@ impl SubscriptionSpec {
                 format!("Only WebHook destinations are supported (got '{kind}')."),
             ));
         }
-        let url = destination.get("properties").and_then(|p| p.get("endpointUrl")).and_then(Value::as_str).ok_or_else(
-            || invalid("properties.destination.properties.endpointUrl", "The webhook's endpointUrl is required."),
-        )?;
-        let endpoint = url_like::Endpoint::parse(url).ok_or_else(|| {
-            invalid("properties.destination.properties.endpointUrl", format!("'{url}' is not an http(s) URL."))
+        let url = destination
+            .get("properties")
+            .and_then(|p| p.get("endpointUrl"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(ENDPOINT_PROPERTY, "The webhook's endpointUrl is required."))?;
+        let endpoint = Endpoint::parse(url).ok_or_else(|| {
+            invalid(ENDPOINT_PROPERTY, "The endpointUrl is not an http(s) URL with a host (and without user info).")
         })?;
-        let allowed = endpoint.https || (allow_http_loopback && endpoint.is_loopback());
-        if !allowed {
-            return Err(invalid(
-                "properties.destination.properties.endpointUrl",
-                "Webhook endpoints must be https (plain http only on loopback, and only with --event-allow-http-loopback).",
-            ));
-        }
         let schema = properties.get("eventDeliverySchema").and_then(Value::as_str).unwrap_or("CloudEventSchemaV1_0");
         if !schema.eq_ignore_ascii_case("CloudEventSchemaV1_0") {
             return Err(invalid(
@@ -226,15 +197,25 @@ mod tests {
     }
 
     #[test]
-    fn webhooks_must_be_https_unless_loopback_is_allowed() {
-        let spec = SubscriptionSpec::parse(&body("https://hooks.example/x?code=secret"), false).unwrap();
+    fn webhooks_must_be_https_to_public_addresses_unless_allowed() {
+        let public = AddressPolicy::default();
+        let loopback = AddressPolicy { allow_loopback: true, allow_private: false };
+        let spec = SubscriptionSpec::parse(&body("https://hooks.example/x?code=secret"), &public).unwrap();
         assert_eq!(spec.endpoint.base(), "https://hooks.example/x");
-        assert!(spec.wants("microsoft.containerservice.commandfinished") && !spec.wants(EVENT_TYPES[0]));
-        let refused = SubscriptionSpec::parse(&body("http://127.0.0.1:9/x"), false).unwrap_err();
-        assert_eq!(refused.property, "properties.destination.properties.endpointUrl");
-        assert!(SubscriptionSpec::parse(&body("http://127.0.0.1:9/x"), true).is_ok());
-        assert!(SubscriptionSpec::parse(&body("http://example.com/x"), true).is_err());
-        assert!(SubscriptionSpec::parse(&body("http://[::1]:9/x"), true).is_ok());
+        for url in [
+            "http://127.0.0.1:9/x",
+            "https://127.0.0.1:9/x",
+            "https://10.0.0.8/x",
+            "https://[::1]:9/x",
+            "http://127.0.0.1:9\\@hooks.example/",
+        ] {
+            let refused = SubscriptionSpec::parse(&body(url), &public).unwrap_err();
+            assert_eq!(refused.property, ENDPOINT_PROPERTY, "{url}");
+        }
+        assert!(SubscriptionSpec::parse(&body("http://127.0.0.1:9/x"), &loopback).is_ok());
+        assert!(SubscriptionSpec::parse(&body("http://example.com/x"), &loopback).is_err());
+        assert!(SubscriptionSpec::parse(&body("http://[::1]:9/x"), &loopback).is_ok());
+        assert!(SubscriptionSpec::parse(&body("https://169.254.169.254/x"), &loopback).is_err());
     }
 
     #[test]

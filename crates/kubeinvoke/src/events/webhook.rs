@@ -4,7 +4,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::DeliveryConfig;
-use super::url_like::Endpoint;
+use super::endpoint::{AddressPolicy, Endpoint, REFUSED_ADDRESS};
 
 /// The header carrying the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "kubeinvoke-signature";
@@ -16,8 +16,12 @@ pub const ORIGIN: &str = "kubeinvoke.local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("cannot reach {url}: {cause}")]
-    Unreachable { url: String, cause: String },
+    /// One wording for every way a connection can fail (refused, timed out, not TLS, a
+    /// certificate not trusted): a subscription must not become a port scanner.
+    #[error("{url} could not be reached over a trusted https connection")]
+    Unreachable { url: String },
+    #[error("{url}: {REFUSED_ADDRESS}")]
+    Address { url: String },
     #[error("{url} answered {status}")]
     Refused { url: String, status: u16 },
     #[error(
@@ -32,6 +36,7 @@ pub enum WebhookError {
 #[derive(Clone)]
 pub struct Webhooks {
     client: reqwest::Client,
+    addresses: AddressPolicy,
 }
 
 impl Webhooks {
@@ -52,22 +57,46 @@ impl Webhooks {
             .tls_certs_only(roots)
             .timeout(std::time::Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(GuardedResolver { addresses: config.addresses })
             .build()
             .map_err(|e| WebhookError::Client(e.to_string()))?;
-        Ok(Webhooks { client })
+        Ok(Webhooks { client, addresses: config.addresses })
+    }
+
+    /// Sends one request to `endpoint` once its URL passes the address policy (names are
+    /// checked as resolved, by [`GuardedResolver`], at connect time).
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, WebhookError> {
+        let url = endpoint.base();
+        if self.addresses.check(endpoint).is_err() {
+            return Err(WebhookError::Address { url });
+        }
+        request.send().await.map_err(|e| {
+            let blocked = std::error::Error::source(&e).is_some_and(|cause| {
+                let mut cause = Some(cause);
+                while let Some(c) = cause {
+                    if c.is::<BlockedAddress>() {
+                        return true;
+                    }
+                    cause = c.source();
+                }
+                false
+            });
+            if blocked { WebhookError::Address { url } } else { WebhookError::Unreachable { url } }
+        })
     }
 
     /// The CloudEvents validation handshake: `OPTIONS` announcing our origin; the endpoint must
     /// allow it (or `*`).
     pub async fn handshake(&self, endpoint: &Endpoint) -> Result<(), WebhookError> {
         let url = endpoint.base();
-        let response = self
-            .client
-            .request(reqwest::Method::OPTIONS, &endpoint.url)
-            .header(REQUEST_ORIGIN, ORIGIN)
-            .send()
-            .await
-            .map_err(|e| WebhookError::Unreachable { url: url.clone(), cause: crate::client::exit::describe(&e) })?;
+        let request =
+            self.client.request(reqwest::Method::OPTIONS, endpoint.url().clone()).header(REQUEST_ORIGIN, ORIGIN);
+        let response = self.send(endpoint, request).await?;
         if !response.status().is_success() {
             return Err(WebhookError::Refused { url, status: response.status().as_u16() });
         }
@@ -83,21 +112,46 @@ impl Webhooks {
     pub async fn deliver(&self, endpoint: &Endpoint, key: &str, body: &str) -> Result<(), WebhookError> {
         let url = endpoint.base();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let response = self
+        let request = self
             .client
-            .post(&endpoint.url)
+            .post(endpoint.url().clone())
             .header(reqwest::header::CONTENT_TYPE, "application/cloudevents+json; charset=utf-8")
             .header(SIGNATURE_HEADER, signature(key, now, body))
             .header(REQUEST_ORIGIN, ORIGIN)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| WebhookError::Unreachable { url: url.clone(), cause: crate::client::exit::describe(&e) })?;
+            .body(body.to_string());
+        let response = self.send(endpoint, request).await?;
         if response.status().is_success() {
             Ok(())
         } else {
             Err(WebhookError::Refused { url, status: response.status().as_u16() })
         }
+    }
+}
+
+/// Resolves webhook host names and keeps only the addresses the policy allows: the check is
+/// on the address connected to, so a name that resolves to a public address at PUT and to
+/// 127.0.0.1 later (DNS rebinding) is refused then.
+struct GuardedResolver {
+    addresses: AddressPolicy,
+}
+
+/// A name that resolved only to addresses the policy refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("the name resolves only to addresses webhooks may not reach")]
+struct BlockedAddress;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addresses = self.addresses;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let allowed: Vec<std::net::SocketAddr> = resolved.filter(|a| addresses.allows(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(BlockedAddress) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 

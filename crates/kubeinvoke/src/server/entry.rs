@@ -148,9 +148,9 @@ async fn route(
             _ => not_allowed("GET"),
         },
         Route::RoleDefinition(scope, id) => match *method {
-            M::GET => authorization::get_definition(app, &scope, &id).await,
+            M::GET => authorization::get_definition(app, who(), &scope, &id).await,
             M::PUT => authorization::put_definition(app, ctx, who(), &scope, &id, body).await,
-            M::DELETE => authorization::delete_definition(app, &scope, &id).await,
+            M::DELETE => authorization::delete_definition(app, who(), &scope, &id).await,
             _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::FanOut(scope) => match *method {

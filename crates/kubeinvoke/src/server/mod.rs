@@ -59,6 +59,8 @@ pub struct AppState {
     pub rendered: rendered::RenderedResults,
     /// The webhook client (its roots read once at start), for handshakes at subscription.
     pub webhooks: crate::events::webhook::Webhooks,
+    /// Saved commands as compiled once (their patterns), off the async threads.
+    pub saved_commands: crate::saved_command::Compiled,
 }
 
 /// A built server, bound and ready to serve.
@@ -198,6 +200,7 @@ impl Application {
             activity,
             rendered,
             webhooks,
+            saved_commands: crate::saved_command::Compiled::default(),
         });
         Ok(Application {
             listener,

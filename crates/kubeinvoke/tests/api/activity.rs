@@ -183,7 +183,7 @@ async fn wait_until(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
 async fn deliveries_retry_while_the_receiver_fails_and_survive_a_sigkill() {
     let receiver = Receiver::start().await;
     let ca = receiver.ca.display().to_string();
-    let s = Server::start(&["--event-ca", &ca]).await;
+    let s = Server::start(&["--event-ca", &ca, "--event-allow-private-networks"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
     let r = s.put(&subscription_path("all-events"), subscription_body(&receiver.url, json!({}))).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -241,7 +241,7 @@ async fn deliveries_retry_while_the_receiver_fails_and_survive_a_sigkill() {
 
 #[tokio::test]
 async fn webhook_endpoints_must_be_https_and_pass_the_handshake() {
-    let s = Server::start(&[]).await;
+    let s = Server::start(&["--event-allow-private-networks"]).await;
     s.create_cluster("rg", "c1", json!({})).await;
     let r = s.put(&subscription_path("plain"), subscription_body("http://127.0.0.1:9/hook", json!({}))).await;
     r.assert_error(400, "InvalidParameter");

@@ -8,6 +8,7 @@
 //! Whatever happens, the Pod and the Secret are deleted; if even that fails, the Secret goes
 //! with the Pod (owner reference) and the sweeper removes Pods of commands no longer running.
 
+mod client;
 mod spec;
 mod status;
 
@@ -19,15 +20,17 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 
+use client::RunError;
 pub use spec::{COMMAND_ID_LABEL, PodTemplate, command_pod, command_secret, object_name};
 pub use status::{PodEnd, judge};
 
 use super::output::{CappedLog, OutputFile};
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
 use crate::command::{CommandId, FailureReason, Outcome};
+use crate::kubeconfig::ClusterAccess;
+use client::{access_of, client_for};
 
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -44,42 +47,9 @@ impl Default for KubernetesConfig {
 
 pub struct KubernetesExecutor {
     config: KubernetesConfig,
-    /// Kubeconfigs of the clusters this process ran commands on, for the sweeper.
-    clusters: Mutex<HashMap<String, Vec<u8>>>,
-}
-
-/// Why a run could not go on: a refusal of the cluster's API, or no way to reach it.
-#[derive(Debug, thiserror::Error)]
-enum RunError {
-    #[error("the cluster's API server refused: {0}")]
-    Api(String),
-    #[error("cannot reach the cluster's API server: {0}")]
-    Unreachable(String),
-    #[error("the cluster was registered without properties.kubeconfig, so there is nothing to run with")]
-    NoKubeconfig,
-    #[error("the kubeconfig cannot be used: {0}")]
-    BadKubeconfig(String),
-}
-
-impl From<kube::Error> for RunError {
-    fn from(e: kube::Error) -> Self {
-        match e {
-            kube::Error::Api(status) => RunError::Api(format!("{} ({})", status.message, status.reason)),
-            other => RunError::Unreachable(other.to_string()),
-        }
-    }
-}
-
-/// A client for the cluster a kubeconfig points at.
-async fn client_for(kubeconfig: &[u8]) -> Result<Client, RunError> {
-    let text = std::str::from_utf8(kubeconfig).map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
-    let parsed = Kubeconfig::from_yaml(text).map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
-    let mut config = Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| RunError::BadKubeconfig(e.to_string()))?;
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(330));
-    Client::try_from(config).map_err(|e| RunError::BadKubeconfig(e.to_string()))
+    /// How to reach the clusters this process ran commands on, for the sweeper: only what the
+    /// allow-list kept of their kubeconfigs.
+    clusters: Mutex<HashMap<String, ClusterAccess>>,
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -101,10 +71,17 @@ impl KubernetesExecutor {
         KubernetesExecutor { config, clusters: Mutex::new(HashMap::new()) }
     }
 
-    fn remember(&self, kubeconfig: &[u8]) -> String {
+    fn remember(&self, access: &ClusterAccess) -> String {
         use sha2::Digest;
-        let place = hex(&sha2::Sha256::digest(kubeconfig)[..8]);
-        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).insert(place.clone(), kubeconfig.to_vec());
+        let mut digest = sha2::Sha256::new();
+        digest.update(access.server.to_string());
+        digest.update([0]);
+        digest.update(access.token.as_deref().unwrap_or_default());
+        if let Some(identity) = &access.client_identity {
+            digest.update(&identity.certificate_pem);
+        }
+        let place = hex(&digest.finalize()[..8]);
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).insert(place.clone(), access.clone());
         place
     }
 
@@ -225,9 +202,9 @@ impl KubernetesExecutor {
     }
 
     async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, RunError> {
-        let kubeconfig = job.kubeconfig.as_deref().ok_or(RunError::NoKubeconfig)?;
-        let client = client_for(kubeconfig).await?;
-        let _place = self.remember(kubeconfig);
+        let access = access_of(job.kubeconfig.as_deref())?;
+        let client = client_for(&access)?;
+        let _place = self.remember(&access);
         self.ensure_namespace(&client).await?;
         let template = &self.config.template;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &template.namespace);
@@ -345,7 +322,7 @@ impl KubernetesExecutor {
         }
     }
 
-    fn api_for(&self, place: &str) -> Option<Vec<u8>> {
+    fn access_for(&self, place: &str) -> Option<ClusterAccess> {
         self.clusters.lock().unwrap_or_else(|p| p.into_inner()).get(place).cloned()
     }
 }
@@ -437,6 +414,9 @@ impl Executor for KubernetesExecutor {
     async fn run(&self, job: Job, mut stop: StopSignal) -> Outcome {
         match self.run_in_cluster(&job, &mut stop).await {
             Ok(outcome) => outcome,
+            Err(RunError::Unusable(e)) => {
+                failed(FailureReason::InvalidClusterSetting(format!("properties.kubeconfig: {e}")), String::new())
+            }
             Err(e) => failed(FailureReason::StartFailed(e.to_string()), String::new()),
         }
     }
@@ -446,7 +426,7 @@ impl Executor for KubernetesExecutor {
     }
 
     async fn leftovers(&self) -> Vec<Leftover> {
-        let clusters: Vec<(String, Vec<u8>)> = self
+        let clusters: Vec<(String, ClusterAccess)> = self
             .clusters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -454,8 +434,8 @@ impl Executor for KubernetesExecutor {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut found = Vec::new();
-        for (place, kubeconfig) in clusters {
-            let Ok(client) = client_for(&kubeconfig).await else { continue };
+        for (place, access) in clusters {
+            let Ok(client) = client_for(&access) else { continue };
             let namespace = &self.config.template.namespace;
             let labelled = ListParams::default().labels(COMMAND_ID_LABEL);
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -477,8 +457,8 @@ impl Executor for KubernetesExecutor {
     }
 
     async fn remove_leftover(&self, leftover: &Leftover) {
-        let Some(kubeconfig) = self.api_for(&leftover.place) else { return };
-        let Ok(client) = client_for(&kubeconfig).await else { return };
+        let Some(access) = self.access_for(&leftover.place) else { return };
+        let Ok(client) = client_for(&access) else { return };
         let namespace = &self.config.template.namespace;
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let secrets: Api<Secret> = Api::namespaced(client, namespace);

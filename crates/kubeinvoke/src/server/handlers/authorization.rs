@@ -172,9 +172,20 @@ pub async fn list_definitions(app: &AppState, ctx: &RequestContext, scope: &str)
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
-pub async fn get_definition(app: &AppState, scope: &str, id: &str) -> Result<Response, ApiError> {
+pub async fn get_definition(app: &AppState, caller: &Caller, scope: &str, id: &str) -> Result<Response, ApiError> {
     let role = role_named(app, id).await?.ok_or_else(|| definition_not_found(id))?;
+    require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/read", &role)?;
     Ok(json(StatusCode::OK, &definition_resource(scope, &role)))
+}
+
+/// A custom role belongs to the scopes it is assignable at, not to the scope a request's URL
+/// names: reading, replacing or deleting it needs `action` at every one of the *stored* role's
+/// assignable scopes (built-in roles are everyone's to read).
+fn require_at_stored_scopes(caller: &Caller, action: &str, stored: &RoleDefinition) -> Result<(), ApiError> {
+    if !stored.custom {
+        return Ok(());
+    }
+    stored.assignable_scopes.iter().try_for_each(|scope| caller.require(action, scope))
 }
 
 fn definition_not_found(id: &str) -> ApiError {
@@ -224,6 +235,16 @@ pub async fn put_definition(
             format!("The request's scope '{scope}' must be one of the role's assignableScopes."),
         ));
     }
+    if let Some(stored) = custom_roles::find(app.store.as_ref(), &role.id).await? {
+        // Replacing a role is writing it where it was assignable too, and a role already in use
+        // is widened for everyone it is assigned to: only someone who could have made those
+        // assignments may change what they grant.
+        require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/write", &stored)?;
+        for assignment in app.store.list_role_assignments().await?.iter().filter(|a| a.role_definition_id == stored.id)
+        {
+            caller.require("Microsoft.Authorization/roleAssignments/write", &assignment.scope)?;
+        }
+    }
     let others = custom_roles::all(app.store.as_ref()).await?;
     if let Some(twin) = others.iter().find(|r| r.name.eq_ignore_ascii_case(&role.name) && r.id != role.id) {
         return Err(refused(
@@ -248,13 +269,14 @@ pub async fn put_definition(
 
 /// `DELETE …/roleDefinitions/{guid}`: 200 with the deleted role, 204 when there was none, 409
 /// while assignments still use it.
-pub async fn delete_definition(app: &AppState, scope: &str, id: &str) -> Result<Response, ApiError> {
+pub async fn delete_definition(app: &AppState, caller: &Caller, scope: &str, id: &str) -> Result<Response, ApiError> {
     if rbac::role_by_id(id).is_some() {
         return Err(refused(StatusCode::BAD_REQUEST, "CannotDeleteBuiltInRole", format!("'{id}' is a built-in role.")));
     }
     let Some(role) = custom_roles::find(app.store.as_ref(), id).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/delete", &role)?;
     let in_use =
         app.store.list_role_assignments().await?.into_iter().filter(|a| a.role_definition_id == role.id).count();
     if in_use > 0 {

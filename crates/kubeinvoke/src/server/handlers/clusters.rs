@@ -11,8 +11,9 @@ use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::cluster_settings::ClusterSettings;
 use crate::context;
+use crate::executor::ExecutorKind;
 use crate::identity::Caller;
-use crate::kubeconfig;
+use crate::kubeconfig::{self, ClusterAccess, UnusableKubeconfig};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json, json_body};
 use crate::store::{ClusterRecord, ClusterWrite, StoreError};
@@ -73,7 +74,19 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
         }
     };
     let kubeconfig = take_kubeconfig(properties)?;
-    ClusterSettings::from_properties(properties).map_err(|e| ApiError::invalid(e.property, e.message))?;
+    let settings =
+        ClusterSettings::from_properties(properties).map_err(|e| ApiError::invalid(e.property, e.message))?;
+    let executor = settings.executor.unwrap_or(app.config.executor);
+    match &kubeconfig {
+        Some(new) => check_kubeconfig_for(new, executor)?,
+        // A PUT that keeps the stored kubeconfig may still move the cluster to the Pod executor.
+        None if executor == ExecutorKind::Kubernetes => {
+            if let Some(stored) = app.store.get_cluster(cluster).await?.and_then(|c| c.kubeconfig) {
+                check_kubeconfig_for(&stored, executor)?;
+            }
+        }
+        None => {}
+    }
     properties.insert("provisioningState".into(), Value::String("Succeeded".into()));
     properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));
 
@@ -103,6 +116,33 @@ fn take_kubeconfig(properties: &mut Map<String, Value>) -> Result<Option<Vec<u8>
             Ok(Some(bytes))
         }
         Some(_) => Err(ApiError::invalid(target, format!("'{target}' must be a string (a base64-encoded kubeconfig)"))),
+    }
+}
+
+/// What the server itself will do with a kubeconfig decides what it may hold. The Pod executor
+/// reaches the cluster from the server's own process, so only the allow-list of
+/// [`ClusterAccess`] may be in it; on the local executor kubectl reads it inside the command's
+/// sandbox, where exec plugins are the command's own business, but a value that is simply broken
+/// (a token that cannot be a header value) is refused all the same.
+fn check_kubeconfig_for(kubeconfig: &[u8], executor: ExecutorKind) -> Result<(), ApiError> {
+    let target = "properties.kubeconfig";
+    match (ClusterAccess::from_kubeconfig(kubeconfig), executor) {
+        (Ok(_), _) => Ok(()),
+        (
+            Err(
+                UnusableKubeconfig::NotAllowed { .. }
+                | UnusableKubeconfig::Structure(_)
+                | UnusableKubeconfig::Syntax(_),
+            ),
+            ExecutorKind::Local,
+        ) => Ok(()),
+        (Err(e @ UnusableKubeconfig::NotAllowed { .. }), ExecutorKind::Kubernetes) => Err(ApiError::invalid(
+            target,
+            format!(
+                "'{target}' cannot be used by the Pod executor (properties.commandExecutor or the server's --executor): {e}"
+            ),
+        )),
+        (Err(e), _) => Err(ApiError::invalid(target, format!("'{target}' is not a usable kubeconfig: {e}"))),
     }
 }
 
@@ -167,9 +207,20 @@ fn parse_skip_token(token: &str) -> Result<(String, String), ApiError> {
 }
 
 /// listClusterAdminCredential / listClusterUserCredential: the registered kubeconfig, base64.
+/// On an AAD cluster the user credential holds no secret, as on AKS: the same clusters and
+/// contexts, and a user that logs in with kubelogin for the AKS AAD server application — the
+/// stored static credential is the admin's alone.
 pub async fn credentials(app: &AppState, cluster: &ClusterRef, name: &'static str) -> Result<Response, ApiError> {
     let found = load(app, cluster).await?;
-    let kubeconfig = found.kubeconfig.ok_or_else(|| ApiError::NoCredentials(found.name.clone()))?;
+    let stored = found.kubeconfig.ok_or_else(|| ApiError::NoCredentials(found.name.clone()))?;
+    let aad = ClusterSettings::from_document(&found.document).map(|s| s.aad_managed).unwrap_or(true);
+    let kubeconfig = if name == "clusterUser" && aad {
+        let user = format!("clusterUser_{}_{}", found.group, found.name);
+        kubeconfig::with_aad_login(&stored, &user, &app.instance.tenant_id)
+            .map_err(|e| ApiError::NoCredentials(format!("{} (its kubeconfig cannot be read: {e})", found.name)))?
+    } else {
+        stored.to_vec()
+    };
     let results =
         CredentialResults { kubeconfigs: vec![CredentialResult { name, value: context::encode(&kubeconfig) }] };
     Ok(json(StatusCode::OK, &results))

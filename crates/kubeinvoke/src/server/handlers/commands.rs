@@ -31,7 +31,7 @@ pub async fn run(
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let aad_managed = check_cluster_allows(&cluster, &request)?;
     let cluster_token = match request.cluster_token.as_deref().filter(|_| aad_managed) {
-        Some(token) => Some(validate_cluster_token(app, token).await?),
+        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
     let command = request
@@ -97,13 +97,22 @@ pub(super) fn request_timeout(value: Option<&serde_json::Value>) -> Result<Optio
 
 /// A caller's token for the AKS AAD server app, checked now (it replaces the admin credentials
 /// in the command's kubeconfig, so the command acts as the caller).
-pub(super) async fn validate_cluster_token(app: &AppState, token: &str) -> Result<String, ApiError> {
-    app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
+/// It must be the caller's own: a token captured from someone else (a log, a fan-out that
+/// reached the wrong cluster) is refused even though its signature and audience are good.
+pub(super) async fn validate_cluster_token(app: &AppState, caller: &Caller, token: &str) -> Result<String, ApiError> {
+    let claims = app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
         ApiError::invalid(
             "clusterToken",
             format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
         )
     })?;
+    if claims.oid != caller.claims.oid || claims.tid != caller.claims.tid {
+        return Err(ApiError::invalid(
+            "clusterToken",
+            "'clusterToken' belongs to another principal (its oid is not the caller's): a command acts only as the \
+             principal that submits it",
+        ));
+    }
     Ok(token.to_string())
 }
 

@@ -67,7 +67,7 @@ pub async fn put(
         ApiError::invalid("properties", "'properties' must be an object with a WebHook 'destination'.")
     })?;
     let config: &DeliveryConfig = &app.config.events;
-    let spec = SubscriptionSpec::parse(&properties, config.allow_http_loopback)
+    let spec = SubscriptionSpec::parse(&properties, &config.addresses)
         .map_err(|e| ApiError::invalid(e.property, e.message))?;
     app.webhooks.handshake(&spec.endpoint).await.map_err(|e| {
         ApiError::invalid(

@@ -39,7 +39,7 @@ pub async fn submit(
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let request = FanOutRequest::from_json(body)?;
     let cluster_token = match &request.cluster_token {
-        Some(token) => Some(validate_cluster_token(app, token).await?),
+        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
     let targets = select(app, caller, scope, &request.targets, cluster_token.is_some()).await?;

@@ -15,7 +15,7 @@ use crate::arm::wire::ListResult;
 use crate::cluster_settings::ClusterSettings;
 use crate::dispatcher::Submission;
 use crate::identity::Caller;
-use crate::saved_command::{Invalid, SavedCommand};
+use crate::saved_command::Invalid;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::{CommandOptions, DocumentKind, DocumentRecord};
@@ -74,7 +74,7 @@ pub async fn put(
         .get("properties")
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::invalid("properties", "'properties' must be an object with at least 'script'."))?;
-    let saved = SavedCommand::parse(properties).map_err(refusal)?;
+    let saved = app.saved_commands.get(properties).await.map_err(refusal)?;
     if saved.context.is_some() {
         decode_context(app, saved.context.clone()).await.map_err(|e| match e {
             ApiError::InvalidParameter { message, .. } => ApiError::invalid("properties.context", message),
@@ -160,7 +160,10 @@ pub async fn run(
             ApiError::invalid("savedCommand", format!("No saved command '{name}' exists in '{}'.", scope.id()))
         })?;
     let properties = record.document.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-    let saved = SavedCommand::parse(&properties)
+    let saved = app
+        .saved_commands
+        .get(&properties)
+        .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
     let bound = saved.bind(body.get("parameters")).map_err(refusal)?;
 
@@ -169,7 +172,7 @@ pub async fn run(
     let token = body.get("clusterToken").and_then(Value::as_str).filter(|t| !t.is_empty());
     settings.admits(false, token.is_some()).map_err(|refusal| refused(&cluster, refusal))?;
     let cluster_token = match token.filter(|_| settings.aad_managed) {
-        Some(token) => Some(validate_cluster_token(app, token).await?),
+        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
     let requested = request_timeout(body.get("timeoutInSeconds"))?;

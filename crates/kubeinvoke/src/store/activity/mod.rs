@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::rows::Columns;
 use super::{StoreError, StoreResult};
 use crate::activity::filter::EventFilter;
-use crate::activity::{ActivityEvent, NewEvent};
+use crate::activity::{ActivityEvent, FilterColumns, NewEvent};
 use crate::command::{CommandId, CommandState};
 
 pub(super) use postgres::MIGRATION as POSTGRES_MIGRATION;
@@ -76,7 +76,8 @@ const ANCHOR_SETTING: &str = "activity-anchor";
 
 pub use crate::activity::chain::GENESIS;
 
-const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash";
+const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash, subscription_key, group_key, \
+                             resource_key, provider_key, caller, correlation_id, status";
 
 fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
     Ok(ActivityEvent {
@@ -86,6 +87,17 @@ fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
         content: r.text(3)?,
         prev_hash: r.text(4)?,
         hash: r.text(5)?,
+        columns: FilterColumns {
+            event_id: r.text(1)?,
+            time: r.int(2)?,
+            subscription_key: r.text(6)?,
+            group_key: r.text(7)?,
+            resource_key: r.text(8)?,
+            provider_key: r.text(9)?,
+            caller: r.text(10)?,
+            correlation_id: r.text(11)?,
+            status: r.text(12)?,
+        },
     })
 }
 
@@ -115,11 +127,8 @@ fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
     })
 }
 
-/// Filter columns of a new event: (subscription key, group key, resource key, provider key).
-fn keys_of(event: &NewEvent) -> (String, String, String, String) {
-    let (subscription, group) = event.scope_keys();
-    let resource = event.resource_id.trim_end_matches('/').to_lowercase();
-    let provider =
-        resource.split('/').skip_while(|s| *s != "providers").nth(1).unwrap_or("microsoft.resources").to_string();
-    (subscription, group, resource, provider)
+/// The filter columns of a new event, from its canonical content (what `audit verify` recomputes).
+fn columns_of(content: &str) -> StoreResult<FilterColumns> {
+    FilterColumns::of_content(content)
+        .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("an activity event's content is not canonical")))
 }

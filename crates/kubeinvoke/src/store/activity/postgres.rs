@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{ActivityStore, CommandEvents, CommandLogRow, EVENT_COLUMNS, LOG_COLUMNS, keys_of};
+use super::{ActivityStore, CommandEvents, CommandLogRow, EVENT_COLUMNS, LOG_COLUMNS, columns_of};
 use crate::activity::chain::{GENESIS, hash};
 use crate::activity::filter::EventFilter;
 use crate::activity::{ActivityEvent, NewEvent};
@@ -55,19 +55,19 @@ async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) ->
     for event in events {
         let content = event.content();
         let next = hash(&prev, &content);
-        let (subscription, group, resource, provider) = keys_of(event);
+        let columns = columns_of(&content)?;
         tx.execute(
             &insert,
             &[
-                &event.event_id,
-                &event.time,
-                &subscription,
-                &group,
-                &resource,
-                &provider,
-                &event.caller,
-                &event.correlation_id,
-                &event.status,
+                &columns.event_id,
+                &columns.time,
+                &columns.subscription_key,
+                &columns.group_key,
+                &columns.resource_key,
+                &columns.provider_key,
+                &columns.caller,
+                &columns.correlation_id,
+                &columns.status,
                 &content,
                 &prev,
                 &next,

@@ -1,6 +1,11 @@
-//! Just enough of a kubeconfig to know which API server it points at.
+//! Just enough of a kubeconfig to know which API server it points at, and ([`access`]) the
+//! allow-list through which the server itself may use one.
+
+mod access;
 
 use serde::Deserialize;
+
+pub use access::{ClientIdentity, ClusterAccess, UnusableKubeconfig, check_token};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
@@ -121,6 +126,58 @@ pub fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, Kubeco
     Ok(serde_yaml_ng::to_string(&config)?.into_bytes())
 }
 
+/// The same kubeconfig with every user replaced by one that logs in to Entra ID through
+/// kubelogin for the AKS AAD server application, as AKS's user credential of an AAD cluster
+/// has it: no token, key or password of the stored document is left in it.
+pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u8>, KubeconfigError> {
+    use serde_yaml_ng::{Mapping, Value};
+    let mut config: Value = serde_yaml_ng::from_slice(document)?;
+    let Some(map) = config.as_mapping_mut() else { return Err(KubeconfigError::NoServer) };
+    let args: Vec<Value> = [
+        "get-token",
+        "--environment",
+        "AzurePublicCloud",
+        "--server-id",
+        crate::identity::tokens::AKS_AAD_SERVER_APP,
+        "--client-id",
+        AZURE_CLI_CLIENT_ID,
+        "--tenant-id",
+        tenant,
+        "--login",
+        "devicecode",
+    ]
+    .into_iter()
+    .map(Value::from)
+    .collect();
+    let mut exec = Mapping::new();
+    exec.insert("apiVersion".into(), "client.authentication.k8s.io/v1beta1".into());
+    exec.insert("command".into(), "kubelogin".into());
+    exec.insert("args".into(), Value::Sequence(args));
+    exec.insert("env".into(), Value::Null);
+    exec.insert("provideClusterInfo".into(), false.into());
+    exec.insert(
+        "installHint".into(),
+        "kubelogin is not installed which is required to connect to AAD enabled cluster.\n\nTo learn more, please go to https://aka.ms/aks/kubelogin\n".into(),
+    );
+    let mut login = Mapping::new();
+    login.insert("exec".into(), Value::Mapping(exec));
+    let mut entry = Mapping::new();
+    entry.insert("name".into(), user.into());
+    entry.insert("user".into(), Value::Mapping(login));
+    map.insert("users".into(), Value::Sequence(vec![Value::Mapping(entry)]));
+    if let Some(Value::Sequence(contexts)) = map.get_mut("contexts") {
+        for context in contexts.iter_mut() {
+            if let Some(inner) = context.get_mut("context").and_then(Value::as_mapping_mut) {
+                inner.insert("user".into(), user.into());
+            }
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&config)?.into_bytes())
+}
+
+/// The Azure CLI's public client id, which AKS's kubelogin kubeconfigs name.
+const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +212,18 @@ users: []
         assert!(text.contains("token: caller-token"), "{text}");
         assert_eq!(text.matches("user: kubeinvoke-caller").count(), 2, "{text}");
         assert_eq!(fqdn(&rewritten).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
+    }
+
+    #[test]
+    fn the_aad_login_replaces_every_secret() {
+        let secret = CONFIG.replace("users: []", "users:\n- name: u\n  user: {token: static-admin-secret}\n");
+        let rewritten =
+            String::from_utf8(with_aad_login(secret.as_bytes(), "clusterUser_rg_c", "tenant-1").unwrap()).unwrap();
+        assert!(!rewritten.contains("static-admin-secret"), "{rewritten}");
+        assert!(rewritten.contains("kubelogin") && rewritten.contains(crate::identity::tokens::AKS_AAD_SERVER_APP));
+        assert!(rewritten.contains("tenant-1"), "{rewritten}");
+        assert_eq!(rewritten.matches("user: clusterUser_rg_c").count(), 2, "{rewritten}");
+        assert_eq!(fqdn(rewritten.as_bytes()).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");
     }
 
     #[test]
