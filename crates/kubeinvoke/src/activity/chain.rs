@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn every_column_the_api_filters_on_is_covered() {
         let events = chain(&["a", "b", "c"]);
-        let edits: [(&str, fn(&mut ActivityEvent)); 6] = [
+        type Edit = fn(&mut ActivityEvent);
+        let edits: [(&str, Edit); 6] = [
             ("caller", |e| e.columns.caller = "someone-else".into()),
             ("status", |e| e.columns.status = "Failed".into()),
             ("resource_key", |e| e.columns.resource_key = "/subscriptions/s/resourcegroups/other".into()),

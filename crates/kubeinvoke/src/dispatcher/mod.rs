@@ -434,3 +434,6 @@ impl Dispatcher {
 fn expiry(now: i64, retention: Duration) -> i64 {
     now.saturating_add(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,7 +87,8 @@ impl AddressPolicy {
     /// What the URL itself shows: https (plain http only to loopback, with its flag), and a
     /// literal address this policy allows.
     pub fn check(&self, endpoint: &Endpoint) -> Result<(), &'static str> {
-        if !endpoint.https() && !(self.allow_loopback && endpoint.is_loopback()) {
+        let plain_http_allowed = self.allow_loopback && endpoint.is_loopback();
+        if !endpoint.https() && !plain_http_allowed {
             return Err(
                 "Webhook endpoints must be https (plain http only on loopback, and only with --event-allow-http-loopback).",
             );

@@ -18,3 +18,4 @@ mod neighbours;
 mod ops;
 mod resources;
 mod security;
+mod tenants;
