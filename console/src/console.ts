@@ -207,27 +207,61 @@ function showFiles(): void {
 }
 
 // ---- output with ANSI colours ----
+// The state is two fields whatever the output holds, and the page holds at most
+// MAX_STYLED_SPANS spans: past that, the rest of the output is plain text in one last span. A
+// flood of escape codes (or of colour changes) costs the reader's tab a bounded DOM.
 
-let ansiClasses: string[] = [];
+interface AnsiState {
+  bold: boolean;
+  fg: number | null;
+}
+
+const MAX_STYLED_SPANS = 2000;
+let ansi: AnsiState = { bold: false, fg: null };
+
+function resetAnsi(): void {
+  ansi = { bold: false, fg: null };
+}
+
+/** Applies one SGR sequence's parameters (`1;31`) to the state. */
+function applySgr(parameters: string): void {
+  for (const code of (parameters || "0").split(";").map(Number)) {
+    if (code === 0) resetAnsi();
+    else if (code === 1) ansi.bold = true;
+    else if (code === 22) ansi.bold = false;
+    else if (code === 39) ansi.fg = null;
+    else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) ansi.fg = code;
+  }
+}
+
+function ansiClass(): string {
+  return [ansi.bold ? "ansi-bold" : "", ansi.fg === null ? "" : `fg-${ansi.fg}`].filter(Boolean).join(" ");
+}
 
 function appendOutput(text: string): void {
   const panel = $("output");
-  const parts = text.split(/\x1b\[([0-9;]*)m/);
-  parts.forEach((part, i) => {
-    if (i % 2 === 1) {
-      for (const code of (part || "0").split(";").map(Number)) {
-        if (code === 0) ansiClasses = [];
-        else if (code === 1) ansiClasses.push("ansi-bold");
-        else if ((code >= 30 && code <= 37) || (code >= 90 && code <= 97)) ansiClasses = ansiClasses.filter((c) => !c.startsWith("fg-")).concat(`fg-${code}`);
-      }
-      return;
-    }
+  // Runs of text with the same style, merged before they reach the page.
+  const runs: { cls: string; text: string }[] = [];
+  text.split(/\x1b\[([0-9;]*)m/).forEach((part, i) => {
+    if (i % 2 === 1) return applySgr(part);
     if (!part) return;
-    const span = document.createElement("span");
-    span.className = ansiClasses.join(" ");
-    span.textContent = part;
-    panel.append(span);
+    const cls = ansiClass();
+    const last = runs[runs.length - 1];
+    if (last && last.cls === cls) last.text += part;
+    else runs.push({ cls, text: part });
   });
+  for (const run of runs) {
+    const cls = panel.childElementCount >= MAX_STYLED_SPANS ? "" : run.cls;
+    const tail = panel.lastElementChild;
+    if (tail instanceof HTMLSpanElement && tail.className === cls) {
+      tail.append(run.text);
+      continue;
+    }
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = run.text;
+    panel.append(span);
+  }
   panel.scrollTop = panel.scrollHeight;
 }
 
@@ -275,7 +309,7 @@ async function watch(resultPath: string): Promise<void> {
     if (!complete) {
       abort.abort();
       $("output").replaceChildren();
-      ansiClasses = [];
+      resetAnsi();
       const response = await fetch(withVersion(`${resultPath}/logs`), { headers: { Authorization: `Bearer ${token}` } });
       appendOutput(response.ok ? await response.text() : final.properties.logs ?? "");
     }
@@ -300,7 +334,7 @@ async function run(event: Event): Promise<void> {
   historyIndex = -1;
   showError(null);
   $("output").replaceChildren();
-  ansiClasses = [];
+  resetAnsi();
   showStatus(null);
   try {
     const context = attached.length ? base64(await zip(attached)) : "";
@@ -354,7 +388,7 @@ async function openResult(id: string, cluster = clusterPath()): Promise<void> {
   const resultPath = `${cluster}/commandResults/${id}`;
   showError(null);
   $("output").replaceChildren();
-  ansiClasses = [];
+  resetAnsi();
   try {
     const { json } = await call("GET", withVersion(resultPath));
     showStatus(json);

@@ -87,6 +87,29 @@ test("sign in, attach a file, and see the output before the command ends", async
   await page.screenshot({ path: join(shots, "3-finished.png"), fullPage: true });
 });
 
+test("a flood of escape codes leaves the page with bounded state and stays usable", async () => {
+  const page = await signedIn(admin);
+  // 30,000 colour changes, 100,000 bold codes with no text, then a last line.
+  const flood = "i=0; while [ $i -lt 30000 ]; do printf '\\033[1;3%dmx' $((i % 8)); i=$((i+1)); done; " +
+    "head -c 100000 /dev/zero | tr '\\0' '@' | sed 's/@/\\x1b[1m/g'; echo; echo flood-over";
+  await page.fill("#command", flood);
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelector("#output").textContent.includes("flood-over"), null, { timeout: 20000 });
+  const shape = await page.evaluate(() => {
+    const panel = document.querySelector("#output");
+    const spans = [...panel.children];
+    return { spans: spans.length, longestClass: Math.max(...spans.map((s) => s.className.length)), xs: (panel.textContent.match(/x/g) || []).length };
+  });
+  assert.ok(shape.spans <= 2001, `the page holds ${shape.spans} spans`);
+  assert.ok(shape.longestClass <= 20, `a span's class grew to ${shape.longestClass} characters`);
+  assert.equal(shape.xs, 30000, "no output is lost");
+  // Still responsive: a new command runs and shows.
+  await page.fill("#command", "echo after-the-flood");
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#output").textContent.includes("after-the-flood"), null, { timeout: 20000 });
+});
+
 test("files dropped on the page are attached", async () => {
   const page = await signedIn(admin);
   await page.evaluate(() => {

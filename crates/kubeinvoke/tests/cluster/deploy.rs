@@ -33,7 +33,11 @@ fn apply_stdin(cluster: &DevCluster, manifest: &str, flags: &[&str]) -> String {
 /// `kubectl auth can-i` as the chart's service account; `resource` may name a subresource
 /// (`pods/log`; kubectl alone would read that as the Pod named "log").
 fn can(cluster: &DevCluster, verb: &str, resource: &str, namespace: &str) -> bool {
-    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    // `namespaces/<name>` is a resource and its name; anything else after a slash a subresource.
+    let (resource, subresource) = match resource.split_once('/') {
+        Some(("namespaces", _)) | None => (resource, ""),
+        Some(split) => split,
+    };
     let mut args = vec!["auth", "can-i", verb, resource, "-n", namespace];
     let subresource = format!("--subresource={subresource}");
     if subresource != "--subresource=" {
@@ -42,6 +46,13 @@ fn can(cluster: &DevCluster, verb: &str, resource: &str, namespace: &str) -> boo
     let as_account = format!("--as={SERVICE_ACCOUNT}");
     args.push(&as_account);
     let out = cluster.kubectl(&args);
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// `kubectl auth can-i --all-namespaces` as the chart's service account.
+fn can_cluster_wide(cluster: &DevCluster, verb: &str, resource: &str) -> bool {
+    let as_account = format!("--as={SERVICE_ACCOUNT}");
+    let out = cluster.kubectl(&["auth", "can-i", verb, resource, "--all-namespaces", &as_account]);
     String::from_utf8_lossy(&out.stdout).trim() == "yes"
 }
 
@@ -58,7 +69,8 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
         "service/kubeinvoke",
         "poddisruptionbudget.policy/kubeinvoke",
         "secret/kubeinvoke-store",
-        "clusterrole.rbac.authorization.k8s.io/kubeinvoke-command-runner",
+        "clusterrole.rbac.authorization.k8s.io/kubeinvoke-command-namespace",
+        "role.rbac.authorization.k8s.io/kubeinvoke-command-runner",
     ] {
         assert!(dry_run.contains(&format!("{object} created (server dry run)")), "{object}: {dry_run}");
     }
@@ -66,7 +78,9 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
     let rbac: Vec<&str> = rendered
         .split("\n---")
         .filter(|doc| {
-            ["kind: ServiceAccount", "kind: ClusterRole\n", "kind: ClusterRoleBinding"].iter().any(|k| doc.contains(k))
+            ["kind: ServiceAccount", "kind: ClusterRole\n", "kind: ClusterRoleBinding", "kind: Role\n", "kind: RoleBinding"]
+                .iter()
+                .any(|k| doc.contains(k))
         })
         .collect();
     apply_stdin(cluster, &rbac.join("\n---\n"), &[]);
@@ -81,8 +95,7 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
         ("create", "secrets"),
         ("list", "secrets"),
         ("delete", "secrets"),
-        ("create", "namespaces"),
-        ("get", "namespaces"),
+        ("get", "namespaces/aks-command"),
     ] {
         assert!(can(cluster, verb, resource, "aks-command"), "the executor needs {verb} {resource}");
     }
@@ -98,9 +111,18 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
         ("list", "nodes"),
         ("create", "serviceaccounts/token"),
         ("create", "rolebindings"),
+        ("create", "namespaces"),
+        ("get", "namespaces/kube-system"),
     ] {
         assert!(!can(cluster, verb, resource, "aks-command"), "more than needed: {verb} {resource}");
     }
+    // Whoever takes the server's Pod reads no Secret of the cluster's, and starts no Pod elsewhere.
+    for namespace in ["default", "kube-system", "kubeinvoke"] {
+        for (verb, resource) in [("list", "secrets"), ("get", "secrets"), ("create", "pods"), ("list", "pods")] {
+            assert!(!can(cluster, verb, resource, namespace), "{verb} {resource} in {namespace}");
+        }
+    }
+    assert!(!can_cluster_wide(cluster, "list", "secrets"), "list secrets in every namespace");
 
     // Enough: a whole command runs with nothing but the service account's token.
     let token = cluster.kubectl_ok(&["create", "token", "kubeinvoke", "-n", "kubeinvoke"]);

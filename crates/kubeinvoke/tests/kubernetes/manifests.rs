@@ -17,6 +17,7 @@ struct Parsed {
     services: Vec<Service>,
     budgets: Vec<PodDisruptionBudget>,
     cluster_roles: Vec<ClusterRole>,
+    roles: Vec<Role>,
     kinds: Vec<String>,
 }
 
@@ -42,7 +43,7 @@ fn parse_all() -> Parsed {
             "Namespace" => drop(typed::<Namespace>(&document, file)),
             "ServiceAccount" => drop(typed::<ServiceAccount>(&document, file)),
             "Secret" => drop(typed::<Secret>(&document, file)),
-            "Role" => drop(typed::<Role>(&document, file)),
+            "Role" => parsed.roles.push(typed(&document, file)),
             "RoleBinding" => drop(typed::<RoleBinding>(&document, file)),
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, file)),
             "ClusterRole" => parsed.cluster_roles.push(typed(&document, file)),
@@ -94,12 +95,17 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
     let budget = parsed.budgets[0].spec.as_ref().unwrap();
     assert!(selects(budget.selector.as_ref().unwrap().match_labels.as_ref().unwrap(), &pod_labels));
 
-    let rules = parsed.cluster_roles[0].rules.clone().unwrap();
-    let allows = |resource: &str, verb: &str| {
+    // Pods, their logs and Secrets in the commands' namespace only; cluster-wide, reading that one
+    // namespace and nothing else.
+    let rule_allows = |rules: &[k8s_openapi::api::rbac::v1::PolicyRule], resource: &str, verb: &str| {
         rules.iter().any(|r| {
-            r.resources.as_ref().is_some_and(|rs| rs.iter().any(|x| x == resource)) && r.verbs.iter().any(|v| v == verb)
+            r.resources.as_ref().is_some_and(|rs| rs.iter().any(|x| x == resource || x == "*"))
+                && r.verbs.iter().any(|v| v == verb || v == "*")
         })
     };
+    let runner = parsed.roles.iter().find(|r| r.metadata.name.as_deref() == Some("kubeinvoke-command-runner")).expect("the runner Role");
+    assert_eq!(runner.metadata.namespace.as_deref(), Some("aks-command"));
+    let rules = runner.rules.clone().unwrap();
     for (resource, verb) in [
         ("pods", "create"),
         ("pods", "watch"),
@@ -108,8 +114,21 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
         ("pods/log", "get"),
         ("secrets", "create"),
         ("secrets", "delete"),
-        ("namespaces", "create"),
+        ("secrets", "list"),
     ] {
-        assert!(allows(resource, verb), "the executor needs {verb} on {resource}");
+        assert!(rule_allows(&rules, resource, verb), "the executor needs {verb} on {resource}");
+    }
+    assert!(!rule_allows(&rules, "secrets", "get"), "the executor never reads a Secret back");
+    for role in &parsed.cluster_roles {
+        let rules = role.rules.clone().unwrap_or_default();
+        for resource in ["pods", "secrets", "pods/log", "pods/exec", "configmaps"] {
+            for verb in ["get", "list", "create", "delete", "watch"] {
+                assert!(!rule_allows(&rules, resource, verb), "{:?} grants {verb} {resource} cluster-wide", role.metadata.name);
+            }
+        }
+        for rule in &rules {
+            assert_eq!(rule.verbs, ["get"], "{:?}: cluster-wide it only reads its namespace", role.metadata.name);
+            assert_eq!(rule.resource_names.as_deref(), Some(&["aks-command".to_string()][..]), "{rule:?}");
+        }
     }
 }
