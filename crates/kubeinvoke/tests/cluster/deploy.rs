@@ -78,9 +78,15 @@ async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_th
     let rbac: Vec<&str> = rendered
         .split("\n---")
         .filter(|doc| {
-            ["kind: ServiceAccount", "kind: ClusterRole\n", "kind: ClusterRoleBinding", "kind: Role\n", "kind: RoleBinding"]
-                .iter()
-                .any(|k| doc.contains(k))
+            [
+                "kind: ServiceAccount",
+                "kind: ClusterRole\n",
+                "kind: ClusterRoleBinding",
+                "kind: Role\n",
+                "kind: RoleBinding",
+            ]
+            .iter()
+            .any(|k| doc.contains(k))
         })
         .collect();
     apply_stdin(cluster, &rbac.join("\n---\n"), &[]);

@@ -185,7 +185,12 @@ async fn an_unreachable_api_server_or_a_taken_name_fails_without_touching_others
     assert!(fake.pod_names().contains(&"command-d2".to_string()), "a Pod we did not create is left alone");
 
     let outcome = run(&executor, job("d3", "true", b"not: [a kubeconfig".to_vec())).await;
-    assert!(failure(&outcome).starts_with("StartFailed: the kubeconfig cannot be used"), "{outcome:?}");
+    assert!(failure(&outcome).starts_with("InvalidClusterSetting: properties.kubeconfig"), "{outcome:?}");
+    // The executor itself never takes an exec plugin, whatever reached it.
+    let exec = String::from_utf8(fake.kubeconfig()).unwrap().replace("token: fake-token", "exec: {command: /bin/true}");
+    let outcome = run(&executor, job("d4", "true", exec.into_bytes())).await;
+    assert!(failure(&outcome).contains("users[0].user.exec is not allowed"), "{outcome:?}");
+    assert!(!fake.pod_names().contains(&"command-d4".to_string()), "nothing reached the cluster");
 }
 
 #[tokio::test]

@@ -103,7 +103,11 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
                 && r.verbs.iter().any(|v| v == verb || v == "*")
         })
     };
-    let runner = parsed.roles.iter().find(|r| r.metadata.name.as_deref() == Some("kubeinvoke-command-runner")).expect("the runner Role");
+    let runner = parsed
+        .roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("kubeinvoke-command-runner"))
+        .expect("the runner Role");
     assert_eq!(runner.metadata.namespace.as_deref(), Some("aks-command"));
     let rules = runner.rules.clone().unwrap();
     for (resource, verb) in [
@@ -123,7 +127,11 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
         let rules = role.rules.clone().unwrap_or_default();
         for resource in ["pods", "secrets", "pods/log", "pods/exec", "configmaps"] {
             for verb in ["get", "list", "create", "delete", "watch"] {
-                assert!(!rule_allows(&rules, resource, verb), "{:?} grants {verb} {resource} cluster-wide", role.metadata.name);
+                assert!(
+                    !rule_allows(&rules, resource, verb),
+                    "{:?} grants {verb} {resource} cluster-wide",
+                    role.metadata.name
+                );
             }
         }
         for rule in &rules {
