@@ -98,10 +98,15 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
     let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
     cluster.trust_issuer(&issuer, &ca, "6dae42f8-4368-4678-94ff-3960e28e3630");
 
-    let alice = s.create_principal("alice", None);
-    let bob = s.create_principal("bob", None);
+    // Each runs commands on the cluster as themselves: a clusterToken must be the submitter's own.
+    let subscription = format!("/subscriptions/{SUB}");
+    let runner = Some(("Azure Kubernetes Service Cluster Admin Role", subscription.as_str()));
+    let alice = s.create_principal("alice", runner);
+    let bob = s.create_principal("bob", runner);
     let scope = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
     let (alice_token, bob_token) = (s.token_for(&alice, scope).await, s.token_for(&bob, scope).await);
+    let arm = "https://management.azure.com/.default";
+    let (alice_arm, bob_arm) = (s.token_for(&alice, arm).await, s.token_for(&bob, arm).await);
     let alice_user = cluster.wait_until_authenticated(&alice_token);
     let bob_user = cluster.wait_until_authenticated(&bob_token);
     assert!(alice_user.starts_with("kubeinvoke:") && alice_user != bob_user, "{alice_user} {bob_user}");
@@ -117,8 +122,14 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
     ));
     let script = "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'; echo; \
                   kubectl get pods -n team-a; echo pods=$?; kubectl get secrets -n team-a; echo secrets=$?";
-    for (who, token, pods_allowed) in [(&alice_user, &alice_token, true), (&bob_user, &bob_token, false)] {
-        let result = invoke(&s, json!({"command": script, "clusterToken": token})).await;
+    for (who, token, arm, pods_allowed) in
+        [(&alice_user, &alice_token, &alice_arm, true), (&bob_user, &bob_token, &bob_arm, false)]
+    {
+        let run = format!("{}/runCommand", cluster_path("rg", "dev"));
+        let body = json!({"command": script, "clusterToken": token});
+        let r = send_as(&s, arm, reqwest::Method::POST, &run, Some(body)).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let result = s.wait(r.header("location").unwrap()).await;
         let logs = result["properties"]["logs"].as_str().unwrap();
         assert_eq!(logs.lines().next(), Some(who.as_str()), "whoami prints the caller: {logs}");
         if pods_allowed {
