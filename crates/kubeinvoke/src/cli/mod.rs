@@ -209,6 +209,9 @@ pub struct ServeArgs {
     /// A node selector label for command Pods, `key=value`; repeatable.
     #[arg(long = "k8s-node-selector", env = "KUBEINVOKE_K8S_NODE_SELECTOR", value_delimiter = ',', value_parser = parse_label)]
     pub k8s_node_selector: Vec<(String, String)>,
+    /// The uid (and gid) command Pods run as; never root (Pod Security `restricted`).
+    #[arg(long = "k8s-run-as-user", env = "KUBEINVOKE_K8S_RUN_AS_USER", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub k8s_run_as_user: i64,
     /// How long a command Pod may wait to be scheduled before the command fails.
     #[arg(long, env = "KUBEINVOKE_K8S_START_DEADLINE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub k8s_start_deadline: Duration,
@@ -352,6 +355,7 @@ impl ServeArgs {
                 memory_limit: self.k8s_memory_limit,
                 tolerations: self.k8s_tolerations,
                 node_selector: self.k8s_node_selector.into_iter().collect(),
+                run_as_user: self.k8s_run_as_user,
             },
             start_deadline: self.k8s_start_deadline,
         };

@@ -179,3 +179,67 @@ async fn cancel_deletes_the_running_pod_and_says_who() {
     assert_eq!(result["properties"]["reason"], format!("Canceled by {}", s.admin().unwrap().app_id));
     assert_cleaned_up(cluster, &id);
 }
+
+#[tokio::test]
+async fn command_pods_are_admitted_where_pod_security_enforces_restricted() {
+    let cluster = DevCluster::shared();
+    let namespace = "restricted-commands";
+    cluster.kubectl(&["create", "namespace", namespace]);
+    let label = ["pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest"];
+    cluster.kubectl_ok(&["label", "--overwrite", "namespace", namespace, label[0], label[1]]);
+    // The namespace really enforces it: an ordinary Pod is refused.
+    let plain = cluster.kubectl(&["run", "plain", "-n", namespace, "--image", "docker.io/library/busybox:1.36"]);
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("violates PodSecurity"), "{plain:?}");
+    // A command Pod, with its unpacking init container, is admitted and runs.
+    let (s, _) = pod_server(&["--k8s-namespace", namespace]).await;
+    let context = encodebytes(&zip_of(&[("ns.yaml", b"kind: Namespace\n")]));
+    let location = s.submit("rg", "dev", json!({"command": "sleep 1; exit 0", "context": context})).await;
+    let result = s.wait(&location).await;
+    assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
+}
+
+#[tokio::test]
+async fn a_pod_that_admission_refuses_fails_at_once_with_the_policys_message() {
+    let cluster = DevCluster::shared();
+    let namespace = "guarded-commands";
+    let policy = [
+        "apiVersion: admissionregistration.k8s.io/v1",
+        "kind: ValidatingAdmissionPolicy",
+        "metadata: {name: kubeinvoke-allowed-images}",
+        "spec:",
+        "  failurePolicy: Fail",
+        "  matchConstraints:",
+        "    resourceRules: [{apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}]",
+        "  validations:",
+        "  - expression: \"object.spec.containers.all(c, c.image.startsWith('registry.internal/'))\"",
+        "    message: images must come from registry.internal",
+        "---",
+        "apiVersion: admissionregistration.k8s.io/v1",
+        "kind: ValidatingAdmissionPolicyBinding",
+        "metadata: {name: kubeinvoke-allowed-images}",
+        "spec:",
+        "  policyName: kubeinvoke-allowed-images",
+        "  validationActions: [Deny]",
+        "  matchResources: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: guarded-commands}}}",
+    ];
+    cluster.apply(&policy.join("\n"));
+    let (s, _) = pod_server(&["--k8s-namespace", namespace, "--k8s-start-deadline", "120s"]).await;
+    // The API server enforces a new policy once its informer has it: submit until it does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let started = std::time::Instant::now();
+        let location = s.submit("rg", "dev", json!({"command": "sleep 1"})).await;
+        let result = s.wait(&location).await;
+        if result["properties"]["provisioningState"] == "Failed" {
+            assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after the start deadline");
+            break result;
+        }
+        assert!(std::time::Instant::now() < deadline, "the policy never refused a command Pod: {result}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let reason = result["properties"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("PodRejected:") && reason.contains("images must come from registry.internal"),
+        "{reason}"
+    );
+}

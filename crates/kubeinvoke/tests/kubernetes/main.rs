@@ -115,6 +115,22 @@ async fn a_command_runs_as_a_pod_with_the_spec_asked_for_and_is_cleaned_up() {
     let init = &spec.init_containers.unwrap()[0];
     assert_eq!(init.image, container.image, "the files are unpacked by the same image");
     assert_eq!(init.working_dir, container.working_dir, "into the command's working directory");
+    // Locked down as Pod Security `restricted` asks, every container of it.
+    let pod_security = spec.security_context.as_ref().unwrap();
+    assert_eq!((pod_security.run_as_non_root, pod_security.run_as_user), (Some(true), Some(1000)));
+    assert_eq!(pod_security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    for locked in [container, init] {
+        let security = locked.security_context.as_ref().unwrap();
+        assert_eq!(security.allow_privilege_escalation, Some(false), "{}", locked.name);
+        assert_eq!(security.read_only_root_filesystem, Some(true), "{}", locked.name);
+        assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        let mounted: Vec<&str> = locked.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        for writable in ["/command", "/home/command", "/tmp"] {
+            assert!(mounted.contains(&writable), "{}: {mounted:?}", locked.name);
+        }
+    }
+    let home = container.env.as_ref().unwrap().iter().find(|e| e.name == "HOME").unwrap();
+    assert_eq!(home.value.as_deref(), Some("/home/command"), "helm's cache has a writable home");
 
     // The Secret holds the zip and is owned by the Pod, so the cluster deletes it with the Pod.
     let secret: Secret = serde_json::from_value(fake.created_secrets()[0].clone()).unwrap();
@@ -249,6 +265,8 @@ async fn the_server_runs_commands_as_pods_and_sweeps_leftovers() {
     let result = s.wait(&location).await;
     assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
     assert_eq!(result["properties"]["logs"], "via-server\n");
+    let pod = &fake.created_pods()[0];
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false, "no service account configured: no token");
 
     // A leftover of a command that is not running (a crashed replica's, say) is swept.
     fake.plant("aks-command", "command-0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef");

@@ -222,6 +222,13 @@ impl KubernetesExecutor {
                     String::new(),
                 ));
             }
+            // Admission (Pod Security, a ValidatingAdmissionPolicy, Gatekeeper, Kyverno) or RBAC
+            // refused the Pod: the command ends now with the cluster's own words, not after the
+            // start deadline.
+            Err(kube::Error::Api(status)) if matches!(status.code, 400 | 403 | 422) => {
+                let why = RunError::from(kube::Error::Api(status)).to_string();
+                return Ok(failed(FailureReason::Cluster(format!("PodRejected: {why}")), String::new()));
+            }
             Err(e) => return Err(e.into()),
         };
         let outcome = self.run_created(job, stop, &pods, &secrets, created).await;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, ResourceRequirements, Secret,
-    SecretKeySelector, SecretVolumeSource, Toleration, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -19,6 +20,9 @@ pub const COMMAND_ID_LABEL: &str = "kubeinvoke.io/command-id";
 pub const CONTAINER: &str = "user-command";
 const WORKDIR: &str = "/command";
 const INPUT: &str = "/kubeinvoke";
+/// `HOME`, an emptyDir of its own: helm and kubectl write their caches there (the root
+/// filesystem is read-only).
+const HOME: &str = "/home/command";
 
 /// What every command Pod of a server gets (flags `--k8s-*`).
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub struct PodTemplate {
     pub memory_limit: String,
     pub tolerations: Vec<Toleration>,
     pub node_selector: BTreeMap<String, String>,
+    /// The uid (and gid) every container runs as: never root.
+    pub run_as_user: i64,
 }
 
 impl Default for PodTemplate {
@@ -49,6 +55,7 @@ impl Default for PodTemplate {
             memory_limit: "1Gi".into(),
             tolerations: Vec::new(),
             node_selector: BTreeMap::new(),
+            run_as_user: 1000,
         }
     }
 }
@@ -68,8 +75,12 @@ fn labels(command_id: &str) -> BTreeMap<String, String> {
 /// python3 or busybox the image has) into the working directory the command starts in.
 pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
     let name = object_name(job.id.as_str());
+    let writable =
+        |volume: &str, path: &str| VolumeMount { name: volume.into(), mount_path: path.into(), ..Default::default() };
     let mounts = vec![
-        VolumeMount { name: "work".into(), mount_path: WORKDIR.into(), ..Default::default() },
+        writable("work", WORKDIR),
+        writable("home", HOME),
+        writable("tmp", "/tmp"),
         VolumeMount { name: "input".into(), mount_path: INPUT.into(), read_only: Some(true), ..Default::default() },
     ];
     let unpack = Container {
@@ -78,12 +89,13 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         command: Some(vec!["sh".into(), "-c".into(), UNPACK_SCRIPT.into()]),
         working_dir: Some(WORKDIR.into()),
         volume_mounts: Some(mounts.clone()),
+        security_context: Some(locked_down()),
         ..Default::default()
     };
     let quantities = |cpu: &str, memory: &str| {
         BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(memory.into()))])
     };
-    let mut env = vec![EnvVar { name: "HOME".into(), value: Some(WORKDIR.into()), ..Default::default() }];
+    let mut env = vec![EnvVar { name: "HOME".into(), value: Some(HOME.into()), ..Default::default() }];
     // Parameters come from the command's Secret, so their values never appear in the Pod.
     for (name, _) in &job.environment {
         env.push(EnvVar {
@@ -118,6 +130,12 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
             ..Default::default()
         }),
         volume_mounts: Some(mounts),
+        security_context: Some(locked_down()),
+        ..Default::default()
+    };
+    let empty_dir = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     };
     Pod {
@@ -130,13 +148,24 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             active_deadline_seconds: Some(job.limits.timeout.as_secs().max(1) as i64),
-            // Acting as the caller: no service account token in the Pod, only the caller's.
-            automount_service_account_token: Some(!job.as_caller),
+            // A service account token only when one was configured for commands; acting as the
+            // caller, none at all: only the caller's own token, in the command's Secret.
+            automount_service_account_token: Some(template.service_account.is_some() && !job.as_caller),
             service_account_name: template.service_account.clone().filter(|_| !job.as_caller),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(template.run_as_user),
+                run_as_group: Some(template.run_as_user),
+                fs_group: Some(template.run_as_user),
+                seccomp_profile: Some(runtime_default()),
+                ..Default::default()
+            }),
             init_containers: (!job.context.is_empty()).then(|| vec![unpack]),
             containers: vec![command],
             volumes: Some(vec![
-                Volume { name: "work".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+                empty_dir("work"),
+                empty_dir("home"),
+                empty_dir("tmp"),
                 Volume {
                     name: "input".into(),
                     secret: Some(SecretVolumeSource {
@@ -153,6 +182,24 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         }),
         status: None,
     }
+}
+
+/// What Pod Security `restricted` asks of every container (and Gatekeeper's and Kyverno's usual
+/// policies): no root, no privilege escalation, no capabilities, the runtime's seccomp profile, a
+/// read-only root filesystem (the writable places are the emptyDirs).
+fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default()),
+        ..Default::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
 }
 
 /// Secret keys of parameters (apart from `context.zip` and `kubeconfig`).
