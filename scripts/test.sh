@@ -83,7 +83,7 @@ for tool in kubectl helm; do
   fi
 done
 
-cargo build --bins
+cargo build --workspace --bins
 cargo test --workspace
 # The whole HTTP contract suite again, every test server on its own PostgreSQL database.
 KUBEINVOKE_TEST_POSTGRES="$KUBEINVOKE_TEST_POSTGRES_URL" cargo test -p kubeinvoke --test api
