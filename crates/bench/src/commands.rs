@@ -56,6 +56,7 @@ pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
         as_caller: false,
         limits: ExecLimits::default(),
         environment: Vec::new(),
+        masked: Vec::new(),
         output: None,
     };
     // No sender: never asked to stop.

@@ -295,11 +295,13 @@ impl Dispatcher {
         let secrets = self.secrets.take(&claimed.id).unwrap_or_default();
         let settings = claimed.settings.map_err(|e| FailureReason::InvalidClusterSetting(e.message))?;
         let mut environment = claimed.options.environment;
+        let mut masked = Vec::new();
         if !claimed.options.secret_names.is_empty() {
             let known = |name: &String| secrets.iter().any(|(k, _)| k == name);
             if !claimed.options.secret_names.iter().all(known) {
                 return Err(FailureReason::SecretsLost);
             }
+            masked = secrets.iter().map(|(_, value)| value.clone()).collect();
             environment.extend(secrets);
         }
         let mut limits = self.limits.tightened_by(&settings.limits);
@@ -328,6 +330,7 @@ impl Dispatcher {
             as_caller,
             limits,
             environment,
+            masked,
             output,
         };
         Ok((job, self.executors.for_kind(settings.executor).clone()))

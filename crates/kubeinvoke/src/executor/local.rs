@@ -18,8 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::namespace::InfoPipe;
-use super::output::CappedLog;
-use super::output::OutputFile;
+use super::output::CommandOutput;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
 use super::spawn::{Stdio, spawn};
 use super::uids::{UidLease, UidLeases, kill_uid};
@@ -218,8 +217,8 @@ impl LocalExecutor {
             Err(e) => return start_failed(format!("reading the output pipe: {e}")).into(),
         };
 
-        let mut log = CappedLog::new(limits.log_cap);
-        let mut full = OutputFile::create(job.output.as_deref(), limits.max_output_bytes).await;
+        let mut log =
+            CommandOutput::create(job.output.as_deref(), limits.max_output_bytes, limits.log_cap, &job.masked).await;
         let mut chunk = vec![0u8; 64 * 1024];
         let deadline = tokio::time::sleep(limits.timeout);
         tokio::pin!(deadline);
@@ -244,10 +243,7 @@ impl LocalExecutor {
                     // taken from a kill.
                     Ok(0) | Err(_) if status.is_some() => break None,
                     Ok(0) | Err(_) => output_closed = true,
-                    Ok(n) => {
-                        log.push(&chunk[..n]);
-                        full.push(&chunk[..n]).await;
-                    }
+                    Ok(n) => log.push(&chunk[..n]).await,
                 },
                 waited = child.wait(), if status.is_none() => {
                     status = Some(waited.map_err(|e| e.to_string()));
@@ -271,7 +267,7 @@ impl LocalExecutor {
         group.kill();
         if let Some(stop) = stop {
             let _ = child.wait().await;
-            drain_remaining(&mut reader, &mut log, &mut full, &mut chunk).await;
+            drain_remaining(&mut reader, &mut log, &mut chunk).await;
             let (reason, note) = match stop {
                 Stop::Timeout => (
                     FailureReason::Timeout,
@@ -300,7 +296,7 @@ impl LocalExecutor {
                 Some(limit) => format!("{limit}; then {note}"),
                 None => note,
             };
-            return Outcome::Failed { reason, logs: log.finish(Some(&note)) }.into();
+            return Outcome::Failed { reason, logs: log.finish(Some(&note)).await }.into();
         }
         let status = match status {
             Some(status) => status,
@@ -310,8 +306,8 @@ impl LocalExecutor {
             Ok(status) => status,
             Err(e) => {
                 let note = format!("the command's exit status could not be read ({e}); its outcome is unknown");
-                return Outcome::Failed { reason: FailureReason::StatusUnknown(e), logs: log.finish(Some(&note)) }
-                    .into();
+                let logs = log.finish(Some(&note)).await;
+                return Outcome::Failed { reason: FailureReason::StatusUnknown(e), logs }.into();
             }
         };
         let exit_code = exit_code(status);
@@ -320,7 +316,7 @@ impl LocalExecutor {
             Some(watch) => watch.ended(DRAIN_GRACE).await,
             None => false,
         };
-        Ended { outcome: Outcome::Exited { exit_code, logs: log.finish(note.as_deref()) }, sandbox_empty }
+        Ended { outcome: Outcome::Exited { exit_code, logs: log.finish(note.as_deref()).await }, sandbox_empty }
     }
 }
 
@@ -468,14 +464,13 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
-async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CappedLog, full: &mut OutputFile, chunk: &mut [u8]) {
+async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CommandOutput, chunk: &mut [u8]) {
     let _ = tokio::time::timeout(DRAIN_GRACE, async {
         while let Ok(n) = reader.read(chunk).await {
             if n == 0 {
                 break;
             }
-            log.push(&chunk[..n]);
-            full.push(&chunk[..n]).await;
+            log.push(&chunk[..n]).await;
         }
     })
     .await;

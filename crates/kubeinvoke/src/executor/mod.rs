@@ -4,6 +4,7 @@ pub mod helper;
 pub mod kubernetes;
 mod limits;
 mod local;
+pub mod masking;
 mod namespace;
 mod output;
 mod process_limits;
@@ -35,6 +36,8 @@ pub struct Job {
     pub limits: ExecLimits,
     /// Environment variables for the command (saved command parameters, secret ones included).
     pub environment: Vec<(String, String)>,
+    /// The values of its secret parameters: masked (`***`) wherever its output goes.
+    pub masked: Vec<String>,
     /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
     pub output: Option<std::path::PathBuf>,
 }

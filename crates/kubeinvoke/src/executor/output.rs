@@ -1,4 +1,7 @@
-//! A log buffer that keeps the first `cap` bytes and counts the rest.
+//! A command's output: the log buffer that keeps the first `cap` bytes and counts the rest, the
+//! live-output file, and [`CommandOutput`], which feeds both through the run's secret mask.
+
+use super::masking::SecretMask;
 
 pub struct CappedLog {
     kept: Vec<u8>,
@@ -81,6 +84,52 @@ impl OutputFile {
             return;
         }
         self.left -= take as u64;
+    }
+}
+
+/// Where a run's output goes, masked first: its result log (capped) and its live-output file.
+pub struct CommandOutput {
+    mask: SecretMask,
+    log: CappedLog,
+    file: OutputFile,
+}
+
+impl CommandOutput {
+    pub async fn create(
+        path: Option<&std::path::Path>,
+        max_output_bytes: u64,
+        log_cap: usize,
+        secrets: &[String],
+    ) -> Self {
+        CommandOutput {
+            mask: SecretMask::new(secrets.iter().map(String::as_str)),
+            log: CappedLog::new(log_cap),
+            file: OutputFile::create(path, max_output_bytes).await,
+        }
+    }
+
+    pub async fn push(&mut self, bytes: &[u8]) {
+        if self.mask.is_empty() {
+            self.log.push(bytes);
+            self.file.push(bytes).await;
+            return;
+        }
+        let masked = self.mask.push(bytes);
+        self.log.push(&masked);
+        self.file.push(&masked).await;
+    }
+
+    /// The log kept so far (masked; a possible start of a secret may still be held back).
+    pub fn head(&self) -> &[u8] {
+        self.log.head()
+    }
+
+    /// The result's log, with whatever the mask held back and a closing `note`.
+    pub async fn finish(mut self, note: Option<&str>) -> String {
+        let tail = self.mask.finish();
+        self.log.push(&tail);
+        self.file.push(&tail).await;
+        self.log.finish(note)
     }
 }
 

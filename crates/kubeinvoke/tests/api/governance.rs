@@ -332,3 +332,27 @@ async fn custom_roles_authorize_like_built_in_ones() {
     let r = s.put(&other, json!({"properties": {"roleName": "x", "assignableScopes": ["/subscriptions/nope"], "permissions": [{"actions": ["*/read"]}]}})).await;
     assert_eq!(r.json()["error"]["target"], "properties.assignableScopes", "{}", r.text);
 }
+
+#[tokio::test]
+async fn secret_values_are_masked_in_the_output_even_split_across_writes() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    // Prints the secret whole, then in two writes with a pause between (two reads of the pipe),
+    // then beside plain text; the plain parameter is shown as it is.
+    let script = r#"echo "whole: $token"; printf 'split: %s' "${token:0:5}"; sleep 0.3; printf '%s|\n' "${token:5}"; echo "plain: $text""#;
+    let body = json!({"properties": {"script": script,
+        "parameters": {"token": {"type": "secret"}, "text": {"type": "string"}}}});
+    assert_eq!(s.put(&saved_path("leaky"), body).await.status, 201);
+    let secret = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let body = json!({"savedCommand": saved_path("leaky"), "parameters": {"token": secret, "text": "visible"}});
+    let r = run_saved(&s, "c1", body).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let location = r.header("location").unwrap().to_string();
+    let result = s.wait(&location).await;
+    let logs = result["properties"]["logs"].as_str().unwrap();
+    assert_eq!(logs, "whole: ***\nsplit: ***|\nplain: visible\n", "{result}");
+    // The stored full output (live logs) is masked the same way.
+    let live = s.get(&format!("{}/logs", location.split('?').next().unwrap().replace(&s.base, ""))).await;
+    assert_eq!(live.text, logs);
+    assert!(!s.server_log().contains(&secret), "the secret is in the server log");
+}

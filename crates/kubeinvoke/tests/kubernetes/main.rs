@@ -50,6 +50,7 @@ fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
         as_caller: false,
         limits: ExecLimits { timeout: Duration::from_secs(120), ..ExecLimits::default() },
         environment: Vec::new(),
+        masked: Vec::new(),
         output: None,
     }
 }
@@ -288,4 +289,21 @@ async fn the_server_runs_commands_as_pods_and_sweeps_leftovers() {
         )
         .await;
     r.assert_error(400, "InvalidParameter");
+}
+
+#[tokio::test]
+async fn secret_values_are_masked_in_a_pods_output_and_its_live_file() {
+    let fake = FakeApiServer::start().await;
+    fake.script(
+        "print secret",
+        Lifecycle::Exit { code: 0, logs: "key=hunter2\nagain hunter2!\n".into(), run_for: Duration::from_millis(50) },
+    );
+    let executor = executor(Duration::from_secs(60));
+    let mut job = job("m1", "print secret", fake.kubeconfig());
+    job.masked = vec!["hunter2".into()];
+    let output = tempfile::NamedTempFile::new().unwrap();
+    job.output = Some(output.path().to_path_buf());
+    let outcome = run(&executor, job).await;
+    assert_eq!(outcome, Outcome::Exited { exit_code: 0, logs: "key=***\nagain ***!\n".into() });
+    assert_eq!(std::fs::read_to_string(output.path()).unwrap(), "key=***\nagain ***!\n");
 }

@@ -26,6 +26,7 @@ use client::RunError;
 pub use spec::{COMMAND_ID_LABEL, PodTemplate, command_pod, command_secret, object_name};
 pub use status::{PodEnd, judge};
 
+use super::masking::SecretMask;
 use super::output::{CappedLog, OutputFile};
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
 use crate::command::{CommandId, FailureReason, Outcome};
@@ -263,7 +264,8 @@ impl KubernetesExecutor {
             let mut on_start = || {
                 if follower.is_none() {
                     let (pods, name, output, into) = (pods.clone(), name.clone(), job.output.clone(), followed.clone());
-                    follower = Some(tokio::spawn(follow_logs(pods, name, output, cap, into)));
+                    let mask = SecretMask::new(job.masked.iter().map(String::as_str));
+                    follower = Some(tokio::spawn(follow_logs(pods, name, output, cap, into, mask)));
                 }
             };
             self.watch(pods, created, job.limits.timeout, stop, &mut on_start).await?
@@ -278,7 +280,7 @@ impl KubernetesExecutor {
         }
         let full = std::mem::take(&mut *followed.lock().unwrap_or_else(|p| p.into_inner()));
         let mut log = CappedLog::new(job.limits.log_cap);
-        log.push(&full);
+        log.push(&SecretMask::new(job.masked.iter().map(String::as_str)).mask_all(&full));
         Ok(match watched {
             Watched::Ended(PodEnd::Exited { code, oom: false }) => {
                 Outcome::Exited { exit_code: code, logs: log.finish(None) }
@@ -358,14 +360,15 @@ async fn finish_following(mut task: tokio::task::JoinHandle<()>, followed: &Mute
     }
 }
 
-/// Follows the command container's output into the live-output file and into `all` (up to
-/// `cap` bytes there).
+/// Follows the command container's output into the live-output file (masked) and into `all`
+/// (as it came, up to `cap` bytes: masked as a whole once the run is over).
 async fn follow_logs(
     pods: Api<Pod>,
     name: String,
     output: Option<std::path::PathBuf>,
     cap: u64,
     all: Arc<Mutex<Vec<u8>>>,
+    mut mask: SecretMask,
 ) {
     let mut file = OutputFile::create(output.as_deref(), cap).await;
     let params = LogParams {
@@ -386,9 +389,12 @@ async fn follow_logs(
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                file.push(&mask.finish()).await;
+                return;
+            }
             Ok(n) => {
-                file.push(&chunk[..n]).await;
+                file.push(&mask.push(&chunk[..n])).await;
                 let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
                 if (all.len() as u64) < cap {
                     all.extend_from_slice(&chunk[..n]);
