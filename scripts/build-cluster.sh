@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane (tools/cluster: kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, helm, etcd, kwok) from the Go module proxy, once per pinned set of
+# kube-scheduler, kubectl, helm, etcd, kwok), the real node's kubelet and its pause program, from
+# the Go module proxy, once per pinned set of
 # versions: outputs live under a cache directory keyed by go.mod + go.sum, so a warm machine pays
 # nothing. Prints the bin directory on its last line.
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/../tools/cluster"
 key=$(cat go.mod go.sum "$script" | sha256sum | cut -c1-16)
 cache="${KUBEINVOKE_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubeinvoke/cluster}/$key"
 bin="$cache/bin"
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl helm etcd kwok)
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl helm etcd kwok kubelet pause)
 
 complete() { for t in "${tools[@]}"; do [ -x "$bin/$t" ] || return 1; done; }
 
@@ -35,9 +36,13 @@ if ! complete; then
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
     helm.sh/helm/v3/cmd/helm \
     sigs.k8s.io/kwok/cmd/kwok \
     ./etcd
+  # The pod sandbox's program, from the same module (a static C program, as upstream builds it).
+  pause_c="$GOMODCACHE/k8s.io/kubernetes@$k8s/build/pause/linux/pause.c"
+  gcc -Os -static -DVERSION="$k8s" -o "$cache/tmp/pause" "$pause_c"
   rm -rf "$bin" && mv "$cache/tmp" "$bin"
   rm -rf "$GOCACHE" "$GOMODCACHE"
   echo "built in $(( $(date +%s) - start )) s" >&2

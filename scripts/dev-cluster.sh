@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on this machine, for people and tests:
 #   etcd + kube-apiserver (TLS, client certificates and JWT authentication, RBAC) +
-#   kube-controller-manager + kube-scheduler + kwok driving three fake nodes (one tainted).
+#   kube-controller-manager + kube-scheduler + kwok driving three fake nodes (one tainted), and one
+#   real node (kubelet + containerd, tainted kubeinvoke.io/real-node=true:NoSchedule) that really
+#   runs containers, offline: scripts/lib/real-node.sh. One real node per machine.
 #
 #   scripts/dev-cluster.sh up   [STATE_DIR]   build if needed, start, wait until ready; prints KUBECONFIG=<path>
+#                                             and COMMAND_IMAGE=<ref> (the command image on the real node)
 #   scripts/dev-cluster.sh env  [STATE_DIR]   prints KUBECONFIG=<path> of a running one
 #   scripts/dev-cluster.sh down [STATE_DIR]   stops exactly the processes `up` started
 #
@@ -16,6 +19,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 command="${1:-}"
 state="${2:-${KUBEINVOKE_DEV_CLUSTER:-${XDG_STATE_HOME:-$HOME/.local/state}/kubeinvoke/dev-cluster}}"
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+. "$here/lib/real-node.sh"
 
 say() { echo "dev-cluster: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -80,7 +85,7 @@ KC
 }
 
 up() {
-  if running kube-apiserver; then echo "KUBECONFIG=$state/admin.kubeconfig"; return; fi
+  if running kube-apiserver; then echo "KUBECONFIG=$state/admin.kubeconfig"; cat "$state/node/command-image"; return; fi
   bin=$("$here/build-cluster.sh" | tail -n1)
   down_quietly
   rm -rf "$state"
@@ -92,7 +97,7 @@ up() {
 
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=kubeinvoke-dev-cluster-ca" \
     -days 365 -out "$pki/ca.crt" 2>/dev/null
-  certificate apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  certificate apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.96.0.1,IP:$NODE_HOST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   certificate admin kubernetes-admin system:masters
   certificate controller-manager system:kube-controller-manager ""
   certificate scheduler system:kube-scheduler ""
@@ -168,18 +173,22 @@ done)
 NODES
   wait_for 60 "the kwok nodes" sh -c "[ \"\$('${bin}/kubectl' --kubeconfig '$state/admin.kubeconfig' get nodes --no-headers 2>/dev/null | grep -c ' Ready ')\" = 3 ]"
   wait_for 60 "the default service account" "${k[@]}" get serviceaccount default -n default
+  node_up "$state" "$bin" "$api_port" || die "the real node did not start; see $state/logs/"
+  wait_for 120 "the real node" sh -c "'${bin}/kubectl' --kubeconfig '$state/admin.kubeconfig' get node $NODE_NAME --no-headers 2>/dev/null | grep -q ' Ready '"
   echo "$bin" >"$state/bin"
   if [ -n "${KUBEINVOKE_DEV_CLUSTER_OWNER:-}" ]; then
     # Tests: the cluster and its state go when the process that asked for it ends, however it ends.
     setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" && rm -rf "$3"' _ \
       "$KUBEINVOKE_DEV_CLUSTER_OWNER" "$here/dev-cluster.sh" "$state" >/dev/null 2>&1 </dev/null &
   fi
-  say "ready: API server https://127.0.0.1:$api_port, 3 kwok nodes (kwok-node-tainted: dedicated=commands:NoSchedule); logs in $state/logs"
+  say "ready: API server https://127.0.0.1:$api_port, 3 kwok nodes (kwok-node-tainted: dedicated=commands:NoSchedule), real node $NODE_NAME ($NODE_TAINT=true:NoSchedule); logs in $state/logs"
   echo "KUBECONFIG=$state/admin.kubeconfig"
+  cat "$state/node/command-image"
 }
 
 down_quietly() {
   local c pid
+  if [ -d "$state/node" ]; then node_down "$state"; fi
   for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if running "$c"; then
       pid=$(cat "$state/pids/$c")

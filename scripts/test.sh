@@ -18,7 +18,8 @@ fi
 debian_package() { # PACKAGE FILE WHY
   [ -x "$2" ] && return 0
   if [ "$(id -u)" = 0 ] && need apt-get; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    if [ -z "${apt_updated:-}" ]; then apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
     echo "error: $1 is required ($3); install it: apt-get install $1" >&2
     exit 1
@@ -41,6 +42,14 @@ cluster_build=$!
 debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
 debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
 debian_package openssl /usr/bin/openssl "scripts/dev-cluster.sh makes the test cluster's certificates with it"
+# The dev cluster's real node (scripts/lib/real-node.sh): its container runtime, network plugins,
+# the relay to the API server, and busybox for the command image built here.
+debian_package containerd /usr/bin/containerd "the test cluster's real node runs containers with it"
+debian_package runc /usr/sbin/runc "containerd starts containers with it"
+debian_package containernetworking-plugins /usr/lib/cni/bridge "the real node's Pods are networked with them"
+debian_package socat /usr/bin/socat "the real node reaches the API server through it"
+debian_package busybox-static /bin/busybox "the command image built here carries it"
+debian_package iproute2 /usr/sbin/ip "the real node gets a network namespace of its own"
 
 if ! need npm; then
   echo "error: Node.js and npm are required (the console is TypeScript, built by cargo's build script)" >&2

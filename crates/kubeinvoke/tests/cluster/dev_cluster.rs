@@ -1,5 +1,5 @@
 //! The test fixture for a real Kubernetes control plane: `scripts/dev-cluster.sh up` (etcd,
-//! kube-apiserver, controller-manager, scheduler, kwok nodes), started once per test binary,
+//! kube-apiserver, controller-manager, scheduler, kwok nodes and one real node), started once per test binary,
 //! shared by its tests and stopped when the binary exits (the script watches our pid).
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,8 @@ pub struct DevCluster {
     pub kubeconfig: PathBuf,
     /// Where kubectl, helm and the control plane's binaries were built.
     pub bin: PathBuf,
+    /// The command runtime image imported into the real node's containerd.
+    pub command_image: String,
     /// Serializes edits of the API server's authentication configuration.
     authentication: Mutex<()>,
 }
@@ -47,9 +49,14 @@ impl DevCluster {
                 .expect("dev-cluster.sh prints KUBECONFIG=<path>")
                 .into();
             let bin = std::fs::read_to_string(state.join("bin")).unwrap().trim().into();
+            let command_image = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("COMMAND_IMAGE="))
+                .expect("dev-cluster.sh prints COMMAND_IMAGE=<ref>")
+                .to_string();
             Self::write_pod_log(&state);
             eprintln!("dev cluster up in {:.1} s at {}", started.elapsed().as_secs_f64(), state.display());
-            DevCluster { state, kubeconfig, bin, authentication: Mutex::new(()) }
+            DevCluster { state, kubeconfig, bin, command_image, authentication: Mutex::new(()) }
         })
     }
 

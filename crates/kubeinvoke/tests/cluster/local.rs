@@ -40,12 +40,13 @@ async fn azures_success_example_really_creates_the_namespace() {
 }
 
 #[tokio::test]
-async fn kubectl_lists_the_kwok_nodes_and_a_forbidden_verb_is_the_clusters_own_error() {
+async fn kubectl_lists_the_nodes_and_a_forbidden_verb_is_the_clusters_own_error() {
     let (s, _) = server_with_cluster(json!({})).await;
     let result = invoke(&s, json!({"command": "kubectl get nodes -o name"})).await;
     assert_eq!(result["properties"]["exitCode"], 0, "{result}");
     assert_eq!(
-        result["properties"]["logs"], "node/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
+        result["properties"]["logs"],
+        "node/kubeinvoke-node\nnode/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
         "{result}"
     );
     // A request the API server itself refuses comes back as kubectl printed it, exit code 1.
@@ -184,7 +185,8 @@ async fn a_fan_out_and_a_saved_command_reach_the_real_api_server() {
         let name = target["clusterId"].as_str().unwrap().rsplit('/').next().unwrap();
         let result = s.get(&result_path("fleet", name, target["commandId"].as_str().unwrap())).await.json();
         assert_eq!(
-            result["properties"]["logs"], "node/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
+            result["properties"]["logs"],
+            "node/kubeinvoke-node\nnode/kwok-node-a\nnode/kwok-node-b\nnode/kwok-node-tainted\n",
             "{result}"
         );
     }

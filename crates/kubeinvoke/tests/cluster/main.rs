@@ -1,7 +1,8 @@
 //! kubeinvoke against a real Kubernetes control plane (`scripts/dev-cluster.sh`: etcd,
-//! kube-apiserver, controller-manager, scheduler, kwok nodes), with real kubeinvoke servers:
+//! kube-apiserver, controller-manager, scheduler, kwok nodes, one real node), with real kubeinvoke servers:
 //! the local executor running kubectl and helm (`local.rs`), clusterToken through the API
-//! server's JWT authentication (`local.rs`), and the Pod executor (`pods.rs`).
+//! server's JWT authentication (`local.rs`), and the Pod executor (`pods.rs` on kwok nodes,
+//! `node.rs` on the real node).
 
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
@@ -12,4 +13,5 @@ mod chart;
 mod deploy;
 mod dev_cluster;
 mod local;
+mod node;
 mod pods;
