@@ -64,6 +64,16 @@ impl SecretMask {
         out
     }
 
+    /// How many bytes are held back (a possible start of a secret).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Forgets the held-back bytes: the caller feeds them again (from a complete copy).
+    pub fn discard_held(&mut self) {
+        self.held.clear();
+    }
+
     /// The bytes held back at the end of the output (not a whole secret, so shown as they are).
     pub fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)

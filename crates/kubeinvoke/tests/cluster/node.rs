@@ -12,17 +12,10 @@ use crate::harness::*;
 const NAMESPACE: &str = "aks-command";
 
 /// A server whose command Pods go to the real node only, as the service account `runner`
-/// (allowed `extra_rules` in every namespace, and nothing else).
+/// (allowed to read and create namespaces, and nothing else).
 async fn node_server(cluster: &DevCluster, image: &str, extra: &[&str]) -> Server {
-    cluster.kubectl(&["create", "namespace", NAMESPACE]);
-    cluster.apply(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: runner, namespace: aks-command}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: runner-namespaces}\n\
-         rules:\n- {apiGroups: [''], resources: [namespaces], verbs: [get, list, create]}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: runner-namespaces}\n\
-         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: runner-namespaces}\n\
-         subjects:\n- {kind: ServiceAccount, name: runner, namespace: aks-command}\n",
-    );
+    static RUNNER: std::sync::Once = std::sync::Once::new();
+    RUNNER.call_once(|| runner_account(cluster));
     let toleration = r#"{"key": "kubeinvoke.io/real-node", "operator": "Exists", "effect": "NoSchedule"}"#;
     let mut args = vec![
         "--executor",
@@ -35,8 +28,6 @@ async fn node_server(cluster: &DevCluster, image: &str, extra: &[&str]) -> Serve
         "kubeinvoke.io/real-node=true",
         "--k8s-toleration",
         toleration,
-        "--k8s-memory-request",
-        "64Mi",
         "--k8s-cpu-request",
         "50m",
     ];
@@ -44,6 +35,19 @@ async fn node_server(cluster: &DevCluster, image: &str, extra: &[&str]) -> Serve
     let s = Server::start(&args).await;
     s.create_cluster("rg", "real", json!({"kubeconfig": cluster.kubeconfig_base64()})).await;
     s
+}
+
+/// The commands' namespace and its service account `runner`, allowed namespaces only.
+fn runner_account(cluster: &DevCluster) {
+    cluster.kubectl(&["create", "namespace", NAMESPACE]);
+    cluster.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: runner, namespace: aks-command}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: runner-namespaces}\n\
+         rules:\n- {apiGroups: [''], resources: [namespaces], verbs: [get, list, create]}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: runner-namespaces}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: runner-namespaces}\n\
+         subjects:\n- {kind: ServiceAccount, name: runner, namespace: aks-command}\n",
+    );
 }
 
 async fn run(s: &Server, body: Value) -> Value {
@@ -71,20 +75,23 @@ async fn azures_success_example_runs_in_a_real_container_and_creates_the_namespa
     let example: Value =
         serde_json::from_str(include_str!("../fixtures/azure-2024-09-01/RunCommandRequest.json")).unwrap();
     let command = example["parameters"]["requestPayload"]["command"].as_str().unwrap();
-    let manifest = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: dummy\n";
+    // The example's command; a namespace of this test's own (the local executor's test makes `dummy`).
+    let manifest = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: dummy-on-a-real-node\n";
     let context = encodebytes(&zip_of(&[("ns.yaml", manifest)]));
     let result = run(&s, json!({"command": command, "context": context})).await;
     assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
     assert_eq!(result["properties"]["exitCode"], 0, "{result}");
-    assert_eq!(result["properties"]["logs"], "namespace/dummy created\n", "{result}");
-    assert!(cluster.kubectl(&["get", "namespace", "dummy"]).status.success(), "the namespace is really there");
+    assert_eq!(result["properties"]["logs"], "namespace/dummy-on-a-real-node created\n", "{result}");
+    let there = cluster.kubectl(&["get", "namespace", "dummy-on-a-real-node"]);
+    assert!(there.status.success(), "the namespace is really there");
 }
 
 #[tokio::test]
 async fn exit_codes_stderr_and_the_runtime_are_the_containers_own() {
     let cluster = DevCluster::shared();
     let s = node_server(cluster, &cluster.command_image, &[]).await;
-    let script = "echo out; echo err >&2; id -u; touch /not-writable 2>/dev/null || echo read-only-root; \
+    // stdout and stderr reach the kubelet through two pipes: a pause keeps their order certain.
+    let script = "echo out; sleep 0.2; echo err >&2; sleep 0.2; id -u; touch /not-writable 2>/dev/null || echo read-only-root; \
                   mkdir -p \"$HOME/.cache\" && echo home-writable; kubectl version --client >/dev/null && echo kubectl-ok; exit 7";
     let result = run(&s, json!({"command": script})).await;
     assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
@@ -101,4 +108,118 @@ async fn azures_failure_example_an_image_that_is_not_there_fails_with_image_pull
         serde_json::from_str(include_str!("../fixtures/azure-2024-09-01/RunCommandResultFailed.json")).unwrap();
     assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
     assert_eq!(result["properties"]["reason"], example["responses"]["200"]["body"]["properties"]["reason"], "{result}");
+}
+
+/// The Pod of a command once the real kubelet runs its container.
+fn running_pod(cluster: &DevCluster, id: &str) {
+    cluster.eventually("the command's container running on the real node", Duration::from_secs(60), || {
+        let out = cluster.kubectl(&[
+            "get",
+            "pod",
+            &format!("command-{id}"),
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "Running"
+    });
+}
+
+/// Host processes whose command line contains `needle` (a container's processes are the host's).
+fn processes_with(needle: &str) -> usize {
+    let out = std::process::Command::new("pgrep").args(["-f", needle]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn output_is_live_while_the_container_runs() {
+    let cluster = DevCluster::shared();
+    let s = node_server(cluster, &cluster.command_image, &[]).await;
+    let location = s.submit("rg", "real", json!({"command": "echo first; sleep 4; echo second"})).await;
+    let id = id_of(&location);
+    let url = s.url(&format!("{}/logs?api-version={API}&follow=true", result_path("rg", "real", &id)));
+    let mut response = s.client.get(&url).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"first\n") {
+        let chunk = response.chunk().await.unwrap().expect("the stream stays open while the command runs");
+        seen.extend_from_slice(&chunk);
+    }
+    let state = s.get(&location).await.json();
+    assert_eq!(state["properties"]["provisioningState"], "Running", "the first line came while it ran: {state}");
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        seen.extend_from_slice(&chunk);
+    }
+    assert_eq!(seen, b"first\nsecond\n");
+    assert_eq!(wait_long(&s, &location).await["properties"]["logs"], "first\nsecond\n");
+}
+
+#[tokio::test]
+async fn the_timeout_is_the_pods_active_deadline_and_cancel_really_stops_the_process() {
+    let cluster = DevCluster::shared();
+    let s = node_server(cluster, &cluster.command_image, &[]).await;
+    let result = run(&s, json!({"command": "echo started; sleep 3601", "timeoutInSeconds": 5})).await;
+    assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
+    assert_eq!(result["properties"]["reason"], "Timeout", "{result}");
+    cluster.eventually("the timed-out process gone", Duration::from_secs(30), || processes_with("sleep 3601") == 0);
+
+    let location = s.submit("rg", "real", json!({"command": "sleep 3602"})).await;
+    let id = id_of(&location);
+    running_pod(cluster, &id);
+    assert!(processes_with("sleep 3602") >= 1, "the container's process runs on this host");
+    let r = s.post(&format!("{}/cancel", result_path("rg", "real", &id)), json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let result = wait_long(&s, &location).await;
+    assert_eq!(result["properties"]["provisioningState"], "Canceled", "{result}");
+    cluster.eventually("the canceled process gone", Duration::from_secs(30), || processes_with("sleep 3602") == 0);
+    cluster.eventually("the Pod deleted", Duration::from_secs(30), || {
+        !cluster.kubectl(&["get", "pod", &format!("command-{id}"), "-n", NAMESPACE]).status.success()
+    });
+}
+
+#[tokio::test]
+async fn a_command_over_its_memory_limit_is_oom_killed_by_the_kernel() {
+    let cluster = DevCluster::shared();
+    let limits = ["--k8s-memory-request", "32Mi", "--k8s-memory-limit", "48Mi"];
+    let s = node_server(cluster, &cluster.command_image, &limits).await;
+    // bash keeps what a command substitution prints in its own memory: 200 MB of it.
+    let result =
+        run(&s, json!({"command": "echo allocating; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo never"})).await;
+    assert_eq!(result["properties"]["exitCode"], 137, "{result}");
+    let logs = result["properties"]["logs"].as_str().unwrap();
+    assert!(logs.starts_with("allocating\n") && logs.contains("OOMKilled") && logs.contains("48Mi"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_pod_evicted_through_the_eviction_api_fails_naming_why() {
+    let cluster = DevCluster::shared();
+    let s = node_server(cluster, &cluster.command_image, &[]).await;
+    let location = s.submit("rg", "real", json!({"command": "sleep 3603"})).await;
+    let id = id_of(&location);
+    running_pod(cluster, &id);
+    let eviction = format!(
+        "{{\"apiVersion\": \"policy/v1\", \"kind\": \"Eviction\", \"metadata\": {{\"name\": \"command-{id}\", \"namespace\": \"{NAMESPACE}\"}}}}"
+    );
+    let path = cluster.state.join(format!("eviction-{id}.json"));
+    std::fs::write(&path, eviction).unwrap();
+    let raw = format!("/api/v1/namespaces/{NAMESPACE}/pods/command-{id}/eviction");
+    cluster.kubectl_ok(&["create", "--raw", &raw, "-f", path.to_str().unwrap()]);
+    let result = wait_long(&s, &location).await;
+    assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
+    let reason = result["properties"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("Evicted: EvictionByEvictionAPI"), "{reason}");
+}
+
+#[tokio::test]
+async fn without_a_cluster_token_the_command_is_its_service_account_and_nothing_more() {
+    let cluster = DevCluster::shared();
+    let s = node_server(cluster, &cluster.command_image, &[]).await;
+    let script = "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'; echo; \
+                  kubectl get secrets -n kube-system >/dev/null 2>&1 && echo secrets-readable || echo secrets-forbidden";
+    let result = run(&s, json!({"command": script})).await;
+    assert_eq!(
+        result["properties"]["logs"], "system:serviceaccount:aks-command:runner\nsecrets-forbidden\n",
+        "{result}"
+    );
 }

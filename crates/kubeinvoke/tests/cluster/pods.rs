@@ -131,7 +131,8 @@ async fn a_pod_that_fits_nowhere_fails_with_the_schedulers_own_message() {
     let result = s.wait(&location).await;
     assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
     let reason = result["properties"]["reason"].as_str().unwrap();
-    assert!(reason.starts_with("Unschedulable: 0/3 nodes are available"), "{reason}");
+    // Three kwok nodes and the real node, none of which fits.
+    assert!(reason.starts_with("Unschedulable: 0/4 nodes are available"), "{reason}");
     assert!(
         reason.contains("untolerated taint") && reason.contains("didn't match Pod's node affinity/selector"),
         "{reason}"

@@ -9,17 +9,18 @@
 //! with the Pod (owner reference) and the sweeper removes Pods of commands no longer running.
 
 mod client;
+mod logs;
 mod spec;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 
 use client::RunError;
@@ -27,7 +28,7 @@ pub use spec::{COMMAND_ID_LABEL, PodTemplate, command_pod, command_secret, objec
 pub use status::{PodEnd, judge};
 
 use super::masking::SecretMask;
-use super::output::{CappedLog, OutputFile};
+use super::output::CappedLog;
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::kubeconfig::ClusterAccess;
@@ -255,64 +256,73 @@ impl KubernetesExecutor {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut follower: Option<tokio::task::JoinHandle<()>> = None;
-        // What the follower read so far: kept even when it has to be given up on.
-        let followed = Arc::new(Mutex::new(Vec::new()));
+        let mut follower: Option<logs::Follower> = None;
         let name = created.name_any();
         let cap = job.limits.max_output_bytes;
         let watched = {
             let mut on_start = || {
                 if follower.is_none() {
-                    let (pods, name, output, into) = (pods.clone(), name.clone(), job.output.clone(), followed.clone());
                     let mask = SecretMask::new(job.masked.iter().map(String::as_str));
-                    follower = Some(tokio::spawn(follow_logs(pods, name, output, cap, into, mask)));
+                    follower = Some(logs::Follower::start(pods.clone(), name.clone(), job.output.clone(), cap, mask));
                 }
             };
             self.watch(pods, created, job.limits.timeout, stop, &mut on_start).await?
         };
-        // A Pod that ended closes its log stream. One we stop is deleted now, which ends the
-        // stream after the output so far; the follower then gets a moment to deliver it.
-        if !matches!(watched, Watched::Ended(_)) {
+        // A Pod that ended is read whole. One we stop is deleted now, which ends its stream
+        // after the output so far.
+        let ended = matches!(watched, Watched::Ended(_));
+        if !ended {
             let _ = pods.delete(&name, &DeleteParams::background()).await;
         }
-        if let Some(task) = follower {
-            finish_following(task, &followed, &name).await;
-        }
-        let full = std::mem::take(&mut *followed.lock().unwrap_or_else(|p| p.into_inner()));
+        let output = match follower {
+            Some(follower) if ended => follower.finish_ended(pods, &name, cap).await,
+            Some(follower) => follower.finish_stopped(&name).await,
+            None => logs::Output { bytes: Vec::new(), may_be_cut: false },
+        };
         let mut log = CappedLog::new(job.limits.log_cap);
-        log.push(&SecretMask::new(job.masked.iter().map(String::as_str)).mask_all(&full));
-        Ok(match watched {
-            Watched::Ended(PodEnd::Exited { code, oom: false }) => {
-                Outcome::Exited { exit_code: code, logs: log.finish(None) }
+        log.push(&SecretMask::new(job.masked.iter().map(String::as_str)).mask_all(&output.bytes));
+        let cut_note = output
+            .may_be_cut
+            .then_some("the node kept the log stream open after the Pod was deleted: the output may end early");
+        let note = |own: Option<String>| -> Option<String> {
+            match (own, cut_note) {
+                (Some(own), Some(cut)) => Some(format!("{own}; {cut}")),
+                (own, cut) => own.or(cut.map(str::to_string)),
             }
-            Watched::Ended(PodEnd::Exited { oom: true, .. }) => Outcome::Exited {
-                exit_code: 137,
-                logs: log.finish(Some(&format!(
+        };
+        if let Watched::Ended(PodEnd::Exited { code, oom }) = watched {
+            let own = oom.then(|| {
+                format!(
                     "the container was OOMKilled: it exceeded its memory limit of {}",
                     self.config.template.memory_limit
-                ))),
-            },
-            Watched::Ended(PodEnd::DeadlineExceeded) | Watched::Overdue => failed(
+                )
+            });
+            let exit_code = if oom { 137 } else { code };
+            return Ok(Outcome::Exited { exit_code, logs: log.finish(note(own).as_deref()) });
+        }
+        let (reason, own) = match watched {
+            Watched::Ended(PodEnd::Exited { .. }) => unreachable!("an exit is returned above"),
+            Watched::Ended(PodEnd::DeadlineExceeded) | Watched::Overdue => (
                 FailureReason::Timeout,
-                log.finish(Some(&format!(
+                Some(format!(
                     "the command timed out after {} and its Pod was stopped",
                     humantime::format_duration(job.limits.timeout)
-                ))),
+                )),
             ),
-            Watched::Ended(PodEnd::Failed(reason)) => failed(FailureReason::Cluster(reason), log.finish(None)),
-            Watched::Deleted => failed(
-                FailureReason::Cluster("PodDeleted: the Pod was deleted before the command finished".into()),
-                log.finish(None),
-            ),
-            Watched::Stopped(StopReason::Cancel(by)) => {
-                let note = format!("canceled by {by}; the Pod was deleted");
-                failed(FailureReason::Canceled(by), log.finish(Some(&note)))
+            Watched::Ended(PodEnd::Failed(reason)) => (FailureReason::Cluster(reason), None),
+            Watched::Deleted => {
+                (FailureReason::Cluster("PodDeleted: the Pod was deleted before the command finished".into()), None)
             }
-            Watched::Stopped(StopReason::Shutdown) => failed(
+            Watched::Stopped(StopReason::Cancel(by)) => {
+                let own = format!("canceled by {by}; the Pod was deleted");
+                (FailureReason::Canceled(by), Some(own))
+            }
+            Watched::Stopped(StopReason::Shutdown) => (
                 FailureReason::ServerShutdown,
-                log.finish(Some("the server shut down before the command finished; the Pod was deleted")),
+                Some("the server shut down before the command finished; the Pod was deleted".into()),
             ),
-        })
+        };
+        Ok(failed(reason, log.finish(note(own).as_deref())))
     }
 
     /// Deletes the Pod and the Secret; already gone is fine.
@@ -335,79 +345,6 @@ impl KubernetesExecutor {
         self.clusters.lock().unwrap_or_else(|p| p.into_inner()).get(place).cloned()
     }
 }
-
-/// Lets the log follower deliver what the ended Pod wrote: until its stream closes (a kubelet
-/// closes it once the container is gone), or once no byte came for [`LOG_QUIET`] (some node
-/// agents keep it open), at most [`LOG_PATIENCE`]. What was read is kept either way.
-async fn finish_following(mut task: tokio::task::JoinHandle<()>, followed: &Mutex<Vec<u8>>, pod: &str) {
-    let started = tokio::time::Instant::now();
-    let length = || followed.lock().unwrap_or_else(|p| p.into_inner()).len();
-    let (mut seen, mut quiet_since) = (length(), started);
-    loop {
-        if tokio::time::timeout(Duration::from_millis(100), &mut task).await.is_ok() {
-            return;
-        }
-        let now = tokio::time::Instant::now();
-        let current = length();
-        if current != seen {
-            (seen, quiet_since) = (current, now);
-        }
-        if now - quiet_since >= LOG_QUIET || now - started >= LOG_PATIENCE {
-            tracing::debug!(pod, "the log stream stayed open after the Pod ended; keeping what was read");
-            task.abort();
-            return;
-        }
-    }
-}
-
-/// Follows the command container's output into the live-output file (masked) and into `all`
-/// (as it came, up to `cap` bytes: masked as a whole once the run is over).
-async fn follow_logs(
-    pods: Api<Pod>,
-    name: String,
-    output: Option<std::path::PathBuf>,
-    cap: u64,
-    all: Arc<Mutex<Vec<u8>>>,
-    mut mask: SecretMask,
-) {
-    let mut file = OutputFile::create(output.as_deref(), cap).await;
-    let params = LogParams {
-        container: Some(spec::CONTAINER.into()),
-        follow: true,
-        limit_bytes: Some(cap as i64),
-        ..Default::default()
-    };
-    let stream = match pods.log_stream(&name, &params).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::warn!(pod = %name, error = %e, "cannot follow the command's output");
-            return;
-        }
-    };
-    use futures_util::AsyncReadExt;
-    let mut stream = std::pin::pin!(stream);
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => {
-                file.push(&mask.finish()).await;
-                return;
-            }
-            Ok(n) => {
-                file.push(&mask.push(&chunk[..n])).await;
-                let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
-                if (all.len() as u64) < cap {
-                    all.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
-    }
-}
-
-/// How long an ended Pod's log stream may stay silent before it counts as complete.
-const LOG_QUIET: Duration = Duration::from_secs(1);
-/// How long an ended Pod's log stream is waited for at most.
-const LOG_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Deleted now, or not there in the first place.
 fn gone<T>(result: &Result<T, kube::Error>) -> bool {

@@ -26,11 +26,30 @@ const IMAGE_PULL_FAILURES: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "Inv
 pub fn judge(pod: &Pod, waited: Duration, start_deadline: Duration) -> Option<PodEnd> {
     let status = pod.status.as_ref()?;
     let command = status.container_statuses.iter().flatten().find(|c| c.name == CONTAINER);
-    if let Some(terminated) = command.and_then(|c| c.state.as_ref()?.terminated.as_ref()) {
+    let terminated = command.and_then(|c| c.state.as_ref()?.terminated.as_ref());
+    // Evicted (the Eviction API, preemption, a taint, the node's pressure): the cluster marks the
+    // Pod as a disruption target before it stops it, so the command ends now, naming why, rather
+    // than as the exit code of the signal that follows.
+    let disrupted = status.conditions.iter().flatten().find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    if let Some(condition) = disrupted
+        && terminated.is_none_or(|t| t.exit_code != 0)
+    {
+        let why = with_message(condition.reason.as_deref().unwrap_or("DisruptionTarget"), condition.message.as_deref());
+        return Some(PodEnd::Failed(format!("Evicted: {why}")));
+    }
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    if phase == "Failed" && status.reason.as_deref() == Some("DeadlineExceeded") {
+        return Some(PodEnd::DeadlineExceeded);
+    }
+    if let Some(terminated) = terminated {
+        // The kubelet kills the container when `activeDeadlineSeconds` passes and may report the
+        // kill before the Pod's `DeadlineExceeded`: a kill at or past the deadline is the timeout.
+        if terminated.exit_code != 0 && ran_past_deadline(pod, terminated) {
+            return Some(PodEnd::DeadlineExceeded);
+        }
         let oom = terminated.reason.as_deref() == Some("OOMKilled");
         return Some(PodEnd::Exited { code: terminated.exit_code, oom });
     }
-    let phase = status.phase.as_deref().unwrap_or("Pending");
     if phase == "Failed" {
         return Some(match status.reason.as_deref() {
             Some("DeadlineExceeded") => PodEnd::DeadlineExceeded,
@@ -63,6 +82,17 @@ pub fn judge(pod: &Pod, waited: Duration, start_deadline: Duration) -> Option<Po
         return Some(PodEnd::Failed(with_message(reason, condition.message.as_deref())));
     }
     None
+}
+
+/// Whether the container ended at or after the Pod's `activeDeadlineSeconds`, counted from the
+/// Pod's start as the kubelet counts it.
+fn ran_past_deadline(pod: &Pod, terminated: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> bool {
+    let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+    let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref());
+    match (deadline, started, terminated.finished_at.as_ref()) {
+        (Some(deadline), Some(started), Some(finished)) => finished.0.as_second() - started.0.as_second() >= deadline,
+        _ => false,
+    }
 }
 
 /// The container is running (or done), so its logs can be read.
@@ -133,6 +163,15 @@ mod tests {
         assert_eq!(
             judge(&evicted, short, long),
             Some(PodEnd::Failed("Evicted: The node was low on resource: memory.".into()))
+        );
+        let disrupted = pod(serde_json::json!({"phase": "Running", "conditions": [
+            {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}],
+            "containerStatuses": [{"name": "user-command", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+             "state": {"running": {}}}]}));
+        assert_eq!(
+            judge(&disrupted, short, long),
+            Some(PodEnd::Failed("Evicted: EvictionByEvictionAPI: Eviction API: evicting".into())),
+            "evicted, not the exit code of the SIGTERM that follows"
         );
         let deadline = pod(serde_json::json!({"phase": "Failed", "reason": "DeadlineExceeded"}));
         assert_eq!(judge(&deadline, short, long), Some(PodEnd::DeadlineExceeded));
