@@ -1,10 +1,12 @@
 //! A FAKE Kubernetes API server — a test fixture, not a Kubernetes implementation.
 //!
 //! The real control plane (`scripts/dev-cluster.sh`, `tests/cluster`) shows everything it can:
-//! scheduling, exit codes, logs, ImagePullBackoff, deadlines, cleanup, garbage collection. Its
-//! nodes are kwok's, though, and run no container, so what only a real kubelet produces stays
-//! here: OOMKilled, eviction, a Pod deleted under a running command, a name already taken (409),
-//! an unreachable API server, and the sweeper's view of leftovers. For those this serves, over real HTTP, exactly the subset the Kubernetes executor uses: namespaces (get,
+//! scheduling, admission, exit codes, logs, ImagePullBackoff, deadlines, cleanup, garbage
+//! collection, and on its real node (`tests/cluster/node.rs`) real containers: live output,
+//! OOMKilled, eviction, cancel. What stays here is what no real part can be made to do on cue: a
+//! Pod deleted by someone else under a running command, a name already taken (409), an
+//! unreachable API server, the sweeper's view of leftovers planted by a crashed replica, and an
+//! exact scripted output to check masking against. For those this serves, over real HTTP, exactly the subset the Kubernetes executor uses: namespaces (get,
 //! create), Secrets and Pods (create, get, list by label, watch, delete) and Pod logs (plain and
 //! `follow`). It follows the API's documented conventions: `Status` bodies with `reason` and
 //! `code` for 404/409/400, a cluster-wide `resourceVersion` bumped on every change, watch

@@ -1,7 +1,7 @@
-//! The Kubernetes executor, driven through kube-rs against the fake API server, for what only a
-//! real kubelet would produce (see `fake_apiserver.rs`; everything else is shown against a real
-//! control plane in `tests/cluster`), and the Helm chart under `deploy/chart`, rendered and parsed
-//! into typed Kubernetes objects.
+//! The Kubernetes executor, driven through kube-rs against the fake API server, for what no real
+//! part can be made to do on cue (see `fake_apiserver.rs`; everything else is shown against the
+//! real control plane and its real node in `tests/cluster`), and the Helm chart under
+//! `deploy/chart`, rendered and parsed into typed Kubernetes objects.
 
 #[path = "../support/chart.rs"]
 mod chart;
