@@ -50,6 +50,10 @@ node_up() {
     >"$state/logs/node-relay.log" 2>&1 </dev/null &
   echo $! >"$state/pids/node-relay"
   node_start "$state" service-relay socat "TCP-LISTEN:443,bind=$NODE_SERVICE_IP,fork,reuseaddr" "TCP:$NODE_HOST_IP:$api_port"
+  # The same address from this host: a cluster registered with https://10.96.0.1 is reached alike
+  # by the server and by a command Pod acting as its caller (the one route into the node's
+  # namespace; the node has none out).
+  ip route add "$NODE_SERVICE_IP/32" via "$NODE_IP" dev ki-host
 
   certificate kubelet "system:node:$NODE_NAME" system:nodes "IP:$NODE_IP,DNS:$NODE_NAME"
   cat >"$node/kubelet.kubeconfig" <<KC
@@ -137,6 +141,10 @@ KUBELET
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir /var/lib/kubelet \
     --node-labels "$NODE_TAINT=true,type=real"
   echo "COMMAND_IMAGE=$command_image" >"$node/command-image"
+  # The admin's kubeconfig at the kubernetes Service address, usable inside Pods too.
+  sed "s|server: https://127.0.0.1:$api_port|server: https://$NODE_SERVICE_IP:443|" "$state/admin.kubeconfig" \
+    >"$node/service.kubeconfig"
+  chmod 600 "$node/service.kubeconfig"
 }
 
 node_down() {
