@@ -103,22 +103,8 @@ impl ClusterAccess {
             Some((index, entry)) => {
                 let inner = entry_map(entry, "context", &format!("contexts[{index}]"))?;
                 only_allowed(inner, &CONTEXT_FIELDS, &format!("contexts[{index}].context"))?;
-                let cluster = inner
-                    .get("cluster")
-                    .and_then(Value::as_str)
-                    .map(|name| {
-                        find(clusters, name)
-                            .ok_or(UnusableKubeconfig::Structure("its context names a cluster that is not in it"))
-                    })
-                    .transpose()?;
-                let user = inner
-                    .get("user")
-                    .and_then(Value::as_str)
-                    .map(|name| {
-                        find(users, name)
-                            .ok_or(UnusableKubeconfig::Structure("its context names a user that is not in it"))
-                    })
-                    .transpose()?;
+                let cluster = named_in(inner, "cluster", clusters, "its context names a cluster that is not in it")?;
+                let user = named_in(inner, "user", users, "its context names a user that is not in it")?;
                 (cluster.ok_or(UnusableKubeconfig::Structure("its context names no cluster"))?, user)
             }
             None => {
@@ -131,6 +117,20 @@ impl ClusterAccess {
         }
         Ok(access)
     }
+}
+
+/// The entry of `list` that the context's `key` names, if it names one.
+fn named_in<'a>(
+    context: &Mapping,
+    key: &str,
+    list: &'a [Value],
+    missing: &'static str,
+) -> Result<Option<(usize, &'a Value)>, UnusableKubeconfig> {
+    context
+        .get(key)
+        .and_then(Value::as_str)
+        .map(|name| find(list, name).ok_or(UnusableKubeconfig::Structure(missing)))
+        .transpose()
 }
 
 /// The entry named `name` in a list of `{name, <kind>}` entries, with its index.

@@ -106,20 +106,24 @@ pub fn minify(document: &[u8], context: Option<&str>) -> Result<Vec<u8>, Kubecon
 /// The same kubeconfig with every context using one user that authenticates with `token`:
 /// the command then acts as the caller, and the cluster's RBAC sees the caller.
 pub fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, KubeconfigError> {
+    let mut user = serde_yaml_ng::Mapping::new();
+    user.insert("token".into(), token.into());
+    with_only_user(document, "kubeinvoke-caller", user)
+}
+
+/// The same kubeconfig with `user` (named `name`) as its only user, used by every context.
+fn with_only_user(document: &[u8], name: &str, user: serde_yaml_ng::Mapping) -> Result<Vec<u8>, KubeconfigError> {
     use serde_yaml_ng::{Mapping, Value};
-    const USER: &str = "kubeinvoke-caller";
     let mut config: Value = serde_yaml_ng::from_slice(document)?;
     let Some(map) = config.as_mapping_mut() else { return Err(KubeconfigError::NoServer) };
-    let mut user = Mapping::new();
-    user.insert("token".into(), token.into());
     let mut entry = Mapping::new();
-    entry.insert("name".into(), USER.into());
+    entry.insert("name".into(), name.into());
     entry.insert("user".into(), Value::Mapping(user));
     map.insert("users".into(), Value::Sequence(vec![Value::Mapping(entry)]));
     if let Some(Value::Sequence(contexts)) = map.get_mut("contexts") {
         for context in contexts.iter_mut() {
             if let Some(inner) = context.get_mut("context").and_then(Value::as_mapping_mut) {
-                inner.insert("user".into(), USER.into());
+                inner.insert("user".into(), name.into());
             }
         }
     }
@@ -131,8 +135,6 @@ pub fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, Kubeco
 /// has it: no token, key or password of the stored document is left in it.
 pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u8>, KubeconfigError> {
     use serde_yaml_ng::{Mapping, Value};
-    let mut config: Value = serde_yaml_ng::from_slice(document)?;
-    let Some(map) = config.as_mapping_mut() else { return Err(KubeconfigError::NoServer) };
     let args: Vec<Value> = [
         "get-token",
         "--environment",
@@ -161,18 +163,7 @@ pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u
     );
     let mut login = Mapping::new();
     login.insert("exec".into(), Value::Mapping(exec));
-    let mut entry = Mapping::new();
-    entry.insert("name".into(), user.into());
-    entry.insert("user".into(), Value::Mapping(login));
-    map.insert("users".into(), Value::Sequence(vec![Value::Mapping(entry)]));
-    if let Some(Value::Sequence(contexts)) = map.get_mut("contexts") {
-        for context in contexts.iter_mut() {
-            if let Some(inner) = context.get_mut("context").and_then(Value::as_mapping_mut) {
-                inner.insert("user".into(), user.into());
-            }
-        }
-    }
-    Ok(serde_yaml_ng::to_string(&config)?.into_bytes())
+    with_only_user(document, user, login)
 }
 
 /// The Azure CLI's public client id, which AKS's kubelogin kubeconfigs name.
