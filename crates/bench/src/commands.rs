@@ -53,6 +53,7 @@ pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
         command: command.to_string(),
         context: Vec::new(),
         kubeconfig: None,
+        cluster_kubeconfig: None,
         as_caller: false,
         limits: ExecLimits::default(),
         environment: Vec::new(),

@@ -27,8 +27,13 @@ pub struct Job {
     pub command: String,
     /// The checked context zip (empty: no files).
     pub context: Vec<u8>,
-    /// The cluster's kubeconfig, when it was registered with one.
+    /// The kubeconfig the command uses: the cluster's, or the cluster's with the caller's token
+    /// (`as_caller`).
     pub kubeconfig: Option<Vec<u8>>,
+    /// The cluster's registered kubeconfig, for the server's own calls: the Pod executor
+    /// creates, watches and deletes the command's Pod with it (as AKS does with its own
+    /// identity), never with the caller's token, which only the command gets.
+    pub cluster_kubeconfig: Option<Vec<u8>>,
     /// The kubeconfig carries the caller's own token (`clusterToken`), not the cluster's
     /// credentials: the command must act as the caller.
     pub as_caller: bool,

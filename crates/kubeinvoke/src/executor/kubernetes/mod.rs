@@ -204,7 +204,7 @@ impl KubernetesExecutor {
     }
 
     async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, RunError> {
-        let access = access_of(job.kubeconfig.as_deref())?;
+        let access = access_of(job.cluster_kubeconfig.as_deref().or(job.kubeconfig.as_deref()))?;
         let client = client_for(&access)?;
         let _place = self.remember(&access);
         self.ensure_namespace(&client).await?;
