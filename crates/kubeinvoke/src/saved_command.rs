@@ -82,7 +82,7 @@ pub struct Compiled {
 
 /// Compilations running at once.
 const COMPILERS: usize = 2;
-/// Compiled saved commands kept; past it the oldest half is forgotten (recompiled when used).
+/// Compiled saved commands kept; past it an arbitrary half is forgotten (recompiled when used).
 const KEPT: usize = 512;
 
 impl Default for Compiled {

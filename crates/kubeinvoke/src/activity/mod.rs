@@ -139,12 +139,6 @@ impl NewEvent {
         event["id"] = Value::String(format!("{}/events/{}/ticks/{}", self.resource_id, self.event_id, self.time));
         event.to_string()
     }
-
-    /// The subscription and (lower-cased) group the event belongs to, for filtering.
-    pub fn scope_keys(&self) -> (String, String) {
-        let (subscription, group, _, _) = parts_of(&self.resource_id);
-        (subscription.to_lowercase(), group.to_lowercase())
-    }
 }
 
 /// `(subscription, group, provider, type)` of an ARM id; empty where it has none.
@@ -204,7 +198,8 @@ mod tests {
         assert_eq!(parsed["resourceType"]["value"], "Microsoft.ContainerService/managedClusters");
         assert_eq!(parsed["operationName"]["value"], event.operation);
         assert!(content.find("\"caller\"").unwrap() < content.find("\"status\"").unwrap(), "keys are sorted");
-        assert_eq!(event.scope_keys(), ("s".into(), "rg".into()));
+        let columns = FilterColumns::of_content(&content).unwrap();
+        assert_eq!((columns.subscription_key.as_str(), columns.group_key.as_str()), ("s", "rg"));
         assert_eq!(caller_of("app (oid)"), "app");
     }
 }

@@ -313,7 +313,7 @@ impl Dispatcher {
         // fan-out's token never reaches a target that is not AAD-managed.
         let cluster_token = claimed.cluster_token.filter(|_| settings.aad_managed);
         let as_caller = cluster_token.is_some() && claimed.kubeconfig.is_some();
-        let cluster_kubeconfig = claimed.kubeconfig.clone();
+        let cluster_kubeconfig = cluster_token.as_ref().and_then(|_| claimed.kubeconfig.clone());
         let kubeconfig = match (claimed.kubeconfig, &cluster_token) {
             (Some(config), Some(token)) => Some(crate::kubeconfig::with_bearer_token(&config, token).map_err(|e| {
                 FailureReason::InvalidClusterSetting(format!(

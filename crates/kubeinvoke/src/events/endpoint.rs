@@ -81,9 +81,7 @@ impl AddressPolicy {
         }
         !is_private(ip) || self.allow_private
     }
-}
 
-impl AddressPolicy {
     /// What the URL itself shows: https (plain http only to loopback, with its flag), and a
     /// literal address this policy allows.
     pub fn check(&self, endpoint: &Endpoint) -> Result<(), &'static str> {

@@ -17,9 +17,9 @@ pub struct SecretMask {
 
 impl SecretMask {
     /// A mask for these values (empty ones are ignored: there is nothing to hide).
-    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new(values: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         let mut secrets: Vec<Vec<u8>> =
-            values.into_iter().filter(|v| !v.is_empty()).map(|v| v.as_bytes().to_vec()).collect();
+            values.into_iter().filter(|v| !v.as_ref().is_empty()).map(|v| v.as_ref().as_bytes().to_vec()).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         let mut starts = [false; 256];

@@ -30,9 +30,8 @@ pub struct Job {
     /// The kubeconfig the command uses: the cluster's, or the cluster's with the caller's token
     /// (`as_caller`).
     pub kubeconfig: Option<Vec<u8>>,
-    /// The cluster's registered kubeconfig, for the server's own calls: the Pod executor
-    /// creates, watches and deletes the command's Pod with it (as AKS does with its own
-    /// identity), never with the caller's token, which only the command gets.
+    /// The cluster's registered kubeconfig when `kubeconfig` carries the caller's token instead
+    /// (`None`: `kubeconfig` is the cluster's own). See [`Job::server_kubeconfig`].
     pub cluster_kubeconfig: Option<Vec<u8>>,
     /// The kubeconfig carries the caller's own token (`clusterToken`), not the cluster's
     /// credentials: the command must act as the caller.
@@ -45,6 +44,15 @@ pub struct Job {
     pub masked: Vec<String>,
     /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
     pub output: Option<std::path::PathBuf>,
+}
+
+impl Job {
+    /// The kubeconfig for the server's own calls: the Pod executor creates, watches and deletes
+    /// the command's Pod with the cluster's registered credentials (as AKS does with its own
+    /// identity), never with the caller's token, which only the command gets.
+    pub fn server_kubeconfig(&self) -> Option<&[u8]> {
+        self.cluster_kubeconfig.as_deref().or(self.kubeconfig.as_deref())
+    }
 }
 
 /// Why a running command is being stopped before its end.

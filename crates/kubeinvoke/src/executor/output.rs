@@ -102,7 +102,7 @@ impl CommandOutput {
         secrets: &[String],
     ) -> Self {
         CommandOutput {
-            mask: SecretMask::new(secrets.iter().map(String::as_str)),
+            mask: SecretMask::new(secrets),
             log: CappedLog::new(log_cap),
             file: OutputFile::create(path, max_output_bytes).await,
         }

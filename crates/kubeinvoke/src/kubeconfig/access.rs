@@ -230,7 +230,7 @@ fn read_user((index, entry): (usize, &Value), access: &mut ClusterAccess) -> Res
 
 /// A bearer token that can be sent as `Authorization: Bearer <token>` as it is: visible ASCII,
 /// no spaces or control characters (a newline would split the header), bounded in length.
-pub fn check_token(token: &str) -> Result<(), &'static str> {
+fn check_token(token: &str) -> Result<(), &'static str> {
     if token.is_empty() {
         return Err("it is empty");
     }

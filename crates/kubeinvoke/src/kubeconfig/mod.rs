@@ -5,7 +5,7 @@ mod access;
 
 use serde::Deserialize;
 
-pub use access::{ClientIdentity, ClusterAccess, UnusableKubeconfig, check_token};
+pub use access::{ClientIdentity, ClusterAccess, UnusableKubeconfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {

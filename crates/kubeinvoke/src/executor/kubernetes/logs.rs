@@ -53,31 +53,30 @@ impl Follower {
         Follower { task, stop, read }
     }
 
-    /// The output of a container that terminated: read whole, the live file completed.
+    /// The output of a container that terminated: read whole, the live file completed with
+    /// what the stream had not delivered yet. When the whole cannot be read (the Pod is gone, or
+    /// the output is not UTF-8), what the stream delivers is all there is, as for a stopped Pod.
     pub async fn finish_ended(self, pods: &Api<Pod>, pod: &str, cap: u64) -> Output {
-        self.stop.notify_one();
-        let mut live = self.task.await.ok();
-        let read = std::mem::take(&mut *self.read.lock().unwrap_or_else(|p| p.into_inner()));
         let params =
             LogParams { container: Some(spec::CONTAINER.into()), limit_bytes: Some(cap as i64), ..Default::default() };
-        match pods.logs(pod, &params).await {
-            Ok(whole) if whole.as_bytes().starts_with(&read.bytes[..read.written]) => {
-                if let Some(live) = &mut live {
+        let Ok(whole) = pods.logs(pod, &params).await else { return self.finish_stopped(pod).await };
+        self.stop.notify_one();
+        let live = self.task.await.ok();
+        let read = std::mem::take(&mut *self.read.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(mut live) = live {
+            // What the live file lacks: the whole after what reached it (the mask's held-back
+            // bytes are fed again from the whole). A whole that does not begin with what the
+            // file has (a rotated log) leaves the file as it is.
+            let rest = match whole.as_bytes().strip_prefix(&read.bytes[..read.written]) {
+                Some(rest) => {
                     live.mask.discard_held();
-                    let rest = live.mask.mask_all(&whole.as_bytes()[read.written..]);
-                    live.file.push(&rest).await;
+                    live.mask.mask_all(rest)
                 }
-                Output { bytes: whole.into_bytes(), may_be_cut: false }
-            }
-            // Unreadable now (gone, or not UTF-8): what the stream delivered, and it closed.
-            _ => {
-                if let Some(live) = &mut live {
-                    let held = live.mask.finish();
-                    live.file.push(&held).await;
-                }
-                Output { bytes: read.bytes, may_be_cut: false }
-            }
+                None => live.mask.finish(),
+            };
+            live.file.push(&rest).await;
         }
+        Output { bytes: whole.into_bytes(), may_be_cut: false }
     }
 
     /// The output of a Pod we deleted (canceled, timed out, shut down): its stream ends with the

@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, ResourceExt};
 
-use client::RunError;
 pub use spec::{COMMAND_ID_LABEL, PodTemplate, command_pod, command_secret, object_name};
 pub use status::{PodEnd, judge};
 
@@ -32,7 +31,7 @@ use super::output::CappedLog;
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::kubeconfig::ClusterAccess;
-use client::{access_of, client_for};
+use client::{RunError, access_of, client_for};
 
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -204,7 +203,7 @@ impl KubernetesExecutor {
     }
 
     async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, RunError> {
-        let access = access_of(job.cluster_kubeconfig.as_deref().or(job.kubeconfig.as_deref()))?;
+        let access = access_of(job.server_kubeconfig())?;
         let client = client_for(&access)?;
         let _place = self.remember(&access);
         self.ensure_namespace(&client).await?;
@@ -262,7 +261,7 @@ impl KubernetesExecutor {
         let watched = {
             let mut on_start = || {
                 if follower.is_none() {
-                    let mask = SecretMask::new(job.masked.iter().map(String::as_str));
+                    let mask = SecretMask::new(&job.masked);
                     follower = Some(logs::Follower::start(pods.clone(), name.clone(), job.output.clone(), cap, mask));
                 }
             };
@@ -280,10 +279,9 @@ impl KubernetesExecutor {
             None => logs::Output { bytes: Vec::new(), may_be_cut: false },
         };
         let mut log = CappedLog::new(job.limits.log_cap);
-        log.push(&SecretMask::new(job.masked.iter().map(String::as_str)).mask_all(&output.bytes));
-        let cut_note = output
-            .may_be_cut
-            .then_some("the node kept the log stream open after the Pod was deleted: the output may end early");
+        log.push(&SecretMask::new(&job.masked).mask_all(&output.bytes));
+        let cut_note =
+            output.may_be_cut.then_some("the log stream did not end with the container: the output may end early");
         let note = |own: Option<String>| -> Option<String> {
             match (own, cut_note) {
                 (Some(own), Some(cut)) => Some(format!("{own}; {cut}")),

@@ -52,7 +52,6 @@ pub fn judge(pod: &Pod, waited: Duration, start_deadline: Duration) -> Option<Po
     }
     if phase == "Failed" {
         return Some(match status.reason.as_deref() {
-            Some("DeadlineExceeded") => PodEnd::DeadlineExceeded,
             Some(reason) => PodEnd::Failed(with_message(reason, status.message.as_deref())),
             None => match failed_init(status.init_container_statuses.as_deref().unwrap_or_default()) {
                 Some(init) => PodEnd::Failed(init),
