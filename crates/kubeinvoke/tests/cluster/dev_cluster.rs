@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::harness::{SUB, Server};
+
 pub struct DevCluster {
     pub state: PathBuf,
     /// A cluster-admin kubeconfig (client certificate).
@@ -20,6 +22,19 @@ pub struct DevCluster {
 }
 
 static CLUSTER: OnceLock<DevCluster> = OnceLock::new();
+
+/// The AKS AAD server application: the audience of a `clusterToken`.
+const AKS_AAD_SERVER_APP: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
+
+/// A principal that runs commands as itself on AAD clusters ([`DevCluster::aad_callers`]).
+pub struct AadCaller {
+    /// For the ARM API.
+    pub arm: String,
+    /// For the AKS AAD server app: what a command carries as `clusterToken`.
+    pub cluster_token: String,
+    /// Its username at the API server (`kubeinvoke:<oid>`).
+    pub user: String,
+}
 
 /// What every command Pod's log says here: no container runs on a kwok node; kwok serves this.
 pub const POD_LOG: &str = "hello from a command pod\n";
@@ -139,6 +154,39 @@ impl DevCluster {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Makes the API server trust `s`'s built-in issuer for the AKS AAD server app, and creates
+    /// principals `names` that may run commands on every cluster of the subscription: each with
+    /// its ARM token, its `clusterToken` and the username the API server knows it by.
+    pub async fn aad_callers(&self, s: &Server, names: [&str; 2]) -> [AadCaller; 2] {
+        let admin = s.admin().unwrap();
+        let issuer = format!("{}/{}/v2.0", s.base, admin.tenant);
+        let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
+        self.trust_issuer(&issuer, &ca, AKS_AAD_SERVER_APP);
+        let subscription = format!("/subscriptions/{SUB}");
+        let runner = Some(("Azure Kubernetes Service Cluster Admin Role", subscription.as_str()));
+        let mut callers = Vec::new();
+        for name in names {
+            let principal = s.create_principal(name, runner);
+            let cluster_token = s.token_for(&principal, &format!("{AKS_AAD_SERVER_APP}/.default")).await;
+            let arm = s.token_for(&principal, "https://management.azure.com/.default").await;
+            let user = self.wait_until_authenticated(&cluster_token);
+            callers.push(AadCaller { arm, cluster_token, user });
+        }
+        callers.try_into().unwrap_or_else(|_| unreachable!("two names, two callers"))
+    }
+
+    /// Lets `user` get and list Pods in `namespace` (made here), and nothing else.
+    pub fn let_read_pods(&self, namespace: &str, user: &str) {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: pod-reader, namespace: {namespace}}}\n\
+             rules:\n- {{apiGroups: [''], resources: [pods], verbs: [get, list]}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: reads-pods, namespace: {namespace}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}}\n\
+             subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{user}'}}\n"
+        ));
     }
 
     /// Polls until `check` holds (a condition seen through the API), or fails naming `what`.

@@ -93,42 +93,20 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
     let s = Server::start(&[]).await;
     s.create_cluster("rg", "dev", json!({"kubeconfig": cluster.kubeconfig_base64(), "aadProfile": {"managed": true}}))
         .await;
-    // The API server trusts this kubeinvoke's built-in issuer for the AKS AAD server app.
-    let admin = s.admin().unwrap();
-    let issuer = format!("{}/{}/v2.0", s.base, admin.tenant);
-    let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
-    cluster.trust_issuer(&issuer, &ca, "6dae42f8-4368-4678-94ff-3960e28e3630");
-
-    // Each runs commands on the cluster as themselves: a clusterToken must be the submitter's own.
-    let subscription = format!("/subscriptions/{SUB}");
-    let runner = Some(("Azure Kubernetes Service Cluster Admin Role", subscription.as_str()));
-    let alice = s.create_principal("alice", runner);
-    let bob = s.create_principal("bob", runner);
-    let scope = "6dae42f8-4368-4678-94ff-3960e28e3630/.default";
-    let (alice_token, bob_token) = (s.token_for(&alice, scope).await, s.token_for(&bob, scope).await);
-    let arm = "https://management.azure.com/.default";
-    let (alice_arm, bob_arm) = (s.token_for(&alice, arm).await, s.token_for(&bob, arm).await);
-    let alice_user = cluster.wait_until_authenticated(&alice_token);
-    let bob_user = cluster.wait_until_authenticated(&bob_token);
-    assert!(alice_user.starts_with("kubeinvoke:") && alice_user != bob_user, "{alice_user} {bob_user}");
+    // The API server trusts this kubeinvoke's built-in issuer for the AKS AAD server app; each
+    // caller runs commands as itself (a clusterToken must be the submitter's own).
+    let [alice, bob] = cluster.aad_callers(&s, ["alice", "bob"]).await;
+    assert!(alice.user.starts_with("kubeinvoke:") && alice.user != bob.user, "{} {}", alice.user, bob.user);
 
     // Alice alone may read Pods in team-a.
-    cluster.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-a}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: pod-reader, namespace: team-a}}\n\
-         rules:\n- {{apiGroups: [''], resources: [pods], verbs: [get, list]}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: alice-reads, namespace: team-a}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}}\n\
-         subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{alice_user}'}}\n"
-    ));
+    cluster.let_read_pods("team-a", &alice.user);
     let script = "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'; echo; \
                   kubectl get pods -n team-a; echo pods=$?; kubectl get secrets -n team-a; echo secrets=$?";
-    for (who, token, arm, pods_allowed) in
-        [(&alice_user, &alice_token, &alice_arm, true), (&bob_user, &bob_token, &bob_arm, false)]
-    {
+    for (caller, pods_allowed) in [(&alice, true), (&bob, false)] {
+        let who = &caller.user;
         let run = format!("{}/runCommand", cluster_path("rg", "dev"));
-        let body = json!({"command": script, "clusterToken": token});
-        let r = send_as(&s, arm, reqwest::Method::POST, &run, Some(body)).await;
+        let body = json!({"command": script, "clusterToken": caller.cluster_token});
+        let r = send_as(&s, &caller.arm, reqwest::Method::POST, &run, Some(body)).await;
         assert_eq!(r.status, 202, "{}", r.text);
         let result = s.wait(r.header("location").unwrap()).await;
         let logs = result["properties"]["logs"].as_str().unwrap();

@@ -233,38 +233,16 @@ async fn a_cluster_token_command_on_the_real_node_acts_as_its_caller_under_the_c
     let service = std::fs::read(cluster.state.join("node/service.kubeconfig")).unwrap();
     let service = base64::engine::general_purpose::STANDARD.encode(service);
     s.create_cluster("rg", "aad", json!({"kubeconfig": service, "aadProfile": {"managed": true}})).await;
-    let admin = s.admin().unwrap();
-    let issuer = format!("{}/{}/v2.0", s.base, admin.tenant);
-    let ca = std::fs::read_to_string(s.data_dir().join("tls/ca.pem")).unwrap();
-    let aks_app = "6dae42f8-4368-4678-94ff-3960e28e3630";
-    cluster.trust_issuer(&issuer, &ca, aks_app);
-    let subscription = format!("/subscriptions/{SUB}");
-    let runner = Some(("Azure Kubernetes Service Cluster Admin Role", subscription.as_str()));
-    let (carol, dave) = (s.create_principal("carol", runner), s.create_principal("dave", runner));
-    let scope = format!("{aks_app}/.default");
-    let tokens = [s.token_for(&carol, &scope).await, s.token_for(&dave, &scope).await];
-    let arm = [
-        s.token_for(&carol, "https://management.azure.com/.default").await,
-        s.token_for(&dave, "https://management.azure.com/.default").await,
-    ];
-    let users = [cluster.wait_until_authenticated(&tokens[0]), cluster.wait_until_authenticated(&tokens[1])];
-    cluster.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-real}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: pod-reader, namespace: team-real}}\n\
-         rules:\n- {{apiGroups: [''], resources: [pods], verbs: [get, list]}}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: carol-reads, namespace: team-real}}\n\
-         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}}\n\
-         subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: '{}'}}\n",
-        users[0]
-    ));
+    let [carol, dave] = cluster.aad_callers(&s, ["carol", "dave"]).await;
+    cluster.let_read_pods("team-real", &carol.user);
     let script = "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'; echo; \
                   kubectl get pods -n team-real >/dev/null 2>&1 && echo pods-allowed || echo pods-forbidden";
-    for (i, expected) in ["pods-allowed", "pods-forbidden"].into_iter().enumerate() {
+    for (caller, expected) in [(&carol, "pods-allowed"), (&dave, "pods-forbidden")] {
         let run = format!("{}/runCommand", cluster_path("rg", "aad"));
-        let body = json!({"command": script, "clusterToken": tokens[i]});
-        let r = send_as(&s, &arm[i], reqwest::Method::POST, &run, Some(body)).await;
+        let body = json!({"command": script, "clusterToken": caller.cluster_token});
+        let r = send_as(&s, &caller.arm, reqwest::Method::POST, &run, Some(body)).await;
         assert_eq!(r.status, 202, "{}", r.text);
         let result = wait_long(&s, r.header("location").unwrap()).await;
-        assert_eq!(result["properties"]["logs"], format!("{}\n{expected}\n", users[i]), "{result}");
+        assert_eq!(result["properties"]["logs"], format!("{}\n{expected}\n", caller.user), "{result}");
     }
 }
