@@ -11,30 +11,19 @@ pause_image="kubeinvoke.local/pause:$version"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-copy_with_libraries() { # ROOTFS BINARY...: each binary and the shared libraries it loads
-  local root="$1"; shift
-  for binary in "$@"; do
-    install -D -m 0755 "$binary" "$root$binary"
-    ldd "$binary" 2>/dev/null | grep -o '/[^ ]*' | while read -r library; do
-      [ -e "$root$library" ] || install -D -m 0755 "$library" "$root$library"
-    done
-  done
-}
+. "$here/lib/rootfs.sh"
 
 # The command runtime: bash, busybox (sh, unzip and the usual tools), kubectl and helm at the
 # cluster's version, CA certificates, and the unprivileged user commands run as.
 rootfs="$work/command"
-mkdir -p "$rootfs"/{bin,usr/local/bin,etc/ssl/certs,tmp,command,home/command}
+mkdir -p "$rootfs"/{bin,usr/local/bin,command}
+base_rootfs "$rootfs" 1000 command /home/command
 copy_with_libraries "$rootfs" /bin/bash
 install -m 0755 /bin/busybox "$rootfs/bin/busybox"
 for tool in $(/bin/busybox --list); do
   [ -e "$rootfs/bin/$tool" ] || ln -s busybox "$rootfs/bin/$tool"
 done
 install -m 0755 "$bin/kubectl" "$bin/helm" "$rootfs/usr/local/bin/"
-install -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
-printf 'root:x:0:0:root:/root:/bin/sh\ncommand:x:1000:1000:command:/home/command:/bin/bash\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\ncommand:x:1000:\n' >"$rootfs/etc/group"
-chmod 1777 "$rootfs/tmp"
 python3 "$here/lib/oci-image.py" "$command_image" "$rootfs" "$out/command-runtime.tar" \
   --env PATH=/usr/local/bin:/usr/bin:/bin --env HOME=/home/command --user 1000
 

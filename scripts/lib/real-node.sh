@@ -12,6 +12,7 @@ NODE_NETNS=kubeinvoke-node
 NODE_HOST_IP=10.200.0.1
 NODE_IP=10.200.0.2
 NODE_SERVICE_IP=10.96.0.1
+NODE_POD_CIDR=10.244.0.0/24
 NODE_TAINT=kubeinvoke.io/real-node
 NODE_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 NODE_DIRS=(/var/lib/kubelet /var/lib/containerd /run/containerd /var/lib/cni /var/log/pods /var/log/containers /run/nri)
@@ -54,6 +55,9 @@ node_up() {
   # by the server and by a command Pod acting as its caller (the one route into the node's
   # namespace; the node has none out).
   ip route add "$NODE_SERVICE_IP/32" via "$NODE_IP" dev ki-host
+  # Pods reach this host's end of the link (where a test serves a database, as a cluster's
+  # network would), and its answers find their way back; nothing beyond it.
+  ip route add "$NODE_POD_CIDR" via "$NODE_IP" dev ki-host
 
   certificate kubelet "system:node:$NODE_NAME" system:nodes "IP:$NODE_IP,DNS:$NODE_NAME"
   cat >"$node/kubelet.kubeconfig" <<KC
@@ -95,7 +99,8 @@ TOML
   cat >"$node/cni/10-kubeinvoke.conflist" <<CNI
 {"cniVersion": "0.4.0", "name": "kubeinvoke", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "10.96.0.0/16"}]}}
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_CIDR"}]],
+            "routes": [{"dst": "10.96.0.0/16"}, {"dst": "$NODE_HOST_IP/32"}]}}
 ]}
 CNI
   # The images, built here and imported: no registry is reachable.

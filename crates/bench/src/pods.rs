@@ -1,8 +1,8 @@
-//! The Pod path against a real control plane (`scripts/dev-cluster.sh`): submit → Pod created →
-//! Running → result stored, over sequential commands through `--executor kubernetes`, against
-//! the control plane's own time to get a bare Pod Running (created through the API and watched),
-//! measured in the same run. kwok's nodes run no container: a Pod "runs" for kwok's default half
-//! second, so the phases after Running measure kubeinvoke's log handling and recording.
+//! The Pod path on the real node (`scripts/dev-cluster.sh`: kubelet + containerd + runc, offline):
+//! submit → Pod created → Running → result stored, over sequential commands through
+//! `--executor kubernetes`, against the cluster's own time for a bare Pod of the same image on the
+//! same node — created through the API, watched until its container ended, its log read — measured in the
+//! same run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
-use serde_json::json;
+use kube::api::{Api, DeleteParams, LogParams, PostParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
 
 use crate::bench::Bench;
+
+/// Where the dev cluster's real node is, and what keeps other Pods off it.
+const NODE_LABEL: (&str, &str) = ("kubeinvoke.io/real-node", "true");
+const NODE_TOLERATION: &str = r#"{"key": "kubeinvoke.io/real-node", "operator": "Exists", "effect": "NoSchedule"}"#;
 
 pub struct PodPath {
     pub commands: usize,
@@ -22,10 +26,14 @@ pub struct PodPath {
     pub created: Quantiles,
     /// Submit → the command Pod seen Running.
     pub running: Quantiles,
+    /// Submit → the command's container seen terminated.
+    pub ended: Quantiles,
     /// Submit → the result stored (200).
     pub stored: Quantiles,
-    /// Baseline: a bare Pod's create → seen Running.
-    pub bare_running: Quantiles,
+    /// Baseline: a bare Pod's create → seen `Succeeded` → its log read.
+    pub bare: Quantiles,
+    /// Baseline: a bare Pod's create → its container seen terminated.
+    pub bare_ended: Quantiles,
 }
 
 #[derive(Clone, Copy)]
@@ -40,11 +48,12 @@ fn quantiles(mut samples: Vec<Duration>) -> Quantiles {
     Quantiles { p50_ms: at(0.5), p99_ms: at(0.99) }
 }
 
-/// When each Pod of a namespace was first seen created and first seen Running, by name.
+/// When each Pod of a namespace was first seen in a phase, by name.
 #[derive(Default)]
 struct Seen {
     created: HashMap<String, Instant>,
     running: HashMap<String, Instant>,
+    ended: HashMap<String, Instant>,
 }
 
 fn watch_pods(pods: Api<Pod>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
@@ -70,10 +79,17 @@ fn watch_pods(pods: Api<Pod>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle
                     version = v;
                 }
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                let status = pod.status.as_ref();
+                let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+                // The container's end reaches a watch before (or with) the Pod's phase.
+                let terminated = status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|all| all.iter().any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some())));
                 let mut seen = seen.lock().unwrap();
                 seen.created.entry(name.clone()).or_insert(now);
-                if running {
+                if terminated || phase == "Succeeded" || phase == "Failed" {
+                    seen.ended.entry(name).or_insert(now);
+                } else if phase == "Running" {
                     seen.running.entry(name).or_insert(now);
                 }
             }
@@ -81,57 +97,116 @@ fn watch_pods(pods: Api<Pod>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle
     })
 }
 
-async fn wait_running(seen: &Mutex<Seen>, name: &str) -> anyhow::Result<Instant> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+async fn wait_ended(seen: &Mutex<Seen>, name: &str) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(at) = seen.lock().unwrap().running.get(name) {
+        if let Some(at) = seen.lock().unwrap().ended.get(name) {
             return Ok(*at);
         }
-        anyhow::ensure!(Instant::now() < deadline, "{name} never ran");
+        anyhow::ensure!(Instant::now() < deadline, "{name} never ended");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-pub async fn run(bench: &Bench, commands: usize) -> anyhow::Result<PodPath> {
-    let state = bench.work.join("dev-cluster");
+/// The baseline Pod: the command image on the real node, locked down as command Pods are (the
+/// same security context and requests), one container running `true`, no files.
+fn bare_pod(name: &str, image: &str) -> anyhow::Result<Pod> {
+    let locked_down = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": true, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+    let toleration: Value = serde_json::from_str(NODE_TOLERATION)?;
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "nodeSelector": {NODE_LABEL.0: NODE_LABEL.1},
+            "tolerations": [toleration],
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "command", "image": image, "command": ["bash", "-c", "true"],
+                            "resources": {"requests": {"cpu": "50m"}}, "securityContext": locked_down}]
+        }
+    }))?)
+}
+
+/// `scripts/dev-cluster.sh up`: the cluster's admin kubeconfig and the command image's reference.
+async fn dev_cluster_up(state: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
     let up = tokio::process::Command::new("scripts/dev-cluster.sh")
         .arg("up")
-        .arg(&state)
+        .arg(state)
         .env("KUBEINVOKE_DEV_CLUSTER_OWNER", std::process::id().to_string())
         .output()
         .await
         .context("scripts/dev-cluster.sh")?;
     anyhow::ensure!(up.status.success(), "dev-cluster.sh up: {}", String::from_utf8_lossy(&up.stderr));
-    let kubeconfig_path = state.join("admin.kubeconfig");
-    let kubeconfig = std::fs::read(&kubeconfig_path)?;
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    let image = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("COMMAND_IMAGE="))
+        .context("dev-cluster.sh printed no COMMAND_IMAGE=")?;
+    Ok((state.join("admin.kubeconfig"), image.to_string()))
+}
+
+pub async fn run(bench: &Bench, commands: usize) -> anyhow::Result<PodPath> {
+    let state = bench.work.join("dev-cluster");
+    let (kubeconfig_path, image) = dev_cluster_up(&state).await?;
+    let measured = measure(bench, commands, &kubeconfig_path, &image).await;
+    let _ = tokio::process::Command::new("scripts/dev-cluster.sh").arg("down").arg(&state).output().await;
+    measured
+}
+
+async fn measure(
+    bench: &Bench,
+    commands: usize,
+    kubeconfig_path: &std::path::Path,
+    image: &str,
+) -> anyhow::Result<PodPath> {
+    let kubeconfig = std::fs::read(kubeconfig_path)?;
     let options = kube::config::KubeConfigOptions::default();
     let config =
-        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig_path)?, &options).await?;
+        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(kubeconfig_path)?, &options).await?;
     let client = kube::Client::try_from(config)?;
 
-    // Baseline: bare Pods through the API, each watched until Running.
-    let bare: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Baseline: bare Pods through the API, each watched until it ended, then its log read.
+    let bare_pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let seen_bare = Arc::new(Mutex::new(Seen::default()));
-    let watcher = watch_pods(bare.clone(), seen_bare.clone());
+    let watcher = watch_pods(bare_pods.clone(), seen_bare.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut bare_running = Vec::new();
-    for i in 0..commands {
+    let (mut bare, mut bare_ended) = (Vec::new(), Vec::new());
+    // The first Pod warms the node (image unpacked, cgroups made); it is not measured.
+    for i in 0..=commands {
         let name = format!("bare-{i}");
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "docker.io/library/busybox:1.36",
-                     "command": ["bash", "-c", "true"]}]}
-        }))?;
         let started = Instant::now();
-        bare.create(&PostParams::default(), &pod).await?;
-        bare_running.push(wait_running(&seen_bare, &name).await? - started);
-        bare.delete(&name, &DeleteParams::background()).await?;
+        bare_pods.create(&PostParams::default(), &bare_pod(&name, image)?).await?;
+        let ended = wait_ended(&seen_bare, &name).await?;
+        bare_pods.logs(&name, &LogParams { container: Some("command".into()), ..Default::default() }).await?;
+        if i > 0 {
+            bare.push(started.elapsed());
+            bare_ended.push(ended - started);
+        }
+        bare_pods.delete(&name, &DeleteParams::background()).await?;
     }
     watcher.abort();
 
-    // The Pod path: a kubeinvoke server running commands as Pods in that cluster.
-    let server =
-        bench.start("pods", &["--executor", "kubernetes", "--k8s-image", "docker.io/library/busybox:1.36"]).await?;
+    // The Pod path: a kubeinvoke server running commands as Pods on the same node.
+    let node_selector = format!("{}={}", NODE_LABEL.0, NODE_LABEL.1);
+    let server = bench
+        .start(
+            "pods",
+            &[
+                "--executor",
+                "kubernetes",
+                "--k8s-image",
+                image,
+                "--k8s-node-selector",
+                &node_selector,
+                "--k8s-toleration",
+                NODE_TOLERATION,
+                "--k8s-cpu-request",
+                "50m",
+            ],
+        )
+        .await?;
     server
         .put(&format!("/subscriptions/{}/resourceGroups/bench", crate::target::SUB), json!({"location": "westeurope"}))
         .await?;
@@ -149,7 +224,7 @@ pub async fn run(bench: &Bench, commands: usize) -> anyhow::Result<PodPath> {
     // The first command creates the namespace; it is not measured.
     let warmup = server.submit("bench", "dev", "true").await?;
     server.wait_polling(&warmup, Duration::from_millis(10)).await?;
-    let (mut created, mut running, mut stored) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut created, mut running, mut ended, mut stored) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..commands {
         let started = Instant::now();
         let location = server.submit("bench", "dev", "true").await?;
@@ -159,16 +234,22 @@ pub async fn run(bench: &Bench, commands: usize) -> anyhow::Result<PodPath> {
         let id = result["id"].as_str().context("id")?;
         let name = format!("command-{id}");
         let seen = seen.lock().unwrap();
-        created.push(*seen.created.get(&name).context("the Pod was never seen")? - started);
-        running.push(*seen.running.get(&name).context("the Pod was never seen Running")? - started);
+        let at = |phase: &HashMap<String, Instant>, what: &str| {
+            phase.get(&name).map(|at| *at - started).with_context(|| format!("{name} was never seen {what}"))
+        };
+        created.push(at(&seen.created, "created")?);
+        // A Pod can pass through Running between two watch events; then it counts as running when ended.
+        ended.push(at(&seen.ended, "ended")?);
+        running.push(at(&seen.running, "Running").unwrap_or(*ended.last().unwrap()));
     }
     watcher.abort();
-    let _ = tokio::process::Command::new("scripts/dev-cluster.sh").arg("down").arg(&state).output().await;
     Ok(PodPath {
         commands,
         created: quantiles(created),
         running: quantiles(running),
+        ended: quantiles(ended),
         stored: quantiles(stored),
-        bare_running: quantiles(bare_running),
+        bare: quantiles(bare),
+        bare_ended: quantiles(bare_ended),
     })
 }

@@ -2,7 +2,7 @@
 //! kube-apiserver, controller-manager, scheduler, kwok nodes, one real node), with real kubeinvoke servers:
 //! the local executor running kubectl and helm (`local.rs`), clusterToken through the API
 //! server's JWT authentication (`local.rs`), and the Pod executor (`pods.rs` on kwok nodes,
-//! `node.rs` on the real node).
+//! `node.rs` on the real node), and the chart installed with helm on the real node (`helm_install.rs`).
 
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
@@ -12,6 +12,7 @@ mod harness;
 mod chart;
 mod deploy;
 mod dev_cluster;
+mod helm_install;
 mod local;
 mod node;
 mod pods;

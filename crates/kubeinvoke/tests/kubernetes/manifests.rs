@@ -16,6 +16,8 @@ struct Parsed {
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     budgets: Vec<PodDisruptionBudget>,
+    secrets: Vec<Secret>,
+    namespaces: Vec<Namespace>,
     cluster_roles: Vec<ClusterRole>,
     roles: Vec<Role>,
     kinds: Vec<String>,
@@ -40,9 +42,9 @@ fn parse_all() -> Parsed {
         }
         let kind = document["kind"].as_str().unwrap_or_else(|| panic!("{file}: a document without kind")).to_string();
         match kind.as_str() {
-            "Namespace" => drop(typed::<Namespace>(&document, file)),
+            "Namespace" => parsed.namespaces.push(typed(&document, file)),
             "ServiceAccount" => drop(typed::<ServiceAccount>(&document, file)),
-            "Secret" => drop(typed::<Secret>(&document, file)),
+            "Secret" => parsed.secrets.push(typed(&document, file)),
             "Role" => parsed.roles.push(typed(&document, file)),
             "RoleBinding" => drop(typed::<RoleBinding>(&document, file)),
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, file)),
@@ -89,6 +91,21 @@ fn deploy_manifests_are_valid_kubernetes_objects_that_fit_together() {
         store.value_from.as_ref().unwrap().secret_key_ref.is_some(),
         "the database URL is not written in the manifest"
     );
+
+    // One serving certificate for every replica (clients trust one CA), from the chart's Secret.
+    assert!(args.contains(&"--tls-cert=/etc/kubeinvoke/tls/tls.crt".to_string()), "{args:?}");
+    let tls_volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "tls").expect("a tls volume");
+    let tls_secret = tls_volume.secret.as_ref().and_then(|s| s.secret_name.clone()).unwrap();
+    let secret = parsed.secrets.iter().find(|s| s.metadata.name.as_deref() == Some(&tls_secret)).expect("its Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.as_ref().unwrap();
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        assert!(data.get(key).is_some_and(|v| !v.0.is_empty()), "{key} in the tls Secret");
+    }
+    // The commands' namespace enforces Pod Security `restricted`.
+    let commands = parsed.namespaces.iter().find(|n| n.metadata.name.as_deref() == Some("aks-command")).unwrap();
+    let labels = commands.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels.get("pod-security.kubernetes.io/enforce").map(String::as_str), Some("restricted"));
 
     let service = parsed.services[0].spec.as_ref().unwrap();
     assert!(selects(service.selector.as_ref().unwrap(), &pod_labels), "the Service reaches the replicas");

@@ -9,3 +9,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kubeinvoke.storeSecret" -}}
 {{- .Values.store.existingSecret | default (printf "%s-store" .Release.Name) -}}
 {{- end }}
+{{- define "kubeinvoke.tlsSecret" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" .Release.Name) -}}
+{{- end }}
+{{- define "kubeinvoke.hostname" -}}
+{{- .Values.hostname | default (printf "%s.%s.svc" .Release.Name .Release.Namespace) -}}
+{{- end }}

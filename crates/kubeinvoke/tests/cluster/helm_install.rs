@@ -1,0 +1,324 @@
+//! The chart for real: kubeinvoke's own image built here (`scripts/server-image.sh`), installed
+//! with `helm install` on the real node against a PostgreSQL this test serves on the node's link;
+//! its Pods become Ready through their probes, a command submitted through the Service runs as a
+//! Pod of the Pod executor on the same cluster, and `helm uninstall` leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::dev_cluster::DevCluster;
+use crate::harness::{cluster_path, group_path};
+
+const RELEASE: &str = "chart";
+const NAMESPACE: &str = "chart-system";
+const COMMANDS: &str = "chart-commands";
+/// This host's end of the real node's link (`scripts/lib/real-node.sh`), which Pods reach.
+const LINK_ADDRESS: &str = "10.200.0.1";
+const NODE_SELECTOR: &str = r#"{"kubeinvoke.io/real-node": "true"}"#;
+const NODE_TOLERATIONS: &str = r#"[{"key": "kubeinvoke.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]"#;
+
+/// A PostgreSQL server of its own on the node's link, as a cluster's database would be: Debian's
+/// binaries, a fresh data directory, password authentication; stopped and removed on drop.
+struct LinkPostgres {
+    dir: tempfile::TempDir,
+    server: Child,
+    url: String,
+}
+
+impl LinkPostgres {
+    const PORT: u16 = 55432;
+
+    fn start() -> LinkPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (scripts/test.sh installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|bin| bin.join("initdb").exists())
+            .expect("a PostgreSQL server under /usr/lib/postgresql");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let password = "chart-db-secret";
+        std::fs::write(dir.path().join("password"), password).unwrap();
+        // PostgreSQL refuses to run as root: its own system user owns the files.
+        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+        assert!(chown.success());
+        let as_postgres = |program: &Path| {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        };
+        let initdb = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "kubeinvoke", "--auth=scram-sha-256", "-E", "UTF8"])
+            .arg(format!("--pwfile={}", dir.path().join("password").display()))
+            .output()
+            .unwrap();
+        assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
+        let hba = format!(
+            "host all kubeinvoke {LINK_ADDRESS}/32 scram-sha-256\nhost all kubeinvoke 10.244.0.0/24 scram-sha-256\n"
+        );
+        let mut file = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf")).unwrap();
+        std::io::Write::write_all(&mut file, hba.as_bytes()).unwrap();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let server = as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-c", &format!("listen_addresses={LINK_ADDRESS}"), "-p", &Self::PORT.to_string()])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let admin_url = format!("postgres://kubeinvoke:{password}@{LINK_ADDRESS}:{}/postgres", Self::PORT);
+        let mut ready = false;
+        for _ in 0..100 {
+            let created = Command::new(bin.join("psql")).args([&admin_url, "-c", "CREATE DATABASE kubeinvoke"]).output();
+            if created.is_ok_and(|out| out.status.success()) {
+                ready = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let url = format!("postgres://kubeinvoke:{password}@{LINK_ADDRESS}:{}/kubeinvoke", Self::PORT);
+        let postgres = LinkPostgres { dir, server, url };
+        assert!(ready, "PostgreSQL did not start: {}", postgres.log());
+        postgres
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for LinkPostgres {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        let _ = Command::new("kill").args(["-INT", &self.server.id().to_string()]).status();
+        let _ = self.server.wait();
+    }
+}
+
+/// `kubectl port-forward service/<release>`: the address on this host that reaches the Service.
+struct Forward(Child, u16);
+
+impl Forward {
+    fn to_service(cluster: &DevCluster) -> Forward {
+        use std::io::BufRead;
+        let mut child = Command::new(cluster.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["port-forward", "-n", NAMESPACE, &format!("service/{RELEASE}"), ":443"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // "Forwarding from 127.0.0.1:40123 -> 8443"
+        let port = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("port-forward printed {line:?}"));
+        Forward(child, port)
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn helm(cluster: &DevCluster, args: &[&str]) -> String {
+    let out = Command::new(cluster.bin.join("helm")).arg("--kubeconfig").arg(&cluster.kubeconfig).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubeinvoke's server image from the binary under test, imported into the real node.
+fn server_image(work: &Path) -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(repo.join("scripts/server-image.sh"))
+        .arg("--import")
+        .arg(env!("CARGO_BIN_EXE_kubeinvoke"))
+        .arg(work)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "server-image.sh: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("SERVER_IMAGE="))
+        .expect("server-image.sh prints SERVER_IMAGE=<ref>")
+        .to_string()
+}
+
+/// The objects of the release still in the cluster: everything labelled with its instance, in
+/// every namespace, and the commands' namespace.
+fn left_behind(cluster: &DevCluster) -> String {
+    let selector = format!("app.kubernetes.io/instance={RELEASE}");
+    let kinds = "deployments,replicasets,pods,services,secrets,serviceaccounts,roles,rolebindings,\
+                 poddisruptionbudgets,clusterroles,clusterrolebindings,namespaces";
+    let labelled = cluster.kubectl_ok(&["get", kinds, "-A", "-l", &selector, "-o", "name"]);
+    let commands = cluster.kubectl_ok(&["get", "pods,secrets", "-n", COMMANDS, "-o", "name", "--ignore-not-found"]);
+    format!("{labelled}{commands}")
+}
+
+/// An HTTPS client for the Service's name, trusting the chart's CA, connecting to `port` here.
+fn client_for_service(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap()
+}
+
+async fn send(client: &reqwest::Client, request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = client.execute(request.build().unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninstalls_cleanly() {
+    let cluster = DevCluster::shared();
+    let work = tempfile::tempdir().unwrap();
+    let postgres = LinkPostgres::start();
+    let image = server_image(work.path());
+    let (repository, tag) = image.rsplit_once(':').unwrap();
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/chart/kubeinvoke");
+    let values = [
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+        "replicas=2".into(),
+        "podDisruptionBudget.minAvailable=1".into(),
+        format!("store.url={}", postgres.url),
+        format!("commands.namespace={COMMANDS}"),
+        format!("commands.image={}", cluster.command_image),
+        "resources.requests.cpu=50m".into(),
+    ];
+    let json_values = [
+        format!("nodeSelector={NODE_SELECTOR}"),
+        format!("tolerations={NODE_TOLERATIONS}"),
+        format!("commands.nodeSelector={NODE_SELECTOR}"),
+        format!("commands.tolerations={NODE_TOLERATIONS}"),
+    ];
+    let mut install = vec!["install", RELEASE, chart.to_str().unwrap(), "-n", NAMESPACE, "--create-namespace"];
+    for value in &values {
+        install.extend(["--set", value]);
+    }
+    for value in &json_values {
+        install.extend(["--set-json", value]);
+    }
+    install.extend(["--wait", "--timeout", "4m"]);
+    helm(cluster, &install);
+
+    // Ready through the probes (helm waited for them): both replicas, on the real node.
+    let ready = cluster.kubectl_ok(&["get", "deployment", RELEASE, "-n", NAMESPACE, "-o", "jsonpath={.status.readyReplicas}"]);
+    assert_eq!(ready.trim(), "2", "ready replicas");
+    let nodes = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    assert_eq!(nodes.split_whitespace().collect::<Vec<_>>(), ["kubeinvoke-node", "kubeinvoke-node"], "{nodes}");
+
+    // A caller, made in the shared database the replicas use.
+    let created = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+        .args(["sp", "create", "--name", "chart-admin", "--role", "Owner", "--scope", "/", "--store", &postgres.url])
+        .arg("--data-dir")
+        .arg(work.path().join("admin"))
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "sp create: {}", String::from_utf8_lossy(&created.stderr));
+    let admin: Value = serde_json::from_slice(&created.stdout).unwrap();
+
+    // Through the Service, trusting the one CA of the chart's certificate.
+    let ca = cluster.kubectl_ok(&["get", "secret", &format!("{RELEASE}-tls"), "-n", NAMESPACE, "-o", "jsonpath={.data.ca\\.crt}"]);
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap();
+    let forward = Forward::to_service(cluster);
+    let host = format!("{RELEASE}.{NAMESPACE}.svc");
+    let client = client_for_service(&ca, &host, forward.1);
+    let base = format!("https://{host}:{}", forward.1);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", admin["appId"].as_str().unwrap()),
+        ("client_secret", admin["password"].as_str().unwrap()),
+        ("scope", "https://management.azure.com/.default"),
+    ];
+    let token_url = format!("{base}/{}/oauth2/v2.0/token", admin["tenant"].as_str().unwrap());
+    let (status, token) = send(&client, client.post(token_url).form(&form)).await;
+    assert_eq!(status, 200, "token: {token}");
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let arm = |method: reqwest::Method, path: &str| {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        client.request(method, format!("{base}{path}{separator}api-version=2024-09-01")).bearer_auth(&token)
+    };
+
+    // The cluster it runs in, registered with its own service account's token at the in-cluster
+    // address: the chart's RBAC is all the server has.
+    let account_token = cluster.kubectl_ok(&["create", "token", RELEASE, "-n", NAMESPACE]);
+    let admin_kubeconfig: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&std::fs::read(&cluster.kubeconfig).unwrap()).unwrap();
+    let ca_data = admin_kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: self\n  cluster: {{server: \"https://10.96.0.1:443\", certificate-authority-data: {ca_data}}}\n\
+         users:\n- name: kubeinvoke\n  user: {{token: {}}}\ncontexts:\n- name: self\n  context: {{cluster: self, user: kubeinvoke}}\ncurrent-context: self\n",
+        account_token.trim()
+    );
+    let (status, body) =
+        send(&client, arm(reqwest::Method::PUT, &group_path("chart")).json(&json!({"location": "westeurope"}))).await;
+    assert!(status == 200 || status == 201, "group: {status} {body}");
+    let properties = json!({"kubeconfig": base64::engine::general_purpose::STANDARD.encode(kubeconfig)});
+    let cluster_body = json!({"location": "westeurope", "properties": properties});
+    let (status, body) = send(&client, arm(reqwest::Method::PUT, &cluster_path("chart", "self")).json(&cluster_body)).await;
+    assert!(status == 200 || status == 201, "cluster: {status} {body}");
+
+    let command = json!({"command": "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'"});
+    let submit = arm(reqwest::Method::POST, &format!("{}/runCommand", cluster_path("chart", "self"))).json(&command);
+    let response = client.execute(submit.build().unwrap()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 202, "{}", response.text().await.unwrap());
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&base), "{location} is the Service's address");
+    let mut result = Value::Null;
+    for _ in 0..600 {
+        let (status, body) = send(&client, client.get(&location).bearer_auth(&token)).await;
+        if status == 200 {
+            result = body;
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
+    assert_eq!(result["properties"]["exitCode"], 0, "{result}");
+    // It ran in a Pod as the commands' service account: the server has no such identity.
+    assert_eq!(
+        result["properties"]["logs"],
+        format!("system:serviceaccount:{COMMANDS}:command-runner"),
+        "{result}"
+    );
+    drop(forward);
+
+    helm(cluster, &["uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m"]);
+    cluster.eventually("nothing of the release is left", Duration::from_secs(120), || left_behind(cluster).is_empty());
+    cluster.kubectl_ok(&["delete", "namespace", NAMESPACE, "--wait=false"]);
+}
