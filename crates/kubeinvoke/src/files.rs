@@ -13,7 +13,21 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", dir.display()))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| {
+        use std::os::unix::fs::MetadataExt;
+        let ours = rustix::process::geteuid().as_raw();
+        match fs::metadata(dir) {
+            // A mounted volume someone else owns (a Kubernetes emptyDir is root's): say what to do.
+            Ok(meta) if meta.uid() != ours => format!(
+                "securing {} (mode 0700): it belongs to uid {}, not to this process (uid {}); \
+                 use a directory of its own, e.g. a subdirectory of that volume",
+                dir.display(),
+                meta.uid(),
+                ours
+            ),
+            _ => format!("securing {}", dir.display()),
+        }
+    })
 }
 
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -41,12 +41,13 @@ impl LinkPostgres {
         let data = dir.path().join("data");
         let password = "chart-db-secret";
         std::fs::write(dir.path().join("password"), password).unwrap();
-        // PostgreSQL refuses to run as root: its own system user owns the files.
+        // PostgreSQL refuses to run as root: its own system user owns the files and runs it
+        // (`setpriv` execs, so the child is the server itself).
         let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
         assert!(chown.success());
         let as_postgres = |program: &Path| {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
             command
         };
         let initdb = as_postgres(&bin.join("initdb"))
@@ -76,7 +77,8 @@ impl LinkPostgres {
         let admin_url = format!("postgres://kubeinvoke:{password}@{LINK_ADDRESS}:{}/postgres", Self::PORT);
         let mut ready = false;
         for _ in 0..100 {
-            let created = Command::new(bin.join("psql")).args([&admin_url, "-c", "CREATE DATABASE kubeinvoke"]).output();
+            let created =
+                Command::new(bin.join("psql")).args([&admin_url, "-c", "CREATE DATABASE kubeinvoke"]).output();
             if created.is_ok_and(|out| out.status.success()) {
                 ready = true;
                 break;
@@ -103,21 +105,30 @@ impl Drop for LinkPostgres {
 }
 
 /// `kubectl port-forward service/<release>`: the address on this host that reaches the Service.
-struct Forward(Child, u16);
+struct Forward(Child, u16, PathBuf);
 
 impl Forward {
-    fn to_service(cluster: &DevCluster) -> Forward {
+    fn to_service(cluster: &DevCluster, work: &Path) -> Forward {
+        let log = work.join("port-forward.log");
         use std::io::BufRead;
         let mut child = Command::new(cluster.bin.join("kubectl"))
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .args(["port-forward", "-n", NAMESPACE, &format!("service/{RELEASE}"), ":443"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // kubectl keeps writing ("Handling connection for …"): read it for the forward's whole
+        // life, or its next write meets a closed pipe and it dies.
+        let stdout = child.stdout.take().unwrap();
+        let (first, line) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for text in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = first.send(text);
+            }
+        });
+        let line = line.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         // "Forwarding from 127.0.0.1:40123 -> 8443"
         let port = line
             .split("127.0.0.1:")
@@ -125,7 +136,12 @@ impl Forward {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("port-forward printed {line:?}"));
-        Forward(child, port)
+        Forward(child, port, log)
+    }
+
+    /// What kubectl reported while forwarding.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.2).unwrap_or_default()
     }
 }
 
@@ -137,14 +153,33 @@ impl Drop for Forward {
 }
 
 fn helm(cluster: &DevCluster, args: &[&str]) -> String {
-    let out = Command::new(cluster.bin.join("helm")).arg("--kubeconfig").arg(&cluster.kubeconfig).args(args).output().unwrap();
+    let out = Command::new(cluster.bin.join("helm"))
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "helm {args:?}: {}{}",
+        "helm {args:?}: {}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        release_pods(cluster)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the release's Pods say about themselves: their events and the last lines of their logs.
+fn release_pods(cluster: &DevCluster) -> String {
+    let selector = format!("app.kubernetes.io/instance={RELEASE}");
+    let text = |out: std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let described = text(cluster.kubectl(&["describe", "pods", "-n", NAMESPACE, "-l", &selector]));
+    let logs = text(cluster.kubectl(&["logs", "-n", NAMESPACE, "-l", &selector, "--tail", "20", "--prefix"]));
+    let previous =
+        text(cluster.kubectl(&["logs", "-n", NAMESPACE, "-l", &selector, "--tail", "20", "--prefix", "--previous"]));
+    format!("{described}\n--- logs\n{logs}\n--- previous logs\n{previous}")
 }
 
 /// kubeinvoke's server image from the binary under test, imported into the real node.
@@ -184,8 +219,9 @@ fn client_for_service(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
         .unwrap()
 }
 
-async fn send(client: &reqwest::Client, request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = client.execute(request.build().unwrap()).await.unwrap();
+/// Sends `request` through the forward; a failure names what kubectl reported.
+async fn send(forward: &Forward, request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e:?}\nkubectl port-forward: {}", forward.log()));
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -225,9 +261,19 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
     install.extend(["--wait", "--timeout", "4m"]);
     helm(cluster, &install);
 
-    // Ready through the probes (helm waited for them): both replicas, on the real node.
-    let ready = cluster.kubectl_ok(&["get", "deployment", RELEASE, "-n", NAMESPACE, "-o", "jsonpath={.status.readyReplicas}"]);
-    assert_eq!(ready.trim(), "2", "ready replicas");
+    // Ready through the probes: both replicas (helm waits for all but `maxUnavailable`), on the real node.
+    cluster.eventually("both replicas Ready", Duration::from_secs(120), || {
+        let ready = cluster.kubectl_ok(&[
+            "get",
+            "deployment",
+            RELEASE,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
+        ready.trim() == "2"
+    });
     let nodes = cluster.kubectl_ok(&[
         "get",
         "pods",
@@ -251,10 +297,18 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
     let admin: Value = serde_json::from_slice(&created.stdout).unwrap();
 
     // Through the Service, trusting the one CA of the chart's certificate.
-    let ca = cluster.kubectl_ok(&["get", "secret", &format!("{RELEASE}-tls"), "-n", NAMESPACE, "-o", "jsonpath={.data.ca\\.crt}"]);
+    let ca = cluster.kubectl_ok(&[
+        "get",
+        "secret",
+        &format!("{RELEASE}-tls"),
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap();
-    let forward = Forward::to_service(cluster);
+    let forward = Forward::to_service(cluster, work.path());
     let host = format!("{RELEASE}.{NAMESPACE}.svc");
     let client = client_for_service(&ca, &host, forward.1);
     let base = format!("https://{host}:{}", forward.1);
@@ -265,7 +319,7 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
         ("scope", "https://management.azure.com/.default"),
     ];
     let token_url = format!("{base}/{}/oauth2/v2.0/token", admin["tenant"].as_str().unwrap());
-    let (status, token) = send(&client, client.post(token_url).form(&form)).await;
+    let (status, token) = send(&forward, client.post(token_url).form(&form)).await;
     assert_eq!(status, 200, "token: {token}");
     let token = token["access_token"].as_str().unwrap().to_string();
     let arm = |method: reqwest::Method, path: &str| {
@@ -285,22 +339,23 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
         account_token.trim()
     );
     let (status, body) =
-        send(&client, arm(reqwest::Method::PUT, &group_path("chart")).json(&json!({"location": "westeurope"}))).await;
+        send(&forward, arm(reqwest::Method::PUT, &group_path("chart")).json(&json!({"location": "westeurope"}))).await;
     assert!(status == 200 || status == 201, "group: {status} {body}");
     let properties = json!({"kubeconfig": base64::engine::general_purpose::STANDARD.encode(kubeconfig)});
     let cluster_body = json!({"location": "westeurope", "properties": properties});
-    let (status, body) = send(&client, arm(reqwest::Method::PUT, &cluster_path("chart", "self")).json(&cluster_body)).await;
+    let (status, body) =
+        send(&forward, arm(reqwest::Method::PUT, &cluster_path("chart", "self")).json(&cluster_body)).await;
     assert!(status == 200 || status == 201, "cluster: {status} {body}");
 
     let command = json!({"command": "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'"});
     let submit = arm(reqwest::Method::POST, &format!("{}/runCommand", cluster_path("chart", "self"))).json(&command);
-    let response = client.execute(submit.build().unwrap()).await.unwrap();
+    let response = submit.send().await.unwrap_or_else(|e| panic!("{e:?}\nkubectl port-forward: {}", forward.log()));
     assert_eq!(response.status().as_u16(), 202, "{}", response.text().await.unwrap());
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&base), "{location} is the Service's address");
     let mut result = Value::Null;
     for _ in 0..600 {
-        let (status, body) = send(&client, client.get(&location).bearer_auth(&token)).await;
+        let (status, body) = send(&forward, client.get(&location).bearer_auth(&token)).await;
         if status == 200 {
             result = body;
             break;
@@ -311,11 +366,7 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
     assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
     assert_eq!(result["properties"]["exitCode"], 0, "{result}");
     // It ran in a Pod as the commands' service account: the server has no such identity.
-    assert_eq!(
-        result["properties"]["logs"],
-        format!("system:serviceaccount:{COMMANDS}:command-runner"),
-        "{result}"
-    );
+    assert_eq!(result["properties"]["logs"], format!("system:serviceaccount:{COMMANDS}:command-runner"), "{result}");
     drop(forward);
 
     helm(cluster, &["uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m"]);
