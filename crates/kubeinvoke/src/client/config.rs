@@ -1,8 +1,9 @@
-//! Where the client connects and as whom: URL, CA and subscription (flags > `KUBEINVOKE_*` >
-//! `~/.config/kubeinvoke/config.toml` > a local server on the defaults), and the login.
+//! Where the client connects and as whom: URL and CA (flags > `KUBEINVOKE_*` > the last login's
+//! server > a local server on the defaults), the subscription, and the login.
 //!
-//! `kubeinvoke login` keeps the client credentials and the cached token in 0600 files under
-//! `~/.config/kubeinvoke/`, and the token is refreshed a few minutes before it expires.
+//! `kubeinvoke login` keeps the server it was for, its CA, the client credentials and the cached
+//! token in 0600 files under `~/.config/kubeinvoke/`; the token is refreshed a few minutes before
+//! it expires.
 
 use std::path::PathBuf;
 
@@ -44,6 +45,9 @@ pub fn config_dir() -> PathBuf {
 #[serde(rename_all = "camelCase")]
 pub struct SavedLogin {
     pub url: String,
+    /// The CA the login trusted for `url` (none: the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     pub app_id: String,
     pub password: String,
     pub tenant: String,
@@ -60,16 +64,50 @@ struct CachedToken {
 /// Everything needed to make calls.
 pub struct Resolved {
     pub url: String,
+    /// Where `url` came from, for `kubeinvoke login --show`.
+    pub url_from: Source,
+    pub ca: Option<PathBuf>,
     pub http: reqwest::Client,
     pub subscription: Option<String>,
 }
 
+/// Which setting decided the server a command talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `--url` or `KUBEINVOKE_URL`.
+    FlagOrEnvironment,
+    /// The last `kubeinvoke login`.
+    Login,
+    /// Nothing said otherwise: a local server on the defaults.
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::FlagOrEnvironment => "--url or KUBEINVOKE_URL",
+            Source::Login => "the last `kubeinvoke login`",
+            Source::Default => "the default",
+        })
+    }
+}
+
 impl Connection {
     pub fn resolve(&self) -> Result<Resolved, ClientError> {
-        let url = self.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string()).trim_end_matches('/').to_string();
+        let saved = saved_login()?;
+        let (url, url_from) = match (&self.url, &saved) {
+            (Some(url), _) => (url.clone(), Source::FlagOrEnvironment),
+            (None, Some(saved)) => (saved.url.clone(), Source::Login),
+            (None, None) => (DEFAULT_URL.to_string(), Source::Default),
+        };
+        let url = url.trim_end_matches('/').to_string();
         let ca = self.ca.clone().or_else(|| {
-            let local = default_data_dir().join("tls/ca.pem");
-            (url == DEFAULT_URL && local.exists()).then_some(local)
+            // The CA the login trusted, while talking to the server it was for.
+            let from_login = saved.as_ref().filter(|s| s.url == url).and_then(|s| s.ca.clone());
+            from_login.or_else(|| {
+                let local = default_data_dir().join("tls/ca.pem");
+                (url == DEFAULT_URL && local.exists()).then_some(local)
+            })
         });
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
         if let Some(ca) = &ca {
@@ -81,7 +119,17 @@ impl Connection {
             builder = builder.tls_certs_only([certificate]);
         }
         let http = builder.build().map_err(|e| ClientError::local(describe(&e)))?;
-        Ok(Resolved { url, http, subscription: self.subscription.clone() })
+        Ok(Resolved { url, url_from, ca, http, subscription: self.subscription.clone() })
+    }
+}
+
+/// The last login, if any.
+pub fn saved_login() -> Result<Option<SavedLogin>, ClientError> {
+    match std::fs::read(login_path()) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::local(format!("{}: {e}", login_path().display()))),
+        Err(_) => Ok(None),
     }
 }
 
@@ -104,26 +152,24 @@ pub fn save_login(login: &SavedLogin) -> Result<PathBuf, ClientError> {
 
 /// The saved login for this server, else the bootstrap admin of a local server on the defaults.
 fn login_for(url: &str) -> Result<SavedLogin, ClientError> {
-    if let Ok(bytes) = std::fs::read(login_path()) {
-        let saved: SavedLogin = serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::local(format!("{}: {e}", login_path().display())))?;
-        if saved.url == url {
-            return Ok(saved);
-        }
+    if let Some(saved) = saved_login()?.filter(|saved| saved.url == url) {
+        return Ok(saved);
     }
-    local_admin(url).ok_or_else(|| {
+    local_admin(&default_data_dir(), url).ok_or_else(|| {
         ClientError::Auth(format!(
             "not logged in to {url}: run `kubeinvoke login --url {url} --app-id … --password … --tenant …`"
         ))
     })
 }
 
-/// The bootstrap admin of the local server, readable when this user started it.
-pub fn local_admin(url: &str) -> Option<SavedLogin> {
-    let bytes = std::fs::read(default_data_dir().join(crate::identity::BOOTSTRAP_FILE)).ok()?;
+/// The bootstrap admin of a local server with this data directory, readable when this user
+/// started it.
+pub fn local_admin(data_dir: &std::path::Path, url: &str) -> Option<SavedLogin> {
+    let bytes = std::fs::read(data_dir.join(crate::identity::BOOTSTRAP_FILE)).ok()?;
     let admin: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some(SavedLogin {
         url: url.to_string(),
+        ca: None,
         app_id: admin["appId"].as_str()?.to_string(),
         password: admin["password"].as_str()?.to_string(),
         tenant: admin["tenant"].as_str()?.to_string(),

@@ -504,3 +504,59 @@ async fn saved_commands_from_the_cli_with_parameters_and_a_secret_from_a_file() 
     assert!(out.status.success());
     assert_eq!(cli.run(&["saved", "show", "-n", "greet"]).status.code(), Some(3));
 }
+
+#[tokio::test]
+async fn a_login_remembers_its_server_and_ca_until_a_flag_the_environment_or_another_login_says_otherwise() {
+    let (a, b) = (Server::start(&[]).await, Server::start(&[]).await);
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("KUBEINVOKE_URL")
+            .env_remove("KUBEINVOKE_CA")
+            .env("KUBEINVOKE_SUBSCRIPTION", SUB)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let admin = b.admin().unwrap();
+    let b_ca = b.data_dir().join("tls/ca.pem");
+    let login = ["login", "--url", &b.base, "--ca", b_ca.to_str().unwrap()];
+    let credentials = ["--app-id", &admin.app_id, "--password", &admin.password, "--tenant", &admin.tenant];
+    let (ok, out, err) = run(&[&login[..], &credentials[..]].concat(), &[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("logged in to {}", b.base)), "{out}");
+
+    // No flag, no environment: the next command goes to the server of the login, trusting its CA.
+    let (ok, out, err) = run(&["group", "create", "-n", "remembered", "-l", "westeurope"], &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(b.get(&group_path("remembered")).await.status, 200, "created on the login's server");
+    assert_eq!(a.get(&group_path("remembered")).await.status, 404);
+    let (ok, shown, _) = run(&["login", "--show"], &[]);
+    assert!(ok);
+    assert!(shown.contains(&b.base) && shown.contains("the last `kubeinvoke login`"), "{shown}");
+    assert!(shown.contains(b_ca.canonicalize().unwrap().to_str().unwrap()), "{shown}");
+    assert!(shown.contains(&admin.app_id), "{shown}");
+
+    // The environment says otherwise: another server, for which there is no login.
+    let a_ca = a.data_dir().join("tls/ca.pem");
+    let elsewhere = [("KUBEINVOKE_URL", a.base.as_str()), ("KUBEINVOKE_CA", a_ca.to_str().unwrap())];
+    let (ok, _, err) = run(&["group", "list"], &elsewhere);
+    assert!(!ok);
+    assert!(err.contains(&format!("not logged in to {}", a.base)), "{err}");
+    let (_, shown, _) = run(&["login", "--show"], &elsewhere);
+    assert!(shown.contains(&a.base) && shown.contains("KUBEINVOKE_URL"), "{shown}");
+
+    // Another login, as a local server's bootstrap admin by its data directory: now that one.
+    let a_dir = a.data_dir();
+    let (ok, out, err) = run(&["login", "--url", &a.base, "--data-dir", a_dir.to_str().unwrap()], &[]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&["group", "create", "-n", "second", "-l", "westeurope"], &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(a.get(&group_path("second")).await.status, 200);
+    assert_eq!(b.get(&group_path("second")).await.status, 404);
+}
