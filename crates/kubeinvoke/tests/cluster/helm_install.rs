@@ -11,98 +11,17 @@ use serde_json::{Value, json};
 
 use crate::dev_cluster::DevCluster;
 use crate::harness::{cluster_path, group_path};
+use crate::private_postgres::PrivatePostgres;
 
 const RELEASE: &str = "chart";
 const NAMESPACE: &str = "chart-system";
 const COMMANDS: &str = "chart-commands";
 /// This host's end of the real node's link (`scripts/lib/real-node.sh`), which Pods reach.
 const LINK_ADDRESS: &str = "10.200.0.1";
+/// The real node's Pod network.
+const POD_NETWORK: &str = "10.244.0.0/24";
 const NODE_SELECTOR: &str = r#"{"kubeinvoke.io/real-node": "true"}"#;
 const NODE_TOLERATIONS: &str = r#"[{"key": "kubeinvoke.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]"#;
-
-/// A PostgreSQL server of its own on the node's link, as a cluster's database would be: Debian's
-/// binaries, a fresh data directory, password authentication; stopped and removed on drop.
-struct LinkPostgres {
-    dir: tempfile::TempDir,
-    server: Child,
-    url: String,
-}
-
-impl LinkPostgres {
-    const PORT: u16 = 55432;
-
-    fn start() -> LinkPostgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (scripts/test.sh installs it)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .find(|bin| bin.join("initdb").exists())
-            .expect("a PostgreSQL server under /usr/lib/postgresql");
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let password = "chart-db-secret";
-        std::fs::write(dir.path().join("password"), password).unwrap();
-        // PostgreSQL refuses to run as root: its own system user owns the files and runs it
-        // (`setpriv` execs, so the child is the server itself).
-        let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
-        assert!(chown.success());
-        let as_postgres = |program: &Path| {
-            let mut command = Command::new("setpriv");
-            command.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
-            command
-        };
-        let initdb = as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "kubeinvoke", "--auth=scram-sha-256", "-E", "UTF8"])
-            .arg(format!("--pwfile={}", dir.path().join("password").display()))
-            .output()
-            .unwrap();
-        assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
-        let hba = format!(
-            "host all kubeinvoke {LINK_ADDRESS}/32 scram-sha-256\nhost all kubeinvoke 10.244.0.0/24 scram-sha-256\n"
-        );
-        let mut file = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf")).unwrap();
-        std::io::Write::write_all(&mut file, hba.as_bytes()).unwrap();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
-        let server = as_postgres(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", &format!("listen_addresses={LINK_ADDRESS}"), "-p", &Self::PORT.to_string()])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let admin_url = format!("postgres://kubeinvoke:{password}@{LINK_ADDRESS}:{}/postgres", Self::PORT);
-        let mut ready = false;
-        for _ in 0..100 {
-            let created =
-                Command::new(bin.join("psql")).args([&admin_url, "-c", "CREATE DATABASE kubeinvoke"]).output();
-            if created.is_ok_and(|out| out.status.success()) {
-                ready = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let url = format!("postgres://kubeinvoke:{password}@{LINK_ADDRESS}:{}/kubeinvoke", Self::PORT);
-        let postgres = LinkPostgres { dir, server, url };
-        assert!(ready, "PostgreSQL did not start: {}", postgres.log());
-        postgres
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for LinkPostgres {
-    fn drop(&mut self) {
-        // SIGINT: PostgreSQL's fast shutdown.
-        let _ = Command::new("kill").args(["-INT", &self.server.id().to_string()]).status();
-        let _ = self.server.wait();
-    }
-}
 
 /// `kubectl port-forward service/<release>`: the address on this host that reaches the Service.
 struct Forward(Child, u16, PathBuf);
@@ -212,6 +131,7 @@ fn left_behind(cluster: &DevCluster) -> String {
 
 /// An HTTPS client for the Service's name, trusting the chart's CA, connecting to `port` here.
 fn client_for_service(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
         .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
@@ -231,7 +151,9 @@ async fn send(forward: &Forward, request: reqwest::RequestBuilder) -> (u16, Valu
 async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninstalls_cleanly() {
     let cluster = DevCluster::shared();
     let work = tempfile::tempdir().unwrap();
-    let postgres = LinkPostgres::start();
+    // A database on the node's link, as a cluster's network would offer one.
+    let postgres = PrivatePostgres::start_on(LINK_ADDRESS, 55432, "chart-db-secret", &[POD_NETWORK]);
+    let store_url = postgres.create_database("kubeinvoke").await;
     let image = server_image(work.path());
     let (repository, tag) = image.rsplit_once(':').unwrap();
     let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/chart/kubeinvoke");
@@ -240,7 +162,7 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
         format!("image.tag={tag}"),
         "replicas=2".into(),
         "podDisruptionBudget.minAvailable=1".into(),
-        format!("store.url={}", postgres.url),
+        format!("store.url={store_url}"),
         format!("commands.namespace={COMMANDS}"),
         format!("commands.image={}", cluster.command_image),
         "resources.requests.cpu=50m".into(),
@@ -288,7 +210,7 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
 
     // A caller, made in the shared database the replicas use.
     let created = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
-        .args(["sp", "create", "--name", "chart-admin", "--role", "Owner", "--scope", "/", "--store", &postgres.url])
+        .args(["sp", "create", "--name", "chart-admin", "--role", "Owner", "--scope", "/", "--store", &store_url])
         .arg("--data-dir")
         .arg(work.path().join("admin"))
         .output()

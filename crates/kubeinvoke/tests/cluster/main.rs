@@ -16,3 +16,6 @@ mod helm_install;
 mod local;
 mod node;
 mod pods;
+#[allow(dead_code)]
+#[path = "../support/private_postgres.rs"]
+mod private_postgres;

@@ -9,6 +9,8 @@ mod chaos;
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../support/private_postgres.rs"]
 mod postgres;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
-//! A private PostgreSQL server for one test: its own data directory and port, so a test can stop
-//! and restart it without disturbing the suite's shared server. The real PostgreSQL binaries,
-//! run as the `postgres` user (initdb and postgres refuse to run as root).
+//! A private PostgreSQL server for one test: its own data directory, address and port, so a test
+//! can stop and restart it without disturbing the suite's shared server, or serve it where a
+//! cluster's Pods reach it. The real PostgreSQL binaries, run as the `postgres` user (initdb and
+//! postgres refuse to run as root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,28 +12,57 @@ pub struct PrivatePostgres {
     dir: TempDir,
     pub port: u16,
     bin: PathBuf,
+    address: String,
+    password: Option<String>,
 }
 
 impl PrivatePostgres {
+    /// On loopback, a free port, trusting every local connection.
     pub fn start() -> PrivatePostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::init("127.0.0.1", port, None, &[])
+    }
+
+    /// On `address:port`, with a password, and reachable from the networks `clients` (CIDRs).
+    pub fn start_on(address: &str, port: u16, password: &str, clients: &[&str]) -> PrivatePostgres {
+        Self::init(address, port, Some(password), clients)
+    }
+
+    fn init(address: &str, port: u16, password: Option<&str>, clients: &[&str]) -> PrivatePostgres {
         let bin = newest_bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let (uid, gid) = postgres_ids();
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the PostgreSQL directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pg = PrivatePostgres { dir, port, bin };
+        let pg =
+            PrivatePostgres { dir, port, bin, address: address.to_string(), password: password.map(str::to_string) };
         let data = pg.data();
-        pg.as_postgres(
-            "initdb",
-            &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        );
+        let mut initdb = vec!["-D", data.to_str().unwrap(), "-U", "postgres", "--no-sync", "-E", "UTF8"];
+        let password_file = pg.dir.path().join("password");
+        let password_flag = format!("--pwfile={}", password_file.display());
+        match password {
+            None => initdb.extend(["-A", "trust"]),
+            Some(password) => {
+                std::fs::write(&password_file, password).unwrap();
+                std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
+                initdb.extend(["-A", "scram-sha-256", &password_flag]);
+            }
+        }
+        pg.as_postgres("initdb", &initdb);
+        let method = if password.is_some() { "scram-sha-256" } else { "trust" };
+        let hba: String = std::iter::once(format!("{address}/32"))
+            .chain(clients.iter().map(|c| c.to_string()))
+            .map(|network| format!("host all all {network} {method}\n"))
+            .collect();
+        let mut file = std::fs::OpenOptions::new().append(true).open(data.join("pg_hba.conf")).unwrap();
+        std::io::Write::write_all(&mut file, hba.as_bytes()).unwrap();
         pg.resume();
         pg
     }
 
-    /// `postgres://postgres@127.0.0.1:<port>` (no database).
+    /// `postgres://postgres[:password]@<address>:<port>` (no database).
     pub fn base_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}", self.port)
+        let password = self.password.as_ref().map(|p| format!(":{p}")).unwrap_or_default();
+        format!("postgres://postgres{password}@{}:{}", self.address, self.port)
     }
 
     pub async fn create_database(&self, name: &str) -> String {
@@ -49,11 +79,17 @@ impl PrivatePostgres {
     /// Starts the server again on the same port and data.
     pub fn resume(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.address
         );
         self.pg_ctl(&["start", "-o", &options, "-l", self.dir.path().join("server.log").to_str().unwrap()]);
+    }
+
+    /// The server's log, for a failure message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn data(&self) -> PathBuf {
