@@ -449,6 +449,12 @@ impl Drop for Server {
     }
 }
 
+/// Whether the bubblewrap sandbox is installed: the tests of what only it does are left out
+/// without it (`support/prerequisites.rs`).
+pub fn bubblewrap_here() -> bool {
+    crate::prerequisites::runs("the bubblewrap sandbox tests", crate::prerequisites::programs(&["bwrap"]))
+}
+
 /// The server a run on PostgreSQL uses (`KUBEINVOKE_TEST_POSTGRES`, a URL without a database),
 /// or `None` when the suite runs on SQLite.
 pub fn test_postgres() -> Option<String> {

@@ -1,6 +1,9 @@
 //! Contract tests: a real server process, real HTTPS, real SQLite, real commands.
 
 mod harness;
+#[allow(dead_code)]
+#[path = "../support/prerequisites.rs"]
+mod prerequisites;
 
 mod activity;
 mod cli;

@@ -58,7 +58,9 @@ fn can_cluster_wide(cluster: &DevCluster, verb: &str, resource: &str) -> bool {
 
 #[tokio::test]
 async fn the_chart_is_accepted_by_the_api_server_and_its_rbac_is_exactly_what_the_executor_needs() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     for namespace in ["kubeinvoke", "aks-command"] {
         cluster.kubectl(&["create", "namespace", namespace]);
     }

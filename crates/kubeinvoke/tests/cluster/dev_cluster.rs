@@ -40,9 +40,20 @@ pub struct AadCaller {
 pub const POD_LOG: &str = "hello from a command pod\n";
 
 impl DevCluster {
-    /// The binary's cluster, started on first use.
-    pub fn shared() -> &'static DevCluster {
-        CLUSTER.get_or_init(|| {
+    /// The binary's cluster, started on first use; `None` where it cannot run (the test is left
+    /// out, saying what is missing).
+    pub fn shared() -> Option<&'static DevCluster> {
+        let node_tools = ["containerd", "containerd-shim-runc-v2", "runc", "socat", "nsenter", "ip", "ctr"];
+        let missing = crate::prerequisites::all([
+            crate::prerequisites::root(),
+            crate::prerequisites::programs(&["go", "openssl", "python3"]),
+            crate::prerequisites::programs(&node_tools),
+            crate::prerequisites::programs(&["kubectl", "helm"]),
+        ]);
+        if !crate::prerequisites::runs("the real cluster tests (tests/cluster)", missing) {
+            return None;
+        }
+        Some(CLUSTER.get_or_init(|| {
             let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
             let state = std::env::temp_dir().join(format!("kubeinvoke-dev-cluster-{}", std::process::id()));
             let started = Instant::now();
@@ -72,7 +83,7 @@ impl DevCluster {
             Self::write_pod_log(&state);
             eprintln!("dev cluster up in {:.1} s at {}", started.elapsed().as_secs_f64(), state.display());
             DevCluster { state, kubeconfig, bin, command_image, authentication: Mutex::new(()) }
-        })
+        }))
     }
 
     /// Runs kubectl as the cluster admin.

@@ -149,7 +149,9 @@ async fn send(forward: &Forward, request: reqwest::RequestBuilder) -> (u16, Valu
 
 #[tokio::test]
 async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninstalls_cleanly() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     // A database on the node's link, as a cluster's network would offer one.
     let postgres = PrivatePostgres::start_on(LINK_ADDRESS, 55432, "chart-db-secret", &[POD_NETWORK]);

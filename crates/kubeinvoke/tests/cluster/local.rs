@@ -7,13 +7,13 @@ use crate::dev_cluster::DevCluster;
 use crate::harness::*;
 
 /// A server with one cluster registered with the dev cluster's admin kubeconfig.
-async fn server_with_cluster(properties: Value) -> (Server, &'static DevCluster) {
-    let cluster = DevCluster::shared();
+async fn server_with_cluster(properties: Value) -> Option<(Server, &'static DevCluster)> {
+    let cluster = DevCluster::shared()?;
     let s = Server::start(&[]).await;
     let mut properties = properties;
     properties["kubeconfig"] = json!(cluster.kubeconfig_base64());
     s.create_cluster("rg", "dev", properties).await;
-    (s, cluster)
+    Some((s, cluster))
 }
 
 async fn invoke(s: &Server, body: Value) -> Value {
@@ -23,7 +23,9 @@ async fn invoke(s: &Server, body: Value) -> Value {
 
 #[tokio::test]
 async fn azures_success_example_really_creates_the_namespace() {
-    let (s, cluster) = server_with_cluster(json!({})).await;
+    let Some((s, cluster)) = server_with_cluster(json!({})).await else {
+        return;
+    };
     // The request of the official example (RunCommandRequest.json), with the ns.yaml it applies.
     let example: Value =
         serde_json::from_str(include_str!("../fixtures/azure-2024-09-01/RunCommandRequest.json")).unwrap();
@@ -41,7 +43,9 @@ async fn azures_success_example_really_creates_the_namespace() {
 
 #[tokio::test]
 async fn kubectl_lists_the_nodes_and_a_forbidden_verb_is_the_clusters_own_error() {
-    let (s, _) = server_with_cluster(json!({})).await;
+    let Some((s, _)) = server_with_cluster(json!({})).await else {
+        return;
+    };
     let result = invoke(&s, json!({"command": "kubectl get nodes -o name"})).await;
     assert_eq!(result["properties"]["exitCode"], 0, "{result}");
     assert_eq!(
@@ -57,7 +61,9 @@ async fn kubectl_lists_the_nodes_and_a_forbidden_verb_is_the_clusters_own_error(
 
 #[tokio::test]
 async fn helm_installs_a_chart_from_the_attached_files() {
-    let (s, cluster) = server_with_cluster(json!({})).await;
+    let Some((s, cluster)) = server_with_cluster(json!({})).await else {
+        return;
+    };
     cluster.kubectl(&["create", "namespace", "helm-demo"]);
     let chart = zip_of(&[
         ("chart/Chart.yaml", b"apiVersion: v2\nname: hello\nversion: 0.1.0\n"),
@@ -89,7 +95,9 @@ async fn helm_installs_a_chart_from_the_attached_files() {
 
 #[tokio::test]
 async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     let s = Server::start(&[]).await;
     s.create_cluster("rg", "dev", json!({"kubeconfig": cluster.kubeconfig_base64(), "aadProfile": {"managed": true}}))
         .await;
@@ -131,7 +139,9 @@ async fn cluster_token_commands_act_as_the_caller_with_the_clusters_own_rbac() {
 
 #[tokio::test]
 async fn a_fan_out_and_a_saved_command_reach_the_real_api_server() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     let s = Server::start(&[]).await;
     s.create_group("fleet").await;
     for name in ["east", "west"] {

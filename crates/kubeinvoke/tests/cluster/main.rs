@@ -7,6 +7,9 @@
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../support/prerequisites.rs"]
+mod prerequisites;
 
 #[path = "../support/chart.rs"]
 mod chart;

