@@ -3,98 +3,39 @@
 //!
 //! stdout and stderr share one pipe, so `logs` keeps the order in which the command wrote them.
 
+mod ending;
+mod run_dirs;
+mod supervise;
+
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rustix::process::{Pid, Signal};
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::namespace::InfoPipe;
 use super::output::CommandOutput;
 use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
 use super::spawn::{Stdio, spawn};
-use super::uids::{UidLease, UidLeases, kill_uid};
-use super::{Executor, Isolation, Job, StopReason, StopSignal};
+use super::uids::{UidLease, UidLeases};
+use super::{Executor, Isolation, Job, StopSignal};
 use crate::command::{FailureReason, Outcome};
 use crate::files::write_private;
+use ending::{exit_code, limit_note, start_failed};
+use run_dirs::{RunDirs, runs_dir_for};
+use supervise::{DRAIN_GRACE, ProcessGroup, Running, Supervised};
 
-/// How long output is still read after the command's main process has exited.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// How often uids of dead servers are checked for leftover processes.
 const ORPHAN_SWEEP_PERIOD: Duration = Duration::from_secs(60);
-/// How often the working directory's size is checked.
-const DISK_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 pub struct LocalExecutor {
     runs_dir: PathBuf,
     sandbox: Sandbox,
     uids: Option<Arc<UidLeases>>,
-}
-
-/// The directories of one run, side by side in the runs directory (0711, so neither can be
-/// listed or entered but by its owner): `<runs>/<id>` (the working directory) and, unless
-/// bubblewrap gives the run a tmpfs, `<runs>/<id>.tmp` for its `/tmp`. No parent of their own
-/// and no unused one: on ext4 each directory costs a `mkdir` and an `rmdir` of 75-250 µs per
-/// command (BENCHMARKS.md).
-#[derive(Clone)]
-struct RunDirs {
-    home: PathBuf,
-    tmp: Option<PathBuf>,
-}
-
-impl RunDirs {
-    fn new(runs_dir: &Path, id: &str, with_tmp: bool) -> Self {
-        RunDirs { home: runs_dir.join(id), tmp: with_tmp.then(|| runs_dir.join(format!("{id}.tmp"))) }
-    }
-
-    fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        std::iter::once(&self.home).chain(&self.tmp)
-    }
-
-    /// Disk blocks used under the run's directories, without following links.
-    async fn disk_usage(&self) -> u64 {
-        fn walk(path: &Path) -> u64 {
-            use std::os::unix::fs::MetadataExt;
-            let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
-            let own = meta.blocks() * 512;
-            if !meta.is_dir() {
-                return own;
-            }
-            let children = fs::read_dir(path).map(|e| e.flatten().map(|e| walk(&e.path())).sum()).unwrap_or(0);
-            own + children
-        }
-        let dirs = self.clone();
-        tokio::task::spawn_blocking(move || dirs.all().map(|d| walk(d)).sum()).await.unwrap_or(0)
-    }
-
-    /// Removes both, whatever the command did to their permissions, before the result is stored
-    /// (the working directory holds the kubeconfig).
-    async fn remove(self) {
-        let result = tokio::task::spawn_blocking(move || {
-            let mut failed = Vec::new();
-            for dir in self.all() {
-                // A command may have removed its own permissions; the server can restore them.
-                let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-                match fs::remove_dir_all(dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => failed.push((dir.clone(), e)),
-                    _ => {}
-                }
-            }
-            failed
-        })
-        .await;
-        for (dir, e) in result.unwrap_or_default() {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a working directory");
-        }
-    }
 }
 
 impl LocalExecutor {
@@ -145,15 +86,7 @@ impl LocalExecutor {
 
     /// Creates the run's directories, the context and kubeconfig in the working directory, owned by `uid`.
     fn prepare(dirs: &RunDirs, job: &Job, uid: Option<u32>) -> Result<(), String> {
-        let mkdir = |dir: &Path, mode: u32| {
-            fs::DirBuilder::new()
-                .create(dir)
-                .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(mode)))
-                .map_err(|e| format!("creating {}: {e}", dir.display()))
-        };
-        for dir in dirs.all() {
-            mkdir(dir, 0o700)?;
-        }
+        dirs.create()?;
         crate::context::extract(&job.context, &dirs.home, job.limits.context)
             .map_err(|e| format!("unpacking the context: {e}"))?;
         if let Some(kubeconfig) = &job.kubeconfig {
@@ -166,12 +99,10 @@ impl LocalExecutor {
             write_private(&kube_dir.join("config"), kubeconfig)
                 .map_err(|e| format!("writing the kubeconfig: {e:#}"))?;
         }
-        if let Some(uid) = uid {
-            for dir in dirs.all() {
-                chown_tree(dir, uid).map_err(|e| format!("handing {} to uid {uid}: {e}", dir.display()))?;
-            }
+        match uid {
+            Some(uid) => dirs.hand_to(uid),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Ended {
@@ -219,88 +150,19 @@ impl LocalExecutor {
 
         let mut log =
             CommandOutput::create(job.output.as_deref(), limits.max_output_bytes, limits.log_cap, &job.masked).await;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let deadline = tokio::time::sleep(limits.timeout);
-        tokio::pin!(deadline);
-        // The first check one period in: at the start the directory holds only what was unpacked.
-        let mut disk_check =
-            tokio::time::interval_at(tokio::time::Instant::now() + DISK_CHECK_PERIOD, DISK_CHECK_PERIOD);
-        // `Err` when the process's end could not be read: the run then fails, it never "exits 0".
-        let mut status: Option<Result<ExitStatus, String>> = None;
-        let mut drain_until: Option<tokio::time::Instant> = None;
-        let mut output_closed = false;
-        let stop = loop {
-            let drain = async {
-                match drain_until {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                read = reader.read(&mut chunk), if !output_closed => match read {
-                    // Every writer is gone, but the main process may not have exited yet (its
-                    // last child closes the pipe first): its status is still awaited, never
-                    // taken from a kill.
-                    Ok(0) | Err(_) if status.is_some() => break None,
-                    Ok(0) | Err(_) => output_closed = true,
-                    Ok(n) => log.push(&chunk[..n]).await,
-                },
-                waited = child.wait(), if status.is_none() => {
-                    status = Some(waited.map_err(|e| e.to_string()));
-                    if output_closed {
-                        break None;
-                    }
-                    // The main process is done: end whatever it left running, then drain the pipe.
-                    group.kill();
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-                },
-                _ = drain => break None,
-                _ = &mut deadline, if status.is_none() => break Some(Stop::Timeout),
-                reason = stop.stopped(), if status.is_none() => break Some(Stop::Requested(reason)),
-                _ = disk_check.tick(), if status.is_none() => {
-                    if dirs.disk_usage().await > limits.max_workdir_bytes {
-                        break Some(Stop::DiskFull);
-                    }
-                }
+        let running = Running { child: &mut child, group: &group, output: &mut reader, log: &mut log, dirs, limits };
+        let status = match running.supervise(&mut stop).await {
+            Supervised::Stopped(stop) => {
+                let (reason, note) = stop.failure(limits);
+                // A limit hit on the way (a fork bomb that then runs out its time) is named too.
+                let note = match limit_note(0, log.head(), limits) {
+                    Some(limit) => format!("{limit}; then {note}"),
+                    None => note,
+                };
+                return Outcome::Failed { reason, logs: log.finish(Some(&note)).await }.into();
             }
-        };
-        group.kill();
-        if let Some(stop) = stop {
-            let _ = child.wait().await;
-            drain_remaining(&mut reader, &mut log, &mut chunk).await;
-            let (reason, note) = match stop {
-                Stop::Timeout => (
-                    FailureReason::Timeout,
-                    format!(
-                        "the command timed out after {} and was killed",
-                        humantime::format_duration(limits.timeout)
-                    ),
-                ),
-                Stop::Requested(StopReason::Shutdown) => (
-                    FailureReason::ServerShutdown,
-                    "the server shut down before the command finished; it was killed".to_string(),
-                ),
-                Stop::Requested(StopReason::Cancel(by)) => {
-                    (FailureReason::Canceled(by.clone()), format!("canceled by {by}; the command was killed"))
-                }
-                Stop::DiskFull => (
-                    FailureReason::WorkingDirectoryLimit,
-                    format!(
-                        "the working directory grew past its limit of {} bytes; the command was killed",
-                        limits.max_workdir_bytes
-                    ),
-                ),
-            };
-            // A limit hit on the way (a fork bomb that then runs out its time) is named too.
-            let note = match limit_note(0, log.head(), limits) {
-                Some(limit) => format!("{limit}; then {note}"),
-                None => note,
-            };
-            return Outcome::Failed { reason, logs: log.finish(Some(&note)).await }.into();
-        }
-        let status = match status {
-            Some(status) => status,
-            None => child.wait().await.map_err(|e| e.to_string()),
+            Supervised::Ended(Some(status)) => status,
+            Supervised::Ended(None) => child.wait().await.map_err(|e| e.to_string()),
         };
         let status = match status {
             Ok(status) => status,
@@ -331,12 +193,6 @@ impl From<Outcome> for Ended {
     fn from(outcome: Outcome) -> Self {
         Ended { outcome, sandbox_empty: false }
     }
-}
-
-enum Stop {
-    Timeout,
-    DiskFull,
-    Requested(StopReason),
 }
 
 #[async_trait]
@@ -389,111 +245,6 @@ async fn sweep_orphans_periodically(uids: std::sync::Weak<UidLeases>) {
     }
 }
 
-/// A command's process group (and uid, when it has its own and its processes can leave the
-/// group); killed however the run ends.
-struct ProcessGroup {
-    pid: Pid,
-    uid: Option<u32>,
-}
-
-impl ProcessGroup {
-    fn kill(&self) {
-        // ESRCH (already gone) is the normal case.
-        let _ = rustix::process::kill_process_group(self.pid, Signal::KILL);
-        if let Some(uid) = self.uid {
-            kill_uid(uid);
-        }
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Where working directories live: `<data-dir>/runs` when a command's own uid can reach it,
-/// else a root-owned, unlistable directory under the system temp directory (data directories
-/// usually sit under a private home). Emptied at startup.
-fn runs_dir_for(data_dir: &Path, is_root: bool) -> anyhow::Result<PathBuf> {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
-    let inside = data_dir.join("runs");
-    let dir = if !is_root || crate::files::reachable_by_anyone(&inside) {
-        inside
-    } else {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        data_dir.hash(&mut hasher);
-        std::env::temp_dir().join(format!("kubeinvoke-runs-{:016x}", hasher.finish()))
-    };
-    match fs::symlink_metadata(&dir) {
-        Ok(meta) => {
-            let ours = meta.is_dir() && meta.uid() == rustix::process::geteuid().as_raw();
-            anyhow::ensure!(ours, "{} exists and is not a directory of ours; refusing to use it", dir.display());
-            fs::remove_dir_all(&dir)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
-    }
-    fs::DirBuilder::new().mode(0o711).create(&dir)?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
-    Ok(dir)
-}
-
-/// A line for the logs when the exit status or the output shows that a resource limit was hit
-/// (a limit is often hit by one process of a script that then goes on).
-fn limit_note(exit_code: i32, head: &[u8], limits: &super::ExecLimits) -> Option<String> {
-    let text = String::from_utf8_lossy(head);
-    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    if exit_code == 128 + 24 || has(&["CPU time limit exceeded"]) {
-        Some(format!("the command exceeded its CPU time limit of {} s (SIGXCPU)", limits.max_cpu_seconds))
-    } else if exit_code == 128 + 25 || has(&["File size limit exceeded", "File too large"]) {
-        Some(format!("a file reached the size limit of {} bytes (SIGXFSZ)", limits.max_file_bytes))
-    } else if has(&["fork: retry", "fork: Resource temporarily unavailable"]) {
-        Some(format!("the command hit its process limit of {}", limits.max_processes))
-    } else if has(&["Cannot allocate memory", "cannot allocate", "MemoryError", "memory exhausted", "out of memory"]) {
-        Some(format!("the command hit its memory limit of {} bytes", limits.max_memory_bytes))
-    } else if has(&["Too many open files"]) {
-        Some(format!("the command hit its open files limit of {}", limits.max_open_files))
-    } else {
-        None
-    }
-}
-
 fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
-}
-
-async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CommandOutput, chunk: &mut [u8]) {
-    let _ = tokio::time::timeout(DRAIN_GRACE, async {
-        while let Ok(n) = reader.read(chunk).await {
-            if n == 0 {
-                break;
-            }
-            log.push(&chunk[..n]).await;
-        }
-    })
-    .await;
-}
-
-/// The exit code a shell would report: the code, or 128 + N for death by signal N.
-fn exit_code(status: ExitStatus) -> i32 {
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
-}
-
-fn start_failed(detail: String) -> Outcome {
-    tracing::warn!(%detail, "command could not be started");
-    Outcome::Failed { reason: FailureReason::StartFailed(detail.clone()), logs: format!("[kubeinvoke] {detail}\n") }
-}
-
-fn chown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
-    let owner = Some(rustix::fs::Uid::from_raw(uid));
-    let group = Some(rustix::fs::Gid::from_raw(uid));
-    rustix::fs::chownat(rustix::fs::CWD, path, owner, group, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-    if fs::symlink_metadata(path)?.is_dir() {
-        for entry in fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid)?;
-        }
-    }
-    Ok(())
 }
