@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::refusal::{AuthorizationRefusal, ExtensionRefusal};
 use super::wire::CloudError;
 
 /// A request failure as the client sees it: a status and a CloudError body.
@@ -71,9 +72,10 @@ pub enum ApiError {
     RunNotFound(String),
     #[error("The command run '{id}' has already finished ({state}); only a run in progress can be canceled.")]
     RunAlreadyFinished { id: String, state: &'static str },
-    /// A refusal specific to one resource provider (Microsoft.Authorization's codes, for example).
-    #[error("{message}")]
-    Refused { status: StatusCode, code: &'static str, message: String },
+    #[error(transparent)]
+    Authorization(#[from] AuthorizationRefusal),
+    #[error(transparent)]
+    Extension(#[from] ExtensionRefusal),
     #[error("The service's database is unavailable. Retry after {retry_after} seconds.")]
     StoreUnavailable { retry_after: u64 },
     #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
@@ -103,7 +105,8 @@ impl ApiError {
             QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthenticationMissing { .. } | InvalidToken(_) | ExpiredToken => StatusCode::UNAUTHORIZED,
             AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
-            Refused { status, .. } => *status,
+            Authorization(refusal) => refusal.status(),
+            Extension(refusal) => refusal.status(),
             AlreadyFinished { .. } | RunAlreadyFinished { .. } => StatusCode::CONFLICT,
             StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,7 +137,8 @@ impl ApiError {
             InvalidToken(_) => "InvalidAuthenticationToken",
             ExpiredToken => "ExpiredAuthenticationToken",
             AuthorizationFailed { .. } => "AuthorizationFailed",
-            Refused { code, .. } => code,
+            Authorization(refusal) => refusal.code(),
+            Extension(refusal) => refusal.code(),
             AlreadyFinished { .. } => "CommandAlreadyFinished",
             RunAlreadyFinished { .. } => "CommandRunAlreadyFinished",
             StoreUnavailable { .. } => "ServiceUnavailable",

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fanout;
 pub mod names;
 pub mod path;
+pub mod refusal;
 pub mod wire;
 
 pub use error::ApiError;

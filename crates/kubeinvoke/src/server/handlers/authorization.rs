@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::arm::ApiError;
 use crate::arm::path::{self, Route};
+use crate::arm::refusal::AuthorizationRefusal as Refusal;
 use crate::arm::wire::{
     AssignmentFields, ListResult, RoleAssignment, RoleAssignmentRequest, RoleDefinitionFields, RoleDefinitionResource,
 };
@@ -20,12 +21,8 @@ use crate::store::RoleAssignmentRecord;
 use crate::store::{DocumentKind, DocumentRecord};
 use crate::time::now_millis;
 
-fn refused(status: StatusCode, code: &'static str, message: String) -> ApiError {
-    ApiError::Refused { status, code, message }
-}
-
 fn not_found(name: &str) -> ApiError {
-    refused(StatusCode::NOT_FOUND, "RoleAssignmentNotFound", format!("The role assignment '{name}' is not found."))
+    Refusal::AssignmentNotFound(name.to_string()).into()
 }
 
 pub async fn put_assignment(
@@ -36,51 +33,32 @@ pub async fn put_assignment(
     body: Body,
 ) -> Result<Response, ApiError> {
     if uuid::Uuid::try_parse(name).is_err() {
-        return Err(refused(
-            StatusCode::BAD_REQUEST,
-            "InvalidRoleAssignmentId",
-            format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."),
-        ));
+        return Err(Refusal::InvalidAssignmentId(name.to_string()).into());
     }
     let request: RoleAssignmentRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let wanted = request.properties;
-    let role = role_named(app, &wanted.role_definition_id).await?.ok_or_else(|| {
-        refused(
-            StatusCode::BAD_REQUEST,
-            "RoleDefinitionDoesNotExist",
-            format!("The specified role definition with ID '{}' does not exist.", wanted.role_definition_id),
-        )
-    })?;
+    let role = role_named(app, &wanted.role_definition_id)
+        .await?
+        .ok_or_else(|| ApiError::from(Refusal::UnknownRole(wanted.role_definition_id.clone())))?;
     if !role.assignable_at(scope) {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "InvalidCreateRoleAssignmentRequest",
-            format!(
-                "The role '{}' cannot be assigned at scope '{scope}': its assignableScopes are {}.",
-                role.name,
-                role.assignable_scopes.join(", ")
-            ),
-        ));
+        return Err(Refusal::NotAssignableHere {
+            role: role.name.clone(),
+            scope: scope.to_string(),
+            assignable: role.assignable_scopes.join(", "),
+        }
+        .into());
     }
     let principal_id = wanted.principal_id.to_lowercase();
     // Principals of trusted external issuers are not in our directory: any object id is accepted.
     if uuid::Uuid::try_parse(&principal_id).is_err() {
-        return Err(refused(
-            StatusCode::BAD_REQUEST,
-            "InvalidPrincipalId",
-            format!("The principal ID '{principal_id}' is not valid. It must be an object id (a GUID)."),
-        ));
+        return Err(Refusal::InvalidPrincipalId(principal_id).into());
     }
     let existing = app.store.list_role_assignments().await?;
     let same_grant = |a: &&RoleAssignmentRecord| {
         a.scope.eq_ignore_ascii_case(scope) && a.role_definition_id == role.id && a.principal_id == principal_id
     };
     if let Some(twin) = existing.iter().find(same_grant).filter(|a| a.name != name) {
-        return Err(refused(
-            StatusCode::CONFLICT,
-            "RoleAssignmentExists",
-            format!("The role assignment already exists. The ID of the existing role assignment is {}.", twin.name),
-        ));
+        return Err(Refusal::AssignmentExists(twin.name.clone()).into());
     }
     let record = RoleAssignmentRecord {
         name: name.to_string(),
@@ -95,11 +73,7 @@ pub async fn put_assignment(
         && put.value.role_definition_id == record.role_definition_id
         && put.value.principal_id == record.principal_id;
     if !put.created && !unchanged {
-        return Err(refused(
-            StatusCode::CONFLICT,
-            "RoleAssignmentUpdateNotPermitted",
-            "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.".into(),
-        ));
+        return Err(Refusal::AssignmentUpdate.into());
     }
     Ok(json(StatusCode::CREATED, &assignment_resource(&put.value, &put.value.scope)))
 }
@@ -189,11 +163,7 @@ fn require_at_stored_scopes(caller: &Caller, action: &str, stored: &RoleDefiniti
 }
 
 fn definition_not_found(id: &str) -> ApiError {
-    refused(
-        StatusCode::NOT_FOUND,
-        "RoleDefinitionDoesNotExist",
-        format!("The specified role definition with ID '{id}' does not exist."),
-    )
+    Refusal::DefinitionNotFound(id.to_string()).into()
 }
 
 /// `PUT {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`: creates or replaces a
@@ -208,11 +178,7 @@ pub async fn put_definition(
     body: Body,
 ) -> Result<Response, ApiError> {
     if uuid::Uuid::try_parse(id).is_err() || rbac::role_by_id(id).is_some() {
-        return Err(refused(
-            StatusCode::BAD_REQUEST,
-            "InvalidRoleDefinitionId",
-            format!("The role definition ID '{id}' is not valid: it must be a new GUID, not a built-in role's."),
-        ));
+        return Err(Refusal::InvalidDefinitionId(id.to_string()).into());
     }
     let body: serde_json::Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let role = custom_roles::parse(id, &body).map_err(|e| ApiError::invalid(e.property, e.message))?;
@@ -247,11 +213,7 @@ pub async fn put_definition(
     }
     let others = custom_roles::all(app.store.as_ref()).await?;
     if let Some(twin) = others.iter().find(|r| r.name.eq_ignore_ascii_case(&role.name) && r.id != role.id) {
-        return Err(refused(
-            StatusCode::CONFLICT,
-            "RoleDefinitionWithSameNameExists",
-            format!("A custom role named '{}' exists already (id {}).", role.name, twin.id),
-        ));
+        return Err(Refusal::DefinitionNameTaken { name: role.name.clone(), id: twin.id.clone() }.into());
     }
     let now = now_millis();
     let record = DocumentRecord {
@@ -271,7 +233,7 @@ pub async fn put_definition(
 /// while assignments still use it.
 pub async fn delete_definition(app: &AppState, caller: &Caller, scope: &str, id: &str) -> Result<Response, ApiError> {
     if rbac::role_by_id(id).is_some() {
-        return Err(refused(StatusCode::BAD_REQUEST, "CannotDeleteBuiltInRole", format!("'{id}' is a built-in role.")));
+        return Err(Refusal::BuiltInRole(id.to_string()).into());
     }
     let Some(role) = custom_roles::find(app.store.as_ref(), id).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -280,11 +242,7 @@ pub async fn delete_definition(app: &AppState, caller: &Caller, scope: &str, id:
     let in_use =
         app.store.list_role_assignments().await?.into_iter().filter(|a| a.role_definition_id == role.id).count();
     if in_use > 0 {
-        return Err(refused(
-            StatusCode::CONFLICT,
-            "RoleDefinitionHasAssignments",
-            format!("The role '{}' is used by {in_use} role assignment(s); delete them first.", role.name),
-        ));
+        return Err(Refusal::DefinitionInUse { role: role.name.clone(), assignments: in_use }.into());
     }
     app.store.documents().delete_document(DocumentKind::RoleDefinition, custom_roles::STORE_SCOPE, &role.id).await?;
     Ok(json(StatusCode::OK, &definition_resource(scope, &role)))

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::arm::ApiError;
+use crate::arm::refusal::ExtensionRefusal;
 use crate::arm::wire::ListResult;
 use crate::events::delivery::{Target, status_of, subscription_key};
 use crate::events::webhook::SIGNATURE_HEADER;
@@ -20,11 +21,7 @@ use crate::time::now_millis;
 const TYPE: &str = "Microsoft.EventGrid/eventSubscriptions";
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::Refused {
-        status: StatusCode::NOT_FOUND,
-        code: "ResourceNotFound",
-        message: format!("The event subscription '{name}' was not found in this scope."),
-    }
+    ExtensionRefusal::EventSubscriptionNotFound(name.to_string()).into()
 }
 
 async fn render(app: &AppState, record: &DocumentRecord) -> Result<Value, ApiError> {

@@ -11,6 +11,7 @@ use super::clusters;
 use super::commands::{accept, decode_context, principal_of, refused, request_timeout, validate_cluster_token};
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterRef, Route, ScopeRef};
+use crate::arm::refusal::ExtensionRefusal;
 use crate::arm::wire::ListResult;
 use crate::cluster_settings::ClusterSettings;
 use crate::dispatcher::Submission;
@@ -28,11 +29,7 @@ fn resource_id(scope: &str, name: &str) -> String {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::Refused {
-        status: StatusCode::NOT_FOUND,
-        code: "SavedCommandNotFound",
-        message: format!("The saved command '{name}' was not found in this scope."),
-    }
+    ExtensionRefusal::SavedCommandNotFound(name.to_string()).into()
 }
 
 fn refusal(e: Invalid) -> ApiError {
