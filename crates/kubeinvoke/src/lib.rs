@@ -24,6 +24,7 @@ pub mod identity;
 pub mod kubeconfig;
 pub mod log_format;
 pub mod log_writer;
+pub mod resource;
 pub mod saved_command;
 pub mod server;
 pub mod store;

@@ -82,6 +82,17 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+impl From<crate::resource::names::InvalidName> for ApiError {
+    fn from(invalid: crate::resource::names::InvalidName) -> Self {
+        use crate::resource::names::InvalidName;
+        match invalid {
+            InvalidName::Subscription(raw) => ApiError::InvalidSubscriptionId(raw),
+            InvalidName::ResourceGroup(raw) => ApiError::InvalidResourceGroupName(raw),
+            InvalidName::Resource(raw) => ApiError::InvalidResourceName(raw),
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;

@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use super::path::{ClusterRef, Route};
+use super::path::Route;
 use crate::fanout::{Limit, RunRecord, RunScope, TargetRecord};
+use crate::resource::ClusterRef;
 use crate::time::rfc3339;
 
 pub const RUN_TYPE: &str = "Microsoft.ContainerService/commandRuns";

@@ -6,7 +6,6 @@
 pub mod api_version;
 pub mod error;
 pub mod fanout;
-pub mod names;
 pub mod path;
 pub mod refusal;
 pub mod wire;

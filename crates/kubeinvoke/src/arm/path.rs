@@ -8,9 +8,10 @@ use percent_encoding::percent_decode_str;
 use smallvec::SmallVec;
 
 use super::ApiError;
-use super::names::{ClusterName, GroupName, SubscriptionId};
 use crate::command::CommandId;
 use crate::fanout::RunId;
+use crate::resource::names::{ClusterName, GroupName, SubscriptionId};
+use crate::resource::{ClusterRef, GroupRef, ScopeRef};
 
 /// Which API family a path belongs to; api-version rules and authentication differ per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,61 +28,6 @@ pub enum Namespace {
     Monitor,
     /// Microsoft.EventGrid: event subscriptions, at any scope.
     EventGrid,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRef {
-    pub subscription: SubscriptionId,
-    pub group: GroupName,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterRef {
-    pub subscription: SubscriptionId,
-    pub group: GroupName,
-    pub name: ClusterName,
-}
-
-impl ClusterRef {
-    pub fn group_ref(&self) -> GroupRef {
-        GroupRef { subscription: self.subscription.clone(), group: self.group.clone() }
-    }
-}
-
-/// Where a fan-out run lives: a subscription or one of its resource groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScopeRef {
-    Subscription(SubscriptionId),
-    Group(GroupRef),
-}
-
-impl ScopeRef {
-    pub fn subscription(&self) -> &SubscriptionId {
-        match self {
-            ScopeRef::Subscription(s) => s,
-            ScopeRef::Group(g) => &g.subscription,
-        }
-    }
-
-    pub fn group(&self) -> Option<&GroupName> {
-        match self {
-            ScopeRef::Subscription(_) => None,
-            ScopeRef::Group(g) => Some(&g.group),
-        }
-    }
-
-    /// The scope's ARM id.
-    pub fn id(&self) -> String {
-        match self {
-            ScopeRef::Subscription(s) => format!("/subscriptions/{s}"),
-            ScopeRef::Group(g) => format!("/subscriptions/{}/resourceGroups/{}", g.subscription, g.group.as_str()),
-        }
-    }
-
-    /// Whether the cluster lies inside this scope.
-    pub fn contains(&self, cluster: &ClusterRef) -> bool {
-        cluster.subscription == *self.subscription() && self.group().is_none_or(|g| g.key() == cluster.group.key())
-    }
 }
 
 /// POST actions on a managed cluster.
@@ -235,7 +181,7 @@ pub fn parse(path: &str) -> Option<Parsed> {
     {
         return Some(Parsed {
             namespace: Namespace::Monitor,
-            route: SubscriptionId::parse(seg[1]).map(Route::ActivityLog),
+            route: SubscriptionId::parse(seg[1]).map(Route::ActivityLog).map_err(ApiError::from),
         });
     }
     if !lit(0, "subscriptions") {
@@ -243,7 +189,7 @@ pub fn parse(path: &str) -> Option<Parsed> {
     }
     let resources = |route| Some(Parsed { namespace: Namespace::Resources, route });
     let container = |route| Some(Parsed { namespace: Namespace::ContainerService, route });
-    let sub = || SubscriptionId::parse(seg[1]);
+    let sub = || SubscriptionId::parse(seg[1]).map_err(ApiError::from);
     let group =
         || -> Result<GroupRef, ApiError> { Ok(GroupRef { subscription: sub()?, group: GroupName::parse(seg[3])? }) };
     let cluster = || -> Result<ClusterRef, ApiError> {

@@ -9,10 +9,10 @@ use serde_json::{Map, json};
 
 use super::commands::Submission;
 use super::{Dispatcher, DispatcherConfig};
-use crate::arm::names::{ClusterName, GroupName, SubscriptionId};
-use crate::arm::path::ClusterRef;
 use crate::command::{CommandId, CommandState, Outcome};
 use crate::executor::{ExecLimits, Executor, ExecutorKind, Executors, Isolation, Job, StopSignal};
+use crate::resource::ClusterRef;
+use crate::resource::names::{ClusterName, GroupName, SubscriptionId};
 use crate::store::{ClusterUid, ClusterWrite, GroupRecord, SqliteStore, Store};
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";

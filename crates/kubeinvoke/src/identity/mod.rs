@@ -260,7 +260,7 @@ impl Identity {
             TokenError::Expired => ApiError::ExpiredToken,
             other => ApiError::InvalidToken(other.to_string()),
         })?;
-        let assignments = self.store.role_assignments_of(&crate::arm::names::lowercase(&claims.oid)).await?;
+        let assignments = self.store.role_assignments_of(&crate::resource::names::lowercase(&claims.oid)).await?;
         let mut custom_roles = Vec::new();
         for assignment in assignments.iter().filter(|a| rbac::role_by_id(&a.role_definition_id).is_none()) {
             if let Some(role) = custom_roles::find(self.store.as_ref(), &assignment.role_definition_id).await? {

@@ -3,8 +3,9 @@
 
 use axum::http::Method;
 
-use crate::arm::path::{ClusterAction, ClusterRef, GroupRef, Route};
+use crate::arm::path::{ClusterAction, Route};
 use crate::arm::wire::{cluster_id, group_id};
+use crate::resource::{ClusterRef, GroupRef};
 
 /// Reading fan-out runs of a scope.
 pub const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";

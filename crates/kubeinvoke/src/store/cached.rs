@@ -111,7 +111,7 @@ impl<S: Store> CachedStore<S> {
 /// Subscription, group and cluster name, lowercased as their `key()`s are, in one string: one
 /// allocation per lookup (every authenticated read makes one) when the names are lowercase.
 fn cluster_key(c: &ClusterRef) -> String {
-    use crate::arm::names::lowercase;
+    use crate::resource::names::lowercase;
     [c.subscription.as_str(), "/", &lowercase(c.group.as_str()), "/", &lowercase(c.name.as_str())].concat()
 }
 
@@ -156,7 +156,7 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
-        let key = crate::arm::names::lowercase(principal_id);
+        let key = crate::resource::names::lowercase(principal_id);
         let generation = match self.assignments.get(key.as_ref()) {
             Ok(cached) => return Ok(cached),
             Err(generation) => generation,

@@ -17,9 +17,9 @@ mod sqlite;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::arm::names::{GroupName, SubscriptionId};
-use crate::arm::path::ClusterRef;
 use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Outcome};
+use crate::resource::ClusterRef;
+use crate::resource::names::{GroupName, SubscriptionId};
 
 pub use activity::{ActivityStore, CommandEvents, CommandLogRow};
 pub use deliveries::{DeliveryState, DeliveryStore};

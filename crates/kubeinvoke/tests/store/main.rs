@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use kubeinvoke::arm::names::{ClusterName, GroupName, SubscriptionId};
-use kubeinvoke::arm::path::ClusterRef;
 use kubeinvoke::command::{CommandId, CommandState, FailureReason, Outcome};
 use kubeinvoke::fanout::{Limit, NewRun, NewTarget, RunId, RunScope, RunState, TargetState};
+use kubeinvoke::resource::ClusterRef;
+use kubeinvoke::resource::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::store::{
     ClusterUid, ClusterWrite, CommandOptions, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
     PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart,

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::activity::filter::EventFilter;
 use crate::arm::ApiError;
-use crate::arm::names::SubscriptionId;
 use crate::arm::wire::ListResult;
+use crate::resource::names::SubscriptionId;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json};
 

@@ -6,14 +6,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json as json_value};
 
 use crate::arm::ApiError;
-use crate::arm::names::SubscriptionId;
-use crate::arm::path::{ClusterRef, GroupRef};
 use crate::arm::wire::{CredentialResult, CredentialResults, ListResult, cluster_id, managed_cluster};
 use crate::cluster_settings::ClusterSettings;
 use crate::context;
 use crate::executor::ExecutorKind;
 use crate::identity::Caller;
 use crate::kubeconfig::{self, ClusterAccess, UnusableKubeconfig};
+use crate::resource::names::SubscriptionId;
+use crate::resource::{ClusterRef, GroupRef};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json, json_body};
 use crate::store::{ClusterRecord, ClusterWrite, StoreError};

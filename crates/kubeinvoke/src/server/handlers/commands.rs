@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::clusters;
 use crate::arm::ApiError;
-use crate::arm::path::ClusterRef;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
 use crate::cluster_settings::{ClusterSettings, Refusal};
 use crate::command::{CommandId, CommandRecord};
@@ -14,6 +13,7 @@ use crate::context;
 use crate::dispatcher::{Submission, SubmitError};
 use crate::identity::Caller;
 use crate::identity::tokens::AKS_AAD_SERVER_APP;
+use crate::resource::ClusterRef;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body, json_bytes};
 use crate::store::{ClusterRecord, CommandOptions};

@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::arm::ApiError;
-use crate::arm::names::SubscriptionId;
-use crate::arm::path::GroupRef;
 use crate::arm::wire::{ListResult, ResourceGroup, ResourceGroupRequest};
 use crate::identity::Caller;
+use crate::resource::GroupRef;
+use crate::resource::names::SubscriptionId;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::GroupRecord;

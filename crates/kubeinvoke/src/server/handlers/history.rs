@@ -11,11 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::clusters;
 use crate::arm::ApiError;
-use crate::arm::path::ClusterRef;
 use crate::arm::wire::{CommandHistoryEntry, ListResult};
 use crate::command::{CommandId, CommandState};
 use crate::dispatcher::Cancel;
 use crate::identity::Caller;
+use crate::resource::ClusterRef;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json};
 use crate::store::ClusterUid;

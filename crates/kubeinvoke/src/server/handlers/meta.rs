@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::arm::ApiError;
-use crate::arm::names::SubscriptionId;
 use crate::arm::wire::{CloudMetadata, ListResult, Subscription};
 use crate::identity::{Caller, rbac};
+use crate::resource::names::SubscriptionId;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json};
 

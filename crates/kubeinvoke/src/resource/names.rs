@@ -2,18 +2,27 @@
 
 use std::fmt;
 
-use super::ApiError;
+/// A name that is not valid where it was given; the wire layer turns it into its CloudError.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    #[error("the subscription id '{0}' is not a UUID")]
+    Subscription(String),
+    #[error("the resource group name '{0}' is invalid")]
+    ResourceGroup(String),
+    #[error("the resource name '{0}' is invalid")]
+    Resource(String),
+}
 
 /// A subscription id: a UUID, kept in its canonical lowercase hyphenated form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(String);
 
 impl SubscriptionId {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidName> {
         let id = uuid::Uuid::try_parse(raw)
             .ok()
             .filter(|_| raw.len() == 36)
-            .ok_or_else(|| ApiError::InvalidSubscriptionId(raw.to_string()))?;
+            .ok_or_else(|| InvalidName::Subscription(raw.to_string()))?;
         Ok(SubscriptionId(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()))
     }
 
@@ -42,13 +51,13 @@ pub fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
 pub struct GroupName(String);
 
 impl GroupName {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidName> {
         let allowed = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')');
         let length = raw.chars().count();
         if (1..=90).contains(&length) && raw.chars().all(allowed) && !raw.ends_with('.') {
             Ok(GroupName(raw.to_string()))
         } else {
-            Err(ApiError::InvalidResourceGroupName(raw.to_string()))
+            Err(InvalidName::ResourceGroup(raw.to_string()))
         }
     }
 
@@ -67,7 +76,7 @@ impl GroupName {
 pub struct ClusterName(String);
 
 impl ClusterName {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidName> {
         let bytes = raw.as_bytes();
         let inner_ok = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
         let valid = match bytes {
@@ -80,7 +89,7 @@ impl ClusterName {
                     && middle.iter().all(inner_ok)
             }
         };
-        if valid { Ok(ClusterName(raw.to_string())) } else { Err(ApiError::InvalidResourceName(raw.to_string())) }
+        if valid { Ok(ClusterName(raw.to_string())) } else { Err(InvalidName::Resource(raw.to_string())) }
     }
 
     pub fn as_str(&self) -> &str {
