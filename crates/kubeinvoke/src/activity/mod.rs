@@ -3,13 +3,12 @@
 //!
 //! Each event's `hash` is SHA-256 over its predecessor's hash and its own canonical content, so
 //! an event changed, removed or reordered in the database breaks the chain at that event
-//! ([`chain::verify`]). Command events are written by the [`logger`] from the command rows
+//! ([`chain::verify`]). Command events are written by `services::activity_logger` from the command rows
 //! themselves (which record what was logged), so a crash between a state change and its event
 //! loses nothing: the next pass writes it.
 
 pub mod chain;
 pub mod filter;
-pub mod logger;
 
 use serde_json::{Map, Value, json};
 

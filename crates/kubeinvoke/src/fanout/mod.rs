@@ -1,13 +1,12 @@
 //! Fan-out: one command across many clusters (an extension under ARM's conventions).
 //!
 //! A *run* is stored with one *target* per selected cluster. Each target that may run gets an
-//! ordinary command (its own `commandResults/{id}`), started by the [`driver`] of whichever
+//! ordinary command (its own `commandResults/{id}`), started by the run driver (`services::run_driver`) of whichever
 //! replica holds the run's lease, at most `maxConcurrency` at a time, until more than
 //! `maxErrors` targets have failed. The store decides every step (a target is started at most
 //! once, in the same transaction that creates its command), so a restart or a second replica
 //! never runs a target twice.
 
-pub mod driver;
 mod limit;
 
 use serde::Serialize;

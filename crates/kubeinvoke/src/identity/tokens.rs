@@ -10,9 +10,6 @@ pub const ARM_AUDIENCES: [&str; 4] = [
     "https://management.azure.com",
 ];
 
-/// The AKS AAD server application: the audience of a `clusterToken`.
-pub const AKS_AAD_SERVER_APP: &str = "6dae42f8-4368-4678-94ff-3960e28e3630";
-
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: u64 = 60;
 

@@ -140,9 +140,9 @@ pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u
         "--environment",
         "AzurePublicCloud",
         "--server-id",
-        crate::identity::tokens::AKS_AAD_SERVER_APP,
+        crate::azure::AKS_AAD_SERVER_APP,
         "--client-id",
-        AZURE_CLI_CLIENT_ID,
+        crate::azure::AZURE_CLI_CLIENT_ID,
         "--tenant-id",
         tenant,
         "--login",
@@ -165,9 +165,6 @@ pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u
     login.insert("exec".into(), Value::Mapping(exec));
     with_only_user(document, user, login)
 }
-
-/// The Azure CLI's public client id, which AKS's kubelogin kubeconfigs name.
-const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 #[cfg(test)]
 mod tests {
@@ -211,7 +208,7 @@ users: []
         let rewritten =
             String::from_utf8(with_aad_login(secret.as_bytes(), "clusterUser_rg_c", "tenant-1").unwrap()).unwrap();
         assert!(!rewritten.contains("static-admin-secret"), "{rewritten}");
-        assert!(rewritten.contains("kubelogin") && rewritten.contains(crate::identity::tokens::AKS_AAD_SERVER_APP));
+        assert!(rewritten.contains("kubelogin") && rewritten.contains(crate::azure::AKS_AAD_SERVER_APP));
         assert!(rewritten.contains("tenant-1"), "{rewritten}");
         assert_eq!(rewritten.matches("user: clusterUser_rg_c").count(), 2, "{rewritten}");
         assert_eq!(fqdn(rewritten.as_bytes()).unwrap(), "my-aks.hcp.westeurope.azmk8s.io");

@@ -1,5 +1,5 @@
 //! What the activity log records of API requests: every successful write (commands themselves are
-//! logged from their rows by `activity::logger`), and every refusal for a missing or bad token
+//! logged from their rows by `services::activity_logger`), and every refusal for a missing or bad token
 //! (401), missing rights (403) or a full queue (429), with the caller when known.
 
 use axum::http::{Method, StatusCode};

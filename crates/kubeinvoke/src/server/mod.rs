@@ -25,14 +25,14 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 
-use crate::activity::logger::ActivityLogger;
 use crate::config::{ServerConfig, TlsMode};
 use crate::dispatcher::Dispatcher;
 use crate::executor::kubernetes::KubernetesExecutor;
 use crate::executor::{Executors, Isolation, LocalExecutor};
-use crate::fanout::driver::RunDriver;
 use crate::files::create_private_dir;
 use crate::identity::Identity;
+use crate::services::activity_logger::ActivityLogger;
+use crate::services::run_driver::RunDriver;
 use crate::store::Store;
 
 pub use instance::Instance;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{NewEvent, caller_of, string_properties};
+use crate::activity::{NewEvent, caller_of, string_properties};
 use crate::command::CommandState;
 use crate::store::{CommandEvents, CommandLogRow, Store};
 use crate::time::now_millis;

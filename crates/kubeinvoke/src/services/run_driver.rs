@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{RunId, RunRecord, TargetState, skip};
 use crate::dispatcher::{Dispatcher, SubmitError};
+use crate::fanout::{RunId, RunRecord, TargetState, skip};
 use crate::store::{ClusterUid, Lease, Store, StoreResult, TargetStart};
 use crate::time::now_millis;
 
