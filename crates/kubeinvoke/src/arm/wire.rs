@@ -452,3 +452,80 @@ pub struct OAuthError {
     pub error: &'static str,
     pub error_description: String,
 }
+
+/// A document resource of the extensions (a saved command, an event subscription) as the wire
+/// shows it: ARM's envelope around the stored properties and the fields the server sets there.
+#[derive(Debug, Serialize)]
+pub struct DocumentResource {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: Map<String, Value>,
+    #[serde(rename = "systemData", skip_serializing_if = "Option::is_none")]
+    pub system_data: Option<SystemData>,
+}
+
+/// ARM's `systemData`: who wrote a resource first and last, and when.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemData {
+    pub created_at: String,
+    pub created_by: Value,
+    pub last_modified_at: String,
+    pub last_modified_by: Value,
+}
+
+/// The body of `POST …/runSavedCommand` (an extension).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSavedCommandRequest {
+    /// The saved command's id.
+    #[serde(default)]
+    pub saved_command: Option<String>,
+    /// Values of its parameters by name (checked against its declaration).
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    #[serde(default)]
+    pub cluster_token: Option<String>,
+    #[serde(default)]
+    pub timeout_in_seconds: Option<Value>,
+}
+
+/// An event subscription's `destination` as Event Grid shows it (the URL's query, which may
+/// hold a secret, never).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDestination {
+    pub endpoint_type: &'static str,
+    pub properties: WebhookDestinationProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDestinationProperties {
+    pub endpoint_base_url: String,
+    pub max_events_per_batch: u32,
+    pub preferred_batch_size_in_kilobytes: u32,
+}
+
+/// `POST …/getDeliveryAttributes`: the static attributes sent with every delivery.
+#[derive(Debug, Serialize)]
+pub struct DeliveryAttributes {
+    pub value: Vec<DeliveryAttribute>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryAttribute {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub properties: DeliveryAttributeProperties,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttributeProperties {
+    pub value: Value,
+    pub is_secret: bool,
+}

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::arm::ApiError;
 use crate::arm::refusal::ExtensionRefusal;
-use crate::arm::wire::ListResult;
+use crate::arm::wire::{
+    DeliveryAttribute, DeliveryAttributeProperties, DeliveryAttributes, DocumentResource, ListResult,
+    WebhookDestination, WebhookDestinationProperties,
+};
 use crate::events::delivery::{Target, status_of, subscription_key};
 use crate::events::webhook::SIGNATURE_HEADER;
 use crate::events::{DeliveryConfig, SubscriptionSpec};
@@ -24,25 +27,31 @@ fn not_found(name: &str) -> ApiError {
     ExtensionRefusal::EventSubscriptionNotFound(name.to_string()).into()
 }
 
-async fn render(app: &AppState, record: &DocumentRecord) -> Result<Value, ApiError> {
-    let mut properties = record.document.get("properties").cloned().unwrap_or_else(|| json!({}));
+async fn render(app: &AppState, record: &DocumentRecord) -> Result<DocumentResource, ApiError> {
+    let mut properties = record.document.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
     let key = subscription_key(&record.scope, &record.name);
     let state = app.store.deliveries().get_delivery(&key).await?;
     if let Some(target) = Target::from_record(record) {
-        properties["destination"] = json!({
-            "endpointType": "WebHook",
-            "properties": {"endpointBaseUrl": target.spec.endpoint.base(), "maxEventsPerBatch": 1, "preferredBatchSizeInKilobytes": 64}
-        });
+        let destination = WebhookDestination {
+            endpoint_type: "WebHook",
+            properties: WebhookDestinationProperties {
+                endpoint_base_url: target.spec.endpoint.base(),
+                max_events_per_batch: 1,
+                preferred_batch_size_in_kilobytes: 64,
+            },
+        };
+        properties.insert("destination".into(), serde_json::to_value(destination).map_err(ApiError::internal)?);
     }
-    properties["topic"] = json!(record.scope);
-    properties["provisioningState"] = json!("Succeeded");
-    properties["deliveryStatus"] = status_of(state.as_ref());
-    Ok(json!({
-        "id": format!("{}/providers/Microsoft.EventGrid/eventSubscriptions/{}", record.scope, record.name),
-        "name": record.name,
-        "type": TYPE,
-        "properties": properties,
-    }))
+    properties.insert("topic".into(), record.scope.clone().into());
+    properties.insert("provisioningState".into(), "Succeeded".into());
+    properties.insert("deliveryStatus".into(), status_of(state.as_ref()));
+    Ok(DocumentResource {
+        id: format!("{}/providers/Microsoft.EventGrid/eventSubscriptions/{}", record.scope, record.name),
+        name: record.name.clone(),
+        kind: TYPE,
+        properties,
+        system_data: None,
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -128,8 +137,10 @@ pub async fn attributes(app: &AppState, scope: &str, name: &str) -> Result<Respo
     let found = app.store.documents().get_document(DocumentKind::EventSubscription, scope, name).await?;
     let record = found.ok_or_else(|| not_found(name))?;
     let key = record.document.get("signingKey").cloned().unwrap_or(Value::Null);
-    Ok(json(
-        StatusCode::OK,
-        &json!({"value": [{"name": SIGNATURE_HEADER, "type": "Static", "properties": {"value": key, "isSecret": true}}]}),
-    ))
+    let attribute = DeliveryAttribute {
+        name: SIGNATURE_HEADER,
+        kind: "Static",
+        properties: DeliveryAttributeProperties { value: key, is_secret: true },
+    };
+    Ok(json(StatusCode::OK, &DeliveryAttributes { value: vec![attribute] }))
 }

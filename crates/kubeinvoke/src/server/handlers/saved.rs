@@ -12,7 +12,7 @@ use super::commands::{accept, decode_context, principal_of, refused, request_tim
 use crate::arm::ApiError;
 use crate::arm::path::{self, Route};
 use crate::arm::refusal::ExtensionRefusal;
-use crate::arm::wire::ListResult;
+use crate::arm::wire::{DocumentResource, ListResult, RunSavedCommandRequest, SystemData};
 use crate::cluster_settings::ClusterSettings;
 use crate::dispatcher::Submission;
 use crate::identity::Caller;
@@ -38,22 +38,23 @@ fn refusal(e: Invalid) -> ApiError {
 }
 
 /// The resource as the wire shows it.
-fn render(record: &DocumentRecord) -> Value {
+fn render(record: &DocumentRecord) -> DocumentResource {
     let d = &record.document;
-    let mut properties = d.get("properties").cloned().unwrap_or_else(|| json!({}));
-    properties["provisioningState"] = json!("Succeeded");
-    json!({
-        "id": resource_id(&record.scope, &record.name),
-        "name": record.name,
-        "type": TYPE,
-        "properties": properties,
-        "systemData": {
-            "createdAt": rfc3339(record.created_at),
-            "createdBy": d.get("createdBy"),
-            "lastModifiedAt": rfc3339(record.updated_at),
-            "lastModifiedBy": d.get("lastModifiedBy"),
-        },
-    })
+    let mut properties = d.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    properties.insert("provisioningState".into(), "Succeeded".into());
+    let field = |name: &str| d.get(name).cloned().unwrap_or(Value::Null);
+    DocumentResource {
+        id: resource_id(&record.scope, &record.name),
+        name: record.name.clone(),
+        kind: TYPE,
+        properties,
+        system_data: Some(SystemData {
+            created_at: rfc3339(record.created_at),
+            created_by: field("createdBy"),
+            last_modified_at: rfc3339(record.updated_at),
+            last_modified_by: field("lastModifiedBy"),
+        }),
+    }
 }
 
 pub async fn put(
@@ -117,7 +118,7 @@ pub async fn delete(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Resp
 
 pub async fn list(app: &AppState, scope: &ScopeRef) -> Result<Response, ApiError> {
     let records = app.store.documents().list_documents(DocumentKind::SavedCommand, Some(&scope.id())).await?;
-    let value: Vec<Value> = records.iter().map(render).collect();
+    let value: Vec<DocumentResource> = records.iter().map(render).collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
@@ -132,8 +133,8 @@ pub async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let Some(reference) = body.get("savedCommand").and_then(Value::as_str) else {
+    let body: RunSavedCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let Some(reference) = body.saved_command.as_deref() else {
         return Err(ApiError::invalid("savedCommand", "'savedCommand' is required: the id of a saved command."));
     };
     let (scope, name) = match path::parse(reference).map(|p| p.route) {
@@ -163,17 +164,17 @@ pub async fn run(
         .get(&properties)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
-    let bound = saved.bind(body.get("parameters")).map_err(refusal)?;
+    let bound = saved.bind(body.parameters.as_ref()).map_err(refusal)?;
 
     let settings =
         ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
-    let token = body.get("clusterToken").and_then(Value::as_str).filter(|t| !t.is_empty());
+    let token = body.cluster_token.as_deref().filter(|t| !t.is_empty());
     settings.admits(false, token.is_some()).map_err(|refusal| refused(&cluster, refusal))?;
     let cluster_token = match token.filter(|_| settings.aad_managed) {
         Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
-    let requested = request_timeout(body.get("timeoutInSeconds"))?;
+    let requested = request_timeout(body.timeout_in_seconds.as_ref())?;
     let timeout = match (saved.timeout, requested) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
