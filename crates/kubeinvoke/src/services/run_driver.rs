@@ -47,6 +47,16 @@ impl RunDriver {
     }
 
     /// A run was submitted or canceled here: look at once.
+    /// Cancels a run: its pending targets never start, its active targets' commands are
+    /// canceled now (the replica running each stops it), and the next pass ends the run.
+    /// `None` when no such run is in `scope_key`.
+    pub async fn cancel(&self, id: &RunId, scope_key: &str, by: &str) -> StoreResult<Option<RunRecord>> {
+        let Some(run) = self.store.runs().cancel_run(id, scope_key, by).await? else { return Ok(None) };
+        cancel_active(&self.dispatcher, &run, by).await;
+        self.wake();
+        Ok(Some(run))
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -149,7 +159,7 @@ impl RunDriver {
 }
 
 /// Cancels the commands of a run's started, unfinished targets (as `by`).
-pub async fn cancel_active(dispatcher: &Dispatcher, run: &RunRecord, by: &str) {
+async fn cancel_active(dispatcher: &Dispatcher, run: &RunRecord, by: &str) {
     for target in run.targets.iter().filter(|t| t.is_active()) {
         let (Some(command), Some(cluster)) = (&target.command_id, &target.cluster_uid) else { continue };
         if let Err(e) = dispatcher.cancel_command(&ClusterUid::from_text(cluster.clone()), command, by).await {

@@ -107,9 +107,7 @@ pub async fn cancel(
     }
     let by = caller.claims.app_id().to_string();
     let key = RunScope::new(scope.id()).key;
-    let run = app.store.runs().cancel_run(id, &key, &by).await?.ok_or_else(|| ApiError::RunNotFound(id.to_string()))?;
-    crate::services::run_driver::cancel_active(&app.dispatcher, &run, &by).await;
-    app.runs.wake();
+    app.runs.cancel(id, &key, &by).await?.ok_or_else(|| ApiError::RunNotFound(id.to_string()))?;
     tracing::info!(run_id = %id, principal = principal_of(caller), "fan-out run cancel requested");
     respond(app, ctx, &load(app, scope, id).await?)
 }
