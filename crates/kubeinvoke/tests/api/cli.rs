@@ -1,5 +1,6 @@
 //! The kubeinvoke client CLI against a real server: exit codes, waiting, files, JSON, errors.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -335,18 +336,53 @@ async fn the_server_describes_its_api_including_the_extensions() {
 }
 
 #[tokio::test]
-async fn with_no_configuration_the_cli_finds_a_local_server_on_the_defaults() {
-    // A server on the default address whose data directory is where the CLI looks by default.
+async fn readmes_first_command_starts_a_server_the_cli_finds_with_no_configuration() {
+    // The README's first command, exactly as written, from the repository's root, as a newcomer
+    // runs it: a server on the defaults, its data where the CLI looks by default.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let first = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("```"))
+        .nth(1)
+        .and_then(|l| l.split('#').next())
+        .map(str::trim)
+        .unwrap();
+    assert_eq!(first, "cargo run -- serve", "README starts with the command that starts the service");
     let xdg = tempfile::tempdir().unwrap();
     let data_dir = xdg.path().join("kubeinvoke");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
-        .args(["serve", "--data-dir"])
-        .arg(&data_dir)
+    // A newcomer's shell: none of the variables cargo sets for this test (they would make cargo
+    // rebuild what `cargo build` already built).
+    let shell: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            ["PATH", "HOME", "USER", "LANG", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"].contains(&k.as_str())
+        })
+        .collect();
+    let server = std::process::Command::new("sh")
+        .args(["-c", first])
+        .current_dir(&repo)
+        .env_clear()
+        .envs(shell)
+        .env("XDG_DATA_HOME", xdg.path())
+        .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Its whole group (sh, cargo, the server) ends with the test.
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_child(&self.0),
+                rustix::process::Signal::KILL,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let server = Group(server);
+    // cargo may still have the binary to build on a plain checkout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     while std::net::TcpStream::connect("127.0.0.1:8443").is_err() || !data_dir.join("bootstrap-admin.json").exists() {
         assert!(std::time::Instant::now() < deadline, "the default server did not start (is 127.0.0.1:8443 taken?)");
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -366,8 +402,7 @@ async fn with_no_configuration_the_cli_finds_a_local_server_on_the_defaults() {
     };
     let created = run(&["group", "create", "-n", "found-it"]);
     let listed = run(&["group", "list"]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert!(created.status.success(), "{}", text(&created.stderr));
     assert!(text(&listed.stdout).contains("found-it"), "{}", text(&listed.stderr));
 }
