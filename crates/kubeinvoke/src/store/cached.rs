@@ -1,14 +1,13 @@
 //! A read cache in front of the store.
 //!
-//! Every authenticated result read looked up the cluster, the caller's role assignments and the
-//! command: three database round trips for data that rarely or never changes. Here the cluster
-//! and the assignments are kept until this process writes them, and a finished result (which
-//! never changes again) until it expires.
+//! Every authenticated request looks up the cluster and the caller's role assignments: database
+//! round trips for data that rarely changes. Here both are kept until this process writes them.
+//! Finished results are not cached here but once, as the bytes last sent
+//! (`server/rendered.rs`), which also spares their serialisation.
 //!
 //! Writes this process does not see — `kubeinvoke sp` from another process on SQLite, other
 //! replicas on PostgreSQL — apply after [`SHARED_TTL`]: clusters and assignments are re-read
-//! after it, and so are results when the store is shared (a replica may delete a cluster and its
-//! results). During a database outage, what was read within the TTL is still served.
+//! after it. During a database outage, what was read within the TTL is still served.
 //!
 //! A read that races a write must not put the old value back after the write invalidated it: each
 //! cache has a generation, bumped by every invalidation, and a value read from the store is kept
@@ -24,8 +23,6 @@ use async_trait::async_trait;
 
 use super::*;
 
-/// Results' logs kept at most, in bytes; over it the cache starts afresh.
-const RESULT_BYTES: usize = 16 << 20;
 /// Entries per map at most; over it the map starts afresh.
 const ENTRIES: usize = 10_000;
 /// How long a cluster, an assignment list (or, on a shared store, a result) is served without
@@ -36,7 +33,6 @@ pub struct CachedStore<S> {
     inner: S,
     clusters: Generational<String, ClusterRecord>,
     assignments: Generational<String, Arc<[RoleAssignmentRecord]>>,
-    results: Generational<(String, String), CommandRecord>,
 }
 
 /// (generation, entries with the time they were read, bytes held).
@@ -92,19 +88,16 @@ impl<K: Eq + Hash, V: Clone> Generational<K, V> {
 
 impl<S: Store> CachedStore<S> {
     pub fn new(inner: S) -> Self {
-        let results_ttl = inner.is_shared().then_some(SHARED_TTL);
         CachedStore {
             inner,
             clusters: Generational::new(Some(SHARED_TTL)),
             assignments: Generational::new(Some(SHARED_TTL)),
-            results: Generational::new(results_ttl),
         }
     }
 
-    /// Clusters and groups changed: clusters, and the results they took with them, are stale.
+    /// Clusters and groups changed: the cached clusters are stale.
     fn clusters_changed(&self) {
         self.clusters.invalidate();
-        self.results.invalidate();
     }
 }
 
@@ -239,19 +232,7 @@ impl<S: Store> Store for CachedStore<S> {
         id: &CommandId,
         now: i64,
     ) -> StoreResult<Option<CommandRecord>> {
-        let key = (cluster_uid.to_string(), id.to_string());
-        let generation = match self.results.get(&key) {
-            Ok(cached) if cached.expires_at.is_some_and(|at| at > now) => return Ok(Some(cached)),
-            Ok(_) => return self.inner.get_command(cluster_uid, id, now).await,
-            Err(generation) => generation,
-        };
-        let found = self.inner.get_command(cluster_uid, id, now).await?;
-        // Only finished results: they never change again, they only expire.
-        if let Some(record) = found.as_ref().filter(|r| r.state.is_terminal() && r.expires_at.is_some()) {
-            let bytes = record.logs.as_ref().map_or(0, String::len) + 256;
-            self.results.keep(generation, key, record.clone(), bytes, RESULT_BYTES);
-        }
-        Ok(found)
+        self.inner.get_command(cluster_uid, id, now).await
     }
 
     async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
@@ -300,11 +281,7 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
-        let purged = self.inner.purge_expired(now).await?;
-        if !purged.is_empty() {
-            self.results.invalidate();
-        }
-        Ok(purged)
+        self.inner.purge_expired(now).await
     }
 
     async fn count_accepted(&self) -> StoreResult<usize> {
