@@ -35,9 +35,9 @@ fn main() -> std::process::ExitCode {
         Command::Saved(args) => client(kubeinvoke::client::saved::saved(args)),
         Command::Runs(args) => client(kubeinvoke::client::fanout::runs(args)),
         Command::Run(args) => client(kubeinvoke::client::fanout::run(args)),
-        Command::Cluster(args) => client(kubeinvoke::client::resources::cluster(args)),
-        Command::Group(args) => client(kubeinvoke::client::resources::group(args)),
-        Command::Login(args) => client(kubeinvoke::client::resources::login(args)),
+        Command::Cluster(args) => client(kubeinvoke::client::cluster::cluster(args)),
+        Command::Group(args) => client(kubeinvoke::client::group::group(args)),
+        Command::Login(args) => client(kubeinvoke::client::login::login(args)),
     }
 }
 

@@ -50,11 +50,11 @@ pub enum Command {
     /// Show a fan-out run's targets; --watch follows it to its end, --cancel stops it.
     Run(crate::client::fanout::RunArgs),
     /// Register, show, list and delete clusters.
-    Cluster(crate::client::resources::ClusterArgs),
+    Cluster(crate::client::cluster::ClusterArgs),
     /// Create, list and delete resource groups.
-    Group(crate::client::resources::GroupArgs),
+    Group(crate::client::group::GroupArgs),
     /// Log in with a service principal (default: the local server's bootstrap admin).
-    Login(crate::client::resources::LoginArgs),
+    Login(crate::client::login::LoginArgs),
     /// Manage service principals of a data directory (works with the server running or not).
     Sp(crate::admin::SpArgs),
     /// Verify the activity log's hash chain, or export it as JSON lines.

@@ -4,12 +4,14 @@
 //! the command runs, and prints errors as one line. Exit codes are in [`exit`].
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod exit;
 pub mod fanout;
+pub mod group;
 pub mod invoke;
+pub mod login;
 pub mod output;
-pub mod resources;
 pub mod saved;
 
 pub use exit::ClientError;

@@ -1,0 +1,135 @@
+//! `kubeinvoke cluster create|show|list|delete`: registered clusters.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::json;
+
+use super::api::{API_VERSION, Api};
+use super::config::Connection;
+use super::exit::ClientError;
+use super::output::{Output, names, print};
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Register an existing cluster from a kubeconfig context.
+    Create {
+        #[arg(short = 'g', long = "resource-group")]
+        group: String,
+        #[arg(short = 'n', long)]
+        name: String,
+        /// The kubeconfig [default: $KUBECONFIG, else ~/.kube/config].
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The context to register [default: the current context].
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(short = 'l', long)]
+        location: Option<String>,
+        /// An ARM tag, NAME=VALUE (repeatable): fan-out runs select clusters by them.
+        #[arg(long = "tag", value_name = "NAME=VALUE")]
+        tags: Vec<String>,
+    },
+    Show {
+        #[arg(short = 'g', long = "resource-group")]
+        group: String,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+    List {
+        #[arg(short = 'g', long = "resource-group")]
+        group: Option<String>,
+    },
+    Delete {
+        #[arg(short = 'g', long = "resource-group")]
+        group: String,
+        #[arg(short = 'n', long)]
+        name: String,
+    },
+}
+
+fn resource_group_of(id: &str) -> &str {
+    id.split('/').nth(4).unwrap_or_default()
+}
+
+pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
+    let api = Api::connect(&args.connection).await?;
+    match args.command {
+        ClusterCommand::Create { group, name, kubeconfig, context, location, tags } => {
+            let path = kubeconfig
+                .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kube/config"));
+            let document =
+                std::fs::read(&path).map_err(|e| ClientError::local(format!("reading {}: {e}", path.display())))?;
+            let minified = crate::kubeconfig::minify(&document, context.as_deref())
+                .map_err(|e| ClientError::local(format!("{}: {e}", path.display())))?;
+            let mut body = json!({"properties": {"kubeconfig": crate::context::encode(&minified)}});
+            if let Some(location) = location {
+                body["location"] = json!(location);
+            }
+            if !tags.is_empty() {
+                body["tags"] = super::fanout::tag_pairs(&tags)?;
+            }
+            let created = api
+                .call(Method::PUT, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), Some(body))
+                .await?;
+            print(args.output, &created.body, |c| {
+                format!(
+                    "registered {} (server {})",
+                    c["name"].as_str().unwrap_or_default(),
+                    c["properties"]["fqdn"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        ClusterCommand::Show { group, name } => {
+            let shown =
+                api.call(Method::GET, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), None).await?;
+            print(args.output, &shown.body, |c| serde_json::to_string_pretty(c).unwrap_or_default());
+        }
+        ClusterCommand::List { group } => {
+            let mut path = match &group {
+                Some(group) => {
+                    format!("{}/providers/Microsoft.ContainerService/managedClusters", api.group_path(group))
+                }
+                None => {
+                    format!("/subscriptions/{}/providers/Microsoft.ContainerService/managedClusters", api.subscription)
+                }
+            };
+            path = Api::with_version(&path, API_VERSION);
+            let mut all = Vec::new();
+            let mut next = Some(path);
+            while let Some(page) = next {
+                let answer = api.call(Method::GET, &page, None).await?;
+                all.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
+                next = answer.body["nextLink"].as_str().map(str::to_string);
+            }
+            let list = json!({"value": all});
+            print(args.output, &list, |l| {
+                names(l, |c| {
+                    format!(
+                        "{}\t{}\t{}",
+                        c["name"].as_str().unwrap_or_default(),
+                        resource_group_of(c["id"].as_str().unwrap_or_default()),
+                        c["properties"]["fqdn"].as_str().unwrap_or("-")
+                    )
+                })
+            });
+        }
+        ClusterCommand::Delete { group, name } => {
+            api.call(Method::DELETE, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), None).await?;
+            print(args.output, &json!({"deleted": name}), |_| format!("deleted {name}"));
+        }
+    }
+    Ok(0)
+}
