@@ -129,6 +129,9 @@ impl DevCluster {
         ))
         .unwrap();
         let jwt = config.get_mut("jwt").unwrap().as_sequence_mut().unwrap();
+        // The API server takes a new configuration only when every issuer in it answers: those
+        // of servers that have stopped (earlier tests') go, or the reload would fail for good.
+        jwt.retain(|existing| existing["issuer"]["url"].as_str().is_some_and(issuer_answers));
         jwt.push(entry);
         // In place (not a rename): the API server watches this file and reloads it.
         std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
@@ -208,4 +211,12 @@ impl DevCluster {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Whether the server of an issuer URL (`https://127.0.0.1:<port>/…`) still accepts connections.
+fn issuer_answers(url: &str) -> bool {
+    let authority = url.trim_start_matches("https://").split('/').next().unwrap_or_default();
+    authority
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|address| std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok())
 }
