@@ -9,6 +9,7 @@ mod commands;
 mod pending;
 mod queue;
 mod secrets;
+mod submit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 pub use commands::{Cancel, Submission, SubmitError};
 use queue::Queue;
 pub use queue::QueueFull;
+pub use submit::{Admitted, CommandRequest, Refused, SavedRun, admit};
 
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};

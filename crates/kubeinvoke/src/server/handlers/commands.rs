@@ -8,15 +8,15 @@ use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
 use crate::azure::AKS_AAD_SERVER_APP;
-use crate::cluster_settings::{ClusterSettings, Refusal};
+use crate::cluster_settings::Refusal;
 use crate::command::{CommandId, CommandRecord};
 use crate::context;
-use crate::dispatcher::{Submission, SubmitError};
+use crate::dispatcher::{Admitted, CommandRequest, Refused, admit};
 use crate::identity::Caller;
 use crate::resource::ClusterRef;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body, json_bytes};
-use crate::store::{ClusterRecord, CommandOptions};
+use crate::store::ClusterRecord;
 use crate::time::now_millis;
 
 /// `POST …/runCommand`: validate everything now, store the command, answer 202 + Location.
@@ -29,8 +29,9 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let aad_managed = check_cluster_allows(&cluster, &request)?;
-    let cluster_token = match request.cluster_token.as_deref().filter(|_| aad_managed) {
+    let has_token = request.cluster_token.as_deref().is_some_and(|t| !t.is_empty());
+    let admitted = admit(&cluster, true, has_token).map_err(|e| refusal(app, &cluster, e))?;
+    let cluster_token = match request.cluster_token.as_deref().filter(|_| admitted.aad_managed()) {
         Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
@@ -39,37 +40,28 @@ pub async fn run(
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
     let context = decode_context(app, request.context).await?;
-
-    let principal = principal_of(caller);
-    let options =
-        CommandOptions { timeout: request_timeout(request.timeout_in_seconds.as_ref())?, ..Default::default() };
-    let submission = Submission {
-        cluster_uid: cluster.uid.clone(),
+    let request = CommandRequest {
         command,
         context,
         cluster_token,
-        submitted_by: principal.clone(),
-        options,
-        secrets: Vec::new(),
+        submitted_by: principal_of(caller),
+        timeout: request_timeout(request.timeout_in_seconds.as_ref())?,
+        saved: None,
     };
-    accept(app, ctx, &cluster, submission).await
+    accept(app, ctx, &cluster, admitted, request).await
 }
 
-/// Submits a checked command and answers 202 with the `Location` of its result.
+/// Queues a checked command and answers 202 with the `Location` of its result.
 pub(super) async fn accept(
     app: &AppState,
     ctx: &RequestContext,
     cluster: &ClusterRecord,
-    submission: Submission,
+    admitted: Admitted,
+    request: CommandRequest,
 ) -> Result<Response, ApiError> {
-    let principal = submission.submitted_by.clone();
-    let saved_command = submission.options.saved_command.clone();
-    let id = app.dispatcher.submit(submission).await.map_err(|e| match e {
-        SubmitError::QueueFull(full) => {
-            ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
-        }
-        SubmitError::Store(e) => e.into(),
-    })?;
+    let principal = request.submitted_by.clone();
+    let saved_command = request.saved.as_ref().map(|saved| saved.id.clone());
+    let id = app.dispatcher.submit_to(admitted, request).await.map_err(|e| refusal(app, cluster, e))?;
     let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
     tracing::info!(command_id = %id, principal, cluster = %cluster_id, saved_command, "command accepted");
 
@@ -134,21 +126,16 @@ pub(super) fn principal_of(caller: &Caller) -> String {
     format!("{} ({})", caller.claims.app_id(), caller.claims.oid)
 }
 
-/// Refusals that depend on how the cluster was registered (docs/contract.md). Returns whether the
-/// cluster is AAD-managed (and so a `clusterToken` was given).
-fn check_cluster_allows(cluster: &ClusterRecord, request: &RunCommandRequest) -> Result<bool, ApiError> {
-    let settings =
-        ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
-    let has_token = request.cluster_token.as_deref().is_some_and(|t| !t.is_empty());
-    settings.admits(true, has_token).map_err(|refusal| refused(cluster, refusal))?;
-    Ok(settings.aad_managed)
-}
-
-/// A cluster's refusal as the API answers it.
-pub(super) fn refused(cluster: &ClusterRecord, refusal: Refusal) -> ApiError {
-    match refusal {
-        Refusal::RunCommandDisabled => ApiError::RunCommandDisabled(cluster.name.clone()),
-        Refusal::ClusterTokenRequired => ApiError::MissingAadClusterToken,
+/// A refused submission as the API answers it (docs/contract.md).
+pub(super) fn refusal(app: &AppState, cluster: &ClusterRecord, refused: Refused) -> ApiError {
+    match refused {
+        Refused::InvalidSetting(e) => ApiError::invalid(e.property, e.message),
+        Refused::Cluster(Refusal::RunCommandDisabled) => ApiError::RunCommandDisabled(cluster.name.clone()),
+        Refused::Cluster(Refusal::ClusterTokenRequired) => ApiError::MissingAadClusterToken,
+        Refused::QueueFull(full) => {
+            ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
+        }
+        Refused::Store(e) => e.into(),
     }
 }
 

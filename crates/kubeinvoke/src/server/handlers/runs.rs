@@ -11,7 +11,8 @@ use super::commands::{add_polling_headers, decode_context, principal_of, validat
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
-use crate::cluster_settings::{ClusterSettings, Refusal};
+use crate::cluster_settings::Refusal;
+use crate::dispatcher::{Refused, admit};
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
 use crate::identity::Caller;
 use crate::resource::ScopeRef;
@@ -225,24 +226,24 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
     let Some(cluster) = cluster else {
         return skipped(skip::NOT_FOUND, "no managed cluster has this id".into());
     };
-    let admitted = match ClusterSettings::from_document(&cluster.document) {
-        Err(e) => return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message)),
-        Ok(settings) => settings.admits(true, has_token),
-    };
-    match admitted {
-        Err(Refusal::RunCommandDisabled) => {
+    // The same admission as every command's; a target it refuses is skipped, naming why.
+    match admit(cluster, true, has_token) {
+        Err(Refused::InvalidSetting(e)) => {
+            return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message));
+        }
+        Err(Refused::Cluster(Refusal::RunCommandDisabled)) => {
             return skipped(
                 skip::RUN_COMMAND_DISABLED,
                 "properties.apiServerAccessProfile.disableRunCommand is true".into(),
             );
         }
-        Err(Refusal::ClusterTokenRequired) => {
+        Err(Refused::Cluster(Refusal::ClusterTokenRequired)) => {
             return skipped(
                 skip::CLUSTER_TOKEN_REQUIRED,
                 "the cluster is AAD-managed and the run has no clusterToken".into(),
             );
         }
-        Ok(()) => {}
+        Err(Refused::QueueFull(_) | Refused::Store(_)) | Ok(_) => {}
     }
     NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
 }

@@ -8,19 +8,18 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::clusters;
-use super::commands::{accept, decode_context, principal_of, refused, request_timeout, validate_cluster_token};
+use super::commands::{accept, decode_context, principal_of, refusal, request_timeout, validate_cluster_token};
 use crate::arm::ApiError;
 use crate::arm::path::{self, Route};
 use crate::arm::refusal::ExtensionRefusal;
 use crate::arm::wire::{DocumentResource, ListResult, RunSavedCommandRequest, SystemData};
-use crate::cluster_settings::ClusterSettings;
-use crate::dispatcher::Submission;
+use crate::dispatcher::{CommandRequest, SavedRun, admit};
 use crate::identity::Caller;
 use crate::resource::{ClusterRef, ScopeRef};
 use crate::saved_command::Invalid;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
-use crate::store::{CommandOptions, DocumentKind, DocumentRecord};
+use crate::store::{DocumentKind, DocumentRecord};
 use crate::time::{now_millis, rfc3339};
 
 const TYPE: &str = "Microsoft.ContainerService/savedCommands";
@@ -33,7 +32,7 @@ fn not_found(name: &str) -> ApiError {
     ExtensionRefusal::SavedCommandNotFound(name.to_string()).into()
 }
 
-fn refusal(e: Invalid) -> ApiError {
+fn invalid(e: Invalid) -> ApiError {
     ApiError::invalid(e.property, e.message)
 }
 
@@ -73,7 +72,7 @@ pub async fn put(
         .get("properties")
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::invalid("properties", "'properties' must be an object with at least 'script'."))?;
-    let saved = app.saved_commands.get(properties).await.map_err(refusal)?;
+    let saved = app.saved_commands.get(properties).await.map_err(invalid)?;
     if saved.context.is_some() {
         decode_context(app, saved.context.clone()).await.map_err(|e| match e {
             ApiError::InvalidParameter { message, .. } => ApiError::invalid("properties.context", message),
@@ -164,35 +163,28 @@ pub async fn run(
         .get(&properties)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
-    let bound = saved.bind(body.parameters.as_ref()).map_err(refusal)?;
+    let bound = saved.bind(body.parameters.as_ref()).map_err(invalid)?;
 
-    let settings =
-        ClusterSettings::from_document(&cluster.document).map_err(|e| ApiError::invalid(e.property, e.message))?;
     let token = body.cluster_token.as_deref().filter(|t| !t.is_empty());
-    settings.admits(false, token.is_some()).map_err(|refusal| refused(&cluster, refusal))?;
-    let cluster_token = match token.filter(|_| settings.aad_managed) {
+    let admitted = admit(&cluster, false, token.is_some()).map_err(|e| refusal(app, &cluster, e))?;
+    let cluster_token = match token.filter(|_| admitted.aad_managed()) {
         Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
     };
-    let requested = request_timeout(body.timeout_in_seconds.as_ref())?;
-    let timeout = match (saved.timeout, requested) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let timeout = request_timeout(body.timeout_in_seconds.as_ref())?;
     let context = decode_context(app, saved.context.clone()).await?;
-    let submission = Submission {
-        cluster_uid: cluster.uid.clone(),
+    let request = CommandRequest {
         command: saved.script.clone(),
         context,
         cluster_token,
         submitted_by: principal_of(caller),
-        options: CommandOptions {
+        timeout,
+        saved: Some(SavedRun {
+            id: resource_id(&record.scope, &record.name),
+            timeout: saved.timeout,
             environment: bound.plain,
-            secret_names: bound.secret.iter().map(|(k, _)| k.clone()).collect(),
-            timeout,
-            saved_command: Some(resource_id(&record.scope, &record.name)),
-        },
-        secrets: bound.secret,
+            secrets: bound.secret,
+        }),
     };
-    accept(app, ctx, &cluster, submission).await
+    accept(app, ctx, &cluster, admitted, request).await
 }

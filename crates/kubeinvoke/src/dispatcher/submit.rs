@@ -1,0 +1,143 @@
+//! The submit use case, one for every way a command is asked for on a cluster — `runCommand`,
+//! `runSavedCommand` and the targets of a fan-out run: whether the cluster admits it ([`admit`],
+//! decided before anything costly such as checking a token or unpacking files), then the
+//! command as it is queued ([`Dispatcher::submit_to`]): the caller's token kept only where the
+//! cluster is AAD-managed, the smallest timeout asked for, a saved command's parameters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Dispatcher;
+use super::commands::{Submission, SubmitError};
+use super::queue::QueueFull;
+use crate::cluster_settings::{ClusterSettings, InvalidSetting, Refusal};
+use crate::command::CommandId;
+use crate::store::{ClusterRecord, ClusterUid, CommandOptions, StoreError};
+
+/// A cluster that admits the command asked for, and what it said about itself.
+#[derive(Debug)]
+pub struct Admitted {
+    cluster_uid: ClusterUid,
+    aad_managed: bool,
+}
+
+impl Admitted {
+    /// Whether the command acts as its caller (a `clusterToken` is needed and is kept).
+    pub fn aad_managed(&self) -> bool {
+        self.aad_managed
+    }
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The cluster's own settings cannot be read.
+    #[error("{}: {}", .0.property, .0.message)]
+    InvalidSetting(InvalidSetting),
+    /// The cluster does not take this command (`disableRunCommand`, a missing `clusterToken`).
+    #[error("the cluster refuses the command: {0:?}")]
+    Cluster(Refusal),
+    #[error("the queue is full ({} waiting)", .0.queued)]
+    QueueFull(QueueFull),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether `cluster` takes a command: `free_form` for a shell line of the caller's (not a saved
+/// command), `has_token` when a `clusterToken` came with it.
+pub fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, Refused> {
+    let settings = ClusterSettings::from_document(&cluster.document).map_err(Refused::InvalidSetting)?;
+    settings.admits(free_form, has_token).map_err(Refused::Cluster)?;
+    Ok(Admitted { cluster_uid: cluster.uid.clone(), aad_managed: settings.aad_managed })
+}
+
+/// One command asked for, its parts already checked: the files unpacked and within their limits,
+/// the token the caller's own.
+pub struct CommandRequest {
+    pub command: String,
+    /// The validated context zip; empty when no files were attached.
+    pub context: Vec<u8>,
+    pub cluster_token: Option<String>,
+    /// Who asks (`appId (objectId)`).
+    pub submitted_by: String,
+    /// `timeoutInSeconds` of the request: it may only lower the limits.
+    pub timeout: Option<Duration>,
+    pub saved: Option<SavedRun>,
+}
+
+/// What a saved command brings to its run.
+pub struct SavedRun {
+    /// Its resource id.
+    pub id: String,
+    /// Its own `timeoutInSeconds`.
+    pub timeout: Option<Duration>,
+    /// Parameters that are not secret, as environment variables.
+    pub environment: Vec<(String, String)>,
+    /// Secret parameters: in this server's memory only.
+    pub secrets: Vec<(String, String)>,
+}
+
+impl Dispatcher {
+    /// Queues a command on a cluster that admitted it.
+    pub async fn submit_to(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        request: CommandRequest,
+    ) -> Result<CommandId, Refused> {
+        let (saved_command, saved_timeout, environment, secrets) = match request.saved {
+            Some(saved) => (Some(saved.id), saved.timeout, saved.environment, saved.secrets),
+            None => (None, None, Vec::new(), Vec::new()),
+        };
+        let timeout = match (saved_timeout, request.timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let submission = Submission {
+            cluster_uid: admitted.cluster_uid,
+            command: request.command,
+            context: request.context,
+            cluster_token: request.cluster_token.filter(|_| admitted.aad_managed),
+            submitted_by: request.submitted_by,
+            options: CommandOptions {
+                environment,
+                secret_names: secrets.iter().map(|(name, _)| name.clone()).collect(),
+                timeout,
+                saved_command,
+            },
+            secrets,
+        };
+        self.submit(submission).await.map_err(|e| match e {
+            SubmitError::QueueFull(full) => Refused::QueueFull(full),
+            SubmitError::Store(e) => Refused::Store(e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(properties: serde_json::Value) -> ClusterRecord {
+        let document = json!({"properties": properties}).as_object().cloned().unwrap();
+        ClusterRecord {
+            uid: ClusterUid::from_text("c1"),
+            subscription: "s".into(),
+            group: "g".into(),
+            name: "n".into(),
+            document: Arc::new(document),
+            kubeconfig: None,
+        }
+    }
+
+    #[test]
+    fn a_cluster_admits_by_its_own_settings() {
+        let disabled = cluster(json!({"apiServerAccessProfile": {"disableRunCommand": true}}));
+        assert!(matches!(admit(&disabled, true, false), Err(Refused::Cluster(Refusal::RunCommandDisabled))));
+        assert!(admit(&disabled, false, false).is_ok(), "a saved command is not free-form");
+        let aad = cluster(json!({"aadProfile": {"managed": true}}));
+        assert!(matches!(admit(&aad, true, false), Err(Refused::Cluster(Refusal::ClusterTokenRequired))));
+        assert!(admit(&aad, true, true).unwrap().aad_managed());
+        assert!(!admit(&cluster(json!({})), true, true).unwrap().aad_managed());
+    }
+}
