@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::handlers::{activity, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved};
 use super::request::RequestContext;
-use super::{audit, permissions};
+use super::{permissions, request_events};
 use crate::arm::ApiError;
 use crate::arm::path::{self, ClusterAction, Namespace, Route};
 use crate::identity::Caller;
@@ -36,7 +36,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     if let Some(template) = template {
         response.extensions_mut().insert(RouteTemplate(template));
     }
-    if let Some(event) = audit::event_for(&ctx, &parts.method, caller.as_deref(), response.status()) {
+    if let Some(event) = request_events::event_for(&ctx, &parts.method, caller.as_deref(), response.status()) {
         app.activity.append(vec![event]).await;
     }
     response

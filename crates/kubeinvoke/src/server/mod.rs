@@ -1,7 +1,6 @@
 //! The HTTP(S) server: builds the application from a [`ServerConfig`] and serves it until told
 //! to stop. Tests bind port 0 through the same path the binary takes.
 
-mod audit;
 mod console;
 mod entry;
 mod handlers;
@@ -11,6 +10,7 @@ mod ops;
 mod permissions;
 mod rendered;
 mod request;
+mod request_events;
 mod serve;
 pub mod tls;
 

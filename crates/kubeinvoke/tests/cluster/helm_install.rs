@@ -154,7 +154,9 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
     };
     let work = tempfile::tempdir().unwrap();
     // A database on the node's link, as a cluster's network would offer one.
-    let postgres = PrivatePostgres::start_on(LINK_ADDRESS, 55432, "chart-db-secret", &[POD_NETWORK]);
+    // A free port of that address (a fixed one could still be held by a crashed run's server).
+    let port = std::net::TcpListener::bind((LINK_ADDRESS, 0)).unwrap().local_addr().unwrap().port();
+    let postgres = PrivatePostgres::start_on(LINK_ADDRESS, port, "chart-db-secret", &[POD_NETWORK]);
     let store_url = postgres.create_database("kubeinvoke").await;
     let image = server_image(work.path());
     let (repository, tag) = image.rsplit_once(':').unwrap();
