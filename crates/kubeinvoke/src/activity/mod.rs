@@ -3,7 +3,7 @@
 //!
 //! Each event's `hash` is SHA-256 over its predecessor's hash and its own canonical content, so
 //! an event changed, removed or reordered in the database breaks the chain at that event
-//! ([`chain::verify`]). Command events are written by `services::activity_logger` from the command rows
+//! ([`chain::Walk`]). Command events are written by `services::activity_logger` from the command rows
 //! themselves (which record what was logged), so a crash between a state change and its event
 //! loses nothing: the next pass writes it.
 

@@ -4,7 +4,7 @@
 //! Landlock rules are built by the `landlock` crate, which allocates: that must not happen in
 //! the multi-threaded server between fork and exec, so a fresh process applies them (with the
 //! limits and the uid switch), then execs the command. Under bubblewrap and without isolation
-//! the server spawns the command directly ([`super::process_limits`]).
+//! the server spawns the command directly (`process_limits.rs`).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

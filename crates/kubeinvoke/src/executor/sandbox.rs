@@ -246,7 +246,7 @@ impl Sandbox {
 
     /// The process to spawn for one run, with a cleared environment. Under bubblewrap and
     /// without isolation the server starts it directly: the child switches to the run's uid and
-    /// applies [`ProcessLimits`] between clone and exec (see `spawn.rs`). Under Landlock the
+    /// applies `ProcessLimits` between clone and exec (see `spawn.rs`). Under Landlock the
     /// `sandbox-exec` helper does that (see `helper.rs`), then execs the shell.
     pub fn command(&self, run: &RunSpec<'_>) -> ProcessSpec {
         self.build(run, false)

@@ -9,7 +9,7 @@
 //! until the child has exec'd (or failed). The child comes with a pidfd (`CLONE_PIDFD`), so
 //! [`Child::wait`] needs no `SIGCHLD` handling and can never reap an unrelated process.
 //!
-//! Rules for [`child_main`], which runs in the server's memory on the calling thread's
+//! Rules for `child_main`, which runs in the server's memory on the calling thread's
 //! thread-local storage while the server's other threads go on: no allocation, no lock, no
 //! panic, no libc call that reaches other threads (glibc's `setuid` signals every thread of the
 //! process: the raw per-thread system calls are used instead).
