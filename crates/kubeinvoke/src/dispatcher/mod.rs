@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 pub use commands::{Cancel, Submission, SubmitError};
 use queue::Queue;
 pub use queue::QueueFull;
-pub use submit::{Admitted, CommandRequest, Refused, SavedRun, admit};
+pub use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedRun, admit};
 
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};

@@ -28,15 +28,22 @@ impl Admitted {
     }
 }
 
-/// Why a command was not accepted.
+/// Why a cluster does not take a command.
 #[derive(Debug, thiserror::Error)]
-pub enum Refused {
+pub enum NotAdmitted {
     /// The cluster's own settings cannot be read.
     #[error("{}: {}", .0.property, .0.message)]
     InvalidSetting(InvalidSetting),
     /// The cluster does not take this command (`disableRunCommand`, a missing `clusterToken`).
     #[error("the cluster refuses the command: {0:?}")]
     Cluster(Refusal),
+}
+
+/// Why a command was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    NotAdmitted(#[from] NotAdmitted),
     #[error("the queue is full ({} waiting)", .0.queued)]
     QueueFull(QueueFull),
     #[error(transparent)]
@@ -45,9 +52,9 @@ pub enum Refused {
 
 /// Whether `cluster` takes a command: `free_form` for a shell line of the caller's (not a saved
 /// command), `has_token` when a `clusterToken` came with it.
-pub fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, Refused> {
-    let settings = ClusterSettings::from_document(&cluster.document).map_err(Refused::InvalidSetting)?;
-    settings.admits(free_form, has_token).map_err(Refused::Cluster)?;
+pub fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, NotAdmitted> {
+    let settings = ClusterSettings::from_document(&cluster.document).map_err(NotAdmitted::InvalidSetting)?;
+    settings.admits(free_form, has_token).map_err(NotAdmitted::Cluster)?;
     Ok(Admitted { cluster_uid: cluster.uid.clone(), aad_managed: settings.aad_managed })
 }
 
@@ -133,10 +140,10 @@ mod tests {
     #[test]
     fn a_cluster_admits_by_its_own_settings() {
         let disabled = cluster(json!({"apiServerAccessProfile": {"disableRunCommand": true}}));
-        assert!(matches!(admit(&disabled, true, false), Err(Refused::Cluster(Refusal::RunCommandDisabled))));
+        assert!(matches!(admit(&disabled, true, false), Err(NotAdmitted::Cluster(Refusal::RunCommandDisabled))));
         assert!(admit(&disabled, false, false).is_ok(), "a saved command is not free-form");
         let aad = cluster(json!({"aadProfile": {"managed": true}}));
-        assert!(matches!(admit(&aad, true, false), Err(Refused::Cluster(Refusal::ClusterTokenRequired))));
+        assert!(matches!(admit(&aad, true, false), Err(NotAdmitted::Cluster(Refusal::ClusterTokenRequired))));
         assert!(admit(&aad, true, true).unwrap().aad_managed());
         assert!(!admit(&cluster(json!({})), true, true).unwrap().aad_managed());
     }

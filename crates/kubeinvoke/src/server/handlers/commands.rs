@@ -11,7 +11,7 @@ use crate::azure::AKS_AAD_SERVER_APP;
 use crate::cluster_settings::Refusal;
 use crate::command::{CommandId, CommandRecord};
 use crate::context;
-use crate::dispatcher::{Admitted, CommandRequest, Refused, admit};
+use crate::dispatcher::{Admitted, CommandRequest, NotAdmitted, Refused, admit};
 use crate::identity::Caller;
 use crate::resource::ClusterRef;
 use crate::server::AppState;
@@ -30,7 +30,7 @@ pub async fn run(
     let cluster = clusters::load(app, cluster_ref).await?;
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let has_token = request.cluster_token.as_deref().is_some_and(|t| !t.is_empty());
-    let admitted = admit(&cluster, true, has_token).map_err(|e| refusal(app, &cluster, e))?;
+    let admitted = admit(&cluster, true, has_token).map_err(|e| refusal(app, &cluster, e.into()))?;
     let cluster_token = match request.cluster_token.as_deref().filter(|_| admitted.aad_managed()) {
         Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
@@ -129,9 +129,11 @@ pub(super) fn principal_of(caller: &Caller) -> String {
 /// A refused submission as the API answers it (docs/contract.md).
 pub(super) fn refusal(app: &AppState, cluster: &ClusterRecord, refused: Refused) -> ApiError {
     match refused {
-        Refused::InvalidSetting(e) => ApiError::invalid(e.property, e.message),
-        Refused::Cluster(Refusal::RunCommandDisabled) => ApiError::RunCommandDisabled(cluster.name.clone()),
-        Refused::Cluster(Refusal::ClusterTokenRequired) => ApiError::MissingAadClusterToken,
+        Refused::NotAdmitted(NotAdmitted::InvalidSetting(e)) => ApiError::invalid(e.property, e.message),
+        Refused::NotAdmitted(NotAdmitted::Cluster(Refusal::RunCommandDisabled)) => {
+            ApiError::RunCommandDisabled(cluster.name.clone())
+        }
+        Refused::NotAdmitted(NotAdmitted::Cluster(Refusal::ClusterTokenRequired)) => ApiError::MissingAadClusterToken,
         Refused::QueueFull(full) => {
             ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
         }

@@ -12,7 +12,7 @@ use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
 use crate::cluster_settings::Refusal;
-use crate::dispatcher::{Refused, admit};
+use crate::dispatcher::{NotAdmitted, admit};
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
 use crate::identity::Caller;
 use crate::resource::ScopeRef;
@@ -228,22 +228,22 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
     };
     // The same admission as every command's; a target it refuses is skipped, naming why.
     match admit(cluster, true, has_token) {
-        Err(Refused::InvalidSetting(e)) => {
+        Err(NotAdmitted::InvalidSetting(e)) => {
             return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message));
         }
-        Err(Refused::Cluster(Refusal::RunCommandDisabled)) => {
+        Err(NotAdmitted::Cluster(Refusal::RunCommandDisabled)) => {
             return skipped(
                 skip::RUN_COMMAND_DISABLED,
                 "properties.apiServerAccessProfile.disableRunCommand is true".into(),
             );
         }
-        Err(Refused::Cluster(Refusal::ClusterTokenRequired)) => {
+        Err(NotAdmitted::Cluster(Refusal::ClusterTokenRequired)) => {
             return skipped(
                 skip::CLUSTER_TOKEN_REQUIRED,
                 "the cluster is AAD-managed and the run has no clusterToken".into(),
             );
         }
-        Err(Refused::QueueFull(_) | Refused::Store(_)) | Ok(_) => {}
+        Ok(_) => {}
     }
     NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
 }

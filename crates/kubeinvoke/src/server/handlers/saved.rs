@@ -166,7 +166,7 @@ pub async fn run(
     let bound = saved.bind(body.parameters.as_ref()).map_err(invalid)?;
 
     let token = body.cluster_token.as_deref().filter(|t| !t.is_empty());
-    let admitted = admit(&cluster, false, token.is_some()).map_err(|e| refusal(app, &cluster, e))?;
+    let admitted = admit(&cluster, false, token.is_some()).map_err(|e| refusal(app, &cluster, e.into()))?;
     let cluster_token = match token.filter(|_| admitted.aad_managed()) {
         Some(token) => Some(validate_cluster_token(app, caller, token).await?),
         None => None,
