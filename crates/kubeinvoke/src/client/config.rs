@@ -67,6 +67,8 @@ pub struct Resolved {
     /// Where `url` came from, for `kubeinvoke login --show`.
     pub url_from: Source,
     pub ca: Option<PathBuf>,
+    /// The saved login, when it is for `url`.
+    pub login: Option<SavedLogin>,
     pub http: reqwest::Client,
     pub subscription: Option<String>,
 }
@@ -101,10 +103,10 @@ impl Connection {
             (None, None) => (DEFAULT_URL.to_string(), Source::Default),
         };
         let url = url.trim_end_matches('/').to_string();
+        let login = saved.filter(|s| s.url == url);
         let ca = self.ca.clone().or_else(|| {
             // The CA the login trusted, while talking to the server it was for.
-            let from_login = saved.as_ref().filter(|s| s.url == url).and_then(|s| s.ca.clone());
-            from_login.or_else(|| {
+            login.as_ref().and_then(|s| s.ca.clone()).or_else(|| {
                 let local = default_data_dir().join("tls/ca.pem");
                 (url == DEFAULT_URL && local.exists()).then_some(local)
             })
@@ -119,12 +121,12 @@ impl Connection {
             builder = builder.tls_certs_only([certificate]);
         }
         let http = builder.build().map_err(|e| ClientError::local(describe(&e)))?;
-        Ok(Resolved { url, url_from, ca, http, subscription: self.subscription.clone() })
+        Ok(Resolved { url, url_from, ca, login, http, subscription: self.subscription.clone() })
     }
 }
 
 /// The last login, if any.
-pub fn saved_login() -> Result<Option<SavedLogin>, ClientError> {
+fn saved_login() -> Result<Option<SavedLogin>, ClientError> {
     match std::fs::read(login_path()) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -151,9 +153,10 @@ pub fn save_login(login: &SavedLogin) -> Result<PathBuf, ClientError> {
 }
 
 /// The saved login for this server, else the bootstrap admin of a local server on the defaults.
-fn login_for(url: &str) -> Result<SavedLogin, ClientError> {
-    if let Some(saved) = saved_login()?.filter(|saved| saved.url == url) {
-        return Ok(saved);
+fn login_for(resolved: &Resolved) -> Result<SavedLogin, ClientError> {
+    let url = &resolved.url;
+    if let Some(saved) = &resolved.login {
+        return Ok(saved.clone());
     }
     local_admin(&default_data_dir(), url).ok_or_else(|| {
         ClientError::Auth(format!(
@@ -186,7 +189,7 @@ pub async fn token(resolved: &Resolved) -> Result<String, ClientError> {
             }
         }
     }
-    let login = login_for(&resolved.url)?;
+    let login = login_for(resolved)?;
     let (access_token, expires_in) = request_token(resolved, &login).await?;
     let cached =
         CachedToken { url: resolved.url.clone(), access_token: access_token.clone(), expires_on: now + expires_in };

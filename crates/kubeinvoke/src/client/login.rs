@@ -60,13 +60,12 @@ pub async fn login(args: LoginArgs) -> Result<u8, ClientError> {
 /// `kubeinvoke login --show`: where the next command goes, trusting what, as whom.
 fn show_login(connection: &Connection) -> Result<u8, ClientError> {
     let resolved = connection.resolve()?;
-    let saved = config::saved_login()?.filter(|saved| saved.url == resolved.url);
     println!("server     {}  (from {})", resolved.url, resolved.url_from);
     match &resolved.ca {
         Some(ca) => println!("trusts     {}", ca.display()),
         None => println!("trusts     the system's certificate authorities"),
     }
-    match saved {
+    match &resolved.login {
         Some(saved) => println!("as         {} (tenant {})", saved.app_id, saved.tenant),
         None => println!("as         the local server's bootstrap admin, if this user started it (not logged in)"),
     }
