@@ -140,8 +140,13 @@ fn client_for_service(ca_pem: &[u8], host: &str, port: u16) -> reqwest::Client {
 }
 
 /// Sends `request` through the forward; a failure names what kubectl reported.
+async fn send_raw(forward: &Forward, request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap_or_else(|e| panic!("{e:?}\nkubectl port-forward: {}", forward.log()))
+}
+
+/// [`send_raw`], its status and JSON body.
 async fn send(forward: &Forward, request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e:?}\nkubectl port-forward: {}", forward.log()));
+    let response = send_raw(forward, request).await;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -275,7 +280,7 @@ async fn the_chart_installs_on_the_real_node_runs_a_command_as_a_pod_and_uninsta
 
     let command = json!({"command": "kubectl auth whoami -o jsonpath='{.status.userInfo.username}'"});
     let submit = arm(reqwest::Method::POST, &format!("{}/runCommand", cluster_path("chart", "self"))).json(&command);
-    let response = submit.send().await.unwrap_or_else(|e| panic!("{e:?}\nkubectl port-forward: {}", forward.log()));
+    let response = send_raw(&forward, submit).await;
     assert_eq!(response.status().as_u16(), 202, "{}", response.text().await.unwrap());
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&base), "{location} is the Service's address");
