@@ -76,6 +76,7 @@ async fn open(data_dir: &Path, location: &StoreLocation) -> anyhow::Result<(Arc<
         StoreLocation::Postgres(_) => {
             let store = crate::store::open(location, data_dir, false).await?;
             let stored = store
+                .settings()
                 .get_setting("instance")
                 .await?
                 .with_context(|| format!("no kubeinvoke server has started on {location} yet (start one first)"))?;
@@ -99,9 +100,10 @@ pub async fn sp(args: SpArgs) -> anyhow::Result<()> {
                 .map(|r| rbac::resolve_role(&r).with_context(|| format!("unknown role {r:?}; built in: Owner, Contributor, Reader, Azure Kubernetes Service Cluster Admin Role, Azure Kubernetes Service Cluster User Role")))
                 .transpose()?;
             let created = principals::new_principal(&name);
-            store.create_principal(created.record.clone()).await?;
+            store.identity().create_principal(created.record.clone()).await?;
             if let (Some(role), Some(scope)) = (role, scope) {
                 store
+                    .identity()
                     .put_role_assignment(RoleAssignmentRecord {
                         name: uuid::Uuid::new_v4().to_string(),
                         scope,
@@ -117,8 +119,9 @@ pub async fn sp(args: SpArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&credentials)?);
         }
         SpCommand::List => {
-            let assignments = store.list_role_assignments().await?;
+            let assignments = store.identity().list_role_assignments().await?;
             let listed: Vec<Listed> = store
+                .identity()
                 .list_principals()
                 .await?
                 .into_iter()
@@ -141,7 +144,10 @@ pub async fn sp(args: SpArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&listed)?);
         }
         SpCommand::Delete { app_id } => {
-            anyhow::ensure!(store.delete_principal(&app_id).await?, "no service principal with appId {app_id}");
+            anyhow::ensure!(
+                store.identity().delete_principal(&app_id).await?,
+                "no service principal with appId {app_id}"
+            );
             println!("deleted {app_id}");
         }
     }

@@ -68,7 +68,7 @@ impl Dispatcher {
             self.secrets.insert(id.clone(), submission.secrets);
         }
         let stored = match self.idle_worker() {
-            Some(worker) => match self.store.insert_running(command, &self.lease_from(now)).await {
+            Some(worker) => match self.store.commands().insert_running(command, &self.lease_from(now)).await {
                 Ok(claimed) => {
                     self.start_run(claimed, worker);
                     Ok(())
@@ -86,7 +86,7 @@ impl Dispatcher {
     /// Stores a command `Accepted` for the claim loop, if the queue has room.
     async fn enqueue(&self, command: NewCommand) -> Result<(), SubmitError> {
         let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
-        self.store.insert_command(command).await?;
+        self.store.commands().insert_command(command).await?;
         slot.commit();
         Ok(())
     }
@@ -95,7 +95,8 @@ impl Dispatcher {
     /// here or its owner's next lease renewal elsewhere. Either ends `Canceled` naming `by`.
     pub async fn cancel_command(&self, cluster: &ClusterUid, id: &CommandId, by: &str) -> Result<Cancel, StoreError> {
         let now = now_millis();
-        let Some(state) = self.store.cancel_queued(cluster, id, by, now, self.expiry_from(now)).await? else {
+        let Some(state) = self.store.commands().cancel_queued(cluster, id, by, now, self.expiry_from(now)).await?
+        else {
             return Ok(Cancel::NotFound);
         };
         let done = match state {
@@ -104,7 +105,9 @@ impl Dispatcher {
                 self.secrets.take(id);
                 true
             }
-            CommandState::Running => self.stop_run(id, by) || self.store.request_cancel(cluster, id, by).await?,
+            CommandState::Running => {
+                self.stop_run(id, by) || self.store.commands().request_cancel(cluster, id, by).await?
+            }
             _ => false,
         };
         if done {
@@ -112,7 +115,7 @@ impl Dispatcher {
             return Ok(Cancel::Done);
         }
         // It finished in between.
-        let now_state = self.store.get_command(cluster, id, now_millis()).await?.map_or(state, |c| c.state);
+        let now_state = self.store.commands().get_command(cluster, id, now_millis()).await?.map_or(state, |c| c.state);
         Ok(Cancel::AlreadyFinished(now_state))
     }
 

@@ -84,11 +84,11 @@ impl Dispatcher {
         owner: String,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let now = now_millis();
-        let interrupted = store.interrupt_running(&owner, now, expiry(now, config.retention)).await?;
+        let interrupted = store.commands().interrupt_running(&owner, now, expiry(now, config.retention)).await?;
         if interrupted > 0 {
             tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
         }
-        let pending = store.count_accepted().await?;
+        let pending = store.commands().count_accepted().await?;
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
@@ -195,10 +195,10 @@ impl Dispatcher {
             }
             let now = now_millis();
             let lease = self.lease_from(now);
-            let claim = self.store.claim_next(&lease).await;
+            let claim = self.store.commands().claim_next(&lease).await;
             if claim.is_ok() && self.store.is_shared() {
                 // Other replicas submit and claim too: the database has the true queue length.
-                if let Ok(queued) = self.store.count_accepted().await {
+                if let Ok(queued) = self.store.commands().count_accepted().await {
                     self.queue.set(queued);
                 }
             }
@@ -351,7 +351,7 @@ impl Dispatcher {
         };
         loop {
             let now = now_millis();
-            match self.store.finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
+            match self.store.commands().finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
                 Ok(true) => {
                     let (run_us, store_us) = (ran.as_micros() as u64, recording.elapsed().as_micros() as u64);
                     tracing::info!(command_id = %id, principal, state = outcome.state().as_str(), exit_code, reason, run_us, store_us, "command finished");
@@ -381,7 +381,7 @@ impl Dispatcher {
         loop {
             tokio::time::sleep(period).await;
             let now = now_millis();
-            match self.store.renew_leases(&self.owner, expiry(now, self.config.lease)).await {
+            match self.store.commands().renew_leases(&self.owner, expiry(now, self.config.lease)).await {
                 Ok(requests) => {
                     for request in requests {
                         if self.stop_run(&request.id, &request.by) {
@@ -391,7 +391,7 @@ impl Dispatcher {
                 }
                 Err(e) => tracing::warn!(error = %e, "renewing command leases failed"),
             }
-            match self.store.end_lost(now, expiry(now, self.config.retention)).await {
+            match self.store.commands().end_lost(now, expiry(now, self.config.retention)).await {
                 Ok(lost) => {
                     for id in &lost {
                         tracing::warn!(command_id = %id, "command ended Failed/WorkerLost: its replica stopped renewing the lease");
@@ -407,7 +407,7 @@ impl Dispatcher {
         let period = (self.config.retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
         loop {
             tokio::time::sleep(period).await;
-            match self.store.purge_expired(now_millis()).await {
+            match self.store.commands().purge_expired(now_millis()).await {
                 Ok(purged) if purged.is_empty() => {}
                 Ok(purged) => {
                     for id in &purged {
@@ -430,7 +430,7 @@ impl Dispatcher {
             if leftovers.is_empty() {
                 continue;
             }
-            let Ok(running) = self.store.running_command_ids().await else { continue };
+            let Ok(running) = self.store.commands().running_command_ids().await else { continue };
             for leftover in leftovers.iter().filter(|l| !running.contains(&l.command_id)) {
                 executor.remove_leftover(leftover).await;
             }

@@ -39,20 +39,20 @@ impl Executor for Panicky {
 
 async fn cluster(store: &dyn Store) -> ClusterUid {
     let group = GroupRecord { subscription: SUB.into(), name: "rg".into(), location: "westeurope".into(), tags: None };
-    store.put_group(group).await.unwrap();
+    store.clusters().put_group(group).await.unwrap();
     let cluster = ClusterRef {
         subscription: SubscriptionId::parse(SUB).unwrap(),
         group: GroupName::parse("rg").unwrap(),
         name: ClusterName::parse("c1").unwrap(),
     };
     let document: Map<_, _> = json!({"location": "westeurope"}).as_object().unwrap().clone();
-    store.put_cluster(ClusterWrite { cluster, document, kubeconfig: None }).await.unwrap().value.uid
+    store.clusters().put_cluster(ClusterWrite { cluster, document, kubeconfig: None }).await.unwrap().value.uid
 }
 
 async fn final_state(store: &dyn Store, uid: &ClusterUid, id: &CommandId) -> crate::command::CommandRecord {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let record = store.get_command(uid, id, crate::time::now_millis()).await.unwrap().unwrap();
+        let record = store.commands().get_command(uid, id, crate::time::now_millis()).await.unwrap().unwrap();
         if record.state.is_terminal() {
             return record;
         }

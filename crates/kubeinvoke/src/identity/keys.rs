@@ -40,12 +40,12 @@ impl SigningKey {
     /// The key every replica sharing `store` signs with: the first replica to start generates it.
     pub async fn shared(store: &dyn crate::store::Store) -> anyhow::Result<Self> {
         const SETTING: &str = "signing-key";
-        let pem = match store.get_setting(SETTING).await? {
+        let pem = match store.settings().get_setting(SETTING).await? {
             Some(pem) => pem,
             None => {
                 let (_, pem) = tokio::task::spawn_blocking(generate).await??;
                 // Another replica may have stored its key meanwhile: whichever came first wins.
-                store.init_setting(SETTING, pem.as_bytes().to_vec()).await?
+                store.settings().init_setting(SETTING, pem.as_bytes().to_vec()).await?
             }
         };
         let pem = String::from_utf8(pem).context("the stored signing key is not PEM")?;

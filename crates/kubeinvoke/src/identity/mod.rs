@@ -108,8 +108,9 @@ impl Identity {
     pub async fn bootstrap(&self, data_dir: &Path, replica: &str) -> anyhow::Result<Option<PathBuf>> {
         let path = data_dir.join(BOOTSTRAP_FILE);
         let elected = !self.store.is_shared()
-            || self.store.init_setting("bootstrap-replica", replica.as_bytes().to_vec()).await? == replica.as_bytes();
-        if elected && self.store.list_principals().await?.is_empty() {
+            || self.store.settings().init_setting("bootstrap-replica", replica.as_bytes().to_vec()).await?
+                == replica.as_bytes();
+        if elected && self.store.identity().list_principals().await?.is_empty() {
             let created = principals::new_principal(BOOTSTRAP_ADMIN);
             let credentials = Credentials {
                 app_id: created.record.app_id.clone(),
@@ -118,8 +119,9 @@ impl Identity {
                 tenant: self.tenant_id.clone(),
             };
             let owner = rbac::role_by_name("Owner").expect("built in");
-            self.store.create_principal(created.record.clone()).await?;
+            self.store.identity().create_principal(created.record.clone()).await?;
             self.store
+                .identity()
                 .put_role_assignment(RoleAssignmentRecord {
                     name: uuid::Uuid::new_v4().to_string(),
                     scope: "/".into(),
@@ -151,7 +153,12 @@ impl Identity {
         resource: &str,
     ) -> Result<String, IssueError> {
         let principal = match uuid::Uuid::try_parse(client_id) {
-            Ok(_) => self.store.principal_by_app_id(client_id).await.map_err(|e| IssueError::Internal(e.into()))?,
+            Ok(_) => self
+                .store
+                .identity()
+                .principal_by_app_id(client_id)
+                .await
+                .map_err(|e| IssueError::Internal(e.into()))?,
             Err(_) => None,
         };
         let Some(principal) = principal.filter(|p| principals::secret_matches(p, secret)) else {
@@ -260,7 +267,8 @@ impl Identity {
             TokenError::Expired => ApiError::ExpiredToken,
             other => ApiError::InvalidToken(other.to_string()),
         })?;
-        let assignments = self.store.role_assignments_of(&crate::resource::names::lowercase(&claims.oid)).await?;
+        let assignments =
+            self.store.identity().role_assignments_of(&crate::resource::names::lowercase(&claims.oid)).await?;
         let mut custom_roles = Vec::new();
         for assignment in assignments.iter().filter(|a| rbac::role_by_id(&a.role_definition_id).is_none()) {
             if let Some(role) = custom_roles::find(self.store.as_ref(), &assignment.role_definition_id).await? {

@@ -47,7 +47,7 @@ impl Instance {
         if !store.is_shared() {
             return Ok(self);
         }
-        let stored = store.init_setting("instance", serde_json::to_vec(&self)?).await?;
+        let stored = store.settings().init_setting("instance", serde_json::to_vec(&self)?).await?;
         let shared: Instance = serde_json::from_slice(&stored).context("the stored instance ids are corrupt")?;
         let agreed = Instance {
             subscription_id: if config.subscription_id.is_some() {

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::*;
+use crate::resource::ClusterRef;
+use crate::resource::names::{GroupName, SubscriptionId};
 
 /// Entries per map at most; over it the map starts afresh.
 const ENTRIES: usize = 10_000;
@@ -109,43 +111,43 @@ fn cluster_key(c: &ClusterRef) -> String {
 }
 
 #[async_trait]
-impl<S: Store> Store for CachedStore<S> {
+impl<S: Store> IdentityStore for CachedStore<S> {
     async fn create_principal(&self, principal: PrincipalRecord) -> StoreResult<()> {
-        self.inner.create_principal(principal).await
+        self.inner.identity().create_principal(principal).await
     }
 
     async fn principal_by_app_id(&self, app_id: &str) -> StoreResult<Option<PrincipalRecord>> {
-        self.inner.principal_by_app_id(app_id).await
+        self.inner.identity().principal_by_app_id(app_id).await
     }
 
     async fn list_principals(&self) -> StoreResult<Vec<PrincipalRecord>> {
-        self.inner.list_principals().await
+        self.inner.identity().list_principals().await
     }
 
     async fn delete_principal(&self, app_id: &str) -> StoreResult<bool> {
-        let deleted = self.inner.delete_principal(app_id).await;
+        let deleted = self.inner.identity().delete_principal(app_id).await;
         self.assignments.invalidate();
         deleted
     }
 
     async fn put_role_assignment(&self, assignment: RoleAssignmentRecord) -> StoreResult<Put<RoleAssignmentRecord>> {
-        let put = self.inner.put_role_assignment(assignment).await;
+        let put = self.inner.identity().put_role_assignment(assignment).await;
         self.assignments.invalidate();
         put
     }
 
     async fn get_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
-        self.inner.get_role_assignment(name).await
+        self.inner.identity().get_role_assignment(name).await
     }
 
     async fn delete_role_assignment(&self, name: &str) -> StoreResult<Option<RoleAssignmentRecord>> {
-        let deleted = self.inner.delete_role_assignment(name).await;
+        let deleted = self.inner.identity().delete_role_assignment(name).await;
         self.assignments.invalidate();
         deleted
     }
 
     async fn list_role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
-        self.inner.list_role_assignments().await
+        self.inner.identity().list_role_assignments().await
     }
 
     async fn role_assignments_of(&self, principal_id: &str) -> StoreResult<Arc<[RoleAssignmentRecord]>> {
@@ -154,37 +156,40 @@ impl<S: Store> Store for CachedStore<S> {
             Ok(cached) => return Ok(cached),
             Err(generation) => generation,
         };
-        let assignments = self.inner.role_assignments_of(&key).await?;
+        let assignments = self.inner.identity().role_assignments_of(&key).await?;
         self.assignments.keep(generation, key.into_owned(), assignments.clone(), 0, usize::MAX);
         Ok(assignments)
     }
+}
 
+#[async_trait]
+impl<S: Store> ClusterStore for CachedStore<S> {
     async fn put_group(&self, group: GroupRecord) -> StoreResult<Put<GroupRecord>> {
-        let put = self.inner.put_group(group).await;
+        let put = self.inner.clusters().put_group(group).await;
         self.clusters_changed();
         put
     }
 
     async fn get_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<Option<GroupRecord>> {
-        self.inner.get_group(subscription, group).await
+        self.inner.clusters().get_group(subscription, group).await
     }
 
     async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool> {
-        let deleted = self.inner.delete_group(subscription, group).await;
+        let deleted = self.inner.clusters().delete_group(subscription, group).await;
         self.clusters_changed();
         deleted
     }
 
     async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>> {
-        self.inner.list_groups(subscription).await
+        self.inner.clusters().list_groups(subscription).await
     }
 
     async fn list_subscriptions(&self) -> StoreResult<Vec<String>> {
-        self.inner.list_subscriptions().await
+        self.inner.clusters().list_subscriptions().await
     }
 
     async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>> {
-        let put = self.inner.put_cluster(write).await;
+        let put = self.inner.clusters().put_cluster(write).await;
         self.clusters_changed();
         put
     }
@@ -195,7 +200,7 @@ impl<S: Store> Store for CachedStore<S> {
             Ok(cached) => return Ok(Some(cached)),
             Err(generation) => generation,
         };
-        let found = self.inner.get_cluster(cluster).await?;
+        let found = self.inner.clusters().get_cluster(cluster).await?;
         if let Some(record) = &found {
             self.clusters.keep(generation, key, record.clone(), 0, usize::MAX);
         }
@@ -203,7 +208,7 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool> {
-        let deleted = self.inner.delete_cluster(cluster).await;
+        let deleted = self.inner.clusters().delete_cluster(cluster).await;
         self.clusters_changed();
         deleted
     }
@@ -215,89 +220,36 @@ impl<S: Store> Store for CachedStore<S> {
         after: Option<ClusterCursor>,
         limit: usize,
     ) -> StoreResult<Vec<ClusterRecord>> {
-        self.inner.list_clusters(subscription, group, after, limit).await
+        self.inner.clusters().list_clusters(subscription, group, after, limit).await
     }
+}
 
-    async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
-        self.inner.insert_command(command).await
+/// Clusters and assignments through the caches; every other aggregate straight to the store.
+#[async_trait]
+impl<S: Store> Store for CachedStore<S> {
+    fn identity(&self) -> &dyn IdentityStore {
+        self
     }
-
-    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
-        self.inner.insert_running(command, lease).await
+    fn clusters(&self) -> &dyn ClusterStore {
+        self
     }
-
-    async fn get_command(
-        &self,
-        cluster_uid: &ClusterUid,
-        id: &CommandId,
-        now: i64,
-    ) -> StoreResult<Option<CommandRecord>> {
-        self.inner.get_command(cluster_uid, id, now).await
+    fn commands(&self) -> &dyn CommandStore {
+        self.inner.commands()
     }
-
-    async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
-        self.inner.claim_next(lease).await
+    fn settings(&self) -> &dyn SettingStore {
+        self.inner.settings()
     }
-
-    async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
-        self.inner.renew_leases(owner, until).await
+    fn runs(&self) -> &dyn RunStore {
+        self.inner.runs()
     }
-
-    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
-        self.inner.end_lost(now, expires_at).await
+    fn documents(&self) -> &dyn DocumentStore {
+        self.inner.documents()
     }
-
-    async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
-        self.inner.request_cancel(cluster_uid, id, by).await
+    fn activity(&self) -> &dyn ActivityStore {
+        self.inner.activity()
     }
-
-    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
-        self.inner.finish_command(id, outcome, now, expires_at).await
-    }
-
-    async fn cancel_queued(
-        &self,
-        cluster_uid: &ClusterUid,
-        id: &CommandId,
-        by: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<Option<CommandState>> {
-        self.inner.cancel_queued(cluster_uid, id, by, now, expires_at).await
-    }
-
-    async fn list_commands(
-        &self,
-        cluster_uid: &ClusterUid,
-        before: Option<i64>,
-        limit: usize,
-        now: i64,
-    ) -> StoreResult<Vec<CommandSummary>> {
-        self.inner.list_commands(cluster_uid, before, limit, now).await
-    }
-
-    async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
-        self.inner.interrupt_running(owner, now, expires_at).await
-    }
-
-    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
-        self.inner.purge_expired(now).await
-    }
-
-    async fn count_accepted(&self) -> StoreResult<usize> {
-        self.inner.count_accepted().await
-    }
-
-    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
-        self.inner.running_command_ids().await
-    }
-
-    async fn init_setting(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
-        self.inner.init_setting(name, candidate).await
-    }
-
-    async fn get_setting(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get_setting(name).await
+    fn deliveries(&self) -> &dyn DeliveryStore {
+        self.inner.deliveries()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -310,22 +262,6 @@ impl<S: Store> Store for CachedStore<S> {
 
     fn notify_new_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
         self.inner.notify_new_work(wake)
-    }
-
-    fn runs(&self) -> &dyn RunStore {
-        self.inner.runs()
-    }
-
-    fn documents(&self) -> &dyn DocumentStore {
-        self.inner.documents()
-    }
-
-    fn activity(&self) -> &dyn ActivityStore {
-        self.inner.activity()
-    }
-
-    fn deliveries(&self) -> &dyn DeliveryStore {
-        self.inner.deliveries()
     }
 }
 
@@ -356,7 +292,7 @@ mod tests {
 
         // `kubeinvoke sp delete` from another process, on the same file.
         let other = crate::store::SqliteStore::open(&path).unwrap();
-        other.delete_role_assignment("a1").await.unwrap();
+        other.identity().delete_role_assignment("a1").await.unwrap();
         tokio::time::sleep(SHARED_TTL + Duration::from_millis(50)).await;
         assert_eq!(cached.role_assignments_of("p").await.unwrap().len(), 1, "seen after the TTL");
     }

@@ -111,6 +111,8 @@ contract!(
     a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it,
     documents_keep_their_first_spelling_and_list_by_scope,
     a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest,
+    a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output,
+    a_finished_command_is_left_alone_by_every_transition,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -123,7 +125,7 @@ fn cluster_ref(group: &str, name: &str) -> ClusterRef {
 
 async fn group(store: &dyn Store, name: &str) {
     let record = GroupRecord { subscription: SUB.into(), name: name.into(), location: "westeurope".into(), tags: None };
-    store.put_group(record).await.unwrap();
+    store.clusters().put_group(record).await.unwrap();
 }
 
 fn id(text: &str) -> CommandId {
@@ -136,7 +138,7 @@ async fn cluster(store: &dyn Store, group_name: &str, name: &str, properties: Va
     let document: Map<String, Value> =
         json!({"location": "westeurope", "properties": properties}).as_object().unwrap().clone();
     let write = ClusterWrite { cluster: cluster_ref(group_name, name), document, kubeconfig: Some(b"kc".to_vec()) };
-    store.put_cluster(write).await.unwrap().value.uid
+    store.clusters().put_cluster(write).await.unwrap().value.uid
 }
 
 async fn submit(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, at: i64) {
@@ -151,7 +153,7 @@ async fn submit(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, at: i64
         options: Default::default(),
         pinned: None,
     };
-    store.insert_command(command).await.unwrap();
+    store.commands().insert_command(command).await.unwrap();
 }
 
 fn lease(owner: &str, now: i64) -> Lease {
@@ -163,7 +165,7 @@ fn exited(code: i32) -> Outcome {
 }
 
 async fn state_of(store: &dyn Store, cluster_uid: &ClusterUid, name: &str) -> CommandState {
-    store.get_command(cluster_uid, &id(name), 1).await.unwrap().expect("the command exists").state
+    store.commands().get_command(cluster_uid, &id(name), 1).await.unwrap().expect("the command exists").state
 }
 
 fn principal(app_id: &str, created_at: i64) -> PrincipalRecord {
@@ -191,53 +193,68 @@ fn assignment(name: &str, principal_id: &str, created_at: i64) -> RoleAssignment
 async fn principals_are_listed_in_creation_order_and_deleted_with_their_assignments(s: &Subject) {
     let store = s.store.as_ref();
     for (app, at) in [("zeta", 1), ("alpha", 2), ("mid", 3), ("tie-b", 4), ("tie-a", 4)] {
-        store.create_principal(principal(app, at)).await.unwrap();
+        store.identity().create_principal(principal(app, at)).await.unwrap();
     }
-    let listed: Vec<String> = store.list_principals().await.unwrap().into_iter().map(|p| p.app_id).collect();
+    let listed: Vec<String> = store.identity().list_principals().await.unwrap().into_iter().map(|p| p.app_id).collect();
     assert_eq!(listed, ["zeta", "alpha", "mid", "tie-a", "tie-b"], "by creation, then app id");
-    assert_eq!(store.principal_by_app_id("alpha").await.unwrap().unwrap().object_id, "obj-alpha");
-    store.put_role_assignment(assignment("a1", "obj-alpha", 5)).await.unwrap();
-    assert!(store.delete_principal("alpha").await.unwrap());
-    assert!(!store.delete_principal("alpha").await.unwrap(), "a second delete finds nothing");
-    assert!(store.principal_by_app_id("alpha").await.unwrap().is_none());
-    assert!(store.role_assignments_of("obj-alpha").await.unwrap().is_empty(), "its assignments went with it");
+    assert_eq!(store.identity().principal_by_app_id("alpha").await.unwrap().unwrap().object_id, "obj-alpha");
+    store.identity().put_role_assignment(assignment("a1", "obj-alpha", 5)).await.unwrap();
+    assert!(store.identity().delete_principal("alpha").await.unwrap());
+    assert!(!store.identity().delete_principal("alpha").await.unwrap(), "a second delete finds nothing");
+    assert!(store.identity().principal_by_app_id("alpha").await.unwrap().is_none());
+    assert!(
+        store.identity().role_assignments_of("obj-alpha").await.unwrap().is_empty(),
+        "its assignments went with it"
+    );
 }
 
 async fn role_assignments_keep_the_first_write_and_list_in_creation_order(s: &Subject) {
     let store = s.store.as_ref();
     for (name, at) in [("z-last-name", 1), ("a-first-name", 2), ("tie-b", 3), ("tie-a", 3)] {
-        let put = store.put_role_assignment(assignment(name, "p1", at)).await.unwrap();
+        let put = store.identity().put_role_assignment(assignment(name, "p1", at)).await.unwrap();
         assert!(put.created);
     }
     let mut changed = assignment("z-last-name", "p2", 9);
     changed.scope = "/".into();
-    let again = store.put_role_assignment(changed).await.unwrap();
+    let again = store.identity().put_role_assignment(changed).await.unwrap();
     assert!(!again.created);
     assert_eq!(again.value, assignment("z-last-name", "p1", 1), "an existing assignment is returned unchanged");
-    let names: Vec<String> = store.list_role_assignments().await.unwrap().into_iter().map(|a| a.name).collect();
+    let names: Vec<String> =
+        store.identity().list_role_assignments().await.unwrap().into_iter().map(|a| a.name).collect();
     assert_eq!(names, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "by creation, then name");
-    let of_p1: Vec<String> = store.role_assignments_of("P1").await.unwrap().iter().map(|a| a.name.clone()).collect();
+    let of_p1: Vec<String> =
+        store.identity().role_assignments_of("P1").await.unwrap().iter().map(|a| a.name.clone()).collect();
     assert_eq!(of_p1, ["z-last-name", "a-first-name", "tie-a", "tie-b"], "principal ids compare case-insensitively");
-    assert_eq!(store.delete_role_assignment("a-first-name").await.unwrap().unwrap().principal_id, "p1");
-    assert!(store.delete_role_assignment("a-first-name").await.unwrap().is_none());
-    assert!(store.get_role_assignment("a-first-name").await.unwrap().is_none());
+    assert_eq!(store.identity().delete_role_assignment("a-first-name").await.unwrap().unwrap().principal_id, "p1");
+    assert!(store.identity().delete_role_assignment("a-first-name").await.unwrap().is_none());
+    assert!(store.identity().get_role_assignment("a-first-name").await.unwrap().is_none());
 }
 
 async fn groups_and_clusters_round_trip_and_a_cluster_needs_its_group(s: &Subject) {
     let store = s.store.as_ref();
     let write = ClusterWrite { cluster: cluster_ref("missing", "c1"), document: Map::new(), kubeconfig: None };
-    assert!(matches!(store.put_cluster(write).await, Err(kubeinvoke::store::StoreError::GroupNotFound)));
+    assert!(matches!(store.clusters().put_cluster(write).await, Err(kubeinvoke::store::StoreError::GroupNotFound)));
     let uid = cluster(store, "RG", "c1", json!({"dnsPrefix": "x"})).await;
     // Names compare case-insensitively, as ARM's do.
-    let found = store.get_cluster(&cluster_ref("rg", "C1")).await.unwrap().expect("found case-insensitively");
+    let found =
+        store.clusters().get_cluster(&cluster_ref("rg", "C1")).await.unwrap().expect("found case-insensitively");
     assert_eq!(found.uid, uid);
     assert_eq!(found.document["properties"]["dnsPrefix"], "x");
     assert_eq!(found.kubeconfig.as_deref().map(Vec::as_slice), Some(&b"kc"[..]));
     let again = cluster(store, "rg", "c1", json!({"dnsPrefix": "y"})).await;
     assert_eq!(again, uid, "a replaced cluster keeps its identity");
-    assert_eq!(store.list_subscriptions().await.unwrap(), [SUB]);
-    assert!(store.delete_group(&SubscriptionId::parse(SUB).unwrap(), &GroupName::parse("rg").unwrap()).await.unwrap());
-    assert!(store.get_cluster(&cluster_ref("rg", "c1")).await.unwrap().is_none(), "clusters go with their group");
+    assert_eq!(store.clusters().list_subscriptions().await.unwrap(), [SUB]);
+    assert!(
+        store
+            .clusters()
+            .delete_group(&SubscriptionId::parse(SUB).unwrap(), &GroupName::parse("rg").unwrap())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.clusters().get_cluster(&cluster_ref("rg", "c1")).await.unwrap().is_none(),
+        "clusters go with their group"
+    );
 }
 
 async fn clusters_list_by_group_then_name_with_a_cursor(s: &Subject) {
@@ -249,13 +266,14 @@ async fn clusters_list_by_group_then_name_with_a_cursor(s: &Subject) {
     let names = |records: Vec<kubeinvoke::store::ClusterRecord>| -> Vec<String> {
         records.into_iter().map(|r| format!("{}/{}", r.group, r.name)).collect()
     };
-    let all = names(store.list_clusters(&sub, None, None, 10).await.unwrap());
+    let all = names(store.clusters().list_clusters(&sub, None, None, 10).await.unwrap());
     assert_eq!(all, ["a/y", "a/z", "b/a", "b/x"]);
-    let page = store.list_clusters(&sub, None, None, 2).await.unwrap();
+    let page = store.clusters().list_clusters(&sub, None, None, 2).await.unwrap();
     let last = page.last().unwrap();
     let cursor = (last.group.to_lowercase(), last.name.to_lowercase());
-    assert_eq!(names(store.list_clusters(&sub, None, Some(cursor), 10).await.unwrap()), ["b/a", "b/x"]);
-    let in_b = names(store.list_clusters(&sub, Some(&GroupName::parse("b").unwrap()), None, 10).await.unwrap());
+    assert_eq!(names(store.clusters().list_clusters(&sub, None, Some(cursor), 10).await.unwrap()), ["b/a", "b/x"]);
+    let in_b =
+        names(store.clusters().list_clusters(&sub, Some(&GroupName::parse("b").unwrap()), None, 10).await.unwrap());
     assert_eq!(in_b, ["b/a", "b/x"]);
 }
 
@@ -263,9 +281,9 @@ async fn a_cluster_put_without_kubeconfig_keeps_the_stored_one(s: &Subject) {
     let store = s.store.as_ref();
     cluster(store, "rg", "c1", json!({})).await;
     let write = ClusterWrite { cluster: cluster_ref("rg", "c1"), document: Map::new(), kubeconfig: None };
-    let put = store.put_cluster(write).await.unwrap();
+    let put = store.clusters().put_cluster(write).await.unwrap();
     assert!(!put.created);
-    let stored = store.get_cluster(&cluster_ref("rg", "c1")).await.unwrap().unwrap();
+    let stored = store.clusters().get_cluster(&cluster_ref("rg", "c1")).await.unwrap().unwrap();
     assert_eq!(stored.kubeconfig.as_deref().map(Vec::as_slice), Some(&b"kc"[..]));
 }
 
@@ -277,8 +295,8 @@ async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(
     // Arrival order decides, not the submitters' clocks (replicas' clocks differ).
     submit(store, &uid, "first", 20).await;
     submit(store, &uid, "second", 10).await;
-    assert_eq!(store.count_accepted().await.unwrap(), 2);
-    let claimed = store.claim_next(&lease("r1", 100)).await.unwrap().expect("a command");
+    assert_eq!(store.commands().count_accepted().await.unwrap(), 2);
+    let claimed = store.commands().claim_next(&lease("r1", 100)).await.unwrap().expect("a command");
     assert_eq!(claimed.id, "first", "the first stored is claimed first");
     assert_eq!(claimed.command, "echo first");
     assert_eq!(claimed.context, b"zip");
@@ -289,12 +307,12 @@ async fn claims_take_the_oldest_accepted_command_once_with_its_cluster_settings(
     assert_eq!(settings.limits.timeout_seconds, Some(5));
     assert_eq!(claimed.submitted_by, "app (object)");
     assert_eq!(state_of(store, &uid, "first").await, CommandState::Running);
-    let record = store.get_command(&uid, &id("first"), 100).await.unwrap().unwrap();
+    let record = store.commands().get_command(&uid, &id("first"), 100).await.unwrap().unwrap();
     assert_eq!(record.started_at, Some(100));
-    assert_eq!(store.claim_next(&lease("r2", 101)).await.unwrap().unwrap().id, "second");
-    assert!(store.claim_next(&lease("r1", 102)).await.unwrap().is_none(), "nothing is claimed twice");
-    assert_eq!(store.count_accepted().await.unwrap(), 0);
-    let mut running = store.running_command_ids().await.unwrap();
+    assert_eq!(store.commands().claim_next(&lease("r2", 101)).await.unwrap().unwrap().id, "second");
+    assert!(store.commands().claim_next(&lease("r1", 102)).await.unwrap().is_none(), "nothing is claimed twice");
+    assert_eq!(store.commands().count_accepted().await.unwrap(), 0);
+    let mut running = store.commands().running_command_ids().await.unwrap();
     running.sort();
     assert_eq!(running, ["first", "second"]);
 }
@@ -306,25 +324,25 @@ async fn a_command_stored_running_is_handed_over_with_its_cluster_and_never_clai
     let mut command = with_options(&uid, "direct", options.clone(), None);
     command.context = b"zip".to_vec();
     command.cluster_token = Some("token".into());
-    let claimed = store.insert_running(command, &lease("r1", 100)).await.unwrap();
+    let claimed = store.commands().insert_running(command, &lease("r1", 100)).await.unwrap();
     assert_eq!((claimed.id.as_str(), claimed.command.as_str()), ("direct", "echo \"$ns\""));
     assert_eq!((claimed.context.as_slice(), claimed.cluster_token.as_deref()), (&b"zip"[..], Some("token")));
     assert_eq!(claimed.kubeconfig.as_deref(), Some(&b"kc"[..]));
     assert_eq!(claimed.settings.expect("usable settings").limits.timeout_seconds, Some(5));
     assert_eq!((claimed.submitted_by.as_str(), &claimed.options), ("app (object)", &options));
-    let record = store.get_command(&uid, &id("direct"), 100).await.unwrap().unwrap();
+    let record = store.commands().get_command(&uid, &id("direct"), 100).await.unwrap().unwrap();
     assert_eq!((record.state, record.started_at), (CommandState::Running, Some(100)));
-    assert_eq!(store.count_accepted().await.unwrap(), 0, "it never waited");
-    assert!(store.claim_next(&lease("r2", 101)).await.unwrap().is_none(), "nobody else claims it");
-    assert_eq!(store.running_command_ids().await.unwrap(), ["direct"]);
+    assert_eq!(store.commands().count_accepted().await.unwrap(), 0, "it never waited");
+    assert!(store.commands().claim_next(&lease("r2", 101)).await.unwrap().is_none(), "nobody else claims it");
+    assert_eq!(store.commands().running_command_ids().await.unwrap(), ["direct"]);
     // Owned like a claimed command: its owner's restart interrupts it, and it finishes once.
-    assert_eq!(store.interrupt_running("r2", 102, 102 + HOUR).await.unwrap(), 0);
-    assert!(store.finish_command(&id("direct"), &exited(0), 103, 103 + HOUR).await.unwrap());
-    assert!(!store.finish_command(&id("direct"), &exited(1), 104, 104 + HOUR).await.unwrap());
+    assert_eq!(store.commands().interrupt_running("r2", 102, 102 + HOUR).await.unwrap(), 0);
+    assert!(store.commands().finish_command(&id("direct"), &exited(0), 103, 103 + HOUR).await.unwrap());
+    assert!(!store.commands().finish_command(&id("direct"), &exited(1), 104, 104 + HOUR).await.unwrap());
     // A cluster that is gone refuses it, as it refuses a queued command.
     let mut orphan = with_options(&uid, "orphan", CommandOptions::default(), None);
     orphan.cluster_uid = ClusterUid::from_text("no-such-cluster");
-    assert!(store.insert_running(orphan, &lease("r1", 105)).await.is_err());
+    assert!(store.commands().insert_running(orphan, &lease("r1", 105)).await.is_err());
 }
 
 async fn finishing_is_guarded_on_running(s: &Subject) {
@@ -332,47 +350,51 @@ async fn finishing_is_guarded_on_running(s: &Subject) {
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "c", 1).await;
     assert!(
-        !store.finish_command(&id("c"), &exited(0), 5, 5 + HOUR).await.unwrap(),
+        !store.commands().finish_command(&id("c"), &exited(0), 5, 5 + HOUR).await.unwrap(),
         "an Accepted command cannot finish"
     );
-    store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
-    assert!(store.finish_command(&id("c"), &exited(3), 5, 5 + HOUR).await.unwrap());
-    let record = store.get_command(&uid, &id("c"), 6).await.unwrap().unwrap();
+    store.commands().claim_next(&lease("r1", 2)).await.unwrap().unwrap();
+    assert!(store.commands().finish_command(&id("c"), &exited(3), 5, 5 + HOUR).await.unwrap());
+    let record = store.commands().get_command(&uid, &id("c"), 6).await.unwrap().unwrap();
     assert_eq!(record.state, CommandState::Succeeded);
     assert_eq!((record.exit_code, record.finished_at, record.expires_at), (Some(3), Some(5), Some(5 + HOUR)));
     assert_eq!(record.logs.as_deref(), Some("exit 3\n"));
     let failed = Outcome::Failed { reason: FailureReason::Timeout, logs: String::new() };
-    assert!(!store.finish_command(&id("c"), &failed, 7, 7 + HOUR).await.unwrap(), "a result is stored once");
-    assert_eq!(store.get_command(&uid, &id("c"), 8).await.unwrap().unwrap().exit_code, Some(3));
-    assert!(store.running_command_ids().await.unwrap().is_empty());
+    assert!(!store.commands().finish_command(&id("c"), &failed, 7, 7 + HOUR).await.unwrap(), "a result is stored once");
+    assert_eq!(store.commands().get_command(&uid, &id("c"), 8).await.unwrap().unwrap().exit_code, Some(3));
+    assert!(store.commands().running_command_ids().await.unwrap().is_empty());
 }
 
 async fn cancel_of_a_queued_command_is_guarded_on_accepted(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "queued", 1).await;
-    let was = store.cancel_queued(&uid, &id("queued"), "alice", 5, 5 + HOUR).await.unwrap();
+    let was = store.commands().cancel_queued(&uid, &id("queued"), "alice", 5, 5 + HOUR).await.unwrap();
     assert_eq!(was, Some(CommandState::Accepted));
-    let record = store.get_command(&uid, &id("queued"), 6).await.unwrap().unwrap();
+    let record = store.commands().get_command(&uid, &id("queued"), 6).await.unwrap().unwrap();
     assert_eq!(record.state, CommandState::Canceled);
     assert_eq!(record.reason.as_deref(), Some("Canceled by alice"));
-    assert!(store.claim_next(&lease("r1", 7)).await.unwrap().is_none(), "a canceled command never runs");
-    let again = store.cancel_queued(&uid, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap();
+    assert!(store.commands().claim_next(&lease("r1", 7)).await.unwrap().is_none(), "a canceled command never runs");
+    let again = store.commands().cancel_queued(&uid, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap();
     assert_eq!(again, Some(CommandState::Canceled), "the state it is in, unchanged");
-    assert_eq!(store.cancel_queued(&uid, &id("nope"), "bob", 8, 8 + HOUR).await.unwrap(), None);
+    assert_eq!(store.commands().cancel_queued(&uid, &id("nope"), "bob", 8, 8 + HOUR).await.unwrap(), None);
     let other = cluster(store, "rg", "c2", json!({})).await;
-    assert_eq!(store.cancel_queued(&other, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap(), None, "per cluster");
+    assert_eq!(
+        store.commands().cancel_queued(&other, &id("queued"), "bob", 8, 8 + HOUR).await.unwrap(),
+        None,
+        "per cluster"
+    );
 }
 
 async fn a_cancel_asked_elsewhere_reaches_the_owner_at_renewal(s: &Subject) {
     let store = s.store.as_ref();
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "c", 1).await;
-    assert!(!store.request_cancel(&uid, &id("c"), "alice").await.unwrap(), "not running yet");
-    store.claim_next(&lease("r1", 2)).await.unwrap().unwrap();
-    assert!(store.request_cancel(&uid, &id("c"), "alice").await.unwrap());
-    assert!(store.renew_leases("r2", 1_000_000).await.unwrap().is_empty(), "only the owner hears of it");
-    let asked = store.renew_leases("r1", 1_000_000).await.unwrap();
+    assert!(!store.commands().request_cancel(&uid, &id("c"), "alice").await.unwrap(), "not running yet");
+    store.commands().claim_next(&lease("r1", 2)).await.unwrap().unwrap();
+    assert!(store.commands().request_cancel(&uid, &id("c"), "alice").await.unwrap());
+    assert!(store.commands().renew_leases("r2", 1_000_000).await.unwrap().is_empty(), "only the owner hears of it");
+    let asked = store.commands().renew_leases("r1", 1_000_000).await.unwrap();
     assert_eq!(asked.len(), 1);
     assert_eq!((asked[0].id.as_str(), asked[0].by.as_str()), ("c", "alice"));
 }
@@ -382,17 +404,17 @@ async fn lost_leases_end_worker_lost_and_are_never_reclaimed(s: &Subject) {
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "lost", 1).await;
     submit(store, &uid, "kept", 2).await;
-    store.claim_next(&Lease { owner: "dead".into(), now: 10, until: 100 }).await.unwrap().unwrap();
-    store.claim_next(&Lease { owner: "alive".into(), now: 10, until: 100 }).await.unwrap().unwrap();
-    store.renew_leases("alive", 500).await.unwrap();
-    assert!(store.end_lost(99, 99 + HOUR).await.unwrap().is_empty(), "no lease has run out yet");
-    assert_eq!(store.end_lost(200, 200 + HOUR).await.unwrap(), ["lost"]);
-    let record = store.get_command(&uid, &id("lost"), 201).await.unwrap().unwrap();
+    store.commands().claim_next(&Lease { owner: "dead".into(), now: 10, until: 100 }).await.unwrap().unwrap();
+    store.commands().claim_next(&Lease { owner: "alive".into(), now: 10, until: 100 }).await.unwrap().unwrap();
+    store.commands().renew_leases("alive", 500).await.unwrap();
+    assert!(store.commands().end_lost(99, 99 + HOUR).await.unwrap().is_empty(), "no lease has run out yet");
+    assert_eq!(store.commands().end_lost(200, 200 + HOUR).await.unwrap(), ["lost"]);
+    let record = store.commands().get_command(&uid, &id("lost"), 201).await.unwrap().unwrap();
     assert_eq!((record.state, record.reason.as_deref()), (CommandState::Failed, Some("WorkerLost")));
     assert_eq!(state_of(store, &uid, "kept").await, CommandState::Running);
-    assert!(store.claim_next(&lease("other", 300)).await.unwrap().is_none(), "a lost command is not re-run");
+    assert!(store.commands().claim_next(&lease("other", 300)).await.unwrap().is_none(), "a lost command is not re-run");
     assert!(
-        !store.finish_command(&id("lost"), &exited(0), 301, 301 + HOUR).await.unwrap(),
+        !store.commands().finish_command(&id("lost"), &exited(0), 301, 301 + HOUR).await.unwrap(),
         "its late result is dropped"
     );
 }
@@ -403,20 +425,20 @@ async fn interrupt_ends_the_owners_and_unowned_running_commands_only(s: &Subject
     for (name, at) in [("mine", 1), ("theirs", 2), ("queued", 3)] {
         submit(store, &uid, name, at).await;
     }
-    store.claim_next(&lease("me", 10)).await.unwrap().unwrap();
-    store.claim_next(&lease("them", 10)).await.unwrap().unwrap();
-    assert_eq!(store.interrupt_running("me", 20, 20 + HOUR).await.unwrap(), 1);
-    let mine = store.get_command(&uid, &id("mine"), 21).await.unwrap().unwrap();
+    store.commands().claim_next(&lease("me", 10)).await.unwrap().unwrap();
+    store.commands().claim_next(&lease("them", 10)).await.unwrap().unwrap();
+    assert_eq!(store.commands().interrupt_running("me", 20, 20 + HOUR).await.unwrap(), 1);
+    let mine = store.commands().get_command(&uid, &id("mine"), 21).await.unwrap().unwrap();
     assert_eq!((mine.state, mine.reason.as_deref()), (CommandState::Failed, Some("Interrupted")));
     assert_eq!(mine.logs.as_deref(), Some(""), "a result always has logs");
     assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running, "another replica's command runs on");
     assert_eq!(state_of(store, &uid, "queued").await, CommandState::Accepted, "queued work is resumed, not ended");
     // A Running row of no owner (written before replicas had ids) died with whatever ran it.
-    store.claim_next(&lease("them", 30)).await.unwrap().unwrap();
+    store.commands().claim_next(&lease("them", 30)).await.unwrap().unwrap();
     s.raw("UPDATE commands SET owner = NULL WHERE id = 'queued'").await;
-    assert_eq!(store.interrupt_running("me", 40, 40 + HOUR).await.unwrap(), 1);
+    assert_eq!(store.commands().interrupt_running("me", 40, 40 + HOUR).await.unwrap(), 1);
     assert_eq!(
-        store.get_command(&uid, &id("queued"), 41).await.unwrap().unwrap().reason.as_deref(),
+        store.commands().get_command(&uid, &id("queued"), 41).await.unwrap().unwrap().reason.as_deref(),
         Some("Interrupted")
     );
     assert_eq!(state_of(store, &uid, "theirs").await, CommandState::Running);
@@ -430,16 +452,20 @@ async fn history_is_newest_first_with_paging_and_hides_expired(s: &Subject) {
     }
     let ids =
         |page: &[kubeinvoke::command::CommandSummary]| page.iter().map(|s| s.record.id.clone()).collect::<Vec<_>>();
-    let first = store.list_commands(&uid, None, 2, 10).await.unwrap();
+    let first = store.commands().list_commands(&uid, None, 2, 10).await.unwrap();
     assert_eq!(ids(&first), ["d", "c"]);
-    let rest = store.list_commands(&uid, Some(first[1].seq), 10, 10).await.unwrap();
+    let rest = store.commands().list_commands(&uid, Some(first[1].seq), 10, 10).await.unwrap();
     assert_eq!(ids(&rest), ["b", "a"]);
     assert_eq!(rest[0].command, "echo b");
-    store.claim_next(&lease("r", 10)).await.unwrap().unwrap(); // "a"
-    store.finish_command(&id("a"), &exited(0), 11, 50).await.unwrap();
-    assert_eq!(ids(&store.list_commands(&uid, None, 10, 49).await.unwrap()), ["d", "c", "b", "a"]);
-    assert_eq!(ids(&store.list_commands(&uid, None, 10, 50).await.unwrap()), ["d", "c", "b"], "expired is hidden");
-    assert!(store.get_command(&uid, &id("a"), 50).await.unwrap().is_none());
+    store.commands().claim_next(&lease("r", 10)).await.unwrap().unwrap(); // "a"
+    store.commands().finish_command(&id("a"), &exited(0), 11, 50).await.unwrap();
+    assert_eq!(ids(&store.commands().list_commands(&uid, None, 10, 49).await.unwrap()), ["d", "c", "b", "a"]);
+    assert_eq!(
+        ids(&store.commands().list_commands(&uid, None, 10, 50).await.unwrap()),
+        ["d", "c", "b"],
+        "expired is hidden"
+    );
+    assert!(store.commands().get_command(&uid, &id("a"), 50).await.unwrap().is_none());
 }
 
 async fn purge_deletes_only_expired_results(s: &Subject) {
@@ -449,13 +475,16 @@ async fn purge_deletes_only_expired_results(s: &Subject) {
     submit(store, &uid, "new", 2).await;
     submit(store, &uid, "queued", 3).await;
     for (name, expires) in [("old", 100), ("new", 1_000)] {
-        store.claim_next(&lease("r", 5)).await.unwrap().unwrap();
-        store.finish_command(&id(name), &exited(0), 6, expires).await.unwrap();
+        store.commands().claim_next(&lease("r", 5)).await.unwrap().unwrap();
+        store.commands().finish_command(&id(name), &exited(0), 6, expires).await.unwrap();
     }
-    assert_eq!(store.purge_expired(100).await.unwrap(), ["old"]);
-    assert!(store.purge_expired(100).await.unwrap().is_empty());
+    assert_eq!(store.commands().purge_expired(100).await.unwrap(), ["old"]);
+    assert!(store.commands().purge_expired(100).await.unwrap().is_empty());
     assert_eq!(state_of(store, &uid, "queued").await, CommandState::Accepted);
-    assert_eq!(store.get_command(&uid, &id("new"), 999).await.unwrap().unwrap().state, CommandState::Succeeded);
+    assert_eq!(
+        store.commands().get_command(&uid, &id("new"), 999).await.unwrap().unwrap().state,
+        CommandState::Succeeded
+    );
 }
 
 async fn deleting_a_cluster_deletes_its_commands(s: &Subject) {
@@ -463,26 +492,26 @@ async fn deleting_a_cluster_deletes_its_commands(s: &Subject) {
     let uid = cluster(store, "rg", "c1", json!({})).await;
     submit(store, &uid, "running", 1).await;
     submit(store, &uid, "queued", 2).await;
-    store.claim_next(&lease("r", 5)).await.unwrap().unwrap();
-    assert!(store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
-    assert!(!store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
-    assert_eq!(store.count_accepted().await.unwrap(), 0);
-    assert!(store.claim_next(&lease("r", 6)).await.unwrap().is_none());
+    store.commands().claim_next(&lease("r", 5)).await.unwrap().unwrap();
+    assert!(store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
+    assert!(!store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
+    assert_eq!(store.commands().count_accepted().await.unwrap(), 0);
+    assert!(store.commands().claim_next(&lease("r", 6)).await.unwrap().is_none());
     assert!(
-        !store.finish_command(&id("running"), &exited(0), 7, 7 + HOUR).await.unwrap(),
+        !store.commands().finish_command(&id("running"), &exited(0), 7, 7 + HOUR).await.unwrap(),
         "its result has nowhere to go"
     );
     let recreated = cluster(store, "rg", "c1", json!({})).await;
     assert_ne!(recreated, uid, "a re-created cluster is a new cluster");
-    assert!(store.list_commands(&recreated, None, 10, 8).await.unwrap().is_empty());
+    assert!(store.commands().list_commands(&recreated, None, 10, 8).await.unwrap().is_empty());
 }
 
 async fn settings_keep_the_first_value(s: &Subject) {
     let store = s.store.as_ref();
-    assert_eq!(store.get_setting("k").await.unwrap(), None);
-    assert_eq!(store.init_setting("k", b"one".to_vec()).await.unwrap(), b"one");
-    assert_eq!(store.init_setting("k", b"two".to_vec()).await.unwrap(), b"one", "the first value wins");
-    assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(store.settings().get_setting("k").await.unwrap(), None);
+    assert_eq!(store.settings().init_setting("k", b"one".to_vec()).await.unwrap(), b"one");
+    assert_eq!(store.settings().init_setting("k", b"two".to_vec()).await.unwrap(), b"one", "the first value wins");
+    assert_eq!(store.settings().get_setting("k").await.unwrap().as_deref(), Some(&b"one"[..]));
     store.ping().await.unwrap();
 }
 
@@ -493,7 +522,7 @@ async fn a_stored_setting_that_cannot_be_used_reaches_the_claim_as_an_error(s: &
     // Written around the API (an older version, or a hand edit): the claim still hands the
     // command over, with the setting's error, so it fails naming it instead of running wrongly.
     s.raw(r#"UPDATE clusters SET document = '{"properties": {"commandExecutor": "vm"}}'"#).await;
-    let claimed = store.claim_next(&lease("r", 2)).await.unwrap().expect("claimed");
+    let claimed = store.commands().claim_next(&lease("r", 2)).await.unwrap().expect("claimed");
     assert_eq!(claimed.settings.unwrap_err().property, "properties.commandExecutor");
 }
 
@@ -520,10 +549,10 @@ async fn command_options_round_trip_and_secret_values_have_no_column(s: &Subject
         timeout: Some(std::time::Duration::from_secs(7)),
         saved_command: Some("/subscriptions/s/providers/Microsoft.ContainerService/savedCommands/pods".into()),
     };
-    store.insert_command(with_options(&c, "saved", options.clone(), None)).await.unwrap();
-    let claimed = store.claim_next(&lease("a", 10)).await.unwrap().expect("claimed");
+    store.commands().insert_command(with_options(&c, "saved", options.clone(), None)).await.unwrap();
+    let claimed = store.commands().claim_next(&lease("a", 10)).await.unwrap().expect("claimed");
     assert_eq!(claimed.options, options);
-    let history = store.list_commands(&c, None, 10, 20).await.unwrap();
+    let history = store.commands().list_commands(&c, None, 10, 20).await.unwrap();
     assert_eq!(history[0].parameters, options.environment);
     assert_eq!(history[0].secret_names, ["token"]);
     assert_eq!(history[0].saved_command, options.saved_command);
@@ -533,23 +562,23 @@ async fn a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it(s
     let store = s.store.as_ref();
     let c = cluster(store, "rg", "c1", json!({})).await;
     let secret = CommandOptions { secret_names: vec!["token".into()], ..Default::default() };
-    store.insert_command(with_options(&c, "pinned", secret.clone(), Some(lease("a", 0)))).await.unwrap();
-    assert!(store.claim_next(&lease("b", 10)).await.unwrap().is_none(), "another replica never takes it");
-    let claimed = store.claim_next(&lease("a", 10)).await.unwrap().expect("its own replica does");
+    store.commands().insert_command(with_options(&c, "pinned", secret.clone(), Some(lease("a", 0)))).await.unwrap();
+    assert!(store.commands().claim_next(&lease("b", 10)).await.unwrap().is_none(), "another replica never takes it");
+    let claimed = store.commands().claim_next(&lease("a", 10)).await.unwrap().expect("its own replica does");
     assert_eq!(claimed.id, id("pinned"));
 
     // Pinned to a replica that restarts: it ends SecretsLost, it never runs.
-    store.insert_command(with_options(&c, "restarted", secret.clone(), Some(lease("a", 0)))).await.unwrap();
-    store.interrupt_running("a", 30, 30 + HOUR).await.unwrap();
+    store.commands().insert_command(with_options(&c, "restarted", secret.clone(), Some(lease("a", 0)))).await.unwrap();
+    store.commands().interrupt_running("a", 30, 30 + HOUR).await.unwrap();
     assert_eq!(state_of(store, &c, "restarted").await, CommandState::Failed);
-    let result = store.get_command(&c, &id("restarted"), 40).await.unwrap().unwrap();
+    let result = store.commands().get_command(&c, &id("restarted"), 40).await.unwrap().unwrap();
     assert!(result.reason.unwrap().starts_with("SecretsLost"));
 
     // Pinned to a replica that dies: renewed while it lives, WorkerLost once its lease runs out.
-    store.insert_command(with_options(&c, "orphan", secret, Some(lease("b", 0)))).await.unwrap();
-    store.renew_leases("b", 50_000).await.unwrap();
-    assert!(store.end_lost(40_000, 40_000 + HOUR).await.unwrap().is_empty(), "renewed: not lost");
-    assert_eq!(store.end_lost(60_000, 60_000 + HOUR).await.unwrap(), vec![id("orphan")]);
+    store.commands().insert_command(with_options(&c, "orphan", secret, Some(lease("b", 0)))).await.unwrap();
+    store.commands().renew_leases("b", 50_000).await.unwrap();
+    assert!(store.commands().end_lost(40_000, 40_000 + HOUR).await.unwrap().is_empty(), "renewed: not lost");
+    assert_eq!(store.commands().end_lost(60_000, 60_000 + HOUR).await.unwrap(), vec![id("orphan")]);
     assert_eq!(state_of(store, &c, "orphan").await, CommandState::Failed);
 }
 
@@ -631,9 +660,56 @@ async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s:
     assert!(runs.finish_run(&run_id, RunState::Canceled, 9).await.unwrap());
     assert!(!runs.finish_run(&run_id, RunState::Failed, 10).await.unwrap(), "ends once");
     // The run keeps its targets' outcomes after their commands are gone.
-    store.delete_cluster(&cluster_ref("rg", "c1")).await.unwrap();
+    store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap();
     let read = runs.get_run(&run_id, None).await.unwrap().unwrap();
     assert_eq!(read.targets[0].state, TargetState::Accepted, "as the command was when the run ended");
     assert_eq!(runs.list_runs(&scope.key, None, 10).await.unwrap().len(), 1);
     assert_eq!(runs.purge_runs(10).await.unwrap(), 1);
+}
+
+async fn a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit(store, &uid, "c", 1).await;
+    store.commands().claim_next(&lease("r1", 2)).await.unwrap().unwrap();
+    let canceled = Outcome::Failed { reason: FailureReason::Canceled("alice".into()), logs: "partial\n".into() };
+    assert!(store.commands().finish_command(&id("c"), &canceled, 5, 5 + HOUR).await.unwrap());
+    let record = store.commands().get_command(&uid, &id("c"), 6).await.unwrap().unwrap();
+    assert_eq!(record.state, CommandState::Canceled);
+    assert_eq!(record.reason.as_deref(), Some("Canceled by alice"));
+    assert_eq!((record.logs.as_deref(), record.exit_code), (Some("partial\n"), None));
+    assert!(store.commands().running_command_ids().await.unwrap().is_empty());
+    assert!(store.commands().renew_leases("r1", 1_000).await.unwrap().is_empty(), "no lease is left to renew");
+}
+
+/// Every transition, tried on a command in each terminal state: none changes it.
+async fn a_finished_command_is_left_alone_by_every_transition(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    let endings = [
+        ("succeeded", exited(0)),
+        ("failed", Outcome::Failed { reason: FailureReason::Timeout, logs: String::new() }),
+        ("canceled", Outcome::Failed { reason: FailureReason::Canceled("bob".into()), logs: String::new() }),
+    ];
+    for (at, (name, outcome)) in endings.iter().enumerate() {
+        submit(store, &uid, name, at as i64).await;
+        let claimed = store.commands().claim_next(&Lease { owner: "r1".into(), now: 10, until: 20 }).await.unwrap();
+        assert_eq!(claimed.unwrap().id, *name);
+        assert!(store.commands().finish_command(&id(name), outcome, 11, 11 + HOUR).await.unwrap());
+    }
+    let before: Vec<_> = endings.iter().map(|(name, outcome)| (*name, outcome.state())).collect();
+    for (name, _) in &before {
+        assert!(!store.commands().finish_command(&id(name), &exited(9), 30, 30 + HOUR).await.unwrap());
+        assert!(!store.commands().request_cancel(&uid, &id(name), "carol").await.unwrap());
+        let was = store.commands().cancel_queued(&uid, &id(name), "carol", 30, 30 + HOUR).await.unwrap();
+        assert!(was.is_some_and(CommandState::is_terminal), "{name} reports its final state");
+    }
+    assert!(store.commands().end_lost(1_000, 1_000 + HOUR).await.unwrap().is_empty(), "their leases do not matter");
+    assert_eq!(store.commands().interrupt_running("r1", 1_000, 1_000 + HOUR).await.unwrap(), 0);
+    assert!(store.commands().claim_next(&lease("r2", 1_000)).await.unwrap().is_none());
+    for (name, state) in before {
+        let record = store.commands().get_command(&uid, &id(name), 1_000).await.unwrap().unwrap();
+        assert_eq!((record.state, record.finished_at), (state, Some(11)), "{name} unchanged");
+        assert_ne!(record.exit_code, Some(9));
+    }
 }

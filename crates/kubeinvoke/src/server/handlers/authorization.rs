@@ -53,7 +53,7 @@ pub async fn put_assignment(
     if uuid::Uuid::try_parse(&principal_id).is_err() {
         return Err(Refusal::InvalidPrincipalId(principal_id).into());
     }
-    let existing = app.store.list_role_assignments().await?;
+    let existing = app.store.identity().list_role_assignments().await?;
     let same_grant = |a: &&RoleAssignmentRecord| {
         a.scope.eq_ignore_ascii_case(scope) && a.role_definition_id == role.id && a.principal_id == principal_id
     };
@@ -68,7 +68,7 @@ pub async fn put_assignment(
         principal_type: wanted.principal_type.unwrap_or_else(|| "ServicePrincipal".into()),
         created_at: now_millis(),
     };
-    let put = app.store.put_role_assignment(record.clone()).await?;
+    let put = app.store.identity().put_role_assignment(record.clone()).await?;
     let unchanged = put.value.scope.eq_ignore_ascii_case(scope)
         && put.value.role_definition_id == record.role_definition_id
         && put.value.principal_id == record.principal_id;
@@ -79,15 +79,15 @@ pub async fn put_assignment(
 }
 
 pub async fn get_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
-    let found = app.store.get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope));
+    let found = app.store.identity().get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope));
     let found = found.ok_or_else(|| not_found(name))?;
     Ok(json(StatusCode::OK, &assignment_resource(&found, &found.scope)))
 }
 
 pub async fn delete_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
-    match app.store.get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope)) {
+    match app.store.identity().get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope)) {
         Some(found) => {
-            app.store.delete_role_assignment(name).await?;
+            app.store.identity().delete_role_assignment(name).await?;
             Ok(json(StatusCode::OK, &assignment_resource(&found, &found.scope)))
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -102,6 +102,7 @@ pub async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str)
     let at_scope_only = filter.contains("atScope()");
     let value = app
         .store
+        .identity()
         .list_role_assignments()
         .await?
         .iter()
@@ -206,7 +207,8 @@ pub async fn put_definition(
         // is widened for everyone it is assigned to: only someone who could have made those
         // assignments may change what they grant.
         require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/write", &stored)?;
-        for assignment in app.store.list_role_assignments().await?.iter().filter(|a| a.role_definition_id == stored.id)
+        for assignment in
+            app.store.identity().list_role_assignments().await?.iter().filter(|a| a.role_definition_id == stored.id)
         {
             caller.require("Microsoft.Authorization/roleAssignments/write", &assignment.scope)?;
         }
@@ -239,8 +241,14 @@ pub async fn delete_definition(app: &AppState, caller: &Caller, scope: &str, id:
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/delete", &role)?;
-    let in_use =
-        app.store.list_role_assignments().await?.into_iter().filter(|a| a.role_definition_id == role.id).count();
+    let in_use = app
+        .store
+        .identity()
+        .list_role_assignments()
+        .await?
+        .into_iter()
+        .filter(|a| a.role_definition_id == role.id)
+        .count();
     if in_use > 0 {
         return Err(Refusal::DefinitionInUse { role: role.name.clone(), assignments: in_use }.into());
     }

@@ -26,7 +26,7 @@ const SERVER_OWNED: [&str; 3] = ["id", "name", "type"];
 
 /// Finds a cluster, telling a missing group apart from a missing cluster as ARM does.
 pub async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord, ApiError> {
-    if let Some(found) = app.store.get_cluster(cluster).await? {
+    if let Some(found) = app.store.clusters().get_cluster(cluster).await? {
         return Ok(found);
     }
     ensure_group(app, &cluster.group_ref()).await?;
@@ -34,7 +34,7 @@ pub async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord,
 }
 
 pub(super) async fn ensure_group(app: &AppState, group: &GroupRef) -> Result<(), ApiError> {
-    match app.store.get_group(&group.subscription, &group.group).await? {
+    match app.store.clusters().get_group(&group.subscription, &group.group).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string())),
     }
@@ -60,6 +60,7 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
     }
     let group = app
         .store
+        .clusters()
         .get_group(&cluster.subscription, &cluster.group)
         .await?
         .ok_or_else(|| ApiError::ResourceGroupNotFound(cluster.group.as_str().to_string()))?;
@@ -81,7 +82,7 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
         Some(new) => check_kubeconfig_for(new, executor)?,
         // A PUT that keeps the stored kubeconfig may still move the cluster to the Pod executor.
         None if executor == ExecutorKind::Kubernetes => {
-            if let Some(stored) = app.store.get_cluster(cluster).await?.and_then(|c| c.kubeconfig) {
+            if let Some(stored) = app.store.clusters().get_cluster(cluster).await?.and_then(|c| c.kubeconfig) {
                 check_kubeconfig_for(&stored, executor)?;
             }
         }
@@ -91,7 +92,7 @@ pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, bod
     properties.entry("powerState").or_insert_with(|| json_value!({ "code": "Running" }));
 
     let write = ClusterWrite { cluster: cluster.clone(), document, kubeconfig };
-    let put = match app.store.put_cluster(write).await {
+    let put = match app.store.clusters().put_cluster(write).await {
         Ok(put) => put,
         Err(StoreError::GroupNotFound) => {
             return Err(ApiError::ResourceGroupNotFound(cluster.group.as_str().into()));
@@ -153,7 +154,7 @@ pub async fn get(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiEr
 
 /// 200 when deleted, 204 when there was nothing to delete (ARM's DELETE is idempotent).
 pub async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
-    if app.store.delete_cluster(cluster).await? {
+    if app.store.clusters().delete_cluster(cluster).await? {
         return Ok(StatusCode::OK.into_response());
     }
     ensure_group(app, &cluster.group_ref()).await?;
@@ -173,7 +174,7 @@ pub async fn list(
     }
     let after = ctx.query("$skipToken").map(parse_skip_token).transpose()?;
     let page = app.config.page_size;
-    let mut found = app.store.list_clusters(subscription, group.map(|g| &g.group), after, page + 1).await?;
+    let mut found = app.store.clusters().list_clusters(subscription, group.map(|g| &g.group), after, page + 1).await?;
     let next_link = (found.len() > page).then(|| {
         found.truncate(page);
         let last = found.last().expect("a full page has a last element");

@@ -198,7 +198,7 @@ pub async fn load(
 }
 
 async fn command_of(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Result<CommandRecord, ApiError> {
-    let found = app.store.get_command(&cluster.uid, id, now_millis()).await?;
+    let found = app.store.commands().get_command(&cluster.uid, id, now_millis()).await?;
     found.ok_or_else(|| ApiError::CommandNotFound(id.to_string()))
 }
 

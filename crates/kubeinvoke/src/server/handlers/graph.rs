@@ -60,7 +60,7 @@ pub async fn get_by_ids(State(app): State<Arc<AppState>>, request: Request) -> R
         Ok(wanted) => wanted,
         Err(e) => return e.into_response(),
     };
-    let principals = match app.store.list_principals().await {
+    let principals = match app.store.identity().list_principals().await {
         Ok(principals) => principals,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -22,6 +22,7 @@ pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: B
     let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
     let put = app
         .store
+        .clusters()
         .put_group(GroupRecord {
             subscription: group.subscription.to_string(),
             name: group.group.as_str().to_string(),
@@ -34,21 +35,21 @@ pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: B
 }
 
 pub async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let found = app.store.clusters().get_group(&group.subscription, &group.group).await?;
     let found = found.ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
     Ok(json(StatusCode::OK, &render(&found)))
 }
 
 /// `HEAD` (`az group exists`): 204 or 404, no body.
 pub async fn exists(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    let found = app.store.get_group(&group.subscription, &group.group).await?;
+    let found = app.store.clusters().get_group(&group.subscription, &group.group).await?;
     let status = if found.is_some() { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND };
     Ok(status.into_response())
 }
 
 /// Deletes the group with everything in it, synchronously.
 pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
-    if app.store.delete_group(&group.subscription, &group.group).await? {
+    if app.store.clusters().delete_group(&group.subscription, &group.group).await? {
         Ok(StatusCode::OK.into_response())
     } else {
         Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))
@@ -57,7 +58,7 @@ pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiErr
 
 /// The groups of a subscription that the caller may read.
 pub async fn list(app: &AppState, caller: &Caller, subscription: &SubscriptionId) -> Result<Response, ApiError> {
-    let groups = app.store.list_groups(subscription).await?;
+    let groups = app.store.clusters().list_groups(subscription).await?;
     let value = groups
         .iter()
         .map(render)

@@ -34,7 +34,7 @@ pub async fn list(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef
         None => None,
         Some(filter) => Some(state_filter(filter)?),
     };
-    let mut page = app.store.list_commands(&cluster.uid, before, top + 1, now_millis()).await?;
+    let mut page = app.store.commands().list_commands(&cluster.uid, before, top + 1, now_millis()).await?;
     let next_link = (page.len() > top).then(|| {
         page.truncate(top);
         let last = page.last().expect("a full page").seq;
@@ -159,7 +159,7 @@ impl Follower {
 
     /// The finished result's (capped) logs from `offset`; empty while it runs.
     async fn stored_logs(&self) -> Vec<u8> {
-        match self.store.get_command(&self.cluster_uid, &self.id, now_millis()).await {
+        match self.store.commands().get_command(&self.cluster_uid, &self.id, now_millis()).await {
             Ok(Some(command)) if command.state.is_terminal() => {
                 let logs = command.logs.unwrap_or_default().into_bytes();
                 logs.get(self.offset as usize..).map(<[u8]>::to_vec).unwrap_or_default()
@@ -170,7 +170,7 @@ impl Follower {
 
     /// Finished, expired or deleted: nothing more will be written.
     async fn finished(&self) -> bool {
-        match self.store.get_command(&self.cluster_uid, &self.id, now_millis()).await {
+        match self.store.commands().get_command(&self.cluster_uid, &self.id, now_millis()).await {
             Ok(Some(command)) => command.state.is_terminal(),
             Ok(None) => true,
             Err(_) => false,

@@ -18,7 +18,7 @@ pub fn endpoints(ctx: &RequestContext) -> Response {
 /// The default subscription and every subscription that holds resource groups, as far as the
 /// caller has any role assignment in it.
 pub async fn list_subscriptions(app: &AppState, caller: &Caller) -> Result<Response, ApiError> {
-    let mut ids = app.store.list_subscriptions().await?;
+    let mut ids = app.store.clusters().list_subscriptions().await?;
     ids.retain(|id| *id != app.instance.subscription_id);
     ids.insert(0, app.instance.subscription_id.clone());
     ids.retain(|id| rbac::touches(&caller.assignments, &format!("/subscriptions/{id}")));

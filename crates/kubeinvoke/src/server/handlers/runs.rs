@@ -190,7 +190,7 @@ async fn select(
                         format!("'targets.clusterIds[{index}]' is not inside the run's scope '{}'.", scope.id()),
                     ));
                 }
-                let found = app.store.get_cluster(id).await?;
+                let found = app.store.clusters().get_cluster(id).await?;
                 let arm_id = found.as_ref().map_or_else(
                     || cluster_id(id.subscription.as_str(), id.group.as_str(), id.name.as_str()),
                     |c| cluster_id(&c.subscription, &c.group, &c.name),
@@ -254,7 +254,7 @@ async fn clusters_in(app: &AppState, scope: &ScopeRef) -> Result<Vec<ClusterReco
     let mut all: Vec<ClusterRecord> = Vec::new();
     loop {
         let after = all.last().map(|c| (c.group.to_lowercase(), c.name.to_ascii_lowercase()));
-        let page = app.store.list_clusters(scope.subscription(), scope.group(), after, PAGE).await?;
+        let page = app.store.clusters().list_clusters(scope.subscription(), scope.group(), after, PAGE).await?;
         let done = page.len() < PAGE;
         all.extend(page);
         if done {

@@ -81,27 +81,27 @@ const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash
 
 fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
     Ok(ActivityEvent {
-        seq: r.int(0)?,
-        event_id: r.text(1)?,
-        time: r.int(2)?,
-        content: r.text(3)?,
-        prev_hash: r.text(4)?,
-        hash: r.text(5)?,
+        seq: r.int("seq")?,
+        event_id: r.text("event_id")?,
+        time: r.int("event_time")?,
+        content: r.text("content")?,
+        prev_hash: r.text("prev_hash")?,
+        hash: r.text("hash")?,
         columns: FilterColumns {
-            event_id: r.text(1)?,
-            time: r.int(2)?,
-            subscription_key: r.text(6)?,
-            group_key: r.text(7)?,
-            resource_key: r.text(8)?,
-            provider_key: r.text(9)?,
-            caller: r.text(10)?,
-            correlation_id: r.text(11)?,
-            status: r.text(12)?,
+            event_id: r.text("event_id")?,
+            time: r.int("event_time")?,
+            subscription_key: r.text("subscription_key")?,
+            group_key: r.text("group_key")?,
+            resource_key: r.text("resource_key")?,
+            provider_key: r.text("provider_key")?,
+            caller: r.text("caller")?,
+            correlation_id: r.text("correlation_id")?,
+            status: r.text("status")?,
         },
     })
 }
 
-/// The command columns [`log_row`] reads; the cluster's ARM id follows them (column 12).
+/// The command columns [`log_row`] reads; the cluster's ARM id follows them (`cluster_arm_id`).
 const LOG_COLUMNS: &str =
     "c.id, c.state, c.logged_state, c.submitted_at, c.started_at, c.finished_at, c.exit_code, c.reason,
     c.command, c.submitted_by, c.saved_command, c.environment";
@@ -111,19 +111,19 @@ fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
         CommandState::parse(&text).ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored state {text:?}")))
     };
     Ok(CommandLogRow {
-        id: CommandId::from_text(r.text(0)?),
-        state: state(r.text(1)?)?,
-        logged_state: r.opt_text(2)?.map(state).transpose()?,
-        cluster_id: r.text(12)?,
-        submitted_at: r.int(3)?,
-        started_at: r.opt_int(4)?,
-        finished_at: r.opt_int(5)?,
-        exit_code: r.opt_int32(6)?,
-        reason: r.opt_text(7)?,
-        command: r.text(8)?,
-        submitted_by: r.text(9)?,
-        saved_command: r.opt_text(10)?,
-        parameters: r.opt_text(11)?,
+        id: CommandId::from_text(r.text("id")?),
+        state: state(r.text("state")?)?,
+        logged_state: r.opt_text("logged_state")?.map(state).transpose()?,
+        cluster_id: r.text("cluster_arm_id")?,
+        submitted_at: r.int("submitted_at")?,
+        started_at: r.opt_int("started_at")?,
+        finished_at: r.opt_int("finished_at")?,
+        exit_code: r.opt_int32("exit_code")?,
+        reason: r.opt_text("reason")?,
+        command: r.text("command")?,
+        submitted_by: r.text("submitted_by")?,
+        saved_command: r.opt_text("saved_command")?,
+        parameters: r.opt_text("environment")?,
     })
 }
 

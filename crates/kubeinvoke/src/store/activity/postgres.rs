@@ -9,6 +9,7 @@ use crate::activity::filter::EventFilter;
 use crate::activity::{ActivityEvent, NewEvent};
 use crate::store::StoreResult;
 use crate::store::postgres::{PostgresStore, db_error};
+use crate::store::rows::Columns;
 
 /// Serialises appends (an arbitrary, fixed key).
 const CHAIN_LOCK: i64 = 0x6b69_6163_7469_7669;
@@ -42,7 +43,8 @@ async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) ->
         .query_opt("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", &[])
         .await
         .map_err(db_error)?
-        .map(|r| r.get(0))
+        .map(|r| r.text("hash"))
+        .transpose()?
         .unwrap_or_else(|| GENESIS.to_string());
     let insert = tx
         .prepare(
@@ -94,7 +96,7 @@ impl ActivityStore for PostgresStore {
         let sql = format!(
             "SELECT {LOG_COLUMNS},
                     '/subscriptions/' || cl.subscription_id || '/resourceGroups/' || g.name
-                    || '/providers/Microsoft.ContainerService/managedClusters/' || cl.name
+                    || '/providers/Microsoft.ContainerService/managedClusters/' || cl.name AS cluster_arm_id
              FROM commands c JOIN clusters cl ON cl.uid = c.cluster_uid
              JOIN resource_groups g ON g.subscription_id = cl.subscription_id AND g.name_key = cl.group_key
              WHERE c.logged_state IS DISTINCT FROM c.state ORDER BY c.seq LIMIT $1"
@@ -186,7 +188,7 @@ impl ActivityStore for PostgresStore {
             .await
             .map_err(db_error)?;
         let Some(newest) = newest else { return Ok(0) };
-        let (seq, anchor): (i64, String) = (newest.get(0), newest.get(1));
+        let (seq, anchor) = (newest.int("seq")?, newest.text("hash")?);
         let n = tx.execute("DELETE FROM activity_log WHERE seq <= $1", &[&seq]).await.map_err(db_error)?;
         tx.execute(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
@@ -204,9 +206,7 @@ impl ActivityStore for PostgresStore {
             .query_opt("SELECT value FROM settings WHERE name = $1", &[&super::ANCHOR_SETTING])
             .await
             .map_err(db_error)?;
-        Ok(row.map_or_else(
-            || super::GENESIS.to_string(),
-            |r| String::from_utf8_lossy(&r.get::<_, Vec<u8>>(0)).into_owned(),
-        ))
+        let stored = row.map(|r| r.bytes("value")).transpose()?;
+        Ok(stored.map_or_else(|| super::GENESIS.to_string(), |v| String::from_utf8_lossy(&v).into_owned()))
     }
 }

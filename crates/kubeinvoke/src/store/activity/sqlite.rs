@@ -34,7 +34,7 @@ CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS NOT state
 
 fn append(tx: &Transaction<'_>, events: &[crate::activity::NewEvent]) -> StoreResult<()> {
     let mut prev: String = tx
-        .query_row("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .query_row("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", [], |r| r.get("hash"))
         .optional()
         .map_err(backend)?
         .unwrap_or_else(|| GENESIS.to_string());
@@ -87,7 +87,7 @@ impl ActivityStore for SqliteStore {
                 "SELECT {LOG_COLUMNS},
                         '/subscriptions/' || cl.subscription_id || '/resourceGroups/' ||
                         (SELECT g.name FROM resource_groups g WHERE g.subscription_id = cl.subscription_id AND g.name_key = cl.group_key)
-                        || '/providers/Microsoft.ContainerService/managedClusters/' || cl.name
+                        || '/providers/Microsoft.ContainerService/managedClusters/' || cl.name AS cluster_arm_id
                  FROM commands c JOIN clusters cl ON cl.uid = c.cluster_uid
                  WHERE c.logged_state IS NOT c.state ORDER BY c.seq LIMIT ?1"
             );
@@ -183,7 +183,7 @@ impl ActivityStore for SqliteStore {
                 .query_row(
                     "SELECT hash FROM activity_log WHERE event_time < ?1 ORDER BY seq DESC LIMIT 1",
                     params![before],
-                    |r| r.get(0),
+                    |r| r.get("hash"),
                 )
                 .optional()
                 .map_err(backend)?;
@@ -208,7 +208,9 @@ impl ActivityStore for SqliteStore {
     async fn chain_anchor(&self) -> StoreResult<String> {
         self.read(|conn| {
             let stored: Option<Vec<u8>> = conn
-                .query_row("SELECT value FROM settings WHERE name = ?1", params![super::ANCHOR_SETTING], |r| r.get(0))
+                .query_row("SELECT value FROM settings WHERE name = ?1", params![super::ANCHOR_SETTING], |r| {
+                    r.get("value")
+                })
                 .optional()
                 .map_err(backend)?;
             Ok(stored.map_or_else(|| super::GENESIS.to_string(), |v| String::from_utf8_lossy(&v).into_owned()))

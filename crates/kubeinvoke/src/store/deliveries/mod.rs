@@ -48,13 +48,13 @@ const COLUMNS: &str =
 
 fn state(r: &impl Columns) -> Result<DeliveryState, StoreError> {
     Ok(DeliveryState {
-        key: r.text(0)?,
-        cursor: r.int(1)?,
-        attempts: r.int(2)?,
-        next_attempt_at: r.int(3)?,
-        delivered: r.int(4)?,
-        dead_lettered: r.int(5)?,
-        last_dead_event: r.opt_text(6)?,
-        last_error: r.opt_text(7)?,
+        key: r.text("subscription_key")?,
+        cursor: r.int("cursor_seq")?,
+        attempts: r.int("attempts")?,
+        next_attempt_at: r.int("next_attempt_at")?,
+        delivered: r.int("delivered")?,
+        dead_lettered: r.int("dead_lettered")?,
+        last_dead_event: r.opt_text("last_dead_event")?,
+        last_error: r.opt_text("last_error")?,
     })
 }

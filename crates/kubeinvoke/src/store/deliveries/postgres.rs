@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::{COLUMNS, DeliveryState, DeliveryStore};
 use crate::store::postgres::{PostgresStore, db_error};
+use crate::store::rows::Columns;
 use crate::store::{Lease, StoreResult};
 
 pub(in crate::store) const MIGRATION: &str = r#"
@@ -92,6 +93,10 @@ impl DeliveryStore for PostgresStore {
 
     async fn activity_head(&self) -> StoreResult<i64> {
         let client = self.client().await?;
-        Ok(client.query_one("SELECT COALESCE(MAX(seq), 0) FROM activity_log", &[]).await.map_err(db_error)?.get(0))
+        client
+            .query_one("SELECT COALESCE(MAX(seq), 0) AS head FROM activity_log", &[])
+            .await
+            .map_err(db_error)?
+            .int("head")
     }
 }

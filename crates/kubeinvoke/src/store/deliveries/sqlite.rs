@@ -114,7 +114,8 @@ impl DeliveryStore for SqliteStore {
 
     async fn activity_head(&self) -> StoreResult<i64> {
         self.read(|conn| {
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM activity_log", [], |r| r.get(0)).map_err(backend)
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) AS head FROM activity_log", [], |r| r.get("head"))
+                .map_err(backend)
         })
     }
 }

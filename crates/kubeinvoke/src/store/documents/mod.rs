@@ -72,17 +72,17 @@ pub trait DocumentStore: Send + Sync {
 const COLUMNS: &str = "kind, scope, name, document, created_at, updated_at";
 
 fn document(r: &impl Columns) -> Result<DocumentRecord, StoreError> {
-    let kind = r.text(0)?;
+    let kind = r.text("kind")?;
     let kind = [DocumentKind::SavedCommand, DocumentKind::RoleDefinition, DocumentKind::EventSubscription]
         .into_iter()
         .find(|k| k.as_str() == kind)
         .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored document kind {kind:?}")))?;
     Ok(DocumentRecord {
         kind,
-        scope: r.text(1)?,
-        name: r.text(2)?,
-        document: json_map(&r.text(3)?)?,
-        created_at: r.int(4)?,
-        updated_at: r.int(5)?,
+        scope: r.text("scope")?,
+        name: r.text("name")?,
+        document: json_map(&r.text("document")?)?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
     })
 }

@@ -13,7 +13,7 @@ pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
 
 use async_trait::async_trait;
 
-use super::rows::Columns;
+use super::rows::{Columns, corrupt};
 use super::{Lease, StoreError, StoreResult};
 use crate::command::{CommandId, CommandState};
 use crate::fanout::{Limit, NewRun, RunId, RunRecord, RunState, TargetRecord, TargetState};
@@ -66,62 +66,60 @@ const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_
 
 /// A target's own columns, then its command's (live, or as kept when the run ended).
 const TARGET_SELECT: &str = "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
-       COALESCE(c.state, t.final_state), COALESCE(c.exit_code, t.exit_code), COALESCE(c.started_at, t.started_at),
-       COALESCE(c.finished_at, t.finished_at), COALESCE(c.reason, t.final_reason), t.cluster_uid
+       COALESCE(c.state, t.final_state) AS command_state, COALESCE(c.exit_code, t.exit_code) AS command_exit_code,
+       COALESCE(c.started_at, t.started_at) AS command_started_at,
+       COALESCE(c.finished_at, t.finished_at) AS command_finished_at,
+       COALESCE(c.reason, t.final_reason) AS command_reason, t.cluster_uid
      FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id";
 
 /// The target's own state once its command exists.
 const STARTED: &str = "Started";
 
 fn run(r: &impl Columns) -> Result<RunRecord, StoreError> {
-    let limit = |i: usize| -> Result<Limit, StoreError> {
-        let text = r.text(i)?;
+    let limit = |column: &str| -> Result<Limit, StoreError> {
+        let text = r.text(column)?;
         Limit::parse(&text).ok_or_else(|| corrupt(format!("unknown stored limit {text:?}")))
     };
-    let state = r.text(3)?;
+    let state = r.text("state")?;
     Ok(RunRecord {
-        seq: r.int(0)?,
-        id: RunId::from_text(r.text(1)?),
-        scope: r.text(2)?,
+        seq: r.int("seq")?,
+        id: RunId::from_text(r.text("id")?),
+        scope: r.text("scope")?,
         state: RunState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored run state {state:?}")))?,
-        command: r.text(4)?,
-        max_concurrency: limit(5)?,
-        max_errors: limit(6)?,
-        created_at: r.int(7)?,
-        created_by: r.text(8)?,
-        finished_at: r.opt_int(9)?,
-        cancel_requested_by: r.opt_text(10)?,
+        command: r.text("command")?,
+        max_concurrency: limit("max_concurrency")?,
+        max_errors: limit("max_errors")?,
+        created_at: r.int("created_at")?,
+        created_by: r.text("created_by")?,
+        finished_at: r.opt_int("finished_at")?,
+        cancel_requested_by: r.opt_text("cancel_requested_by")?,
         targets: Vec::new(),
     })
 }
 
 fn target(r: &impl Columns) -> Result<TargetRecord, StoreError> {
-    let own = r.text(2)?;
+    let own = r.text("state")?;
     let state = if own == STARTED {
-        let command = r.opt_text(5)?;
+        let command = r.opt_text("command_state")?;
         TargetRecord::started(command.as_deref().and_then(CommandState::parse))
     } else {
         TargetState::parse(&own).ok_or_else(|| corrupt(format!("unknown stored target state {own:?}")))?
     };
     let started = own == STARTED;
     Ok(TargetRecord {
-        position: r.int(0)?,
-        cluster_id: r.text(1)?,
-        cluster_uid: r.opt_text(10)?,
+        position: r.int("position")?,
+        cluster_id: r.text("cluster_id")?,
+        cluster_uid: r.opt_text("cluster_uid")?,
         state,
-        command_id: r.opt_text(4)?.map(CommandId::from_text),
-        exit_code: if started { r.opt_int32(6)? } else { None },
-        started_at: if started { r.opt_int(7)? } else { None },
-        finished_at: if started { r.opt_int(8)? } else { None },
-        reason: if started { r.opt_text(9)? } else { r.opt_text(3)? },
+        command_id: r.opt_text("command_id")?.map(CommandId::from_text),
+        exit_code: if started { r.opt_int32("command_exit_code")? } else { None },
+        started_at: if started { r.opt_int("command_started_at")? } else { None },
+        finished_at: if started { r.opt_int("command_finished_at")? } else { None },
+        reason: if started { r.opt_text("command_reason")? } else { r.opt_text("reason")? },
     })
 }
 
 /// The reason a target gets when its cluster is gone before its turn.
 fn cluster_deleted() -> String {
     format!("{}: the cluster was deleted before its turn came", crate::fanout::skip::CLUSTER_DELETED)
-}
-
-fn corrupt(what: String) -> StoreError {
-    StoreError::Backend(anyhow::anyhow!(what))
 }

@@ -8,6 +8,7 @@ use super::{RUN_COLUMNS, RunStore, STARTED, TARGET_SELECT, TargetStart};
 use crate::command::CommandId;
 use crate::fanout::{NewRun, RunId, RunRecord, RunState};
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error};
+use crate::store::rows::Columns;
 use crate::store::{Lease, StoreResult};
 
 /// The schema of runs (a migration of `store/postgres.rs`).
@@ -129,7 +130,7 @@ impl RunStore for PostgresStore {
             .map_err(db_error)?;
         let mut runs = Vec::with_capacity(ids.len());
         for row in ids {
-            let id: String = row.get(0);
+            let id = row.text("id")?;
             if let Some(run) = select_run(&client, &id, None).await? {
                 runs.push(run);
             }
@@ -148,7 +149,7 @@ impl RunStore for PostgresStore {
             )
             .await
             .map_err(db_error)?;
-        Ok(rows.iter().map(|r| RunId::from_text(r.get::<_, String>(0))).collect())
+        rows.iter().map(|r| Ok(RunId::from_text(r.text("id")?))).collect()
     }
 
     async fn start_target(
@@ -180,7 +181,7 @@ impl RunStore for PostgresStore {
             .await
             .map_err(db_error)?;
         let cluster_uid = match target {
-            Some(row) if leased && row.get::<_, String>(1) == "Pending" => row.get::<_, Option<String>>(0),
+            Some(row) if leased && row.text("state")? == "Pending" => row.opt_text("cluster_uid")?,
             _ => None,
         };
         let Some(cluster_uid) = cluster_uid else { return Ok(TargetStart::Refused) };

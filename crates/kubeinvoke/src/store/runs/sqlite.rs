@@ -127,7 +127,7 @@ impl RunStore for SqliteStore {
                     )
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![scope_key, before.unwrap_or(i64::MAX), limit as i64], |r| r.get(0))
+                    .query_map(params![scope_key, before.unwrap_or(i64::MAX), limit as i64], |r| r.get("id"))
                     .map_err(backend)?;
                 rows.collect::<Result<_, _>>().map_err(backend)?
             };
@@ -147,7 +147,7 @@ impl RunStore for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![lease.owner, lease.now, lease.until], |r| r.get::<_, String>(0))
+                .query_map(params![lease.owner, lease.now, lease.until], |r| r.get::<_, String>("id"))
                 .map_err(backend)?;
             rows.map(|r| r.map(RunId::from_text).map_err(backend)).collect()
         })
@@ -171,7 +171,7 @@ impl RunStore for SqliteStore {
                      WHERE r.id = ?1 AND r.owner = ?3 AND r.lease_until >= ?4 AND r.cancel_requested_by IS NULL
                        AND r.state IN ('Accepted', 'Running')",
                     params![run, position, lease.owner, lease.now],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get("cluster_uid")?, r.get("state")?)),
                 )
                 .optional()
                 .map_err(backend)?;
