@@ -95,7 +95,7 @@ impl ServerConfig {
 }
 
 /// `$XDG_DATA_HOME/kubeinvoke`, else `~/.local/share/kubeinvoke`, else `./kubeinvoke-data`.
-pub fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("kubeinvoke");
     }

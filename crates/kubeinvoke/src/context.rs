@@ -29,7 +29,7 @@ impl Default for ContextLimits {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ContextError {
+pub(crate) enum ContextError {
     #[error("'context' is not valid base64: {0}")]
     Base64(#[from] base64::DecodeError),
     #[error("'context' is not a zip archive: {0}")]
@@ -67,7 +67,7 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Decodes and checks a submitted context. An absent or empty context is no files.
-pub fn decode(raw: Option<&str>, limits: ContextLimits) -> Result<Vec<u8>, ContextError> {
+pub(crate) fn decode(raw: Option<&str>, limits: ContextLimits) -> Result<Vec<u8>, ContextError> {
     let compact: String = raw.unwrap_or_default().chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if compact.is_empty() {
         return Ok(Vec::new());
@@ -78,19 +78,19 @@ pub fn decode(raw: Option<&str>, limits: ContextLimits) -> Result<Vec<u8>, Conte
 }
 
 /// Encodes bytes the way the contract's examples do (standard, padded).
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     general_purpose::STANDARD.encode(bytes)
 }
 
 /// Decodes base64 leniently, for other write-only properties such as a kubeconfig.
-pub fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
+pub(crate) fn decode_base64(raw: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let compact: String = raw.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     LENIENT_BASE64.decode(compact)
 }
 
 /// Checks everything about a context without writing anything: structure, names, types,
 /// duplicates, limits, and that each entry really inflates to its declared size.
-pub fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
+pub(crate) fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(ContextError::NotZip)?;
     if archive.len() > limits.max_entries {
         return Err(ContextError::TooManyEntries(archive.len(), limits.max_entries));
@@ -165,7 +165,7 @@ fn safe_path<R: Read>(entry: &zip::read::ZipFile<'_, R>) -> Result<PathBuf, Cont
 }
 
 /// Unpacks a checked context into `dir`, counting the bytes really inflated against the limit.
-pub fn extract(bytes: &[u8], dir: &Path, limits: ContextLimits) -> Result<(), ExtractError> {
+pub(crate) fn extract(bytes: &[u8], dir: &Path, limits: ContextLimits) -> Result<(), ExtractError> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -201,7 +201,7 @@ pub fn extract(bytes: &[u8], dir: &Path, limits: ContextLimits) -> Result<(), Ex
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     #[error(transparent)]
     Context(#[from] ContextError),
     #[error("writing the working directory failed: {0}")]
@@ -213,7 +213,7 @@ pub(crate) mod tests {
     use super::*;
     use zip::write::SimpleFileOptions;
 
-    pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(crate) fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, data) in files {
             out.start_file(*name, SimpleFileOptions::default()).unwrap();

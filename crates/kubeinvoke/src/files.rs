@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -30,7 +30,7 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -44,7 +44,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Whether any user can reach `path`: every directory above it is searchable by others.
-pub fn reachable_by_anyone(path: &Path) -> bool {
+pub(crate) fn reachable_by_anyone(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     path.ancestors().skip(1).all(|dir| fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
 }

@@ -8,16 +8,16 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 /// The most a parameter value may hold, in bytes.
-pub const MAX_VALUE_BYTES: usize = 4096;
+pub(crate) const MAX_VALUE_BYTES: usize = 4096;
 /// A string parameter's default `maxLength`.
 const DEFAULT_MAX_LENGTH: usize = 1024;
 /// The longest timeout a saved command or a request may ask for.
-pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+pub(crate) const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 /// Parameters one saved command may declare: every one is checked (and its pattern compiled)
 /// for each run, so the work a hostile declaration can make is bounded.
-pub const MAX_PARAMETERS: usize = 64;
+pub(crate) const MAX_PARAMETERS: usize = 64;
 /// The longest `pattern` a parameter may have, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 512;
+pub(crate) const MAX_PATTERN_BYTES: usize = 512;
 /// What one compiled pattern may take (its program, and its lazy DFA's cache): `\w{20}` with
 /// Unicode classes would otherwise compile to megabytes.
 const MAX_PATTERN_PROGRAM_BYTES: usize = 256 * 1024;
@@ -218,7 +218,7 @@ impl SavedCommand {
 }
 
 /// `1..=MAX_TIMEOUT_SECONDS` as a JSON number.
-pub fn timeout_seconds(value: &Value) -> Option<Duration> {
+pub(crate) fn timeout_seconds(value: &Value) -> Option<Duration> {
     value.as_u64().filter(|s| (1..=MAX_TIMEOUT_SECONDS).contains(s)).map(Duration::from_secs)
 }
 

@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 use super::ActivityEvent;
 
 /// The predecessor of the first event.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-pub fn hash(prev_hash: &str, content: &str) -> String {
+pub(crate) fn hash(prev_hash: &str, content: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
@@ -17,7 +17,7 @@ pub fn hash(prev_hash: &str, content: &str) -> String {
 
 /// The first event that does not fit the chain, and how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// Its content no longer matches its hash: it was changed.
     #[error("event {seq} ({event_id}) was changed: its content does not match its hash")]
     Changed { seq: i64, event_id: String },
@@ -34,19 +34,19 @@ pub enum Broken {
 
 /// Walks the chain in order. `anchor` is the hash the first event must follow (`GENESIS`, or the
 /// last verified hash when continuing). Returns the hash of the last event, or the first break.
-pub struct Walk {
+pub(crate) struct Walk {
     expected_prev: String,
     previous_seq: i64,
     pub checked: u64,
 }
 
 impl Walk {
-    pub fn new(anchor: &str) -> Self {
+    pub(crate) fn new(anchor: &str) -> Self {
         Walk { expected_prev: anchor.to_string(), previous_seq: 0, checked: 0 }
     }
 
     /// Checks the next event in sequence order.
-    pub fn next(&mut self, event: &ActivityEvent) -> Result<(), Broken> {
+    pub(crate) fn next(&mut self, event: &ActivityEvent) -> Result<(), Broken> {
         if hash(&event.prev_hash, &event.content) != event.hash {
             return Err(Broken::Changed { seq: event.seq, event_id: event.event_id.clone() });
         }
@@ -69,7 +69,7 @@ impl Walk {
     }
 
     /// The hash the next event must follow.
-    pub fn head(&self) -> &str {
+    pub(crate) fn head(&self) -> &str {
         &self.expected_prev
     }
 }

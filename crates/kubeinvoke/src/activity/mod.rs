@@ -7,8 +7,8 @@
 //! themselves (which record what was logged), so a crash between a state change and its event
 //! loses nothing: the next pass writes it.
 
-pub mod chain;
-pub mod filter;
+pub(crate) mod chain;
+pub(crate) mod filter;
 
 use serde_json::{Map, Value, json};
 
@@ -163,12 +163,12 @@ fn parts_of(resource_id: &str) -> (String, String, String, String) {
 }
 
 /// `appId (objectId)` → `appId`: the caller as the activity log names it.
-pub fn caller_of(submitted_by: &str) -> String {
+pub(crate) fn caller_of(submitted_by: &str) -> String {
     submitted_by.split(" (").next().unwrap_or(submitted_by).to_string()
 }
 
 /// Properties are strings in Azure's shape.
-pub fn string_properties(pairs: impl IntoIterator<Item = (String, String)>) -> Map<String, Value> {
+pub(crate) fn string_properties(pairs: impl IntoIterator<Item = (String, String)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
 }
 

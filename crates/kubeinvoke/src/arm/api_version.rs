@@ -8,10 +8,10 @@ use super::ApiError;
 use super::path::Namespace;
 
 /// The first api-version that has runCommand.
-pub const FIRST_RUN_COMMAND_VERSION: &str = "2021-03-01";
+pub(crate) const FIRST_RUN_COMMAND_VERSION: &str = "2021-03-01";
 
 /// Stable Microsoft.ContainerService versions known to have runCommand, plus what current clients send.
-pub const KNOWN_CONTAINER_SERVICE_VERSIONS: &[&str] = &[
+pub(crate) const KNOWN_CONTAINER_SERVICE_VERSIONS: &[&str] = &[
     "2021-03-01",
     "2021-05-01",
     "2021-07-01",

@@ -9,16 +9,16 @@ use crate::fanout::{Limit, RunRecord, RunScope, TargetRecord};
 use crate::resource::ClusterRef;
 use crate::time::rfc3339;
 
-pub const RUN_TYPE: &str = "Microsoft.ContainerService/commandRuns";
+pub(crate) const RUN_TYPE: &str = "Microsoft.ContainerService/commandRuns";
 /// At most this many clusters per run: a run is read back whole on every poll.
-pub const MAX_TARGETS: usize = 5000;
+pub(crate) const MAX_TARGETS: usize = 5000;
 const DEFAULT_CONCURRENCY: Limit = Limit::Count(10);
 /// Unless told otherwise a run goes on through failures (an audit wants every answer).
 const DEFAULT_ERRORS: Limit = Limit::Percent(100);
 
 /// Which clusters a run targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Targets {
+pub(crate) enum Targets {
     /// Clusters whose ARM tags include every pair (names compare case-insensitively, as Azure's).
     Tags(Vec<(String, String)>),
     /// These clusters, in this order.
@@ -27,7 +27,7 @@ pub enum Targets {
 
 /// The body of `POST {scope}/providers/Microsoft.ContainerService/runCommand`.
 #[derive(Debug)]
-pub struct FanOutRequest {
+pub(crate) struct FanOutRequest {
     pub command: String,
     pub context: Option<String>,
     pub cluster_token: Option<String>,
@@ -38,7 +38,7 @@ pub struct FanOutRequest {
 
 impl FanOutRequest {
     /// Reads and checks the body; every refusal names the property.
-    pub fn from_json(body: Value) -> Result<Self, ApiError> {
+    pub(crate) fn from_json(body: Value) -> Result<Self, ApiError> {
         let Value::Object(body) = body else {
             return Err(ApiError::InvalidRequestContent("the body must be a JSON object".into()));
         };
@@ -136,7 +136,7 @@ fn cluster_ids(ids: &Value) -> Result<Vec<ClusterRef>, ApiError> {
 }
 
 /// Whether a cluster document's ARM tags include every pair.
-pub fn tags_match(document: &Map<String, Value>, wanted: &[(String, String)]) -> bool {
+pub(crate) fn tags_match(document: &Map<String, Value>, wanted: &[(String, String)]) -> bool {
     let Some(Value::Object(tags)) = document.get("tags") else { return false };
     wanted.iter().all(|(name, value)| {
         tags.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v.as_str() == Some(value.as_str()))
@@ -145,7 +145,7 @@ pub fn tags_match(document: &Map<String, Value>, wanted: &[(String, String)]) ->
 
 /// The run resource: `GET …/commandRuns/{id}` and the body of the 202 that accepts it.
 #[derive(Debug, Serialize)]
-pub struct CommandRun {
+pub(crate) struct CommandRun {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -155,7 +155,7 @@ pub struct CommandRun {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommandRunProperties {
+pub(crate) struct CommandRunProperties {
     pub provisioning_state: &'static str,
     pub command: String,
     pub max_concurrency: String,
@@ -173,7 +173,7 @@ pub struct CommandRunProperties {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommandRunTarget {
+pub(crate) struct CommandRunTarget {
     pub cluster_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
@@ -189,7 +189,7 @@ pub struct CommandRunTarget {
 }
 
 impl CommandRun {
-    pub fn new(run: &RunRecord) -> Self {
+    pub(crate) fn new(run: &RunRecord) -> Self {
         let scope = RunScope::new(run.scope.clone());
         let counts = run.counts().into_iter().map(|(state, n)| (state.as_str().to_string(), Value::from(n))).collect();
         CommandRun {

@@ -3,11 +3,11 @@
 //! Everything a client can observe about the protocol is defined here, so handlers never
 //! assemble JSON or error texts themselves.
 
-pub mod api_version;
-pub mod error;
-pub mod fanout;
-pub mod path;
-pub mod refusal;
-pub mod wire;
+pub(crate) mod api_version;
+pub(crate) mod error;
+pub(crate) mod fanout;
+pub(crate) mod path;
+pub(crate) mod refusal;
+pub(crate) mod wire;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;

@@ -32,7 +32,7 @@ pub enum Namespace {
 
 /// POST actions on a managed cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClusterAction {
+pub(crate) enum ClusterAction {
     RunCommand,
     /// Extension: run a saved command with parameters.
     RunSavedCommand,
@@ -41,7 +41,7 @@ pub enum ClusterAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     MetadataEndpoints,
     Subscriptions,
     Subscription(SubscriptionId),
@@ -79,7 +79,7 @@ pub enum Route {
 
 impl Route {
     /// The route's template, for metrics and logs (names replaced by placeholders).
-    pub fn template(&self) -> &'static str {
+    pub(crate) fn template(&self) -> &'static str {
         match self {
             Route::MetadataEndpoints => "/metadata/endpoints",
             Route::Subscriptions => "/subscriptions",
@@ -123,7 +123,7 @@ impl Route {
 
 /// A path whose shape is known; `route` is `Err` when a name in it is malformed.
 #[derive(Debug)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub namespace: Namespace,
     pub route: Result<Route, ApiError>,
 }
@@ -139,7 +139,7 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Parses a request path (without the query). `None` means no route has this shape.
-pub fn parse(path: &str) -> Option<Parsed> {
+pub(crate) fn parse(path: &str) -> Option<Parsed> {
     // Clients join a base URL ending in '/' with a path starting with one (az does, for
     // `//metadata/endpoints`): empty segments are ignored, as ARM ignores them.
     let trimmed = path.strip_prefix('/')?;

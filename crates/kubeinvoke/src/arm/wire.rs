@@ -6,17 +6,17 @@ use serde_json::{Map, Value};
 use crate::command::{CommandRecord, CommandState};
 use crate::time::rfc3339;
 
-pub const CLUSTER_TYPE: &str = "Microsoft.ContainerService/ManagedClusters";
-pub const GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
+pub(crate) const CLUSTER_TYPE: &str = "Microsoft.ContainerService/ManagedClusters";
+pub(crate) const GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
 
 /// `{"error": {"code", "message", "target"?}}`, the body of every non-2xx response.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CloudError {
+pub(crate) struct CloudError {
     pub error: CloudErrorBody,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CloudErrorBody {
+pub(crate) struct CloudErrorBody {
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -24,14 +24,14 @@ pub struct CloudErrorBody {
 }
 
 impl CloudError {
-    pub fn new(code: &str, message: String, target: Option<&str>) -> Self {
+    pub(crate) fn new(code: &str, message: String, target: Option<&str>) -> Self {
         CloudError { error: CloudErrorBody { code: code.to_string(), message, target: target.map(str::to_string) } }
     }
 }
 
 /// The body of `POST …/runCommand`.
 #[derive(Debug, Deserialize)]
-pub struct RunCommandRequest {
+pub(crate) struct RunCommandRequest {
     pub command: Option<String>,
     #[serde(default)]
     pub context: Option<String>,
@@ -44,14 +44,14 @@ pub struct RunCommandRequest {
 
 /// The body of `GET …/commandResults/{id}`: 202 while in progress, 200 when finished.
 #[derive(Debug, Serialize)]
-pub struct RunCommandResult {
+pub(crate) struct RunCommandResult {
     pub id: String,
     pub properties: CommandResultProperties,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommandResultProperties {
+pub(crate) struct CommandResultProperties {
     pub provisioning_state: CommandState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -85,7 +85,7 @@ impl From<&CommandRecord> for RunCommandResult {
 /// One entry of a cluster's command history (an extension): the result without logs, plus
 /// what ran, who ran it and when.
 #[derive(Debug, Serialize)]
-pub struct CommandHistoryEntry {
+pub(crate) struct CommandHistoryEntry {
     pub id: String,
     pub properties: CommandHistoryProperties,
 }
@@ -93,7 +93,7 @@ pub struct CommandHistoryEntry {
 /// The result's properties (without logs) plus what ran, who ran it and when.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommandHistoryProperties {
+pub(crate) struct CommandHistoryProperties {
     #[serde(flatten)]
     pub result: CommandResultProperties,
     pub command: String,
@@ -107,7 +107,7 @@ pub struct CommandHistoryProperties {
 }
 
 /// How the history shows a secret parameter: never its value.
-pub const SECRET_SHOWN_AS: &str = "(secret)";
+pub(crate) const SECRET_SHOWN_AS: &str = "(secret)";
 
 impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
     fn from(c: &crate::command::CommandSummary) -> Self {
@@ -133,7 +133,7 @@ impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
 
 /// `{"value": [...], "nextLink"?}`, every ARM list.
 #[derive(Debug, Serialize)]
-pub struct ListResult<T> {
+pub(crate) struct ListResult<T> {
     pub value: Vec<T>,
     #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
     pub next_link: Option<String>,
@@ -141,7 +141,7 @@ pub struct ListResult<T> {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub id: String,
     pub subscription_id: String,
     pub display_name: String,
@@ -153,7 +153,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn new(subscription_id: &str, tenant_id: &str) -> Self {
+    pub(crate) fn new(subscription_id: &str, tenant_id: &str) -> Self {
         Subscription {
             id: format!("/subscriptions/{subscription_id}"),
             subscription_id: subscription_id.to_string(),
@@ -169,14 +169,14 @@ impl Subscription {
 
 /// The body of `PUT /subscriptions/{s}/resourcegroups/{rg}`.
 #[derive(Debug, Deserialize)]
-pub struct ResourceGroupRequest {
+pub(crate) struct ResourceGroupRequest {
     pub location: Option<String>,
     #[serde(default)]
     pub tags: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ResourceGroup {
+pub(crate) struct ResourceGroup {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -189,12 +189,12 @@ pub struct ResourceGroup {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ProvisioningProperties {
+pub(crate) struct ProvisioningProperties {
     pub provisioning_state: &'static str,
 }
 
 impl ResourceGroup {
-    pub fn new(subscription: &str, name: &str, location: &str, tags: Option<Map<String, Value>>) -> Self {
+    pub(crate) fn new(subscription: &str, name: &str, location: &str, tags: Option<Map<String, Value>>) -> Self {
         ResourceGroup {
             id: group_id(subscription, name),
             name: name.to_string(),
@@ -208,12 +208,12 @@ impl ResourceGroup {
 
 /// `{"kubeconfigs": [{"name", "value": base64}]}` from listCluster*Credential.
 #[derive(Debug, Serialize)]
-pub struct CredentialResults {
+pub(crate) struct CredentialResults {
     pub kubeconfigs: Vec<CredentialResult>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct CredentialResult {
+pub(crate) struct CredentialResult {
     pub name: &'static str,
     pub value: String,
 }
@@ -221,7 +221,7 @@ pub struct CredentialResult {
 /// `GET /metadata/endpoints`: enough of Azure's cloud metadata for `az cloud register`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CloudMetadata {
+pub(crate) struct CloudMetadata {
     pub name: &'static str,
     pub resource_manager: String,
     /// Where az sends its Microsoft Graph calls (resolving principal names).
@@ -232,7 +232,7 @@ pub struct CloudMetadata {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CloudAuthentication {
+pub(crate) struct CloudAuthentication {
     pub login_endpoint: String,
     pub audiences: Vec<&'static str>,
     pub tenant: &'static str,
@@ -241,7 +241,7 @@ pub struct CloudAuthentication {
 
 impl CloudMetadata {
     /// `audiences`: the canonical spellings (with the trailing slash) of what tokens may carry.
-    pub fn new(base_url: &str, graph_resource: String, audiences: Vec<&'static str>) -> Self {
+    pub(crate) fn new(base_url: &str, graph_resource: String, audiences: Vec<&'static str>) -> Self {
         CloudMetadata {
             name: "kubeinvoke",
             resource_manager: format!("{base_url}/"),
@@ -257,19 +257,19 @@ impl CloudMetadata {
     }
 }
 
-pub fn group_id(subscription: &str, group: &str) -> String {
+pub(crate) fn group_id(subscription: &str, group: &str) -> String {
     format!("/subscriptions/{subscription}/resourceGroups/{group}")
 }
 
 /// Built in one allocation: every authorized cluster request names its cluster's id as the scope.
-pub fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
+pub(crate) fn cluster_id(subscription: &str, group: &str, name: &str) -> String {
     const PROVIDER: &str = "/providers/Microsoft.ContainerService/managedClusters/";
     ["/subscriptions/", subscription, "/resourceGroups/", group, PROVIDER, name].concat()
 }
 
 /// Renders a stored managed cluster document with the fields the server owns: its identity,
 /// and `properties.fqdn` derived from the registered kubeconfig.
-pub fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fqdn: Option<String>) -> Value {
+pub(crate) fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fqdn: Option<String>) -> Value {
     let mut body = document.clone();
     body.insert("id".into(), Value::String(id));
     body.insert("name".into(), Value::String(name.to_string()));
@@ -282,13 +282,13 @@ pub fn managed_cluster(id: String, name: &str, document: &Map<String, Value>, fq
 
 /// The body of `PUT …/roleAssignments/{name}`.
 #[derive(Debug, Deserialize)]
-pub struct RoleAssignmentRequest {
+pub(crate) struct RoleAssignmentRequest {
     pub properties: RoleAssignmentRequestProperties,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RoleAssignmentRequestProperties {
+pub(crate) struct RoleAssignmentRequestProperties {
     pub role_definition_id: String,
     pub principal_id: String,
     #[serde(default)]
@@ -296,7 +296,7 @@ pub struct RoleAssignmentRequestProperties {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RoleAssignment {
+pub(crate) struct RoleAssignment {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -306,7 +306,7 @@ pub struct RoleAssignment {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RoleAssignmentProperties {
+pub(crate) struct RoleAssignmentProperties {
     pub role_definition_id: String,
     pub principal_id: String,
     pub principal_type: String,
@@ -316,7 +316,7 @@ pub struct RoleAssignmentProperties {
 }
 
 /// What an assignment is, as the wire shows it (the store's record, borrowed field by field).
-pub struct AssignmentFields<'a> {
+pub(crate) struct AssignmentFields<'a> {
     pub name: &'a str,
     pub scope: &'a str,
     pub role_definition_id: &'a str,
@@ -329,7 +329,7 @@ impl RoleAssignment {
     /// As listed from `viewer` (a scope): ARM writes role definition ids under the subscription
     /// the caller asked about, so an assignment made at `/` still matches that subscription's
     /// role definitions (az relies on it to fill `roleDefinitionName`).
-    pub fn seen_from(a: AssignmentFields<'_>, viewer: &str) -> Self {
+    pub(crate) fn seen_from(a: AssignmentFields<'_>, viewer: &str) -> Self {
         let definition_scope =
             if role_definition_id(viewer, "").starts_with("/subscriptions/") { viewer } else { a.scope };
         let scope_prefix = if a.scope == "/" { "" } else { a.scope };
@@ -350,7 +350,7 @@ impl RoleAssignment {
 }
 
 /// A role definition's resource id as seen from `scope`'s subscription (or the root).
-pub fn role_definition_id(scope: &str, guid: &str) -> String {
+pub(crate) fn role_definition_id(scope: &str, guid: &str) -> String {
     let subscription = scope.split('/').nth(2).filter(|_| scope.to_ascii_lowercase().starts_with("/subscriptions/"));
     match subscription {
         Some(s) => format!("/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
@@ -359,7 +359,7 @@ pub fn role_definition_id(scope: &str, guid: &str) -> String {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RoleDefinitionResource {
+pub(crate) struct RoleDefinitionResource {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -369,7 +369,7 @@ pub struct RoleDefinitionResource {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RoleDefinitionProperties {
+pub(crate) struct RoleDefinitionProperties {
     pub role_name: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -380,7 +380,7 @@ pub struct RoleDefinitionProperties {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Permission {
+pub(crate) struct Permission {
     pub actions: Vec<String>,
     pub not_actions: Vec<String>,
     pub data_actions: Vec<String>,
@@ -388,7 +388,7 @@ pub struct Permission {
 }
 
 /// What the wire shows of a role definition, built in or custom.
-pub struct RoleDefinitionFields<'a> {
+pub(crate) struct RoleDefinitionFields<'a> {
     pub id: &'a str,
     pub role_name: &'a str,
     pub description: &'a str,
@@ -400,7 +400,7 @@ pub struct RoleDefinitionFields<'a> {
 
 impl RoleDefinitionResource {
     /// A role definition as seen from `scope`.
-    pub fn new(scope: &str, role: RoleDefinitionFields<'_>) -> Self {
+    pub(crate) fn new(scope: &str, role: RoleDefinitionFields<'_>) -> Self {
         RoleDefinitionResource {
             id: role_definition_id(scope, role.id),
             name: role.id.to_string(),
@@ -423,7 +423,7 @@ impl RoleDefinitionResource {
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration` (and the `/adfs` variant).
 #[derive(Debug, Serialize)]
-pub struct OpenIdConfiguration {
+pub(crate) struct OpenIdConfiguration {
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
@@ -439,7 +439,7 @@ pub struct OpenIdConfiguration {
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub ext_expires_in: i64,
@@ -448,7 +448,7 @@ pub struct TokenResponse {
 
 /// An OAuth error response (RFC 6749 §5.2).
 #[derive(Debug, Serialize)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     pub error: &'static str,
     pub error_description: String,
 }
@@ -456,7 +456,7 @@ pub struct OAuthError {
 /// A document resource of the extensions (a saved command, an event subscription) as the wire
 /// shows it: ARM's envelope around the stored properties and the fields the server sets there.
 #[derive(Debug, Serialize)]
-pub struct DocumentResource {
+pub(crate) struct DocumentResource {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -469,7 +469,7 @@ pub struct DocumentResource {
 /// ARM's `systemData`: who wrote a resource first and last, and when.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SystemData {
+pub(crate) struct SystemData {
     pub created_at: String,
     pub created_by: Value,
     pub last_modified_at: String,
@@ -479,7 +479,7 @@ pub struct SystemData {
 /// The body of `POST …/runSavedCommand` (an extension).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunSavedCommandRequest {
+pub(crate) struct RunSavedCommandRequest {
     /// The saved command's id.
     #[serde(default)]
     pub saved_command: Option<String>,
@@ -496,14 +496,14 @@ pub struct RunSavedCommandRequest {
 /// hold a secret, never).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WebhookDestination {
+pub(crate) struct WebhookDestination {
     pub endpoint_type: &'static str,
     pub properties: WebhookDestinationProperties,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WebhookDestinationProperties {
+pub(crate) struct WebhookDestinationProperties {
     pub endpoint_base_url: String,
     pub max_events_per_batch: u32,
     pub preferred_batch_size_in_kilobytes: u32,
@@ -511,12 +511,12 @@ pub struct WebhookDestinationProperties {
 
 /// `POST …/getDeliveryAttributes`: the static attributes sent with every delivery.
 #[derive(Debug, Serialize)]
-pub struct DeliveryAttributes {
+pub(crate) struct DeliveryAttributes {
     pub value: Vec<DeliveryAttribute>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct DeliveryAttribute {
+pub(crate) struct DeliveryAttribute {
     pub name: &'static str,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -525,7 +525,7 @@ pub struct DeliveryAttribute {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeliveryAttributeProperties {
+pub(crate) struct DeliveryAttributeProperties {
     pub value: Value,
     pub is_secret: bool,
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::config::{self, Connection, Resolved};
 use super::exit::{ClientError, describe};
 
-pub const API_VERSION: &str = "2024-09-01";
+pub(crate) const API_VERSION: &str = "2024-09-01";
 const RESOURCES_API_VERSION: &str = "2022-09-01";
 
 pub struct Api {

@@ -15,7 +15,7 @@ use crate::config::default_data_dir;
 use crate::files::{create_private_dir, write_private};
 use crate::time::now_millis;
 
-pub const DEFAULT_URL: &str = "https://127.0.0.1:8443";
+pub(crate) const DEFAULT_URL: &str = "https://127.0.0.1:8443";
 /// Refresh a cached token this long before it expires.
 const REFRESH_MARGIN_SECONDS: i64 = 300;
 
@@ -33,7 +33,7 @@ pub struct Connection {
 }
 
 /// `~/.config/kubeinvoke` (or `$XDG_CONFIG_HOME/kubeinvoke`).
-pub fn config_dir() -> PathBuf {
+pub(crate) fn config_dir() -> PathBuf {
     match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("kubeinvoke"),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".config/kubeinvoke"),
@@ -143,7 +143,7 @@ fn token_path() -> PathBuf {
     config_dir().join("token.json")
 }
 
-pub fn save_login(login: &SavedLogin) -> Result<PathBuf, ClientError> {
+pub(crate) fn save_login(login: &SavedLogin) -> Result<PathBuf, ClientError> {
     let dir = config_dir();
     create_private_dir(&dir).map_err(ClientError::local)?;
     let path = login_path();
@@ -167,7 +167,7 @@ fn login_for(resolved: &Resolved) -> Result<SavedLogin, ClientError> {
 
 /// The bootstrap admin of a local server with this data directory, readable when this user
 /// started it.
-pub fn local_admin(data_dir: &std::path::Path, url: &str) -> Option<SavedLogin> {
+pub(crate) fn local_admin(data_dir: &std::path::Path, url: &str) -> Option<SavedLogin> {
     let bytes = std::fs::read(data_dir.join(crate::identity::BOOTSTRAP_FILE)).ok()?;
     let admin: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some(SavedLogin {
@@ -180,7 +180,7 @@ pub fn local_admin(data_dir: &std::path::Path, url: &str) -> Option<SavedLogin> 
 }
 
 /// A valid ARM token: the cached one, or a fresh one from the server's issuer.
-pub async fn token(resolved: &Resolved) -> Result<String, ClientError> {
+pub(crate) async fn token(resolved: &Resolved) -> Result<String, ClientError> {
     let now = now_millis() / 1000;
     if let Ok(bytes) = std::fs::read(token_path()) {
         if let Ok(cached) = serde_json::from_slice::<CachedToken>(&bytes) {
@@ -199,7 +199,7 @@ pub async fn token(resolved: &Resolved) -> Result<String, ClientError> {
     Ok(access_token)
 }
 
-pub async fn request_token(resolved: &Resolved, login: &SavedLogin) -> Result<(String, i64), ClientError> {
+pub(crate) async fn request_token(resolved: &Resolved, login: &SavedLogin) -> Result<(String, i64), ClientError> {
     let endpoint = format!("{}/{}/oauth2/v2.0/token", resolved.url, login.tenant);
     let form = [
         ("grant_type", "client_credentials"),

@@ -3,15 +3,15 @@
 //! It speaks the same ARM API as az, but exits with the command's own exit code, waits as long as
 //! the command runs, and prints errors as one line. Exit codes are in [`exit`].
 
-pub mod api;
+pub(crate) mod api;
 pub mod cluster;
-pub mod config;
+pub(crate) mod config;
 pub mod exit;
 pub mod fanout;
 pub mod group;
 pub mod invoke;
 pub mod login;
-pub mod output;
+pub(crate) mod output;
 pub mod saved;
 
 pub use exit::ClientError;

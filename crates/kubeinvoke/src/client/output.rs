@@ -8,13 +8,13 @@ pub enum Output {
     Json,
 }
 
-pub fn print(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Output::Text => println!("{}", text(value)),
     }
 }
 
-pub fn names(list: &Value, columns: impl Fn(&Value) -> String) -> String {
+pub(crate) fn names(list: &Value, columns: impl Fn(&Value) -> String) -> String {
     list["value"].as_array().map(|items| items.iter().map(columns).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }

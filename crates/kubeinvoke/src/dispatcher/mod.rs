@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-pub use commands::{Cancel, Submission, SubmitError};
+pub(crate) use commands::{Cancel, SubmitError};
 use queue::Queue;
-pub use queue::QueueFull;
-pub use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedRun, admit};
+pub(crate) use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedRun, admit};
 
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};

@@ -13,13 +13,13 @@ use crate::command::CommandId;
 
 /// command → a receiver that closes once the command's result is stored.
 #[derive(Default)]
-pub struct PendingResults {
+pub(super) struct PendingResults {
     waits: Mutex<HashMap<CommandId, watch::Receiver<()>>>,
 }
 
 /// A command's place in [`PendingResults`] while it runs here; dropped once its result is
 /// stored (or dropped: a panic unwinds through it too), which wakes every reader waiting on it.
-pub struct Pending {
+pub(super) struct Pending {
     id: CommandId,
     results: Arc<PendingResults>,
     /// Dropped after `drop` below removed the entry: a reader then finds no entry or a closed one.
@@ -28,7 +28,7 @@ pub struct Pending {
 
 impl PendingResults {
     /// Marks a command as running here until the returned [`Pending`] is dropped.
-    pub fn register(self: &Arc<Self>, id: &CommandId) -> Pending {
+    pub(super) fn register(self: &Arc<Self>, id: &CommandId) -> Pending {
         let (stored, waiting) = watch::channel(());
         self.lock().insert(id.clone(), waiting);
         Pending { id: id.clone(), results: self.clone(), _stored: stored }
@@ -37,7 +37,7 @@ impl PendingResults {
     /// Waits until the result of a command running here is stored, for at most `limit`.
     /// True when it was stored in time; false at once when the command is not running here
     /// (queued, finished, or run by another replica).
-    pub async fn wait(&self, id: &CommandId, limit: Duration) -> bool {
+    pub(super) async fn wait(&self, id: &CommandId, limit: Duration) -> bool {
         let Some(mut waiting) = self.lock().get(id).cloned() else {
             return false;
         };

@@ -11,7 +11,7 @@ pub struct QueueFull {
     pub queued: usize,
 }
 
-pub struct Queue {
+pub(super) struct Queue {
     queued: AtomicUsize,
     capacity: usize,
     /// Woken when a command is stored, so an idle worker claims it at once.
@@ -19,20 +19,20 @@ pub struct Queue {
 }
 
 /// A reserved place in the queue. Dropped without [`Slot::commit`] it is given back.
-pub struct Slot<'a> {
+pub(super) struct Slot<'a> {
     queue: &'a Queue,
     committed: bool,
 }
 
 impl Queue {
-    pub fn new(pending: usize, capacity: usize) -> Self {
+    pub(super) fn new(pending: usize, capacity: usize) -> Self {
         let queue = Queue { queued: AtomicUsize::new(0), capacity, wake: std::sync::Arc::new(Notify::new()) };
         queue.set(pending);
         queue
     }
 
     /// Reserves a place, or says the queue is full.
-    pub fn reserve(&self) -> Result<Slot<'_>, QueueFull> {
+    pub(super) fn reserve(&self) -> Result<Slot<'_>, QueueFull> {
         let capacity = self.capacity;
         let before = self
             .queued
@@ -43,18 +43,18 @@ impl Queue {
     }
 
     /// Whether no command waits (as far as this replica knows).
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.queued.load(Ordering::Acquire) == 0
     }
 
     /// A queued command left the queue: claimed here, or canceled before any worker took it.
-    pub fn left(&self) {
+    pub(super) fn left(&self) {
         let before = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
         publish(before.unwrap_or(1).saturating_sub(1));
     }
 
     /// The true length, as counted in a store other replicas share.
-    pub fn set(&self, queued: usize) {
+    pub(super) fn set(&self, queued: usize) {
         self.queued.store(queued, Ordering::Release);
         publish(queued);
     }
@@ -62,7 +62,7 @@ impl Queue {
 
 impl Slot<'_> {
     /// The command is stored: wake a worker for it.
-    pub fn commit(mut self) {
+    pub(super) fn commit(mut self) {
         self.committed = true;
         self.queue.wake.notify_one();
     }

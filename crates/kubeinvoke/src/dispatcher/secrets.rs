@@ -8,15 +8,15 @@ use std::sync::Mutex;
 use crate::command::CommandId;
 
 #[derive(Default)]
-pub struct Secrets(Mutex<HashMap<CommandId, Vec<(String, String)>>>);
+pub(super) struct Secrets(Mutex<HashMap<CommandId, Vec<(String, String)>>>);
 
 impl Secrets {
-    pub fn insert(&self, id: CommandId, values: Vec<(String, String)>) {
+    pub(super) fn insert(&self, id: CommandId, values: Vec<(String, String)>) {
         self.lock().insert(id, values);
     }
 
     /// The values, removed: a command runs once.
-    pub fn take(&self, id: &CommandId) -> Option<Vec<(String, String)>> {
+    pub(super) fn take(&self, id: &CommandId) -> Option<Vec<(String, String)>> {
         self.lock().remove(id)
     }
 

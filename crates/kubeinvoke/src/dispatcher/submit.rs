@@ -52,7 +52,7 @@ pub enum Refused {
 
 /// Whether `cluster` takes a command: `free_form` for a shell line of the caller's (not a saved
 /// command), `has_token` when a `clusterToken` came with it.
-pub fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, NotAdmitted> {
+pub(crate) fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, NotAdmitted> {
     let settings = ClusterSettings::from_document(&cluster.document).map_err(NotAdmitted::InvalidSetting)?;
     settings.admits(free_form, has_token).map_err(NotAdmitted::Cluster)?;
     Ok(Admitted { cluster_uid: cluster.uid.clone(), aad_managed: settings.aad_managed })

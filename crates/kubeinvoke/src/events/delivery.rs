@@ -20,7 +20,7 @@ const BATCH: usize = 100;
 /// The longest wait between two attempts at one event.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-pub struct Deliverer {
+pub(crate) struct Deliverer {
     store: Arc<dyn Store>,
     webhooks: Webhooks,
     owner: String,
@@ -29,7 +29,7 @@ pub struct Deliverer {
 }
 
 /// A subscription as the deliverer needs it.
-pub struct Target {
+pub(crate) struct Target {
     pub key: String,
     /// Lower-cased scope id: events of resources at or below it.
     pub scope: String,
@@ -38,7 +38,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn from_record(record: &DocumentRecord) -> Option<Target> {
+    pub(crate) fn from_record(record: &DocumentRecord) -> Option<Target> {
         let properties = record.document.get("properties")?.as_object()?;
         Some(Target {
             key: subscription_key(&record.scope, &record.name),
@@ -55,12 +55,12 @@ impl Target {
 }
 
 /// A subscription's delivery key: its lower-cased resource id.
-pub fn subscription_key(scope: &str, name: &str) -> String {
+pub(crate) fn subscription_key(scope: &str, name: &str) -> String {
     format!("{}/providers/microsoft.eventgrid/eventsubscriptions/{}", scope.trim_end_matches('/'), name).to_lowercase()
 }
 
 impl Deliverer {
-    pub fn start(
+    pub(crate) fn start(
         store: Arc<dyn Store>,
         webhooks: Webhooks,
         owner: String,
@@ -178,7 +178,7 @@ impl Deliverer {
 }
 
 /// The delivery status shown on a subscription (an extension of Event Grid's resource).
-pub fn status_of(state: Option<&DeliveryState>) -> Value {
+pub(crate) fn status_of(state: Option<&DeliveryState>) -> Value {
     match state {
         None => serde_json::json!({"delivered": 0, "deadLettered": 0}),
         Some(s) => serde_json::json!({

@@ -99,7 +99,7 @@ impl AddressPolicy {
 }
 
 /// Why an address is refused, in the words of the flags that allow it.
-pub const REFUSED_ADDRESS: &str = "Webhook endpoints must be at public addresses: loopback ones only with \
+pub(crate) const REFUSED_ADDRESS: &str = "Webhook endpoints must be at public addresses: loopback ones only with \
      --event-allow-http-loopback, private, link-local and unique-local ones only with --event-allow-private-networks.";
 
 /// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is the IPv4 address.

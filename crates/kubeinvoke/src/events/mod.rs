@@ -2,9 +2,9 @@
 //! destinations that receive CloudEvents 1.0 for command accepted, started and finished, read
 //! from the activity log (the durable outbox: a subscription's cursor moves only after a 2xx).
 
-pub mod delivery;
-pub mod endpoint;
-pub mod webhook;
+pub(crate) mod delivery;
+pub(crate) mod endpoint;
+pub(crate) mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use endpoint::{AddressPolicy, Endpoint};
 
 /// The event types a subscription can filter on.
-pub const EVENT_TYPES: [&str; 3] = [
+pub(crate) const EVENT_TYPES: [&str; 3] = [
     "Microsoft.ContainerService.CommandAccepted",
     "Microsoft.ContainerService.CommandStarted",
     "Microsoft.ContainerService.CommandFinished",
@@ -43,7 +43,7 @@ const ENDPOINT_PROPERTY: &str = "properties.destination.properties.endpointUrl";
 /// A refusal of a subscription body, naming the property.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct InvalidSubscription {
+pub(crate) struct InvalidSubscription {
     pub property: &'static str,
     pub message: String,
 }
@@ -54,7 +54,7 @@ fn invalid(property: &'static str, message: impl Into<String>) -> InvalidSubscri
 
 /// A subscription as checked at PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionSpec {
+pub(crate) struct SubscriptionSpec {
     pub endpoint: Endpoint,
     /// Empty: every type.
     pub included_types: Vec<String>,
@@ -65,14 +65,17 @@ pub struct SubscriptionSpec {
 impl SubscriptionSpec {
     /// Reads `properties` of a PUT body as az sends it; the endpoint must be one `addresses`
     /// allows as far as the URL shows (a name is checked again, resolved, at every connection).
-    pub fn parse(properties: &Map<String, Value>, addresses: &AddressPolicy) -> Result<Self, InvalidSubscription> {
+    pub(crate) fn parse(
+        properties: &Map<String, Value>,
+        addresses: &AddressPolicy,
+    ) -> Result<Self, InvalidSubscription> {
         let spec = Self::parse_stored(properties)?;
         addresses.check(&spec.endpoint).map_err(|why| invalid(ENDPOINT_PROPERTY, why))?;
         Ok(spec)
     }
 
     /// Reads a stored subscription: its endpoint is checked by the webhook client at each call.
-    pub fn parse_stored(properties: &Map<String, Value>) -> Result<Self, InvalidSubscription> {
+    pub(crate) fn parse_stored(properties: &Map<String, Value>) -> Result<Self, InvalidSubscription> {
         let destination = properties.get("destination").and_then(Value::as_object).ok_or_else(|| {
             invalid("properties.destination", "'properties.destination' is required: a WebHook endpoint.")
         })?;
@@ -130,14 +133,14 @@ impl SubscriptionSpec {
     }
 
     /// Whether events of this type go to the subscription.
-    pub fn wants(&self, event_type: &str) -> bool {
+    pub(crate) fn wants(&self, event_type: &str) -> bool {
         self.included_types.is_empty() || self.included_types.iter().any(|t| t.eq_ignore_ascii_case(event_type))
     }
 }
 
 /// The CloudEvent for an activity log event (its canonical content), if it is one subscribers
 /// get: a command accepted, started or finished. Never logs, parameters or secrets.
-pub fn cloud_event(content: &str) -> Option<(String, Value)> {
+pub(crate) fn cloud_event(content: &str) -> Option<(String, Value)> {
     let event: Value = serde_json::from_str(content).ok()?;
     let operation = event["operationName"]["value"].as_str()?;
     if !operation.ends_with("/runcommand/action") && !operation.ends_with("/runSavedCommand/action") {

@@ -7,12 +7,12 @@ use super::DeliveryConfig;
 use super::endpoint::{AddressPolicy, Endpoint, REFUSED_ADDRESS};
 
 /// The header carrying the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>`.
-pub const SIGNATURE_HEADER: &str = "kubeinvoke-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "kubeinvoke-signature";
 /// What the receiver must answer the handshake with (CloudEvents HTTP webhook spec).
 const REQUEST_ORIGIN: &str = "WebHook-Request-Origin";
 const ALLOWED_ORIGIN: &str = "WebHook-Allowed-Origin";
 /// The origin the handshake announces.
-pub const ORIGIN: &str = "kubeinvoke.local";
+pub(crate) const ORIGIN: &str = "kubeinvoke.local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -156,7 +156,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 }
 
 /// `t=<t>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>`.
-pub fn signature(key: &str, timestamp: u64, body: &str) -> String {
+pub(crate) fn signature(key: &str, timestamp: u64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body.as_bytes());

@@ -4,9 +4,9 @@
 //! back until the next chunk (or the end) decides.
 
 /// What a masked value is replaced by.
-pub const MASK: &[u8] = b"***";
+pub(crate) const MASK: &[u8] = b"***";
 
-pub struct SecretMask {
+pub(crate) struct SecretMask {
     /// Longest first, so a value that contains another is masked whole.
     secrets: Vec<Vec<u8>>,
     /// Bytes that may be the start of a secret, not emitted yet.
@@ -17,7 +17,7 @@ pub struct SecretMask {
 
 impl SecretMask {
     /// A mask for these values (empty ones are ignored: there is nothing to hide).
-    pub fn new(values: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+    pub(crate) fn new(values: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         let mut secrets: Vec<Vec<u8>> =
             values.into_iter().filter(|v| !v.as_ref().is_empty()).map(|v| v.as_ref().as_bytes().to_vec()).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -29,12 +29,12 @@ impl SecretMask {
         SecretMask { secrets, held: Vec::new(), starts }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
 
     /// The masked bytes of `chunk` that are final; a possible start of a secret is held back.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.secrets.is_empty() {
             return chunk.to_vec();
         }
@@ -65,22 +65,22 @@ impl SecretMask {
     }
 
     /// How many bytes are held back (a possible start of a secret).
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.held.len()
     }
 
     /// Forgets the held-back bytes: the caller feeds them again (from a complete copy).
-    pub fn discard_held(&mut self) {
+    pub(crate) fn discard_held(&mut self) {
         self.held.clear();
     }
 
     /// The bytes held back at the end of the output (not a whole secret, so shown as they are).
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.held)
     }
 
     /// Masks a whole text at once.
-    pub fn mask_all(&mut self, text: &[u8]) -> Vec<u8> {
+    pub(crate) fn mask_all(&mut self, text: &[u8]) -> Vec<u8> {
         let mut out = self.push(text);
         out.extend(self.finish());
         out

@@ -4,13 +4,13 @@ pub mod helper;
 pub mod kubernetes;
 mod limits;
 mod local;
-pub mod masking;
+pub(crate) mod masking;
 mod namespace;
 mod output;
 mod process_limits;
 pub mod sandbox;
 pub mod spawn;
-pub mod uids;
+pub(crate) mod uids;
 
 use async_trait::async_trait;
 

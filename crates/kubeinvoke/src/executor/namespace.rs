@@ -22,32 +22,32 @@ use tokio::net::unix::pipe;
 const INFO_LIMIT: u64 = 4096;
 
 /// The pipe bubblewrap reports its namespace's init on, before the sandbox is spawned.
-pub struct InfoPipe {
+pub(super) struct InfoPipe {
     read: OwnedFd,
     write: OwnedFd,
 }
 
 impl InfoPipe {
-    pub fn new() -> std::io::Result<Self> {
+    pub(super) fn new() -> std::io::Result<Self> {
         // Close-on-exec: the child clears the flag on its copy only (see `Sandbox::command`).
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         Ok(InfoPipe { read, write })
     }
 
     /// The descriptor number bubblewrap writes to (`--info-fd`).
-    pub fn child_fd(&self) -> RawFd {
+    pub(super) fn child_fd(&self) -> RawFd {
         self.write.as_raw_fd()
     }
 
     /// After the spawn: our copy of the write end goes, so the pipe ends when bubblewrap is done.
-    pub fn into_watch(self) -> std::io::Result<NamespaceWatch> {
+    pub(super) fn into_watch(self) -> std::io::Result<NamespaceWatch> {
         drop(self.write);
         Ok(NamespaceWatch { info: pipe::Receiver::from_owned_fd(self.read)? })
     }
 }
 
 /// Waits for the end of one sandbox's PID namespace.
-pub struct NamespaceWatch {
+pub(super) struct NamespaceWatch {
     info: pipe::Receiver,
 }
 
@@ -55,7 +55,7 @@ impl NamespaceWatch {
     /// Whether the namespace's init is known to have exited within `within`. `false` when that
     /// cannot be known (bubblewrap failed before naming it, no pidfds, the wait timed out): the
     /// caller then looks for leftover processes itself.
-    pub async fn ended(self, within: Duration) -> bool {
+    pub(super) async fn ended(self, within: Duration) -> bool {
         tokio::time::timeout(within, self.wait()).await.unwrap_or(false)
     }
 

@@ -3,18 +3,18 @@
 
 use super::masking::SecretMask;
 
-pub struct CappedLog {
+pub(super) struct CappedLog {
     kept: Vec<u8>,
     cap: usize,
     dropped: u64,
 }
 
 impl CappedLog {
-    pub fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         CappedLog { kept: Vec::with_capacity(cap.min(64 * 1024)), cap, dropped: 0 }
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(super) fn push(&mut self, bytes: &[u8]) {
         let room = self.cap.saturating_sub(self.kept.len());
         let (keep, drop) = bytes.split_at(room.min(bytes.len()));
         self.kept.extend_from_slice(keep);
@@ -22,12 +22,12 @@ impl CappedLog {
     }
 
     /// The bytes kept so far.
-    pub fn head(&self) -> &[u8] {
+    pub(super) fn head(&self) -> &[u8] {
         &self.kept
     }
 
     /// The text of the log, with a plain notice when output was cut and any closing `note`.
-    pub fn finish(self, note: Option<&str>) -> String {
+    pub(super) fn finish(self, note: Option<&str>) -> String {
         let mut text = String::from_utf8_lossy(&self.kept).into_owned();
         let mut append = |line: &str| {
             if !text.is_empty() && !text.ends_with('\n') {
@@ -51,13 +51,13 @@ impl CappedLog {
 
 /// The full output on disk as it is produced, for live logs: survives a server crash, and a
 /// reconnecting reader continues from any offset. Write errors only disable it (logged once).
-pub struct OutputFile {
+pub(super) struct OutputFile {
     file: Option<tokio::fs::File>,
     left: u64,
 }
 
 impl OutputFile {
-    pub async fn create(path: Option<&std::path::Path>, cap: u64) -> Self {
+    pub(super) async fn create(path: Option<&std::path::Path>, cap: u64) -> Self {
         let file = match path {
             Some(path) => match tokio::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).await {
                 Ok(file) => Some(file),
@@ -71,7 +71,7 @@ impl OutputFile {
         OutputFile { file, left: cap }
     }
 
-    pub async fn push(&mut self, bytes: &[u8]) {
+    pub(super) async fn push(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
         let Some(file) = &mut self.file else { return };
         let take = bytes.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
@@ -88,14 +88,14 @@ impl OutputFile {
 }
 
 /// Where a run's output goes, masked first: its result log (capped) and its live-output file.
-pub struct CommandOutput {
+pub(super) struct CommandOutput {
     mask: SecretMask,
     log: CappedLog,
     file: OutputFile,
 }
 
 impl CommandOutput {
-    pub async fn create(
+    pub(super) async fn create(
         path: Option<&std::path::Path>,
         max_output_bytes: u64,
         log_cap: usize,
@@ -108,7 +108,7 @@ impl CommandOutput {
         }
     }
 
-    pub async fn push(&mut self, bytes: &[u8]) {
+    pub(super) async fn push(&mut self, bytes: &[u8]) {
         if self.mask.is_empty() {
             self.log.push(bytes);
             self.file.push(bytes).await;
@@ -120,12 +120,12 @@ impl CommandOutput {
     }
 
     /// The log kept so far (masked; a possible start of a secret may still be held back).
-    pub fn head(&self) -> &[u8] {
+    pub(super) fn head(&self) -> &[u8] {
         self.log.head()
     }
 
     /// The result's log, with whatever the mask held back and a closing `note`.
-    pub async fn finish(mut self, note: Option<&str>) -> String {
+    pub(super) async fn finish(mut self, note: Option<&str>) -> String {
         let tail = self.mask.finish();
         self.log.push(&tail);
         self.file.push(&tail).await;

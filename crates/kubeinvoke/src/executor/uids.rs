@@ -21,7 +21,7 @@ use rustix::process::{Pid, Signal};
 
 /// Where the lock files live unless told otherwise: host-wide, and emptied by a reboot (when no
 /// command process can be left either).
-pub const DEFAULT_LOCK_DIR: &str = "/run/kubeinvoke/uids";
+pub(crate) const DEFAULT_LOCK_DIR: &str = "/run/kubeinvoke/uids";
 /// How long a lease waits for the processes of its uid to die after SIGKILL before it gives up
 /// the uid for good (a process stuck in the kernel): a uid is never handed on while in use.
 const DEATH_WAIT: Duration = Duration::from_secs(10);
@@ -29,7 +29,7 @@ const DEATH_WAIT: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
-pub enum UidLeaseError {
+pub(crate) enum UidLeaseError {
     #[error("cannot prepare the uid lock directory {dir}: {source}")]
     Directory { dir: PathBuf, source: std::io::Error },
     #[error(
@@ -79,7 +79,7 @@ fn write_record(file: &File, text: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-pub struct UidLeases {
+pub(crate) struct UidLeases {
     dir: PathBuf,
     first: u32,
     count: u32,
@@ -94,14 +94,14 @@ type Released = Arc<std::sync::Mutex<Vec<u32>>>;
 
 /// One uid held by one command. Dropping it kills the uid's processes and, once they are gone,
 /// lets the uid go (on a thread of its own: it may wait).
-pub struct UidLease {
+pub(crate) struct UidLease {
     uid: u32,
     lock: Option<File>,
     released: Released,
 }
 
 impl UidLeases {
-    pub fn open(dir: &Path, first: u32, count: u32) -> Result<Arc<Self>, UidLeaseError> {
+    pub(crate) fn open(dir: &Path, first: u32, count: u32) -> Result<Arc<Self>, UidLeaseError> {
         if count == 0 || first.checked_add(count).is_none() {
             return Err(UidLeaseError::Range { first, count });
         }
@@ -124,7 +124,7 @@ impl UidLeases {
     /// Ends what commands of dead servers left running: every uid of the range that has processes
     /// but whose lease nobody holds is taken, cleared and let go again. Uids leased by a live
     /// server are never touched. Returns how many uids were cleared.
-    pub fn sweep_orphans(&self) -> usize {
+    pub(crate) fn sweep_orphans(&self) -> usize {
         let busy = uids_with_processes(self.first..self.first + self.count);
         let mut cleared = 0;
         for uid in busy {
@@ -145,7 +145,7 @@ impl UidLeases {
 
     /// Waits until some uid of the range is free on the whole host and takes it for `holder`
     /// (written into the lock file, so `cat <lock dir>/<uid>` says who runs what).
-    pub async fn acquire(self: &Arc<Self>, holder: &str) -> std::io::Result<UidLease> {
+    pub(crate) async fn acquire(self: &Arc<Self>, holder: &str) -> std::io::Result<UidLease> {
         let mut warned = false;
         loop {
             let (leases, holder) = (self.clone(), holder.to_string());
@@ -220,18 +220,18 @@ impl UidLeases {
 }
 
 impl UidLease {
-    pub fn uid(&self) -> u32 {
+    pub(crate) fn uid(&self) -> u32 {
         self.uid
     }
 
     /// Kills every process of the uid, waits until they are gone, then lets the uid go.
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         let _ = tokio::task::spawn_blocking(move || self.end()).await;
     }
 
     /// Lets the uid go without looking for its processes: for a caller that knows none is left
     /// (a command whose PID namespace ended; see `local.rs`).
-    pub async fn release_empty(mut self) {
+    pub(crate) async fn release_empty(mut self) {
         let (uid, lock, released) = (self.uid, self.lock.take(), self.released.clone());
         let _ = tokio::task::spawn_blocking(move || let_go(uid, lock, &released)).await;
     }
@@ -274,7 +274,7 @@ fn let_go(uid: u32, lock: Option<File>, released: &Released) {
 
 /// Kills every process of `uid` (processes that left the process group with setsid too) and
 /// waits until none is left; `false` if some still live after [`DEATH_WAIT`].
-pub fn kill_until_gone(uid: u32) -> bool {
+pub(crate) fn kill_until_gone(uid: u32) -> bool {
     let deadline = Instant::now() + DEATH_WAIT;
     loop {
         let alive = processes_of(uid);
@@ -292,7 +292,7 @@ pub fn kill_until_gone(uid: u32) -> bool {
 }
 
 /// Kills every process of `uid` without waiting (a running command's end, before its output is drained).
-pub fn kill_uid(uid: u32) {
+pub(crate) fn kill_uid(uid: u32) {
     for pid in processes_of(uid) {
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }

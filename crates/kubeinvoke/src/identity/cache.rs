@@ -18,19 +18,19 @@ const CAPACITY: usize = 10_000;
 type ByAudiences = Vec<(Box<[Box<str>]>, Arc<Claims>)>;
 
 #[derive(Default)]
-pub struct ValidatedTokens {
+pub(super) struct ValidatedTokens {
     entries: Mutex<HashMap<Box<str>, ByAudiences, foldhash::fast::RandomState>>,
 }
 
 impl ValidatedTokens {
     /// The claims of a token validated before for these audiences, if still within its lifetime.
-    pub fn get(&self, token: &str, audiences: &[&str], now_secs: i64) -> Option<Arc<Claims>> {
+    pub(super) fn get(&self, token: &str, audiences: &[&str], now_secs: i64) -> Option<Arc<Claims>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (_, claims) = entries.get(token)?.iter().find(|(checked, _)| same(checked, audiences))?;
         within_lifetime(claims, now_secs).then(|| claims.clone())
     }
 
-    pub fn insert(&self, token: &str, audiences: &[&str], claims: &Arc<Claims>, now_secs: i64) {
+    pub(super) fn insert(&self, token: &str, audiences: &[&str], claims: &Arc<Claims>, now_secs: i64) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CAPACITY {
             entries.retain(|_, all| {

@@ -8,12 +8,12 @@ use super::rbac::{self, RoleDefinition};
 use crate::store::{DocumentKind, DocumentRecord, Store, StoreResult};
 
 /// Custom roles are kept under this scope; where they may be assigned is in the document.
-pub const STORE_SCOPE: &str = "/";
+pub(crate) const STORE_SCOPE: &str = "/";
 
 /// Why a role definition body was refused: the property and what is wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message}")]
-pub struct InvalidRole {
+pub(crate) struct InvalidRole {
     pub property: &'static str,
     pub message: String,
 }
@@ -23,19 +23,19 @@ fn invalid(property: &'static str, message: impl Into<String>) -> InvalidRole {
 }
 
 /// The custom role with this GUID, if any.
-pub async fn find(store: &dyn Store, id: &str) -> StoreResult<Option<RoleDefinition>> {
+pub(crate) async fn find(store: &dyn Store, id: &str) -> StoreResult<Option<RoleDefinition>> {
     let found = store.documents().get_document(DocumentKind::RoleDefinition, STORE_SCOPE, id).await?;
     Ok(found.map(|record| from_record(&record)))
 }
 
 /// Every custom role.
-pub async fn all(store: &dyn Store) -> StoreResult<Vec<RoleDefinition>> {
+pub(crate) async fn all(store: &dyn Store) -> StoreResult<Vec<RoleDefinition>> {
     let records = store.documents().list_documents(DocumentKind::RoleDefinition, Some(STORE_SCOPE)).await?;
     Ok(records.iter().map(from_record).collect())
 }
 
 /// A role read back from its stored document (written by [`parse`], so well-formed).
-pub fn from_record(record: &DocumentRecord) -> RoleDefinition {
+pub(crate) fn from_record(record: &DocumentRecord) -> RoleDefinition {
     let d = &record.document;
     let strings = |value: Option<&Value>| -> Vec<String> {
         value
@@ -56,7 +56,7 @@ pub fn from_record(record: &DocumentRecord) -> RoleDefinition {
 }
 
 /// The stored document of a role.
-pub fn to_document(role: &RoleDefinition) -> Map<String, Value> {
+pub(crate) fn to_document(role: &RoleDefinition) -> Map<String, Value> {
     let value = json!({
         "roleName": role.name,
         "description": role.description,
@@ -73,7 +73,7 @@ pub fn to_document(role: &RoleDefinition) -> Map<String, Value> {
 /// Reads a PUT body (`{"properties": {"roleName", "description"?, "permissions": [{"actions",
 /// "notActions"?}], "assignableScopes"}}`) for the role `id`. Scopes are checked by the caller,
 /// which knows the ARM grammar.
-pub fn parse(id: &str, body: &Value) -> Result<RoleDefinition, InvalidRole> {
+pub(crate) fn parse(id: &str, body: &Value) -> Result<RoleDefinition, InvalidRole> {
     let properties = body.get("properties").and_then(Value::as_object).ok_or_else(|| {
         invalid("properties", "'properties' must be an object with roleName, permissions and assignableScopes.")
     })?;

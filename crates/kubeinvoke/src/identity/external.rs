@@ -12,7 +12,7 @@ use super::tokens::TokenError;
 
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
-pub struct ExternalIssuer {
+pub(crate) struct ExternalIssuer {
     pub issuer: String,
     cache: Mutex<KeyCache>,
 }
@@ -24,11 +24,11 @@ struct KeyCache {
 }
 
 impl ExternalIssuer {
-    pub fn new(issuer: String) -> Self {
+    pub(crate) fn new(issuer: String) -> Self {
         ExternalIssuer { issuer: issuer.trim_end_matches('/').to_string(), cache: Mutex::new(KeyCache::default()) }
     }
 
-    pub async fn key(&self, http: &reqwest::Client, kid: &str) -> Result<DecodingKey, TokenError> {
+    pub(crate) async fn key(&self, http: &reqwest::Client, kid: &str) -> Result<DecodingKey, TokenError> {
         let mut cache = self.cache.lock().await;
         if let Some(key) = find(cache.keys.as_ref(), kid) {
             return Ok(key);

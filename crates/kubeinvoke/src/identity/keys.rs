@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::files::write_private;
 
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     pub kid: String,
     encoding: EncodingKey,
     pub decoding: DecodingKey,
@@ -24,7 +24,7 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// Loads the key at `path`, or creates it there (0600) on first start.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         let private = match std::fs::read_to_string(path) {
             Ok(pem) => RsaPrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("reading {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -38,7 +38,7 @@ impl SigningKey {
     }
 
     /// The key every replica sharing `store` signs with: the first replica to start generates it.
-    pub async fn shared(store: &dyn crate::store::Store) -> anyhow::Result<Self> {
+    pub(crate) async fn shared(store: &dyn crate::store::Store) -> anyhow::Result<Self> {
         const SETTING: &str = "signing-key";
         let pem = match store.settings().get_setting(SETTING).await? {
             Some(pem) => pem,
@@ -68,7 +68,7 @@ impl SigningKey {
     }
 
     /// Signs `claims` as an RS256 JWT with this key's `kid`.
-    pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+    pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
@@ -76,7 +76,7 @@ impl SigningKey {
     }
 
     /// `{"keys": [...]}` as served at the `jwks_uri`.
-    pub fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         json!({ "keys": [self.jwk] })
     }
 }

@@ -4,11 +4,11 @@
 //! and may they do this ([`Caller::require`]).
 
 mod cache;
-pub mod custom_roles;
-pub mod external;
-pub mod keys;
-pub mod principals;
-pub mod rbac;
+pub(crate) mod custom_roles;
+pub(crate) mod external;
+pub(crate) mod keys;
+pub(crate) mod principals;
+pub(crate) mod rbac;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};

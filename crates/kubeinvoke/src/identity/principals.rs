@@ -9,12 +9,12 @@ use crate::store::PrincipalRecord;
 use crate::time::now_millis;
 
 /// A principal just created, with the only copy of its secret.
-pub struct NewPrincipal {
+pub(crate) struct NewPrincipal {
     pub record: PrincipalRecord,
     pub secret: String,
 }
 
-pub fn new_principal(display_name: &str) -> NewPrincipal {
+pub(crate) fn new_principal(display_name: &str) -> NewPrincipal {
     let mut secret_bytes = [0u8; 30];
     rand::thread_rng().fill_bytes(&mut secret_bytes);
     // A letter first: the az CLI reads a password starting with '-' as an option.
@@ -44,7 +44,7 @@ fn hash(salt: &[u8], secret: &str) -> Vec<u8> {
 }
 
 /// Compares in constant time, so response timing reveals nothing about the stored hash.
-pub fn secret_matches(record: &PrincipalRecord, secret: &str) -> bool {
+pub(crate) fn secret_matches(record: &PrincipalRecord, secret: &str) -> bool {
     let candidate = hash(&record.secret_salt, secret);
     candidate.len() == record.secret_hash.len()
         && candidate.iter().zip(&record.secret_hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0

@@ -4,7 +4,7 @@ use crate::store::RoleAssignmentRecord;
 
 /// One of Azure's built-in role definitions: its id, name and action lists.
 #[derive(Debug)]
-pub struct BuiltInRole {
+pub(crate) struct BuiltInRole {
     pub id: &'static str,
     pub name: &'static str,
     pub description: &'static str,
@@ -12,7 +12,7 @@ pub struct BuiltInRole {
     pub not_actions: &'static [&'static str],
 }
 
-pub const BUILT_IN_ROLES: [BuiltInRole; 5] = [
+pub(crate) const BUILT_IN_ROLES: [BuiltInRole; 5] = [
     BuiltInRole {
         id: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
         name: "Owner",
@@ -64,25 +64,25 @@ pub const BUILT_IN_ROLES: [BuiltInRole; 5] = [
     },
 ];
 
-pub fn role_by_id(id: &str) -> Option<&'static BuiltInRole> {
+pub(crate) fn role_by_id(id: &str) -> Option<&'static BuiltInRole> {
     BUILT_IN_ROLES.iter().find(|r| r.id.eq_ignore_ascii_case(id))
 }
 
-pub fn role_by_name(name: &str) -> Option<&'static BuiltInRole> {
+pub(crate) fn role_by_name(name: &str) -> Option<&'static BuiltInRole> {
     BUILT_IN_ROLES.iter().find(|r| r.name.eq_ignore_ascii_case(name))
 }
 
 /// A role name or id (a GUID, or a full roleDefinitions resource id ending in one).
-pub fn resolve_role(name_or_id: &str) -> Option<&'static BuiltInRole> {
+pub(crate) fn resolve_role(name_or_id: &str) -> Option<&'static BuiltInRole> {
     role_by_name(name_or_id).or_else(|| role_by_id(name_or_id.rsplit('/').next().unwrap_or(name_or_id)))
 }
 
 impl BuiltInRole {
-    pub fn permits(&self, action: &str) -> bool {
+    pub(crate) fn permits(&self, action: &str) -> bool {
         permits(self.actions, self.not_actions, action)
     }
 
-    pub fn definition(&self) -> RoleDefinition {
+    pub(crate) fn definition(&self) -> RoleDefinition {
         RoleDefinition {
             id: self.id.to_string(),
             name: self.name.to_string(),
@@ -130,7 +130,7 @@ fn permits(actions: &[impl AsRef<str>], not_actions: &[impl AsRef<str>], action:
 ///
 /// Greedy with one backtrack point (the last `*`): linear for the patterns roles hold, where the
 /// recursive form tried every split of the action for each `*` on every authorized request.
-pub fn action_matches(pattern: &str, action: &str) -> bool {
+pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
     let (pattern, action) = (pattern.as_bytes(), action.as_bytes());
     let (mut p, mut a) = (0, 0);
     // After the last `*` seen: where the pattern resumes, and where the action did when it last did.
@@ -163,7 +163,7 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 }
 
 /// Whether an assignment at `scope` applies to `resource`: the same scope or one above it.
-pub fn scope_covers(scope: &str, resource: &str) -> bool {
+pub(crate) fn scope_covers(scope: &str, resource: &str) -> bool {
     let scope = scope.trim_end_matches('/');
     if scope.is_empty() {
         return true;
@@ -176,7 +176,12 @@ pub fn scope_covers(scope: &str, resource: &str) -> bool {
 
 /// Whether these assignments allow `action` on `resource`; `custom` holds the custom roles they
 /// name (built-in roles are known here). An assignment whose role is unknown grants nothing.
-pub fn allows(assignments: &[RoleAssignmentRecord], custom: &[RoleDefinition], action: &str, resource: &str) -> bool {
+pub(crate) fn allows(
+    assignments: &[RoleAssignmentRecord],
+    custom: &[RoleDefinition],
+    action: &str,
+    resource: &str,
+) -> bool {
     assignments.iter().filter(|a| scope_covers(&a.scope, resource)).any(|a| match role_by_id(&a.role_definition_id) {
         Some(role) => role.permits(action),
         None => custom.iter().any(|role| role.id.eq_ignore_ascii_case(&a.role_definition_id) && role.permits(action)),
@@ -184,7 +189,7 @@ pub fn allows(assignments: &[RoleAssignmentRecord], custom: &[RoleDefinition], a
 }
 
 /// Whether the assignments reach anything at or below `resource` (for listing what one may see).
-pub fn touches(assignments: &[RoleAssignmentRecord], resource: &str) -> bool {
+pub(crate) fn touches(assignments: &[RoleAssignmentRecord], resource: &str) -> bool {
     assignments.iter().any(|a| scope_covers(&a.scope, resource) || scope_covers(resource, &a.scope))
 }
 

@@ -16,7 +16,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 /// What the server may use of a cluster's kubeconfig to reach its API server.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClusterAccess {
+pub(crate) struct ClusterAccess {
     /// `clusters[].cluster.server`: an http or https URL with a host.
     pub server: axum::http::Uri,
     /// `certificate-authority-data`, as DER certificates (empty: the system roots).
@@ -31,7 +31,7 @@ pub struct ClusterAccess {
 
 /// A client certificate chain and its key, both PEM, both checked to parse.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     pub certificate_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
 }
@@ -52,7 +52,7 @@ impl std::fmt::Debug for ClusterAccess {
 /// Why a kubeconfig cannot be used by the server itself; `field` is the path of the offending
 /// field in the document (`users[0].user.exec`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnusableKubeconfig {
+pub(crate) enum UnusableKubeconfig {
     #[error(
         "{field} is not allowed for commands that run as Pods: the server never runs a program, reads a local \
          file or takes a proxy from a kubeconfig (it uses only server, certificate-authority-data, \
@@ -68,9 +68,10 @@ pub enum UnusableKubeconfig {
     Structure(&'static str),
 }
 
+#[cfg(test)]
 impl UnusableKubeconfig {
     /// The offending field, when one is to blame.
-    pub fn field(&self) -> Option<&str> {
+    pub(crate) fn field(&self) -> Option<&str> {
         match self {
             Self::NotAllowed { field } | Self::Invalid { field, .. } => Some(field),
             Self::Syntax(_) | Self::Structure(_) => None,
@@ -85,7 +86,7 @@ const CONTEXT_FIELDS: [&str; 4] = ["cluster", "user", "namespace", "extensions"]
 impl ClusterAccess {
     /// Reads the selected context (the current one; else the only one) of a kubeconfig through
     /// the allow-list. Nothing in it is acted on: no file is opened, no program started.
-    pub fn from_kubeconfig(document: &[u8]) -> Result<Self, UnusableKubeconfig> {
+    pub(crate) fn from_kubeconfig(document: &[u8]) -> Result<Self, UnusableKubeconfig> {
         let config: Value =
             serde_yaml_ng::from_slice(document).map_err(|e| UnusableKubeconfig::Syntax(e.to_string()))?;
         let sequence = |key: &str| config.get(key).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or(&[]);

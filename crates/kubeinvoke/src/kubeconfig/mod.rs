@@ -5,10 +5,10 @@ mod access;
 
 use serde::Deserialize;
 
-pub use access::{ClientIdentity, ClusterAccess, UnusableKubeconfig};
+pub(crate) use access::{ClusterAccess, UnusableKubeconfig};
 
 #[derive(Debug, thiserror::Error)]
-pub enum KubeconfigError {
+pub(crate) enum KubeconfigError {
     #[error("it is not a kubeconfig document: {0}")]
     Syntax(#[from] serde_yaml_ng::Error),
     #[error("it names no cluster with a server URL")]
@@ -52,7 +52,7 @@ struct ClusterEntry {
 }
 
 /// The API server URL of the current context (or of the only/first cluster when there is none).
-pub fn server_url(document: &[u8]) -> Result<String, KubeconfigError> {
+pub(crate) fn server_url(document: &[u8]) -> Result<String, KubeconfigError> {
     let config: Kubeconfig = serde_yaml_ng::from_slice(document)?;
     let current_cluster = config
         .current_context
@@ -67,7 +67,7 @@ pub fn server_url(document: &[u8]) -> Result<String, KubeconfigError> {
 }
 
 /// The host part of the server URL: what AKS reports as `properties.fqdn`.
-pub fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
+pub(crate) fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
     let url = server_url(document)?;
     let uri: axum::http::Uri = url.parse().map_err(|_| KubeconfigError::BadServer(url.clone()))?;
     let host = uri.host().ok_or_else(|| KubeconfigError::BadServer(url.clone()))?;
@@ -76,7 +76,7 @@ pub fn fqdn(document: &[u8]) -> Result<String, KubeconfigError> {
 
 /// Just one context of a kubeconfig (the current one when `context` is `None`), with its cluster
 /// and user: what `kubeinvoke cluster create` registers.
-pub fn minify(document: &[u8], context: Option<&str>) -> Result<Vec<u8>, KubeconfigError> {
+pub(crate) fn minify(document: &[u8], context: Option<&str>) -> Result<Vec<u8>, KubeconfigError> {
     use serde_yaml_ng::{Mapping, Value};
     let config: Value = serde_yaml_ng::from_slice(document)?;
     let name = context
@@ -105,7 +105,7 @@ pub fn minify(document: &[u8], context: Option<&str>) -> Result<Vec<u8>, Kubecon
 
 /// The same kubeconfig with every context using one user that authenticates with `token`:
 /// the command then acts as the caller, and the cluster's RBAC sees the caller.
-pub fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, KubeconfigError> {
+pub(crate) fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>, KubeconfigError> {
     let mut user = serde_yaml_ng::Mapping::new();
     user.insert("token".into(), token.into());
     with_only_user(document, "kubeinvoke-caller", user)
@@ -133,7 +133,7 @@ fn with_only_user(document: &[u8], name: &str, user: serde_yaml_ng::Mapping) -> 
 /// The same kubeconfig with every user replaced by one that logs in to Entra ID through
 /// kubelogin for the AKS AAD server application, as AKS's user credential of an AAD cluster
 /// has it: no token, key or password of the stored document is left in it.
-pub fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u8>, KubeconfigError> {
+pub(crate) fn with_aad_login(document: &[u8], user: &str, tenant: &str) -> Result<Vec<u8>, KubeconfigError> {
     use serde_yaml_ng::{Mapping, Value};
     let args: Vec<Value> = [
         "get-token",

@@ -27,14 +27,14 @@ fn asset(content_type: &'static str, body: String) -> Response {
 }
 
 /// The page, with this server's tenant filled in for the sign-in form.
-pub async fn page(State(app): State<Arc<AppState>>) -> Response {
+pub(super) async fn page(State(app): State<Arc<AppState>>) -> Response {
     asset("text/html; charset=utf-8", PAGE.replace("{{TENANT}}", &app.instance.tenant_id))
 }
 
-pub async fn script() -> Response {
+pub(super) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT.to_string())
 }
 
-pub async fn style() -> Response {
+pub(super) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE.to_string())
 }

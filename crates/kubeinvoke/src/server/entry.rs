@@ -21,9 +21,9 @@ use crate::identity::Caller;
 /// the response here, where the path was parsed, for the headers middleware's log line and
 /// metrics, so the path is not parsed twice.
 #[derive(Clone, Copy)]
-pub struct RouteTemplate(pub &'static str);
+pub(super) struct RouteTemplate(pub &'static str);
 
-pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
+pub(super) async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let ctx = RequestContext::new(&app, &mut parts);
     let mut caller = None;

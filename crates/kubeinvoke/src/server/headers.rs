@@ -106,7 +106,7 @@ impl FrontDoor {
 
 /// A route layer of the router: axum knows which route matched only inside it, and the front
 /// door's log line and metrics name the route, so the template rides out on the response.
-pub async fn report_matched_path(request: Request, next: Next) -> Response {
+pub(super) async fn report_matched_path(request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let mut response = next.run(request).await;
     if let Some(matched) = matched {

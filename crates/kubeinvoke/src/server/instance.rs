@@ -66,7 +66,7 @@ impl Instance {
 
 /// This process's id among replicas, kept in the data directory so a restarted replica knows
 /// which running commands were its own.
-pub fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+pub(super) fn replica_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let path = data_dir.join("replica-id");
     match fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),

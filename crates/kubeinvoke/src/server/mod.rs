@@ -12,7 +12,7 @@ mod rendered;
 mod request;
 mod request_events;
 mod serve;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -13,7 +13,7 @@ use super::AppState;
 use crate::executor::Isolation;
 
 /// Installs the process-wide metrics recorder (once); later calls get a detached handle.
-pub fn install_metrics() -> PrometheusHandle {
+pub(super) fn install_metrics() -> PrometheusHandle {
     const SECONDS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0];
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
@@ -27,7 +27,7 @@ pub fn install_metrics() -> PrometheusHandle {
 /// Folds recorded histogram samples into their buckets every few seconds. The exporter keeps
 /// each sample until then, so a server nobody scrapes grew by ~16 bytes a request (the soak
 /// found it: 19 → 284 MiB in 10 minutes).
-pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+pub(super) fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
@@ -37,7 +37,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     })
 }
 
-pub fn record_isolation(isolation: Isolation) {
+pub(super) fn record_isolation(isolation: Isolation) {
     for mode in [Isolation::Bubblewrap, Isolation::Landlock, Isolation::None, Isolation::KubernetesPod] {
         let value = if mode == isolation { 1.0 } else { 0.0 };
         metrics::gauge!("kubeinvoke_executor_isolation", "mode" => mode.as_str()).set(value);
@@ -45,7 +45,7 @@ pub fn record_isolation(isolation: Isolation) {
 }
 
 /// Azure's official subset with kubeinvoke's extensions merged in, built once.
-pub async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     let document = DOCUMENT.get_or_init(|| {
         let mut official: serde_json::Value =
@@ -63,7 +63,7 @@ pub async fn openapi() -> Response {
     (StatusCode::OK, axum::Json(document.clone())).into_response()
 }
 
-pub async fn healthz() -> &'static str {
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
@@ -74,7 +74,7 @@ struct Readiness {
     isolation: Isolation,
 }
 
-pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+pub(super) async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     let store_ok = app.store.ping().await.is_ok();
     let body = Readiness {
         status: if store_ok { "ready" } else { "unavailable" },
@@ -85,6 +85,6 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+pub(super) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }

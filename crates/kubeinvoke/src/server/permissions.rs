@@ -8,13 +8,13 @@ use crate::arm::wire::{cluster_id, group_id};
 use crate::resource::{ClusterRef, GroupRef};
 
 /// Reading fan-out runs of a scope.
-pub const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
+pub(super) const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
 /// Canceling fan-out runs of a scope (their creator may always cancel).
-pub const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
+pub(super) const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
 /// Running a command on a cluster.
-pub const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
+pub(super) const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
 
-pub struct Permission {
+pub(super) struct Permission {
     /// Static for every route: checked on every request, so never built per request.
     pub action: &'static str,
     pub scope: String,
@@ -43,7 +43,7 @@ macro_rules! by_verb {
     };
 }
 
-pub fn required(route: &Route, method: &Method) -> Option<Permission> {
+pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
     match route {
         Route::MetadataEndpoints
         | Route::Subscriptions

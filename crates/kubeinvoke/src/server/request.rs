@@ -15,7 +15,7 @@ use crate::arm::ApiError;
 
 const FORWARDED_PROTO: axum::http::HeaderName = axum::http::HeaderName::from_static("x-forwarded-proto");
 
-pub struct RequestContext {
+pub(super) struct RequestContext {
     /// `scheme://host[:port]` as the client reached us, for absolute `Location` and `nextLink`.
     pub base_url: String,
     pub path: String,
@@ -25,7 +25,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// The request's context; its headers are taken from `parts` (not copied).
-    pub fn new(app: &AppState, parts: &mut Parts) -> Self {
+    pub(super) fn new(app: &AppState, parts: &mut Parts) -> Self {
         let authority;
         let host = match parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             Some(host) => host,
@@ -50,12 +50,12 @@ impl RequestContext {
     }
 
     /// A query parameter; names compare case-insensitively, as ARM's do.
-    pub fn query(&self, name: &str) -> Option<&str> {
+    pub(super) fn query(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// `$top` (1 to `max`, `default` when absent) and `$skipToken` (a position) of a list.
-    pub fn page(&self, default: usize, max: usize) -> Result<(usize, Option<i64>), ApiError> {
+    pub(super) fn page(&self, default: usize, max: usize) -> Result<(usize, Option<i64>), ApiError> {
         let top = match self.query("$top") {
             None => default,
             Some(raw) => raw
@@ -74,18 +74,18 @@ impl RequestContext {
         Ok((top, before))
     }
 
-    pub fn api_version(&self) -> Option<&str> {
+    pub(super) fn api_version(&self) -> Option<&str> {
         self.query("api-version")
     }
 
     /// An absolute URL on this server with the request's api-version.
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         let version = self.api_version().unwrap_or_default();
         format!("{}{}?api-version={}", self.base_url, path, encode(version))
     }
 }
 
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(super) fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -107,7 +107,7 @@ fn decode(s: &str) -> String {
 const QUERY_VALUE: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-pub fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
@@ -118,7 +118,11 @@ const DISCARD_BOUND: u64 = 1 << 30;
 const DISCARD_TIME: Duration = Duration::from_secs(60);
 
 /// Reads a JSON body within `limit` bytes; every failure is a CloudError, never a 500.
-pub async fn json_body<T: DeserializeOwned>(body: Body, headers: &HeaderMap, limit: usize) -> Result<T, ApiError> {
+pub(super) async fn json_body<T: DeserializeOwned>(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<T, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -161,12 +165,12 @@ async fn discard_stream(mut stream: axum::body::BodyDataStream) {
 }
 
 /// A JSON response with the given status.
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
 /// A JSON body serialised already.
-pub fn json_bytes(status: StatusCode, body: bytes::Bytes) -> Response {
+pub(super) fn json_bytes(status: StatusCode, body: bytes::Bytes) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()

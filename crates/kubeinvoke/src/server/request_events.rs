@@ -13,7 +13,12 @@ use crate::time::now_millis;
 const CORRELATION_HEADER: &str = "x-ms-correlation-request-id";
 
 /// The event a finished request leaves in the log, if any.
-pub fn event_for(ctx: &RequestContext, method: &Method, caller: Option<&str>, status: StatusCode) -> Option<NewEvent> {
+pub(super) fn event_for(
+    ctx: &RequestContext,
+    method: &Method,
+    caller: Option<&str>,
+    status: StatusCode,
+) -> Option<NewEvent> {
     // Reads that succeed (most requests) leave nothing: decided before anything is parsed.
     let refused = matches!(status.as_u16(), 401 | 403 | 429);
     let write = status.is_success() && !matches!(*method, Method::GET | Method::HEAD);

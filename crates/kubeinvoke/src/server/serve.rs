@@ -29,7 +29,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Serves requests through `front_door` on `listener` until `stop` resolves; then accepts
 /// nothing more and waits up to [`DRAIN_TIMEOUT`] for open connections to finish what they are
 /// answering.
-pub async fn serve(
+pub(super) async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     front_door: FrontDoor,

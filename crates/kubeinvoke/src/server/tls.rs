@@ -16,7 +16,7 @@ use crate::files::{create_private_dir, write_private};
 
 /// Where the generated certificate material lives.
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -25,7 +25,7 @@ pub struct TlsFiles {
 const CA_COMMON_NAME: &str = "kubeinvoke local CA";
 
 /// Makes (or reuses) the CA and a leaf valid for localhost, 127.0.0.1, ::1 and `hostnames`.
-pub fn ensure_self_signed(data_dir: &Path, hostnames: &[String]) -> anyhow::Result<TlsFiles> {
+pub(crate) fn ensure_self_signed(data_dir: &Path, hostnames: &[String]) -> anyhow::Result<TlsFiles> {
     let dir = data_dir.join("tls");
     create_private_dir(&dir)?;
     let files = TlsFiles { ca_cert: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
@@ -89,7 +89,7 @@ fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
 }
 /// The TLS configuration served from a certificate chain and key in PEM files, offering HTTP/2
 /// and HTTP/1.1 by ALPN.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(cert)

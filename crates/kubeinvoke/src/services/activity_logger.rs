@@ -17,7 +17,7 @@ use crate::time::now_millis;
 const BATCH: usize = 200;
 
 /// The events a row still owes the log, oldest first.
-pub fn command_events(row: &CommandLogRow) -> CommandEvents {
+pub(crate) fn command_events(row: &CommandLogRow) -> CommandEvents {
     let operation = match row.saved_command {
         Some(_) => "Microsoft.ContainerService/managedClusters/runSavedCommand/action",
         None => "Microsoft.ContainerService/managedClusters/runcommand/action",

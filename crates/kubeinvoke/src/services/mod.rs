@@ -2,5 +2,5 @@
 //! the HTTP layer that starts them: the activity logger (command events from the command rows)
 //! and the fan-out run driver. The types they work on stay in `activity/` and `fanout/`.
 
-pub mod activity_logger;
-pub mod run_driver;
+pub(crate) mod activity_logger;
+pub(crate) mod run_driver;

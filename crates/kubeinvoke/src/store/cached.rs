@@ -29,9 +29,9 @@ use crate::resource::names::{GroupName, SubscriptionId};
 const ENTRIES: usize = 10_000;
 /// How long a cluster, an assignment list (or, on a shared store, a result) is served without
 /// asking the store again.
-pub const SHARED_TTL: Duration = Duration::from_secs(1);
+pub(super) const SHARED_TTL: Duration = Duration::from_secs(1);
 
-pub struct CachedStore<S> {
+pub(super) struct CachedStore<S> {
     inner: S,
     clusters: Generational<String, ClusterRecord>,
     assignments: Generational<String, Arc<[RoleAssignmentRecord]>>,
@@ -89,7 +89,7 @@ impl<K: Eq + Hash, V: Clone> Generational<K, V> {
 }
 
 impl<S: Store> CachedStore<S> {
-    pub fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S) -> Self {
         CachedStore {
             inner,
             clusters: Generational::new(Some(SHARED_TTL)),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::StoreError;
 
 /// One row of a backend's result, read by column name.
-pub trait Columns {
+pub(super) trait Columns {
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, column: &str) -> Result<i64, StoreError>;
@@ -20,15 +20,15 @@ pub trait Columns {
 }
 
 /// A JSON object as a text column holds it.
-pub fn json_text(map: &Map<String, Value>) -> String {
+pub(super) fn json_text(map: &Map<String, Value>) -> String {
     Value::Object(map.clone()).to_string()
 }
 
-pub fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
+pub(super) fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON is corrupt: {e}")))
 }
 
 /// A stored value this binary cannot read.
-pub fn corrupt(what: String) -> StoreError {
+pub(super) fn corrupt(what: String) -> StoreError {
     StoreError::Backend(anyhow::anyhow!(what))
 }

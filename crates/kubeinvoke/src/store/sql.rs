@@ -7,23 +7,23 @@
 use std::sync::OnceLock;
 
 /// One statement for both backends.
-pub struct Sql {
+pub(super) struct Sql {
     text: &'static str,
     sqlite: OnceLock<String>,
 }
 
 impl Sql {
     /// `text` must not hold a `$` other than its parameters (no dollar quoting, no `$` in literals).
-    pub const fn new(text: &'static str) -> Self {
+    pub(super) const fn new(text: &'static str) -> Self {
         Sql { text, sqlite: OnceLock::new() }
     }
 
-    pub fn postgres(&self) -> &'static str {
+    pub(super) fn postgres(&self) -> &'static str {
         self.text
     }
 
     /// The statement with `?n` parameters, converted once per process.
-    pub fn sqlite(&self) -> &str {
+    pub(super) fn sqlite(&self) -> &str {
         self.sqlite.get_or_init(|| self.text.replace('$', "?"))
     }
 }

@@ -15,7 +15,7 @@ use crate::kubeconfig::{ClusterAccess, UnusableKubeconfig};
 /// Why a run could not go on: a refusal of the cluster's API, no way to reach it, or a
 /// kubeconfig the server may not use.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(super) enum RunError {
     #[error("the cluster's API server refused: {0}")]
     Api(String),
     #[error("cannot reach the cluster's API server: {0}")]
@@ -58,7 +58,7 @@ fn bounded(text: &str) -> String {
 }
 
 /// A client for the API server of `access`, with its inline credentials and nothing else.
-pub fn client_for(access: &ClusterAccess) -> Result<Client, RunError> {
+pub(super) fn client_for(access: &ClusterAccess) -> Result<Client, RunError> {
     let mut config = Config::new(access.server.clone());
     config.root_cert = (!access.ca_certificates.is_empty()).then(|| access.ca_certificates.clone());
     config.tls_server_name = access.tls_server_name.clone();
@@ -75,7 +75,7 @@ pub fn client_for(access: &ClusterAccess) -> Result<Client, RunError> {
 
 /// The access a job's kubeconfig allows, checked at every use: a cluster stored before the check
 /// at registration existed (or edited in the database) never passed it.
-pub fn access_of(kubeconfig: Option<&[u8]>) -> Result<ClusterAccess, RunError> {
+pub(super) fn access_of(kubeconfig: Option<&[u8]>) -> Result<ClusterAccess, RunError> {
     let kubeconfig = kubeconfig.ok_or(RunError::NoKubeconfig)?;
     Ok(ClusterAccess::from_kubeconfig(kubeconfig)?)
 }

@@ -32,21 +32,27 @@ struct Live {
     mask: SecretMask,
 }
 
-pub struct Follower {
+pub(super) struct Follower {
     task: tokio::task::JoinHandle<Live>,
     stop: Arc<tokio::sync::Notify>,
     read: Arc<Mutex<Read>>,
 }
 
 /// The whole output of a run, and whether it may be cut.
-pub struct Output {
+pub(super) struct Output {
     pub bytes: Vec<u8>,
     pub may_be_cut: bool,
 }
 
 impl Follower {
     /// Starts following the command container of `pod` (it runs or has run).
-    pub fn start(pods: Api<Pod>, pod: String, path: Option<std::path::PathBuf>, cap: u64, mask: SecretMask) -> Self {
+    pub(super) fn start(
+        pods: Api<Pod>,
+        pod: String,
+        path: Option<std::path::PathBuf>,
+        cap: u64,
+        mask: SecretMask,
+    ) -> Self {
         let stop = Arc::new(tokio::sync::Notify::new());
         let read = Arc::new(Mutex::new(Read::default()));
         let task = tokio::spawn(follow(pods, pod, path, cap, mask, stop.clone(), read.clone()));
@@ -56,7 +62,7 @@ impl Follower {
     /// The output of a container that terminated: read whole, the live file completed with
     /// what the stream had not delivered yet. When the whole cannot be read (the Pod is gone, or
     /// the output is not UTF-8), what the stream delivers is all there is, as for a stopped Pod.
-    pub async fn finish_ended(self, pods: &Api<Pod>, pod: &str, cap: u64) -> Output {
+    pub(super) async fn finish_ended(self, pods: &Api<Pod>, pod: &str, cap: u64) -> Output {
         let params =
             LogParams { container: Some(spec::CONTAINER.into()), limit_bytes: Some(cap as i64), ..Default::default() };
         let Ok(whole) = pods.logs(pod, &params).await else { return self.finish_stopped(pod).await };
@@ -81,7 +87,7 @@ impl Follower {
 
     /// The output of a Pod we deleted (canceled, timed out, shut down): its stream ends with the
     /// container; a node that keeps it open is waited for at most [`STREAM_PATIENCE`].
-    pub async fn finish_stopped(mut self, pod: &str) -> Output {
+    pub(super) async fn finish_stopped(mut self, pod: &str) -> Output {
         let closed = tokio::time::timeout(STREAM_PATIENCE, &mut self.task).await;
         let may_be_cut = closed.is_err();
         let live = match closed {

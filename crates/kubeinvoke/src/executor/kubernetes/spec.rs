@@ -17,7 +17,7 @@ use crate::executor::Job;
 
 /// The label every object of a command carries: how the sweeper finds leftovers.
 pub const COMMAND_ID_LABEL: &str = "kubeinvoke.io/command-id";
-pub const CONTAINER: &str = "user-command";
+pub(super) const CONTAINER: &str = "user-command";
 const WORKDIR: &str = "/command";
 const INPUT: &str = "/kubeinvoke";
 /// `HOME`, an emptyDir of its own: helm and kubectl write their caches there (the root

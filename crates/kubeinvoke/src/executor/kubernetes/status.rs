@@ -95,7 +95,7 @@ fn ran_past_deadline(pod: &Pod, terminated: &k8s_openapi::api::core::v1::Contain
 }
 
 /// The container is running (or done), so its logs can be read.
-pub fn started(pod: &Pod) -> bool {
+pub(super) fn started(pod: &Pod) -> bool {
     let command = pod
         .status
         .as_ref()

@@ -15,7 +15,7 @@ pub(super) enum Stop {
 
 impl Stop {
     /// The failure it stores and the line it adds to the logs.
-    pub fn failure(self, limits: &ExecLimits) -> (FailureReason, String) {
+    pub(super) fn failure(self, limits: &ExecLimits) -> (FailureReason, String) {
         match self {
             Stop::Timeout => (
                 FailureReason::Timeout,

@@ -17,16 +17,16 @@ pub(super) struct RunDirs {
 }
 
 impl RunDirs {
-    pub fn new(runs_dir: &Path, id: &str, with_tmp: bool) -> Self {
+    pub(super) fn new(runs_dir: &Path, id: &str, with_tmp: bool) -> Self {
         RunDirs { home: runs_dir.join(id), tmp: with_tmp.then(|| runs_dir.join(format!("{id}.tmp"))) }
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &PathBuf> {
+    pub(super) fn all(&self) -> impl Iterator<Item = &PathBuf> {
         std::iter::once(&self.home).chain(&self.tmp)
     }
 
     /// Creates both, 0700, to be handed to the run's uid.
-    pub fn create(&self) -> Result<(), String> {
+    pub(super) fn create(&self) -> Result<(), String> {
         for dir in self.all() {
             fs::DirBuilder::new()
                 .create(dir)
@@ -37,7 +37,7 @@ impl RunDirs {
     }
 
     /// Gives both, and everything in them, to `uid` (and its group of the same number).
-    pub fn hand_to(&self, uid: u32) -> Result<(), String> {
+    pub(super) fn hand_to(&self, uid: u32) -> Result<(), String> {
         for dir in self.all() {
             chown_tree(dir, uid).map_err(|e| format!("handing {} to uid {uid}: {e}", dir.display()))?;
         }
@@ -45,7 +45,7 @@ impl RunDirs {
     }
 
     /// Disk blocks used under the run's directories, without following links.
-    pub async fn disk_usage(&self) -> u64 {
+    pub(super) async fn disk_usage(&self) -> u64 {
         fn walk(path: &Path) -> u64 {
             use std::os::unix::fs::MetadataExt;
             let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
@@ -62,7 +62,7 @@ impl RunDirs {
 
     /// Removes both, whatever the command did to their permissions, before the result is stored
     /// (the working directory holds the kubeconfig).
-    pub async fn remove(self) {
+    pub(super) async fn remove(self) {
         let result = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
             for dir in self.all() {

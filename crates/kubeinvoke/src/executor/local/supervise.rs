@@ -28,7 +28,7 @@ pub(super) struct ProcessGroup {
 }
 
 impl ProcessGroup {
-    pub fn kill(&self) {
+    pub(super) fn kill(&self) {
         // ESRCH (already gone) is the normal case.
         let _ = rustix::process::kill_process_group(self.pid, Signal::KILL);
         if let Some(uid) = self.uid {
@@ -65,7 +65,7 @@ pub(super) enum Supervised {
 impl Running<'_> {
     /// Reads output until the command is over or must be stopped; whatever it left running is
     /// killed either way.
-    pub async fn supervise(self, stop: &mut StopSignal) -> Supervised {
+    pub(super) async fn supervise(self, stop: &mut StopSignal) -> Supervised {
         let mut chunk = vec![0u8; 64 * 1024];
         let deadline = tokio::time::sleep(self.limits.timeout);
         tokio::pin!(deadline);

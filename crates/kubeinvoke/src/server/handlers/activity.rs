@@ -15,7 +15,11 @@ const PAGE: usize = 200;
 
 /// `GET /subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values?$filter=…`:
 /// newest first, `nextLink` paging; each event as it was hashed into the chain.
-pub async fn list(app: &AppState, ctx: &RequestContext, subscription: &SubscriptionId) -> Result<Response, ApiError> {
+pub(crate) async fn list(
+    app: &AppState,
+    ctx: &RequestContext,
+    subscription: &SubscriptionId,
+) -> Result<Response, ApiError> {
     let raw = ctx.query("$filter").ok_or_else(|| {
         ApiError::invalid("$filter", "'$filter' is required and must give a start: eventTimestamp ge <time>.")
     })?;

@@ -25,7 +25,7 @@ fn not_found(name: &str) -> ApiError {
     Refusal::AssignmentNotFound(name.to_string()).into()
 }
 
-pub async fn put_assignment(
+pub(crate) async fn put_assignment(
     app: &AppState,
     ctx: &RequestContext,
     scope: &str,
@@ -78,13 +78,13 @@ pub async fn put_assignment(
     Ok(json(StatusCode::CREATED, &assignment_resource(&put.value, &put.value.scope)))
 }
 
-pub async fn get_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn get_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     let found = app.store.identity().get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope));
     let found = found.ok_or_else(|| not_found(name))?;
     Ok(json(StatusCode::OK, &assignment_resource(&found, &found.scope)))
 }
 
-pub async fn delete_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn delete_assignment(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     match app.store.identity().get_role_assignment(name).await?.filter(|a| a.scope.eq_ignore_ascii_case(scope)) {
         Some(found) => {
             app.store.identity().delete_role_assignment(name).await?;
@@ -96,7 +96,7 @@ pub async fn delete_assignment(app: &AppState, scope: &str, name: &str) -> Resul
 
 /// Assignments that apply at `scope` (at or above it) and, without `atScope()`, those below it.
 /// `$filter=principalId eq '…'` or `assignedTo('…')` narrows to one principal.
-pub async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
+pub(crate) async fn list_assignments(app: &AppState, ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
     let filter = ctx.query("$filter").unwrap_or_default().to_string();
     let principal = quoted_after(&filter, "principalId eq").or_else(|| quoted_after(&filter, "assignedTo("));
     let at_scope_only = filter.contains("atScope()");
@@ -133,7 +133,7 @@ async fn roles_seen_from(app: &AppState, scope: &str) -> Result<Vec<RoleDefiniti
 }
 
 /// `$filter=roleName eq 'Reader'` narrows to one role; `type eq 'CustomRole'` to custom ones.
-pub async fn list_definitions(app: &AppState, ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
+pub(crate) async fn list_definitions(app: &AppState, ctx: &RequestContext, scope: &str) -> Result<Response, ApiError> {
     let filter = ctx.query("$filter").unwrap_or_default().to_string();
     let name = quoted_after(&filter, "roleName eq");
     let custom_only = quoted_after(&filter, "type eq").is_some_and(|t| t.eq_ignore_ascii_case("CustomRole"));
@@ -147,7 +147,12 @@ pub async fn list_definitions(app: &AppState, ctx: &RequestContext, scope: &str)
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
-pub async fn get_definition(app: &AppState, caller: &Caller, scope: &str, id: &str) -> Result<Response, ApiError> {
+pub(crate) async fn get_definition(
+    app: &AppState,
+    caller: &Caller,
+    scope: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
     let role = role_named(app, id).await?.ok_or_else(|| definition_not_found(id))?;
     require_at_stored_scopes(caller, "Microsoft.Authorization/roleDefinitions/read", &role)?;
     Ok(json(StatusCode::OK, &definition_resource(scope, &role)))
@@ -170,7 +175,7 @@ fn definition_not_found(id: &str) -> ApiError {
 /// `PUT {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`: creates or replaces a
 /// custom role. The caller needs `roleDefinitions/write` on every assignable scope, and the URL's
 /// scope must be one of them (az uses the first).
-pub async fn put_definition(
+pub(crate) async fn put_definition(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -233,7 +238,12 @@ pub async fn put_definition(
 
 /// `DELETE …/roleDefinitions/{guid}`: 200 with the deleted role, 204 when there was none, 409
 /// while assignments still use it.
-pub async fn delete_definition(app: &AppState, caller: &Caller, scope: &str, id: &str) -> Result<Response, ApiError> {
+pub(crate) async fn delete_definition(
+    app: &AppState,
+    caller: &Caller,
+    scope: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
     if rbac::role_by_id(id).is_some() {
         return Err(Refusal::BuiltInRole(id.to_string()).into());
     }

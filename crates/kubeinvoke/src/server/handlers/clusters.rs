@@ -19,13 +19,13 @@ use crate::server::request::{RequestContext, encode, json, json_body};
 use crate::store::{ClusterRecord, ClusterWrite, StoreError};
 
 /// The write-only property that carries a cluster's kubeconfig (base64), never returned by GET.
-pub const KUBECONFIG_PROPERTY: &str = "kubeconfig";
+pub(crate) const KUBECONFIG_PROPERTY: &str = "kubeconfig";
 
 /// Fields of the resource that the server owns and ignores in a PUT body.
 const SERVER_OWNED: [&str; 3] = ["id", "name", "type"];
 
 /// Finds a cluster, telling a missing group apart from a missing cluster as ARM does.
-pub async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord, ApiError> {
+pub(crate) async fn load(app: &AppState, cluster: &ClusterRef) -> Result<ClusterRecord, ApiError> {
     if let Some(found) = app.store.clusters().get_cluster(cluster).await? {
         return Ok(found);
     }
@@ -40,7 +40,7 @@ pub(super) async fn ensure_group(app: &AppState, group: &GroupRef) -> Result<(),
     }
 }
 
-pub fn render(cluster: &ClusterRecord) -> Value {
+pub(crate) fn render(cluster: &ClusterRecord) -> Value {
     let fqdn = cluster.kubeconfig.as_deref().and_then(|k| kubeconfig::fqdn(k).ok());
     managed_cluster(
         cluster_id(&cluster.subscription, &cluster.group, &cluster.name),
@@ -50,7 +50,12 @@ pub fn render(cluster: &ClusterRecord) -> Value {
     )
 }
 
-pub async fn put(app: &AppState, ctx: &RequestContext, cluster: &ClusterRef, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn put(
+    app: &AppState,
+    ctx: &RequestContext,
+    cluster: &ClusterRef,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let Value::Object(mut document) = body else {
         return Err(ApiError::InvalidRequestContent("the body must be a JSON object".into()));
@@ -147,13 +152,13 @@ fn check_kubeconfig_for(kubeconfig: &[u8], executor: ExecutorKind) -> Result<(),
     }
 }
 
-pub async fn get(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
+pub(crate) async fn get(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
     let found = load(app, cluster).await?;
     Ok(json(StatusCode::OK, &render(&found)))
 }
 
 /// 200 when deleted, 204 when there was nothing to delete (ARM's DELETE is idempotent).
-pub async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
+pub(crate) async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
     if app.store.clusters().delete_cluster(cluster).await? {
         return Ok(StatusCode::OK.into_response());
     }
@@ -162,7 +167,7 @@ pub async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, Ap
 }
 
 /// One page of clusters, showing only those the caller may read.
-pub async fn list(
+pub(crate) async fn list(
     app: &AppState,
     caller: &Caller,
     ctx: &RequestContext,
@@ -211,7 +216,11 @@ fn parse_skip_token(token: &str) -> Result<(String, String), ApiError> {
 /// On an AAD cluster the user credential holds no secret, as on AKS: the same clusters and
 /// contexts, and a user that logs in with kubelogin for the AKS AAD server application — the
 /// stored static credential is the admin's alone.
-pub async fn credentials(app: &AppState, cluster: &ClusterRef, name: &'static str) -> Result<Response, ApiError> {
+pub(crate) async fn credentials(
+    app: &AppState,
+    cluster: &ClusterRef,
+    name: &'static str,
+) -> Result<Response, ApiError> {
     let found = load(app, cluster).await?;
     let stored = found.kubeconfig.ok_or_else(|| ApiError::NoCredentials(found.name.clone()))?;
     let aad = ClusterSettings::from_document(&found.document).map(|s| s.aad_managed).unwrap_or(true);

@@ -20,7 +20,7 @@ use crate::store::ClusterRecord;
 use crate::time::now_millis;
 
 /// `POST …/runCommand`: validate everything now, store the command, answer 202 + Location.
-pub async fn run(
+pub(crate) async fn run(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -143,7 +143,7 @@ pub(super) fn refusal(app: &AppState, cluster: &ClusterRecord, refused: Refused)
 
 /// `GET …/commandResults/{id}`: 202 with a body while in progress, 200 when finished. A read
 /// of a command running on this server first waits up to `--result-wait` for it to end.
-pub async fn result(
+pub(crate) async fn result(
     app: &AppState,
     ctx: &RequestContext,
     cluster_ref: &ClusterRef,
@@ -187,7 +187,7 @@ async fn finished_result(app: &AppState, cluster: &ClusterRecord, id: &CommandId
 
 /// A command of a cluster that has not expired: 404 for a missing group, cluster or command.
 /// Commands are looked up through their cluster, so one cluster's path never shows another's.
-pub async fn load(
+pub(crate) async fn load(
     app: &AppState,
     cluster_ref: &ClusterRef,
     id: &CommandId,
@@ -202,7 +202,7 @@ async fn command_of(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> 
     found.ok_or_else(|| ApiError::CommandNotFound(id.to_string()))
 }
 
-pub fn result_path(cluster: &ClusterRecord, id: &CommandId) -> String {
+pub(crate) fn result_path(cluster: &ClusterRecord, id: &CommandId) -> String {
     format!("{}/commandResults/{id}", cluster_id(&cluster.subscription, &cluster.group, &cluster.name))
 }
 

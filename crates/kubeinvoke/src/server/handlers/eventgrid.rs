@@ -58,7 +58,7 @@ fn valid_name(name: &str) -> bool {
     (3..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-pub async fn put(
+pub(crate) async fn put(
     app: &AppState,
     ctx: &RequestContext,
     scope: &str,
@@ -112,12 +112,12 @@ fn new_signing_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn get(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn get(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     let found = app.store.documents().get_document(DocumentKind::EventSubscription, scope, name).await?;
     Ok(json(StatusCode::OK, &render(app, &found.ok_or_else(|| not_found(name))?).await?))
 }
 
-pub async fn list(app: &AppState, scope: &str) -> Result<Response, ApiError> {
+pub(crate) async fn list(app: &AppState, scope: &str) -> Result<Response, ApiError> {
     let records = app.store.documents().list_documents(DocumentKind::EventSubscription, Some(scope)).await?;
     let mut value = Vec::with_capacity(records.len());
     for record in &records {
@@ -126,14 +126,14 @@ pub async fn list(app: &AppState, scope: &str) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
 }
 
-pub async fn delete(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn delete(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     let deleted = app.store.documents().delete_document(DocumentKind::EventSubscription, scope, name).await?;
     app.store.deliveries().delete_delivery(&subscription_key(scope, name)).await?;
     Ok(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
 }
 
 /// `POST …/getDeliveryAttributes`: the signing key receivers check the signature header with.
-pub async fn attributes(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn attributes(app: &AppState, scope: &str, name: &str) -> Result<Response, ApiError> {
     let found = app.store.documents().get_document(DocumentKind::EventSubscription, scope, name).await?;
     let record = found.ok_or_else(|| not_found(name))?;
     let key = record.document.get("signingKey").cloned().unwrap_or(Value::Null);

@@ -13,7 +13,7 @@ use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 
 /// The Graph resource (and token audience) this server announces in `/metadata/endpoints`.
-pub fn graph_resource(base_url: &str) -> String {
+pub(crate) fn graph_resource(base_url: &str) -> String {
     format!("{base_url}/graph/")
 }
 
@@ -40,7 +40,7 @@ struct Objects {
     value: Vec<DirectoryObject>,
 }
 
-pub async fn get_by_ids(State(app): State<Arc<AppState>>, request: Request) -> Response {
+pub(crate) async fn get_by_ids(State(app): State<Arc<AppState>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let ctx = RequestContext::new(&app, &mut parts);
     let resource = graph_resource(&ctx.base_url);

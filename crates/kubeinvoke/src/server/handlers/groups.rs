@@ -17,7 +17,12 @@ fn render(group: &GroupRecord) -> ResourceGroup {
     ResourceGroup::new(&group.subscription, &group.name, &group.location, group.tags.clone())
 }
 
-pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn put(
+    app: &AppState,
+    ctx: &RequestContext,
+    group: &GroupRef,
+    body: Body,
+) -> Result<Response, ApiError> {
     let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
     let put = app
@@ -34,21 +39,21 @@ pub async fn put(app: &AppState, ctx: &RequestContext, group: &GroupRef, body: B
     Ok(json(status, &render(&put.value)))
 }
 
-pub async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+pub(crate) async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
     let found = app.store.clusters().get_group(&group.subscription, &group.group).await?;
     let found = found.ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
     Ok(json(StatusCode::OK, &render(&found)))
 }
 
 /// `HEAD` (`az group exists`): 204 or 404, no body.
-pub async fn exists(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+pub(crate) async fn exists(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
     let found = app.store.clusters().get_group(&group.subscription, &group.group).await?;
     let status = if found.is_some() { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND };
     Ok(status.into_response())
 }
 
 /// Deletes the group with everything in it, synchronously.
-pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
+pub(crate) async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {
     if app.store.clusters().delete_group(&group.subscription, &group.group).await? {
         Ok(StatusCode::OK.into_response())
     } else {
@@ -57,7 +62,7 @@ pub async fn delete(app: &AppState, group: &GroupRef) -> Result<Response, ApiErr
 }
 
 /// The groups of a subscription that the caller may read.
-pub async fn list(app: &AppState, caller: &Caller, subscription: &SubscriptionId) -> Result<Response, ApiError> {
+pub(crate) async fn list(app: &AppState, caller: &Caller, subscription: &SubscriptionId) -> Result<Response, ApiError> {
     let groups = app.store.clusters().list_groups(subscription).await?;
     let value = groups
         .iter()

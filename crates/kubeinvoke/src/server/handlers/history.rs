@@ -27,7 +27,7 @@ const MAX_PAGE: usize = 1000;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// `GET …/commandResults?$top=N&$filter=provisioningState eq 'X'`: newest first, paged.
-pub async fn list(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef) -> Result<Response, ApiError> {
+pub(crate) async fn list(app: &AppState, ctx: &RequestContext, cluster_ref: &ClusterRef) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
     let (top, before) = ctx.page(DEFAULT_PAGE, MAX_PAGE)?;
     let wanted_state = match ctx.query("$filter") {
@@ -65,7 +65,7 @@ fn state_filter(filter: &str) -> Result<CommandState, ApiError> {
 
 /// `GET …/commandResults/{id}/logs?offset=N&follow=true`: the full output from `offset`, as
 /// chunked text; with `follow`, the stream stays open until the command ends.
-pub async fn logs(
+pub(crate) async fn logs(
     app: &AppState,
     ctx: &RequestContext,
     cluster_ref: &ClusterRef,
@@ -180,7 +180,7 @@ impl Follower {
 
 /// `POST …/commandResults/{id}/cancel`: a queued command is canceled at once, a running one is
 /// stopped (its whole process tree); either ends `Canceled` naming who canceled it.
-pub async fn cancel(
+pub(crate) async fn cancel(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,

@@ -10,14 +10,14 @@ use crate::resource::names::SubscriptionId;
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json};
 
-pub fn endpoints(ctx: &RequestContext) -> Response {
+pub(crate) fn endpoints(ctx: &RequestContext) -> Response {
     let audiences = crate::identity::tokens::ARM_AUDIENCES.into_iter().filter(|a| a.ends_with('/')).collect();
     json(StatusCode::OK, &CloudMetadata::new(&ctx.base_url, super::graph::graph_resource(&ctx.base_url), audiences))
 }
 
 /// The default subscription and every subscription that holds resource groups, as far as the
 /// caller has any role assignment in it.
-pub async fn list_subscriptions(app: &AppState, caller: &Caller) -> Result<Response, ApiError> {
+pub(crate) async fn list_subscriptions(app: &AppState, caller: &Caller) -> Result<Response, ApiError> {
     let mut ids = app.store.clusters().list_subscriptions().await?;
     ids.retain(|id| *id != app.instance.subscription_id);
     ids.insert(0, app.instance.subscription_id.clone());
@@ -27,6 +27,6 @@ pub async fn list_subscriptions(app: &AppState, caller: &Caller) -> Result<Respo
 }
 
 /// Every well-formed subscription exists here: resources can be created in any of them.
-pub fn get_subscription(app: &AppState, subscription: &SubscriptionId) -> Response {
+pub(crate) fn get_subscription(app: &AppState, subscription: &SubscriptionId) -> Response {
     json(StatusCode::OK, &Subscription::new(subscription.as_str(), &app.instance.tenant_id))
 }

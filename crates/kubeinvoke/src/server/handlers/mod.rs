@@ -1,17 +1,17 @@
 //! One module per resource family; each handler takes typed input and returns a response.
 
-pub mod activity;
-pub mod authorization;
-pub mod clusters;
-pub mod commands;
-pub mod eventgrid;
-pub mod graph;
-pub mod groups;
-pub mod history;
-pub mod meta;
-pub mod oauth;
-pub mod runs;
-pub mod saved;
+pub(super) mod activity;
+pub(super) mod authorization;
+pub(super) mod clusters;
+pub(super) mod commands;
+pub(super) mod eventgrid;
+pub(super) mod graph;
+pub(super) mod groups;
+pub(super) mod history;
+pub(super) mod meta;
+pub(super) mod oauth;
+pub(super) mod runs;
+pub(super) mod saved;
 
 use crate::arm::ApiError;
 use crate::store::StoreError;

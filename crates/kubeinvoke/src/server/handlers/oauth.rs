@@ -81,7 +81,7 @@ fn discovery(app: &AppState, request: Request, authority: Authority) -> Response
     )
 }
 
-pub async fn tenant_discovery(
+pub(crate) async fn tenant_discovery(
     State(app): State<Arc<AppState>>,
     Path(tenant): Path<String>,
     request: Request,
@@ -92,22 +92,26 @@ pub async fn tenant_discovery(
     discovery(&app, request, Authority::Tenant)
 }
 
-pub async fn adfs_discovery(State(app): State<Arc<AppState>>, request: Request) -> Response {
+pub(crate) async fn adfs_discovery(State(app): State<Arc<AppState>>, request: Request) -> Response {
     discovery(&app, request, Authority::Adfs)
 }
 
-pub async fn keys(State(app): State<Arc<AppState>>) -> Response {
+pub(crate) async fn keys(State(app): State<Arc<AppState>>) -> Response {
     json(StatusCode::OK, &app.identity.jwks())
 }
 
-pub async fn tenant_token(State(app): State<Arc<AppState>>, Path(tenant): Path<String>, request: Request) -> Response {
+pub(crate) async fn tenant_token(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
     if !known_tenant(&app, &tenant) {
         return unknown_tenant(&tenant);
     }
     token(&app, request, Authority::Tenant).await
 }
 
-pub async fn adfs_token(State(app): State<Arc<AppState>>, request: Request) -> Response {
+pub(crate) async fn adfs_token(State(app): State<Arc<AppState>>, request: Request) -> Response {
     token(&app, request, Authority::Adfs).await
 }
 
@@ -205,7 +209,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// Only client credentials are supported: interactive flows get a clear refusal.
-pub async fn authorize() -> Response {
+pub(crate) async fn authorize() -> Response {
     oauth_error(
         StatusCode::BAD_REQUEST,
         "unsupported_response_type",

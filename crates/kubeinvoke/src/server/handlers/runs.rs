@@ -27,7 +27,7 @@ const CLUSTER_READ: &str = "Microsoft.ContainerService/managedClusters/read";
 const MAX_PAGE: usize = 100;
 
 /// `POST {scope}/providers/Microsoft.ContainerService/runCommand`: 202 + `Location` of the run.
-pub async fn submit(
+pub(crate) async fn submit(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -68,7 +68,7 @@ pub async fn submit(
 }
 
 /// `GET …/commandRuns/{id}`: 202 while targets remain, 200 once the run has ended.
-pub async fn get(
+pub(crate) async fn get(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -80,7 +80,7 @@ pub async fn get(
 }
 
 /// `GET …/commandRuns?$top=N&$skipToken=…`: newest first.
-pub async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Result<Response, ApiError> {
+pub(crate) async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Result<Response, ApiError> {
     let (top, before) = ctx.page(DEFAULT_PAGE, MAX_PAGE)?;
     let key = RunScope::new(scope.id()).key;
     let mut page = app.store.runs().list_runs(&key, before, top + 1).await?;
@@ -95,7 +95,7 @@ pub async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Res
 
 /// `POST …/commandRuns/{id}/cancel`: pending targets end `Canceled` at once, started ones are
 /// canceled like any command; the run ends `Canceled` when the last of them has.
-pub async fn cancel(
+pub(crate) async fn cancel(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,

@@ -56,7 +56,7 @@ fn render(record: &DocumentRecord) -> DocumentResource {
     }
 }
 
-pub async fn put(
+pub(crate) async fn put(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -105,17 +105,17 @@ pub async fn put(
     Ok(json(status, &render(&put.value)))
 }
 
-pub async fn get(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn get(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
     let found = app.store.documents().get_document(DocumentKind::SavedCommand, &scope.id(), name).await?;
     Ok(json(StatusCode::OK, &render(&found.ok_or_else(|| not_found(name))?)))
 }
 
-pub async fn delete(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
+pub(crate) async fn delete(app: &AppState, scope: &ScopeRef, name: &str) -> Result<Response, ApiError> {
     let deleted = app.store.documents().delete_document(DocumentKind::SavedCommand, &scope.id(), name).await?;
     Ok(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
 }
 
-pub async fn list(app: &AppState, scope: &ScopeRef) -> Result<Response, ApiError> {
+pub(crate) async fn list(app: &AppState, scope: &ScopeRef) -> Result<Response, ApiError> {
     let records = app.store.documents().list_documents(DocumentKind::SavedCommand, Some(&scope.id())).await?;
     let value: Vec<DocumentResource> = records.iter().map(render).collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link: None }))
@@ -124,7 +124,7 @@ pub async fn list(app: &AppState, scope: &ScopeRef) -> Result<Response, ApiError
 /// `POST …/runSavedCommand` with `{"savedCommand": "<id>", "parameters"?, "clusterToken"?,
 /// "timeoutInSeconds"?}`: 202 and the `Location` of an ordinary `commandResults/{id}`.
 /// `disableRunCommand` does not stop it: that switch is about free-form commands.
-pub async fn run(
+pub(crate) async fn run(
     app: &AppState,
     ctx: &RequestContext,
     caller: &Caller,

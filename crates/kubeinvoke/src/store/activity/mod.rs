@@ -74,7 +74,7 @@ pub trait ActivityStore: Send + Sync {
 /// The setting that keeps the hash of the newest purged event.
 const ANCHOR_SETTING: &str = "activity-anchor";
 
-pub use crate::activity::chain::GENESIS;
+pub(super) use crate::activity::chain::GENESIS;
 
 const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash, subscription_key, group_key, \
                              resource_key, provider_key, caller, correlation_id, status";

@@ -55,7 +55,7 @@ impl DocumentRecord {
 }
 
 /// How scopes and names are compared.
-pub fn key(text: &str) -> String {
+pub(super) fn key(text: &str) -> String {
     text.trim_end_matches('/').to_lowercase()
 }
 

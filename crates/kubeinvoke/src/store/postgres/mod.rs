@@ -106,7 +106,7 @@ impl PostgresStore {
 }
 
 /// The URL without its password, for logs and the banner.
-pub fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((credentials, host)) => {
