@@ -93,7 +93,7 @@ for tool in kubectl helm; do
 done
 
 cargo build --workspace --bins
-# Every suite must run here: one whose needs are missing fails (tests/support/prerequisites.rs).
+# Every suite must run here: one whose needs are missing fails (crates/testkit/src/prerequisites.rs).
 export KUBEINVOKE_TEST_EVERY_SUITE=1
 cargo test --workspace
 # The whole HTTP contract suite again, every test server on its own PostgreSQL database.

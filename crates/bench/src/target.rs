@@ -1,16 +1,15 @@
-//! A release `kubeinvoke serve` process under test: started on a loopback port with its own
-//! data directory, reached over HTTPS with the CA it generated, measured through `/proc`.
+//! A release `kubeinvoke serve` process under test: started by the testkit's launcher (the same
+//! one the tests use) on a loopback port with its own data directory, reached over HTTPS with the
+//! CA it generated, measured through `/proc`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-pub const SUB: &str = "00000000-0000-0000-0000-000000000000";
-pub const API: &str = "2024-09-01";
+pub use kubeinvoke_testkit::harness::{API, SUB, cluster_path};
 
 pub struct Target {
     child: Option<Child>,
@@ -31,59 +30,30 @@ pub struct Launch {
 impl Target {
     pub async fn start(launch: &Launch) -> anyhow::Result<Target> {
         std::fs::create_dir_all(&launch.data_dir)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(launch.data_dir.join("../server.log"))?;
-        let mut child = Command::new(kubeinvoke_binary()?)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&launch.data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&launch.args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting kubeinvoke serve")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (found, banner) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("listening on") {
-                    let _ = found.send(url.trim().to_string());
-                }
-            }
-        });
-        let base = tokio::task::spawn_blocking(move || banner.recv_timeout(Duration::from_secs(60)))
-            .await?
-            .context("the server did not start (see server.log)")?;
-        let ca = std::fs::read(launch.data_dir.join("tls/ca.pem"))?;
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
+        let log = launch.data_dir.join("../server.log");
+        let started = kubeinvoke_testkit::launch::start(kubeinvoke_testkit::launch::Launch {
+            data_dir: &launch.data_dir,
+            args: &launch.args,
+            env: &[],
+            log: &log,
+        })
+        .await?;
+        let client = kubeinvoke_testkit::launch::https_client(&launch.data_dir.join("tls/ca.pem"))?
             .pool_max_idle_per_host(256)
             .build()?;
-        let mut target =
-            Target { child: Some(child), base, data_dir: launch.data_dir.clone(), token: String::new(), client };
+        let mut target = Target {
+            child: Some(started.child),
+            base: started.base,
+            data_dir: launch.data_dir.clone(),
+            token: String::new(),
+            client,
+        };
         if let Ok(admin) = std::fs::read(launch.data_dir.join("bootstrap-admin.json")) {
-            target.token = target.issue_token(&serde_json::from_slice(&admin)?).await?;
+            let admin: kubeinvoke_testkit::harness::Credentials = serde_json::from_slice(&admin)?;
+            let scope = "https://management.azure.com/.default";
+            target.token = kubeinvoke_testkit::launch::token(&target.client, &target.base, &admin, scope).await?;
         }
         Ok(target)
-    }
-
-    async fn issue_token(&self, admin: &Value) -> anyhow::Result<String> {
-        let tenant = admin["tenant"].as_str().context("tenant")?;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", admin["appId"].as_str().context("appId")?),
-            ("client_secret", admin["password"].as_str().context("password")?),
-            ("scope", "https://management.azure.com/.default"),
-        ];
-        let reply: Value = self
-            .client
-            .post(format!("{}/{tenant}/oauth2/v2.0/token", self.base))
-            .form(&form)
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(reply["access_token"].as_str().context("no access_token")?.to_string())
     }
 
     pub fn pid(&self) -> u32 {
@@ -196,19 +166,6 @@ impl Drop for Target {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-pub fn cluster_path(group: &str, name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}")
-}
-
-/// The release `kubeinvoke` beside this benchmark binary.
-pub fn kubeinvoke_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.with_file_name("kubeinvoke");
-    if !path.exists() {
-        bail!("{} is missing: build it with `cargo build --release -p kubeinvoke`", path.display());
-    }
-    Ok(path)
 }
 
 /// Bytes of the files under `dir` whose names start with `prefix`.

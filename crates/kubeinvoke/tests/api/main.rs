@@ -1,9 +1,6 @@
 //! Contract tests: a real server process, real HTTPS, real SQLite, real commands.
 
-mod harness;
-#[allow(dead_code)]
-#[path = "../support/prerequisites.rs"]
-mod prerequisites;
+use kubeinvoke_testkit::harness;
 
 mod activity;
 mod cli;

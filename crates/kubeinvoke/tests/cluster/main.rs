@@ -4,21 +4,14 @@
 //! server's JWT authentication (`local.rs`), and the Pod executor (`pods.rs` on kwok nodes,
 //! `node.rs` on the real node), and the chart installed with helm on the real node (`helm_install.rs`).
 
-#[allow(dead_code)]
-#[path = "../api/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../support/prerequisites.rs"]
-mod prerequisites;
+use kubeinvoke_testkit::harness;
+use kubeinvoke_testkit::prerequisites;
 
-#[path = "../support/chart.rs"]
-mod chart;
+use kubeinvoke_testkit::chart;
 mod deploy;
 mod dev_cluster;
 mod helm_install;
 mod local;
 mod node;
 mod pods;
-#[allow(dead_code)]
-#[path = "../support/private_postgres.rs"]
-mod private_postgres;
+use kubeinvoke_testkit::private_postgres;

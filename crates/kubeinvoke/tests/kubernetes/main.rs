@@ -3,16 +3,11 @@
 //! real control plane and its real node in `tests/cluster`), and the Helm chart under
 //! `deploy/chart`, rendered and parsed into typed Kubernetes objects.
 
-#[path = "../support/chart.rs"]
-mod chart;
+use kubeinvoke_testkit::chart;
 mod fake_apiserver;
-#[allow(dead_code)]
-#[path = "../api/harness.rs"]
-mod harness;
+use kubeinvoke_testkit::harness;
 mod manifests;
-#[allow(dead_code)]
-#[path = "../support/prerequisites.rs"]
-mod prerequisites;
+use kubeinvoke_testkit::prerequisites;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -13,8 +13,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::postgres::PrivatePostgres;
 use crate::{path_of, replicas};
+use kubeinvoke_testkit::private_postgres::PrivatePostgres;
 
 /// What the submitter saw.
 #[derive(Default)]

@@ -2,19 +2,12 @@
 //! any replica answers any request, every command runs exactly once, a dead replica's command
 //! ends `WorkerLost`, and a database outage gives 503s and heals by itself.
 //!
-//! Each test gets a private PostgreSQL server (see `postgres.rs`), so stopping it disturbs
+//! Each test gets a private PostgreSQL server (`kubeinvoke_testkit::private_postgres`), so stopping it disturbs
 //! nothing else.
 
 mod chaos;
-#[allow(dead_code)]
-#[path = "../api/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../support/private_postgres.rs"]
-mod postgres;
-#[allow(dead_code)]
-#[path = "../support/prerequisites.rs"]
-mod prerequisites;
+
+use kubeinvoke_testkit::harness;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use harness::*;
-use postgres::PrivatePostgres;
+use kubeinvoke_testkit::private_postgres::PrivatePostgres;
 
 /// Starts `n` replicas on `url`; the first one bootstraps the admin, whose token all use.
 async fn replicas(url: &str, n: usize, extra: &[&str]) -> Vec<Server> {

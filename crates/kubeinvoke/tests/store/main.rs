@@ -3,12 +3,8 @@
 //! two backends cannot drift apart. PostgreSQL comes from `KUBEINVOKE_TEST_POSTGRES_URL`
 //! (`scripts/test.sh` sets it); each test gets a fresh database there.
 
-#[allow(dead_code)]
-#[path = "../api/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "../support/prerequisites.rs"]
-mod prerequisites;
+use kubeinvoke_testkit::harness;
+use kubeinvoke_testkit::prerequisites;
 
 use std::sync::Arc;
 

@@ -1,7 +1,6 @@
-//! A real `kubeinvoke serve` process on a loopback port with its own data directory, and an
-//! HTTPS client that trusts the CA the server generated.
+//! A real `kubeinvoke serve` process (through [`crate::launch`]) with its own data directory and,
+//! on a PostgreSQL run, its own database; requests to it as the bootstrap admin or another caller.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,10 +9,8 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-pub const SUB: &str = "00000000-0000-0000-0000-000000000000";
-pub const API: &str = "2024-09-01";
-/// A variable set in the server's environment that commands must not see.
-pub const SERVER_ONLY_VAR: &str = "KUBEINVOKE_TEST_SERVER_SECRET";
+use crate::fixtures::*;
+use crate::postgres::*;
 
 pub struct Server {
     child: Option<Child>,
@@ -88,7 +85,7 @@ impl Server {
     /// Runs `serve` expecting it to refuse to start; returns what it printed.
     pub fn start_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
         let root = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
+        let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(root.path().join("data"))
@@ -124,21 +121,12 @@ impl Server {
 
     /// Client credentials against the server's own token endpoint.
     pub async fn token_for(&self, who: &Credentials, scope: &str) -> String {
-        let url = format!("{}/{}/oauth2/v2.0/token", self.base, who.tenant);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", who.app_id.as_str()),
-            ("client_secret", who.password.as_str()),
-            ("scope", scope),
-        ];
-        let r = reply(self.client.post(url).form(&form)).await;
-        assert_eq!(r.status, 200, "token: {}", r.text);
-        r.json()["access_token"].as_str().unwrap().to_string()
+        crate::launch::token(&self.client, &self.base, who, scope).await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// `kubeinvoke sp create` on this server's data directory, with a role at a scope if given.
     pub fn create_principal(&self, name: &str, role: Option<(&str, &str)>) -> Credentials {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"));
+        let mut command = Command::new(binary());
         command.args(["sp", "create", "--name", name]).args(self.admin_args());
         if let Some((role, scope)) = role {
             command.args(["--role", role, "--scope", scope]);
@@ -168,51 +156,17 @@ impl Server {
             args.extend(["--store".to_string(), fresh.url()]);
             database = Some(fresh);
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = root.path().join("data");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(root.path().join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeinvoke"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&args)
-            .env(SERVER_ONLY_VAR, "must-not-leak")
-            .env("KUBEINVOKE_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn kubeinvoke");
+        let log = root.path().join("server.log");
+        let mut server_env = vec![
+            (SERVER_ONLY_VAR.to_string(), "must-not-leak".to_string()),
+            ("KUBEINVOKE_LOG".to_string(), "info".to_string()),
+        ];
+        server_env.extend(env.iter().cloned());
+        let launch = crate::launch::Launch { data_dir: &data_dir, args: &args, env: &server_env, log: &log };
+        let started = crate::launch::start(launch).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let (child, base, banner) = (started.child, started.base, started.banner);
         pids.push(child.id());
-        let stdout = child.stdout.take().unwrap();
-        let (found, banner) = std::sync::mpsc::channel();
-        // Keep reading stdout for the server's whole life, so it never writes to a closed pipe.
-        std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let last = line.trim_start().starts_with("tenant");
-                lines.push(line);
-                if last {
-                    let _ = found.send(lines.join("\n"));
-                }
-            }
-        });
-        let banner = tokio::task::spawn_blocking(move || banner.recv_timeout(Duration::from_secs(30)).ok())
-            .await
-            .unwrap()
-            .unwrap_or_else(|| {
-                panic!(
-                    "server did not start: {}",
-                    std::fs::read_to_string(root.path().join("server.log")).unwrap_or_default()
-                )
-            });
-        let base = banner
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("listening on"))
-            .expect("the banner names the URL")
-            .trim()
-            .to_string();
         let client = if base.starts_with("http://") {
             reqwest::Client::new()
         } else {
@@ -449,101 +403,9 @@ impl Drop for Server {
     }
 }
 
-/// Whether the bubblewrap sandbox is installed: the tests of what only it does are left out
-/// without it (`support/prerequisites.rs`).
-pub fn bubblewrap_here() -> bool {
-    crate::prerequisites::runs("the bubblewrap sandbox tests", crate::prerequisites::programs(&["bwrap"]))
-}
-
-/// The server a run on PostgreSQL uses (`KUBEINVOKE_TEST_POSTGRES`, a URL without a database),
-/// or `None` when the suite runs on SQLite.
-pub fn test_postgres() -> Option<String> {
-    std::env::var("KUBEINVOKE_TEST_POSTGRES").ok().filter(|v| !v.is_empty())
-}
-
-/// Whether this run's servers keep their state in PostgreSQL.
-pub fn on_postgres() -> bool {
-    test_postgres().is_some()
-}
-
-/// A new, empty database on the test PostgreSQL server for one test, so every test starts from
-/// nothing as it does on SQLite, dropped when the test is done with it: a run makes hundreds, and
-/// left behind they fill the disk.
-pub struct TestDatabase {
-    /// The server's URL, without a database.
-    base: String,
-    name: String,
-}
-
-impl TestDatabase {
-    pub async fn create(base: &str) -> TestDatabase {
-        let name = format!("ki_{}", uuid::Uuid::new_v4().simple());
-        let client = postgres_client(&format!("{base}/postgres")).await;
-        // A database name cannot be a bound parameter; this one is generated here, never user input.
-        // FILE_COPY copies the template's files instead of writing all of them to the WAL.
-        client.batch_execute(&format!("CREATE DATABASE {name} STRATEGY FILE_COPY")).await.expect("CREATE DATABASE");
-        TestDatabase { base: base.to_string(), name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}/{}", self.base, self.name)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let admin = format!("{}/postgres", self.base);
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop runs on the test's runtime, which cannot wait on a future: a thread of its own.
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let (client, connection) =
-                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-                tokio::spawn(connection);
-                client.batch_execute(&sql).await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("test database {} left behind: {e}", self.name),
-            Err(_) => eprintln!("test database {} left behind: the dropping thread panicked", self.name),
-        }
-    }
-}
-
-/// A connection to a test database (its driver task runs in the background).
-pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL at {url}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-/// The command id at the end of a `commandResults` location.
-pub fn id_of(location: &str) -> String {
-    location.split("/commandResults/").nth(1).unwrap().split('?').next().unwrap().to_string()
-}
-
-pub fn result_path(group: &str, cluster: &str, id: &str) -> String {
-    format!("{}/commandResults/{id}", cluster_path(group, cluster))
-}
-
-/// The command uids whose host-wide lease file names one of `pids` as the server that took it.
-pub fn uids_leased_by(pids: &[u32]) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/run/kubeinvoke/uids") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let holder = text.lines().next().and_then(|l| l.strip_prefix("pid ")).and_then(|p| p.parse::<u32>().ok());
-            holder.is_some_and(|pid| pids.contains(&pid))
-        })
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .collect()
+/// The `kubeinvoke` binary under test.
+pub fn binary() -> PathBuf {
+    crate::launch::kubeinvoke_binary().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 pub async fn reply(request: reqwest::RequestBuilder) -> Reply {
@@ -555,45 +417,7 @@ pub async fn reply(request: reqwest::RequestBuilder) -> Reply {
 }
 
 pub fn client_for(ca: &Path) -> reqwest::Client {
-    let pem = std::fs::read(ca).expect("CA file");
-    reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]).build().unwrap()
-}
-
-pub fn group_path(group: &str) -> String {
-    format!("/subscriptions/{SUB}/resourcegroups/{group}")
-}
-
-pub fn cluster_path(group: &str, name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}")
-}
-
-/// A zip with these files, as `az aks command invoke --file` builds it (stored, at the root).
-pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, data) in files {
-        out.start_file(*name, options).unwrap();
-        out.write_all(data).unwrap();
-    }
-    out.finish().unwrap().into_inner()
-}
-
-/// Base64 with a newline every 76 characters, like Python's `base64.encodebytes`.
-pub fn encodebytes(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
-    flat.as_bytes().chunks(76).map(|line| format!("{}\n", std::str::from_utf8(line).unwrap())).collect()
-}
-
-/// A kubeconfig pointing at `server`, base64-encoded for `properties.kubeconfig`.
-pub fn kubeconfig_for(server: &str) -> (String, String) {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\nusers:\n- name: admin\n  user:\n    token: not-a-real-token\n"
-    );
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&yaml);
-    (yaml, encoded)
+    crate::launch::https_client(ca).and_then(|b| Ok(b.build()?)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A request with another caller's token.
@@ -603,56 +427,4 @@ pub async fn send_as(s: &Server, token: &str, method: Method, path: &str, body: 
         request = request.json(&body);
     }
     reply(request).await
-}
-
-/// The claims of a JWT (unverified: the test made it or got it from the server).
-pub fn claims_of(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-/// A TCP listener outside every sandbox: commands report `start` and `end` to it (bash's
-/// `/dev/tcp`), in the order their connections were made, so it sees how many ran at once.
-pub struct Witness {
-    pub port: u16,
-    pub events: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Witness {
-    pub fn start() -> Witness {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = events.clone();
-        std::thread::spawn(move || {
-            // One connection at a time, in accept order: the order the commands connected in.
-            for stream in listener.incoming().flatten() {
-                let mut line = String::new();
-                let _ = std::io::Read::read_to_string(&mut std::io::Read::take(stream, 256), &mut line);
-                seen.lock().unwrap().push(line.trim().to_string());
-            }
-        });
-        Witness { port, events }
-    }
-
-    /// A command that reports its start, works for `seconds`, reports its end.
-    pub fn command(&self, seconds: f64) -> String {
-        format!("echo start >/dev/tcp/127.0.0.1/{p}; sleep {seconds}; echo end >/dev/tcp/127.0.0.1/{p}", p = self.port)
-    }
-
-    pub fn count(&self, what: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| *e == what).count()
-    }
-
-    /// The most commands between their start and end at any moment.
-    pub fn most_at_once(&self) -> usize {
-        let mut running: i64 = 0;
-        let mut most = 0;
-        for event in self.events.lock().unwrap().iter() {
-            running += if event == "start" { 1 } else { -1 };
-            most = most.max(running);
-        }
-        most as usize
-    }
 }
