@@ -173,11 +173,10 @@ pub struct AzLoginArgs {
 /// A shell script that points an az CLI at this server and logs in as the bootstrap admin.
 pub fn az_login(args: AzLoginArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    let credentials: serde_json::Value = serde_json::from_slice(
+    let credentials: crate::identity::Credentials = serde_json::from_slice(
         &std::fs::read(data_dir.join(crate::identity::BOOTSTRAP_FILE))
             .context("the bootstrap admin's credentials are not in the data directory")?,
     )?;
-    let field = |name: &str| credentials[name].as_str().unwrap_or_default().to_string();
     let url = args.url.trim_end_matches('/');
     let ca = data_dir.join("tls/ca.pem");
     let script = format!(
@@ -191,9 +190,9 @@ pub fn az_login(args: AzLoginArgs) -> anyhow::Result<()> {
          az login --service-principal --username {app_id} --password={password} --tenant {tenant}\n",
         config_dir = args.azure_config_dir,
         ca = ca.display(),
-        app_id = field("appId"),
-        password = field("password"),
-        tenant = field("tenant"),
+        app_id = credentials.app_id,
+        password = credentials.password,
+        tenant = credentials.tenant,
     );
     match args.output {
         Some(path) => {

@@ -6,7 +6,7 @@ use serde::Serialize;
 /// and `Accepted → Canceled`, as [`CommandState::can_become`] states them. The store applies each
 /// by SQL guarded on the state it leaves (`WHERE state = 'Running'`); the store contract tests
 /// (`tests/store`) pin that no other transition happens on either backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum CommandState {
     Accepted,
     Running,

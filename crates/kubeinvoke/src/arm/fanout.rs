@@ -143,20 +143,43 @@ pub(crate) fn tags_match(document: &Map<String, Value>, wanted: &[(String, Strin
     })
 }
 
-/// The run resource: `GET …/commandRuns/{id}` and the body of the 202 that accepts it.
+/// A fan-out `runCommand` body as the people's CLI sends it.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FanOutBody<'a> {
+    pub command: &'a str,
+    pub context: &'a str,
+    pub targets: FanOutTargets,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<&'a str>,
+}
+
+/// The clusters a fan-out names: ids, or tags they all carry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FanOutTargets {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_ids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Value>,
+}
+
+/// The run resource: `GET …/commandRuns/{id}` and the body of the 202 that accepts it.
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub(crate) struct CommandRun {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: crate::arm::wire::Label,
     pub properties: CommandRunProperties,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CommandRunProperties {
-    pub provisioning_state: &'static str,
+    pub provisioning_state: crate::arm::wire::Label,
     pub command: String,
     pub max_concurrency: String,
     pub max_errors: String,
@@ -171,13 +194,13 @@ pub(crate) struct CommandRunProperties {
     pub targets: Vec<CommandRunTarget>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CommandRunTarget {
     pub cluster_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    pub state: &'static str,
+    pub state: crate::arm::wire::Label,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,9 +218,9 @@ impl CommandRun {
         CommandRun {
             id: scope.run_id(&run.id),
             name: run.id.to_string(),
-            kind: RUN_TYPE,
+            kind: RUN_TYPE.into(),
             properties: CommandRunProperties {
-                provisioning_state: run.state.as_str(),
+                provisioning_state: run.state.as_str().into(),
                 command: run.command.clone(),
                 max_concurrency: run.max_concurrency.to_string(),
                 max_errors: run.max_errors.to_string(),
@@ -217,7 +240,7 @@ impl CommandRunTarget {
         CommandRunTarget {
             cluster_id: t.cluster_id.clone(),
             command_id: t.command_id.as_ref().map(ToString::to_string),
-            state: t.state.as_str(),
+            state: t.state.as_str().into(),
             exit_code: t.exit_code,
             started_at: t.started_at.map(rfc3339),
             finished_at: t.finished_at.map(rfc3339),

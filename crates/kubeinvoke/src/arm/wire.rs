@@ -6,6 +6,10 @@ use serde_json::{Map, Value};
 use crate::command::{CommandRecord, CommandState};
 use crate::time::rfc3339;
 
+/// A fixed string the server writes (a resource type, a state) that the people's CLI reads back
+/// owned: the same wire type serves both directions.
+pub(crate) type Label = std::borrow::Cow<'static, str>;
+
 pub(crate) const CLUSTER_TYPE: &str = "Microsoft.ContainerService/ManagedClusters";
 pub(crate) const GROUP_TYPE: &str = "Microsoft.Resources/resourceGroups";
 
@@ -43,13 +47,13 @@ pub(crate) struct RunCommandRequest {
 }
 
 /// The body of `GET …/commandResults/{id}`: 202 while in progress, 200 when finished.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RunCommandResult {
     pub id: String,
     pub properties: CommandResultProperties,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CommandResultProperties {
     pub provisioning_state: CommandState,
@@ -84,14 +88,14 @@ impl From<&CommandRecord> for RunCommandResult {
 
 /// One entry of a cluster's command history (an extension): the result without logs, plus
 /// what ran, who ran it and when.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct CommandHistoryEntry {
     pub id: String,
     pub properties: CommandHistoryProperties,
 }
 
 /// The result's properties (without logs) plus what ran, who ran it and when.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CommandHistoryProperties {
     #[serde(flatten)]
@@ -132,23 +136,24 @@ impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
 }
 
 /// `{"value": [...], "nextLink"?}`, every ARM list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ListResult<T> {
+    #[serde(default = "Vec::new")]
     pub value: Vec<T>,
     #[serde(rename = "nextLink", skip_serializing_if = "Option::is_none")]
     pub next_link: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Subscription {
     pub id: String,
     pub subscription_id: String,
     pub display_name: String,
-    pub state: &'static str,
+    pub state: Label,
     pub tenant_id: String,
     pub home_tenant_id: String,
-    pub authorization_source: &'static str,
+    pub authorization_source: Label,
     pub managed_by_tenants: Vec<Value>,
 }
 
@@ -158,10 +163,10 @@ impl Subscription {
             id: format!("/subscriptions/{subscription_id}"),
             subscription_id: subscription_id.to_string(),
             display_name: "kubeinvoke".to_string(),
-            state: "Enabled",
+            state: "Enabled".into(),
             tenant_id: tenant_id.to_string(),
             home_tenant_id: tenant_id.to_string(),
-            authorization_source: "RoleBased",
+            authorization_source: "RoleBased".into(),
             managed_by_tenants: Vec::new(),
         }
     }
@@ -175,22 +180,22 @@ pub(crate) struct ResourceGroupRequest {
     pub tags: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ResourceGroup {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Label,
     pub location: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Map<String, Value>>,
     pub properties: ProvisioningProperties,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProvisioningProperties {
-    pub provisioning_state: &'static str,
+    pub provisioning_state: Label,
 }
 
 impl ResourceGroup {
@@ -198,10 +203,10 @@ impl ResourceGroup {
         ResourceGroup {
             id: group_id(subscription, name),
             name: name.to_string(),
-            kind: GROUP_TYPE,
+            kind: GROUP_TYPE.into(),
             location: location.to_string(),
             tags,
-            properties: ProvisioningProperties { provisioning_state: "Succeeded" },
+            properties: ProvisioningProperties { provisioning_state: "Succeeded".into() },
         }
     }
 }
@@ -438,36 +443,37 @@ pub(crate) struct OpenIdConfiguration {
 }
 
 /// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct TokenResponse {
-    pub token_type: &'static str,
+    pub token_type: Label,
     pub expires_in: i64,
     pub ext_expires_in: i64,
     pub access_token: String,
 }
 
 /// An OAuth error response (RFC 6749 §5.2).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct OAuthError {
-    pub error: &'static str,
+    pub error: Label,
+    #[serde(default)]
     pub error_description: String,
 }
 
 /// A document resource of the extensions (a saved command, an event subscription) as the wire
 /// shows it: ARM's envelope around the stored properties and the fields the server sets there.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DocumentResource {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Label,
     pub properties: Map<String, Value>,
     #[serde(rename = "systemData", skip_serializing_if = "Option::is_none")]
     pub system_data: Option<SystemData>,
 }
 
 /// ARM's `systemData`: who wrote a resource first and last, and when.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SystemData {
     pub created_at: String,
@@ -528,4 +534,100 @@ pub(crate) struct DeliveryAttribute {
 pub(crate) struct DeliveryAttributeProperties {
     pub value: Value,
     pub is_secret: bool,
+}
+
+/// A managed cluster as the people's CLI reads it back: ARM's envelope and what it shows.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ManagedClusterView {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: ManagedClusterViewProperties,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ManagedClusterViewProperties {
+    pub fqdn: Option<String>,
+}
+
+/// A saved command's properties as the people's CLI writes and reads them (the server validates
+/// what it receives field by field, in `saved_command.rs`, to name what is wrong).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SavedCommandProperties {
+    #[serde(default)]
+    pub script: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, ParameterDeclaration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_in_seconds: Option<u64>,
+}
+
+/// A saved command's parameter declaration (`"ns": {"type": "string", "pattern": …}`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ParameterDeclaration {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    /// An integer's bounds: absent for no range, `null` for an open end of one (`..10`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<Option<i64>>,
+}
+
+/// A saved command as the people's CLI reads it back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SavedCommandView {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: SavedCommandProperties,
+}
+
+/// A saved command PUT as the people's CLI sends it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SavedCommandWrite {
+    pub properties: SavedCommandProperties,
+}
+
+/// A managed cluster PUT as the people's CLI sends it: the kubeconfig to register.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterRegistration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Value>,
+    pub properties: RegistrationProperties,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RegistrationProperties {
+    pub kubeconfig: String,
+}
+
+/// The body of `POST …/runCommand` as the people's CLI sends it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunCommandBody<'a> {
+    /// `null` when none was given: the server names what is missing.
+    pub command: Option<&'a str>,
+    pub context: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_in_seconds: Option<u64>,
+}
+
+/// The body of `POST …/runSavedCommand` as the people's CLI sends it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunSavedCommandBody<'a> {
+    pub saved_command: &'a str,
+    pub parameters: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_in_seconds: Option<u64>,
 }

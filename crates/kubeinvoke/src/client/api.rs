@@ -1,10 +1,13 @@
 //! Authenticated ARM calls with CloudErrors turned into [`ClientError`]s.
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::config::{self, Connection, Resolved};
 use super::exit::{ClientError, describe};
+use crate::arm::wire::{CloudError, ListResult, Subscription};
 
 pub(crate) const API_VERSION: &str = "2024-09-01";
 const RESOURCES_API_VERSION: &str = "2022-09-01";
@@ -21,6 +24,28 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl Answer {
+    /// The body as the wire type `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        T::deserialize(&self.body).map_err(unexpected)
+    }
+}
+
+/// A listed item (or any body) as the wire type `T`.
+pub(crate) fn from_wire<T: DeserializeOwned>(value: Value) -> Result<T, ClientError> {
+    serde_json::from_value(value).map_err(unexpected)
+}
+
+/// An answer of another shape than the wire type says: a server this client does not know.
+pub(crate) fn unexpected(e: serde_json::Error) -> ClientError {
+    ClientError::local(format!("the server's answer is not what this client expects: {e}"))
+}
+
+/// A CloudError body as `(code, message)`, or `None` when the body is something else.
+fn cloud_error(body: &Value) -> Option<(String, String)> {
+    CloudError::deserialize(body).ok().map(|e| (e.error.code, e.error.message))
+}
+
 impl Api {
     pub async fn connect(connection: &Connection) -> Result<Self, ClientError> {
         let resolved = connection.resolve()?;
@@ -29,10 +54,13 @@ impl Api {
         if api.subscription.is_empty() {
             let listed =
                 api.call(Method::GET, &format!("/subscriptions?api-version={RESOURCES_API_VERSION}"), None).await?;
-            api.subscription = listed.body["value"][0]["subscriptionId"]
-                .as_str()
+            let subscriptions: ListResult<Subscription> = listed.parse()?;
+            api.subscription = subscriptions
+                .value
+                .into_iter()
+                .next()
                 .ok_or_else(|| ClientError::Auth("this principal can see no subscription".into()))?
-                .to_string();
+                .subscription_id;
         }
         Ok(api)
     }
@@ -79,11 +107,8 @@ impl Api {
         if !response.status().is_success() {
             let status = response.status();
             let body: Value = response.json().await.unwrap_or_default();
-            return Err(ClientError::Cloud {
-                status: status.as_u16(),
-                code: body["error"]["code"].as_str().unwrap_or("Error").to_string(),
-                message: body["error"]["message"].as_str().unwrap_or_default().to_string(),
-            });
+            let (code, message) = cloud_error(&body).unwrap_or_else(|| ("Error".into(), String::new()));
+            return Err(ClientError::Cloud { status: status.as_u16(), code, message });
         }
         let mut written = 0;
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
@@ -95,14 +120,19 @@ impl Api {
 
     /// The first `top` items of an ARM list at `path`, following `nextLink`; pages ask for
     /// `top` items, at most `max_page`.
-    pub async fn list(&self, path: &str, top: usize, max_page: usize) -> Result<Vec<Value>, ClientError> {
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        top: usize,
+        max_page: usize,
+    ) -> Result<Vec<T>, ClientError> {
         let mut next = Some(Self::with_version(path, API_VERSION) + &format!("&$top={}", top.clamp(1, max_page)));
         let mut entries = Vec::new();
         while let Some(page) = next.take() {
-            let answer = self.call(Method::GET, &page, None).await?;
-            entries.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
+            let listed: ListResult<T> = self.call(Method::GET, &page, None).await?.parse()?;
+            entries.extend(listed.value);
             if entries.len() < top {
-                next = answer.body["nextLink"].as_str().map(str::to_string);
+                next = listed.next_link;
             }
         }
         entries.truncate(top);
@@ -135,10 +165,8 @@ impl Api {
         if status.is_success() {
             return Ok(Answer { status, headers, body });
         }
-        Err(ClientError::Cloud {
-            status: status.as_u16(),
-            code: body["error"]["code"].as_str().unwrap_or(status.canonical_reason().unwrap_or("Error")).to_string(),
-            message: body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_string),
-        })
+        let (code, message) = cloud_error(&body)
+            .unwrap_or_else(|| (status.canonical_reason().unwrap_or("Error").to_string(), body.to_string()));
+        Err(ClientError::Cloud { status: status.as_u16(), code, message })
     }
 }

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::ClientError;
-use super::output::{Output, names, print};
+use super::output::{Output, lines, print};
+use crate::arm::wire::{ClusterRegistration, ListResult, ManagedClusterView, RegistrationProperties};
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -74,28 +75,23 @@ pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
                 std::fs::read(&path).map_err(|e| ClientError::local(format!("reading {}: {e}", path.display())))?;
             let minified = crate::kubeconfig::minify(&document, context.as_deref())
                 .map_err(|e| ClientError::local(format!("{}: {e}", path.display())))?;
-            let mut body = json!({"properties": {"kubeconfig": crate::context::encode(&minified)}});
-            if let Some(location) = location {
-                body["location"] = json!(location);
-            }
-            if !tags.is_empty() {
-                body["tags"] = super::fanout::tag_pairs(&tags)?;
-            }
+            let body = ClusterRegistration {
+                location,
+                tags: if tags.is_empty() { None } else { Some(super::fanout::tag_pairs(&tags)?) },
+                properties: RegistrationProperties { kubeconfig: crate::context::encode(&minified) },
+            };
+            let body = serde_json::to_value(body).map_err(ClientError::local)?;
             let created = api
                 .call(Method::PUT, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), Some(body))
                 .await?;
-            print(args.output, &created.body, |c| {
-                format!(
-                    "registered {} (server {})",
-                    c["name"].as_str().unwrap_or_default(),
-                    c["properties"]["fqdn"].as_str().unwrap_or("?")
-                )
-            });
+            print(args.output, &created.body, |c: ManagedClusterView| {
+                format!("registered {} (server {})", c.name, c.properties.fqdn.as_deref().unwrap_or("?"))
+            })?;
         }
         ClusterCommand::Show { group, name } => {
             let shown =
                 api.call(Method::GET, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), None).await?;
-            print(args.output, &shown.body, |c| serde_json::to_string_pretty(c).unwrap_or_default());
+            print(args.output, &shown.body, |c: Value| serde_json::to_string_pretty(&c).unwrap_or_default())?;
         }
         ClusterCommand::List { group } => {
             let mut path = match &group {
@@ -107,28 +103,24 @@ pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
                 }
             };
             path = Api::with_version(&path, API_VERSION);
-            let mut all = Vec::new();
+            let mut all: Vec<Value> = Vec::new();
             let mut next = Some(path);
             while let Some(page) = next {
-                let answer = api.call(Method::GET, &page, None).await?;
-                all.extend(answer.body["value"].as_array().cloned().unwrap_or_default());
-                next = answer.body["nextLink"].as_str().map(str::to_string);
+                let listed: ListResult<Value> = api.call(Method::GET, &page, None).await?.parse()?;
+                all.extend(listed.value);
+                next = listed.next_link;
             }
             let list = json!({"value": all});
-            print(args.output, &list, |l| {
-                names(l, |c| {
-                    format!(
-                        "{}\t{}\t{}",
-                        c["name"].as_str().unwrap_or_default(),
-                        resource_group_of(c["id"].as_str().unwrap_or_default()),
-                        c["properties"]["fqdn"].as_str().unwrap_or("-")
-                    )
+            print(args.output, &list, |l: ListResult<ManagedClusterView>| {
+                lines(l, |c| {
+                    let fqdn = c.properties.fqdn.as_deref().unwrap_or("-");
+                    format!("{}\t{}\t{fqdn}", c.name, resource_group_of(&c.id))
                 })
-            });
+            })?;
         }
         ClusterCommand::Delete { group, name } => {
             api.call(Method::DELETE, &Api::with_version(&api.cluster_path(&group, &name), API_VERSION), None).await?;
-            print(args.output, &json!({"deleted": name}), |_| format!("deleted {name}"));
+            print(args.output, &json!({"deleted": name}), |_: Value| format!("deleted {name}"))?;
         }
     }
     Ok(0)

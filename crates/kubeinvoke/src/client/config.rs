@@ -5,6 +5,7 @@
 //! token in 0600 files under `~/.config/kubeinvoke/`; the token is refreshed a few minutes before
 //! it expires.
 
+use crate::arm::wire::{OAuthError, TokenResponse};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -169,13 +170,13 @@ fn login_for(resolved: &Resolved) -> Result<SavedLogin, ClientError> {
 /// started it.
 pub(crate) fn local_admin(data_dir: &std::path::Path, url: &str) -> Option<SavedLogin> {
     let bytes = std::fs::read(data_dir.join(crate::identity::BOOTSTRAP_FILE)).ok()?;
-    let admin: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let admin: crate::identity::Credentials = serde_json::from_slice(&bytes).ok()?;
     Some(SavedLogin {
         url: url.to_string(),
         ca: None,
-        app_id: admin["appId"].as_str()?.to_string(),
-        password: admin["password"].as_str()?.to_string(),
-        tenant: admin["tenant"].as_str()?.to_string(),
+        app_id: admin.app_id,
+        password: admin.password,
+        tenant: admin.tenant,
     })
 }
 
@@ -215,13 +216,14 @@ pub(crate) async fn request_token(resolved: &Resolved, login: &SavedLogin) -> Re
         .await
         .map_err(|e| ClientError::Unreachable { url: resolved.url.clone(), cause: describe(&e) })?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body = response.bytes().await.unwrap_or_default();
     if !status.is_success() {
-        let reason = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("refused");
+        let reason = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| if e.error_description.is_empty() { e.error.into_owned() } else { e.error_description })
+            .unwrap_or_else(|_| "refused".to_string());
         return Err(ClientError::Auth(format!("login failed ({status}): {reason}")));
     }
-    let token = body["access_token"]
-        .as_str()
-        .ok_or_else(|| ClientError::Auth("the token response has no access_token".into()))?;
-    Ok((token.to_string(), body["expires_in"].as_i64().unwrap_or(3600)))
+    let token: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Auth(format!("the token response is not one this client reads: {e}")))?;
+    Ok((token.access_token, token.expires_in))
 }

@@ -14,6 +14,8 @@ use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError, TARGETS_NONZERO, TARGETS_SKIPPED};
 use super::output::Output;
+use crate::arm::fanout::{CommandRun, CommandRunTarget, FanOutBody, FanOutTargets};
+use crate::arm::wire::RunCommandResult;
 
 /// What `invoke` fans out to, and how.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +46,7 @@ pub async fn invoke(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .ok_or_else(|| ClientError::local("the server sent no Location"))?;
-    let id = accepted.body["name"].as_str().unwrap_or_default().to_string();
+    let id = accepted.parse::<CommandRun>()?.name;
     if no_wait {
         match output {
             Output::Json => println!("{}", accepted.body),
@@ -60,19 +62,19 @@ pub async fn invoke(
 
 fn request_body(api: &Api, command: &str, context: String, fan_out: &FanOut) -> Result<Value, ClientError> {
     let targets = if fan_out.tags.is_empty() {
-        let ids: Vec<String> = fan_out.cluster_ids.iter().map(|id| full_cluster_id(api, id)).collect();
-        json!({ "clusterIds": ids })
+        let ids = fan_out.cluster_ids.iter().map(|id| full_cluster_id(api, id)).collect();
+        FanOutTargets { cluster_ids: Some(ids), tags: None }
     } else {
-        json!({ "tags": tag_pairs(&fan_out.tags)? })
+        FanOutTargets { cluster_ids: None, tags: Some(tag_pairs(&fan_out.tags)?) }
     };
-    let mut body = json!({"command": command, "context": context, "targets": targets});
-    if let Some(n) = &fan_out.max_concurrency {
-        body["maxConcurrency"] = Value::String(n.clone());
-    }
-    if let Some(n) = &fan_out.max_errors {
-        body["maxErrors"] = Value::String(n.clone());
-    }
-    Ok(body)
+    let body = FanOutBody {
+        command,
+        context: &context,
+        targets,
+        max_concurrency: fan_out.max_concurrency.as_deref(),
+        max_errors: fan_out.max_errors.as_deref(),
+    };
+    serde_json::to_value(body).map_err(ClientError::local)
 }
 
 /// `--tag NAME=VALUE` options as an ARM tags object.
@@ -112,18 +114,20 @@ async fn watch(api: &Api, location: &str, id: &str, output: Output) -> Result<u8
             answer = api.call(Method::GET, location, None) => answer?,
             _ = tokio::signal::ctrl_c() => return interrupted(api, location, id).await,
         };
-        table.show(&answer.body);
+        let run: CommandRun = answer.parse()?;
+        table.show(&run);
         if answer.status.as_u16() == 200 {
-            break answer.body;
+            break (answer.body, run);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let (body, run) = finished;
     if output == Output::Json {
-        println!("{finished}");
+        println!("{body}");
     } else {
-        print_outputs(api, &finished).await?;
+        print_outputs(api, &run).await?;
     }
-    Ok(exit_code(&finished))
+    Ok(exit_code(&run))
 }
 
 async fn interrupted(api: &Api, location: &str, id: &str) -> Result<u8, ClientError> {
@@ -149,16 +153,16 @@ fn cancel_url(location: &str) -> String {
 }
 
 /// Each target's output under a heading, in target order.
-async fn print_outputs(api: &Api, run: &Value) -> Result<(), ClientError> {
+async fn print_outputs(api: &Api, run: &CommandRun) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
-    for target in targets(run) {
-        let cluster = target["clusterId"].as_str().unwrap_or_default();
-        let _ = writeln!(out, "=== {} ({}) ===", short_name(cluster), describe(&target));
-        let Some(command) = target["commandId"].as_str() else { continue };
+    for target in &run.properties.targets {
+        let cluster = &target.cluster_id;
+        let _ = writeln!(out, "=== {} ({}) ===", short_name(cluster), describe(target));
+        let Some(command) = &target.command_id else { continue };
         let path = Api::with_version(&format!("{cluster}/commandResults/{command}"), API_VERSION);
-        match api.call(Method::GET, &path, None).await {
+        match api.call(Method::GET, &path, None).await.and_then(|answer| answer.parse::<RunCommandResult>()) {
             Ok(result) => {
-                let logs = result.body["properties"]["logs"].as_str().unwrap_or_default();
+                let logs = result.properties.logs.unwrap_or_default();
                 let _ = out.write_all(logs.as_bytes());
                 if !logs.is_empty() && !logs.ends_with('\n') {
                     let _ = writeln!(out);
@@ -174,24 +178,19 @@ async fn print_outputs(api: &Api, run: &Value) -> Result<(), ClientError> {
 }
 
 /// 0 only when every target succeeded with exit 0; see [`super::exit::HELP`].
-pub fn exit_code(run: &Value) -> u8 {
-    let all = targets(run);
-    let state = |t: &Value| t["state"].as_str().unwrap_or_default().to_string();
-    if run["properties"]["provisioningState"] == "Canceled"
-        || all.iter().any(|t| matches!(state(t).as_str(), "Failed" | "Canceled"))
+pub(crate) fn exit_code(run: &CommandRun) -> u8 {
+    let all = &run.properties.targets;
+    if run.properties.provisioning_state == "Canceled"
+        || all.iter().any(|t| matches!(t.state.as_ref(), "Failed" | "Canceled"))
     {
         COMMAND_FAILED
-    } else if all.iter().any(|t| state(t) == "Skipped") {
+    } else if all.iter().any(|t| t.state == "Skipped") {
         TARGETS_SKIPPED
-    } else if all.iter().any(|t| t["exitCode"].as_i64() != Some(0)) {
+    } else if all.iter().any(|t| t.exit_code != Some(0)) {
         TARGETS_NONZERO
     } else {
         0
     }
-}
-
-fn targets(run: &Value) -> Vec<Value> {
-    run["properties"]["targets"].as_array().cloned().unwrap_or_default()
 }
 
 fn short_name(cluster_id: &str) -> String {
@@ -203,9 +202,9 @@ fn short_name(cluster_id: &str) -> String {
 }
 
 /// `Succeeded, exit 0` / `Skipped: AuthorizationFailed: …`.
-fn describe(target: &Value) -> String {
-    let state = target["state"].as_str().unwrap_or("?");
-    match (target["exitCode"].as_i64(), target["reason"].as_str()) {
+fn describe(target: &CommandRunTarget) -> String {
+    let state = &target.state;
+    match (target.exit_code, target.reason.as_deref()) {
         (Some(code), _) => format!("{state}, exit {code}"),
         (None, Some(reason)) => format!("{state}: {reason}"),
         (None, None) => state.to_string(),
@@ -225,15 +224,13 @@ impl LiveTable {
         LiveTable { enabled, terminal: std::io::stderr().is_terminal(), drawn_lines: 0, last: HashMap::new() }
     }
 
-    fn show(&mut self, run: &Value) {
+    fn show(&mut self, run: &CommandRun) {
         if !self.enabled {
             return;
         }
         let mut err = std::io::stderr().lock();
-        let rows: Vec<(String, String)> = targets(run)
-            .iter()
-            .map(|t| (short_name(t["clusterId"].as_str().unwrap_or_default()), describe(t)))
-            .collect();
+        let rows: Vec<(String, String)> =
+            run.properties.targets.iter().map(|t| (short_name(&t.cluster_id), describe(t))).collect();
         if self.terminal {
             if self.drawn_lines > 0 {
                 let _ = write!(err, "\x1b[{}A", self.drawn_lines);
@@ -256,19 +253,16 @@ impl LiveTable {
     }
 }
 
-fn counts_line(run: &Value) -> String {
-    let p = &run["properties"];
-    let counts = p["counts"]
-        .as_object()
-        .map(|c| {
-            c.iter()
-                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                .map(|(state, n)| format!("{state} {n}"))
-                .collect::<Vec<_>>()
-                .join(" · ")
-        })
-        .unwrap_or_default();
-    format!("run {}: {} · {counts}", p["provisioningState"].as_str().unwrap_or("?"), run["name"].as_str().unwrap_or(""))
+fn counts_line(run: &CommandRun) -> String {
+    let p = &run.properties;
+    let counts = p
+        .counts
+        .iter()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    format!("run {}: {} · {counts}", p.provisioning_state, run.name)
 }
 
 #[derive(Debug, Args)]
@@ -289,20 +283,21 @@ pub struct RunsArgs {
 pub async fn runs(args: RunsArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     let path = format!("{}/commandRuns", scope_path(&api, args.group.as_deref()));
-    let entries = api.list(&path, args.top, 100).await?;
+    let entries: Vec<Value> = api.list(&path, args.top, 100).await?;
     if args.output == Output::Json {
         println!("{}", json!({ "value": entries }));
         return Ok(0);
     }
-    for run in &entries {
-        let p = &run["properties"];
+    for entry in entries {
+        let run: CommandRun = super::api::from_wire(entry)?;
+        let p = &run.properties;
         println!(
             "{}\t{}\t{}\t{}\t{}",
-            run["name"].as_str().unwrap_or_default(),
-            p["provisioningState"].as_str().unwrap_or_default(),
-            counts_line(run).rsplit(" · ").next().unwrap_or_default(),
-            p["createdAt"].as_str().unwrap_or_default(),
-            p["command"].as_str().unwrap_or_default()
+            run.name,
+            p.provisioning_state,
+            counts_line(&run).rsplit(" · ").next().unwrap_or_default(),
+            p.created_at,
+            p.command
         );
     }
     Ok(0)
@@ -342,39 +337,45 @@ pub async fn run(args: RunArgs) -> Result<u8, ClientError> {
         return watch(&api, &url, &args.id, args.output).await;
     }
     let answer = api.call(Method::GET, &url, None).await?;
+    let run: CommandRun = answer.parse()?;
     if args.output == Output::Json {
         println!("{}", answer.body);
     } else {
-        for target in targets(&answer.body) {
-            let command = target["commandId"].as_str().unwrap_or("-");
-            println!(
-                "{}\t{}\t{command}",
-                short_name(target["clusterId"].as_str().unwrap_or_default()),
-                describe(&target)
-            );
+        for target in &run.properties.targets {
+            let command = target.command_id.as_deref().unwrap_or("-");
+            println!("{}\t{}\t{command}", short_name(&target.cluster_id), describe(target));
         }
-        println!("{}", counts_line(&answer.body));
+        println!("{}", counts_line(&run));
     }
-    Ok(if answer.status.as_u16() == 200 { exit_code(&answer.body) } else { 0 })
+    Ok(if answer.status.as_u16() == 200 { exit_code(&run) } else { 0 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(state: &str, targets: Value) -> Value {
-        json!({"properties": {"provisioningState": state, "targets": targets}})
+    fn run(state: &str, targets: Value) -> CommandRun {
+        serde_json::from_value(json!({
+            "id": "/subscriptions/s/providers/Microsoft.ContainerService/commandRuns/r",
+            "name": "r",
+            "type": "Microsoft.ContainerService/commandRuns",
+            "properties": {
+                "provisioningState": state, "command": "true", "maxConcurrency": "10", "maxErrors": "0",
+                "createdAt": "2026-12-02T00:00:00Z", "createdBy": "app", "counts": {}, "targets": targets
+            }
+        }))
+        .expect("a run as the server writes it")
     }
 
     #[test]
     fn exit_codes_say_how_the_worst_target_ended() {
-        let ok = json!({"state": "Succeeded", "exitCode": 0});
+        let ok = json!({"clusterId": "c", "state": "Succeeded", "exitCode": 0});
         assert_eq!(exit_code(&run("Succeeded", json!([ok, ok]))), 0);
-        let nonzero = json!({"state": "Succeeded", "exitCode": 2});
+        let nonzero = json!({"clusterId": "c", "state": "Succeeded", "exitCode": 2});
         assert_eq!(exit_code(&run("Failed", json!([ok, nonzero]))), TARGETS_NONZERO);
-        let skipped = json!({"state": "Skipped", "reason": "AuthorizationFailed: …"});
+        let skipped = json!({"clusterId": "c", "state": "Skipped", "reason": "AuthorizationFailed: …"});
         assert_eq!(exit_code(&run("Failed", json!([ok, nonzero, skipped]))), TARGETS_SKIPPED);
-        let failed = json!({"state": "Failed", "reason": "Timeout"});
+        let failed = json!({"clusterId": "c", "state": "Failed", "reason": "Timeout"});
         assert_eq!(exit_code(&run("Failed", json!([ok, skipped, failed]))), COMMAND_FAILED);
         assert_eq!(exit_code(&run("Canceled", json!([ok]))), COMMAND_FAILED);
     }

@@ -2,12 +2,13 @@
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::api::Api;
 use super::config::Connection;
 use super::exit::ClientError;
-use super::output::{Output, names, print};
+use super::output::{Output, lines, print};
+use crate::arm::wire::{ListResult, ResourceGroup};
 
 #[derive(Debug, Args)]
 pub struct GroupArgs {
@@ -41,7 +42,7 @@ pub async fn group(args: GroupArgs) -> Result<u8, ClientError> {
             let created = api
                 .call(Method::PUT, &Api::resources_version(&api.group_path(&name)), Some(json!({"location": location})))
                 .await?;
-            print(args.output, &created.body, |g| format!("created {}", g["name"].as_str().unwrap_or_default()));
+            print(args.output, &created.body, |g: ResourceGroup| format!("created {}", g.name))?;
         }
         GroupCommand::List => {
             let listed = api
@@ -51,19 +52,13 @@ pub async fn group(args: GroupArgs) -> Result<u8, ClientError> {
                     None,
                 )
                 .await?;
-            print(args.output, &listed.body, |l| {
-                names(l, |g| {
-                    format!(
-                        "{}\t{}",
-                        g["name"].as_str().unwrap_or_default(),
-                        g["location"].as_str().unwrap_or_default()
-                    )
-                })
-            });
+            print(args.output, &listed.body, |l: ListResult<ResourceGroup>| {
+                lines(l, |g| format!("{}\t{}", g.name, g.location))
+            })?;
         }
         GroupCommand::Delete { name } => {
             api.call(Method::DELETE, &Api::resources_version(&api.group_path(&name)), None).await?;
-            print(args.output, &json!({"deleted": name}), |_| format!("deleted {name}"));
+            print(args.output, &json!({"deleted": name}), |_: Value| format!("deleted {name}"))?;
         }
     }
     Ok(0)

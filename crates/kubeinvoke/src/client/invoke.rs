@@ -8,10 +8,12 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::api::{API_VERSION, Api};
+use super::api::{API_VERSION, Answer, Api};
 use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError};
 use super::fanout::FanOut;
+use crate::arm::wire::{CommandHistoryEntry, RunCommandBody, RunCommandResult, RunSavedCommandBody};
+use crate::command::CommandState;
 
 use super::output::Output;
 
@@ -111,17 +113,23 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         )
         .await;
     };
-    let (action, mut body) = match &args.saved {
+    let (action, body) = match &args.saved {
         Some(saved) => {
             let id = super::saved::resolve(&api, group, saved).await?;
-            let values = super::saved::parameter_values(&args.params)?;
-            ("runSavedCommand", json!({"savedCommand": id, "parameters": values}))
+            let parameters = super::saved::parameter_values(&args.params)?;
+            let body =
+                RunSavedCommandBody { saved_command: &id, parameters: &parameters, timeout_in_seconds: args.timeout };
+            ("runSavedCommand", serde_json::to_value(body).map_err(ClientError::local)?)
         }
-        None => ("runCommand", json!({"command": args.command, "context": context})),
+        None => {
+            let body = RunCommandBody {
+                command: args.command.as_deref(),
+                context: &context,
+                timeout_in_seconds: args.timeout,
+            };
+            ("runCommand", serde_json::to_value(body).map_err(ClientError::local)?)
+        }
     };
-    if let Some(timeout) = args.timeout {
-        body["timeoutInSeconds"] = json!(timeout);
-    }
     let path = Api::with_version(&format!("{}/{action}", api.cluster_path(group, name)), API_VERSION);
     let accepted = api.call(Method::POST, &path, Some(body)).await?;
     let location =
@@ -167,7 +175,7 @@ pub async fn invoke(args: InvokeArgs) -> Result<u8, ClientError> {
         Some(ended) => ended,
         None => tokio::time::timeout(Duration::from_secs(10), streamed).await.ok().flatten(),
     };
-    Ok(report(&result, args.output, streamed.is_some()))
+    report(&result, args.output, streamed.is_some())
 }
 
 /// Ctrl-C while waiting: on a terminal, ask whether to cancel the command; else leave it running.
@@ -249,21 +257,22 @@ pub async fn cancel(args: CancelArgs) -> Result<u8, ClientError> {
 pub async fn history(args: HistoryArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     let path = format!("{}/commandResults", api.cluster_path(&args.group, &args.name));
-    let entries = api.list(&path, args.top, 1000).await?;
+    let entries: Vec<Value> = api.list(&path, args.top, 1000).await?;
     if args.output == Output::Json {
         println!("{}", json!({ "value": entries }));
         return Ok(0);
     }
-    for e in &entries {
-        let p = &e["properties"];
+    for entry in entries {
+        let e: CommandHistoryEntry = super::api::from_wire(entry)?;
+        let p = &e.properties;
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}",
-            e["id"].as_str().unwrap_or_default(),
-            p["provisioningState"].as_str().unwrap_or_default(),
-            p["exitCode"].as_i64().map_or("-".to_string(), |c| c.to_string()),
-            p["submittedAt"].as_str().unwrap_or_default(),
-            p["submittedBy"].as_str().unwrap_or_default(),
-            p["command"].as_str().unwrap_or_default()
+            e.id,
+            p.result.provisioning_state.as_str(),
+            p.result.exit_code.map_or("-".to_string(), |c| c.to_string()),
+            p.submitted_at,
+            p.submitted_by,
+            p.command
         );
     }
     Ok(0)
@@ -277,22 +286,18 @@ pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
         match args.output {
             Output::Json => println!("{}", answer.body),
             Output::Text => {
-                let p = &answer.body["properties"];
-                let started = p["startedAt"].as_str().map(|s| format!(", started at {s}")).unwrap_or_default();
-                println!(
-                    "command {} is {}{started}",
-                    args.target.id,
-                    p["provisioningState"].as_str().unwrap_or("in progress")
-                );
+                let p = answer.parse::<RunCommandResult>()?.properties;
+                let started = p.started_at.map(|s| format!(", started at {s}")).unwrap_or_default();
+                println!("command {} is {}{started}", args.target.id, p.provisioning_state.as_str());
             }
         }
         return Ok(0);
     }
-    Ok(report(&answer.body, args.output, false))
+    report(&answer, args.output, false)
 }
 
 /// Polls until the result is final, showing progress: a spinner on a terminal, else a line per state.
-async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Value, ClientError> {
+async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Answer, ClientError> {
     let started = Instant::now();
     // A spinner and streamed output would fight over the terminal: stream wins.
     let spinner = (std::io::stderr().is_terminal() && !streaming).then(|| {
@@ -307,9 +312,9 @@ async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Value, Clien
             if let Some(bar) = &spinner {
                 bar.finish_and_clear();
             }
-            return Ok(answer.body);
+            return Ok(answer);
         }
-        let state = answer.body["properties"]["provisioningState"].as_str().unwrap_or("InProgress").to_string();
+        let state = answer.parse::<RunCommandResult>()?.properties.provisioning_state.as_str().to_string();
         let elapsed = started.elapsed().as_secs();
         match &spinner {
             Some(bar) => bar.set_message(format!("{state} · {elapsed}s")),
@@ -324,23 +329,23 @@ async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Value, Clien
 
 /// Prints a finished result (its logs unless they were streamed already) and returns the
 /// process exit code it stands for.
-fn report(result: &Value, output: Output, streamed: bool) -> u8 {
-    let p = &result["properties"];
+fn report(answer: &Answer, output: Output, streamed: bool) -> Result<u8, ClientError> {
+    let p = answer.parse::<RunCommandResult>()?.properties;
     if output == Output::Json {
-        println!("{result}");
-    } else if let Some(logs) = p["logs"].as_str().filter(|_| !streamed) {
+        println!("{}", answer.body);
+    } else if let Some(logs) = p.logs.as_deref().filter(|_| !streamed) {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(logs.as_bytes());
         let _ = out.flush();
     }
-    match p["provisioningState"].as_str() {
-        Some("Succeeded") => p["exitCode"].as_i64().map_or(0, |code| code.clamp(0, 255) as u8),
+    Ok(match p.provisioning_state {
+        CommandState::Succeeded => p.exit_code.map_or(0, |code| code.clamp(0, 255) as u8),
         state => {
-            let reason = p["reason"].as_str().unwrap_or("no reason given");
-            eprintln!("error: the command ended {}: {reason}", state.unwrap_or("without a state"));
+            let reason = p.reason.as_deref().unwrap_or("no reason given");
+            eprintln!("error: the command ended {}: {reason}", state.as_str());
             COMMAND_FAILED
         }
-    }
+    })
 }
 
 fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {

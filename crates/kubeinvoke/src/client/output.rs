@@ -1,6 +1,11 @@
 //! How client commands print: for people, or JSON for scripts.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::api::unexpected;
+use super::exit::ClientError;
+use crate::arm::wire::ListResult;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -8,13 +13,20 @@ pub enum Output {
     Json,
 }
 
-pub(crate) fn print(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
+/// Prints `value` as JSON, or as the text `text` makes of it read as the wire type `T`.
+pub(crate) fn print<T: DeserializeOwned>(
+    output: Output,
+    value: &Value,
+    text: impl FnOnce(T) -> String,
+) -> Result<(), ClientError> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Output::Text => println!("{}", text(value)),
+        Output::Text => println!("{}", text(T::deserialize(value).map_err(unexpected)?)),
     }
+    Ok(())
 }
 
-pub(crate) fn names(list: &Value, columns: impl Fn(&Value) -> String) -> String {
-    list["value"].as_array().map(|items| items.iter().map(columns).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+/// One line per item of an ARM list.
+pub(crate) fn lines<T>(list: ListResult<T>, line: impl Fn(T) -> String) -> String {
+    list.value.into_iter().map(line).collect::<Vec<_>>().join("\n")
 }

@@ -2,12 +2,13 @@
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::ClientError;
-use super::output::Output;
+use super::output::{Output, lines, print};
+use crate::arm::wire::{ListResult, ParameterDeclaration, SavedCommandProperties, SavedCommandView, SavedCommandWrite};
 
 #[derive(Debug, Args)]
 pub struct SavedArgs {
@@ -69,51 +70,26 @@ pub async fn saved(args: SavedArgs) -> Result<u8, ClientError> {
     let versioned = |path: String| Api::with_version(&path, API_VERSION);
     match args.command {
         SavedCommandAction::Create { name, script, description, params, timeout } => {
-            let mut parameters = Map::new();
-            for param in &params {
-                let (param_name, spec) = parameter(param)?;
-                parameters.insert(param_name, spec);
-            }
-            let mut properties = json!({"script": script, "parameters": parameters});
-            if let Some(description) = description {
-                properties["description"] = json!(description);
-            }
-            if let Some(timeout) = timeout {
-                properties["timeoutInSeconds"] = json!(timeout);
-            }
-            let body = json!({ "properties": properties });
+            let parameters = params.iter().map(|p| parameter(p)).collect::<Result<_, _>>()?;
+            let properties = SavedCommandProperties { script, description, parameters, timeout_in_seconds: timeout };
+            let body = serde_json::to_value(SavedCommandWrite { properties }).map_err(ClientError::local)?;
             let put = api.call(Method::PUT, &versioned(saved_path(&api, group, &name)), Some(body)).await?;
-            show(args.output, &put.body, |v| format!("saved {}", v["id"].as_str().unwrap_or_default()));
+            print(args.output, &put.body, |v: SavedCommandView| format!("saved {}", v.id))?;
         }
         SavedCommandAction::Show { name } => {
             let got = api.call(Method::GET, &versioned(saved_path(&api, group, &name)), None).await?;
-            show(args.output, &got.body, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            print(args.output, &got.body, |v: Value| serde_json::to_string_pretty(&v).unwrap_or_default())?;
         }
         SavedCommandAction::List => {
             let path = format!("{}/providers/Microsoft.ContainerService/savedCommands", scope(&api, group));
             let listed = api.call(Method::GET, &versioned(path), None).await?;
-            show(args.output, &listed.body, |v| {
-                let items = v["value"].as_array().cloned().unwrap_or_default();
-                items
-                    .iter()
-                    .map(|s| {
-                        let p = &s["properties"];
-                        let names: Vec<String> = p["parameters"]
-                            .as_object()
-                            .map(|m| {
-                                m.iter().map(|(k, d)| format!("{k}:{}", d["type"].as_str().unwrap_or("?"))).collect()
-                            })
-                            .unwrap_or_default();
-                        format!(
-                            "{}\t{}\t{}",
-                            s["name"].as_str().unwrap_or_default(),
-                            names.join(","),
-                            p["script"].as_str().unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            print(args.output, &listed.body, |list: ListResult<SavedCommandView>| {
+                lines(list, |saved| {
+                    let p = saved.properties;
+                    let names: Vec<String> = p.parameters.iter().map(|(k, d)| format!("{k}:{}", d.kind)).collect();
+                    format!("{}\t{}\t{}", saved.name, names.join(","), p.script)
+                })
+            })?;
         }
         SavedCommandAction::Delete { name } => {
             api.call(Method::DELETE, &versioned(saved_path(&api, group, &name)), None).await?;
@@ -123,35 +99,29 @@ pub async fn saved(args: SavedArgs) -> Result<u8, ClientError> {
     Ok(0)
 }
 
-fn show(output: Output, value: &Value, text: impl FnOnce(&Value) -> String) {
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Output::Text => println!("{}", text(value)),
-    }
-}
-
 /// `NAME:TYPE[:SPEC]` → the declaration the API takes.
-fn parameter(text: &str) -> Result<(String, Value), ClientError> {
+fn parameter(text: &str) -> Result<(String, ParameterDeclaration), ClientError> {
     let mut parts = text.splitn(3, ':');
     let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
         return Err(ClientError::local(format!("--param takes NAME:TYPE[:SPEC], got '{text}'")));
     };
     let spec = parts.next();
+    let declared = |kind: &str| ParameterDeclaration { kind: kind.to_string(), ..Default::default() };
     let declaration = match (kind, spec) {
-        ("string", None) | ("secret", None) => json!({"type": kind}),
-        ("string", Some(pattern)) => json!({"type": "string", "pattern": pattern}),
-        ("enum", Some(values)) => json!({"type": "enum", "values": values.split(',').collect::<Vec<_>>()}),
-        ("integer", None) => json!({"type": "integer"}),
+        ("string", None) | ("secret", None) | ("integer", None) => declared(kind),
+        ("string", Some(pattern)) => ParameterDeclaration { pattern: Some(pattern.to_string()), ..declared(kind) },
+        ("enum", Some(values)) => {
+            ParameterDeclaration { values: Some(values.split(',').map(str::to_string).collect()), ..declared(kind) }
+        }
         ("integer", Some(range)) => {
             let (min, max) = range
                 .split_once("..")
                 .ok_or_else(|| ClientError::local(format!("an integer's range is MIN..MAX, got '{range}'")))?;
-            let bound = |b: &str| if b.is_empty() { Ok(Value::Null) } else { b.parse::<i64>().map(Value::from) };
-            let (min, max) = (bound(min), bound(max));
-            let (Ok(min), Ok(max)) = (min, max) else {
+            let bound = |b: &str| if b.is_empty() { Ok(None) } else { b.parse::<i64>().map(Some) };
+            let (Ok(minimum), Ok(maximum)) = (bound(min), bound(max)) else {
                 return Err(ClientError::local(format!("an integer's range is MIN..MAX, got '{range}'")));
             };
-            json!({"type": "integer", "minimum": min, "maximum": max})
+            ParameterDeclaration { minimum: Some(minimum), maximum: Some(maximum), ..declared(kind) }
         }
         _ => {
             return Err(ClientError::local(format!(
@@ -207,6 +177,13 @@ pub async fn resolve(api: &Api, group: &str, name: &str) -> Result<String, Clien
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    /// The declaration as it goes on the wire.
+    fn parameter(text: &str) -> Result<(String, Value), ClientError> {
+        super::parameter(text).map(|(name, declaration)| (name, serde_json::to_value(declaration).unwrap()))
+    }
+
     use super::*;
 
     #[test]

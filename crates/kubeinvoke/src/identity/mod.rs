@@ -58,7 +58,7 @@ pub struct Caller {
 }
 
 /// What the bootstrap admin file holds: enough for `az login --service-principal`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
     pub app_id: String,

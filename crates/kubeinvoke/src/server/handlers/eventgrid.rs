@@ -48,7 +48,7 @@ async fn render(app: &AppState, record: &DocumentRecord) -> Result<DocumentResou
     Ok(DocumentResource {
         id: format!("{}/providers/Microsoft.EventGrid/eventSubscriptions/{}", record.scope, record.name),
         name: record.name.clone(),
-        kind: TYPE,
+        kind: TYPE.into(),
         properties,
         system_data: None,
     })

@@ -36,7 +36,7 @@ impl Authority {
 }
 
 fn oauth_error(status: StatusCode, error: &'static str, description: impl Into<String>) -> Response {
-    json(status, &OAuthError { error, error_description: description.into() })
+    json(status, &OAuthError { error: error.into(), error_description: description.into() })
 }
 
 /// The tenant in the path must be ours (or an alias clients use for "whichever tenant").
@@ -164,7 +164,7 @@ async fn token(app: &AppState, request: Request, authority: Authority) -> Respon
         Ok(access_token) => json(
             StatusCode::OK,
             &TokenResponse {
-                token_type: "Bearer",
+                token_type: "Bearer".into(),
                 expires_in: LIFETIME_SECONDS - 1,
                 ext_expires_in: LIFETIME_SECONDS - 1,
                 access_token,

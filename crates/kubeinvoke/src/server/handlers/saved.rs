@@ -45,7 +45,7 @@ fn render(record: &DocumentRecord) -> DocumentResource {
     DocumentResource {
         id: resource_id(&record.scope, &record.name),
         name: record.name.clone(),
-        kind: TYPE,
+        kind: TYPE.into(),
         properties,
         system_data: Some(SystemData {
             created_at: rfc3339(record.created_at),
