@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -11,7 +11,14 @@ use super::AppState;
 
 const PAGE: &str = include_str!("../../../../console/index.html");
 const STYLE: &str = include_str!("../../../../console/style.css");
-const SCRIPT: &str = include_str!(concat!(env!("OUT_DIR"), "/console/console.js"));
+/// The console's ES modules as `tsc` wrote them, by the name the page imports them under
+/// (`wire.ts` holds only types: nothing imports it at run time).
+const MODULES: [(&str, &str); 4] = [
+    ("console.js", include_str!(concat!(env!("OUT_DIR"), "/console/console.js"))),
+    ("api.js", include_str!(concat!(env!("OUT_DIR"), "/console/api.js"))),
+    ("ansi.js", include_str!(concat!(env!("OUT_DIR"), "/console/ansi.js"))),
+    ("zip.js", include_str!(concat!(env!("OUT_DIR"), "/console/zip.js"))),
+];
 
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -31,8 +38,12 @@ pub(super) async fn page(State(app): State<Arc<AppState>>) -> Response {
     asset("text/html; charset=utf-8", PAGE.replace("{{TENANT}}", &app.instance.tenant_id))
 }
 
-pub(super) async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", SCRIPT.to_string())
+/// One of the console's modules; any other name is not found.
+pub(super) async fn script(Path(module): Path<String>) -> Response {
+    match MODULES.iter().find(|(name, _)| *name == module) {
+        Some((_, source)) => asset("text/javascript; charset=utf-8", source.to_string()),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 pub(super) async fn style() -> Response {

@@ -88,7 +88,7 @@ pub fn front_door(state: Arc<AppState>) -> headers::FrontDoor {
         .route("/openapi.json", get(ops::openapi))
         .route("/console", get(console::page))
         .route("/console/", get(console::page))
-        .route("/console/console.js", get(console::script))
+        .route("/console/{module}", get(console::script))
         .route("/console/style.css", get(console::style));
     if state.identity.builtin_issuer() {
         router = router

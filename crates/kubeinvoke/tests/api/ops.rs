@@ -138,3 +138,28 @@ async fn flags_beat_environment_beat_the_config_file() {
     let refused = Server::start_refused(&["--config", config], &[]);
     assert!(refused.contains("no-such-setting"), "{refused}");
 }
+
+/// The console's ES modules are served by name with the page's strict policy; the module route
+/// reaches nothing else (no other name, no path out of the console, not the server's files).
+#[tokio::test]
+async fn the_consoles_modules_are_served_by_name_and_nothing_else() {
+    let s = Server::start(&[]).await;
+    let page = s.client.get(format!("{}/console", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"src="/console/console.js""#), "{page}");
+    let entry = s.client.get(format!("{}/console/console.js", s.base)).send().await.unwrap();
+    assert_eq!(entry.status(), 200);
+    let policy = entry.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let entry = entry.text().await.unwrap();
+    for module in ["api.js", "ansi.js", "zip.js"] {
+        assert!(entry.contains(&format!("\"./{module}\"")), "console.js imports {module}");
+        let r = s.client.get(format!("{}/console/{module}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{module}");
+        assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+        assert!(r.text().await.unwrap().contains("export "), "{module} is a module");
+    }
+    for hostile in ["wire.ts", "..%2f..%2fCargo.toml", "%2e%2e%2fserver.log", "console.js%00", "style.css.js"] {
+        let r = s.client.get(format!("{}/console/{hostile}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{hostile}");
+    }
+}
