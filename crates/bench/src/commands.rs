@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubeinvoke::executor::sandbox::RunSpec;
+use kubeinvoke::executor::sandbox::SandboxSpec;
 use kubeinvoke::executor::spawn::{ProcessSpec, Stdio, spawn};
 use kubeinvoke::executor::{ExecLimits, Executor, Isolation, Job, LocalExecutor, SandboxPolicy, StopSignal};
 use tokio::sync::Semaphore;
@@ -132,7 +132,7 @@ impl BareBwrap {
         std::fs::create_dir_all(&workdir)?;
         std::fs::create_dir_all(&tmpdir)?;
         let limits = ExecLimits::default();
-        let spec = RunSpec {
+        let spec = SandboxSpec {
             workdir: &workdir,
             tmpdir: executor.sandbox().needs_tmpdir().then_some(tmpdir.as_path()),
             shell_command: "true",

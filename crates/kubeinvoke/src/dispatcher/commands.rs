@@ -70,7 +70,7 @@ impl Dispatcher {
         let stored = match self.idle_worker() {
             Some(worker) => match self.store.commands().insert_running(command, &self.lease_from(now)).await {
                 Ok(claimed) => {
-                    self.start_run(claimed, worker);
+                    self.start_execution(claimed, worker);
                     Ok(())
                 }
                 Err(e) => Err(SubmitError::from(e)),
@@ -106,7 +106,7 @@ impl Dispatcher {
                 true
             }
             CommandState::Running => {
-                self.stop_run(id, by) || self.store.commands().request_cancel(cluster, id, by).await?
+                self.stop_execution(id, by) || self.store.commands().request_cancel(cluster, id, by).await?
             }
             _ => false,
         };

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 pub(crate) use commands::{Cancel, SubmitError};
 use queue::Queue;
-pub(crate) use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedRun, admit};
+pub(crate) use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedInvocation, admit};
 
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};
@@ -129,7 +129,7 @@ impl Dispatcher {
         if running > 0 {
             tracing::info!(running, grace = %humantime::format_duration(grace), "waiting for running commands to finish");
         }
-        if tokio::time::timeout(grace, self.all_runs_ended()).await.is_err() {
+        if tokio::time::timeout(grace, self.all_executions_ended()).await.is_err() {
             tracing::warn!(
                 running = self.running.load(Ordering::Acquire),
                 "grace period over: stopping the remaining commands"
@@ -137,7 +137,7 @@ impl Dispatcher {
             for stop in self.runs.lock().unwrap_or_else(|p| p.into_inner()).values() {
                 stop.send_replace(Some(StopReason::Shutdown));
             }
-            let _ = tokio::time::timeout(Duration::from_secs(30), self.all_runs_ended()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.all_executions_ended()).await;
         }
     }
 
@@ -162,7 +162,7 @@ impl Dispatcher {
     }
 
     /// Asks a command running here to stop as canceled by `by`; false when it is not running here.
-    fn stop_run(&self, id: &CommandId, by: &str) -> bool {
+    fn stop_execution(&self, id: &CommandId, by: &str) -> bool {
         match self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             Some(stop) => {
                 stop.send_replace(Some(StopReason::Cancel(by.to_string())));
@@ -172,7 +172,7 @@ impl Dispatcher {
         }
     }
 
-    async fn all_runs_ended(&self) {
+    async fn all_executions_ended(&self) {
         loop {
             let ended = self.run_ended.notified();
             if self.running.load(Ordering::Acquire) == 0 {
@@ -206,7 +206,7 @@ impl Dispatcher {
                     if !self.store.is_shared() {
                         self.queue.left();
                     }
-                    self.start_run(claimed, permit);
+                    self.start_execution(claimed, permit);
                 }
                 Ok(None) => {
                     drop(permit);
@@ -228,7 +228,7 @@ impl Dispatcher {
     }
 
     /// A worker for a command this replica now owns (`Running` in the store) under `permit`.
-    fn start_run(self: &Arc<Self>, claimed: ClaimedCommand, permit: OwnedSemaphorePermit) {
+    fn start_execution(self: &Arc<Self>, claimed: ClaimedCommand, permit: OwnedSemaphorePermit) {
         let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
         metrics::gauge!("kubeinvoke_commands_running").set(running as f64);
         let this = self.clone();
@@ -383,7 +383,7 @@ impl Dispatcher {
             match self.store.commands().renew_leases(&self.owner, expiry(now, self.config.lease)).await {
                 Ok(requests) => {
                     for request in requests {
-                        if self.stop_run(&request.id, &request.by) {
+                        if self.stop_execution(&request.id, &request.by) {
                             tracing::info!(command_id = %request.id, by = %request.by, "cancel asked at another replica");
                         }
                     }

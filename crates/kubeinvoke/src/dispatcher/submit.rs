@@ -69,11 +69,11 @@ pub struct CommandRequest {
     pub submitted_by: String,
     /// `timeoutInSeconds` of the request: it may only lower the limits.
     pub timeout: Option<Duration>,
-    pub saved: Option<SavedRun>,
+    pub saved: Option<SavedInvocation>,
 }
 
 /// What a saved command brings to its run.
-pub struct SavedRun {
+pub struct SavedInvocation {
     /// Its resource id.
     pub id: String,
     /// Its own `timeoutInSeconds`.

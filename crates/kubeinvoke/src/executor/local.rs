@@ -3,8 +3,8 @@
 //!
 //! stdout and stderr share one pipe, so `logs` keeps the order in which the command wrote them.
 
+mod command_dirs;
 mod ending;
-mod run_dirs;
 mod supervise;
 
 use std::fs;
@@ -19,14 +19,14 @@ use tokio::net::unix::pipe;
 
 use super::namespace::InfoPipe;
 use super::output::CommandOutput;
-use super::sandbox::{RunSpec, Sandbox, SandboxPolicy};
+use super::sandbox::{Sandbox, SandboxPolicy, SandboxSpec};
 use super::spawn::{Stdio, spawn};
 use super::uids::{UidLease, UidLeases};
 use super::{Executor, Isolation, Job, StopSignal};
 use crate::command::{FailureReason, Outcome};
 use crate::files::write_private;
+use command_dirs::{CommandDirs, commands_dir_for};
 use ending::{exit_code, limit_note, start_failed};
-use run_dirs::{RunDirs, runs_dir_for};
 use supervise::{DRAIN_GRACE, ProcessGroup, Running, Supervised};
 
 /// How often uids of dead servers are checked for leftover processes.
@@ -43,7 +43,7 @@ impl LocalExecutor {
     /// the strongest isolation the host allows under `policy`.
     pub async fn new(data_dir: &Path, policy: SandboxPolicy, max_running: usize) -> anyhow::Result<Self> {
         let is_root = rustix::process::geteuid().is_root();
-        let runs_dir = runs_dir_for(data_dir, is_root)?;
+        let runs_dir = commands_dir_for(data_dir, is_root)?;
         let uids = match is_root {
             true => Some(UidLeases::open(&policy.uid_locks, policy.first_uid, policy.uid_count)?),
             false => None,
@@ -85,7 +85,7 @@ impl LocalExecutor {
     }
 
     /// Creates the run's directories, the context and kubeconfig in the working directory, owned by `uid`.
-    fn prepare(dirs: &RunDirs, job: &Job, uid: Option<u32>) -> Result<(), String> {
+    fn prepare(dirs: &CommandDirs, job: &Job, uid: Option<u32>) -> Result<(), String> {
         dirs.create()?;
         crate::context::extract(&job.context, &dirs.home, job.limits.context)
             .map_err(|e| format!("unpacking the context: {e}"))?;
@@ -105,7 +105,7 @@ impl LocalExecutor {
         }
     }
 
-    async fn execute(&self, job: &Job, dirs: &RunDirs, uid: Option<u32>, mut stop: StopSignal) -> Ended {
+    async fn execute(&self, job: &Job, dirs: &CommandDirs, uid: Option<u32>, mut stop: StopSignal) -> Ended {
         let limits = &job.limits;
         let (read_end, write_end) = match output_pipe() {
             Ok(pair) => pair,
@@ -119,7 +119,7 @@ impl LocalExecutor {
             },
             _ => None,
         };
-        let spec = RunSpec {
+        let spec = SandboxSpec {
             workdir: &dirs.home,
             tmpdir: dirs.tmp.as_deref(),
             shell_command: &job.command,
@@ -206,7 +206,7 @@ impl Executor for LocalExecutor {
             None => None,
         };
         let uid = lease.as_ref().map(UidLease::uid);
-        let dirs = RunDirs::new(&self.runs_dir, job.id.as_str(), self.sandbox.needs_tmpdir());
+        let dirs = CommandDirs::new(&self.runs_dir, job.id.as_str(), self.sandbox.needs_tmpdir());
         let prepared = {
             let (dirs, job) = (dirs.clone(), job.clone());
             tokio::task::spawn_blocking(move || Self::prepare(&dirs, &job, uid)).await

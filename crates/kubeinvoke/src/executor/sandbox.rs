@@ -93,7 +93,7 @@ impl Default for SandboxPolicy {
 }
 
 /// What one run needs from the sandbox.
-pub struct RunSpec<'a> {
+pub struct SandboxSpec<'a> {
     pub workdir: &'a Path,
     /// The host directory behind `/tmp`; `None` under bubblewrap, whose `/tmp` is a size-capped
     /// tmpfs of the sandbox's own (see [`Sandbox::needs_tmpdir`]).
@@ -225,7 +225,7 @@ impl Sandbox {
             }
         }
         let limits = ExecLimits::default();
-        let spec = RunSpec {
+        let spec = SandboxSpec {
             workdir: &workdir,
             tmpdir: Some(&tmpdir),
             shell_command: "exit 0",
@@ -248,12 +248,12 @@ impl Sandbox {
     /// without isolation the server starts it directly: the child switches to the run's uid and
     /// applies `ProcessLimits` between clone and exec (see `spawn.rs`). Under Landlock the
     /// `sandbox-exec` helper does that (see `helper.rs`), then execs the shell.
-    pub fn command(&self, run: &RunSpec<'_>) -> ProcessSpec {
+    pub fn command(&self, run: &SandboxSpec<'_>) -> ProcessSpec {
         self.build(run, false)
     }
 
     /// [`Self::command`]; with `landlock_probe`, the helper only reports whether Landlock is enforced.
-    fn build(&self, run: &RunSpec<'_>, landlock_probe: bool) -> ProcessSpec {
+    fn build(&self, run: &SandboxSpec<'_>, landlock_probe: bool) -> ProcessSpec {
         let limits = ProcessLimits::of(run.limits, run.uid.is_some());
         let mut command = match self.isolation {
             Isolation::Bubblewrap => {
@@ -317,7 +317,7 @@ impl Sandbox {
     }
 
     /// `sandbox-exec`'s Landlock rules: read-write only the run's directories and a few devices.
-    fn landlock_args(&self, command: &mut ProcessSpec, run: &RunSpec<'_>) {
+    fn landlock_args(&self, command: &mut ProcessSpec, run: &SandboxSpec<'_>) {
         command.arg("--landlock-rw").arg(run.workdir);
         if let Some(tmpdir) = run.tmpdir {
             command.arg("--landlock-rw").arg(tmpdir);
@@ -335,7 +335,7 @@ impl Sandbox {
         }
     }
 
-    fn bwrap_args(&self, run: &RunSpec<'_>) -> Vec<std::ffi::OsString> {
+    fn bwrap_args(&self, run: &SandboxSpec<'_>) -> Vec<std::ffi::OsString> {
         let tmp_size = run.limits.max_workdir_bytes.to_string();
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         let mut push = |parts: &[&dyn AsRef<std::ffi::OsStr>]| args.extend(parts.iter().map(|p| p.as_ref().to_owned()));

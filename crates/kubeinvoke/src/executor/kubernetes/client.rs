@@ -15,7 +15,7 @@ use crate::kubeconfig::{ClusterAccess, UnusableKubeconfig};
 /// Why a run could not go on: a refusal of the cluster's API, no way to reach it, or a
 /// kubeconfig the server may not use.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum RunError {
+pub(super) enum PodError {
     #[error("the cluster's API server refused: {0}")]
     Api(String),
     #[error("cannot reach the cluster's API server: {0}")]
@@ -34,16 +34,16 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// What kube-rs calls a body that is not a `Status` (kube-client's `handle_api_errors`).
 const NOT_A_STATUS: &str = "Failed to parse error data";
 
-impl From<kube::Error> for RunError {
+impl From<kube::Error> for PodError {
     fn from(e: kube::Error) -> Self {
         match e {
             kube::Error::Api(status) if status.reason == NOT_A_STATUS => {
-                RunError::Api(format!("HTTP {}, with a body that is not a Kubernetes Status (not shown)", status.code))
+                PodError::Api(format!("HTTP {}, with a body that is not a Kubernetes Status (not shown)", status.code))
             }
             kube::Error::Api(status) => {
-                RunError::Api(format!("{} ({})", bounded(&status.message), bounded(&status.reason)))
+                PodError::Api(format!("{} ({})", bounded(&status.message), bounded(&status.reason)))
             }
-            other => RunError::Unreachable(bounded(&other.to_string())),
+            other => PodError::Unreachable(bounded(&other.to_string())),
         }
     }
 }
@@ -58,7 +58,7 @@ fn bounded(text: &str) -> String {
 }
 
 /// A client for the API server of `access`, with its inline credentials and nothing else.
-pub(super) fn client_for(access: &ClusterAccess) -> Result<Client, RunError> {
+pub(super) fn client_for(access: &ClusterAccess) -> Result<Client, PodError> {
     let mut config = Config::new(access.server.clone());
     config.root_cert = (!access.ca_certificates.is_empty()).then(|| access.ca_certificates.clone());
     config.tls_server_name = access.tls_server_name.clone();
@@ -70,13 +70,13 @@ pub(super) fn client_for(access: &ClusterAccess) -> Result<Client, RunError> {
         config.auth_info.client_certificate_data = Some(encode(&identity.certificate_pem));
         config.auth_info.client_key_data = Some(SecretString::from(encode(&identity.key_pem)));
     }
-    Client::try_from(config).map_err(|e| RunError::Client(bounded(&e.to_string())))
+    Client::try_from(config).map_err(|e| PodError::Client(bounded(&e.to_string())))
 }
 
 /// The access a job's kubeconfig allows, checked at every use: a cluster stored before the check
 /// at registration existed (or edited in the database) never passed it.
-pub(super) fn access_of(kubeconfig: Option<&[u8]>) -> Result<ClusterAccess, RunError> {
-    let kubeconfig = kubeconfig.ok_or(RunError::NoKubeconfig)?;
+pub(super) fn access_of(kubeconfig: Option<&[u8]>) -> Result<ClusterAccess, PodError> {
+    let kubeconfig = kubeconfig.ok_or(PodError::NoKubeconfig)?;
     Ok(ClusterAccess::from_kubeconfig(kubeconfig)?)
 }
 
@@ -88,7 +88,7 @@ mod tests {
     fn a_body_that_is_not_a_status_never_reaches_the_result() {
         let status =
             kube::core::Status::failure("internal secret page: db-password=hunter2", NOT_A_STATUS).with_code(500);
-        let described = RunError::from(kube::Error::Api(status.boxed())).to_string();
+        let described = PodError::from(kube::Error::Api(status.boxed())).to_string();
         assert!(!described.contains("hunter2"), "{described}");
         assert!(described.contains("HTTP 500"), "{described}");
     }
@@ -97,7 +97,7 @@ mod tests {
     fn a_status_message_is_bounded_and_has_no_control_characters() {
         let long = format!("line1\nline2{}", "x".repeat(5000));
         let status = kube::core::Status::failure(&long, "Forbidden").with_code(403);
-        let described = RunError::from(kube::Error::Api(status.boxed())).to_string();
+        let described = PodError::from(kube::Error::Api(status.boxed())).to_string();
         assert!(described.len() < 400 && !described.contains('\n'), "{described}");
     }
 }

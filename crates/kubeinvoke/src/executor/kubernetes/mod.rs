@@ -31,7 +31,7 @@ use super::output::CappedLog;
 use super::{Executor, Isolation, Job, Leftover, StopReason, StopSignal};
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::kubeconfig::ClusterAccess;
-use client::{RunError, access_of, client_for};
+use client::{PodError, access_of, client_for};
 
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
@@ -86,7 +86,7 @@ impl KubernetesExecutor {
         place
     }
 
-    async fn ensure_namespace(&self, client: &Client) -> Result<(), RunError> {
+    async fn ensure_namespace(&self, client: &Client) -> Result<(), PodError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let name = &self.config.template.namespace;
         if namespaces.get_opt(name).await?.is_some() {
@@ -112,7 +112,7 @@ impl KubernetesExecutor {
         limits_timeout: Duration,
         stop: &mut StopSignal,
         on_start: &mut (dyn FnMut() + Send),
-    ) -> Result<Watched, RunError> {
+    ) -> Result<Watched, PodError> {
         let name = created.name_any();
         let began = Instant::now();
         let overdue = limits_timeout + self.config.start_deadline + Duration::from_secs(60);
@@ -202,7 +202,7 @@ impl KubernetesExecutor {
         }
     }
 
-    async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, RunError> {
+    async fn run_in_cluster(&self, job: &Job, stop: &mut StopSignal) -> Result<Outcome, PodError> {
         let access = access_of(job.server_kubeconfig())?;
         let client = client_for(&access)?;
         let _place = self.remember(&access);
@@ -227,7 +227,7 @@ impl KubernetesExecutor {
             // refused the Pod: the command ends now with the cluster's own words, not after the
             // start deadline.
             Err(kube::Error::Api(status)) if matches!(status.code, 400 | 403 | 422) => {
-                let why = RunError::from(kube::Error::Api(status)).to_string();
+                let why = PodError::from(kube::Error::Api(status)).to_string();
                 return Ok(failed(FailureReason::Cluster(format!("PodRejected: {why}")), String::new()));
             }
             Err(e) => return Err(e.into()),
@@ -244,7 +244,7 @@ impl KubernetesExecutor {
         pods: &Api<Pod>,
         secrets: &Api<Secret>,
         created: Pod,
-    ) -> Result<Outcome, RunError> {
+    ) -> Result<Outcome, PodError> {
         let uid = created.uid().unwrap_or_default();
         match secrets.create(&PostParams::default(), &command_secret(job, &self.config.template, &uid)).await {
             Ok(_) => {}
@@ -362,7 +362,7 @@ impl Executor for KubernetesExecutor {
     async fn run(&self, job: Job, mut stop: StopSignal) -> Outcome {
         match self.run_in_cluster(&job, &mut stop).await {
             Ok(outcome) => outcome,
-            Err(RunError::Unusable(e)) => {
+            Err(PodError::Unusable(e)) => {
                 failed(FailureReason::InvalidClusterSetting(format!("properties.kubeconfig: {e}")), String::new())
             }
             Err(e) => failed(FailureReason::StartFailed(e.to_string()), String::new()),

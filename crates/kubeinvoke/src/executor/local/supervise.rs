@@ -8,8 +8,8 @@ use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+use super::command_dirs::CommandDirs;
 use super::ending::Stop;
-use super::run_dirs::RunDirs;
 use crate::executor::output::CommandOutput;
 use crate::executor::spawn::Child;
 use crate::executor::uids::kill_uid;
@@ -49,7 +49,7 @@ pub(super) struct Running<'a> {
     pub group: &'a ProcessGroup,
     pub output: &'a mut pipe::Receiver,
     pub log: &'a mut CommandOutput,
-    pub dirs: &'a RunDirs,
+    pub dirs: &'a CommandDirs,
     pub limits: &'a ExecLimits,
 }
 

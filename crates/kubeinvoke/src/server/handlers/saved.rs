@@ -13,7 +13,7 @@ use crate::arm::ApiError;
 use crate::arm::path::{self, Route};
 use crate::arm::refusal::ExtensionRefusal;
 use crate::arm::wire::{DocumentResource, ListResult, RunSavedCommandRequest, SystemData};
-use crate::dispatcher::{CommandRequest, SavedRun, admit};
+use crate::dispatcher::{CommandRequest, SavedInvocation, admit};
 use crate::identity::Caller;
 use crate::resource::{ClusterRef, ScopeRef};
 use crate::saved_command::Invalid;
@@ -179,7 +179,7 @@ pub(crate) async fn run(
         cluster_token,
         submitted_by: principal_of(caller),
         timeout,
-        saved: Some(SavedRun {
+        saved: Some(SavedInvocation {
             id: resource_id(&record.scope, &record.name),
             timeout: saved.timeout,
             environment: bound.plain,

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 /// and no unused one: on ext4 each directory costs a `mkdir` and an `rmdir` of 75-250 µs per
 /// command (BENCHMARKS.md).
 #[derive(Clone)]
-pub(super) struct RunDirs {
+pub(super) struct CommandDirs {
     pub home: PathBuf,
     pub tmp: Option<PathBuf>,
 }
 
-impl RunDirs {
+impl CommandDirs {
     pub(super) fn new(runs_dir: &Path, id: &str, with_tmp: bool) -> Self {
-        RunDirs { home: runs_dir.join(id), tmp: with_tmp.then(|| runs_dir.join(format!("{id}.tmp"))) }
+        CommandDirs { home: runs_dir.join(id), tmp: with_tmp.then(|| runs_dir.join(format!("{id}.tmp"))) }
     }
 
     pub(super) fn all(&self) -> impl Iterator<Item = &PathBuf> {
@@ -85,7 +85,7 @@ impl RunDirs {
 /// Where working directories live: `<data-dir>/runs` when a command's own uid can reach it,
 /// else a root-owned, unlistable directory under the system temp directory (data directories
 /// usually sit under a private home). Emptied at startup.
-pub(super) fn runs_dir_for(data_dir: &Path, is_root: bool) -> anyhow::Result<PathBuf> {
+pub(super) fn commands_dir_for(data_dir: &Path, is_root: bool) -> anyhow::Result<PathBuf> {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
     let inside = data_dir.join("runs");
@@ -130,16 +130,16 @@ mod tests {
     #[test]
     fn a_run_has_its_working_directory_and_a_tmp_beside_it_only_when_asked() {
         let runs = Path::new("/runs");
-        let with = RunDirs::new(runs, "abc", true);
+        let with = CommandDirs::new(runs, "abc", true);
         assert_eq!(with.all().collect::<Vec<_>>(), [Path::new("/runs/abc"), Path::new("/runs/abc.tmp")]);
-        let without = RunDirs::new(runs, "abc", false);
+        let without = CommandDirs::new(runs, "abc", false);
         assert_eq!(without.all().collect::<Vec<_>>(), [Path::new("/runs/abc")]);
     }
 
     #[tokio::test]
     async fn directories_are_private_counted_and_removed_even_after_the_command_locked_them() {
         let runs = tempfile::tempdir().unwrap();
-        let dirs = RunDirs::new(runs.path(), "run", true);
+        let dirs = CommandDirs::new(runs.path(), "run", true);
         dirs.create().unwrap();
         for dir in dirs.all() {
             assert_eq!(fs::metadata(dir).unwrap().mode() & 0o777, 0o700, "{}", dir.display());
@@ -157,15 +157,15 @@ mod tests {
     #[test]
     fn the_runs_directory_is_emptied_and_unlistable_and_a_stranger_there_is_refused() {
         let data = tempfile::tempdir().unwrap();
-        let runs = runs_dir_for(data.path(), false).unwrap();
+        let runs = commands_dir_for(data.path(), false).unwrap();
         assert_eq!(runs, data.path().join("runs"));
         fs::write(runs.join("leftover"), b"x").unwrap();
-        let again = runs_dir_for(data.path(), false).unwrap();
+        let again = commands_dir_for(data.path(), false).unwrap();
         assert!(!again.join("leftover").exists(), "emptied at startup");
         assert_eq!(fs::metadata(&again).unwrap().mode() & 0o777, 0o711);
         fs::remove_dir(&again).unwrap();
         fs::write(&again, b"not a directory").unwrap();
-        let refused = runs_dir_for(data.path(), false).unwrap_err().to_string();
+        let refused = commands_dir_for(data.path(), false).unwrap_err().to_string();
         assert!(refused.contains("is not a directory of ours"), "{refused}");
     }
 }
