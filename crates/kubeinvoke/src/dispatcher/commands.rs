@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::command::{CommandId, CommandState};
-use crate::fanout::RunId;
+use crate::fanout::RunRecord;
 use crate::store::{ClusterUid, CommandOptions, Lease, NewCommand, StoreError, TargetStart};
 use crate::time::now_millis;
 
@@ -119,16 +119,30 @@ impl Dispatcher {
         Ok(Cancel::AlreadyFinished(now_state))
     }
 
-    /// Starts one target of a fan-out run as an ordinary command, if the queue has room and the
-    /// run is still this replica's to drive.
+    /// Starts one target of a fan-out run as an ordinary command, if its cluster still admits it
+    /// (settings may have changed since the run was accepted: a cluster that now disables run
+    /// command, or needs a token the run lacks, gets no command and its target is skipped), the
+    /// queue has room and the run is still this replica's to drive.
     pub async fn start_run_target(
         &self,
-        run: &RunId,
+        run: &RunRecord,
         position: i64,
         lease: &Lease,
     ) -> Result<TargetStart, SubmitError> {
+        let target = run.targets.iter().find(|t| t.position == position);
+        if let Some(uid) = target.and_then(|t| t.cluster_uid.clone()) {
+            let cluster = self.store.clusters().cluster_by_uid(&ClusterUid::from_text(uid)).await?;
+            if let Some(Err(refused)) = cluster.map(|c| super::admit(&c, true, run.has_cluster_token)) {
+                let reason = refused.skip_reason();
+                let skipped = self.store.runs().skip_pending(&run.id, Some(position), &reason).await?;
+                if skipped > 0 {
+                    tracing::info!(run_id = %run.id, position, reason, "fan-out target not admitted any more: skipped");
+                }
+                return Ok(TargetStart::NotAdmitted);
+            }
+        }
         let slot = self.queue.reserve().map_err(SubmitError::QueueFull)?;
-        let started = self.store.runs().start_target(run, position, &CommandId::generate(), lease).await?;
+        let started = self.store.runs().start_target(&run.id, position, &CommandId::generate(), lease).await?;
         if started == TargetStart::Started {
             slot.commit();
         }

@@ -39,6 +39,23 @@ pub enum NotAdmitted {
     Cluster(Refusal),
 }
 
+impl NotAdmitted {
+    /// A fan-out target's skip reason: its code (`fanout::skip`), then what the cluster says.
+    pub(crate) fn skip_reason(&self) -> String {
+        use crate::fanout::skip;
+        let (code, detail) = match self {
+            NotAdmitted::InvalidSetting(e) => (skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message)),
+            NotAdmitted::Cluster(Refusal::RunCommandDisabled) => {
+                (skip::RUN_COMMAND_DISABLED, "properties.apiServerAccessProfile.disableRunCommand is true".into())
+            }
+            NotAdmitted::Cluster(Refusal::ClusterTokenRequired) => {
+                (skip::CLUSTER_TOKEN_REQUIRED, "the cluster is AAD-managed and the run has no clusterToken".into())
+            }
+        };
+        format!("{code}: {detail}")
+    }
+}
+
 /// Why a command was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {

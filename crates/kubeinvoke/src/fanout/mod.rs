@@ -238,6 +238,9 @@ pub struct RunRecord {
     pub created_by: String,
     pub finished_at: Option<i64>,
     pub cancel_requested_by: Option<String>,
+    /// Whether the run carries a `clusterToken` (its value never leaves the store but with a
+    /// target's command): admission asks, for AAD-managed clusters.
+    pub has_cluster_token: bool,
     pub targets: Vec<TargetRecord>,
 }
 

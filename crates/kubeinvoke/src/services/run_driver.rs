@@ -130,15 +130,15 @@ impl RunDriver {
                 run.max_errors,
                 run.error_budget()
             );
-            let skipped = runs.skip_pending(id, &reason).await?;
+            let skipped = runs.skip_pending(id, None, &reason).await?;
             tracing::info!(run_id = %id, errors, skipped, "fan-out run: maxErrors reached, the rest are skipped");
             return Ok(Progress::Moved);
         }
         let mut progress = Progress::Waiting;
         for position in pending.into_iter().take(run.concurrency().saturating_sub(active)) {
-            match self.dispatcher.start_run_target(id, position, lease).await {
+            match self.dispatcher.start_run_target(&run, position, lease).await {
                 Ok(TargetStart::Started) => {}
-                Ok(TargetStart::ClusterGone) => progress = Progress::Moved,
+                Ok(TargetStart::ClusterGone | TargetStart::NotAdmitted) => progress = Progress::Moved,
                 Ok(TargetStart::Refused) => return Ok(Progress::Waiting),
                 // The queue is full: the commands already queued will end and wake us.
                 Err(SubmitError::QueueFull(_)) => break,

@@ -207,6 +207,11 @@ impl<S: Store> ClusterStore for CachedStore<S> {
         Ok(found)
     }
 
+    /// Not cached: asked once per fan-out target, which must see the settings as they are now.
+    async fn cluster_by_uid(&self, uid: &ClusterUid) -> StoreResult<Option<ClusterRecord>> {
+        self.inner.clusters().cluster_by_uid(uid).await
+    }
+
     async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool> {
         let deleted = self.inner.clusters().delete_cluster(cluster).await;
         self.clusters_changed();

@@ -299,3 +299,38 @@ async fn bad_fan_out_requests_get_a_400_naming_the_problem() {
         .assert_error(404, "NotFound");
     s.send(Method::DELETE, &location, None).await.assert_error(405, "MethodNotAllowed");
 }
+
+/// A target starts only if its cluster admits it *then*: a cluster that disables run command
+/// while the run waits for its turn gets no command, and its target says why.
+#[tokio::test]
+async fn a_cluster_that_disables_run_command_mid_run_gets_no_command() {
+    let s = Server::start(&[]).await;
+    for name in ["a", "b"] {
+        create_tagged(&s, "fleet", name, json!({"env": "prod"})).await;
+    }
+    let body = json!({"command": "sleep 2", "targets": {"tags": {"env": "prod"}}, "maxConcurrency": "1"});
+    let location = submit_run(&s, &group_scope("fleet"), body).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = s.get(&location).await.json();
+        if targets(&run)[0]["state"] == "Running" {
+            assert_eq!(targets(&run)[1]["state"], "Pending", "one at a time: {run}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first target never ran: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let disabled = json!({"location": "westeurope", "tags": {"env": "prod"},
+        "properties": {"apiServerAccessProfile": {"disableRunCommand": true}}});
+    assert_eq!(s.put(&cluster_path("fleet", "b"), disabled).await.status, 200);
+
+    let run = wait_run(&s, &location).await;
+    let (a, b) = (&targets(&run)[0], &targets(&run)[1]);
+    assert_eq!((cluster_name(a).as_str(), a["state"].as_str()), ("a", Some("Succeeded")), "{run}");
+    assert_eq!((cluster_name(b).as_str(), b["state"].as_str()), ("b", Some("Skipped")), "{run}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(reason.starts_with("RunCommandDisabled") && reason.contains("disableRunCommand"), "{reason}");
+    assert!(b.get("commandId").is_none(), "no command was made for it: {b}");
+    let history = s.get(&format!("{}/commandResults", cluster_path("fleet", "b"))).await.json();
+    assert_eq!(history["value"], json!([]), "nothing ran on b: {history}");
+}

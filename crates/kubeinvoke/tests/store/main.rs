@@ -109,6 +109,7 @@ contract!(
     a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest,
     a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output,
     a_finished_command_is_left_alone_by_every_transition,
+    one_pending_target_is_skipped_and_clusters_are_found_by_uid,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -708,4 +709,52 @@ async fn a_finished_command_is_left_alone_by_every_transition(s: &Subject) {
         assert_eq!((record.state, record.finished_at), (state, Some(11)), "{name} unchanged");
         assert_ne!(record.exit_code, Some(9));
     }
+}
+
+async fn one_pending_target_is_skipped_and_clusters_are_found_by_uid(s: &Subject) {
+    let store = s.store.as_ref();
+    let first = cluster(store, "rg", "c1", json!({})).await;
+    let second = cluster(store, "rg", "c2", json!({})).await;
+    let found = store.clusters().cluster_by_uid(&first).await.unwrap().expect("found by its uid");
+    assert_eq!((found.name.as_str(), &found.uid), ("c1", &first));
+    // A re-created cluster of the same name is another cluster: its old uid finds nothing.
+    store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap();
+    let again = cluster(store, "rg", "c1", json!({})).await;
+    assert!(store.clusters().cluster_by_uid(&first).await.unwrap().is_none());
+    assert_ne!(again, first);
+
+    let run_id = RunId::generate();
+    let target = |uid: &ClusterUid, name: &str| NewTarget {
+        cluster_uid: Some(uid.to_string()),
+        cluster_id: format!("id-{name}"),
+        skipped: None,
+    };
+    let run = NewRun {
+        id: run_id.clone(),
+        scope: RunScope::new(format!("/subscriptions/{SUB}")),
+        command: "true".into(),
+        context: Vec::new(),
+        cluster_token: None,
+        max_concurrency: Limit::Count(1),
+        max_errors: Limit::Count(0),
+        created_at: 1,
+        created_by: "app".into(),
+        targets: vec![target(&again, "c1"), target(&second, "c2"), target(&second, "c2")],
+    };
+    let runs = store.runs();
+    runs.insert_run(run, &lease("a", 1)).await.unwrap();
+    assert_eq!(runs.skip_pending(&run_id, Some(1), "RunCommandDisabled: now").await.unwrap(), 1);
+    assert_eq!(runs.skip_pending(&run_id, Some(1), "again").await.unwrap(), 0, "only a pending target");
+    let read = runs.get_run(&run_id, None).await.unwrap().unwrap();
+    let states: Vec<_> = read.targets.iter().map(|t| (t.state, t.reason.as_deref())).collect();
+    assert_eq!(
+        states,
+        [
+            (TargetState::Pending, None),
+            (TargetState::Skipped, Some("RunCommandDisabled: now")),
+            (TargetState::Pending, None)
+        ]
+    );
+    assert!(!read.has_cluster_token);
+    assert_eq!(runs.skip_pending(&run_id, None, "the rest").await.unwrap(), 2);
 }

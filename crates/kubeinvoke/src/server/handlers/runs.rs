@@ -11,8 +11,7 @@ use super::commands::{add_polling_headers, decode_context, principal_of, validat
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
-use crate::cluster_settings::Refusal;
-use crate::dispatcher::{NotAdmitted, admit};
+use crate::dispatcher::admit;
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
 use crate::identity::Caller;
 use crate::resource::ScopeRef;
@@ -226,24 +225,14 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
     let Some(cluster) = cluster else {
         return skipped(skip::NOT_FOUND, "no managed cluster has this id".into());
     };
-    // The same admission as every command's; a target it refuses is skipped, naming why.
-    match admit(cluster, true, has_token) {
-        Err(NotAdmitted::InvalidSetting(e)) => {
-            return skipped(skip::INVALID_CLUSTER_SETTING, format!("{}: {}", e.property, e.message));
-        }
-        Err(NotAdmitted::Cluster(Refusal::RunCommandDisabled)) => {
-            return skipped(
-                skip::RUN_COMMAND_DISABLED,
-                "properties.apiServerAccessProfile.disableRunCommand is true".into(),
-            );
-        }
-        Err(NotAdmitted::Cluster(Refusal::ClusterTokenRequired)) => {
-            return skipped(
-                skip::CLUSTER_TOKEN_REQUIRED,
-                "the cluster is AAD-managed and the run has no clusterToken".into(),
-            );
-        }
-        Ok(_) => {}
+    // The same admission as every command's (asked again when the target starts); a target it
+    // refuses is skipped, naming why.
+    if let Err(refused) = admit(cluster, true, has_token) {
+        return NewTarget {
+            cluster_uid: Some(cluster.uid.to_string()),
+            cluster_id: arm_id,
+            skipped: Some(refused.skip_reason()),
+        };
     }
     NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
 }

@@ -82,6 +82,8 @@ pub trait ClusterStore: Send + Sync {
     /// Creates or replaces a cluster; [`StoreError::GroupNotFound`] when its group is missing.
     async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>>;
     async fn get_cluster(&self, cluster: &ClusterRef) -> StoreResult<Option<ClusterRecord>>;
+    /// The cluster with this uid (a re-created cluster of the same name has another).
+    async fn cluster_by_uid(&self, uid: &ClusterUid) -> StoreResult<Option<ClusterRecord>>;
     async fn delete_cluster(&self, cluster: &ClusterRef) -> StoreResult<bool>;
     /// Clusters of a subscription (or one group), ordered by group then name, after `after`.
     async fn list_clusters(
@@ -150,6 +152,7 @@ static CLUSTER: Sql = Sql::new(concat!(
     cluster_columns!(),
     " FROM clusters c WHERE c.subscription_id = $1 AND c.group_key = $2 AND c.name_key = $3"
 ));
+static CLUSTER_BY_UID: Sql = Sql::new(concat!("SELECT ", cluster_columns!(), " FROM clusters c WHERE c.uid = $1"));
 static DELETE_CLUSTER: Sql =
     Sql::new("DELETE FROM clusters WHERE subscription_id = $1 AND group_key = $2 AND name_key = $3");
 /// A page of clusters: `$2` a group key or NULL for all, `($3, $4)` the cursor, `$5` the limit.

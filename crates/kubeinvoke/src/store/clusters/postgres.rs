@@ -100,6 +100,12 @@ impl ClusterStore for PostgresStore {
         select_cluster(&client, cluster).await
     }
 
+    async fn cluster_by_uid(&self, uid: &ClusterUid) -> StoreResult<Option<ClusterRecord>> {
+        let client = self.client().await?;
+        let row = client.query_opt(CLUSTER_BY_UID.postgres(), &[&uid.as_str()]).await.map_err(db_error)?;
+        row.as_ref().map(cluster).transpose()
+    }
+
     async fn delete_cluster(&self, c: &ClusterRef) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client

@@ -111,6 +111,11 @@ impl ClusterStore for SqliteStore {
         self.read(move |conn| select_cluster(conn, &cluster))
     }
 
+    async fn cluster_by_uid(&self, uid: &ClusterUid) -> StoreResult<Option<ClusterRecord>> {
+        let uid = uid.to_string();
+        self.read(move |conn| optional_record(conn, CLUSTER_BY_UID.sqlite(), params![uid], |r| cluster(r)))
+    }
+
     async fn delete_cluster(&self, c: &ClusterRef) -> StoreResult<bool> {
         let params = (c.subscription.to_string(), c.group.key(), c.name.key());
         self.call(move |conn| Ok(conn.execute(DELETE_CLUSTER.sqlite(), params).map_err(backend)? > 0)).await

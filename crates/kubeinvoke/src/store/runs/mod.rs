@@ -25,6 +25,9 @@ pub enum TargetStart {
     Started,
     /// Its cluster was deleted meanwhile; the target is now `Skipped`.
     ClusterGone,
+    /// Its cluster no longer admits the command (its settings changed since the run was
+    /// accepted); the target is now `Skipped`, naming why.
+    NotAdmitted,
     /// Not started: the lease is no longer this replica's, the run was canceled, or the target
     /// is not pending any more.
     Refused,
@@ -49,8 +52,9 @@ pub trait RunStore: Send + Sync {
         command: &CommandId,
         lease: &Lease,
     ) -> StoreResult<TargetStart>;
-    /// Marks every pending target `Skipped` with `reason`; returns how many.
-    async fn skip_pending(&self, run: &RunId, reason: &str) -> StoreResult<u64>;
+    /// Marks every pending target (or only the one at `position`) `Skipped` with `reason`;
+    /// returns how many.
+    async fn skip_pending(&self, run: &RunId, position: Option<i64>, reason: &str) -> StoreResult<u64>;
     /// Ends the run in `state`, keeping what its targets' commands showed (they expire sooner).
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool>;
     /// Asks an unfinished run to stop: pending targets end `Canceled` at once. Returns the run as
@@ -62,7 +66,7 @@ pub trait RunStore: Send + Sync {
 
 /// The run columns [`run`] reads, in order.
 const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_errors, created_at, created_by,
-    finished_at, cancel_requested_by";
+    finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token";
 
 /// A target's own columns, then its command's (live, or as kept when the run ended).
 const TARGET_SELECT: &str = "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
@@ -71,6 +75,12 @@ const TARGET_SELECT: &str = "SELECT t.position, t.cluster_id, t.state, t.reason,
        COALESCE(c.finished_at, t.finished_at) AS command_finished_at,
        COALESCE(c.reason, t.final_reason) AS command_reason, t.cluster_uid
      FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id";
+
+/// Pending targets of a run (`$3` one position, or NULL for all) become `Skipped` (`$2` why).
+static SKIP_PENDING: crate::store::sql::Sql = crate::store::sql::Sql::new(
+    "UPDATE command_run_targets SET state = 'Skipped', reason = $2
+     WHERE run_id = $1 AND state = 'Pending' AND (CAST($3 AS BIGINT) IS NULL OR position = $3)",
+);
 
 /// The target's own state once its command exists.
 const STARTED: &str = "Started";
@@ -93,6 +103,7 @@ fn run(r: &impl Columns) -> Result<RunRecord, StoreError> {
         created_by: r.text("created_by")?,
         finished_at: r.opt_int("finished_at")?,
         cancel_requested_by: r.opt_text("cancel_requested_by")?,
+        has_cluster_token: r.boolean("has_cluster_token")?,
         targets: Vec::new(),
     })
 }

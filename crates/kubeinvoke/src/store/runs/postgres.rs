@@ -221,15 +221,9 @@ impl RunStore for PostgresStore {
         Ok(started)
     }
 
-    async fn skip_pending(&self, run: &RunId, reason: &str) -> StoreResult<u64> {
+    async fn skip_pending(&self, run: &RunId, position: Option<i64>, reason: &str) -> StoreResult<u64> {
         let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE command_run_targets SET state = 'Skipped', reason = $2 WHERE run_id = $1 AND state = 'Pending'",
-                &[&run.as_str(), &reason],
-            )
-            .await
-            .map_err(db_error)
+        client.execute(super::SKIP_PENDING.postgres(), &[&run.as_str(), &reason, &position]).await.map_err(db_error)
     }
 
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool> {

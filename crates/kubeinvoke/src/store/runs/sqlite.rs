@@ -212,15 +212,10 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn skip_pending(&self, run: &RunId, reason: &str) -> StoreResult<u64> {
+    async fn skip_pending(&self, run: &RunId, position: Option<i64>, reason: &str) -> StoreResult<u64> {
         let (run, reason) = (run.to_string(), reason.to_string());
         self.call(move |conn| {
-            let n = conn
-                .execute(
-                    "UPDATE command_run_targets SET state = 'Skipped', reason = ?2 WHERE run_id = ?1 AND state = 'Pending'",
-                    params![run, reason],
-                )
-                .map_err(backend)?;
+            let n = conn.execute(super::SKIP_PENDING.sqlite(), params![run, reason, position]).map_err(backend)?;
             Ok(n as u64)
         })
         .await
