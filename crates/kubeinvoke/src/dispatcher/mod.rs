@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 
 pub(crate) use commands::{Cancel, SubmitError};
 use queue::Queue;
-pub(crate) use submit::{Admitted, CommandRequest, NotAdmitted, Refused, SavedInvocation, admit};
+pub(crate) use submit::{
+    Ask, Asker, NotAdmitted, Refused, SavedInvocation, SubmitChecks, TokenCheck, TokenRefusal, admit,
+};
 
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};

@@ -1,8 +1,10 @@
 //! The submit use case, one for every way a command is asked for on a cluster — `runCommand`,
-//! `runSavedCommand` and the targets of a fan-out run: whether the cluster admits it ([`admit`],
-//! decided before anything costly such as checking a token or unpacking files), then the
-//! command as it is queued ([`Dispatcher::submit_to`]): the caller's token kept only where the
-//! cluster is AAD-managed, the smallest timeout asked for, a saved command's parameters.
+//! `runSavedCommand` and the targets of a fan-out run ([`Dispatcher::submit_asked`]): whether the
+//! cluster admits it ([`admit`], decided before anything costly), the caller's `clusterToken`
+//! (checked only where the cluster is AAD-managed, and only the caller's own is taken), the
+//! attached files (unpacked within their limits, off the async threads), then the command as it
+//! is queued ([`Dispatcher::submit_to`]): the smallest timeout asked for, a saved command's
+//! parameters. Handlers only parse the request, call it, and render what it answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +14,26 @@ use super::commands::{Submission, SubmitError};
 use super::queue::QueueFull;
 use crate::cluster_settings::{ClusterSettings, InvalidSetting, Refusal};
 use crate::command::CommandId;
+use crate::context::{ContextError, ContextLimits};
 use crate::store::{ClusterRecord, ClusterUid, CommandOptions, StoreError};
 
 /// A cluster that admits the command asked for, and what it said about itself.
 #[derive(Debug)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     cluster_uid: ClusterUid,
     aad_managed: bool,
 }
 
 impl Admitted {
     /// Whether the command acts as its caller (a `clusterToken` is needed and is kept).
-    pub fn aad_managed(&self) -> bool {
+    pub(crate) fn aad_managed(&self) -> bool {
         self.aad_managed
     }
 }
 
 /// Why a cluster does not take a command.
 #[derive(Debug, thiserror::Error)]
-pub enum NotAdmitted {
+pub(crate) enum NotAdmitted {
     /// The cluster's own settings cannot be read.
     #[error("{}: {}", .0.property, .0.message)]
     InvalidSetting(InvalidSetting),
@@ -56,11 +59,83 @@ impl NotAdmitted {
     }
 }
 
+/// Why a `clusterToken` is not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TokenRefusal {
+    /// Not a token of the AKS AAD server application that this server accepts.
+    #[error("{0}")]
+    Invalid(String),
+    /// A good token, of another principal than the one submitting.
+    #[error("it belongs to another principal")]
+    NotTheCallers,
+}
+
+/// Who asks: the principal a command is recorded under and whose token alone it may carry.
+pub(crate) struct Asker {
+    /// `appId (objectId)`.
+    pub principal: String,
+    pub object_id: String,
+    pub tenant_id: String,
+}
+
+/// Checks that a `clusterToken` is valid for the AKS AAD server application and the asker's own
+/// (the identity service does; the dispatcher knows no token format).
+#[async_trait::async_trait]
+pub(crate) trait TokenCheck: Send + Sync {
+    async fn check_cluster_token(&self, token: &str, asker: &Asker) -> Result<(), TokenRefusal>;
+}
+
+/// What the checks of every submission need from the server.
+pub(crate) struct SubmitChecks<'a> {
+    pub tokens: &'a dyn TokenCheck,
+    pub context_limits: ContextLimits,
+}
+
+impl SubmitChecks<'_> {
+    /// The caller's token, if it is theirs and valid.
+    pub(crate) async fn cluster_token(&self, token: &str, asker: &Asker) -> Result<String, Refused> {
+        self.tokens.check_cluster_token(token, asker).await.map_err(Refused::ClusterToken)?;
+        Ok(token.to_string())
+    }
+
+    /// The attached files (a base64 zip), validated off the async threads (without a hop to
+    /// them when nothing is attached).
+    pub(crate) async fn context(&self, raw: Option<String>) -> Result<Vec<u8>, Refused> {
+        let limits = self.context_limits;
+        let attached = raw.is_some();
+        let decode = move || crate::context::decode(raw.as_deref(), limits);
+        let decoded = match attached {
+            true => tokio::task::spawn_blocking(decode)
+                .await
+                .map_err(|e| Refused::Store(StoreError::Backend(anyhow::anyhow!("context check failed: {e}"))))?,
+            false => decode(),
+        };
+        decoded.map_err(Refused::Context)
+    }
+}
+
+/// One command as asked for: its shape parsed, nothing checked yet.
+pub(crate) struct Ask {
+    /// A shell line of the caller's (not a saved command's).
+    pub free_form: bool,
+    pub command: String,
+    /// The attached files as sent (base64 zip).
+    pub context: Option<String>,
+    pub cluster_token: Option<String>,
+    /// `timeoutInSeconds` of the request: it may only lower the limits.
+    pub timeout: Option<Duration>,
+    pub saved: Option<SavedInvocation>,
+}
+
 /// Why a command was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     #[error(transparent)]
     NotAdmitted(#[from] NotAdmitted),
+    #[error("'clusterToken' is refused: {0}")]
+    ClusterToken(TokenRefusal),
+    #[error("'context' is refused: {0}")]
+    Context(ContextError),
     #[error("the queue is full ({} waiting)", .0.queued)]
     QueueFull(QueueFull),
     #[error(transparent)]
@@ -77,7 +152,7 @@ pub(crate) fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -
 
 /// One command asked for, its parts already checked: the files unpacked and within their limits,
 /// the token the caller's own.
-pub struct CommandRequest {
+pub(crate) struct CommandRequest {
     pub command: String,
     /// The validated context zip; empty when no files were attached.
     pub context: Vec<u8>,
@@ -90,7 +165,7 @@ pub struct CommandRequest {
 }
 
 /// What a saved command brings to its run.
-pub struct SavedInvocation {
+pub(crate) struct SavedInvocation {
     /// Its resource id.
     pub id: String,
     /// Its own `timeoutInSeconds`.
@@ -102,12 +177,34 @@ pub struct SavedInvocation {
 }
 
 impl Dispatcher {
-    /// Queues a command on a cluster that admitted it.
-    pub async fn submit_to(
+    /// The submit use case: admission, then the token, then the files, then the queue.
+    pub(crate) async fn submit_asked(
         self: &Arc<Self>,
-        admitted: Admitted,
-        request: CommandRequest,
+        cluster: &ClusterRecord,
+        ask: Ask,
+        asker: &Asker,
+        checks: &SubmitChecks<'_>,
     ) -> Result<CommandId, Refused> {
+        let token = ask.cluster_token.filter(|t| !t.is_empty());
+        let admitted = admit(cluster, ask.free_form, token.is_some())?;
+        let cluster_token = match token.filter(|_| admitted.aad_managed()) {
+            Some(token) => Some(checks.cluster_token(&token, asker).await?),
+            None => None,
+        };
+        let context = checks.context(ask.context).await?;
+        let request = CommandRequest {
+            command: ask.command,
+            context,
+            cluster_token,
+            submitted_by: asker.principal.clone(),
+            timeout: ask.timeout,
+            saved: ask.saved,
+        };
+        self.submit_to(admitted, request).await
+    }
+
+    /// Queues a command on a cluster that admitted it.
+    async fn submit_to(self: &Arc<Self>, admitted: Admitted, request: CommandRequest) -> Result<CommandId, Refused> {
         let (saved_command, saved_timeout, environment, secrets) = match request.saved {
             Some(saved) => (Some(saved.id), saved.timeout, saved.environment, saved.secrets),
             None => (None, None, Vec::new(), Vec::new()),

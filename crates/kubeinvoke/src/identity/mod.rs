@@ -319,3 +319,25 @@ pub enum IssueError {
     #[error(transparent)]
     Internal(anyhow::Error),
 }
+
+/// The dispatcher's check of a `clusterToken`: valid for the AKS AAD server application, and the
+/// asker's own — a token captured from someone else (a log, a fan-out that reached the wrong
+/// cluster) is refused even though its signature and audience are good.
+#[async_trait::async_trait]
+impl crate::dispatcher::TokenCheck for Identity {
+    async fn check_cluster_token(
+        &self,
+        token: &str,
+        asker: &crate::dispatcher::Asker,
+    ) -> Result<(), crate::dispatcher::TokenRefusal> {
+        use crate::dispatcher::TokenRefusal;
+        let claims = self
+            .validate(token, &[crate::azure::AKS_AAD_SERVER_APP])
+            .await
+            .map_err(|e| TokenRefusal::Invalid(e.to_string()))?;
+        if claims.oid != asker.object_id || claims.tid != asker.tenant_id {
+            return Err(TokenRefusal::NotTheCallers);
+        }
+        Ok(())
+    }
+}

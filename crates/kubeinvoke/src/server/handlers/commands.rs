@@ -7,11 +7,9 @@ use axum::response::{IntoResponse, Response};
 use super::clusters;
 use crate::arm::ApiError;
 use crate::arm::wire::{RunCommandRequest, RunCommandResult, cluster_id};
-use crate::azure::AKS_AAD_SERVER_APP;
 use crate::cluster_settings::Refusal;
 use crate::command::{CommandId, CommandRecord};
-use crate::context;
-use crate::dispatcher::{Admitted, CommandRequest, NotAdmitted, Refused, admit};
+use crate::dispatcher::{Ask, Asker, NotAdmitted, Refused, SubmitChecks, TokenRefusal};
 use crate::identity::Caller;
 use crate::resource::ClusterRef;
 use crate::server::AppState;
@@ -29,45 +27,43 @@ pub(crate) async fn run(
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
     let request: RunCommandRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let has_token = request.cluster_token.as_deref().is_some_and(|t| !t.is_empty());
-    let admitted = admit(&cluster, true, has_token).map_err(|e| refusal(app, &cluster, e.into()))?;
-    let cluster_token = match request.cluster_token.as_deref().filter(|_| admitted.aad_managed()) {
-        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
-        None => None,
-    };
     let command = request
         .command
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
-    let context = decode_context(app, request.context).await?;
-    let request = CommandRequest {
+    let ask = Ask {
+        free_form: true,
         command,
-        context,
-        cluster_token,
-        submitted_by: principal_of(caller),
+        context: request.context,
+        cluster_token: request.cluster_token,
         timeout: request_timeout(request.timeout_in_seconds.as_ref())?,
         saved: None,
     };
-    accept(app, ctx, &cluster, admitted, request).await
+    accept(app, ctx, &cluster, ask, &asker_of(caller)).await
 }
 
-/// Queues a checked command and answers 202 with the `Location` of its result.
+/// Submits a parsed command and answers 202 with the `Location` of its result.
 pub(super) async fn accept(
     app: &AppState,
     ctx: &RequestContext,
     cluster: &ClusterRecord,
-    admitted: Admitted,
-    request: CommandRequest,
+    ask: Ask,
+    asker: &Asker,
 ) -> Result<Response, ApiError> {
-    let principal = request.submitted_by.clone();
-    let saved_command = request.saved.as_ref().map(|saved| saved.id.clone());
-    let id = app.dispatcher.submit_to(admitted, request).await.map_err(|e| refusal(app, cluster, e))?;
+    let saved_command = ask.saved.as_ref().map(|saved| saved.id.clone());
+    let checks = submit_checks(app);
+    let id = app.dispatcher.submit_asked(cluster, ask, asker, &checks).await.map_err(|e| refusal(app, cluster, e))?;
     let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
-    tracing::info!(command_id = %id, principal, cluster = %cluster_id, saved_command, "command accepted");
+    tracing::info!(command_id = %id, principal = asker.principal, cluster = %cluster_id, saved_command, "command accepted");
 
     let mut response = StatusCode::ACCEPTED.into_response();
     add_polling_headers(app, ctx, &mut response, &result_path(cluster, &id));
     Ok(response)
+}
+
+/// What the submit use case checks with: this server's token issuer(s) and context limits.
+pub(super) fn submit_checks(app: &AppState) -> SubmitChecks<'_> {
+    SubmitChecks { tokens: app.identity.as_ref(), context_limits: app.config.exec.context }
 }
 
 /// `timeoutInSeconds` of a request body: it may only lower the limits (the executor takes the
@@ -87,38 +83,13 @@ pub(super) fn request_timeout(value: Option<&serde_json::Value>) -> Result<Optio
     }
 }
 
-/// A caller's token for the AKS AAD server app, checked now (it replaces the admin credentials
-/// in the command's kubeconfig, so the command acts as the caller).
-/// It must be the caller's own: a token captured from someone else (a log, a fan-out that
-/// reached the wrong cluster) is refused even though its signature and audience are good.
-pub(super) async fn validate_cluster_token(app: &AppState, caller: &Caller, token: &str) -> Result<String, ApiError> {
-    let claims = app.identity.validate(token, &[AKS_AAD_SERVER_APP]).await.map_err(|e| {
-        ApiError::invalid(
-            "clusterToken",
-            format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
-        )
-    })?;
-    if claims.oid != caller.claims.oid || claims.tid != caller.claims.tid {
-        return Err(ApiError::invalid(
-            "clusterToken",
-            "'clusterToken' belongs to another principal (its oid is not the caller's): a command acts only as the \
-             principal that submits it",
-        ));
+/// Who submits, as the use case records and checks them.
+pub(super) fn asker_of(caller: &Caller) -> Asker {
+    Asker {
+        principal: principal_of(caller),
+        object_id: caller.claims.oid.clone(),
+        tenant_id: caller.claims.tid.clone(),
     }
-    Ok(token.to_string())
-}
-
-/// The attached files (a base64 zip), validated off the async threads (without a hop to them
-/// when nothing is attached).
-pub(super) async fn decode_context(app: &AppState, raw: Option<String>) -> Result<Vec<u8>, ApiError> {
-    let limits = app.config.exec.context;
-    let attached = raw.is_some();
-    let decode = move || context::decode(raw.as_deref(), limits);
-    let decoded = match attached {
-        true => tokio::task::spawn_blocking(decode).await.map_err(ApiError::internal)?,
-        false => decode(),
-    };
-    decoded.map_err(|e| ApiError::invalid("context", e.to_string()))
 }
 
 /// How commands and runs name who submitted them: `appId (objectId)`.
@@ -137,7 +108,26 @@ pub(super) fn refusal(app: &AppState, cluster: &ClusterRecord, refused: Refused)
         Refused::QueueFull(full) => {
             ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
         }
+        other => input_refusal(other),
+    }
+}
+
+/// A refusal of the checks every submission shares (the caller's token, the attached files), as
+/// the API answers it; what only admission or the queue refuse does not come from these checks.
+pub(super) fn input_refusal(refused: Refused) -> ApiError {
+    match refused {
+        Refused::ClusterToken(TokenRefusal::Invalid(e)) => ApiError::invalid(
+            "clusterToken",
+            format!("'clusterToken' is not valid for the AKS AAD server application: {e}"),
+        ),
+        Refused::ClusterToken(TokenRefusal::NotTheCallers) => ApiError::invalid(
+            "clusterToken",
+            "'clusterToken' belongs to another principal (its oid is not the caller's): a command acts only as the \
+             principal that submits it",
+        ),
+        Refused::Context(e) => ApiError::invalid("context", e.to_string()),
         Refused::Store(e) => e.into(),
+        other => ApiError::internal(anyhow::anyhow!("{other}")),
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::clusters;
-use super::commands::{add_polling_headers, decode_context, principal_of, validate_cluster_token};
+use super::commands::{add_polling_headers, asker_of, input_refusal, principal_of, submit_checks};
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
@@ -38,12 +38,13 @@ pub(crate) async fn submit(
     }
     let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let request = FanOutRequest::from_json(body)?;
+    let checks = submit_checks(app);
     let cluster_token = match &request.cluster_token {
-        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
+        Some(token) => Some(checks.cluster_token(token, &asker_of(caller)).await.map_err(input_refusal)?),
         None => None,
     };
     let targets = select(app, caller, scope, &request.targets, cluster_token.is_some()).await?;
-    let context = decode_context(app, request.context).await?;
+    let context = checks.context(request.context).await.map_err(input_refusal)?;
     let run_scope = RunScope::new(scope.id());
     let run = NewRun {
         id: RunId::generate(),

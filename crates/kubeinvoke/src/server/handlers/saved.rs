@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::clusters;
-use super::commands::{accept, decode_context, principal_of, refusal, request_timeout, validate_cluster_token};
+use super::commands::{accept, asker_of, input_refusal, principal_of, request_timeout, submit_checks};
 use crate::arm::ApiError;
 use crate::arm::path::{self, Route};
 use crate::arm::refusal::ExtensionRefusal;
 use crate::arm::wire::{DocumentResource, ListResult, RunSavedCommandRequest, SystemData};
-use crate::dispatcher::{CommandRequest, SavedInvocation, admit};
+use crate::dispatcher::{Ask, Refused, SavedInvocation};
 use crate::identity::Caller;
 use crate::resource::{ClusterRef, ScopeRef};
 use crate::saved_command::Invalid;
@@ -74,9 +74,9 @@ pub(crate) async fn put(
         .ok_or_else(|| ApiError::invalid("properties", "'properties' must be an object with at least 'script'."))?;
     let saved = app.saved_commands.get(properties).await.map_err(invalid)?;
     if saved.context.is_some() {
-        decode_context(app, saved.context.clone()).await.map_err(|e| match e {
-            ApiError::InvalidParameter { message, .. } => ApiError::invalid("properties.context", message),
-            other => other,
+        submit_checks(app).context(saved.context.clone()).await.map_err(|e| match e {
+            Refused::Context(e) => ApiError::invalid("properties.context", e.to_string()),
+            other => input_refusal(other),
         })?;
     }
     let kept: Map<String, Value> = ["description", "script", "parameters", "timeoutInSeconds", "context"]
@@ -165,20 +165,12 @@ pub(crate) async fn run(
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
     let bound = saved.bind(body.parameters.as_ref()).map_err(invalid)?;
 
-    let token = body.cluster_token.as_deref().filter(|t| !t.is_empty());
-    let admitted = admit(&cluster, false, token.is_some()).map_err(|e| refusal(app, &cluster, e.into()))?;
-    let cluster_token = match token.filter(|_| admitted.aad_managed()) {
-        Some(token) => Some(validate_cluster_token(app, caller, token).await?),
-        None => None,
-    };
-    let timeout = request_timeout(body.timeout_in_seconds.as_ref())?;
-    let context = decode_context(app, saved.context.clone()).await?;
-    let request = CommandRequest {
+    let ask = Ask {
+        free_form: false,
         command: saved.script.clone(),
-        context,
-        cluster_token,
-        submitted_by: principal_of(caller),
-        timeout,
+        context: saved.context.clone(),
+        cluster_token: body.cluster_token,
+        timeout: request_timeout(body.timeout_in_seconds.as_ref())?,
         saved: Some(SavedInvocation {
             id: resource_id(&record.scope, &record.name),
             timeout: saved.timeout,
@@ -186,5 +178,5 @@ pub(crate) async fn run(
             secrets: bound.secret,
         }),
     };
-    accept(app, ctx, &cluster, admitted, request).await
+    accept(app, ctx, &cluster, ask, &asker_of(caller)).await
 }
