@@ -4,6 +4,7 @@
 mod postgres;
 mod sqlite;
 
+use crate::store::sql::Sql;
 use async_trait::async_trait;
 
 use super::rows::Columns;
@@ -76,8 +77,16 @@ const ANCHOR_SETTING: &str = "activity-anchor";
 
 pub(super) use crate::activity::chain::GENESIS;
 
-const EVENT_COLUMNS: &str = "seq, event_id, event_time, content, prev_hash, hash, subscription_key, group_key, \
-                             resource_key, provider_key, caller, correlation_id, status";
+macro_rules! event_columns {
+    () => {
+        "seq, event_id, event_time, content, prev_hash, hash, subscription_key, group_key, \
+         resource_key, provider_key, caller, correlation_id, status"
+    };
+}
+const EVENT_COLUMNS: &str = event_columns!();
+/// Events after a seq, oldest first (what deliveries read).
+static EVENTS_AFTER: Sql =
+    Sql::new(concat!("SELECT ", event_columns!(), " FROM activity_log WHERE seq > $1 ORDER BY seq LIMIT $2"));
 
 fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
     Ok(ActivityEvent {
@@ -132,3 +141,15 @@ fn columns_of(content: &str) -> StoreResult<FilterColumns> {
     FilterColumns::of_content(content)
         .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("an activity event's content is not canonical")))
 }
+
+// The statements both dialects share (PostgreSQL's `$n`; SQLite reads them as `?n`).
+
+static CHAIN_HEAD: Sql = Sql::new("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1");
+static APPEND_EVENT: Sql = Sql::new(
+    "INSERT INTO activity_log (event_id, event_time, subscription_key, group_key, resource_key, provider_key,
+                                       caller, correlation_id, status, content, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+);
+static SET_ANCHOR: Sql =
+    Sql::new("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2");
+static ANCHOR: Sql = Sql::new("SELECT value FROM settings WHERE name = $1");

@@ -40,20 +40,13 @@ CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS DISTINCT 
 async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) -> StoreResult<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
     let mut prev: String = tx
-        .query_opt("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", &[])
+        .query_opt(super::CHAIN_HEAD.postgres(), &[])
         .await
         .map_err(db_error)?
         .map(|r| r.text("hash"))
         .transpose()?
         .unwrap_or_else(|| GENESIS.to_string());
-    let insert = tx
-        .prepare(
-            "INSERT INTO activity_log (event_id, event_time, subscription_key, group_key, resource_key, provider_key,
-                                       caller, correlation_id, status, content, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .await
-        .map_err(db_error)?;
+    let insert = tx.prepare(super::APPEND_EVENT.postgres()).await.map_err(db_error)?;
     for event in events {
         let content = event.content();
         let next = hash(&prev, &content);
@@ -169,13 +162,7 @@ impl ActivityStore for PostgresStore {
 
     async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<ActivityEvent>> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!("SELECT {EVENT_COLUMNS} FROM activity_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
-                &[&after, &(limit as i64)],
-            )
-            .await
-            .map_err(db_error)?;
+        let rows = client.query(super::EVENTS_AFTER.postgres(), &[&after, &(limit as i64)]).await.map_err(db_error)?;
         rows.iter().map(super::event).collect()
     }
 
@@ -190,22 +177,16 @@ impl ActivityStore for PostgresStore {
         let Some(newest) = newest else { return Ok(0) };
         let (seq, anchor) = (newest.int("seq")?, newest.text("hash")?);
         let n = tx.execute("DELETE FROM activity_log WHERE seq <= $1", &[&seq]).await.map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
-            &[&super::ANCHOR_SETTING, &anchor.as_bytes()],
-        )
-        .await
-        .map_err(db_error)?;
+        tx.execute(super::SET_ANCHOR.postgres(), &[&super::ANCHOR_SETTING, &anchor.as_bytes()])
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(n)
     }
 
     async fn chain_anchor(&self) -> StoreResult<String> {
         let client = self.client().await?;
-        let row = client
-            .query_opt("SELECT value FROM settings WHERE name = $1", &[&super::ANCHOR_SETTING])
-            .await
-            .map_err(db_error)?;
+        let row = client.query_opt(super::ANCHOR.postgres(), &[&super::ANCHOR_SETTING]).await.map_err(db_error)?;
         let stored = row.map(|r| r.bytes("value")).transpose()?;
         Ok(stored.map_or_else(|| super::GENESIS.to_string(), |v| String::from_utf8_lossy(&v).into_owned()))
     }

@@ -34,17 +34,11 @@ CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS NOT state
 
 fn append(tx: &Transaction<'_>, events: &[crate::activity::NewEvent]) -> StoreResult<()> {
     let mut prev: String = tx
-        .query_row("SELECT hash FROM activity_log ORDER BY seq DESC LIMIT 1", [], |r| r.get("hash"))
+        .query_row(super::CHAIN_HEAD.sqlite(), [], |r| r.get("hash"))
         .optional()
         .map_err(backend)?
         .unwrap_or_else(|| GENESIS.to_string());
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO activity_log (event_id, event_time, subscription_key, group_key, resource_key, provider_key,
-                                       caller, correlation_id, status, content, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .map_err(backend)?;
+    let mut insert = tx.prepare_cached(super::APPEND_EVENT.sqlite()).map_err(backend)?;
     for event in events {
         let content = event.content();
         let next = hash(&prev, &content);
@@ -166,11 +160,7 @@ impl ActivityStore for SqliteStore {
 
     async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<ActivityEvent>> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM activity_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(backend)?;
+            let mut stmt = conn.prepare_cached(super::EVENTS_AFTER.sqlite()).map_err(backend)?;
             let rows = stmt.query_map(params![after, limit as i64], |r| Ok(super::event(r))).map_err(backend)?;
             rows.map(flatten).collect()
         })
@@ -194,11 +184,8 @@ impl ActivityStore for SqliteStore {
                     params![anchor],
                 )
                 .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
-                params![super::ANCHOR_SETTING, anchor.as_bytes()],
-            )
-            .map_err(backend)?;
+            tx.execute(super::SET_ANCHOR.sqlite(), params![super::ANCHOR_SETTING, anchor.as_bytes()])
+                .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(n as u64)
         })
@@ -208,9 +195,7 @@ impl ActivityStore for SqliteStore {
     async fn chain_anchor(&self) -> StoreResult<String> {
         self.read(|conn| {
             let stored: Option<Vec<u8>> = conn
-                .query_row("SELECT value FROM settings WHERE name = ?1", params![super::ANCHOR_SETTING], |r| {
-                    r.get("value")
-                })
+                .query_row(super::ANCHOR.sqlite(), params![super::ANCHOR_SETTING], |r| r.get("value"))
                 .optional()
                 .map_err(backend)?;
             Ok(stored.map_or_else(|| super::GENESIS.to_string(), |v| String::from_utf8_lossy(&v).into_owned()))

@@ -4,6 +4,7 @@
 mod postgres;
 mod sqlite;
 
+use crate::store::sql::Sql;
 use async_trait::async_trait;
 
 use super::rows::Columns;
@@ -43,8 +44,14 @@ pub trait DeliveryStore: Send + Sync {
     async fn activity_head(&self) -> StoreResult<i64>;
 }
 
-const COLUMNS: &str =
-    "subscription_key, cursor_seq, attempts, next_attempt_at, delivered, dead_lettered, last_dead_event, last_error";
+macro_rules! delivery_columns {
+    () => {
+        "subscription_key, cursor_seq, attempts, next_attempt_at, delivered, dead_lettered, last_dead_event, last_error"
+    };
+}
+const COLUMNS: &str = delivery_columns!();
+static DELIVERY: Sql =
+    Sql::new(concat!("SELECT ", delivery_columns!(), " FROM event_deliveries WHERE subscription_key = $1"));
 
 fn state(r: &impl Columns) -> Result<DeliveryState, StoreError> {
     Ok(DeliveryState {
@@ -58,3 +65,13 @@ fn state(r: &impl Columns) -> Result<DeliveryState, StoreError> {
         last_error: r.opt_text("last_error")?,
     })
 }
+
+// The statements both dialects share (PostgreSQL's `$n`; SQLite reads them as `?n`).
+
+static SAVE_DELIVERY: Sql = Sql::new(
+    "UPDATE event_deliveries SET cursor_seq = $3, attempts = $4, next_attempt_at = $5, delivered = $6,
+                        dead_lettered = $7, last_dead_event = $8, last_error = $9
+                 WHERE subscription_key = $1 AND owner = $2",
+);
+static DELETE_DELIVERY: Sql = Sql::new("DELETE FROM event_deliveries WHERE subscription_key = $1");
+static ACTIVITY_HEAD: Sql = Sql::new("SELECT COALESCE(MAX(seq), 0) AS head FROM activity_log");

@@ -56,9 +56,7 @@ impl DeliveryStore for PostgresStore {
         let client = self.client().await?;
         let n = client
             .execute(
-                "UPDATE event_deliveries SET cursor_seq = $3, attempts = $4, next_attempt_at = $5, delivered = $6,
-                        dead_lettered = $7, last_dead_event = $8, last_error = $9
-                 WHERE subscription_key = $1 AND owner = $2",
+                super::SAVE_DELIVERY.postgres(),
                 &[
                     &s.key,
                     &owner,
@@ -78,25 +76,18 @@ impl DeliveryStore for PostgresStore {
 
     async fn get_delivery(&self, key: &str) -> StoreResult<Option<DeliveryState>> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {COLUMNS} FROM event_deliveries WHERE subscription_key = $1"), &[&key])
-            .await
-            .map_err(db_error)?;
+        let row = client.query_opt(super::DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
         row.as_ref().map(super::state).transpose()
     }
 
     async fn delete_delivery(&self, key: &str) -> StoreResult<()> {
         let client = self.client().await?;
-        client.execute("DELETE FROM event_deliveries WHERE subscription_key = $1", &[&key]).await.map_err(db_error)?;
+        client.execute(super::DELETE_DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
         Ok(())
     }
 
     async fn activity_head(&self) -> StoreResult<i64> {
         let client = self.client().await?;
-        client
-            .query_one("SELECT COALESCE(MAX(seq), 0) AS head FROM activity_log", &[])
-            .await
-            .map_err(db_error)?
-            .int("head")
+        client.query_one(super::ACTIVITY_HEAD.postgres(), &[]).await.map_err(db_error)?.int("head")
     }
 }

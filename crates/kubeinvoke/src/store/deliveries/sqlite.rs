@@ -70,9 +70,7 @@ impl DeliveryStore for SqliteStore {
         self.call(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE event_deliveries SET cursor_seq = ?3, attempts = ?4, next_attempt_at = ?5, delivered = ?6,
-                            dead_lettered = ?7, last_dead_event = ?8, last_error = ?9
-                     WHERE subscription_key = ?1 AND owner = ?2",
+                    super::SAVE_DELIVERY.sqlite(),
                     params![
                         s.key,
                         owner,
@@ -94,7 +92,7 @@ impl DeliveryStore for SqliteStore {
     async fn get_delivery(&self, key: &str) -> StoreResult<Option<DeliveryState>> {
         let key = key.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM event_deliveries WHERE subscription_key = ?1"))
+            conn.prepare_cached(super::DELIVERY.sqlite())
                 .map_err(backend)?
                 .query_row(params![key], |r| Ok(super::state(r)))
                 .optional()
@@ -106,16 +104,13 @@ impl DeliveryStore for SqliteStore {
     async fn delete_delivery(&self, key: &str) -> StoreResult<()> {
         let key = key.to_string();
         self.call(move |conn| {
-            conn.execute("DELETE FROM event_deliveries WHERE subscription_key = ?1", params![key]).map_err(backend)?;
+            conn.execute(super::DELETE_DELIVERY.sqlite(), params![key]).map_err(backend)?;
             Ok(())
         })
         .await
     }
 
     async fn activity_head(&self) -> StoreResult<i64> {
-        self.read(|conn| {
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) AS head FROM activity_log", [], |r| r.get("head"))
-                .map_err(backend)
-        })
+        self.read(|conn| conn.query_row(super::ACTIVITY_HEAD.sqlite(), [], |r| r.get("head")).map_err(backend))
     }
 }

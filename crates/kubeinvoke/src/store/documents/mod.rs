@@ -4,6 +4,7 @@
 mod postgres;
 mod sqlite;
 
+use crate::store::sql::Sql;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -86,3 +87,13 @@ fn document(r: &impl Columns) -> Result<DocumentRecord, StoreError> {
         updated_at: r.int("updated_at")?,
     })
 }
+
+// The statements both dialects share (PostgreSQL's `$n`; SQLite reads them as `?n`).
+
+static UPSERT_DOCUMENT: Sql = Sql::new(
+    "INSERT INTO arm_documents (kind, scope_key, name_key, scope, name, document, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (kind, scope_key, name_key) DO UPDATE SET document = $6, updated_at = $8",
+);
+static DELETE_DOCUMENT: Sql =
+    Sql::new("DELETE FROM arm_documents WHERE kind = $1 AND scope_key = $2 AND name_key = $3");

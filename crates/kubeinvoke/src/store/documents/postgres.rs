@@ -54,9 +54,7 @@ impl DocumentStore for PostgresStore {
             None => record,
         };
         tx.execute(
-            "INSERT INTO arm_documents (kind, scope_key, name_key, scope, name, document, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (kind, scope_key, name_key) DO UPDATE SET document = $6, updated_at = $8",
+            super::UPSERT_DOCUMENT.postgres(),
             &[
                 &stored.kind.as_str(),
                 &scope_key,
@@ -82,10 +80,7 @@ impl DocumentStore for PostgresStore {
     async fn delete_document(&self, kind: DocumentKind, scope: &str, name: &str) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(
-                "DELETE FROM arm_documents WHERE kind = $1 AND scope_key = $2 AND name_key = $3",
-                &[&kind.as_str(), &key(scope), &key(name)],
-            )
+            .execute(super::DELETE_DOCUMENT.postgres(), &[&kind.as_str(), &key(scope), &key(name)])
             .await
             .map_err(db_error)?;
         Ok(n > 0)

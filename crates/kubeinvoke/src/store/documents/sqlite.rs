@@ -55,9 +55,7 @@ impl DocumentStore for SqliteStore {
                 None => record,
             };
             tx.execute(
-                "INSERT INTO arm_documents (kind, scope_key, name_key, scope, name, document, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (kind, scope_key, name_key) DO UPDATE SET document = ?6, updated_at = ?8",
+                super::UPSERT_DOCUMENT.sqlite(),
                 params![
                     stored.kind.as_str(),
                     scope_key,
@@ -85,10 +83,7 @@ impl DocumentStore for SqliteStore {
         let (scope_key, name_key) = (key(scope), key(name));
         self.call(move |conn| {
             let n = conn
-                .execute(
-                    "DELETE FROM arm_documents WHERE kind = ?1 AND scope_key = ?2 AND name_key = ?3",
-                    params![kind.as_str(), scope_key, name_key],
-                )
+                .execute(super::DELETE_DOCUMENT.sqlite(), params![kind.as_str(), scope_key, name_key])
                 .map_err(backend)?;
             Ok(n > 0)
         })

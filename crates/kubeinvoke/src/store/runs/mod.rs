@@ -14,6 +14,7 @@ pub(super) use sqlite::MIGRATION as SQLITE_MIGRATION;
 use async_trait::async_trait;
 
 use super::rows::{Columns, corrupt};
+use super::sql::Sql;
 use super::{Lease, StoreError, StoreResult};
 use crate::command::{CommandId, CommandState};
 use crate::fanout::{Limit, NewRun, RunId, RunRecord, RunState, TargetRecord, TargetState};
@@ -69,15 +70,21 @@ const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_
     finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token";
 
 /// A target's own columns, then its command's (live, or as kept when the run ended).
-const TARGET_SELECT: &str = "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
+macro_rules! target_select {
+    () => {
+        "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
        COALESCE(c.state, t.final_state) AS command_state, COALESCE(c.exit_code, t.exit_code) AS command_exit_code,
        COALESCE(c.started_at, t.started_at) AS command_started_at,
        COALESCE(c.finished_at, t.finished_at) AS command_finished_at,
        COALESCE(c.reason, t.final_reason) AS command_reason, t.cluster_uid
-     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id";
+     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id"
+    };
+}
+/// A run's targets, in selection order.
+static TARGETS_OF_RUN: Sql = Sql::new(concat!(target_select!(), " WHERE t.run_id = $1 ORDER BY t.position"));
 
 /// Pending targets of a run (`$3` one position, or NULL for all) become `Skipped` (`$2` why).
-static SKIP_PENDING: crate::store::sql::Sql = crate::store::sql::Sql::new(
+static SKIP_PENDING: Sql = Sql::new(
     "UPDATE command_run_targets SET state = 'Skipped', reason = $2
      WHERE run_id = $1 AND state = 'Pending' AND (CAST($3 AS BIGINT) IS NULL OR position = $3)",
 );
@@ -134,3 +141,39 @@ fn target(r: &impl Columns) -> Result<TargetRecord, StoreError> {
 fn cluster_deleted() -> String {
     format!("{}: the cluster was deleted before its turn came", crate::fanout::skip::CLUSTER_DELETED)
 }
+
+// The statements both dialects share (PostgreSQL's `$n`; SQLite reads them as `?n`).
+
+static INSERT_RUN: Sql = Sql::new(
+    "INSERT INTO command_runs (id, scope_key, scope, state, command, context, cluster_token,
+                 max_concurrency, max_errors, created_at, created_by, owner, lease_until)
+             VALUES ($1, $2, $3, 'Accepted', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+);
+static INSERT_TARGET: Sql = Sql::new(
+    "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+);
+static RUN_IDS_OF_SCOPE: Sql =
+    Sql::new("SELECT id FROM command_runs WHERE scope_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+static LEASE_RUNS: Sql = Sql::new(
+    "UPDATE command_runs SET owner = $1, lease_until = $3
+                 WHERE state IN ('Accepted', 'Running') AND (owner = $1 OR owner IS NULL OR lease_until < $2)
+                 RETURNING id",
+);
+static SKIP_DELETED_TARGET: Sql =
+    Sql::new("UPDATE command_run_targets SET state = 'Skipped', reason = $3 WHERE run_id = $1 AND position = $2");
+static START_TARGET_COMMAND: Sql =
+    Sql::new("UPDATE command_run_targets SET state = $4, command_id = $3 WHERE run_id = $1 AND position = $2");
+static RUN_STARTED: Sql = Sql::new("UPDATE command_runs SET state = 'Running' WHERE id = $1 AND state = 'Accepted'");
+static FINISH_RUN: Sql = Sql::new(
+    "UPDATE command_runs SET state = $2, finished_at = $3, context = NULL, cluster_token = NULL,
+                        owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND state IN ('Accepted', 'Running')",
+);
+static REQUEST_RUN_CANCEL: Sql = Sql::new(
+    "UPDATE command_runs SET cancel_requested_by = COALESCE(cancel_requested_by, $3)
+                 WHERE id = $1 AND scope_key = $2 AND state IN ('Accepted', 'Running')",
+);
+static CANCEL_PENDING_TARGETS: Sql =
+    Sql::new("UPDATE command_run_targets SET state = 'Canceled', reason = $2 WHERE run_id = $1 AND state = 'Pending'");
+static PURGE_RUNS: Sql = Sql::new("DELETE FROM command_runs WHERE finished_at IS NOT NULL AND finished_at < $1");

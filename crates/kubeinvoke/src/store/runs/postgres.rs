@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
-use super::{RUN_COLUMNS, RunStore, STARTED, TARGET_SELECT, TargetStart};
+use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart};
 use crate::command::CommandId;
 use crate::fanout::{NewRun, RunId, RunRecord, RunState};
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error};
@@ -54,10 +54,7 @@ async fn select_run(client: &impl GenericClient, id: &str, scope_key: Option<&st
     let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = $1 AND ($2::TEXT IS NULL OR scope_key = $2)");
     let Some(row) = client.query_opt(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
     let mut run = super::run(&row)?;
-    let targets = client
-        .query(&format!("{TARGET_SELECT} WHERE t.run_id = $1 ORDER BY t.position"), &[&id])
-        .await
-        .map_err(db_error)?;
+    let targets = client.query(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
     run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
     Ok(Some(run))
 }
@@ -68,9 +65,7 @@ impl RunStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         tx.execute(
-            "INSERT INTO command_runs (id, scope_key, scope, state, command, context, cluster_token,
-                 max_concurrency, max_errors, created_at, created_by, owner, lease_until)
-             VALUES ($1, $2, $3, 'Accepted', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            super::INSERT_RUN.postgres(),
             &[
                 &run.id.as_str(),
                 &run.scope.key,
@@ -88,13 +83,7 @@ impl RunStore for PostgresStore {
         )
         .await
         .map_err(db_error)?;
-        let statement = tx
-            .prepare(
-                "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .await
-            .map_err(db_error)?;
+        let statement = tx.prepare(super::INSERT_TARGET.postgres()).await.map_err(db_error)?;
         for (position, target) in run.targets.iter().enumerate() {
             let state = if target.skipped.is_some() { "Skipped" } else { "Pending" };
             tx.execute(
@@ -122,10 +111,7 @@ impl RunStore for PostgresStore {
     async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>> {
         let client = self.client().await?;
         let ids = client
-            .query(
-                "SELECT id FROM command_runs WHERE scope_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-                &[&scope_key, &before.unwrap_or(i64::MAX), &(limit as i64)],
-            )
+            .query(super::RUN_IDS_OF_SCOPE.postgres(), &[&scope_key, &before.unwrap_or(i64::MAX), &(limit as i64)])
             .await
             .map_err(db_error)?;
         let mut runs = Vec::with_capacity(ids.len());
@@ -141,12 +127,7 @@ impl RunStore for PostgresStore {
     async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "UPDATE command_runs SET owner = $1, lease_until = $3
-                 WHERE state IN ('Accepted', 'Running') AND (owner = $1 OR owner IS NULL OR lease_until < $2)
-                 RETURNING id",
-                &[&lease.owner, &lease.now, &lease.until],
-            )
+            .query(super::LEASE_RUNS.postgres(), &[&lease.owner, &lease.now, &lease.until])
             .await
             .map_err(db_error)?;
         rows.iter().map(|r| Ok(RunId::from_text(r.text("id")?))).collect()
@@ -198,23 +179,15 @@ impl RunStore for PostgresStore {
             .await
             .map_err(db_error)?;
         let started = if inserted == 0 {
-            tx.execute(
-                "UPDATE command_run_targets SET state = 'Skipped', reason = $3 WHERE run_id = $1 AND position = $2",
-                &[&run, &position, &super::cluster_deleted()],
-            )
-            .await
-            .map_err(db_error)?;
-            TargetStart::ClusterGone
-        } else {
-            tx.execute(
-                "UPDATE command_run_targets SET state = $4, command_id = $3 WHERE run_id = $1 AND position = $2",
-                &[&run, &position, &command, &STARTED],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute("UPDATE command_runs SET state = 'Running' WHERE id = $1 AND state = 'Accepted'", &[&run])
+            tx.execute(super::SKIP_DELETED_TARGET.postgres(), &[&run, &position, &super::cluster_deleted()])
                 .await
                 .map_err(db_error)?;
+            TargetStart::ClusterGone
+        } else {
+            tx.execute(super::START_TARGET_COMMAND.postgres(), &[&run, &position, &command, &STARTED])
+                .await
+                .map_err(db_error)?;
+            tx.execute(super::RUN_STARTED.postgres(), &[&run]).await.map_err(db_error)?;
             TargetStart::Started
         };
         tx.commit().await.map_err(db_error)?;
@@ -238,12 +211,7 @@ impl RunStore for PostgresStore {
         .await
         .map_err(db_error)?;
         let n = tx
-            .execute(
-                "UPDATE command_runs SET state = $2, finished_at = $3, context = NULL, cluster_token = NULL,
-                        owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND state IN ('Accepted', 'Running')",
-                &[&run.as_str(), &state.as_str(), &now],
-            )
+            .execute(super::FINISH_RUN.postgres(), &[&run.as_str(), &state.as_str(), &now])
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -254,20 +222,13 @@ impl RunStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let asked = tx
-            .execute(
-                "UPDATE command_runs SET cancel_requested_by = COALESCE(cancel_requested_by, $3)
-                 WHERE id = $1 AND scope_key = $2 AND state IN ('Accepted', 'Running')",
-                &[&id.as_str(), &scope_key, &by],
-            )
+            .execute(super::REQUEST_RUN_CANCEL.postgres(), &[&id.as_str(), &scope_key, &by])
             .await
             .map_err(db_error)?;
         if asked > 0 {
-            tx.execute(
-                "UPDATE command_run_targets SET state = 'Canceled', reason = $2 WHERE run_id = $1 AND state = 'Pending'",
-                &[&id.as_str(), &format!("Canceled by {by}")],
-            )
-            .await
-            .map_err(db_error)?;
+            tx.execute(super::CANCEL_PENDING_TARGETS.postgres(), &[&id.as_str(), &format!("Canceled by {by}")])
+                .await
+                .map_err(db_error)?;
         }
         let run = select_run(&tx, id.as_str(), Some(scope_key)).await?;
         tx.commit().await.map_err(db_error)?;
@@ -276,9 +237,6 @@ impl RunStore for PostgresStore {
 
     async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64> {
         let client = self.client().await?;
-        client
-            .execute("DELETE FROM command_runs WHERE finished_at IS NOT NULL AND finished_at < $1", &[&finished_before])
-            .await
-            .map_err(db_error)
+        client.execute(super::PURGE_RUNS.postgres(), &[&finished_before]).await.map_err(db_error)
     }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{RUN_COLUMNS, RunStore, STARTED, TARGET_SELECT, TargetStart};
+use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart};
 use crate::command::CommandId;
 use crate::fanout::{NewRun, RunId, RunRecord, RunState};
 use crate::store::sqlite::{SqliteStore, backend, flatten};
@@ -58,8 +58,7 @@ fn select_run(conn: &rusqlite::Connection, id: &str, scope_key: Option<&str>) ->
         .optional()
         .map_err(backend)?;
     let Some(mut run) = found.transpose()? else { return Ok(None) };
-    let mut stmt =
-        conn.prepare_cached(&format!("{TARGET_SELECT} WHERE t.run_id = ?1 ORDER BY t.position")).map_err(backend)?;
+    let mut stmt = conn.prepare_cached(super::TARGETS_OF_RUN.sqlite()).map_err(backend)?;
     let targets = stmt.query_map(params![id], |r| Ok(super::target(r))).map_err(backend)?;
     run.targets = targets.map(flatten).collect::<Result<_, _>>()?;
     Ok(Some(run))
@@ -72,9 +71,7 @@ impl RunStore for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             tx.execute(
-                "INSERT INTO command_runs (id, scope_key, scope, state, command, context, cluster_token,
-                     max_concurrency, max_errors, created_at, created_by, owner, lease_until)
-                 VALUES (?1, ?2, ?3, 'Accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                super::INSERT_RUN.sqlite(),
                 params![
                     run.id.as_str(),
                     run.scope.key,
@@ -94,8 +91,7 @@ impl RunStore for SqliteStore {
             for (position, target) in run.targets.iter().enumerate() {
                 let state = if target.skipped.is_some() { "Skipped" } else { "Pending" };
                 tx.execute(
-                    "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    super::INSERT_TARGET.sqlite(),
                     params![
                         run.id.as_str(),
                         position as i64,
@@ -121,11 +117,7 @@ impl RunStore for SqliteStore {
         let scope_key = scope_key.to_string();
         self.read(move |conn| {
             let ids: Vec<String> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT id FROM command_runs WHERE scope_key = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-                    )
-                    .map_err(backend)?;
+                let mut stmt = conn.prepare_cached(super::RUN_IDS_OF_SCOPE.sqlite()).map_err(backend)?;
                 let rows = stmt
                     .query_map(params![scope_key, before.unwrap_or(i64::MAX), limit as i64], |r| r.get("id"))
                     .map_err(backend)?;
@@ -138,14 +130,7 @@ impl RunStore for SqliteStore {
     async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>> {
         let lease = lease.clone();
         self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "UPDATE command_runs SET owner = ?1, lease_until = ?3
-                     WHERE state IN ('Accepted', 'Running')
-                       AND (owner = ?1 OR owner IS NULL OR lease_until < ?2)
-                     RETURNING id",
-                )
-                .map_err(backend)?;
+            let mut stmt = conn.prepare_cached(super::LEASE_RUNS.sqlite()).map_err(backend)?;
             let rows = stmt
                 .query_map(params![lease.owner, lease.now, lease.until], |r| r.get::<_, String>("id"))
                 .map_err(backend)?;
@@ -186,7 +171,7 @@ impl RunStore for SqliteStore {
                 .is_some();
             if !exists {
                 tx.execute(
-                    "UPDATE command_run_targets SET state = 'Skipped', reason = ?3 WHERE run_id = ?1 AND position = ?2",
+                    super::SKIP_DELETED_TARGET.sqlite(),
                     params![run, position, super::cluster_deleted()],
                 )
                 .map_err(backend)?;
@@ -200,11 +185,11 @@ impl RunStore for SqliteStore {
             )
             .map_err(backend)?;
             tx.execute(
-                "UPDATE command_run_targets SET state = ?4, command_id = ?3 WHERE run_id = ?1 AND position = ?2",
+                super::START_TARGET_COMMAND.sqlite(),
                 params![run, position, command, STARTED],
             )
             .map_err(backend)?;
-            tx.execute("UPDATE command_runs SET state = 'Running' WHERE id = ?1 AND state = 'Accepted'", params![run])
+            tx.execute(super::RUN_STARTED.sqlite(), params![run])
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(TargetStart::Started)
@@ -232,14 +217,7 @@ impl RunStore for SqliteStore {
                 params![run],
             )
             .map_err(backend)?;
-            let n = tx
-                .execute(
-                    "UPDATE command_runs SET state = ?2, finished_at = ?3, context = NULL, cluster_token = NULL,
-                            owner = NULL, lease_until = NULL
-                     WHERE id = ?1 AND state IN ('Accepted', 'Running')",
-                    params![run, state.as_str(), now],
-                )
-                .map_err(backend)?;
+            let n = tx.execute(super::FINISH_RUN.sqlite(), params![run, state.as_str(), now]).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(n > 0)
         })
@@ -250,19 +228,10 @@ impl RunStore for SqliteStore {
         let (id, scope_key, by) = (id.to_string(), scope_key.to_string(), by.to_string());
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
-            let asked = tx
-                .execute(
-                    "UPDATE command_runs SET cancel_requested_by = COALESCE(cancel_requested_by, ?3)
-                     WHERE id = ?1 AND scope_key = ?2 AND state IN ('Accepted', 'Running')",
-                    params![id, scope_key, by],
-                )
-                .map_err(backend)?;
+            let asked = tx.execute(super::REQUEST_RUN_CANCEL.sqlite(), params![id, scope_key, by]).map_err(backend)?;
             if asked > 0 {
-                tx.execute(
-                    "UPDATE command_run_targets SET state = 'Canceled', reason = ?2 WHERE run_id = ?1 AND state = 'Pending'",
-                    params![id, format!("Canceled by {by}")],
-                )
-                .map_err(backend)?;
+                tx.execute(super::CANCEL_PENDING_TARGETS.sqlite(), params![id, format!("Canceled by {by}")])
+                    .map_err(backend)?;
             }
             let run = select_run(&tx, &id, Some(&scope_key))?;
             tx.commit().map_err(backend)?;
@@ -273,12 +242,7 @@ impl RunStore for SqliteStore {
 
     async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64> {
         self.call(move |conn| {
-            let n = conn
-                .execute(
-                    "DELETE FROM command_runs WHERE finished_at IS NOT NULL AND finished_at < ?1",
-                    params![finished_before],
-                )
-                .map_err(backend)?;
+            let n = conn.execute(super::PURGE_RUNS.sqlite(), params![finished_before]).map_err(backend)?;
             Ok(n as u64)
         })
         .await
