@@ -217,6 +217,14 @@ fn command_id(r: &impl Columns) -> Result<CommandId, StoreError> {
     Ok(CommandId::from_text(r.text("id")?))
 }
 
+/// A finished command's result columns: `(exit code, logs, reason)`.
+fn outcome_columns(outcome: &Outcome) -> (Option<i32>, String, Option<String>) {
+    match outcome {
+        Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
+        Outcome::Failed { reason, logs } => (None, logs.clone(), Some(reason.as_reason())),
+    }
+}
+
 /// Command options as their columns hold them: `(environment JSON, secret names JSON, timeout ms)`.
 fn option_columns(options: &CommandOptions) -> (Option<String>, Option<String>, Option<i64>) {
     let environment = (!options.environment.is_empty()).then(|| {

@@ -101,10 +101,7 @@ impl CommandStore for SqliteStore {
     async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         debug_assert!(CommandState::Running.can_become(outcome.state()));
         let id = id.to_string();
-        let (exit_code, logs, reason) = match outcome {
-            Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
-            Outcome::Failed { reason, logs } => (None, logs.clone(), Some(reason.as_reason())),
-        };
+        let (exit_code, logs, reason) = outcome_columns(outcome);
         let state = outcome.state().as_str();
         self.call(move |conn| {
             let params = params![id, state, now, exit_code, logs, reason, expires_at];
