@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::approval::{self, ApprovalPolicy};
 use crate::executor::{ExecutorKind, LimitOverrides};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct ClusterSettings {
     pub run_command_disabled: bool,
     /// `properties.aadProfile.managed`: commands act as their caller, with a `clusterToken`.
     pub aad_managed: bool,
+    /// `properties.commandApproval`: which commands wait for approvers (none with `mode: "off"`).
+    pub approval: Option<ApprovalPolicy>,
 }
 
 /// A setting that cannot be used: the property (`properties.…`) and a message naming it.
@@ -79,7 +82,15 @@ impl ClusterSettings {
                 }
             })?),
         };
+        let approval = match properties.get(approval::PROPERTY) {
+            None | Some(Value::Null) => None,
+            Some(value) => ApprovalPolicy::parse(value).map_err(|why| {
+                let property = "properties.commandApproval";
+                InvalidSetting { property, message: format!("'{property}' {why}.") }
+            })?,
+        };
         Ok(ClusterSettings {
+            approval,
             executor,
             limits,
             run_command_disabled: flag(&["apiServerAccessProfile", "disableRunCommand"]),
@@ -103,12 +114,14 @@ mod tests {
             "commandExecutor": "Kubernetes",
             "commandLimits": {"timeoutSeconds": 5},
             "apiServerAccessProfile": {"disableRunCommand": true},
-            "aadProfile": {"managed": true}
+            "aadProfile": {"managed": true},
+            "commandApproval": {"mode": "freeFormOnly", "approvers": 2}
         }))
         .unwrap();
         assert_eq!(read.executor, Some(ExecutorKind::Kubernetes));
         assert_eq!(read.limits.timeout_seconds, Some(5));
         assert!(read.run_command_disabled && read.aad_managed);
+        assert_eq!(read.approval.map(|a| a.approvers), Some(2));
         assert_eq!(settings(json!({})).unwrap(), ClusterSettings::default());
     }
 
@@ -118,5 +131,8 @@ mod tests {
         let bad = settings(json!({"commandLimits": {"timeoutSeconds": 0}})).unwrap_err();
         assert_eq!(bad.property, "properties.commandLimits");
         assert!(bad.message.contains("positive"), "{bad}");
+        let bad = settings(json!({"commandApproval": {"mode": "always", "approvers": 9}})).unwrap_err();
+        assert_eq!(bad.property, "properties.commandApproval");
+        assert!(bad.message.contains("'approvers'"), "{bad}");
     }
 }

@@ -3,11 +3,16 @@
 use serde::Serialize;
 
 /// A command's lifecycle. Transitions are `Accepted → Running → Succeeded | Failed | Canceled`
-/// and `Accepted → Canceled`, as [`CommandState::can_become`] states them. The store applies each
+/// and `Accepted → Canceled`, and for a command its cluster holds for approval
+/// `PendingApproval → Accepted` (approved), `→ Canceled` (rejected, or canceled by its
+/// requester) or `→ Failed` (`ApprovalExpired`), as [`CommandState::can_become`] states them. The store applies each
 /// by SQL guarded on the state it leaves (`WHERE state = 'Running'`); the store contract tests
 /// (`tests/store`) pin that no other transition happens on either backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum CommandState {
+    /// Held until enough approvers said yes (`properties.commandApproval`): nothing runs and it
+    /// takes no place in the queue.
+    PendingApproval,
     Accepted,
     Running,
     Succeeded,
@@ -22,11 +27,17 @@ impl CommandState {
 
     pub fn can_become(self, next: CommandState) -> bool {
         use CommandState::*;
-        matches!((self, next), (Accepted, Running | Canceled) | (Running, Succeeded | Failed | Canceled))
+        matches!(
+            (self, next),
+            (PendingApproval, Accepted | Canceled | Failed)
+                | (Accepted, Running | Canceled)
+                | (Running, Succeeded | Failed | Canceled)
+        )
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PendingApproval => "PendingApproval",
             Self::Accepted => "Accepted",
             Self::Running => "Running",
             Self::Succeeded => "Succeeded",
@@ -36,7 +47,7 @@ impl CommandState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
+        [Self::PendingApproval, Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
             .into_iter()
             .find(|state| state.as_str() == s)
     }
@@ -90,6 +101,10 @@ pub enum FailureReason {
     WorkerLost,
     /// Someone canceled it (their app id); the command ends `Canceled`, not `Failed`.
     Canceled(String),
+    /// An approver said no (`appId (objectId)` and their reason); it ends `Canceled`.
+    Rejected { by: String, reason: String },
+    /// Not approved by enough approvers within the cluster's `commandApproval.expiresAfter`.
+    ApprovalExpired,
     /// The command could not be started (working directory, spawn, context extraction).
     StartFailed(String),
     /// The command's process ended but its exit status could not be read.
@@ -116,6 +131,10 @@ impl FailureReason {
                                   parameters lived only in that server's memory; submit it again"
                 .into(),
             Self::Canceled(by) => format!("Canceled by {by}"),
+            Self::Rejected { by, reason } => format!("Rejected by {by}: {reason}"),
+            Self::ApprovalExpired => "ApprovalExpired: not approved by enough approvers within the cluster's \
+                                      commandApproval.expiresAfter; it never ran"
+                .into(),
             Self::StartFailed(detail) => format!("StartFailed: {detail}"),
             Self::StatusUnknown(detail) => format!("StatusUnknown: {detail}"),
             Self::InvalidClusterSetting(detail) => format!("InvalidClusterSetting: {detail}"),
@@ -145,7 +164,9 @@ impl Outcome {
     pub fn state(&self) -> CommandState {
         match self {
             Outcome::Exited { .. } => CommandState::Succeeded,
-            Outcome::Failed { reason: FailureReason::Canceled(_), .. } => CommandState::Canceled,
+            Outcome::Failed { reason: FailureReason::Canceled(_) | FailureReason::Rejected { .. }, .. } => {
+                CommandState::Canceled
+            }
             Outcome::Failed { .. } => CommandState::Failed,
         }
     }
@@ -194,6 +215,10 @@ mod tests {
         assert!(!Accepted.can_become(Succeeded));
         assert!(!Succeeded.can_become(Running));
         assert!(!Failed.can_become(Failed));
+        assert!(PendingApproval.can_become(Accepted) && PendingApproval.can_become(Canceled));
+        assert!(PendingApproval.can_become(Failed), "an approval that expires");
+        assert!(!PendingApproval.can_become(Running), "an approval always passes through the queue");
+        assert!(!Accepted.can_become(PendingApproval));
     }
 
     #[test]

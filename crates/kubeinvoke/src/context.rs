@@ -129,6 +129,18 @@ pub(crate) fn check(bytes: &[u8], limits: ContextLimits) -> Result<(), ContextEr
     Ok(())
 }
 
+/// The files of a checked context: each name and its unpacked size, in the zip's order
+/// (directories left out). A zip that cannot be read lists nothing.
+pub(crate) fn files(bytes: &[u8]) -> Vec<(String, u64)> {
+    let Ok(mut archive) = ZipArchive::new(Cursor::new(bytes)) else { return Vec::new() };
+    (0..archive.len())
+        .filter_map(|index| {
+            let entry = archive.by_index_raw(index).ok()?;
+            (!entry.is_dir()).then(|| (entry_name(&entry), entry.size()))
+        })
+        .collect()
+}
+
 /// The first name that appears twice in the central directory (the reader keeps only one).
 fn duplicate_name(bytes: &[u8]) -> Option<String> {
     const CENTRAL_HEADER: [u8; 4] = 0x02014b50u32.to_le_bytes();

@@ -12,6 +12,7 @@
 
 pub(crate) mod activity;
 pub mod admin;
+pub mod approval;
 pub(crate) mod arm;
 pub mod audit;
 pub(crate) mod azure;

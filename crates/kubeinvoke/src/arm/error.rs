@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::refusal::{AuthorizationRefusal, ExtensionRefusal};
+use super::refusal::{ApprovalRefusal, AuthorizationRefusal, ExtensionRefusal};
 use super::wire::CloudError;
 
 /// A request failure as the client sees it: a status and a CloudError body.
@@ -76,6 +76,8 @@ pub enum ApiError {
     Authorization(#[from] AuthorizationRefusal),
     #[error(transparent)]
     Extension(#[from] ExtensionRefusal),
+    #[error(transparent)]
+    Approval(#[from] ApprovalRefusal),
     #[error("The service's database is unavailable. Retry after {retry_after} seconds.")]
     StoreUnavailable { retry_after: u64 },
     #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
@@ -118,6 +120,7 @@ impl ApiError {
             AuthorizationFailed { .. } => StatusCode::FORBIDDEN,
             Authorization(refusal) => refusal.status(),
             Extension(refusal) => refusal.status(),
+            Approval(refusal) => refusal.status(),
             AlreadyFinished { .. } | RunAlreadyFinished { .. } => StatusCode::CONFLICT,
             StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,6 +153,7 @@ impl ApiError {
             AuthorizationFailed { .. } => "AuthorizationFailed",
             Authorization(refusal) => refusal.code(),
             Extension(refusal) => refusal.code(),
+            Approval(refusal) => refusal.code(),
             AlreadyFinished { .. } => "CommandAlreadyFinished",
             RunAlreadyFinished { .. } => "CommandRunAlreadyFinished",
             StoreUnavailable { .. } => "ServiceUnavailable",

@@ -4,6 +4,7 @@
 //! assemble JSON or error texts themselves.
 
 pub(crate) mod api_version;
+pub(crate) mod approvals;
 pub(crate) mod error;
 pub(crate) mod fanout;
 pub(crate) mod path;

@@ -56,6 +56,14 @@ pub(crate) enum Route {
     CommandHistory(ClusterRef),
     CommandLogs(ClusterRef, CommandId),
     CancelCommand(ClusterRef, CommandId),
+    /// `…/commandResults/{id}/approve` and `/reject` (an extension: four eyes).
+    DecideCommand(ClusterRef, CommandId, crate::approval::Verdict),
+    /// `…/commandResults/{id}/approval`: what an approver decides on.
+    CommandApproval(ClusterRef, CommandId),
+    /// `…/commandResults/{id}/context`: the attached zip, for its approvers.
+    CommandContext(ClusterRef, CommandId),
+    /// `{scope}/providers/Microsoft.ContainerService/pendingApprovals`: what waits for approvers.
+    PendingApprovals(ScopeRef),
     /// `{scope}/providers/Microsoft.Authorization/roleAssignments`; scope `/` is the root.
     RoleAssignments(String),
     RoleAssignment(String, String),
@@ -100,6 +108,11 @@ impl Route {
             Route::CommandHistory(_) => "{cluster}/commandResults",
             Route::CommandLogs(..) => "{cluster}/commandResults/{id}/logs",
             Route::CancelCommand(..) => "{cluster}/commandResults/{id}/cancel",
+            Route::DecideCommand(.., crate::approval::Verdict::Approve) => "{cluster}/commandResults/{id}/approve",
+            Route::DecideCommand(.., crate::approval::Verdict::Reject) => "{cluster}/commandResults/{id}/reject",
+            Route::CommandApproval(..) => "{cluster}/commandResults/{id}/approval",
+            Route::CommandContext(..) => "{cluster}/commandResults/{id}/context",
+            Route::PendingApprovals(_) => "{scope}/providers/Microsoft.ContainerService/pendingApprovals",
             Route::RoleAssignments(_) => "{scope}/providers/Microsoft.Authorization/roleAssignments",
             Route::RoleAssignment(..) => "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
             Route::RoleDefinitions(_) => "{scope}/providers/Microsoft.Authorization/roleDefinitions",
@@ -213,6 +226,7 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
         return match rest {
             [action] if is(action, "runCommand") => container(scope().map(Route::FanOut)),
             [kind] if is(kind, "commandRuns") => container(scope().map(Route::CommandRuns)),
+            [kind] if is(kind, "pendingApprovals") => container(scope().map(Route::PendingApprovals)),
             [kind, id] if is(kind, "commandRuns") => {
                 container(scope().map(|s| Route::CommandRun(s, RunId::from_text(id.to_lowercase()))))
             }
@@ -257,6 +271,14 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
             match seg[10] {
                 s if s.eq_ignore_ascii_case("logs") => container(cluster().map(|c| Route::CommandLogs(c, id))),
                 s if s.eq_ignore_ascii_case("cancel") => container(cluster().map(|c| Route::CancelCommand(c, id))),
+                s if s.eq_ignore_ascii_case("approve") => {
+                    container(cluster().map(|c| Route::DecideCommand(c, id, crate::approval::Verdict::Approve)))
+                }
+                s if s.eq_ignore_ascii_case("reject") => {
+                    container(cluster().map(|c| Route::DecideCommand(c, id, crate::approval::Verdict::Reject)))
+                }
+                s if s.eq_ignore_ascii_case("approval") => container(cluster().map(|c| Route::CommandApproval(c, id))),
+                s if s.eq_ignore_ascii_case("context") => container(cluster().map(|c| Route::CommandContext(c, id))),
                 _ => None,
             }
         }

@@ -91,6 +91,43 @@ impl ExtensionRefusal {
     }
 }
 
+/// A decision on a held command that cannot be taken (docs/contract.md, four eyes).
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalRefusal {
+    #[error("The command '{0}' was not held for approval.")]
+    NotHeld(String),
+    #[error("The command '{id}' is {state}: it no longer waits for approval.")]
+    NotPending { id: String, state: &'static str },
+    #[error("The command '{0}' was not approved in time: it ended Failed (ApprovalExpired) and never ran.")]
+    Expired(String),
+    #[error("The requester of command '{0}' cannot approve it: another principal must (two-person rule).")]
+    OwnCommand(String),
+    #[error("You approved command '{0}' already; an approver counts once, and it needs another principal's approval.")]
+    AlreadyApproved(String),
+}
+
+impl ApprovalRefusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApprovalRefusal::NotHeld(_) => StatusCode::NOT_FOUND,
+            ApprovalRefusal::OwnCommand(_) => StatusCode::FORBIDDEN,
+            ApprovalRefusal::NotPending { .. } | ApprovalRefusal::Expired(_) | ApprovalRefusal::AlreadyApproved(_) => {
+                StatusCode::CONFLICT
+            }
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApprovalRefusal::NotHeld(_) => "ApprovalNotFound",
+            ApprovalRefusal::NotPending { .. } => "CommandNotPendingApproval",
+            ApprovalRefusal::Expired(_) => "ApprovalExpired",
+            ApprovalRefusal::OwnCommand(_) => "SelfApprovalNotAllowed",
+            ApprovalRefusal::AlreadyApproved(_) => "ApprovalAlreadyGiven",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

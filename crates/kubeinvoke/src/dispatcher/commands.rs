@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::approval::Hold;
 use crate::command::{CommandId, CommandState};
 use crate::fanout::RunRecord;
 use crate::store::{ClusterUid, CommandOptions, Lease, NewCommand, StoreError, TargetStart};
@@ -24,6 +25,8 @@ pub struct Submission {
     pub options: CommandOptions,
     /// Secret parameter values: kept in this server's memory only, so only this replica may run it.
     pub secrets: Vec<(String, String)>,
+    /// Set when its cluster holds it for approval.
+    pub hold: Option<Hold>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +49,10 @@ pub enum Cancel {
 }
 
 impl Dispatcher {
-    /// Stores a new command durably before the caller hears of it: `Running` at once when a
-    /// worker here is idle and nothing is queued (one durable write: its claim is its insert),
-    /// else `Accepted` if the queue has room, waking a worker.
+    /// Stores a new command durably before the caller hears of it: `PendingApproval` when its
+    /// cluster holds it (it takes no place in the queue and nothing runs), else `Running` at once
+    /// when a worker here is idle and nothing is queued (one durable write: its claim is its
+    /// insert), else `Accepted` if the queue has room, waking a worker.
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<CommandId, SubmitError> {
         let id = CommandId::generate();
         let now = now_millis();
@@ -63,11 +67,16 @@ impl Dispatcher {
             submitted_by: submission.submitted_by,
             options: submission.options,
             pinned: has_secrets.then(|| self.lease_from(now)),
+            hold: submission.hold,
         };
         if has_secrets {
             self.secrets.insert(id.clone(), submission.secrets);
         }
-        let stored = match self.idle_worker() {
+        let worker = if command.hold.is_some() { None } else { self.idle_worker() };
+        let stored = match worker {
+            None if command.hold.is_some() => {
+                self.store.commands().insert_command(command).await.map_err(SubmitError::from)
+            }
             Some(worker) => match self.store.commands().insert_running(command, &self.lease_from(now)).await {
                 Ok(claimed) => {
                     self.start_execution(claimed, worker);
@@ -105,6 +114,10 @@ impl Dispatcher {
                 self.secrets.take(id);
                 true
             }
+            CommandState::PendingApproval => {
+                self.secrets.take(id);
+                true
+            }
             CommandState::Running => {
                 self.stop_execution(id, by) || self.store.commands().request_cancel(cluster, id, by).await?
             }
@@ -132,7 +145,7 @@ impl Dispatcher {
         let target = run.targets.iter().find(|t| t.position == position);
         if let Some(uid) = target.and_then(|t| t.cluster_uid.clone()) {
             let cluster = self.store.clusters().cluster_by_uid(&ClusterUid::from_text(uid)).await?;
-            if let Some(Err(refused)) = cluster.map(|c| super::admit(&c, true, run.has_cluster_token)) {
+            if let Some(Err(refused)) = cluster.map(|c| super::admit_target(&c, run.has_cluster_token, false)) {
                 let reason = refused.skip_reason();
                 let skipped = self.store.runs().skip_pending(&run.id, Some(position), &reason).await?;
                 if skipped > 0 {

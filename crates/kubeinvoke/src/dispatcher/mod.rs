@@ -5,6 +5,7 @@
 //! owns a command only after the store moved it `Accepted → Running`. An in-memory counter
 //! bounds the queue so a flood of submissions gets 429s instead of an ever-growing backlog.
 
+mod approvals;
 mod commands;
 mod pending;
 mod queue;
@@ -18,10 +19,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) use approvals::Approver;
 pub(crate) use commands::{Cancel, SubmitError};
 use queue::Queue;
 pub(crate) use submit::{
-    Ask, Asker, NotAdmitted, Refused, SavedInvocation, SubmitChecks, TokenCheck, TokenRefusal, admit,
+    Ask, Asker, NotAdmitted, Refused, SavedInvocation, SubmitChecks, TokenCheck, TokenRefusal, admit_target,
 };
 
 use crate::command::{CommandId, FailureReason, Outcome};
@@ -401,6 +403,7 @@ impl Dispatcher {
                 }
                 Err(e) => tracing::warn!(error = %e, "looking for lost commands failed"),
             }
+            self.expire_approvals().await;
         }
     }
 

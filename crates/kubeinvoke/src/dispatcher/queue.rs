@@ -47,6 +47,14 @@ impl Queue {
         self.queued.load(Ordering::Acquire) == 0
     }
 
+    /// A command joined the queue without a reservation: one that waited for approval, released
+    /// by its last approver (its submission was admitted when it was held). Wakes a worker.
+    pub(super) fn joined(&self) {
+        let before = self.queued.fetch_add(1, Ordering::AcqRel);
+        publish(before + 1);
+        self.wake.notify_one();
+    }
+
     /// A queued command left the queue: claimed here, or canceled before any worker took it.
     pub(super) fn left(&self) {
         let before = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));

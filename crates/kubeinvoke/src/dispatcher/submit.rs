@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::Dispatcher;
 use super::commands::{Submission, SubmitError};
 use super::queue::QueueFull;
+use crate::approval::ApprovalPolicy;
 use crate::cluster_settings::{ClusterSettings, InvalidSetting, Refusal};
 use crate::command::CommandId;
 use crate::context::{ContextError, ContextLimits};
@@ -22,12 +23,31 @@ use crate::store::{ClusterRecord, ClusterUid, CommandOptions, StoreError};
 pub(crate) struct Admitted {
     cluster_uid: ClusterUid,
     aad_managed: bool,
+    /// The approval policy that holds this command, if its cluster holds it.
+    held_by: Option<ApprovalPolicy>,
+    /// The cluster's approval policy, whether or not it holds this command.
+    policy: Option<ApprovalPolicy>,
 }
 
 impl Admitted {
     /// Whether the command acts as its caller (a `clusterToken` is needed and is kept).
     pub(crate) fn aad_managed(&self) -> bool {
         self.aad_managed
+    }
+
+    /// `admit` holds a saved command only under `mode: "always"`; one that nobody but its asker
+    /// vetted (`vetted` false) is held like a free-form line.
+    fn vetted_by_another(mut self, vetted: bool) -> Self {
+        if !vetted && self.held_by.is_none() {
+            self.held_by = self.policy.filter(|policy| policy.holds(true));
+        }
+        self
+    }
+
+    /// The policy under which the command waits for approvers, if it does.
+    #[cfg(test)]
+    pub(crate) fn held_by(&self) -> Option<ApprovalPolicy> {
+        self.held_by
     }
 }
 
@@ -40,6 +60,10 @@ pub(crate) enum NotAdmitted {
     /// The cluster does not take this command (`disableRunCommand`, a missing `clusterToken`).
     #[error("the cluster refuses the command: {0:?}")]
     Cluster(Refusal),
+    /// A fan-out target on a cluster that holds its commands for approval, in a run that was
+    /// not approved.
+    #[error("the cluster holds its commands for approval")]
+    ApprovalRequired,
 }
 
 impl NotAdmitted {
@@ -54,6 +78,10 @@ impl NotAdmitted {
             NotAdmitted::Cluster(Refusal::ClusterTokenRequired) => {
                 (skip::CLUSTER_TOKEN_REQUIRED, "the cluster is AAD-managed and the run has no clusterToken".into())
             }
+            NotAdmitted::ApprovalRequired => (
+                skip::APPROVAL_REQUIRED,
+                "properties.commandApproval holds free-form commands for approval, and the run was not approved".into(),
+            ),
         };
         format!("{code}: {detail}")
     }
@@ -118,6 +146,9 @@ impl SubmitChecks<'_> {
 pub(crate) struct Ask {
     /// A shell line of the caller's (not a saved command's).
     pub free_form: bool,
+    /// A saved command last written by the asker: nobody else vetted it, so an approval policy
+    /// that lets saved commands through (`freeFormOnly`) holds it like a free-form line.
+    pub written_by_asker: bool,
     pub command: String,
     /// The attached files as sent (base64 zip).
     pub context: Option<String>,
@@ -142,12 +173,27 @@ pub(crate) enum Refused {
     Store(#[from] StoreError),
 }
 
+/// Whether `cluster` takes a fan-out target's command: as [`admit`], and never past an approval
+/// policy the run was not approved under (`approved`).
+pub(crate) fn admit_target(cluster: &ClusterRecord, has_token: bool, approved: bool) -> Result<Admitted, NotAdmitted> {
+    let admitted = admit(cluster, true, has_token)?;
+    if admitted.held_by.is_some() && !approved {
+        return Err(NotAdmitted::ApprovalRequired);
+    }
+    Ok(admitted)
+}
+
 /// Whether `cluster` takes a command: `free_form` for a shell line of the caller's (not a saved
 /// command), `has_token` when a `clusterToken` came with it.
 pub(crate) fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -> Result<Admitted, NotAdmitted> {
     let settings = ClusterSettings::from_document(&cluster.document).map_err(NotAdmitted::InvalidSetting)?;
     settings.admits(free_form, has_token).map_err(NotAdmitted::Cluster)?;
-    Ok(Admitted { cluster_uid: cluster.uid.clone(), aad_managed: settings.aad_managed })
+    Ok(Admitted {
+        cluster_uid: cluster.uid.clone(),
+        aad_managed: settings.aad_managed,
+        held_by: settings.approval.filter(|policy| policy.holds(free_form)),
+        policy: settings.approval,
+    })
 }
 
 /// One command asked for, its parts already checked: the files unpacked and within their limits,
@@ -159,6 +205,8 @@ pub(crate) struct CommandRequest {
     pub cluster_token: Option<String>,
     /// Who asks (`appId (objectId)`).
     pub submitted_by: String,
+    /// The asker's object id: the one principal who may never approve it, if it is held.
+    pub requester_oid: String,
     /// `timeoutInSeconds` of the request: it may only lower the limits.
     pub timeout: Option<Duration>,
     pub saved: Option<SavedInvocation>,
@@ -187,6 +235,7 @@ impl Dispatcher {
     ) -> Result<CommandId, Refused> {
         let token = ask.cluster_token.filter(|t| !t.is_empty());
         let admitted = admit(cluster, ask.free_form, token.is_some())?;
+        let admitted = admitted.vetted_by_another(!ask.free_form && !ask.written_by_asker);
         let cluster_token = match token.filter(|_| admitted.aad_managed()) {
             Some(token) => Some(checks.cluster_token(&token, asker).await?),
             None => None,
@@ -197,6 +246,7 @@ impl Dispatcher {
             context,
             cluster_token,
             submitted_by: asker.principal.clone(),
+            requester_oid: asker.object_id.clone(),
             timeout: ask.timeout,
             saved: ask.saved,
         };
@@ -213,7 +263,9 @@ impl Dispatcher {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let hold = admitted.held_by.map(|policy| policy.hold(&request.requester_oid, crate::time::now_millis()));
         let submission = Submission {
+            hold,
             cluster_uid: admitted.cluster_uid,
             command: request.command,
             context: request.context,
@@ -260,5 +312,13 @@ mod tests {
         assert!(matches!(admit(&aad, true, false), Err(NotAdmitted::Cluster(Refusal::ClusterTokenRequired))));
         assert!(admit(&aad, true, true).unwrap().aad_managed());
         assert!(!admit(&cluster(json!({})), true, true).unwrap().aad_managed());
+        let held = cluster(json!({"commandApproval": {"mode": "freeFormOnly"}}));
+        assert!(admit(&held, true, false).unwrap().held_by().is_some(), "a free-form line waits");
+        assert!(admit(&held, false, false).unwrap().held_by().is_none(), "a saved command runs at once");
+        let always = cluster(json!({"commandApproval": {"mode": "always", "approvers": 2}}));
+        assert_eq!(admit(&always, false, false).unwrap().held_by().map(|p| p.approvers), Some(2));
+        let self_written = admit(&held, false, false).unwrap().vetted_by_another(false);
+        assert!(self_written.held_by().is_some(), "a saved command its asker wrote is nobody else's vetting");
+        assert!(admit(&held, false, false).unwrap().vetted_by_another(true).held_by().is_none());
     }
 }

@@ -94,6 +94,7 @@ async fn a_panic_in_the_executor_ends_the_command_failed_and_frees_its_worker() 
         submitted_by: "app (oid)".into(),
         options: Default::default(),
         secrets: Vec::new(),
+        hold: None,
     };
     let panicked = dispatcher.submit(submit("panic")).await.unwrap();
     let after = dispatcher.submit(submit("true")).await.unwrap();

@@ -1,5 +1,6 @@
 //! Event subscriptions in Event Grid's shape (`az eventgrid event-subscription create`): webhook
-//! destinations that receive CloudEvents 1.0 for command accepted, started and finished, read
+//! destinations that receive CloudEvents 1.0 for command accepted, started and finished, and for
+//! approvals requested, given and refused (so a chat or paging webhook can call approvers), read
 //! from the activity log (the durable outbox: a subscription's cursor moves only after a 2xx).
 
 pub(crate) mod delivery;
@@ -14,11 +15,17 @@ use serde_json::{Map, Value, json};
 use endpoint::{AddressPolicy, Endpoint};
 
 /// The event types a subscription can filter on.
-pub(crate) const EVENT_TYPES: [&str; 3] = [
+pub(crate) const EVENT_TYPES: [&str; 6] = [
     "Microsoft.ContainerService.CommandAccepted",
     "Microsoft.ContainerService.CommandStarted",
     "Microsoft.ContainerService.CommandFinished",
+    "Microsoft.ContainerService.CommandApprovalRequested",
+    "Microsoft.ContainerService.CommandApproved",
+    "Microsoft.ContainerService.CommandRejected",
 ];
+
+/// The operation of an approver's decision in the activity log.
+const DECISION_OPERATION: &str = "/commandResults/approve/action";
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -139,33 +146,43 @@ impl SubscriptionSpec {
 }
 
 /// The CloudEvent for an activity log event (its canonical content), if it is one subscribers
-/// get: a command accepted, started or finished. Never logs, parameters or secrets.
+/// get: a command accepted, started or finished, its approval requested, or an approver's
+/// decision. Never logs, parameters or secrets.
 pub(crate) fn cloud_event(content: &str) -> Option<(String, Value)> {
     let event: Value = serde_json::from_str(content).ok()?;
     let operation = event["operationName"]["value"].as_str()?;
-    if !operation.ends_with("/runcommand/action") && !operation.ends_with("/runSavedCommand/action") {
-        return None;
-    }
     let status = event["status"]["value"].as_str()?;
-    let kind = match status {
-        "Accepted" => EVENT_TYPES[0],
-        "Started" => EVENT_TYPES[1],
-        "Succeeded" | "Failed" | "Canceled" => EVENT_TYPES[2],
-        _ => return None,
-    };
     let properties = &event["properties"];
+    let (kind, state) = if operation.ends_with("/runcommand/action") || operation.ends_with("/runSavedCommand/action") {
+        match status {
+            "Accepted" => (EVENT_TYPES[0], status),
+            "Started" => (EVENT_TYPES[1], "Running"),
+            "Succeeded" | "Failed" | "Canceled" => (EVENT_TYPES[2], status),
+            "ApprovalRequested" => (EVENT_TYPES[3], "PendingApproval"),
+            _ => return None,
+        }
+    } else if operation.ends_with(DECISION_OPERATION) {
+        match (status, properties["released"].as_str()) {
+            ("Approved", Some("true")) => (EVENT_TYPES[4], "Accepted"),
+            ("Approved", _) => (EVENT_TYPES[4], "PendingApproval"),
+            ("Rejected", _) => (EVENT_TYPES[5], "Canceled"),
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
     let command_id = properties["commandId"].as_str()?;
     let cluster = event["resourceId"].as_str()?;
     let mut data = json!({
         "commandId": command_id,
         "clusterId": cluster,
-        "state": if kind == EVENT_TYPES[1] { "Running" } else { status },
+        "state": state,
         "caller": event["caller"],
     });
-    for (field, name) in [("exitCode", "exitCode"), ("reason", "reason"), ("durationMs", "durationMs")] {
+    for field in ["exitCode", "reason", "durationMs", "approvals", "approvalsNeeded"] {
         if let Some(value) = properties[field].as_str() {
-            data[name] = match field {
-                "exitCode" | "durationMs" => {
+            data[field] = match field {
+                "exitCode" | "durationMs" | "approvals" | "approvalsNeeded" => {
                     value.parse::<i64>().map(Value::from).unwrap_or(Value::String(value.into()))
                 }
                 _ => Value::String(value.into()),
@@ -244,5 +261,44 @@ mod tests {
         assert_eq!(cloud["id"], "e1");
         assert_eq!(cloud["data"]["reason"], "Timeout");
         assert!(!cloud.to_string().contains("echo hidden"));
+    }
+
+    #[test]
+    fn approvals_become_cloud_events_naming_the_approver_and_the_state() {
+        let event = |operation: &str, status: &str, properties: Vec<(&str, &str)>| NewEvent {
+            event_id: "e2".into(),
+            time: 0,
+            operation: operation.into(),
+            status: status.into(),
+            sub_status: String::new(),
+            caller: "approver".into(),
+            correlation_id: "c1".into(),
+            resource_id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/k"
+                .into(),
+            properties: string_properties(properties.into_iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+        };
+        let run = "Microsoft.ContainerService/managedClusters/runcommand/action";
+        let approve = "Microsoft.ContainerService/managedClusters/commandResults/approve/action";
+        let asked = event(run, "ApprovalRequested", vec![("commandId", "c1"), ("approvalsNeeded", "2")]);
+        let (kind, cloud) = cloud_event(&asked.content()).unwrap();
+        assert_eq!(
+            (kind.as_str(), &cloud["data"]["state"]),
+            ("Microsoft.ContainerService.CommandApprovalRequested", &json!("PendingApproval"))
+        );
+        assert_eq!(cloud["data"]["approvalsNeeded"], 2);
+        let counted = event(approve, "Approved", vec![("commandId", "c1"), ("released", "false"), ("reason", "ok")]);
+        let (kind, cloud) = cloud_event(&counted.content()).unwrap();
+        assert_eq!(
+            (kind.as_str(), &cloud["data"]["state"]),
+            ("Microsoft.ContainerService.CommandApproved", &json!("PendingApproval"))
+        );
+        assert_eq!(
+            (cloud["data"]["caller"].as_str(), cloud["data"]["reason"].as_str()),
+            (Some("approver"), Some("ok"))
+        );
+        let released = event(approve, "Approved", vec![("commandId", "c1"), ("released", "true")]);
+        assert_eq!(cloud_event(&released.content()).unwrap().1["data"]["state"], "Accepted");
+        let rejected = event(approve, "Rejected", vec![("commandId", "c1"), ("released", "false")]);
+        assert_eq!(cloud_event(&rejected.content()).unwrap().0, "Microsoft.ContainerService.CommandRejected");
     }
 }

@@ -129,6 +129,8 @@ impl TargetState {
 
     fn of_command(state: CommandState) -> Self {
         match state {
+            // A target's command is never held: a run is approved as a whole before it starts.
+            CommandState::PendingApproval => Self::Pending,
             CommandState::Accepted => Self::Accepted,
             CommandState::Running => Self::Running,
             CommandState::Succeeded => Self::Succeeded,
@@ -154,6 +156,8 @@ pub mod skip {
     pub const CLUSTER_DELETED: &str = "ClusterDeleted";
     /// The cluster's stored settings cannot be used.
     pub const INVALID_CLUSTER_SETTING: &str = "InvalidClusterSetting";
+    /// The cluster holds free-form commands for approval and the run was not approved.
+    pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";
 }
 
 /// A cluster chosen for a run, as stored at submission.

@@ -29,6 +29,8 @@ pub(crate) const BUILT_IN_ROLES: [BuiltInRole; 5] = [
             "Microsoft.Authorization/*/Delete",
             "Microsoft.Authorization/*/Write",
             "Microsoft.Authorization/elevateAccess/Action",
+            // kubeinvoke's four eyes: whoever may run commands may not also approve them.
+            "Microsoft.ContainerService/managedClusters/commandResults/approve/action",
         ],
     },
     BuiltInRole {

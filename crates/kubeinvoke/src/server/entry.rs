@@ -10,7 +10,9 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::handlers::{activity, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved};
+use super::handlers::{
+    activity, approvals, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved,
+};
 use super::request::RequestContext;
 use super::{permissions, request_events};
 use crate::arm::ApiError;
@@ -93,7 +95,7 @@ async fn route(
             M::PUT => groups::put(app, ctx, &group, body).await,
             M::GET => groups::get(app, &group).await,
             M::HEAD => groups::exists(app, &group).await,
-            M::DELETE => groups::delete(app, &group).await,
+            M::DELETE => groups::delete(app, who(), &group).await,
             _ => not_allowed("GET, HEAD, PUT, DELETE"),
         },
         Route::ClustersInSubscription(sub) => match *method {
@@ -105,9 +107,9 @@ async fn route(
             _ => not_allowed("GET"),
         },
         Route::Cluster(cluster) => match *method {
-            M::PUT => clusters::put(app, ctx, &cluster, body).await,
+            M::PUT => clusters::put(app, ctx, who(), &cluster, body).await,
             M::GET => clusters::get(app, &cluster).await,
-            M::DELETE => clusters::delete(app, &cluster).await,
+            M::DELETE => clusters::delete(app, who(), &cluster).await,
             _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::ClusterAction(cluster, action) => match (*method == M::POST, action) {
@@ -132,6 +134,22 @@ async fn route(
         Route::CancelCommand(cluster, id) => match *method {
             M::POST => history::cancel(app, ctx, who(), &cluster, &id).await,
             _ => not_allowed("POST"),
+        },
+        Route::DecideCommand(cluster, id, verdict) => match *method {
+            M::POST => approvals::decide(app, ctx, who(), &cluster, &id, verdict, body).await,
+            _ => not_allowed("POST"),
+        },
+        Route::CommandApproval(cluster, id) => match *method {
+            M::GET => approvals::view(app, &cluster, &id).await,
+            _ => not_allowed("GET"),
+        },
+        Route::CommandContext(cluster, id) => match *method {
+            M::GET => approvals::context(app, &cluster, &id).await,
+            _ => not_allowed("GET"),
+        },
+        Route::PendingApprovals(scope) => match *method {
+            M::GET => approvals::pending(app, who(), &scope).await,
+            _ => not_allowed("GET"),
         },
         Route::RoleAssignments(scope) => match *method {
             M::GET => authorization::list_assignments(app, ctx, &scope).await,

@@ -11,6 +11,9 @@ use crate::resource::{ClusterRef, GroupRef};
 pub(super) const RUNS_READ: &str = "Microsoft.ContainerService/commandRuns/read";
 /// Canceling fan-out runs of a scope (their creator may always cancel).
 pub(super) const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/cancel/action";
+/// Approving or rejecting a held command, and seeing what it would run (no built-in role but
+/// Owner has it: Contributor's `*` leaves it out).
+pub(crate) const APPROVE: &str = "Microsoft.ContainerService/managedClusters/commandResults/approve/action";
 /// Running a command on a cluster.
 pub(super) const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
 
@@ -72,6 +75,11 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
             on(cluster_scope(c), "Microsoft.ContainerService/managedClusters/commandResults/read")
         }
         Route::CancelCommand(c, _) => on(cluster_scope(c), RUN_COMMAND),
+        Route::DecideCommand(c, ..) | Route::CommandApproval(c, _) | Route::CommandContext(c, _) => {
+            on(cluster_scope(c), APPROVE)
+        }
+        // Lists only what the caller may approve (checked per cluster by the handler).
+        Route::PendingApprovals(_) => None,
         Route::RoleAssignments(scope) => on(scope.clone(), "Microsoft.Authorization/roleAssignments/read"),
         Route::RoleAssignment(scope, _) => {
             on(scope.clone(), by_verb!(method, "Microsoft.Authorization/roleAssignments"))

@@ -26,9 +26,16 @@ pub(super) fn event_for(
         return None;
     }
     let route = path::parse(&ctx.path).and_then(|p| p.route.ok());
-    // Accepted commands are logged from the command rows, with their whole life.
+    // Accepted commands are logged from the command rows, with their whole life; decisions on
+    // held commands by their handler, naming the decision.
     if write
-        && matches!(route, Some(Route::ClusterAction(_, ClusterAction::RunCommand | ClusterAction::RunSavedCommand)))
+        && matches!(
+            route,
+            Some(
+                Route::ClusterAction(_, ClusterAction::RunCommand | ClusterAction::RunSavedCommand)
+                    | Route::DecideCommand(..)
+            )
+        )
     {
         return None;
     }

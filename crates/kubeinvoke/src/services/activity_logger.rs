@@ -1,6 +1,7 @@
 //! Writes command events into the activity log from the command rows: a row records the last
-//! state logged (`logged_state`), so every `accepted`, `started` and `finished` event is written
-//! exactly once, whichever replica writes it and however the server stopped in between.
+//! state logged (`logged_state`), so every `approval requested`, `accepted`, `started` and
+//! `finished` event is written exactly once, whichever replica writes it and however the server
+//! stopped in between. (Approvers' decisions are logged by their requests, naming the approver.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use crate::time::now_millis;
 
 /// Commands logged per pass.
 const BATCH: usize = 200;
+/// The status of a held command's first event.
+pub(crate) const APPROVAL_REQUESTED: &str = "ApprovalRequested";
 
 /// The events a row still owes the log, oldest first.
 pub(crate) fn command_events(row: &CommandLogRow) -> CommandEvents {
@@ -24,9 +27,10 @@ pub(crate) fn command_events(row: &CommandLogRow) -> CommandEvents {
     };
     let rank = |state: Option<CommandState>| match state {
         None => 0,
-        Some(CommandState::Accepted) => 1,
-        Some(CommandState::Running) => 2,
-        Some(_) => 3,
+        Some(CommandState::PendingApproval) => 1,
+        Some(CommandState::Accepted) => 2,
+        Some(CommandState::Running) => 3,
+        Some(_) => 4,
     };
     let logged = rank(row.logged_state);
     let event = |status: &str, time: i64, extra: Vec<(String, String)>| {
@@ -45,20 +49,37 @@ pub(crate) fn command_events(row: &CommandLogRow) -> CommandEvents {
         }
     };
     let mut events = Vec::new();
-    if logged < 1 {
+    let what = || {
         let mut what = vec![("command".to_string(), row.command.clone())];
         if let Some(saved) = &row.saved_command {
             what.push(("savedCommand".into(), saved.clone()));
             what.push(("parameters".into(), row.parameters.clone().unwrap_or_else(|| "{}".into())));
         }
-        events.push(event("Accepted", row.submitted_at, what));
+        what
+    };
+    match row.approvals_needed {
+        Some(needed) => {
+            if logged < 1 {
+                let mut asked = what();
+                asked.push(("approvalsNeeded".into(), needed.to_string()));
+                events.push(event(APPROVAL_REQUESTED, row.submitted_at, asked));
+            }
+            // Accepted only if approved: a rejected or expired command never was.
+            if logged < 2
+                && let Some(approved) = row.approved_at
+            {
+                events.push(event("Accepted", approved, Vec::new()));
+            }
+        }
+        None if logged < 2 => events.push(event("Accepted", row.submitted_at, what())),
+        None => {}
     }
-    if logged < 2
+    if logged < 3
         && let Some(started) = row.started_at
     {
         events.push(event("Started", started, Vec::new()));
     }
-    if logged < 3 && row.state.is_terminal() {
+    if logged < 4 && row.state.is_terminal() {
         let mut outcome = Vec::new();
         if let Some(code) = row.exit_code {
             outcome.push(("exitCode".to_string(), code.to_string()));
@@ -168,6 +189,8 @@ mod tests {
             submitted_by: "app (oid)".into(),
             saved_command: None,
             parameters: None,
+            approvals_needed: None,
+            approved_at: None,
         }
     }
 
@@ -190,5 +213,27 @@ mod tests {
             ["Canceled"]
         );
         assert_eq!(rest.events[0].caller, "app");
+    }
+
+    #[test]
+    fn a_held_command_is_logged_as_requested_and_accepted_only_once_approved() {
+        let held = |state, logged, approved_at| CommandLogRow {
+            approvals_needed: Some(2),
+            approved_at,
+            ..row(state, logged, None)
+        };
+        let asked = command_events(&held(CommandState::PendingApproval, None, None));
+        assert_eq!(statuses(&asked), [APPROVAL_REQUESTED]);
+        assert_eq!(asked.events[0].properties["approvalsNeeded"], "2");
+        assert_eq!(
+            statuses(&command_events(&held(CommandState::Accepted, Some(CommandState::PendingApproval), Some(7)))),
+            ["Accepted"]
+        );
+        assert_eq!(
+            statuses(&command_events(&held(CommandState::Canceled, Some(CommandState::PendingApproval), None))),
+            ["Canceled"],
+            "a rejected command was never accepted"
+        );
+        assert_eq!(statuses(&command_events(&held(CommandState::Failed, None, None))), [APPROVAL_REQUESTED, "Failed"]);
     }
 }

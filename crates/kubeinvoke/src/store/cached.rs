@@ -241,6 +241,9 @@ impl<S: Store> Store for CachedStore<S> {
     fn commands(&self) -> &dyn CommandStore {
         self.inner.commands()
     }
+    fn approvals(&self) -> &dyn ApprovalStore {
+        self.inner.approvals()
+    }
     fn settings(&self) -> &dyn SettingStore {
         self.inner.settings()
     }

@@ -1,7 +1,7 @@
 //! The store: the single source of truth for groups, clusters and commands.
 //!
 //! [`Store`] is the interface every backend implements, one trait per aggregate (`identity`,
-//! `clusters`, `commands`, `settings`, `runs`, `documents`, `activity`, `deliveries`), each in
+//! `clusters`, `commands`, `approvals`, `settings`, `runs`, `documents`, `activity`, `deliveries`), each in
 //! its own directory with its SQLite and PostgreSQL halves; `sqlite/` and `postgres/` hold only
 //! connections, error classification and migrations. Nothing outside `store/` knows which
 //! database is behind it. Command state changes happen only here, through the guarded
@@ -17,6 +17,9 @@ macro_rules! every_aggregate_is_self {
             self
         }
         fn commands(&self) -> &dyn CommandStore {
+            self
+        }
+        fn approvals(&self) -> &dyn ApprovalStore {
             self
         }
         fn settings(&self) -> &dyn SettingStore {
@@ -38,6 +41,7 @@ macro_rules! every_aggregate_is_self {
 }
 
 mod activity;
+mod approvals;
 mod cached;
 mod clusters;
 mod commands;
@@ -53,6 +57,7 @@ mod sql;
 mod sqlite;
 
 pub use activity::{ActivityStore, CommandEvents, CommandLogRow};
+pub use approvals::{ApprovalStore, Decided, HeldCommand};
 pub use clusters::{ClusterCursor, ClusterRecord, ClusterStore, ClusterUid, ClusterWrite, GroupRecord};
 pub use commands::{CancelRequest, ClaimedCommand, CommandOptions, CommandStore, Lease, NewCommand};
 pub use deliveries::{DeliveryState, DeliveryStore};
@@ -110,6 +115,8 @@ pub trait Store: Send + Sync + 'static {
     fn clusters(&self) -> &dyn ClusterStore;
     /// The command queue, leases and results.
     fn commands(&self) -> &dyn CommandStore;
+    /// Commands held for approval and the decisions on them.
+    fn approvals(&self) -> &dyn ApprovalStore;
     /// Values every replica agrees on.
     fn settings(&self) -> &dyn SettingStore;
     /// Fan-out runs (`fanout`), kept in the same database.

@@ -3,6 +3,7 @@
 use kubeinvoke_testkit::harness;
 
 mod activity;
+mod approvals;
 mod cli;
 mod commands;
 mod contexts;

@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use kubeinvoke::approval::{Decision, Hold, Verdict};
 use kubeinvoke::command::{CommandId, CommandState, FailureReason, Outcome};
 use kubeinvoke::fanout::{Limit, NewRun, NewTarget, RunId, RunScope, RunState, TargetState};
 use kubeinvoke::resource::ClusterRef;
 use kubeinvoke::resource::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::store::{
-    ClusterUid, ClusterWrite, CommandOptions, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
+    ClusterUid, ClusterWrite, CommandOptions, Decided, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
     PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart,
 };
 
@@ -45,6 +46,19 @@ impl Subject {
             }
             Backend::Postgres(database) => {
                 harness::postgres_client(&database.url()).await.batch_execute(sql).await.unwrap()
+            }
+        }
+    }
+
+    /// The one number a `SELECT COUNT(*) …` returns, read on the database directly.
+    async fn count(&self, sql: &str) -> i64 {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("kubeinvoke.db")).unwrap();
+                conn.query_row(sql, [], |r| r.get(0)).unwrap()
+            }
+            Backend::Postgres(database) => {
+                harness::postgres_client(&database.url()).await.query_one(sql, &[]).await.unwrap().get(0)
             }
         }
     }
@@ -110,6 +124,9 @@ contract!(
     a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output,
     a_finished_command_is_left_alone_by_every_transition,
     one_pending_target_is_skipped_and_clusters_are_found_by_uid,
+    held_commands_wait_unclaimed_until_enough_distinct_approvers_release_them,
+    a_rejection_cancels_and_silence_expires_a_held_command,
+    approvals_are_deleted_with_their_command,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -149,8 +166,119 @@ async fn submit(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, at: i64
         submitted_by: "app (object)".into(),
         options: Default::default(),
         pinned: None,
+        hold: None,
     };
     store.commands().insert_command(command).await.unwrap();
+}
+
+/// Submits a command held for `needed` approvals until `deadline`, asked by `requester`.
+async fn submit_held(store: &dyn Store, cluster_uid: &ClusterUid, name: &str, needed: u8, deadline: i64) {
+    let command = NewCommand {
+        id: id(name),
+        cluster_uid: cluster_uid.clone(),
+        command: format!("echo {name}"),
+        context: harness::zip_of(&[("a.txt", b"abc")]),
+        cluster_token: None,
+        submitted_at: 1,
+        submitted_by: "app (requester)".into(),
+        options: Default::default(),
+        pinned: None,
+        hold: Some(Hold { needed, deadline, requester: "requester".into() }),
+    };
+    store.commands().insert_command(command).await.unwrap();
+}
+
+fn decision(verdict: Verdict, approver: &str, at: i64) -> Decision {
+    Decision {
+        verdict,
+        approver_oid: approver.into(),
+        approver: format!("app ({approver})"),
+        reason: format!("{approver} says so"),
+        at,
+    }
+}
+
+async fn held_commands_wait_unclaimed_until_enough_distinct_approvers_release_them(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit_held(store, &uid, "held", 2, 1_000).await;
+    assert_eq!(state_of(store, &uid, "held").await, CommandState::PendingApproval);
+    assert!(store.commands().claim_next(&lease("r", 2)).await.unwrap().is_none(), "a held command is never claimed");
+    assert_eq!(store.commands().count_accepted().await.unwrap(), 0, "and takes no queue place");
+    let approvals = store.approvals();
+    let pending = approvals.pending_approvals(2, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].group.as_str(), pending[0].cluster.as_str(), pending[0].hold.needed), ("rg", "c1", 2));
+    assert_eq!(pending[0].context_bytes, Some(harness::zip_of(&[("a.txt", b"abc")]).len() as i64));
+    let uid_ref = &uid;
+    let decide = |d: Decision| async move { approvals.decide(uid_ref, &id("held"), &d, 99_999).await.unwrap() };
+    assert_eq!(decide(decision(Verdict::Approve, "requester", 3)).await, Decided::OwnCommand);
+    assert_eq!(decide(decision(Verdict::Approve, "first", 4)).await, Decided::Counted { approvals: 1, needed: 2 });
+    assert_eq!(decide(decision(Verdict::Approve, "first", 5)).await, Decided::AlreadyApproved);
+    assert_eq!(state_of(store, &uid, "held").await, CommandState::PendingApproval);
+    assert_eq!(decide(decision(Verdict::Approve, "second", 6)).await, Decided::Released);
+    assert_eq!(state_of(store, &uid, "held").await, CommandState::Accepted);
+    assert_eq!(decide(decision(Verdict::Approve, "third", 7)).await, Decided::NotPending(CommandState::Accepted));
+    let held = approvals.held_command(&uid, &id("held"), 8).await.unwrap().expect("still readable as held");
+    let who: Vec<&str> = held.decisions.iter().map(|d| d.approver_oid.as_str()).collect();
+    assert_eq!(who, ["first", "second"]);
+    assert_eq!(held.decisions[0].reason, "first says so");
+    assert!(approvals.pending_approvals(8, 10).await.unwrap().is_empty());
+    let claimed = store.commands().claim_next(&lease("r", 9)).await.unwrap().expect("released into the queue");
+    assert_eq!(claimed.context, harness::zip_of(&[("a.txt", b"abc")]));
+    // A command that was never held has no approval and takes no decision.
+    submit(store, &uid, "free", 10).await;
+    assert!(approvals.held_command(&uid, &id("free"), 11).await.unwrap().is_none());
+    let other = cluster(store, "rg", "c2", json!({})).await;
+    assert_eq!(
+        approvals.decide(&other, &id("held"), &decision(Verdict::Approve, "x", 12), 99_999).await.unwrap(),
+        Decided::NotFound,
+        "commands are found through their own cluster only"
+    );
+}
+
+async fn a_rejection_cancels_and_silence_expires_a_held_command(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit_held(store, &uid, "rejected", 2, 1_000).await;
+    submit_held(store, &uid, "silent", 1, 50).await;
+    submit_held(store, &uid, "late", 1, 60).await;
+    let approvals = store.approvals();
+    let first = decision(Verdict::Approve, "first", 5);
+    approvals.decide(&uid, &id("rejected"), &first, 99_999).await.unwrap();
+    let no = decision(Verdict::Reject, "first", 6);
+    assert_eq!(approvals.decide(&uid, &id("rejected"), &no, 99_999).await.unwrap(), Decided::Rejected);
+    let record = store.commands().get_command(&uid, &id("rejected"), 7).await.unwrap().unwrap();
+    assert_eq!(record.state, CommandState::Canceled);
+    assert_eq!(record.reason.as_deref(), Some("Rejected by app (first): first says so"));
+    let held = approvals.held_command(&uid, &id("rejected"), 7).await.unwrap().unwrap();
+    assert_eq!(held.decisions.len(), 1, "the approver's rejection replaced its approval");
+    assert_eq!(held.context_bytes, None, "a decided command keeps no context");
+    assert_eq!(approvals.expire_approvals(55, 99_999).await.unwrap(), vec![id("silent")]);
+    let silent = store.commands().get_command(&uid, &id("silent"), 56).await.unwrap().unwrap();
+    assert_eq!(silent.state, CommandState::Failed);
+    assert_eq!(silent.reason, Some(FailureReason::ApprovalExpired.as_reason()));
+    // A decision given past the deadline finds it expired, and ends it.
+    assert_eq!(
+        approvals.decide(&uid, &id("late"), &decision(Verdict::Approve, "a", 61), 99_999).await.unwrap(),
+        Decided::Expired
+    );
+    assert_eq!(state_of(store, &uid, "late").await, CommandState::Failed);
+    // The requester may still cancel one that waits.
+    submit_held(store, &uid, "withdrawn", 1, 1_000).await;
+    let was = store.commands().cancel_queued(&uid, &id("withdrawn"), "requester", 70, 99_999).await.unwrap();
+    assert_eq!(was, Some(CommandState::PendingApproval));
+    assert_eq!(state_of(store, &uid, "withdrawn").await, CommandState::Canceled);
+}
+
+async fn approvals_are_deleted_with_their_command(s: &Subject) {
+    let store = s.store.as_ref();
+    let uid = cluster(store, "rg", "c1", json!({})).await;
+    submit_held(store, &uid, "held", 2, 1_000).await;
+    store.approvals().decide(&uid, &id("held"), &decision(Verdict::Approve, "a", 2), 99_999).await.unwrap();
+    assert_eq!(s.count("SELECT COUNT(*) FROM approvals").await, 1);
+    assert!(store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap());
+    assert_eq!(s.count("SELECT COUNT(*) FROM approvals").await, 0);
 }
 
 fn lease(owner: &str, now: i64) -> Lease {
@@ -534,6 +662,7 @@ fn with_options(cluster_uid: &ClusterUid, name: &str, options: CommandOptions, p
         submitted_by: "app (object)".into(),
         options,
         pinned,
+        hold: None,
     }
 }
 

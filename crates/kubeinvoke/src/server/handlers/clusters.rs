@@ -53,6 +53,7 @@ pub(crate) fn render(cluster: &ClusterRecord) -> Value {
 pub(crate) async fn put(
     app: &AppState,
     ctx: &RequestContext,
+    caller: &Caller,
     cluster: &ClusterRef,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -83,12 +84,16 @@ pub(crate) async fn put(
     let settings =
         ClusterSettings::from_properties(properties).map_err(|e| ApiError::invalid(e.property, e.message))?;
     let executor = settings.executor.unwrap_or(app.config.executor);
+    let stored = app.store.clusters().get_cluster(cluster).await?;
+    if let Some(stored) = &stored {
+        guard_approval_policy(caller, stored, settings.approval)?;
+    }
     match &kubeconfig {
         Some(new) => check_kubeconfig_for(new, executor)?,
         // A PUT that keeps the stored kubeconfig may still move the cluster to the Pod executor.
         None if executor == ExecutorKind::Kubernetes => {
-            if let Some(stored) = app.store.clusters().get_cluster(cluster).await?.and_then(|c| c.kubeconfig) {
-                check_kubeconfig_for(&stored, executor)?;
+            if let Some(stored) = stored.as_ref().and_then(|c| c.kubeconfig.as_ref()) {
+                check_kubeconfig_for(stored, executor)?;
             }
         }
         None => {}
@@ -158,12 +163,34 @@ pub(crate) async fn get(app: &AppState, cluster: &ClusterRef) -> Result<Response
 }
 
 /// 200 when deleted, 204 when there was nothing to delete (ARM's DELETE is idempotent).
-pub(crate) async fn delete(app: &AppState, cluster: &ClusterRef) -> Result<Response, ApiError> {
+pub(crate) async fn delete(app: &AppState, caller: &Caller, cluster: &ClusterRef) -> Result<Response, ApiError> {
+    if let Some(stored) = app.store.clusters().get_cluster(cluster).await? {
+        guard_approval_policy(caller, &stored, None)?;
+    }
     if app.store.clusters().delete_cluster(cluster).await? {
         return Ok(StatusCode::OK.into_response());
     }
     ensure_group(app, &cluster.group_ref()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Changing or removing a cluster's approval policy (by PUT, or by deleting the cluster to create
+/// it again) is an approver's business: without the approve action on the cluster, a principal
+/// who may write clusters could otherwise turn four eyes off before running a command. Adding a
+/// policy where there was none only tightens and needs nothing more.
+pub(super) fn guard_approval_policy(
+    caller: &Caller,
+    stored: &ClusterRecord,
+    next: Option<crate::approval::ApprovalPolicy>,
+) -> Result<(), ApiError> {
+    let current = ClusterSettings::from_document(&stored.document).ok().and_then(|s| s.approval);
+    if current.is_some() && current != next {
+        caller.require(
+            crate::server::permissions::APPROVE,
+            &cluster_id(&stored.subscription, &stored.group, &stored.name),
+        )?;
+    }
+    Ok(())
 }
 
 /// One page of clusters, showing only those the caller may read.

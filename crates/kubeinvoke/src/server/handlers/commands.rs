@@ -33,6 +33,7 @@ pub(crate) async fn run(
         .ok_or_else(|| ApiError::invalid("command", "The 'command' property is required and must not be empty."))?;
     let ask = Ask {
         free_form: true,
+        written_by_asker: false,
         command,
         context: request.context,
         cluster_token: request.cluster_token,

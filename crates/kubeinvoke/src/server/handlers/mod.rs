@@ -1,6 +1,7 @@
 //! One module per resource family; each handler takes typed input and returns a response.
 
 pub(super) mod activity;
+pub(super) mod approvals;
 pub(super) mod authorization;
 pub(super) mod clusters;
 pub(super) mod commands;

@@ -11,7 +11,7 @@ use super::commands::{add_polling_headers, asker_of, input_refusal, principal_of
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
-use crate::dispatcher::admit;
+use crate::dispatcher::admit_target;
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
 use crate::identity::Caller;
 use crate::resource::ScopeRef;
@@ -228,7 +228,7 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
     };
     // The same admission as every command's (asked again when the target starts); a target it
     // refuses is skipped, naming why.
-    if let Err(refused) = admit(cluster, true, has_token) {
+    if let Err(refused) = admit_target(cluster, has_token, false) {
         return NewTarget {
             cluster_uid: Some(cluster.uid.to_string()),
             cluster_id: arm_id,

@@ -165,8 +165,11 @@ pub(crate) async fn run(
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
     let bound = saved.bind(body.parameters.as_ref()).map_err(invalid)?;
 
+    let asker = asker_of(caller);
+    let last_writer = record.document.get("lastModifiedBy").and_then(Value::as_str);
     let ask = Ask {
         free_form: false,
+        written_by_asker: last_writer.is_none_or(|writer| writer == asker.principal),
         command: saved.script.clone(),
         context: saved.context.clone(),
         cluster_token: body.cluster_token,
@@ -178,5 +181,5 @@ pub(crate) async fn run(
             secrets: bound.secret,
         }),
     };
-    accept(app, ctx, &cluster, ask, &asker_of(caller)).await
+    accept(app, ctx, &cluster, ask, &asker).await
 }

@@ -34,6 +34,10 @@ pub struct CommandLogRow {
     pub saved_command: Option<String>,
     /// Plain parameters as stored (JSON), never secret ones.
     pub parameters: Option<String>,
+    /// Approvals it waited for, if its cluster held it (`None`: it was never held).
+    pub approvals_needed: Option<i64>,
+    /// When its last approver released it into the queue.
+    pub approved_at: Option<i64>,
 }
 
 /// Events for one command, and the state they bring the log to.
@@ -113,7 +117,7 @@ fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
 /// The command columns [`log_row`] reads; the cluster's ARM id follows them (`cluster_arm_id`).
 const LOG_COLUMNS: &str =
     "c.id, c.state, c.logged_state, c.submitted_at, c.started_at, c.finished_at, c.exit_code, c.reason,
-    c.command, c.submitted_by, c.saved_command, c.environment";
+    c.command, c.submitted_by, c.saved_command, c.environment, c.approvals_needed, c.approved_at";
 
 fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
     let state = |text: String| {
@@ -133,6 +137,8 @@ fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
         submitted_by: r.text("submitted_by")?,
         saved_command: r.opt_text("saved_command")?,
         parameters: r.opt_text("environment")?,
+        approvals_needed: r.opt_int("approvals_needed")?,
+        approved_at: r.opt_int("approved_at")?,
     })
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::rows::{Columns, corrupt, json_map};
 use super::{ClusterUid, StoreError, StoreResult};
+use crate::approval::Hold;
 use crate::cluster_settings::{ClusterSettings, InvalidSetting};
 use crate::command::{CommandId, CommandRecord, CommandState, CommandSummary, Outcome};
 
@@ -32,6 +33,18 @@ pub struct NewCommand {
     /// command is written with this owner and lease, renewed like a running one, and ends
     /// `Failed` if the replica goes away before running it.
     pub pinned: Option<Lease>,
+    /// Set when its cluster holds it for approval: it is stored `PendingApproval`, not `Accepted`.
+    pub hold: Option<Hold>,
+}
+
+impl NewCommand {
+    /// The state it is stored in when it is queued.
+    fn queued_state(&self) -> CommandState {
+        match self.hold {
+            Some(_) => CommandState::PendingApproval,
+            None => CommandState::Accepted,
+        }
+    }
 }
 
 /// What a command carries beyond its shell line (saved commands, per-request limits).
@@ -98,6 +111,7 @@ pub struct CancelRequest {
 
 #[async_trait]
 pub trait CommandStore: Send + Sync {
+    /// Stores a new command `Accepted` (or `PendingApproval` when it has a hold).
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()>;
     /// Stores a new command already `Running` under `lease` and hands it over as
     /// [`CommandStore::claim_next`] would: for a replica with an idle worker and nothing queued,
@@ -125,7 +139,7 @@ pub trait CommandStore: Send + Sync {
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
     async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;
-    /// Cancels a command that no worker has claimed yet (`Accepted → Canceled`). Returns the
+    /// Cancels a command that no worker has claimed yet (`Accepted | PendingApproval → Canceled`). Returns the
     /// state it was in, or `None` when it does not exist (for this cluster).
     async fn cancel_queued(
         &self,
@@ -222,6 +236,14 @@ fn outcome_columns(outcome: &Outcome) -> (Option<i32>, String, Option<String>) {
     match outcome {
         Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
         Outcome::Failed { reason, logs } => (None, logs.clone(), Some(reason.as_reason())),
+    }
+}
+
+/// A hold as its columns keep it: `(approvals needed, deadline, requester)`.
+fn hold_columns(hold: Option<&Hold>) -> (Option<i64>, Option<i64>, Option<String>) {
+    match hold {
+        Some(h) => (Some(i64::from(h.needed)), Some(h.deadline), Some(h.requester.clone())),
+        None => (None, None, None),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::command::FailureReason;
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
 
 impl PostgresStore {
-    /// Runs `sql`, which wraps [`INSERT`], with the row's fifteen parameters, then `extra`.
+    /// Runs `sql`, which wraps [`INSERT`], with the row's eighteen parameters, then `extra`.
     async fn insert_with(
         &self,
         sql: &str,
@@ -24,6 +24,7 @@ impl PostgresStore {
         let client = self.client().await?;
         let (environment, secrets, timeout_ms) = option_columns(&command.options);
         let (owner, lease_until) = owner.map(|l| (&l.owner, l.until)).unzip();
+        let (needed, deadline, requester) = hold_columns(command.hold.as_ref());
         let state = state.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &command.id,
@@ -41,6 +42,9 @@ impl PostgresStore {
             &owner,
             &lease_until,
             &started_at,
+            &needed,
+            &deadline,
+            &requester,
         ];
         params.extend_from_slice(extra);
         client.query(sql, &params).await.map_err(db_error)
@@ -52,12 +56,13 @@ impl CommandStore for PostgresStore {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
         let pinned = command.pinned.as_ref();
         let sql = INSERT_AND_NOTIFY_POSTGRES;
-        self.insert_with(sql, &command, CommandState::Accepted, pinned, None, &[&WORK_CHANNEL]).await?;
+        self.insert_with(sql, &command, command.queued_state(), pinned, None, &[&WORK_CHANNEL]).await?;
         Ok(())
     }
 
     async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        debug_assert!(command.hold.is_none(), "a held command is never started at submission");
         // No announcement: it is nobody else's to claim.
         let sql = INSERT_RUNNING_POSTGRES;
         let rows = self.insert_with(sql, &command, CommandState::Running, Some(lease), Some(lease.now), &[]).await?;
@@ -135,7 +140,7 @@ impl CommandStore for PostgresStore {
         let Some(state) = state.as_deref().and_then(CommandState::parse) else {
             return Ok(None);
         };
-        if state == CommandState::Accepted {
+        if matches!(state, CommandState::Accepted | CommandState::PendingApproval) {
             let reason = FailureReason::Canceled(by.to_string()).as_reason();
             tx.execute(CANCEL_QUEUED.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
         }

@@ -19,6 +19,7 @@ fn insert(
     owner: Option<&Lease>,
 ) -> StoreResult<()> {
     let (environment, secrets, timeout_ms) = option_columns(&command.options);
+    let (needed, deadline, requester) = hold_columns(command.hold.as_ref());
     conn.prepare_cached(INSERT.sqlite())
         .and_then(|mut insert| {
             insert.execute(params![
@@ -36,7 +37,10 @@ fn insert(
                 command.options.saved_command,
                 owner.map(|l| &l.owner),
                 owner.map(|l| l.until),
-                started_at
+                started_at,
+                needed,
+                deadline,
+                requester
             ])
         })
         .map_err(backend)?;
@@ -54,11 +58,12 @@ fn run_inputs(conn: &Connection, cluster_uid: &str) -> StoreResult<(Option<Vec<u
 #[async_trait]
 impl CommandStore for SqliteStore {
     async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
-        self.call(move |conn| insert(conn, &command, CommandState::Accepted, None, command.pinned.as_ref())).await
+        self.call(move |conn| insert(conn, &command, command.queued_state(), None, command.pinned.as_ref())).await
     }
 
     async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
+        debug_assert!(command.hold.is_none(), "a held command is never started at submission");
         let lease = lease.clone();
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
@@ -174,7 +179,7 @@ impl CommandStore for SqliteStore {
             let Some(state) = state.as_deref().and_then(CommandState::parse) else {
                 return Ok(None);
             };
-            if state == CommandState::Accepted {
+            if matches!(state, CommandState::Accepted | CommandState::PendingApproval) {
                 tx.execute(CANCEL_QUEUED.sqlite(), params![id, now, reason, expires_at]).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;

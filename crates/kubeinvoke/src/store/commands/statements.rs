@@ -25,20 +25,22 @@ macro_rules! drop_run_inputs {
     };
 }
 
-/// A new command's row: `$3` its state, `$13`/`$14` the owner and lease, `$15` when it started.
+/// A new command's row: `$3` its state, `$13`/`$14` the owner and lease, `$15` when it started,
+/// `$16`–`$18` its hold (approvals needed, deadline, requester) when it waits for approval.
 macro_rules! insert_command {
     () => {
         "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
-                               environment, secret_names, timeout_ms, saved_command, owner, lease_until, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                               environment, secret_names, timeout_ms, saved_command, owner, lease_until, started_at,
+                               approvals_needed, approval_deadline, requester_oid)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     };
 }
 
 pub(super) static INSERT: Sql = Sql::new(insert_command!());
-/// The insert that also announces the command to every replica listening (`$16` the channel):
+/// The insert that also announces the command to every replica listening (`$19` the channel):
 /// the row and its announcement commit together.
 pub(super) const INSERT_AND_NOTIFY_POSTGRES: &str =
-    concat!("WITH inserted AS (", insert_command!(), " RETURNING id) SELECT pg_notify($16, id) FROM inserted");
+    concat!("WITH inserted AS (", insert_command!(), " RETURNING id) SELECT pg_notify($19, id) FROM inserted");
 /// The insert of a command stored `Running`, returning what running it needs from its cluster in
 /// the same statement.
 pub(super) const INSERT_RUNNING_POSTGRES: &str = concat!(
@@ -78,15 +80,15 @@ pub(super) const CLAIM_POSTGRES: &str = concat!(
 );
 
 pub(super) static RENEW: Sql = Sql::new(
-    "UPDATE commands SET lease_until = $2 WHERE state IN ('Accepted', 'Running') AND owner = $1
+    "UPDATE commands SET lease_until = $2 WHERE state IN ('PendingApproval', 'Accepted', 'Running') AND owner = $1
      RETURNING id, cancel_requested_by",
 );
-/// `Running` (and pinned `Accepted`) commands whose lease ran out end `Failed` (`$2` the reason).
+/// `Running` (and pinned waiting) commands whose lease ran out end `Failed` (`$2` the reason).
 pub(super) static END_LOST: Sql = Sql::new(concat!(
     "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3,
             logs = COALESCE(logs, ''), ",
     drop_run_inputs!(),
-    " WHERE (state = 'Running' OR (state = 'Accepted' AND owner IS NOT NULL)) AND lease_until < $1
+    " WHERE (state = 'Running' OR (state IN ('PendingApproval', 'Accepted') AND owner IS NOT NULL)) AND lease_until < $1
      RETURNING id"
 ));
 pub(super) static REQUEST_CANCEL: Sql = Sql::new(
@@ -110,7 +112,7 @@ pub(super) const QUEUED_STATE_FOR_UPDATE_POSTGRES: &str = concat!(queued_state!(
 pub(super) static CANCEL_QUEUED: Sql = Sql::new(concat!(
     "UPDATE commands SET state = 'Canceled', finished_at = $2, reason = $3, logs = '', expires_at = $4, ",
     drop_run_inputs!(),
-    " WHERE id = $1 AND state = 'Accepted'"
+    " WHERE id = $1 AND state IN ('PendingApproval', 'Accepted')"
 ));
 
 /// The history: a record without its logs, then what was asked.
@@ -128,11 +130,11 @@ pub(super) static INTERRUPT_RUNNING: Sql = Sql::new(concat!(
     drop_run_inputs!(),
     " WHERE state = 'Running' AND (owner = $4 OR owner IS NULL)"
 ));
-/// A restarted replica's pinned `Accepted` commands end `Failed`: their secrets were in its memory.
+/// A restarted replica's pinned waiting commands end `Failed`: their secrets were in its memory.
 pub(super) static INTERRUPT_PINNED: Sql = Sql::new(concat!(
     "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, expires_at = $3, logs = '', ",
     drop_run_inputs!(),
-    " WHERE state = 'Accepted' AND owner = $4"
+    " WHERE state IN ('PendingApproval', 'Accepted') AND owner = $4"
 ));
 pub(super) static PURGE: Sql =
     Sql::new("DELETE FROM commands WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING id");

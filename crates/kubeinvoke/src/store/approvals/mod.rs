@@ -1,0 +1,272 @@
+//! Held commands in the store: what waits for approvers, the decisions given, and the guarded
+//! steps out of `PendingApproval` (approved into the queue, rejected, expired).
+//!
+//! A decision is one transaction that reads the command's hold under the writer's lock (SQLite's
+//! one writer; `FOR UPDATE` on PostgreSQL), so two approvers on two replicas are counted one
+//! after the other and a command is released to the queue exactly once.
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use super::rows::{Columns, corrupt, json_map};
+use super::sql::Sql;
+use super::{ClusterUid, StoreError, StoreResult};
+use crate::approval::{Decision, Hold, Verdict};
+use crate::command::{CommandId, CommandState};
+
+/// A command that was held for approval, with what an approver needs to decide on it.
+#[derive(Debug, Clone)]
+pub struct HeldCommand {
+    pub id: CommandId,
+    pub cluster_uid: ClusterUid,
+    /// The cluster's subscription, resource group and name, as the ARM id spells them.
+    pub subscription: String,
+    pub group: String,
+    pub cluster: String,
+    pub state: CommandState,
+    pub command: String,
+    /// The requester, `appId (objectId)`.
+    pub submitted_by: String,
+    pub submitted_at: i64,
+    pub hold: Hold,
+    /// Every decision given so far, oldest first.
+    pub decisions: Vec<Decision>,
+    /// The saved command it runs, its plain parameters and the names of its secret ones.
+    pub saved_command: Option<String>,
+    pub parameters: Vec<(String, String)>,
+    pub secret_names: Vec<String>,
+    /// The size of the attached zip (none once the command no longer needs it).
+    pub context_bytes: Option<i64>,
+}
+
+impl HeldCommand {
+    /// Approvals given so far.
+    pub fn approvals(&self) -> usize {
+        self.decisions.iter().filter(|d| d.verdict == Verdict::Approve).count()
+    }
+}
+
+/// How a decision went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// No such command in this cluster.
+    NotFound,
+    /// It does not wait for approval (never held, or decided already): its state now.
+    NotPending(CommandState),
+    /// Its time ran out before this decision: it is now `Failed`/`ApprovalExpired`.
+    Expired,
+    /// The approver is its requester, who may never approve their own command.
+    OwnCommand,
+    /// This approver approved it before; an approver counts once.
+    AlreadyApproved,
+    /// Counted; more approvals are needed.
+    Counted { approvals: u8, needed: u8 },
+    /// The last approval needed: it is `Accepted`, in the queue.
+    Released,
+    /// Rejected: it is `Canceled`, naming the approver and their reason.
+    Rejected,
+}
+
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Commands waiting for approval at `now` on every cluster, oldest first, at most `limit`.
+    async fn pending_approvals(&self, now: i64, limit: usize) -> StoreResult<Vec<HeldCommand>>;
+    /// A command of this cluster that was held, in whatever state it is now.
+    async fn held_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<HeldCommand>>;
+    /// The attached zip of a held command, while the command still keeps it.
+    async fn held_context(&self, cluster_uid: &ClusterUid, id: &CommandId, now: i64) -> StoreResult<Option<Vec<u8>>>;
+    /// Records `decision` on a command waiting for approval; `expires_at` is when a result it
+    /// ends now (rejected, expired) stops being readable.
+    async fn decide(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        decision: &Decision,
+        expires_at: i64,
+    ) -> StoreResult<Decided>;
+    /// Ends `Failed`/`ApprovalExpired` every command whose approval deadline passed; their ids.
+    async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>>;
+}
+
+/// The columns of [`held`]: the command, its hold and its cluster's names.
+macro_rules! held_columns {
+    () => {
+        "SELECT c.id, c.cluster_uid, c.state, c.command, c.submitted_by, c.submitted_at, c.approvals_needed,
+                c.approval_deadline, c.requester_oid, c.environment, c.secret_names, c.saved_command,
+                CAST(LENGTH(c.context) AS BIGINT) AS context_bytes,
+                cl.subscription_id, g.name AS group_name, cl.name AS cluster_name
+         FROM commands c JOIN clusters cl ON cl.uid = c.cluster_uid
+         JOIN resource_groups g ON g.subscription_id = cl.subscription_id AND g.name_key = cl.group_key"
+    };
+}
+
+static PENDING: Sql = Sql::new(concat!(
+    held_columns!(),
+    " WHERE c.state = 'PendingApproval' AND c.approval_deadline > $1 ORDER BY c.seq LIMIT $2"
+));
+static HELD: Sql = Sql::new(concat!(
+    held_columns!(),
+    " WHERE c.id = $1 AND c.cluster_uid = $2 AND c.approvals_needed IS NOT NULL
+        AND (c.expires_at IS NULL OR c.expires_at > $3)"
+));
+static DECISIONS: Sql = Sql::new(
+    "SELECT approver_oid, approver, verdict, reason, decided_at FROM approvals WHERE command_id = $1
+     ORDER BY decided_at, approver_oid",
+);
+static CONTEXT: Sql = Sql::new(
+    "SELECT context FROM commands WHERE id = $1 AND cluster_uid = $2 AND approvals_needed IS NOT NULL
+       AND (expires_at IS NULL OR expires_at > $3)",
+);
+macro_rules! hold_state {
+    () => {
+        "SELECT state, approvals_needed, approval_deadline, requester_oid FROM commands
+         WHERE id = $1 AND cluster_uid = $2 AND (expires_at IS NULL OR expires_at > $3)"
+    };
+}
+static HOLD_STATE: Sql = Sql::new(hold_state!());
+/// As [`HOLD_STATE`], locking the row: decisions on it are counted one after the other.
+const HOLD_STATE_FOR_UPDATE_POSTGRES: &str = concat!(hold_state!(), " FOR UPDATE");
+/// An approval, counted once per approver (`$1` command, `$2` approver's oid).
+static ADD_APPROVAL: Sql = Sql::new(
+    "INSERT INTO approvals (command_id, approver_oid, approver, verdict, reason, decided_at)
+     VALUES ($1, $2, $3, 'Approved', $4, $5) ON CONFLICT (command_id, approver_oid) DO NOTHING",
+);
+/// A rejection, replacing an earlier approval of the same approver.
+static ADD_REJECTION: Sql = Sql::new(
+    "INSERT INTO approvals (command_id, approver_oid, approver, verdict, reason, decided_at)
+     VALUES ($1, $2, $3, 'Rejected', $4, $5)
+     ON CONFLICT (command_id, approver_oid) DO UPDATE SET verdict = 'Rejected', reason = $4, decided_at = $5",
+);
+static COUNT_APPROVALS: Sql =
+    Sql::new("SELECT COUNT(*) AS approvals FROM approvals WHERE command_id = $1 AND verdict = 'Approved'");
+/// `PendingApproval → Accepted`: it joins the queue.
+static RELEASE: Sql =
+    Sql::new("UPDATE commands SET state = 'Accepted', approved_at = $2 WHERE id = $1 AND state = 'PendingApproval'");
+/// `PendingApproval → Canceled` (`$3` the reason naming who and why).
+static REJECT: Sql = Sql::new(
+    "UPDATE commands SET state = 'Canceled', finished_at = $2, reason = $3, logs = '', expires_at = $4,
+            context = NULL, cluster_token = NULL
+     WHERE id = $1 AND state = 'PendingApproval'",
+);
+/// `PendingApproval → Failed` for every command whose deadline passed (`$2` the reason).
+static EXPIRE: Sql = Sql::new(
+    "UPDATE commands SET state = 'Failed', finished_at = $1, reason = $2, logs = '', expires_at = $3,
+            context = NULL, cluster_token = NULL
+     WHERE state = 'PendingApproval' AND approval_deadline <= $1
+     RETURNING id",
+);
+
+/// The schema both dialects share but for their integer type.
+macro_rules! migration {
+    ($int:literal) => {
+        concat!(
+            "ALTER TABLE commands ADD COLUMN approvals_needed ",
+            $int,
+            ";
+             ALTER TABLE commands ADD COLUMN approval_deadline ",
+            $int,
+            ";
+             ALTER TABLE commands ADD COLUMN requester_oid TEXT;
+             ALTER TABLE commands ADD COLUMN approved_at ",
+            $int,
+            ";
+             CREATE INDEX commands_pending_approval ON commands (approval_deadline) WHERE state = 'PendingApproval';
+             CREATE TABLE approvals (
+                 command_id   TEXT NOT NULL REFERENCES commands (id) ON DELETE CASCADE,
+                 approver_oid TEXT NOT NULL,
+                 approver     TEXT NOT NULL,
+                 verdict      TEXT NOT NULL,
+                 reason       TEXT NOT NULL,
+                 decided_at   ",
+            $int,
+            " NOT NULL,
+                 PRIMARY KEY (command_id, approver_oid)
+             );"
+        )
+    };
+}
+pub(super) const SQLITE_MIGRATION: &str = migration!("INTEGER");
+pub(super) const POSTGRES_MIGRATION: &str = migration!("BIGINT");
+
+/// A row of [`held_columns`], its decisions read apart.
+fn held(r: &impl Columns) -> Result<HeldCommand, StoreError> {
+    let state = r.text("state")?;
+    let environment = match r.opt_text("environment")? {
+        Some(text) => {
+            json_map(&text)?.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
+        }
+        None => Vec::new(),
+    };
+    let secret_names = match r.opt_text("secret_names")? {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("stored secret names are corrupt: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(HeldCommand {
+        id: CommandId::from_text(r.text("id")?),
+        cluster_uid: ClusterUid::from_text(r.text("cluster_uid")?),
+        subscription: r.text("subscription_id")?,
+        group: r.text("group_name")?,
+        cluster: r.text("cluster_name")?,
+        state: CommandState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored state {state:?}")))?,
+        command: r.text("command")?,
+        submitted_by: r.text("submitted_by")?,
+        submitted_at: r.int("submitted_at")?,
+        hold: hold(r)?.ok_or_else(|| corrupt("a held command without its hold".into()))?,
+        decisions: Vec::new(),
+        saved_command: r.opt_text("saved_command")?,
+        parameters: environment,
+        secret_names,
+        context_bytes: r.opt_int("context_bytes")?,
+    })
+}
+
+/// The hold columns of a row, if it was held.
+fn hold(r: &impl Columns) -> Result<Option<Hold>, StoreError> {
+    let Some(needed) = r.opt_int("approvals_needed")? else { return Ok(None) };
+    Ok(Some(Hold {
+        needed: u8::try_from(needed).map_err(|_| corrupt(format!("stored approvals needed {needed}")))?,
+        deadline: r.opt_int("approval_deadline")?.unwrap_or(0),
+        requester: r.opt_text("requester_oid")?.unwrap_or_default(),
+    }))
+}
+
+fn decision(r: &impl Columns) -> Result<Decision, StoreError> {
+    let verdict = r.text("verdict")?;
+    Ok(Decision {
+        verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt(format!("unknown stored verdict {verdict:?}")))?,
+        approver_oid: r.text("approver_oid")?,
+        approver: r.text("approver")?,
+        reason: r.text("reason")?,
+        at: r.int("decided_at")?,
+    })
+}
+
+/// What a decision does to a command in `state` with `hold` (read under the row's lock), before
+/// anything is written: `Err` is the answer when nothing is to be written.
+fn admissible(state: CommandState, hold: Option<&Hold>, decision: &Decision) -> Result<(), Decided> {
+    let Some(hold) = hold.filter(|_| state == CommandState::PendingApproval) else {
+        return Err(Decided::NotPending(state));
+    };
+    if hold.deadline <= decision.at {
+        return Err(Decided::Expired);
+    }
+    if decision.verdict == Verdict::Approve && hold.requester == decision.approver_oid {
+        return Err(Decided::OwnCommand);
+    }
+    Ok(())
+}
+
+/// The reason a rejected command ends with.
+fn rejection_reason(decision: &Decision) -> String {
+    crate::command::FailureReason::Rejected { by: decision.approver.clone(), reason: decision.reason.clone() }
+        .as_reason()
+}

@@ -1,0 +1,117 @@
+//! [`ApprovalStore`] on PostgreSQL: a decision locks the command's row, so decisions given on
+//! different replicas at once are counted one after the other.
+
+use async_trait::async_trait;
+use tokio_postgres::GenericClient;
+
+use super::*;
+use crate::command::FailureReason;
+use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
+
+/// `held` with its decisions.
+async fn with_decisions(client: &impl GenericClient, mut command: HeldCommand) -> StoreResult<HeldCommand> {
+    let rows = client.query(DECISIONS.postgres(), &[&command.id]).await.map_err(db_error)?;
+    command.decisions = records(&rows, decision)?;
+    Ok(command)
+}
+
+#[async_trait]
+impl ApprovalStore for PostgresStore {
+    async fn pending_approvals(&self, now: i64, limit: usize) -> StoreResult<Vec<HeldCommand>> {
+        let client = self.client().await?;
+        let rows = client.query(PENDING.postgres(), &[&now, &(limit as i64)]).await.map_err(db_error)?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for command in records(&rows, held)? {
+            pending.push(with_decisions(&**client, command).await?);
+        }
+        Ok(pending)
+    }
+
+    async fn held_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<HeldCommand>> {
+        let client = self.client().await?;
+        let row = client.query_opt(HELD.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        match row.as_ref().map(held).transpose()? {
+            Some(command) => Ok(Some(with_decisions(&**client, command).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn held_context(&self, cluster_uid: &ClusterUid, id: &CommandId, now: i64) -> StoreResult<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        let row = client.query_opt(CONTEXT.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        Ok(row.map(|r| r.opt_bytes("context")).transpose()?.flatten())
+    }
+
+    async fn decide(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        decision: &Decision,
+        expires_at: i64,
+    ) -> StoreResult<Decided> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let now = decision.at;
+        let row = tx.query_opt(HOLD_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let Some(row) = row else { return Ok(Decided::NotFound) };
+        let state = row.text("state")?;
+        let state = CommandState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored state {state:?}")))?;
+        let hold = hold(&row)?;
+        let decided = match admissible(state, hold.as_ref(), decision) {
+            Err(Decided::Expired) => {
+                let reason = FailureReason::ApprovalExpired.as_reason();
+                tx.execute(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
+                Decided::Expired
+            }
+            Err(answer) => answer,
+            Ok(()) => {
+                let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                    [&id, &decision.approver_oid, &decision.approver, &decision.reason, &now];
+                match decision.verdict {
+                    Verdict::Reject => {
+                        tx.execute(ADD_REJECTION.postgres(), &who).await.map_err(db_error)?;
+                        let reason = rejection_reason(decision);
+                        tx.execute(REJECT.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
+                        Decided::Rejected
+                    }
+                    Verdict::Approve => {
+                        if tx.execute(ADD_APPROVAL.postgres(), &who).await.map_err(db_error)? == 0 {
+                            Decided::AlreadyApproved
+                        } else {
+                            let approvals = tx
+                                .query_one(COUNT_APPROVALS.postgres(), &[&id])
+                                .await
+                                .map_err(db_error)?
+                                .int("approvals")?;
+                            let needed = hold.map_or(1, |h| h.needed);
+                            if approvals >= i64::from(needed) {
+                                tx.execute(RELEASE.postgres(), &[&id, &now]).await.map_err(db_error)?;
+                                // Every replica's claim loop hears of it, as of a new submission.
+                                tx.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id])
+                                    .await
+                                    .map_err(db_error)?;
+                                Decided::Released
+                            } else {
+                                Decided::Counted { approvals: approvals as u8, needed }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(decided)
+    }
+
+    async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
+        let client = self.client().await?;
+        let reason = FailureReason::ApprovalExpired.as_reason();
+        let rows = client.query(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
+        records(&rows, |r| Ok(CommandId::from_text(r.text("id")?)))
+    }
+}

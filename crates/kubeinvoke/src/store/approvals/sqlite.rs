@@ -1,0 +1,116 @@
+//! [`ApprovalStore`] on SQLite: a decision runs on the one writer, inside one transaction.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, params};
+
+use super::*;
+use crate::command::FailureReason;
+use crate::store::sqlite::{SqliteStore, backend, optional_record, records};
+
+/// `held` with its decisions.
+fn with_decisions(conn: &Connection, mut command: HeldCommand) -> StoreResult<HeldCommand> {
+    command.decisions = records(conn, DECISIONS.sqlite(), params![command.id], |r| decision(r))?;
+    Ok(command)
+}
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn pending_approvals(&self, now: i64, limit: usize) -> StoreResult<Vec<HeldCommand>> {
+        self.read(move |conn| {
+            let pending = records(conn, PENDING.sqlite(), params![now, limit as i64], |r| held(r))?;
+            pending.into_iter().map(|c| with_decisions(conn, c)).collect()
+        })
+    }
+
+    async fn held_command(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<HeldCommand>> {
+        let (cluster_uid, id) = (cluster_uid.clone(), id.clone());
+        self.read(move |conn| {
+            let found = optional_record(conn, HELD.sqlite(), params![id, cluster_uid, now], |r| held(r))?;
+            found.map(|c| with_decisions(conn, c)).transpose()
+        })
+    }
+
+    async fn held_context(&self, cluster_uid: &ClusterUid, id: &CommandId, now: i64) -> StoreResult<Option<Vec<u8>>> {
+        let (cluster_uid, id) = (cluster_uid.clone(), id.clone());
+        self.read(move |conn| {
+            let found =
+                optional_record(conn, CONTEXT.sqlite(), params![id, cluster_uid, now], |r| r.opt_bytes("context"))?;
+            Ok(found.flatten())
+        })
+    }
+
+    async fn decide(
+        &self,
+        cluster_uid: &ClusterUid,
+        id: &CommandId,
+        decision: &Decision,
+        expires_at: i64,
+    ) -> StoreResult<Decided> {
+        let (cluster_uid, id, decision) = (cluster_uid.clone(), id.clone(), decision.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let now = decision.at;
+            let found = optional_record(&tx, HOLD_STATE.sqlite(), params![id, cluster_uid, now], |r| {
+                let state = r.text("state")?;
+                let state =
+                    CommandState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored state {state:?}")))?;
+                Ok((state, hold(r)?))
+            })?;
+            let Some((state, hold)) = found else { return Ok(Decided::NotFound) };
+            let decided = match admissible(state, hold.as_ref(), &decision) {
+                Err(Decided::Expired) => {
+                    let reason = FailureReason::ApprovalExpired.as_reason();
+                    records(&tx, EXPIRE.sqlite(), params![now, reason, expires_at], |r| r.text("id"))?;
+                    Decided::Expired
+                }
+                Err(answer) => answer,
+                Ok(()) => {
+                    let who = params![id, decision.approver_oid, decision.approver, decision.reason, now];
+                    match decision.verdict {
+                        Verdict::Reject => {
+                            tx.execute(ADD_REJECTION.sqlite(), who).map_err(backend)?;
+                            tx.execute(REJECT.sqlite(), params![id, now, rejection_reason(&decision), expires_at])
+                                .map_err(backend)?;
+                            Decided::Rejected
+                        }
+                        Verdict::Approve => {
+                            if tx.execute(ADD_APPROVAL.sqlite(), who).map_err(backend)? == 0 {
+                                Decided::AlreadyApproved
+                            } else {
+                                let approvals = optional_record(&tx, COUNT_APPROVALS.sqlite(), params![id], |r| {
+                                    r.int("approvals")
+                                })?
+                                .unwrap_or(0);
+                                let needed = hold.map_or(1, |h| h.needed);
+                                if approvals >= i64::from(needed) {
+                                    tx.execute(RELEASE.sqlite(), params![id, now]).map_err(backend)?;
+                                    Decided::Released
+                                } else {
+                                    Decided::Counted { approvals: approvals as u8, needed }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            tx.commit().map_err(backend)?;
+            Ok(decided)
+        })
+        .await
+    }
+
+    async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
+        let reason = FailureReason::ApprovalExpired.as_reason();
+        self.call(move |conn| {
+            records(conn, EXPIRE.sqlite(), params![now, reason, expires_at], |r| {
+                Ok(CommandId::from_text(r.text("id")?))
+            })
+        })
+        .await
+    }
+}
