@@ -45,6 +45,12 @@ pub enum Command {
     History(crate::client::invoke::HistoryArgs),
     /// Create, show, list and delete saved commands (run them with `invoke --saved NAME -p k=v`).
     Saved(crate::client::saved::SavedArgs),
+    /// List the commands that wait for your approval (four eyes); --watch follows them.
+    Approvals(crate::client::approvals::ApprovalsArgs),
+    /// Approve a command that waits for approval (never your own).
+    Approve(crate::client::approvals::DecideArgs),
+    /// Reject a command that waits for approval: it ends Canceled, naming you and why.
+    Reject(crate::client::approvals::DecideArgs),
     /// List fan-out runs, newest first.
     Runs(crate::client::fanout::RunsArgs),
     /// Show a fan-out run's targets; --watch follows it to its end, --cancel stops it.

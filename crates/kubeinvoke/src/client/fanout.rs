@@ -96,7 +96,7 @@ fn full_cluster_id(api: &Api, id: &str) -> String {
     }
 }
 
-fn scope_path(api: &Api, group: Option<&str>) -> String {
+pub(crate) fn scope_path(api: &Api, group: Option<&str>) -> String {
     let mut scope = format!("/subscriptions/{}", api.subscription);
     if let Some(group) = group {
         scope.push_str(&format!("/resourceGroups/{group}"));
@@ -193,7 +193,7 @@ pub(crate) fn exit_code(run: &CommandRun) -> u8 {
     }
 }
 
-fn short_name(cluster_id: &str) -> String {
+pub(crate) fn short_name(cluster_id: &str) -> String {
     let parts: Vec<&str> = cluster_id.split('/').collect();
     match parts.as_slice() {
         [.., "resourceGroups", group, _, _, _, name] => format!("{group}/{name}"),

@@ -296,6 +296,9 @@ pub async fn result(args: ResultArgs) -> Result<u8, ClientError> {
     report(&answer, args.output, false)
 }
 
+/// How the progress line names a command held for approval.
+const WAITING_FOR_APPROVAL: &str = "waiting for approval";
+
 /// Polls until the result is final, showing progress: a spinner on a terminal, else a line per state.
 async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Answer, ClientError> {
     let started = Instant::now();
@@ -314,11 +317,27 @@ async fn wait(api: &Api, location: &str, streaming: bool) -> Result<Answer, Clie
             }
             return Ok(answer);
         }
-        let state = answer.parse::<RunCommandResult>()?.properties.provisioning_state.as_str().to_string();
+        let state = answer.parse::<RunCommandResult>()?.properties.provisioning_state;
         let elapsed = started.elapsed().as_secs();
+        let state = match state {
+            CommandState::PendingApproval => {
+                if last_state != WAITING_FOR_APPROVAL {
+                    let note = format!(
+                        "waiting for approval: command {} runs once an approver approves it (they see it in `kubeinvoke approvals`)",
+                        command_id(location)
+                    );
+                    match &spinner {
+                        Some(bar) => bar.println(note),
+                        None => eprintln!("{note}"),
+                    }
+                }
+                WAITING_FOR_APPROVAL.to_string()
+            }
+            other => other.as_str().to_string(),
+        };
         match &spinner {
             Some(bar) => bar.set_message(format!("{state} · {elapsed}s")),
-            None if state != last_state => eprintln!("{state} ({elapsed}s)"),
+            None if state != last_state && state != WAITING_FOR_APPROVAL => eprintln!("{state} ({elapsed}s)"),
             None => {}
         }
         last_state = state;

@@ -4,6 +4,7 @@
 //! the command runs, and prints errors as one line. Exit codes are in [`exit`].
 
 pub(crate) mod api;
+pub mod approvals;
 pub mod cluster;
 pub(crate) mod config;
 pub mod exit;

@@ -15,10 +15,12 @@ struct Cli<'a> {
 
 impl<'a> Cli<'a> {
     fn logged_in(server: &'a Server) -> Self {
+        Self::logged_in_as(server, &server.admin().unwrap())
+    }
+
+    fn logged_in_as(server: &'a Server, who: &Credentials) -> Self {
         let cli = Cli { server, home: tempfile::tempdir().unwrap() };
-        let admin = server.admin().unwrap();
-        let out =
-            cli.run(&["login", "--app-id", &admin.app_id, "--password", &admin.password, "--tenant", &admin.tenant]);
+        let out = cli.run(&["login", "--app-id", &who.app_id, "--password", &who.password, "--tenant", &who.tenant]);
         assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
         cli
     }
@@ -594,4 +596,57 @@ async fn a_login_remembers_its_server_and_ca_until_a_flag_the_environment_or_ano
     assert!(ok, "{out}{err}");
     assert_eq!(a.get(&group_path("second")).await.status, 200);
     assert_eq!(b.get(&group_path("second")).await.status, 404);
+}
+
+#[tokio::test]
+async fn invoke_waits_for_approval_and_an_approver_lists_and_approves_by_id() {
+    let s = Server::start(&[]).await;
+    let policy = json!({"commandApproval": {"mode": "always", "approvers": 1, "expiresAfter": "PT1H"}});
+    s.create_cluster("rg", "c1", policy).await;
+    let requester = Cli::logged_in(&s);
+    let waiting = requester
+        .command()
+        .args(["invoke", "-g", "rg", "-n", "c1", "--command", "echo approved-run; exit 3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (who, _) = crate::approvals::approver_credentials(&s, "approver").await;
+    let approver = Cli::logged_in_as(&s, &who);
+    // The approver sees it waiting (the requester itself never does).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = loop {
+        let out = approver.run(&["approvals", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        if let Some(line) = text(&out.stdout).lines().next() {
+            let view: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(view["properties"]["command"], "echo approved-run; exit 3");
+            break view["name"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing came to approve");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let listed = requester.run(&["approvals"]);
+    assert!(text(&listed.stdout).is_empty(), "{}", text(&listed.stdout));
+    assert!(text(&listed.stderr).contains("nothing waits for your approval"));
+    // The requester may not approve its own; exit 4 as every refusal of rights.
+    let own = requester.run(&["approve", "-g", "rg", "-n", "c1", "-i", &id, "-m", "mine"]);
+    assert_eq!(own.status.code(), Some(4), "{}", text(&own.stderr));
+    assert!(text(&own.stderr).contains("SelfApprovalNotAllowed"), "{}", text(&own.stderr));
+    let table = approver.run(&["approvals"]);
+    assert!(text(&table.stdout).contains(&id) && text(&table.stdout).contains("rg/c1"), "{}", text(&table.stdout));
+    let out = approver.run(&["approve", "-i", &id, "-m", "reviewed in the change ticket"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("it runs now"), "{}", text(&out.stdout));
+    let finished = waiting.wait_with_output().unwrap();
+    assert_eq!(finished.status.code(), Some(3), "exit codes unchanged: {}", text(&finished.stderr));
+    assert_eq!(text(&finished.stdout), "approved-run\n");
+    assert!(text(&finished.stderr).contains("waiting for approval"), "{}", text(&finished.stderr));
+    // Nothing waits any more, and a decision on it is refused naming why.
+    let again = approver.run(&["reject", "-g", "rg", "-n", "c1", "-i", &id, "-m", "late"]);
+    assert_eq!(again.status.code(), Some(5), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("CommandNotPendingApproval"), "{}", text(&again.stderr));
+    let unknown = approver.run(&["approve", "-i", "0123", "-m", "x"]);
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(text(&unknown.stderr).contains("does not wait for your approval"), "{}", text(&unknown.stderr));
 }
