@@ -316,3 +316,49 @@ async fn a_fan_out_run_is_shared_by_replicas_and_outlives_the_replica_driving_it
     assert!(succeeded >= 6, "{run}");
     assert!(survivor.server_log().contains("fan-out run finished"), "the survivor drove the run to its end");
 }
+
+#[tokio::test]
+async fn approvals_given_at_different_replicas_at_once_release_a_held_command_exactly_once() {
+    let Some(pg) = PrivatePostgres::start_if_possible() else {
+        return;
+    };
+    let url = pg.create_database("shared").await;
+    let mut r = replicas(&url, 2, &["--lease", "2s"]).await;
+    let policy = json!({"commandApproval": {"mode": "always", "approvers": 2, "expiresAfter": "PT10M"}});
+    r[0].create_cluster("rg", "c1", policy).await;
+    let scope = cluster_path("rg", "c1");
+    let owners = [
+        r[0].create_principal("first", Some(("Owner", &scope))),
+        r[0].create_principal("second", Some(("Owner", &scope))),
+    ];
+    let mut tokens = Vec::new();
+    for owner in &owners {
+        tokens.push(r[0].token_for(owner, "https://management.azure.com/.default").await);
+    }
+    for round in 0..5 {
+        let location = r[0].submit("rg", "c1", json!({"command": format!("echo round-{round}")})).await;
+        let result = path_of(&location).split('?').next().unwrap().to_string();
+        let approve = format!("{result}/approve?api-version={API}");
+        let body = json!({"reason": "ok"});
+        // Both approvals at once, each on another replica: one counts first, the other releases.
+        let (a, b) = tokio::join!(
+            send_as(&r[0], &tokens[0], reqwest::Method::POST, &approve, Some(body.clone())),
+            send_as(&r[1], &tokens[1], reqwest::Method::POST, &approve, Some(body.clone())),
+        );
+        assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200), "{} {}", a.text, b.text);
+        let finished = r[1].wait(&path_of(&location)).await;
+        assert_eq!(finished["properties"]["logs"], format!("round-{round}\n"), "{finished}");
+    }
+    // Every command ran once.
+    assert_eq!(r[0].count("SELECT COUNT(*) FROM commands WHERE state = 'Succeeded'").await, 5);
+
+    // Whichever replica is alive ends what nobody approved in time.
+    let patch = json!({"location": "westeurope", "properties": {"commandApproval": {"mode": "always", "approvers": 2, "expiresAfter": "PT1S"}}});
+    assert_eq!(r[0].put(&scope, patch).await.status, 200);
+    let location = r[0].submit("rg", "c1", json!({"command": "echo never"})).await;
+    r[0].kill9();
+    let ended = r[1].wait(&path_of(&location)).await;
+    assert_eq!(ended["properties"]["provisioningState"], "Failed", "{ended}");
+    assert!(ended["properties"]["reason"].as_str().unwrap().starts_with("ApprovalExpired"), "{ended}");
+    drop(r);
+}
