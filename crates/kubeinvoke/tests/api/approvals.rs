@@ -436,3 +436,18 @@ async fn the_activity_log_names_the_requester_and_the_approver() {
     assert_eq!(caller_of("Approved"), Some(approver_app), "{statuses:?}");
     assert!(caller_of("Accepted").is_some() && caller_of("Started").is_some(), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn openapi_describes_the_state_the_endpoints_and_the_action() {
+    let s = Server::start(&[]).await;
+    let spec = reply(s.client.get(format!("{}/openapi.json", s.base))).await.json();
+    let paths = spec["paths"].as_object().unwrap();
+    for tail in ["/approve", "/reject", "/approval", "/context"] {
+        assert!(paths.keys().any(|p| p.ends_with(&format!("commandResults/{{commandId}}{tail}"))), "{tail}");
+    }
+    assert!(paths.keys().any(|p| p.ends_with("/pendingApprovals")));
+    let text = spec.to_string();
+    assert!(
+        text.contains("PendingApproval") && text.contains(APPROVE_ACTION) && text.contains("SelfApprovalNotAllowed")
+    );
+}
