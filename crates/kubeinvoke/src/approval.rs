@@ -91,6 +91,16 @@ impl ApprovalPolicy {
     }
 }
 
+/// The one policy a fan-out run to clusters holding it by `policies` waits under: the most
+/// approvers any of them asks for, within the shortest time any allows.
+pub(crate) fn strictest(policies: impl IntoIterator<Item = ApprovalPolicy>) -> Option<ApprovalPolicy> {
+    policies.into_iter().reduce(|a, b| ApprovalPolicy {
+        mode: ApprovalMode::FreeFormOnly,
+        approvers: a.approvers.max(b.approvers),
+        expires_after: a.expires_after.min(b.expires_after),
+    })
+}
+
 /// What a held command waits for, as stored with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -209,6 +219,18 @@ mod tests {
             let why = ApprovalPolicy::parse(&bad).unwrap_err();
             assert!(why.contains(names), "{bad}: {why}");
         }
+    }
+
+    #[test]
+    fn a_run_waits_under_the_strictest_of_its_clusters_policies() {
+        let policy = |approvers, expires| ApprovalPolicy {
+            mode: ApprovalMode::Always,
+            approvers,
+            expires_after: Duration::from_secs(expires),
+        };
+        let run = strictest([policy(1, 60), policy(3, 3600), policy(2, 30)]).unwrap();
+        assert_eq!((run.approvers, run.expires_after), (3, Duration::from_secs(30)));
+        assert_eq!(strictest([]), None);
     }
 
     #[test]

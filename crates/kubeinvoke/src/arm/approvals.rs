@@ -72,6 +72,17 @@ pub(crate) struct ContextFile {
     pub size: u64,
 }
 
+impl DecisionView {
+    pub(crate) fn of(d: &crate::approval::Decision) -> Self {
+        DecisionView {
+            approver: d.approver.clone(),
+            decision: d.verdict.as_str().into(),
+            reason: d.reason.clone(),
+            decided_at: rfc3339(d.at),
+        }
+    }
+}
+
 impl ApprovalView {
     /// The view of `held`, whose attached files are `files`.
     pub(crate) fn of(held: &HeldCommand, files: Vec<ContextFile>) -> Self {
@@ -94,16 +105,7 @@ impl ApprovalView {
                 requested_at: rfc3339(held.submitted_at),
                 expires_at: rfc3339(held.hold.deadline),
                 approvals_needed: held.hold.needed,
-                approvals: held
-                    .decisions
-                    .iter()
-                    .map(|d| DecisionView {
-                        approver: d.approver.clone(),
-                        decision: d.verdict.as_str().into(),
-                        reason: d.reason.clone(),
-                        decided_at: rfc3339(d.at),
-                    })
-                    .collect(),
+                approvals: held.decisions.iter().map(DecisionView::of).collect(),
                 saved_command: held.saved_command.clone(),
                 parameters,
                 files,

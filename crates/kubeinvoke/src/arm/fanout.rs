@@ -192,6 +192,20 @@ pub(crate) struct CommandRunProperties {
     /// Targets per state, every state present.
     pub counts: Map<String, Value>,
     pub targets: Vec<CommandRunTarget>,
+    /// Set when some target's cluster held the run for approval: approved once, as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<RunApproval>,
+}
+
+/// A held run's approval: how many approvers it needs, until when, and who decided.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunApproval {
+    pub approvals_needed: u8,
+    pub expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    pub approvals: Vec<crate::arm::approvals::DecisionView>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -230,6 +244,12 @@ impl CommandRun {
                 canceled_by: run.cancel_requested_by.clone(),
                 counts,
                 targets: run.targets.iter().map(CommandRunTarget::new).collect(),
+                approval: run.hold.as_ref().map(|hold| RunApproval {
+                    approvals_needed: hold.needed,
+                    expires_at: rfc3339(hold.deadline),
+                    approved_at: run.approved_at.map(rfc3339),
+                    approvals: run.decisions.iter().map(crate::arm::approvals::DecisionView::of).collect(),
+                }),
             },
         }
     }

@@ -74,6 +74,8 @@ pub(crate) enum Route {
     CommandRuns(ScopeRef),
     CommandRun(ScopeRef, RunId),
     CancelCommandRun(ScopeRef, RunId),
+    /// `{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve` and `/reject`.
+    DecideCommandRun(ScopeRef, RunId, crate::approval::Verdict),
     /// Extensions: saved commands of a scope.
     SavedCommands(ScopeRef),
     SavedCommand(ScopeRef, String),
@@ -121,6 +123,12 @@ impl Route {
             Route::CommandRuns(_) => "{scope}/providers/Microsoft.ContainerService/commandRuns",
             Route::CommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}",
             Route::CancelCommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/cancel",
+            Route::DecideCommandRun(.., crate::approval::Verdict::Approve) => {
+                "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve"
+            }
+            Route::DecideCommandRun(.., crate::approval::Verdict::Reject) => {
+                "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/reject"
+            }
             Route::SavedCommands(_) => "{scope}/providers/Microsoft.ContainerService/savedCommands",
             Route::ActivityLog(_) => "/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values",
             Route::EventSubscriptions(_) => "{scope}/providers/Microsoft.EventGrid/eventSubscriptions",
@@ -232,6 +240,11 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
             }
             [kind, id, action] if is(kind, "commandRuns") && is(action, "cancel") => {
                 container(scope().map(|s| Route::CancelCommandRun(s, RunId::from_text(id.to_lowercase()))))
+            }
+            [kind, id, action] if is(kind, "commandRuns") && (is(action, "approve") || is(action, "reject")) => {
+                use crate::approval::Verdict;
+                let verdict = if is(action, "approve") { Verdict::Approve } else { Verdict::Reject };
+                container(scope().map(|s| Route::DecideCommandRun(s, RunId::from_text(id.to_lowercase()), verdict)))
             }
             [kind] if is(kind, "savedCommands") => container(scope().map(Route::SavedCommands)),
             [kind, name] if is(kind, "savedCommands") => container(

@@ -15,6 +15,7 @@ use super::exit::ClientError;
 use super::fanout::{scope_path, short_name};
 use super::output::Output;
 use crate::arm::approvals::{ApprovalView, DecisionRequest};
+use crate::arm::fanout::CommandRun;
 use crate::arm::wire::ListResult;
 use crate::command::CommandState;
 
@@ -35,13 +36,17 @@ pub struct ApprovalsArgs {
 #[derive(Debug, Args)]
 pub struct DecideArgs {
     /// The command's id.
-    #[arg(short = 'i', long = "command-id")]
-    pub id: String,
+    #[arg(short = 'i', long = "command-id", required_unless_present = "run_id", conflicts_with = "run_id")]
+    pub id: Option<String>,
+    /// A fan-out run's id instead: it is approved once, as a whole (-g: the run's resource group,
+    /// if it was started in one).
+    #[arg(long = "run-id")]
+    pub run_id: Option<String>,
     /// Why: recorded with the decision and in the activity log.
     #[arg(short = 'm', long = "reason")]
     pub reason: String,
     /// The command's resource group and cluster (default: found among what waits for you).
-    #[arg(short = 'g', long = "resource-group", requires = "name")]
+    #[arg(short = 'g', long = "resource-group")]
     pub group: Option<String>,
     #[arg(short = 'n', long = "name", requires = "group")]
     pub name: Option<String>,
@@ -79,22 +84,33 @@ pub async fn approvals(args: ApprovalsArgs) -> Result<u8, ClientError> {
 /// `kubeinvoke approve` / `kubeinvoke reject`.
 pub async fn decide(args: DecideArgs, approve: bool) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
+    let verb = if approve { "approve" } else { "reject" };
+    let body =
+        serde_json::to_value(DecisionRequest { reason: Some(args.reason.clone()) }).map_err(ClientError::local)?;
+    if let Some(run) = &args.run_id {
+        let path = format!("{}/commandRuns/{run}/{verb}", scope_path(&api, args.group.as_deref()));
+        let answer = api.call(Method::POST, &Api::with_version(&path, API_VERSION), Some(body)).await?;
+        let run: CommandRun = answer.parse()?;
+        match args.output {
+            Output::Json => println!("{}", answer.body),
+            Output::Text => println!("{verb}d run {}: it is {}", run.name, run.properties.provisioning_state),
+        }
+        return Ok(0);
+    }
+    let id = args.id.clone().unwrap_or_default();
     let result_path = match (&args.group, &args.name) {
-        (Some(group), Some(name)) => api.command_path(group, name, &args.id),
-        _ => {
+        (Some(group), Some(name)) => api.command_path(group, name, &id),
+        (Some(_), None) | (None, Some(_)) => return Err(ClientError::local("give both -g and -n, or neither")),
+        (None, None) => {
             let waiting = pending(&api, None).await?;
-            let found = waiting.into_iter().find(|v| v.name.eq_ignore_ascii_case(&args.id)).ok_or_else(|| {
+            let found = waiting.into_iter().find(|v| v.name.eq_ignore_ascii_case(&id)).ok_or_else(|| {
                 ClientError::local(format!(
-                    "command {} does not wait for your approval (see kubeinvoke approvals); give -g and -n if you know its cluster",
-                    args.id
+                    "command {id} does not wait for your approval (see kubeinvoke approvals); give -g and -n if you know its cluster"
                 ))
             })?;
             format!("{}/commandResults/{}", found.properties.cluster_id, found.name)
         }
     };
-    let verb = if approve { "approve" } else { "reject" };
-    let body =
-        serde_json::to_value(DecisionRequest { reason: Some(args.reason.clone()) }).map_err(ClientError::local)?;
     let path = Api::with_version(&format!("{result_path}/{verb}"), API_VERSION);
     let answer = api.call(Method::POST, &path, Some(body)).await?;
     if args.output == Output::Json {

@@ -145,7 +145,8 @@ impl Dispatcher {
         let target = run.targets.iter().find(|t| t.position == position);
         if let Some(uid) = target.and_then(|t| t.cluster_uid.clone()) {
             let cluster = self.store.clusters().cluster_by_uid(&ClusterUid::from_text(uid)).await?;
-            if let Some(Err(refused)) = cluster.map(|c| super::admit_target(&c, run.has_cluster_token, false)) {
+            if let Some(Err(refused)) = cluster.map(|c| super::admit_target(&c, run.has_cluster_token, run.approved()))
+            {
                 let reason = refused.skip_reason();
                 let skipped = self.store.runs().skip_pending(&run.id, Some(position), &reason).await?;
                 if skipped > 0 {

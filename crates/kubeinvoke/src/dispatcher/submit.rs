@@ -45,7 +45,6 @@ impl Admitted {
     }
 
     /// The policy under which the command waits for approvers, if it does.
-    #[cfg(test)]
     pub(crate) fn held_by(&self) -> Option<ApprovalPolicy> {
         self.held_by
     }

@@ -60,9 +60,13 @@ impl RunScope {
     }
 }
 
-/// A run's lifecycle: `Accepted → Running → Succeeded | Failed | Canceled`.
+/// A run's lifecycle: `Accepted → Running → Succeeded | Failed | Canceled`; a run to clusters
+/// that hold free-form commands for approval starts `PendingApproval`, approved once as a whole
+/// before any target starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RunState {
+    /// Waiting for its approvers; no target starts.
+    PendingApproval,
     Accepted,
     Running,
     /// Every target ran and exited 0.
@@ -79,6 +83,7 @@ impl RunState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PendingApproval => "PendingApproval",
             Self::Accepted => "Accepted",
             Self::Running => "Running",
             Self::Succeeded => "Succeeded",
@@ -88,7 +93,7 @@ impl RunState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
+        [Self::PendingApproval, Self::Accepted, Self::Running, Self::Succeeded, Self::Failed, Self::Canceled]
             .into_iter()
             .find(|state| state.as_str() == s)
     }
@@ -158,6 +163,8 @@ pub mod skip {
     pub const INVALID_CLUSTER_SETTING: &str = "InvalidClusterSetting";
     /// The cluster holds free-form commands for approval and the run was not approved.
     pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";
+    /// The run was not approved in time.
+    pub const APPROVAL_EXPIRED: &str = "ApprovalExpired";
 }
 
 /// A cluster chosen for a run, as stored at submission.
@@ -184,6 +191,18 @@ pub struct NewRun {
     /// `appId (objectId)`, as commands record it.
     pub created_by: String,
     pub targets: Vec<NewTarget>,
+    /// Set when some target's cluster holds free-form commands: the run waits for approvers.
+    pub hold: Option<crate::approval::Hold>,
+}
+
+impl NewRun {
+    /// The state it is stored in: waiting for approvers when it has a hold.
+    pub fn queued_state(&self) -> RunState {
+        match self.hold {
+            Some(_) => RunState::PendingApproval,
+            None => RunState::Accepted,
+        }
+    }
 }
 
 /// One target as read back: its own state, or its command's.
@@ -246,6 +265,12 @@ pub struct RunRecord {
     /// target's command): admission asks, for AAD-managed clusters.
     pub has_cluster_token: bool,
     pub targets: Vec<TargetRecord>,
+    /// What the run waited for, if some target's cluster held it.
+    pub hold: Option<crate::approval::Hold>,
+    /// When its last approver released it.
+    pub approved_at: Option<i64>,
+    /// The approvers' decisions, oldest first.
+    pub decisions: Vec<crate::approval::Decision>,
 }
 
 impl RunRecord {
@@ -271,6 +296,11 @@ impl RunRecord {
     }
 
     /// What the run ends as once nothing is pending or active.
+    /// Approved as a whole: its targets may start on clusters that hold free-form commands.
+    pub fn approved(&self) -> bool {
+        self.approved_at.is_some()
+    }
+
     pub fn final_state(&self) -> RunState {
         if self.cancel_requested_by.is_some() {
             RunState::Canceled

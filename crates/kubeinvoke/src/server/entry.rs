@@ -215,5 +215,9 @@ async fn route(
             M::POST => runs::cancel(app, ctx, who(), &scope, &id).await,
             _ => not_allowed("POST"),
         },
+        Route::DecideCommandRun(scope, id, verdict) => match *method {
+            M::POST => approvals::decide_run(app, ctx, who(), &scope, &id, verdict, body).await,
+            _ => not_allowed("POST"),
+        },
     }
 }

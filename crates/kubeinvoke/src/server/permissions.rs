@@ -91,7 +91,9 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
         // A run needs `runcommand/action` on each target (checked per cluster; the others are
         // listed as skipped); its reader or canceler is the creator or one holding the action on
         // the run's scope (checked by the handler, which knows the creator).
-        Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) => None,
+        // A run's approver needs the approve action on every cluster the run would reach
+        // (checked by the handler, which knows the targets).
+        Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) | Route::DecideCommandRun(..) => None,
         Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
         Route::SavedCommands(scope) => on(scope.id(), "Microsoft.ContainerService/savedCommands/read"),
         Route::ActivityLog(s) => on(format!("/subscriptions/{s}"), "Microsoft.Insights/eventtypes/values/read"),

@@ -34,6 +34,7 @@ pub(super) fn event_for(
             Some(
                 Route::ClusterAction(_, ClusterAction::RunCommand | ClusterAction::RunSavedCommand)
                     | Route::DecideCommand(..)
+                    | Route::DecideCommandRun(..)
             )
         )
     {

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::dispatcher::{Dispatcher, SubmitError};
-use crate::fanout::{RunId, RunRecord, TargetState, skip};
+use crate::fanout::{RunId, RunRecord, RunState, TargetState, skip};
 use crate::store::{ClusterUid, Lease, Store, StoreResult, TargetStart};
 use crate::time::now_millis;
 
@@ -116,6 +116,17 @@ impl RunDriver {
             if runs.finish_run(id, state, now_millis()).await? {
                 let counts = summary(&run);
                 tracing::info!(run_id = %id, state = state.as_str(), counts, "fan-out run finished");
+            }
+            return Ok(Progress::Waiting);
+        }
+        if run.state == RunState::PendingApproval {
+            // Nothing starts before its approvers said yes; past its deadline, it never will.
+            let now = now_millis();
+            if run.hold.as_ref().is_some_and(|hold| hold.deadline <= now)
+                && self.store.approvals().expire_run(id, now).await?
+            {
+                tracing::info!(run_id = %id, "fan-out run not approved in time: its targets are skipped");
+                return Ok(Progress::Moved);
             }
             return Ok(Progress::Waiting);
         }

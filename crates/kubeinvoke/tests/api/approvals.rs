@@ -35,6 +35,11 @@ async fn approver(s: &Server, name: &str) -> String {
 
 /// As [`approver`], with the principal's credentials.
 pub(crate) async fn approver_credentials(s: &Server, name: &str) -> (Credentials, String) {
+    approver_at(s, name, &cluster_scope("c1")).await
+}
+
+/// A principal holding the approve action (and reads) at `scope`.
+async fn approver_at(s: &Server, name: &str, scope: &str) -> (Credentials, String) {
     let role_id = uuid::Uuid::new_v4().to_string();
     let definition = format!(
         "/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role_id}?api-version=2022-04-01"
@@ -51,8 +56,7 @@ pub(crate) async fn approver_credentials(s: &Server, name: &str) -> (Credentials
     let oid = claims_of(&token)["oid"].as_str().unwrap().to_string();
     let body = json!({"properties": {"roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"), "principalId": oid, "principalType": "ServicePrincipal"}});
     let path = format!(
-        "{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
-        cluster_scope("c1"),
+        "{scope}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
         uuid::Uuid::new_v4()
     );
     assert_eq!(s.put(&path, body).await.status, 201);
@@ -380,28 +384,106 @@ async fn who_may_not_approve_may_not_turn_approval_off() {
     r.assert_error(400, "InvalidParameter");
 }
 
-#[tokio::test]
-async fn a_fan_out_never_reaches_a_held_cluster_unapproved() {
-    let s = Server::start(&[]).await;
+async fn fan_out(s: &Server, expires: &str) -> String {
     s.create_cluster("rg", "c1", json!({})).await;
-    s.create_cluster("rg", "held", held_cluster("freeFormOnly", 1, "PT1H")).await;
+    s.create_cluster("rg", "held", held_cluster("freeFormOnly", 1, expires)).await;
     let body = json!({"command": "echo fan", "targets": {"clusterIds": [cluster_scope("c1"), cluster_scope("held")]}});
     let r = s.post(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/runCommand"), body).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let location = r.header("location").unwrap().to_string();
+    result_of(r.header("location").unwrap())
+}
+
+async fn run_until_done(s: &Server, run: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let r = s.get(&location).await;
+    loop {
+        let r = s.get(&format!("{run}?api-version=2024-09-01")).await;
         if r.status == 200 {
-            break r.json();
+            return r.json();
         }
         assert!(Instant::now() < deadline, "{}", r.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn target_states(run: &Value) -> Vec<String> {
+    run["properties"]["targets"].as_array().unwrap().iter().map(|t| t["state"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_fan_out_to_a_held_cluster_is_approved_once_as_a_whole_before_any_target_starts() {
+    let s = Server::start(&[]).await;
+    let run = fan_out(&s, "PT1H").await;
+    for _ in 0..5 {
+        let r = s.get(&format!("{run}?api-version=2024-09-01")).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let view = r.json();
+        assert_eq!(view["properties"]["provisioningState"], "PendingApproval", "{view}");
+        assert_eq!(target_states(&view), ["Pending", "Pending"], "not even the free cluster starts: {view}");
+        assert_eq!(view["properties"]["approval"]["approvalsNeeded"], 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let approve_run = |token: String| {
+        let s = &s;
+        let path = format!("{run}/approve?api-version=2024-09-01");
+        async move { send_as(s, &token, Method::POST, &path, Some(json!({"reason": "fleet change 7"}))).await }
     };
-    let targets = run["properties"]["targets"].as_array().unwrap();
-    let held = targets.iter().find(|t| t["clusterId"].as_str().unwrap().ends_with("/held")).unwrap();
-    assert_eq!(held["state"], "Skipped", "{run}");
-    assert!(held["reason"].as_str().unwrap().starts_with("ApprovalRequired"), "{run}");
+    // Its creator may not; one who may approve on one of its clusters only may not either.
+    approve_run(s.token.clone()).await.assert_error(403, "SelfApprovalNotAllowed");
+    let (_, on_one) = approver_at(&s, "one-cluster", &cluster_scope("held")).await;
+    approve_run(on_one).await.assert_error(403, "AuthorizationFailed");
+    let (_, approver) = approver_at(&s, "group", &group_path("rg")).await;
+    let r = approve_run(approver.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["properties"]["approval"]["approvals"][0]["reason"], "fleet change 7");
+    let done = run_until_done(&s, &run).await;
+    assert_eq!(done["properties"]["provisioningState"], "Succeeded", "{done}");
+    assert_eq!(target_states(&done), ["Succeeded", "Succeeded"], "{done}");
+    // The held cluster's command ran without asking again: the run was approved as a whole.
+    approve_run(approver).await.assert_error(409, "CommandNotPendingApproval");
+}
+
+#[tokio::test]
+async fn a_rejected_fan_out_is_canceled_and_an_undecided_one_expires() {
+    let s = Server::start(&[]).await;
+    let run = fan_out(&s, "PT1H").await;
+    let (_, approver) = approver_at(&s, "group", &group_path("rg")).await;
+    let path = format!("{run}/reject?api-version=2024-09-01");
+    let r = send_as(&s, &approver, Method::POST, &path, Some(json!({"reason": "wrong fleet"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = run_until_done(&s, &run).await;
+    assert_eq!(done["properties"]["provisioningState"], "Canceled", "{done}");
+    assert_eq!(target_states(&done), ["Canceled", "Canceled"], "{done}");
+    let reason = done["properties"]["targets"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("Rejected by") && reason.ends_with("wrong fleet"), "{reason}");
+
+    let s = Server::start(&[]).await;
+    let run = fan_out(&s, "PT1S").await;
+    let done = run_until_done(&s, &run).await;
+    assert_eq!(done["properties"]["provisioningState"], "Failed", "{done}");
+    assert_eq!(target_states(&done), ["Skipped", "Skipped"], "{done}");
+    assert!(done["properties"]["targets"][1]["reason"].as_str().unwrap().starts_with("ApprovalExpired"), "{done}");
+}
+
+#[tokio::test]
+async fn a_cluster_that_starts_holding_after_a_run_was_accepted_gets_no_unapproved_command() {
+    let s = Server::start(&["--max-running", "1"]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    s.create_cluster("rg", "later", json!({})).await;
+    let body = json!({"command": "sleep 1", "maxConcurrency": "1", "targets": {"clusterIds": [cluster_scope("c1"), cluster_scope("later")]}});
+    let r = s.post(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/runCommand"), body).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let run = result_of(r.header("location").unwrap());
+    let r = s
+        .put(
+            &cluster_scope("later"),
+            json!({"location": "westeurope", "properties": held_cluster("always", 1, "PT1H")}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = run_until_done(&s, &run).await;
+    let later = &done["properties"]["targets"][1];
+    assert_eq!(later["state"], "Skipped", "{done}");
+    assert!(later["reason"].as_str().unwrap().starts_with("ApprovalRequired"), "{done}");
 }
 
 #[tokio::test]

@@ -650,3 +650,22 @@ async fn invoke_waits_for_approval_and_an_approver_lists_and_approves_by_id() {
     assert_ne!(unknown.status.code(), Some(0));
     assert!(text(&unknown.stderr).contains("does not wait for your approval"), "{}", text(&unknown.stderr));
 }
+
+#[tokio::test]
+async fn a_fan_out_run_is_approved_from_the_cli_as_a_whole() {
+    let s = Server::start(&[]).await;
+    let policy = json!({"commandApproval": {"mode": "freeFormOnly", "approvers": 1, "expiresAfter": "PT1H"}});
+    s.create_cluster("rg", "c1", policy).await;
+    let body = json!({"command": "echo fleet", "targets": {"clusterIds": [cluster_path("rg", "c1")]}});
+    let r = s.post(&format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/runCommand"), body).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let run_id = r.json()["name"].as_str().unwrap().to_string();
+    let (who, _) = crate::approvals::approver_credentials(&s, "approver").await;
+    let approver = Cli::logged_in_as(&s, &who);
+    let out = approver.run(&["approve", "--run-id", &run_id, "-m", "fleet-wide change"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("approved run {run_id}")), "{}", text(&out.stdout));
+    let watched = Cli::logged_in(&s).run(&["run", "-i", &run_id, "--watch"]);
+    assert_eq!(watched.status.code(), Some(0), "{}", text(&watched.stderr));
+    assert!(text(&watched.stdout).contains("fleet"), "{}", text(&watched.stdout));
+}

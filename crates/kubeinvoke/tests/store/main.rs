@@ -127,6 +127,7 @@ contract!(
     held_commands_wait_unclaimed_until_enough_distinct_approvers_release_them,
     a_rejection_cancels_and_silence_expires_a_held_command,
     approvals_are_deleted_with_their_command,
+    a_held_run_starts_no_target_until_approved_as_a_whole,
 );
 
 fn cluster_ref(group: &str, name: &str) -> ClusterRef {
@@ -218,7 +219,7 @@ async fn held_commands_wait_unclaimed_until_enough_distinct_approvers_release_th
     assert_eq!(state_of(store, &uid, "held").await, CommandState::PendingApproval);
     assert_eq!(decide(decision(Verdict::Approve, "second", 6)).await, Decided::Released);
     assert_eq!(state_of(store, &uid, "held").await, CommandState::Accepted);
-    assert_eq!(decide(decision(Verdict::Approve, "third", 7)).await, Decided::NotPending(CommandState::Accepted));
+    assert_eq!(decide(decision(Verdict::Approve, "third", 7)).await, Decided::NotPending("Accepted"));
     let held = approvals.held_command(&uid, &id("held"), 8).await.unwrap().expect("still readable as held");
     let who: Vec<&str> = held.decisions.iter().map(|d| d.approver_oid.as_str()).collect();
     assert_eq!(who, ["first", "second"]);
@@ -269,6 +270,71 @@ async fn a_rejection_cancels_and_silence_expires_a_held_command(s: &Subject) {
     let was = store.commands().cancel_queued(&uid, &id("withdrawn"), "requester", 70, 99_999).await.unwrap();
     assert_eq!(was, Some(CommandState::PendingApproval));
     assert_eq!(state_of(store, &uid, "withdrawn").await, CommandState::Canceled);
+}
+
+async fn a_held_run_starts_no_target_until_approved_as_a_whole(s: &Subject) {
+    let store = s.store.as_ref();
+    let c1 = cluster(store, "rg", "c1", json!({})).await;
+    let scope = RunScope::new(format!("/subscriptions/{SUB}"));
+    let held = |name: &str, deadline: i64| NewRun {
+        id: RunId::from_text(name),
+        scope: scope.clone(),
+        command: "true".into(),
+        context: Vec::new(),
+        cluster_token: None,
+        max_concurrency: Limit::Count(5),
+        max_errors: Limit::Percent(100),
+        created_at: 1,
+        created_by: "app (requester)".into(),
+        targets: vec![NewTarget { cluster_uid: Some(c1.to_string()), cluster_id: "c1".into(), skipped: None }],
+        hold: Some(Hold { needed: 2, deadline, requester: "requester".into() }),
+    };
+    let (runs, approvals) = (store.runs(), store.approvals());
+    runs.insert_run(held("held", 1_000), &lease("a", 0)).await.unwrap();
+    let run = RunId::from_text("held");
+    assert_eq!(runs.lease_runs(&lease("a", 1)).await.unwrap(), vec![run.clone()], "driven while it waits");
+    let read = runs.get_run(&run, None).await.unwrap().unwrap();
+    assert_eq!((read.state, read.hold.as_ref().map(|h| h.needed)), (RunState::PendingApproval, Some(2)));
+    assert_eq!(runs.start_target(&run, 0, &id("t0"), &lease("a", 2)).await.unwrap(), TargetStart::Refused);
+    let decide = |verdict, who: &str, at| {
+        let (run, key, d) = (run.clone(), scope.key.clone(), decision(verdict, who, at));
+        async move { approvals.decide_run(&run, &key, &d).await.unwrap() }
+    };
+    assert_eq!(decide(Verdict::Approve, "requester", 3).await, Decided::OwnCommand);
+    assert_eq!(decide(Verdict::Approve, "first", 4).await, Decided::Counted { approvals: 1, needed: 2 });
+    assert_eq!(decide(Verdict::Approve, "first", 5).await, Decided::AlreadyApproved);
+    assert_eq!(decide(Verdict::Approve, "second", 6).await, Decided::Released);
+    let read = runs.get_run(&run, None).await.unwrap().unwrap();
+    assert!(read.approved() && read.state == RunState::Accepted);
+    assert_eq!(read.decisions.len(), 2);
+    assert_eq!(runs.start_target(&run, 0, &id("t0"), &lease("a", 7)).await.unwrap(), TargetStart::Started);
+    assert_eq!(decide(Verdict::Reject, "third", 8).await, Decided::NotPending("Running"));
+
+    runs.insert_run(held("rejected", 1_000), &lease("a", 0)).await.unwrap();
+    let rejected = RunId::from_text("rejected");
+    let no = decision(Verdict::Reject, "first", 9);
+    assert_eq!(approvals.decide_run(&rejected, &scope.key, &no).await.unwrap(), Decided::Rejected);
+    let read = runs.get_run(&rejected, None).await.unwrap().unwrap();
+    assert_eq!(read.targets[0].state, TargetState::Canceled);
+    assert_eq!(read.cancel_requested_by.as_deref(), Some("Rejected by app (first): first says so"));
+    assert_eq!(
+        approvals.decide_run(&rejected, &scope.key, &decision(Verdict::Approve, "x", 10)).await.unwrap(),
+        Decided::NotPending("Canceled")
+    );
+    assert!(runs.finish_run(&rejected, RunState::Canceled, 11).await.unwrap(), "a canceled waiting run ends");
+
+    runs.insert_run(held("silent", 50), &lease("a", 0)).await.unwrap();
+    let silent = RunId::from_text("silent");
+    assert!(!approvals.expire_run(&silent, 40).await.unwrap(), "not before its deadline");
+    assert!(approvals.expire_run(&silent, 60).await.unwrap());
+    let read = runs.get_run(&silent, None).await.unwrap().unwrap();
+    assert_eq!(read.targets[0].state, TargetState::Skipped);
+    assert!(read.targets[0].reason.as_deref().unwrap().starts_with("ApprovalExpired"));
+    assert!(
+        approvals.decide_run(&silent, "/subscriptions/other", &decision(Verdict::Approve, "x", 10)).await.unwrap()
+            == Decided::NotFound,
+        "found only in its scope"
+    );
 }
 
 async fn approvals_are_deleted_with_their_command(s: &Subject) {
@@ -764,6 +830,7 @@ async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s:
         created_at: 1,
         created_by: "app (object)".into(),
         targets: vec![target(&c1, None), target(&c2, None), target(&c1, Some("AuthorizationFailed: no"))],
+        hold: None,
     };
     let runs = store.runs();
     runs.insert_run(run, &lease("a", 0)).await.unwrap();
@@ -869,6 +936,7 @@ async fn one_pending_target_is_skipped_and_clusters_are_found_by_uid(s: &Subject
         created_at: 1,
         created_by: "app".into(),
         targets: vec![target(&again, "c1"), target(&second, "c2"), target(&second, "c2")],
+        hold: None,
     };
     let runs = store.runs();
     runs.insert_run(run, &lease("a", 1)).await.unwrap();

@@ -13,10 +13,12 @@ use crate::activity::{NewEvent, caller_of, string_properties};
 use crate::approval::{MAX_REASON_BYTES, Verdict};
 use crate::arm::ApiError;
 use crate::arm::approvals::{ApprovalView, ContextFile, DecisionRequest};
+use crate::arm::fanout::CommandRun;
 use crate::arm::refusal::ApprovalRefusal;
 use crate::arm::wire::{ListResult, cluster_id};
 use crate::command::CommandId;
 use crate::dispatcher::Approver;
+use crate::fanout::{RunId, RunScope, TargetState};
 use crate::identity::Caller;
 use crate::resource::{ClusterRef, ScopeRef};
 use crate::server::AppState;
@@ -46,15 +48,78 @@ pub(crate) async fn decide(
     let decided = app.dispatcher.decide(&cluster.uid, id, verdict, &approver, reason.clone()).await?;
     let refusal = match decided {
         Decided::NotFound => return Err(ApiError::CommandNotFound(id.to_string())),
-        Decided::NotPending(state) => ApprovalRefusal::NotPending { id: id.to_string(), state: state.as_str() },
+        Decided::NotPending(state) => ApprovalRefusal::NotPending { id: id.to_string(), state },
         Decided::Expired => ApprovalRefusal::Expired(id.to_string()),
         Decided::OwnCommand => ApprovalRefusal::OwnCommand(id.to_string()),
         Decided::AlreadyApproved => ApprovalRefusal::AlreadyApproved(id.to_string()),
         Decided::Counted { .. } | Decided::Released | Decided::Rejected => {
-            let event = decision_event(&cluster, id, &approver, &reason, verdict, &decided);
+            let mut event = decision_event(&approver, &reason, verdict, &decided);
+            event.properties.insert("commandId".into(), id.to_string().into());
+            event.correlation_id = id.to_string();
+            event.resource_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
             app.activity.append(vec![event]).await;
             let held = held_of(app, &cluster, id).await?;
             return Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, &cluster, id).await?)));
+        }
+    };
+    Err(refusal.into())
+}
+
+/// `POST {scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve` or `/reject`: a
+/// fan-out run approved once, as a whole. The approver needs the approve action on every cluster
+/// the run would reach (its targets not skipped) and is never the run's creator; 200 with the run.
+pub(crate) async fn decide_run(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    id: &RunId,
+    verdict: Verdict,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = RunScope::new(scope.id()).key;
+    let run = app.store.runs().get_run(id, Some(&key)).await?;
+    // Without the action on all its clusters the answer is 403 whether or not the run exists.
+    let reached: Vec<&str> = run
+        .iter()
+        .flat_map(|r| r.targets.iter())
+        .filter(|t| t.state != TargetState::Skipped)
+        .map(|t| t.cluster_id.as_str())
+        .collect();
+    for cluster in &reached {
+        caller.require(APPROVE, cluster)?;
+    }
+    if run.is_none() {
+        caller.require(APPROVE, &scope.id())?;
+    }
+    let run = run.ok_or_else(|| ApiError::RunNotFound(id.to_string()))?;
+    let request: DecisionRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let reason = reason_of(request.reason)?;
+    let approver = Approver { principal: principal_of(caller), object_id: caller.claims.oid.clone() };
+    let decision = crate::approval::Decision {
+        verdict,
+        approver_oid: approver.object_id.clone(),
+        approver: approver.principal.clone(),
+        reason: reason.clone(),
+        at: now_millis(),
+    };
+    let decided = app.store.approvals().decide_run(id, &key, &decision).await?;
+    let refusal = match decided {
+        Decided::NotFound => return Err(ApiError::RunNotFound(id.to_string())),
+        Decided::NotPending(state) => ApprovalRefusal::NotPending { id: id.to_string(), state },
+        Decided::Expired => ApprovalRefusal::Expired(id.to_string()),
+        Decided::OwnCommand => ApprovalRefusal::OwnCommand(id.to_string()),
+        Decided::AlreadyApproved => ApprovalRefusal::AlreadyApproved(id.to_string()),
+        Decided::Counted { .. } | Decided::Released | Decided::Rejected => {
+            let mut event = decision_event(&approver, &reason, verdict, &decided);
+            event.properties.insert("runId".into(), id.to_string().into());
+            event.correlation_id = id.to_string();
+            event.resource_id = RunScope::new(scope.id()).run_id(id);
+            app.activity.append(vec![event]).await;
+            app.runs.wake();
+            tracing::info!(run_id = %id, approver = approver.principal, decision = verdict.as_str(), "fan-out run decision");
+            let run = app.store.runs().get_run(id, Some(&key)).await?.unwrap_or(run);
+            return Ok(json(StatusCode::OK, &CommandRun::new(&run)));
         }
     };
     Err(refusal.into())
@@ -142,17 +207,10 @@ async fn files_of(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Re
     Ok(files.into_iter().map(|(name, size)| ContextFile { name, size }).collect())
 }
 
-/// The activity log entry of a decision that was taken, with the approver as its caller.
-fn decision_event(
-    cluster: &ClusterRecord,
-    id: &CommandId,
-    approver: &Approver,
-    reason: &str,
-    verdict: Verdict,
-    decided: &Decided,
-) -> NewEvent {
+/// The activity log entry of a decision that was taken, with the approver as its caller (the
+/// caller adds what was decided on: the command or the run, and its resource).
+fn decision_event(approver: &Approver, reason: &str, verdict: Verdict, decided: &Decided) -> NewEvent {
     let mut properties = vec![
-        ("commandId".to_string(), id.to_string()),
         ("decision".to_string(), verdict.as_str().to_string()),
         ("reason".to_string(), reason.to_string()),
         ("released".to_string(), matches!(decided, Decided::Released).to_string()),
@@ -168,8 +226,8 @@ fn decision_event(
         status: verdict.as_str().to_string(),
         sub_status: String::new(),
         caller: caller_of(&approver.principal),
-        correlation_id: id.to_string(),
-        resource_id: cluster_id(&cluster.subscription, &cluster.group, &cluster.name),
+        correlation_id: String::new(),
+        resource_id: String::new(),
         properties: string_properties(properties),
     }
 }

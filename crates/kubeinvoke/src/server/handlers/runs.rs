@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::clusters;
 use super::commands::{add_polling_headers, asker_of, input_refusal, principal_of, submit_checks};
+use crate::approval::ApprovalPolicy;
 use crate::arm::ApiError;
 use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
@@ -43,7 +44,9 @@ pub(crate) async fn submit(
         Some(token) => Some(checks.cluster_token(token, &asker_of(caller)).await.map_err(input_refusal)?),
         None => None,
     };
-    let targets = select(app, caller, scope, &request.targets, cluster_token.is_some()).await?;
+    let (targets, policies) = select(app, caller, scope, &request.targets, cluster_token.is_some()).await?;
+    // Approved once, as a whole, under the strictest policy of the clusters that hold it.
+    let hold = crate::approval::strictest(policies).map(|policy| policy.hold(&caller.claims.oid, now_millis()));
     let context = checks.context(request.context).await.map_err(input_refusal)?;
     let run_scope = RunScope::new(scope.id());
     let run = NewRun {
@@ -57,6 +60,7 @@ pub(crate) async fn submit(
         created_at: now_millis(),
         created_by: principal_of(caller),
         targets,
+        hold,
     };
     let id = run.id.clone();
     let selected = run.targets.len();
@@ -149,19 +153,20 @@ fn respond(app: &AppState, ctx: &RequestContext, run: &RunRecord) -> Result<Resp
 }
 
 /// The targets of a run, in a stable order: every selected cluster, those the run may not use
-/// marked skipped with the reason. An empty selection is the caller's mistake (400).
+/// marked skipped with the reason; and the approval policies of the clusters that hold its
+/// command. An empty selection is the caller's mistake (400).
 async fn select(
     app: &AppState,
     caller: &Caller,
     scope: &ScopeRef,
     targets: &Targets,
     has_token: bool,
-) -> Result<Vec<NewTarget>, ApiError> {
+) -> Result<(Vec<NewTarget>, Vec<ApprovalPolicy>), ApiError> {
     let selected = match targets {
         Targets::Tags(tags) => {
             let clusters = clusters_in(app, scope).await?;
             // Clusters the caller cannot even read stay invisible, as in a cluster listing.
-            let matching: Vec<NewTarget> = clusters
+            let matching: Vec<(NewTarget, Option<ApprovalPolicy>)> = clusters
                 .iter()
                 .filter(|c| tags_match(&c.document, tags))
                 .map(|c| (c, cluster_id(&c.subscription, &c.group, &c.name)))
@@ -206,16 +211,26 @@ async fn select(
             format!("The selection holds {} clusters; a run takes at most {MAX_TARGETS}.", selected.len()),
         ));
     }
-    Ok(selected)
+    let (targets, policies): (Vec<NewTarget>, Vec<Option<ApprovalPolicy>>) = selected.into_iter().unzip();
+    Ok((targets, policies.into_iter().flatten().collect()))
 }
 
-/// One selected cluster: runnable, or skipped saying why. Authorization comes first, so a
-/// caller learns nothing about clusters they may not use.
-fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, has_token: bool) -> NewTarget {
-    let skipped = |reason: &str, detail: String| NewTarget {
-        cluster_uid: cluster.map(|c| c.uid.to_string()),
-        cluster_id: arm_id.clone(),
-        skipped: Some(format!("{reason}: {detail}")),
+/// One selected cluster: runnable (with the approval policy that holds its command, if any), or
+/// skipped saying why. Authorization comes first, so a caller learns nothing about clusters they
+/// may not use.
+fn target_for(
+    caller: &Caller,
+    cluster: Option<&ClusterRecord>,
+    arm_id: String,
+    has_token: bool,
+) -> (NewTarget, Option<ApprovalPolicy>) {
+    let skipped = |reason: &str, detail: String| {
+        let target = NewTarget {
+            cluster_uid: cluster.map(|c| c.uid.to_string()),
+            cluster_id: arm_id.clone(),
+            skipped: Some(format!("{reason}: {detail}")),
+        };
+        (target, None)
     };
     if !caller.may(RUN_COMMAND, &arm_id) {
         return skipped(
@@ -227,15 +242,21 @@ fn target_for(caller: &Caller, cluster: Option<&ClusterRecord>, arm_id: String, 
         return skipped(skip::NOT_FOUND, "no managed cluster has this id".into());
     };
     // The same admission as every command's (asked again when the target starts); a target it
-    // refuses is skipped, naming why.
-    if let Err(refused) = admit_target(cluster, has_token, false) {
-        return NewTarget {
-            cluster_uid: Some(cluster.uid.to_string()),
-            cluster_id: arm_id,
-            skipped: Some(refused.skip_reason()),
-        };
+    // refuses is skipped, naming why. One its cluster holds makes the run wait for approvers.
+    match admit_target(cluster, has_token, true) {
+        Err(refused) => {
+            let target = NewTarget {
+                cluster_uid: Some(cluster.uid.to_string()),
+                cluster_id: arm_id,
+                skipped: Some(refused.skip_reason()),
+            };
+            (target, None)
+        }
+        Ok(admitted) => {
+            let target = NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None };
+            (target, admitted.held_by())
+        }
     }
-    NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None }
 }
 
 /// Every cluster of the scope, in listing order.

@@ -15,6 +15,7 @@ use super::sql::Sql;
 use super::{ClusterUid, StoreError, StoreResult};
 use crate::approval::{Decision, Hold, Verdict};
 use crate::command::{CommandId, CommandState};
+use crate::fanout::RunId;
 
 /// A command that was held for approval, with what an approver needs to decide on it.
 #[derive(Debug, Clone)]
@@ -54,7 +55,7 @@ pub enum Decided {
     /// No such command in this cluster.
     NotFound,
     /// It does not wait for approval (never held, or decided already): its state now.
-    NotPending(CommandState),
+    NotPending(&'static str),
     /// Its time ran out before this decision: it is now `Failed`/`ApprovalExpired`.
     Expired,
     /// The approver is its requester, who may never approve their own command.
@@ -93,7 +94,50 @@ pub trait ApprovalStore: Send + Sync {
     ) -> StoreResult<Decided>;
     /// Ends `Failed`/`ApprovalExpired` every command whose approval deadline passed; their ids.
     async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>>;
+    /// Records `decision` on a fan-out run of `scope_key` waiting for approval, as a whole: the
+    /// last approval needed lets its targets start (`Accepted`); a rejection cancels its pending
+    /// targets, naming the approver and why.
+    async fn decide_run(&self, run: &RunId, scope_key: &str, decision: &Decision) -> StoreResult<Decided>;
+    /// A run whose approval deadline passed at `now`: its pending targets are skipped
+    /// (`ApprovalExpired`), so it ends `Failed`. False when it no longer waits.
+    async fn expire_run(&self, run: &RunId, now: i64) -> StoreResult<bool>;
 }
+
+/// What a run's approval is read with, under the row's lock on PostgreSQL.
+macro_rules! run_hold_state {
+    () => {
+        "SELECT state, approvals_needed, approval_deadline, requester_oid, cancel_requested_by FROM command_runs
+         WHERE id = $1 AND scope_key = $2"
+    };
+}
+static RUN_HOLD_STATE: Sql = Sql::new(run_hold_state!());
+const RUN_HOLD_STATE_FOR_UPDATE_POSTGRES: &str = concat!(run_hold_state!(), " FOR UPDATE");
+static ADD_RUN_APPROVAL: Sql = Sql::new(
+    "INSERT INTO run_approvals (run_id, approver_oid, approver, verdict, reason, decided_at)
+     VALUES ($1, $2, $3, 'Approved', $4, $5) ON CONFLICT (run_id, approver_oid) DO NOTHING",
+);
+static ADD_RUN_REJECTION: Sql = Sql::new(
+    "INSERT INTO run_approvals (run_id, approver_oid, approver, verdict, reason, decided_at)
+     VALUES ($1, $2, $3, 'Rejected', $4, $5)
+     ON CONFLICT (run_id, approver_oid) DO UPDATE SET verdict = 'Rejected', reason = $4, decided_at = $5",
+);
+static COUNT_RUN_APPROVALS: Sql =
+    Sql::new("SELECT COUNT(*) AS approvals FROM run_approvals WHERE run_id = $1 AND verdict = 'Approved'");
+static RELEASE_RUN: Sql = Sql::new(
+    "UPDATE command_runs SET state = 'Accepted', approved_at = $2 WHERE id = $1 AND state = 'PendingApproval'",
+);
+/// A rejected run is canceled by its approver (`$2` the reason); the driver ends it `Canceled`.
+static REJECT_RUN: Sql =
+    Sql::new("UPDATE command_runs SET cancel_requested_by = $2 WHERE id = $1 AND state = 'PendingApproval'");
+static REJECT_RUN_TARGETS: Sql =
+    Sql::new("UPDATE command_run_targets SET state = 'Canceled', reason = $2 WHERE run_id = $1 AND state = 'Pending'");
+/// A run past its deadline (`$3` now): its pending targets are skipped (`$2` why).
+static EXPIRE_RUN_TARGETS: Sql = Sql::new(
+    "UPDATE command_run_targets SET state = 'Skipped', reason = $2
+     WHERE run_id = $1 AND state = 'Pending'
+       AND EXISTS (SELECT 1 FROM command_runs r WHERE r.id = $1 AND r.state = 'PendingApproval'
+                   AND r.approval_deadline <= $3)",
+);
 
 /// The columns of [`held`]: the command, its hold and its cluster's names.
 macro_rules! held_columns {
@@ -188,6 +232,27 @@ macro_rules! migration {
             $int,
             " NOT NULL,
                  PRIMARY KEY (command_id, approver_oid)
+             );
+             ALTER TABLE command_runs ADD COLUMN approvals_needed ",
+            $int,
+            ";
+             ALTER TABLE command_runs ADD COLUMN approval_deadline ",
+            $int,
+            ";
+             ALTER TABLE command_runs ADD COLUMN requester_oid TEXT;
+             ALTER TABLE command_runs ADD COLUMN approved_at ",
+            $int,
+            ";
+             CREATE TABLE run_approvals (
+                 run_id       TEXT NOT NULL REFERENCES command_runs (id) ON DELETE CASCADE,
+                 approver_oid TEXT NOT NULL,
+                 approver     TEXT NOT NULL,
+                 verdict      TEXT NOT NULL,
+                 reason       TEXT NOT NULL,
+                 decided_at   ",
+            $int,
+            " NOT NULL,
+                 PRIMARY KEY (run_id, approver_oid)
              );"
         )
     };
@@ -230,7 +295,7 @@ fn held(r: &impl Columns) -> Result<HeldCommand, StoreError> {
 }
 
 /// The hold columns of a row, if it was held.
-fn hold(r: &impl Columns) -> Result<Option<Hold>, StoreError> {
+pub(super) fn hold(r: &impl Columns) -> Result<Option<Hold>, StoreError> {
     let Some(needed) = r.opt_int("approvals_needed")? else { return Ok(None) };
     Ok(Some(Hold {
         needed: u8::try_from(needed).map_err(|_| corrupt(format!("stored approvals needed {needed}")))?,
@@ -239,7 +304,7 @@ fn hold(r: &impl Columns) -> Result<Option<Hold>, StoreError> {
     }))
 }
 
-fn decision(r: &impl Columns) -> Result<Decision, StoreError> {
+pub(super) fn decision(r: &impl Columns) -> Result<Decision, StoreError> {
     let verdict = r.text("verdict")?;
     Ok(Decision {
         verdict: Verdict::parse(&verdict).ok_or_else(|| corrupt(format!("unknown stored verdict {verdict:?}")))?,
@@ -250,10 +315,18 @@ fn decision(r: &impl Columns) -> Result<Decision, StoreError> {
     })
 }
 
+/// A hold as its columns keep it: `(approvals needed, deadline, requester)`.
+pub(super) fn hold_columns(hold: Option<&Hold>) -> (Option<i64>, Option<i64>, Option<String>) {
+    match hold {
+        Some(h) => (Some(i64::from(h.needed)), Some(h.deadline), Some(h.requester.clone())),
+        None => (None, None, None),
+    }
+}
+
 /// What a decision does to a command in `state` with `hold` (read under the row's lock), before
 /// anything is written: `Err` is the answer when nothing is to be written.
-fn admissible(state: CommandState, hold: Option<&Hold>, decision: &Decision) -> Result<(), Decided> {
-    let Some(hold) = hold.filter(|_| state == CommandState::PendingApproval) else {
+fn admissible(state: &'static str, hold: Option<&Hold>, decision: &Decision) -> Result<(), Decided> {
+    let Some(hold) = hold.filter(|_| state == CommandState::PendingApproval.as_str()) else {
         return Err(Decided::NotPending(state));
     };
     if hold.deadline <= decision.at {
@@ -263,6 +336,30 @@ fn admissible(state: CommandState, hold: Option<&Hold>, decision: &Decision) -> 
         return Err(Decided::OwnCommand);
     }
     Ok(())
+}
+
+/// The state of a run's row, as the label a refusal names: a run being canceled no longer waits.
+fn run_state(r: &impl Columns) -> Result<&'static str, StoreError> {
+    if r.opt_text("cancel_requested_by")?.is_some() {
+        return Ok(crate::fanout::RunState::Canceled.as_str());
+    }
+    let text = r.text("state")?;
+    crate::fanout::RunState::parse(&text)
+        .map(|s| s.as_str())
+        .ok_or_else(|| corrupt(format!("unknown stored run state {text:?}")))
+}
+
+/// The stored state of a command, as the label a refusal names.
+fn command_state(text: &str) -> Result<&'static str, StoreError> {
+    CommandState::parse(text).map(|s| s.as_str()).ok_or_else(|| corrupt(format!("unknown stored state {text:?}")))
+}
+
+/// Why a run's targets are skipped when nobody approved it in time.
+fn run_expiry_reason() -> String {
+    format!(
+        "{}: the run was not approved by enough approvers within the clusters' commandApproval.expiresAfter",
+        crate::fanout::skip::APPROVAL_EXPIRED
+    )
 }
 
 /// The reason a rejected command ends with.

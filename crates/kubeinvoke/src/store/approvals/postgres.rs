@@ -59,8 +59,7 @@ impl ApprovalStore for PostgresStore {
         let now = decision.at;
         let row = tx.query_opt(HOLD_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         let Some(row) = row else { return Ok(Decided::NotFound) };
-        let state = row.text("state")?;
-        let state = CommandState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored state {state:?}")))?;
+        let state = command_state(&row.text("state")?)?;
         let hold = hold(&row)?;
         let decided = match admissible(state, hold.as_ref(), decision) {
             Err(Decided::Expired) => {
@@ -106,6 +105,63 @@ impl ApprovalStore for PostgresStore {
         };
         tx.commit().await.map_err(db_error)?;
         Ok(decided)
+    }
+
+    async fn decide_run(&self, run: &RunId, scope_key: &str, decision: &Decision) -> StoreResult<Decided> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let now = decision.at;
+        let run = run.as_str();
+        let row = tx.query_opt(RUN_HOLD_STATE_FOR_UPDATE_POSTGRES, &[&run, &scope_key]).await.map_err(db_error)?;
+        let Some(row) = row else { return Ok(Decided::NotFound) };
+        let (state, hold) = (run_state(&row)?, hold(&row)?);
+        let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&run, &decision.approver_oid, &decision.approver, &decision.reason, &now];
+        let decided = match admissible(state, hold.as_ref(), decision) {
+            Err(Decided::Expired) => {
+                let reason = run_expiry_reason();
+                tx.execute(EXPIRE_RUN_TARGETS.postgres(), &[&run, &reason, &now]).await.map_err(db_error)?;
+                Decided::Expired
+            }
+            Err(answer) => answer,
+            Ok(()) => match decision.verdict {
+                Verdict::Reject => {
+                    let reason = rejection_reason(decision);
+                    tx.execute(ADD_RUN_REJECTION.postgres(), &who).await.map_err(db_error)?;
+                    tx.execute(REJECT_RUN.postgres(), &[&run, &reason]).await.map_err(db_error)?;
+                    tx.execute(REJECT_RUN_TARGETS.postgres(), &[&run, &reason]).await.map_err(db_error)?;
+                    Decided::Rejected
+                }
+                Verdict::Approve => {
+                    if tx.execute(ADD_RUN_APPROVAL.postgres(), &who).await.map_err(db_error)? == 0 {
+                        Decided::AlreadyApproved
+                    } else {
+                        let approvals = tx
+                            .query_one(COUNT_RUN_APPROVALS.postgres(), &[&run])
+                            .await
+                            .map_err(db_error)?
+                            .int("approvals")?;
+                        let needed = hold.map_or(1, |h| h.needed);
+                        if approvals >= i64::from(needed) {
+                            tx.execute(RELEASE_RUN.postgres(), &[&run, &now]).await.map_err(db_error)?;
+                            Decided::Released
+                        } else {
+                            Decided::Counted { approvals: approvals as u8, needed }
+                        }
+                    }
+                }
+            },
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(decided)
+    }
+
+    async fn expire_run(&self, run: &RunId, now: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let reason = run_expiry_reason();
+        let n =
+            client.execute(EXPIRE_RUN_TARGETS.postgres(), &[&run.as_str(), &reason, &now]).await.map_err(db_error)?;
+        Ok(n > 0)
     }
 
     async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {

@@ -56,10 +56,7 @@ impl ApprovalStore for SqliteStore {
             let tx = conn.transaction().map_err(backend)?;
             let now = decision.at;
             let found = optional_record(&tx, HOLD_STATE.sqlite(), params![id, cluster_uid, now], |r| {
-                let state = r.text("state")?;
-                let state =
-                    CommandState::parse(&state).ok_or_else(|| corrupt(format!("unknown stored state {state:?}")))?;
-                Ok((state, hold(r)?))
+                Ok((command_state(&r.text("state")?)?, hold(r)?))
             })?;
             let Some((state, hold)) = found else { return Ok(Decided::NotFound) };
             let decided = match admissible(state, hold.as_ref(), &decision) {
@@ -100,6 +97,63 @@ impl ApprovalStore for SqliteStore {
             };
             tx.commit().map_err(backend)?;
             Ok(decided)
+        })
+        .await
+    }
+
+    async fn decide_run(&self, run: &RunId, scope_key: &str, decision: &Decision) -> StoreResult<Decided> {
+        let (run, scope_key, decision) = (run.to_string(), scope_key.to_string(), decision.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let now = decision.at;
+            let found = optional_record(&tx, RUN_HOLD_STATE.sqlite(), params![run, scope_key], |r| {
+                Ok((run_state(r)?, hold(r)?))
+            })?;
+            let Some((state, hold)) = found else { return Ok(Decided::NotFound) };
+            let who = params![run, decision.approver_oid, decision.approver, decision.reason, now];
+            let decided = match admissible(state, hold.as_ref(), &decision) {
+                Err(Decided::Expired) => {
+                    tx.execute(EXPIRE_RUN_TARGETS.sqlite(), params![run, run_expiry_reason(), now]).map_err(backend)?;
+                    Decided::Expired
+                }
+                Err(answer) => answer,
+                Ok(()) => match decision.verdict {
+                    Verdict::Reject => {
+                        let reason = rejection_reason(&decision);
+                        tx.execute(ADD_RUN_REJECTION.sqlite(), who).map_err(backend)?;
+                        tx.execute(REJECT_RUN.sqlite(), params![run, reason]).map_err(backend)?;
+                        tx.execute(REJECT_RUN_TARGETS.sqlite(), params![run, reason]).map_err(backend)?;
+                        Decided::Rejected
+                    }
+                    Verdict::Approve => {
+                        if tx.execute(ADD_RUN_APPROVAL.sqlite(), who).map_err(backend)? == 0 {
+                            Decided::AlreadyApproved
+                        } else {
+                            let approvals = optional_record(&tx, COUNT_RUN_APPROVALS.sqlite(), params![run], |r| {
+                                r.int("approvals")
+                            })?
+                            .unwrap_or(0);
+                            let needed = hold.map_or(1, |h| h.needed);
+                            if approvals >= i64::from(needed) {
+                                tx.execute(RELEASE_RUN.sqlite(), params![run, now]).map_err(backend)?;
+                                Decided::Released
+                            } else {
+                                Decided::Counted { approvals: approvals as u8, needed }
+                            }
+                        }
+                    }
+                },
+            };
+            tx.commit().map_err(backend)?;
+            Ok(decided)
+        })
+        .await
+    }
+
+    async fn expire_run(&self, run: &RunId, now: i64) -> StoreResult<bool> {
+        let run = run.to_string();
+        self.call(move |conn| {
+            Ok(conn.execute(EXPIRE_RUN_TARGETS.sqlite(), params![run, run_expiry_reason(), now]).map_err(backend)? > 0)
         })
         .await
     }

@@ -11,6 +11,7 @@ mod statements;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use super::approvals::hold_columns;
 use super::rows::{Columns, corrupt, json_map};
 use super::{ClusterUid, StoreError, StoreResult};
 use crate::approval::Hold;
@@ -236,14 +237,6 @@ fn outcome_columns(outcome: &Outcome) -> (Option<i32>, String, Option<String>) {
     match outcome {
         Outcome::Exited { exit_code, logs } => (Some(*exit_code), logs.clone(), None),
         Outcome::Failed { reason, logs } => (None, logs.clone(), Some(reason.as_reason())),
-    }
-}
-
-/// A hold as its columns keep it: `(approvals needed, deadline, requester)`.
-fn hold_columns(hold: Option<&Hold>) -> (Option<i64>, Option<i64>, Option<String>) {
-    match hold {
-        Some(h) => (Some(i64::from(h.needed)), Some(h.deadline), Some(h.requester.clone())),
-        None => (None, None, None),
     }
 }
 

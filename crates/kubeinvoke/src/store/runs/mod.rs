@@ -67,7 +67,13 @@ pub trait RunStore: Send + Sync {
 
 /// The run columns [`run`] reads, in order.
 const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_errors, created_at, created_by,
-    finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token";
+    finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token, approvals_needed,
+    approval_deadline, requester_oid, approved_at";
+/// A run's approvers' decisions, oldest first.
+static RUN_DECISIONS: Sql = Sql::new(
+    "SELECT approver_oid, approver, verdict, reason, decided_at FROM run_approvals WHERE run_id = $1
+     ORDER BY decided_at, approver_oid",
+);
 
 /// A target's own columns, then its command's (live, or as kept when the run ended).
 macro_rules! target_select {
@@ -112,6 +118,9 @@ fn run(r: &impl Columns) -> Result<RunRecord, StoreError> {
         cancel_requested_by: r.opt_text("cancel_requested_by")?,
         has_cluster_token: r.boolean("has_cluster_token")?,
         targets: Vec::new(),
+        hold: super::approvals::hold(r)?,
+        approved_at: r.opt_int("approved_at")?,
+        decisions: Vec::new(),
     })
 }
 
@@ -144,10 +153,12 @@ fn cluster_deleted() -> String {
 
 // The statements both dialects share (PostgreSQL's `$n`; SQLite reads them as `?n`).
 
+/// `$13` its state, `$14`–`$16` its hold when it waits for approval.
 static INSERT_RUN: Sql = Sql::new(
     "INSERT INTO command_runs (id, scope_key, scope, state, command, context, cluster_token,
-                 max_concurrency, max_errors, created_at, created_by, owner, lease_until)
-             VALUES ($1, $2, $3, 'Accepted', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 max_concurrency, max_errors, created_at, created_by, owner, lease_until,
+                 approvals_needed, approval_deadline, requester_oid)
+             VALUES ($1, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16)",
 );
 static INSERT_TARGET: Sql = Sql::new(
     "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
@@ -157,7 +168,7 @@ static RUN_IDS_OF_SCOPE: Sql =
     Sql::new("SELECT id FROM command_runs WHERE scope_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
 static LEASE_RUNS: Sql = Sql::new(
     "UPDATE command_runs SET owner = $1, lease_until = $3
-                 WHERE state IN ('Accepted', 'Running') AND (owner = $1 OR owner IS NULL OR lease_until < $2)
+                 WHERE state IN ('PendingApproval', 'Accepted', 'Running') AND (owner = $1 OR owner IS NULL OR lease_until < $2)
                  RETURNING id",
 );
 static SKIP_DELETED_TARGET: Sql =
@@ -168,11 +179,11 @@ static RUN_STARTED: Sql = Sql::new("UPDATE command_runs SET state = 'Running' WH
 static FINISH_RUN: Sql = Sql::new(
     "UPDATE command_runs SET state = $2, finished_at = $3, context = NULL, cluster_token = NULL,
                         owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND state IN ('Accepted', 'Running')",
+                 WHERE id = $1 AND state IN ('PendingApproval', 'Accepted', 'Running')",
 );
 static REQUEST_RUN_CANCEL: Sql = Sql::new(
     "UPDATE command_runs SET cancel_requested_by = COALESCE(cancel_requested_by, $3)
-                 WHERE id = $1 AND scope_key = $2 AND state IN ('Accepted', 'Running')",
+                 WHERE id = $1 AND scope_key = $2 AND state IN ('PendingApproval', 'Accepted', 'Running')",
 );
 static CANCEL_PENDING_TARGETS: Sql =
     Sql::new("UPDATE command_run_targets SET state = 'Canceled', reason = $2 WHERE run_id = $1 AND state = 'Pending'");

@@ -56,6 +56,10 @@ async fn select_run(client: &impl GenericClient, id: &str, scope_key: Option<&st
     let mut run = super::run(&row)?;
     let targets = client.query(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
     run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
+    if run.hold.is_some() {
+        let decisions = client.query(super::RUN_DECISIONS.postgres(), &[&id]).await.map_err(db_error)?;
+        run.decisions = decisions.iter().map(crate::store::approvals::decision).collect::<Result<_, _>>()?;
+    }
     Ok(Some(run))
 }
 
@@ -64,6 +68,8 @@ impl RunStore for PostgresStore {
     async fn insert_run(&self, run: NewRun, lease: &Lease) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        let state = run.queued_state().as_str();
+        let (needed, deadline, requester) = crate::store::approvals::hold_columns(run.hold.as_ref());
         tx.execute(
             super::INSERT_RUN.postgres(),
             &[
@@ -79,6 +85,10 @@ impl RunStore for PostgresStore {
                 &run.created_by,
                 &lease.owner,
                 &lease.until,
+                &state,
+                &needed,
+                &deadline,
+                &requester,
             ],
         )
         .await

@@ -61,6 +61,11 @@ fn select_run(conn: &rusqlite::Connection, id: &str, scope_key: Option<&str>) ->
     let mut stmt = conn.prepare_cached(super::TARGETS_OF_RUN.sqlite()).map_err(backend)?;
     let targets = stmt.query_map(params![id], |r| Ok(super::target(r))).map_err(backend)?;
     run.targets = targets.map(flatten).collect::<Result<_, _>>()?;
+    if run.hold.is_some() {
+        let mut stmt = conn.prepare_cached(super::RUN_DECISIONS.sqlite()).map_err(backend)?;
+        let decisions = stmt.query_map(params![id], |r| Ok(crate::store::approvals::decision(r))).map_err(backend)?;
+        run.decisions = decisions.map(flatten).collect::<Result<_, _>>()?;
+    }
     Ok(Some(run))
 }
 
@@ -70,6 +75,7 @@ impl RunStore for SqliteStore {
         let lease = lease.clone();
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
+            let (needed, deadline, requester) = crate::store::approvals::hold_columns(run.hold.as_ref());
             tx.execute(
                 super::INSERT_RUN.sqlite(),
                 params![
@@ -84,7 +90,11 @@ impl RunStore for SqliteStore {
                     run.created_at,
                     run.created_by,
                     lease.owner,
-                    lease.until
+                    lease.until,
+                    run.queued_state().as_str(),
+                    needed,
+                    deadline,
+                    requester
                 ],
             )
             .map_err(backend)?;
