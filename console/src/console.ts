@@ -5,6 +5,7 @@
 
 import { ApiError, RESOURCES_API, call, explain, logs, signIn as requestToken, withVersion } from "./api.js";
 import { AnsiOutput } from "./ansi.js";
+import { ApprovalQueue } from "./approvals.js";
 import type {
   ActivityEvent, CommandResult, CommandRun, FanOutBody, HistoryEntry, ListResult, Named, ParameterDeclaration,
   SavedCommand, Subscription,
@@ -27,6 +28,14 @@ const state = {
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
 const output = new AnsiOutput($("output"));
+
+/** What waits for the signed-in principal's approval; a decision refreshes the history. */
+const approvals = new ApprovalQueue(() => void loadHistory());
+
+/** How the page names a command's state: a held one waits for an approver. */
+function stateLabel(state: string | undefined): string {
+  return state === "PendingApproval" ? "Waiting for approval" : state ?? "–";
+}
 
 function showError(e: unknown | null): void {
   const box = $("error");
@@ -68,6 +77,7 @@ async function loadSubscriptions(): Promise<void> {
   const { json } = await call<ListResult<Subscription>>("GET", withVersion("/subscriptions", RESOURCES_API));
   fill($("subscription"), json.value.map((s) => s.subscriptionId));
   await loadGroups();
+  await approvals.load(($("subscription") as HTMLSelectElement).value);
 }
 
 async function loadGroups(): Promise<void> {
@@ -100,7 +110,7 @@ function showFiles(): void {
 
 function showStatus(result: CommandResult | null): void {
   const p: Partial<CommandResult["properties"]> = result?.properties ?? {};
-  $("state").textContent = p.provisioningState ?? "–";
+  $("state").textContent = stateLabel(p.provisioningState);
   $("exit-code").textContent = p.exitCode === undefined ? "–" : String(p.exitCode);
   $("started").textContent = p.startedAt ? new Date(p.startedAt).toLocaleString() : "–";
   $("finished").textContent = p.finishedAt ? new Date(p.finishedAt).toLocaleString() : "–";
@@ -202,7 +212,7 @@ async function loadHistory(): Promise<void> {
         const row = document.createElement("tr");
         row.tabIndex = 0;
         row.dataset.id = entry.id;
-        const cells = [new Date(p.submittedAt).toLocaleString(), p.command, p.provisioningState, p.exitCode ?? "–", p.submittedBy];
+        const cells = [new Date(p.submittedAt).toLocaleString(), p.command, stateLabel(p.provisioningState), p.exitCode ?? "–", p.submittedBy];
         row.replaceChildren(...cells.map((text, i) => Object.assign(document.createElement("td"), { textContent: String(text), className: i === 1 ? "command" : "" })));
         const open = () => openResult(entry.id);
         row.addEventListener("click", open);

@@ -98,3 +98,31 @@ export interface FanOutBody {
   maxConcurrency?: string;
   maxErrors?: string;
 }
+
+/** A decision on a held command. */
+export interface ApprovalDecision {
+  approver: string;
+  decision: "Approved" | "Rejected";
+  reason: string;
+  decidedAt: string;
+}
+
+/** A command held for approval, as its approvers see it (`…/commandResults/{id}/approval`). */
+export interface ApprovalView {
+  id: string;
+  name: string;
+  properties: {
+    commandId: string;
+    clusterId: string;
+    provisioningState: string;
+    command: string;
+    requestedBy: string;
+    requestedAt: string;
+    expiresAt: string;
+    approvalsNeeded: number;
+    approvals: ApprovalDecision[];
+    savedCommand?: string;
+    parameters?: Record<string, string>;
+    files: { name: string; size: number }[];
+  };
+}

@@ -241,3 +241,46 @@ test("the Activity table shows who ran what", async () => {
   assert.ok(ours.some((r) => r.includes("Accepted")), rows.join("\n"));
   await page.screenshot({ path: join(shots, "10-activity.png"), fullPage: true });
 });
+
+test("four eyes: the requester's run waits for approval, the approver sees what it runs and approves", async () => {
+  const kubeconfig = join(root, "kubeconfig");
+  cli("cluster", "create", "-g", "console-rg", "-n", "aa-guarded", "--kubeconfig", kubeconfig, "--approval", "always", "--approvers", "1");
+  const subscription = JSON.parse(cli("group", "list", "-o", "json")).value[0].id.split("/")[2];
+  const approver = JSON.parse(execFileSync(binary, ["sp", "create", "--name", "console-approver", "--role", "Owner", "--scope", `/subscriptions/${subscription}`, "--data-dir", join(root, "data")], { encoding: "utf8" }));
+
+  // First in its group's list, so the page selects it.
+  const requester = await signedIn(admin, "aa-guarded");
+  await requester.fill("#command", "cat plan.txt; echo four-eyes-ok");
+  await requester.setInputFiles("#file-input", { name: "plan.txt", mimeType: "text/plain", buffer: Buffer.from("the plan\n") });
+  await requester.click("#run");
+  await requester.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Waiting for approval"), null, { timeout: 20000 });
+  await requester.screenshot({ path: join(shots, "11-waiting-for-approval.png"), fullPage: true });
+  // Its own command never waits for the requester.
+  await requester.click("#approvals-refresh");
+  await requester.waitForTimeout(300);
+  assert.equal(await requester.$$eval("#approvals tbody tr", (rows) => rows.length), 0);
+  assert.equal(await requester.isVisible("#approvals-empty"), true);
+
+  const page = await signedIn(approver, "aa-guarded");
+  await page.waitForSelector("#approvals tbody tr", { timeout: 10000 });
+  const row = await page.textContent("#approvals tbody tr");
+  assert.match(row, /cat plan\.txt; echo four-eyes-ok/);
+  assert.match(row, /console-rg\/aa-guarded/);
+  assert.match(row, /0\/1/);
+  await page.click("#approvals tbody tr");
+  await page.waitForSelector("#approval-detail:not([hidden])");
+  assert.equal(await page.textContent("#approval-files"), "plan.txt (9 bytes)");
+  assert.match(await page.textContent("#approval-requester"), new RegExp(admin.appId));
+  // A decision needs a reason.
+  await page.click("#approve");
+  assert.match(await page.textContent("#approval-result"), /Say why/);
+  await page.screenshot({ path: join(shots, "12-approver-queue.png"), fullPage: true });
+  await page.fill("#approval-reason", "read the plan");
+  await page.click("#approve");
+  await page.waitForFunction(() => document.querySelector("#approval-result").textContent.includes("it runs now"), null, { timeout: 10000 });
+  assert.equal(await page.$$eval("#approvals tbody tr", (rows) => rows.length), 0, "nothing waits any more");
+
+  await requester.waitForFunction(() => document.querySelector("#state").textContent.startsWith("Succeeded"), null, { timeout: 20000 });
+  assert.equal(await requester.textContent("#output"), "the plan\nfour-eyes-ok\n");
+  await requester.screenshot({ path: join(shots, "13-approved-and-ran.png"), fullPage: true });
+});

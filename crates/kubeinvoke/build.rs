@@ -24,7 +24,7 @@ fn main() {
                 )
             );
             std::fs::write(target.join("console.js"), stub).expect("OUT_DIR is writable");
-            for module in ["api.js", "ansi.js", "zip.js"] {
+            for module in ["api.js", "ansi.js", "approvals.js", "zip.js"] {
                 std::fs::write(target.join(module), "").expect("OUT_DIR is writable");
             }
         }

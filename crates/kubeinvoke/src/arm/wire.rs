@@ -607,8 +607,12 @@ pub(crate) struct ClusterRegistration {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct RegistrationProperties {
     pub kubeconfig: String,
+    /// Four eyes for the cluster's commands (an extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_approval: Option<crate::arm::approvals::CommandApproval>,
 }
 
 /// The body of `POST …/runCommand` as the people's CLI sends it.

@@ -10,6 +10,7 @@ use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::ClientError;
 use super::output::{Output, lines, print};
+use crate::arm::approvals::CommandApproval;
 use crate::arm::wire::{ClusterRegistration, ListResult, ManagedClusterView, RegistrationProperties};
 
 #[derive(Debug, Args)]
@@ -41,6 +42,16 @@ pub enum ClusterCommand {
         /// An ARM tag, NAME=VALUE (repeatable): fan-out runs select clusters by them.
         #[arg(long = "tag", value_name = "NAME=VALUE")]
         tags: Vec<String>,
+        /// Hold commands until an approver says yes: always, freeFormOnly (saved commands run at
+        /// once) or off.
+        #[arg(long, value_name = "MODE")]
+        approval: Option<String>,
+        /// With --approval: how many principals other than the requester must approve (1-3).
+        #[arg(long, requires = "approval")]
+        approvers: Option<u8>,
+        /// With --approval: how long a command waits before it ends ApprovalExpired (ISO 8601, PT1H).
+        #[arg(long, requires = "approval", value_name = "DURATION")]
+        approval_expires: Option<String>,
     },
     Show {
         #[arg(short = 'g', long = "resource-group")]
@@ -67,7 +78,17 @@ fn resource_group_of(id: &str) -> &str {
 pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
     let api = Api::connect(&args.connection).await?;
     match args.command {
-        ClusterCommand::Create { group, name, kubeconfig, context, location, tags } => {
+        ClusterCommand::Create {
+            group,
+            name,
+            kubeconfig,
+            context,
+            location,
+            tags,
+            approval,
+            approvers,
+            approval_expires,
+        } => {
             let path = kubeconfig
                 .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".kube/config"));
@@ -78,7 +99,14 @@ pub async fn cluster(args: ClusterArgs) -> Result<u8, ClientError> {
             let body = ClusterRegistration {
                 location,
                 tags: if tags.is_empty() { None } else { Some(super::fanout::tag_pairs(&tags)?) },
-                properties: RegistrationProperties { kubeconfig: crate::context::encode(&minified) },
+                properties: RegistrationProperties {
+                    kubeconfig: crate::context::encode(&minified),
+                    command_approval: approval.map(|mode| CommandApproval {
+                        mode,
+                        approvers,
+                        expires_after: approval_expires,
+                    }),
+                },
             };
             let body = serde_json::to_value(body).map_err(ClientError::local)?;
             let created = api

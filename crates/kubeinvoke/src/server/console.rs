@@ -13,10 +13,11 @@ const PAGE: &str = include_str!("../../../../console/index.html");
 const STYLE: &str = include_str!("../../../../console/style.css");
 /// The console's ES modules as `tsc` wrote them, by the name the page imports them under
 /// (`wire.ts` holds only types: nothing imports it at run time).
-const MODULES: [(&str, &str); 4] = [
+const MODULES: [(&str, &str); 5] = [
     ("console.js", include_str!(concat!(env!("OUT_DIR"), "/console/console.js"))),
     ("api.js", include_str!(concat!(env!("OUT_DIR"), "/console/api.js"))),
     ("ansi.js", include_str!(concat!(env!("OUT_DIR"), "/console/ansi.js"))),
+    ("approvals.js", include_str!(concat!(env!("OUT_DIR"), "/console/approvals.js"))),
     ("zip.js", include_str!(concat!(env!("OUT_DIR"), "/console/zip.js"))),
 ];
 

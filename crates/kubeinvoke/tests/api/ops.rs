@@ -151,7 +151,7 @@ async fn the_consoles_modules_are_served_by_name_and_nothing_else() {
     let policy = entry.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(policy.contains("script-src 'self'"), "{policy}");
     let entry = entry.text().await.unwrap();
-    for module in ["api.js", "ansi.js", "zip.js"] {
+    for module in ["api.js", "ansi.js", "approvals.js", "zip.js"] {
         assert!(entry.contains(&format!("\"./{module}\"")), "console.js imports {module}");
         let r = s.client.get(format!("{}/console/{module}", s.base)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{module}");
