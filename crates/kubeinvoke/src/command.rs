@@ -185,6 +185,8 @@ pub struct CommandSummary {
     /// Its parameters: values of plain ones, and the names of secret ones (never their values).
     pub parameters: Vec<(String, String)>,
     pub secret_names: Vec<String>,
+    /// The identity it acted as in the cluster (a saved command's `runAs`).
+    pub run_as: Option<crate::run_as::RunAs>,
 }
 
 /// A command as stored.

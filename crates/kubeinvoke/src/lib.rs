@@ -32,6 +32,7 @@ pub(crate) mod kubeconfig;
 pub mod log_format;
 pub mod log_writer;
 pub mod resource;
+pub mod run_as;
 pub(crate) mod saved_command;
 pub mod server;
 pub(crate) mod services;

@@ -61,6 +61,8 @@ pub struct SavedCommand {
     pub timeout: Option<Duration>,
     /// The attached files (base64 zip), as `runCommand`'s `context`.
     pub context: Option<String>,
+    /// The identity it acts as in the cluster (least privilege), if not the registered one.
+    pub run_as: Option<crate::run_as::RunAs>,
 }
 
 /// Parameter values bound for one run.
@@ -180,7 +182,14 @@ impl SavedCommand {
                 ));
             }
         };
-        Ok(SavedCommand { script: script.to_string(), parameters, timeout, context })
+        let run_as = match properties.get(crate::run_as::PROPERTY) {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                crate::run_as::RunAs::parse(value)
+                    .map_err(|why| invalid("properties.runAs", format!("'properties.runAs' {why}.")))?,
+            ),
+        };
+        Ok(SavedCommand { script: script.to_string(), parameters, timeout, context, run_as })
     }
 
     /// Checks values against the declarations; every refusal names `parameters.<name>`.

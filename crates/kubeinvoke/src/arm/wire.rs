@@ -108,6 +108,9 @@ pub(crate) struct CommandHistoryProperties {
     pub saved_command: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
+    /// The identity it acted as (`user jane (groups readers)`, `serviceAccount deployer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
 }
 
 /// How the history shows a secret parameter: never its value.
@@ -130,6 +133,7 @@ impl From<&crate::command::CommandSummary> for CommandHistoryEntry {
                     let secret = c.secret_names.iter().map(|k| (k.clone(), Value::String(SECRET_SHOWN_AS.into())));
                     plain.chain(secret).collect()
                 }),
+                run_as: c.run_as.as_ref().map(crate::run_as::RunAs::describe),
             },
         }
     }

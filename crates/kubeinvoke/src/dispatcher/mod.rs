@@ -27,7 +27,8 @@ pub(crate) use submit::{
 };
 
 use crate::command::{CommandId, FailureReason, Outcome};
-use crate::executor::{ExecLimits, Executors, Job, StopReason, StopSignal};
+use crate::executor::{ExecLimits, ExecutorKind, Executors, Job, StopReason, StopSignal};
+use crate::run_as::RunAs;
 use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
 use crate::time::now_millis;
 
@@ -259,8 +260,13 @@ impl Dispatcher {
     async fn execute(&self, claimed: ClaimedCommand) {
         let id = claimed.id.clone();
         let principal = claimed.submitted_by.clone();
-        tracing::info!(command_id = %id, principal = %principal, "command started");
-        let (job, executor) = match self.prepare_job(claimed) {
+        let run_as = claimed.options.run_as.clone();
+        tracing::info!(command_id = %id, principal = %principal, run_as = run_as.as_ref().map(RunAs::describe), "command started");
+        let prepared = match self.prepare_job(claimed) {
+            Ok((job, executor)) => Self::as_run_as_user(job, run_as.as_ref()).await.map(|job| (job, executor)),
+            Err(reason) => Err(reason),
+        };
+        let (job, executor) = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
                 let note = format!("[kubeinvoke] the command was not run: {}\n", reason.as_reason());
@@ -291,6 +297,26 @@ impl Dispatcher {
         metrics::histogram!("kubeinvoke_command_duration_seconds").record(ran.as_secs_f64());
         metrics::counter!("kubeinvoke_commands_total", "state" => outcome.state().as_str()).increment(1);
         self.record(&id, &principal, &outcome, ran).await;
+    }
+
+    /// A job whose saved command runs as a user (`runAs.user`): its kubeconfig becomes one with a
+    /// short-lived certificate of that user only, signed by the cluster; the registered one stays
+    /// for the server's own calls.
+    async fn as_run_as_user(mut job: Job, run_as: Option<&RunAs>) -> Result<Job, FailureReason> {
+        let Some(RunAs::User { user, groups }) = run_as else { return Ok(job) };
+        let Some(registered) = job.kubeconfig.take() else {
+            return Err(FailureReason::StartFailed(
+                "the saved command runs as a user (runAs), and the cluster has no properties.kubeconfig to ask for its credential with".into(),
+            ));
+        };
+        let lifetime = job.limits.timeout + Duration::from_secs(60);
+        let scoped = crate::executor::kubernetes::run_as::user_kubeconfig(&registered, &job.id, user, groups, lifetime)
+            .await
+            .map_err(|why| FailureReason::StartFailed(format!("no credential for runAs user {user}: {why}")))?;
+        job.kubeconfig = Some(scoped);
+        job.cluster_kubeconfig = Some(registered);
+        job.as_caller = true;
+        Ok(job)
     }
 
     /// The job and executor for a claimed command. The cluster's settings were checked when it was
@@ -328,6 +354,19 @@ impl Dispatcher {
             (config, _) => config,
         };
         let output = Some(self.output_path(&claimed.id));
+        let service_account = match &claimed.options.run_as {
+            Some(RunAs::ServiceAccount { service_account }) => {
+                if settings.executor.unwrap_or(self.executors.default) != ExecutorKind::Kubernetes {
+                    return Err(FailureReason::InvalidClusterSetting(
+                        "the saved command runs as a service account (runAs.serviceAccount), which needs the Pod \
+                         executor: set the cluster's properties.commandExecutor to kubernetes"
+                            .into(),
+                    ));
+                }
+                Some(service_account.clone())
+            }
+            _ => None,
+        };
         let job = Job {
             id: claimed.id,
             command: claimed.command,
@@ -339,6 +378,7 @@ impl Dispatcher {
             environment,
             masked,
             output,
+            service_account,
         };
         Ok((job, self.executors.for_kind(settings.executor).clone()))
     }

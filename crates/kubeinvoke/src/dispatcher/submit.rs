@@ -168,6 +168,9 @@ pub(crate) enum Refused {
     Context(ContextError),
     #[error("the queue is full ({} waiting)", .0.queued)]
     QueueFull(QueueFull),
+    /// A saved command with `runAs` on a cluster whose commands act as their caller.
+    #[error("runAs cannot be used on an AAD-managed cluster: its commands act as their caller")]
+    RunAsOnAadCluster,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -221,6 +224,8 @@ pub(crate) struct SavedInvocation {
     pub environment: Vec<(String, String)>,
     /// Secret parameters: in this server's memory only.
     pub secrets: Vec<(String, String)>,
+    /// The identity it acts as in the cluster, if its saved command names one.
+    pub run_as: Option<crate::run_as::RunAs>,
 }
 
 impl Dispatcher {
@@ -234,6 +239,9 @@ impl Dispatcher {
     ) -> Result<CommandId, Refused> {
         let token = ask.cluster_token.filter(|t| !t.is_empty());
         let admitted = admit(cluster, ask.free_form, token.is_some())?;
+        if admitted.aad_managed() && ask.saved.as_ref().is_some_and(|s| s.run_as.is_some()) {
+            return Err(Refused::RunAsOnAadCluster);
+        }
         let admitted = admitted.vetted_by_another(!ask.free_form && !ask.written_by_asker);
         let cluster_token = match token.filter(|_| admitted.aad_managed()) {
             Some(token) => Some(checks.cluster_token(&token, asker).await?),
@@ -254,9 +262,9 @@ impl Dispatcher {
 
     /// Queues a command on a cluster that admitted it.
     async fn submit_to(self: &Arc<Self>, admitted: Admitted, request: CommandRequest) -> Result<CommandId, Refused> {
-        let (saved_command, saved_timeout, environment, secrets) = match request.saved {
-            Some(saved) => (Some(saved.id), saved.timeout, saved.environment, saved.secrets),
-            None => (None, None, Vec::new(), Vec::new()),
+        let (saved_command, saved_timeout, environment, secrets, run_as) = match request.saved {
+            Some(saved) => (Some(saved.id), saved.timeout, saved.environment, saved.secrets, saved.run_as),
+            None => (None, None, Vec::new(), Vec::new(), None),
         };
         let timeout = match (saved_timeout, request.timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -275,6 +283,7 @@ impl Dispatcher {
                 secret_names: secrets.iter().map(|(name, _)| name.clone()).collect(),
                 timeout,
                 saved_command,
+                run_as,
             },
             secrets,
         };

@@ -44,6 +44,9 @@ pub struct Job {
     pub masked: Vec<String>,
     /// Where the full output goes as it is produced (for live logs), up to `limits.max_output_bytes`.
     pub output: Option<std::path::PathBuf>,
+    /// The command Pod's service account (a saved command's `runAs.serviceAccount`): the Pod
+    /// executor runs it as that account, with its token and nothing else.
+    pub service_account: Option<String>,
 }
 
 impl Job {

@@ -111,6 +111,21 @@ pub(crate) fn with_bearer_token(document: &[u8], token: &str) -> Result<Vec<u8>,
     with_only_user(document, "kubeinvoke-caller", user)
 }
 
+/// The same kubeconfig with a client certificate and key (PEM) as its only user: what a `runAs`
+/// command gets, with nothing of the registered credential left in it.
+pub(crate) fn with_client_certificate(
+    document: &[u8],
+    certificate_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Vec<u8>, KubeconfigError> {
+    use base64::Engine;
+    let encode = |pem: &[u8]| base64::engine::general_purpose::STANDARD.encode(pem);
+    let mut user = serde_yaml_ng::Mapping::new();
+    user.insert("client-certificate-data".into(), encode(certificate_pem).into());
+    user.insert("client-key-data".into(), encode(key_pem).into());
+    with_only_user(document, "kubeinvoke-run-as", user)
+}
+
 /// The same kubeconfig with `user` (named `name`) as its only user, used by every context.
 fn with_only_user(document: &[u8], name: &str, user: serde_yaml_ng::Mapping) -> Result<Vec<u8>, KubeconfigError> {
     use serde_yaml_ng::{Mapping, Value};

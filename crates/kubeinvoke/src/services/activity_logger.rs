@@ -55,6 +55,10 @@ pub(crate) fn command_events(row: &CommandLogRow) -> CommandEvents {
             what.push(("savedCommand".into(), saved.clone()));
             what.push(("parameters".into(), row.parameters.clone().unwrap_or_else(|| "{}".into())));
         }
+        let run_as = row.run_as.as_deref().and_then(|text| serde_json::from_str::<crate::run_as::RunAs>(text).ok());
+        if let Some(run_as) = run_as {
+            what.push(("runAs".into(), run_as.describe()));
+        }
         what
     };
     match row.approvals_needed {
@@ -191,6 +195,7 @@ mod tests {
             parameters: None,
             approvals_needed: None,
             approved_at: None,
+            run_as: None,
         }
     }
 

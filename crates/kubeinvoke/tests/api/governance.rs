@@ -356,3 +356,42 @@ async fn secret_values_are_masked_in_the_output_even_split_across_writes() {
     assert_eq!(live.text, logs);
     assert!(!s.server_log().contains(&secret), "the secret is in the server log");
 }
+
+#[tokio::test]
+async fn run_as_is_checked_at_put_and_refused_where_it_cannot_hold() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("rg", "c1", json!({})).await;
+    s.create_cluster("rg", "aad", json!({"aadProfile": {"managed": true}})).await;
+    for (run_as, names) in [
+        (json!({"user": "system:admin"}), "system:"),
+        (json!({"user": "jane", "groups": ["system:masters"]}), "system:"),
+        (json!({"serviceAccount": "../../etc"}), "DNS label"),
+        (json!({"user": "jane", "serviceAccount": "x"}), "exactly one"),
+        (json!({"user": "jane\nx"}), "'user'"),
+    ] {
+        let r = s.put(&saved_path("bad"), json!({"properties": {"script": "id", "runAs": run_as}})).await;
+        assert!(r.assert_error(400, "InvalidParameter").contains(names), "{}", r.text);
+        assert_eq!(r.json()["error"]["target"], "properties.runAs");
+    }
+    // A service account needs the Pod executor: on a local cluster the command fails saying so.
+    let r = s
+        .put(
+            &saved_path("as-account"),
+            json!({"properties": {"script": "id", "runAs": {"serviceAccount": "deployer"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let shown = s.get(&saved_path("as-account")).await.json();
+    assert_eq!(shown["properties"]["runAs"], json!({"serviceAccount": "deployer"}));
+    let r = run_saved(&s, "c1", json!({"savedCommand": saved_path("as-account")})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let result = s.wait(r.header("location").unwrap()).await;
+    assert_eq!(result["properties"]["provisioningState"], "Failed", "{result}");
+    assert!(result["properties"]["reason"].as_str().unwrap().contains("Pod executor"), "{result}");
+    let history = s.get(&format!("{}/commandResults", cluster_path("rg", "c1"))).await.json();
+    assert_eq!(history["value"][0]["properties"]["runAs"], "serviceAccount deployer", "{history}");
+    // On an AAD-managed cluster commands act as their caller: runAs is refused there.
+    let body = json!({"savedCommand": saved_path("as-account"), "clusterToken": "x"});
+    let r = run_saved(&s, "aad", body).await;
+    assert!(r.assert_error(400, "InvalidParameter").contains("AAD-managed"), "{}", r.text);
+}

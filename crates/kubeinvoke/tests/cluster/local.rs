@@ -196,3 +196,52 @@ async fn a_fan_out_and_a_saved_command_reach_the_real_api_server() {
     let phase = cluster.kubectl_ok(&["get", "namespace", "from-a-saved-command", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Active");
 }
+
+#[tokio::test]
+async fn a_saved_command_run_as_a_read_only_user_lists_pods_and_is_refused_create_by_the_api_server() {
+    let Some((s, cluster)) = server_with_cluster(json!({})).await else {
+        return;
+    };
+    cluster.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: runas-pod-reader}\n\
+         rules:\n- {apiGroups: [''], resources: [pods], verbs: [get, list]}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: runas-pod-readers}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: runas-pod-reader}\n\
+         subjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: runas-readers}\n",
+    );
+    let saved = format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/savedCommands/read-pods");
+    let script = "kubectl get pods -A -o name >/dev/null && echo list-ok; \
+                  kubectl create configmap runas-probe -n default 2>&1; \
+                  kubectl auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.groups}'; echo; \
+                  cat \"$KUBECONFIG\"";
+    let body = json!({"properties": {"script": script, "runAs": {"user": "jane", "groups": ["runas-readers"]}}});
+    let r = s.put(&saved, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.post(&format!("{}/runSavedCommand", cluster_path("rg", "dev")), json!({"savedCommand": saved})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let result = s.wait(r.header("location").unwrap()).await;
+    assert_eq!(result["properties"]["provisioningState"], "Succeeded", "{result}");
+    let logs = result["properties"]["logs"].as_str().unwrap();
+    assert!(logs.starts_with("list-ok\n"), "the user may list pods: {logs}");
+    assert!(
+        logs.contains(r#"configmaps is forbidden: User "jane" cannot create resource "configmaps""#),
+        "the API server itself refuses what the user may not do: {logs}"
+    );
+    assert!(logs.contains("jane [\"runas-readers\",\"system:authenticated\"]"), "{logs}");
+    // The command held only the user's own certificate, never the registered credential.
+    use base64::Engine;
+    let registered =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(cluster.kubeconfig_base64()).unwrap())
+            .unwrap();
+    let admin_certificate = registered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .expect("the registered kubeconfig holds a client certificate");
+    assert!(!logs.contains(admin_certificate), "{logs}");
+    assert!(logs.contains("name: kubeinvoke-run-as"), "{logs}");
+    // The history says whom it ran as; the signing request is gone.
+    let history = s.get(&format!("{}/commandResults", cluster_path("rg", "dev"))).await.json();
+    assert_eq!(history["value"][0]["properties"]["runAs"], "user jane (groups runas-readers)", "{history}");
+    let left = cluster.kubectl_ok(&["get", "csr", "-o", "name"]);
+    assert!(!left.contains("kubeinvoke-"), "{left}");
+}

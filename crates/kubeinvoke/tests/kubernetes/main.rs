@@ -51,6 +51,7 @@ fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
         environment: Vec::new(),
         masked: Vec::new(),
         output: None,
+        service_account: None,
     }
 }
 
@@ -229,6 +230,21 @@ async fn cancel_deletes_the_pod_and_says_who() {
         other => panic!("expected canceled, got {other:?}"),
     }
     assert_cleaned(&fake, "e1");
+}
+
+#[tokio::test]
+async fn a_saved_command_run_as_a_service_account_is_a_pod_of_that_account_with_no_kubeconfig() {
+    let fake = FakeApiServer::start().await;
+    let executor = executor(Duration::from_secs(60));
+    let mut job = job("g1", "kubectl get pods", fake.kubeconfig());
+    job.service_account = Some("deployer".into());
+    assert!(matches!(run(&executor, job).await, Outcome::Exited { exit_code: 0, .. }));
+    let pod: Pod = serde_json::from_value(fake.created_pods()[0].clone()).unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("deployer"), "not the server's command-runner");
+    assert_eq!(spec.automount_service_account_token, Some(true));
+    let env = spec.containers[0].env.clone().unwrap_or_default();
+    assert!(!env.iter().any(|e| e.name == "KUBECONFIG"), "only the account's own token: {env:?}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use kubeinvoke::command::{CommandId, CommandState, FailureReason, Outcome};
 use kubeinvoke::fanout::{Limit, NewRun, NewTarget, RunId, RunScope, RunState, TargetState};
 use kubeinvoke::resource::ClusterRef;
 use kubeinvoke::resource::names::{ClusterName, GroupName, SubscriptionId};
+use kubeinvoke::run_as::RunAs;
 use kubeinvoke::store::{
     ClusterUid, ClusterWrite, CommandOptions, Decided, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
     PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart,
@@ -740,6 +741,7 @@ async fn command_options_round_trip_and_secret_values_have_no_column(s: &Subject
         secret_names: vec!["token".into()],
         timeout: Some(std::time::Duration::from_secs(7)),
         saved_command: Some("/subscriptions/s/providers/Microsoft.ContainerService/savedCommands/pods".into()),
+        run_as: Some(RunAs::User { user: "jane".into(), groups: vec!["readers".into()] }),
     };
     store.commands().insert_command(with_options(&c, "saved", options.clone(), None)).await.unwrap();
     let claimed = store.commands().claim_next(&lease("a", 10)).await.unwrap().expect("claimed");
@@ -748,6 +750,7 @@ async fn command_options_round_trip_and_secret_values_have_no_column(s: &Subject
     assert_eq!(history[0].parameters, options.environment);
     assert_eq!(history[0].secret_names, ["token"]);
     assert_eq!(history[0].saved_command, options.saved_command);
+    assert_eq!(history[0].run_as, options.run_as, "whom it ran as is kept with it");
 }
 
 async fn a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it(s: &Subject) {

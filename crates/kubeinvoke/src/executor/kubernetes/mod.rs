@@ -10,6 +10,7 @@
 
 mod client;
 mod logs;
+pub(crate) mod run_as;
 mod spec;
 mod status;
 

@@ -71,6 +71,15 @@ fn labels(command_id: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The service account a command Pod runs as: the saved command's `runAs`, else the server's
+/// (`--k8s-service-account`), and none when the command carries an identity of its own.
+fn service_account(job: &Job, template: &PodTemplate) -> Option<String> {
+    if job.as_caller {
+        return None;
+    }
+    job.service_account.clone().or_else(|| template.service_account.clone())
+}
+
 /// The command's Pod. The init container unpacks the context zip (with whichever of unzip,
 /// python3 or busybox the image has) into the working directory the command starts in.
 pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
@@ -148,10 +157,11 @@ pub fn command_pod(job: &Job, template: &PodTemplate) -> Pod {
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             active_deadline_seconds: Some(job.limits.timeout.as_secs().max(1) as i64),
-            // A service account token only when one was configured for commands; acting as the
-            // caller, none at all: only the caller's own token, in the command's Secret.
-            automount_service_account_token: Some(template.service_account.is_some() && !job.as_caller),
-            service_account_name: template.service_account.clone().filter(|_| !job.as_caller),
+            // A service account token only when one was configured for commands (or the saved
+            // command runs as one); acting as the caller (or as a runAs user), none at all: only
+            // that identity's own credential, in the command's Secret.
+            automount_service_account_token: Some(service_account(job, template).is_some()),
+            service_account_name: service_account(job, template),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(template.run_as_user),

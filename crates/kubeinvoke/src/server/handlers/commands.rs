@@ -106,6 +106,10 @@ pub(super) fn refusal(app: &AppState, cluster: &ClusterRecord, refused: Refused)
             ApiError::RunCommandDisabled(cluster.name.clone())
         }
         Refused::NotAdmitted(NotAdmitted::Cluster(Refusal::ClusterTokenRequired)) => ApiError::MissingAadClusterToken,
+        Refused::RunAsOnAadCluster => ApiError::invalid(
+            "savedCommand",
+            "The saved command names properties.runAs, but this cluster is AAD-managed: its commands act as their caller.",
+        ),
         Refused::QueueFull(full) => {
             ApiError::QueueFull { queued: full.queued, retry_after: app.config.retry_after_secs.max(1) }
         }

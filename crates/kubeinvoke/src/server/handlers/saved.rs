@@ -79,7 +79,7 @@ pub(crate) async fn put(
             other => input_refusal(other),
         })?;
     }
-    let kept: Map<String, Value> = ["description", "script", "parameters", "timeoutInSeconds", "context"]
+    let kept: Map<String, Value> = ["description", "script", "parameters", "timeoutInSeconds", "context", "runAs"]
         .into_iter()
         .filter_map(|k| properties.get(k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
         .collect();
@@ -179,6 +179,7 @@ pub(crate) async fn run(
             timeout: saved.timeout,
             environment: bound.plain,
             secrets: bound.secret,
+            run_as: saved.run_as.clone(),
         }),
     };
     accept(app, ctx, &cluster, ask, &asker).await

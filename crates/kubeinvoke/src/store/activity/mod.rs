@@ -38,6 +38,8 @@ pub struct CommandLogRow {
     pub approvals_needed: Option<i64>,
     /// When its last approver released it into the queue.
     pub approved_at: Option<i64>,
+    /// The identity it runs as (JSON of a `RunAs`), if its saved command names one.
+    pub run_as: Option<String>,
 }
 
 /// Events for one command, and the state they bring the log to.
@@ -117,7 +119,7 @@ fn event(r: &impl Columns) -> Result<ActivityEvent, StoreError> {
 /// The command columns [`log_row`] reads; the cluster's ARM id follows them (`cluster_arm_id`).
 const LOG_COLUMNS: &str =
     "c.id, c.state, c.logged_state, c.submitted_at, c.started_at, c.finished_at, c.exit_code, c.reason,
-    c.command, c.submitted_by, c.saved_command, c.environment, c.approvals_needed, c.approved_at";
+    c.command, c.submitted_by, c.saved_command, c.environment, c.approvals_needed, c.approved_at, c.run_as";
 
 fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
     let state = |text: String| {
@@ -139,6 +141,7 @@ fn log_row(r: &impl Columns) -> Result<CommandLogRow, StoreError> {
         parameters: r.opt_text("environment")?,
         approvals_needed: r.opt_int("approvals_needed")?,
         approved_at: r.opt_int("approved_at")?,
+        run_as: r.opt_text("run_as")?,
     })
 }
 

@@ -59,6 +59,8 @@ pub struct CommandOptions {
     pub timeout: Option<std::time::Duration>,
     /// The saved command it runs (its resource id).
     pub saved_command: Option<String>,
+    /// The identity it acts as in the cluster (a saved command's `runAs`).
+    pub run_as: Option<crate::run_as::RunAs>,
 }
 
 /// A command a worker now owns (`Running`), with everything it needs to execute.
@@ -206,6 +208,7 @@ fn summary(r: &impl Columns) -> Result<CommandSummary, StoreError> {
         saved_command: options.saved_command,
         parameters: options.environment,
         secret_names: options.secret_names,
+        run_as: options.run_as,
     })
 }
 
@@ -240,6 +243,11 @@ fn outcome_columns(outcome: &Outcome) -> (Option<i32>, String, Option<String>) {
     }
 }
 
+/// The identity a command runs as, as its column keeps it (JSON).
+fn run_as_column(options: &CommandOptions) -> Option<String> {
+    options.run_as.as_ref().and_then(|r| serde_json::to_string(r).ok())
+}
+
 /// Command options as their columns hold them: `(environment JSON, secret names JSON, timeout ms)`.
 fn option_columns(options: &CommandOptions) -> (Option<String>, Option<String>, Option<i64>) {
     let environment = (!options.environment.is_empty()).then(|| {
@@ -266,10 +274,20 @@ fn options(r: &impl Columns, timeout: bool) -> Result<CommandOptions, StoreError
         None => Vec::new(),
     };
     let timeout_ms = if timeout { r.opt_int("timeout_ms")? } else { None };
+    let run_as = match r.opt_text("run_as")? {
+        Some(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| corrupt(format!("a stored runAs is corrupt: {e}")))?)
+        }
+        None => None,
+    };
     Ok(CommandOptions {
+        run_as,
         environment,
         secret_names,
         timeout: timeout_ms.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
         saved_command: r.opt_text("saved_command")?,
     })
 }
+
+/// The column of a command's `runAs` (the same in both dialects).
+pub(super) const RUN_AS_MIGRATION: &str = "ALTER TABLE commands ADD COLUMN run_as TEXT;";

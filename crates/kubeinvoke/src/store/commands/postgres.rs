@@ -11,7 +11,7 @@ use crate::command::FailureReason;
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
 
 impl PostgresStore {
-    /// Runs `sql`, which wraps [`INSERT`], with the row's eighteen parameters, then `extra`.
+    /// Runs `sql`, which wraps [`INSERT`], with the row's nineteen parameters, then `extra`.
     async fn insert_with(
         &self,
         sql: &str,
@@ -25,6 +25,7 @@ impl PostgresStore {
         let (environment, secrets, timeout_ms) = option_columns(&command.options);
         let (owner, lease_until) = owner.map(|l| (&l.owner, l.until)).unzip();
         let (needed, deadline, requester) = hold_columns(command.hold.as_ref());
+        let run_as = run_as_column(&command.options);
         let state = state.as_str();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &command.id,
@@ -45,6 +46,7 @@ impl PostgresStore {
             &needed,
             &deadline,
             &requester,
+            &run_as,
         ];
         params.extend_from_slice(extra);
         client.query(sql, &params).await.map_err(db_error)

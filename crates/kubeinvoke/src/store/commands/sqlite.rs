@@ -40,7 +40,8 @@ fn insert(
                 started_at,
                 needed,
                 deadline,
-                requester
+                requester,
+                run_as_column(&command.options)
             ])
         })
         .map_err(backend)?;

@@ -14,7 +14,7 @@ macro_rules! record_columns {
 /// The command's own columns [`super::claimed`] reads.
 macro_rules! claim_columns {
     () => {
-        "id, command, context, cluster_token, submitted_by, environment, secret_names, timeout_ms, saved_command"
+        "id, command, context, cluster_token, submitted_by, environment, secret_names, timeout_ms, saved_command, run_as"
     };
 }
 
@@ -26,21 +26,22 @@ macro_rules! drop_run_inputs {
 }
 
 /// A new command's row: `$3` its state, `$13`/`$14` the owner and lease, `$15` when it started,
-/// `$16`–`$18` its hold (approvals needed, deadline, requester) when it waits for approval.
+/// `$16`–`$18` its hold (approvals needed, deadline, requester) when it waits for approval, `$19`
+/// the identity it runs as.
 macro_rules! insert_command {
     () => {
         "INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by,
                                environment, secret_names, timeout_ms, saved_command, owner, lease_until, started_at,
-                               approvals_needed, approval_deadline, requester_oid)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                               approvals_needed, approval_deadline, requester_oid, run_as)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     };
 }
 
 pub(super) static INSERT: Sql = Sql::new(insert_command!());
-/// The insert that also announces the command to every replica listening (`$19` the channel):
+/// The insert that also announces the command to every replica listening (`$20` the channel):
 /// the row and its announcement commit together.
 pub(super) const INSERT_AND_NOTIFY_POSTGRES: &str =
-    concat!("WITH inserted AS (", insert_command!(), " RETURNING id) SELECT pg_notify($19, id) FROM inserted");
+    concat!("WITH inserted AS (", insert_command!(), " RETURNING id) SELECT pg_notify($20, id) FROM inserted");
 /// The insert of a command stored `Running`, returning what running it needs from its cluster in
 /// the same statement.
 pub(super) const INSERT_RUNNING_POSTGRES: &str = concat!(
@@ -118,7 +119,7 @@ pub(super) static CANCEL_QUEUED: Sql = Sql::new(concat!(
 /// The history: a record without its logs, then what was asked.
 pub(super) static HISTORY: Sql = Sql::new(
     "SELECT id, state, submitted_at, started_at, finished_at, exit_code, CAST(NULL AS TEXT) AS logs, reason,
-            expires_at, seq, command, submitted_by, environment, secret_names, saved_command
+            expires_at, seq, command, submitted_by, environment, secret_names, saved_command, run_as
      FROM commands WHERE cluster_uid = $1 AND seq < $2 AND (expires_at IS NULL OR expires_at > $3)
      ORDER BY seq DESC LIMIT $4",
 );

@@ -95,6 +95,7 @@ ALTER TABLE commands ADD COLUMN saved_command TEXT;
     crate::store::activity::SQLITE_MIGRATION,
     crate::store::deliveries::SQLITE_MIGRATION,
     crate::store::approvals::SQLITE_MIGRATION,
+    crate::store::commands::RUN_AS_MIGRATION,
 ];
 
 /// Applies the migrations `conn`'s database has not run yet, each in its own transaction.
