@@ -59,6 +59,7 @@ pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
         environment: Vec::new(),
         masked: Vec::new(),
         output: None,
+        service_account: None,
     };
     // No sender: never asked to stop.
     let (_, stop) = tokio::sync::watch::channel(None);
