@@ -16,18 +16,6 @@ pub(crate) struct DecisionRequest {
     pub reason: Option<String>,
 }
 
-/// A cluster's `properties.commandApproval`, as the people's CLI registers it (the server reads
-/// it in `approval::ApprovalPolicy::parse`, which names what is wrong).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CommandApproval {
-    pub mode: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approvers: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_after: Option<String>,
-}
-
 /// A held command as its approvers see it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ApprovalView {

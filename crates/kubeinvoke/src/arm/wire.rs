@@ -616,7 +616,19 @@ pub(crate) struct RegistrationProperties {
     pub kubeconfig: String,
     /// Four eyes for the cluster's commands (an extension).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub command_approval: Option<crate::arm::approvals::CommandApproval>,
+    pub command_approval: Option<CommandApproval>,
+}
+
+/// A cluster's `properties.commandApproval`, as the people's CLI registers it (the server reads
+/// it in `approval::ApprovalPolicy::parse`, which names what is wrong).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CommandApproval {
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_after: Option<String>,
 }
 
 /// The body of `POST …/runCommand` as the people's CLI sends it.

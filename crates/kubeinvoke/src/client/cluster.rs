@@ -10,8 +10,7 @@ use super::api::{API_VERSION, Api};
 use super::config::Connection;
 use super::exit::ClientError;
 use super::output::{Output, lines, print};
-use crate::arm::approvals::CommandApproval;
-use crate::arm::wire::{ClusterRegistration, ListResult, ManagedClusterView, RegistrationProperties};
+use crate::arm::wire::{ClusterRegistration, CommandApproval, ListResult, ManagedClusterView, RegistrationProperties};
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {

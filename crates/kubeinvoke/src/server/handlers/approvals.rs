@@ -46,23 +46,19 @@ pub(crate) async fn decide(
     let reason = reason_of(request.reason)?;
     let approver = Approver { principal: principal_of(caller), object_id: caller.claims.oid.clone() };
     let decided = app.dispatcher.decide(&cluster.uid, id, verdict, &approver, reason.clone()).await?;
-    let refusal = match decided {
-        Decided::NotFound => return Err(ApiError::CommandNotFound(id.to_string())),
-        Decided::NotPending(state) => ApprovalRefusal::NotPending { id: id.to_string(), state },
-        Decided::Expired => ApprovalRefusal::Expired(id.to_string()),
-        Decided::OwnCommand => ApprovalRefusal::OwnCommand(id.to_string()),
-        Decided::AlreadyApproved => ApprovalRefusal::AlreadyApproved(id.to_string()),
-        Decided::Counted { .. } | Decided::Released | Decided::Rejected => {
+    match refusal_of(&decided, id.as_str()) {
+        Some(Refusal::NotFound) => Err(ApiError::CommandNotFound(id.to_string())),
+        Some(Refusal::Refused(refusal)) => Err(refusal.into()),
+        None => {
             let mut event = decision_event(&approver, &reason, verdict, &decided);
             event.properties.insert("commandId".into(), id.to_string().into());
             event.correlation_id = id.to_string();
             event.resource_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
             app.activity.append(vec![event]).await;
             let held = held_of(app, &cluster, id).await?;
-            return Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, &cluster, id).await?)));
+            Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, &cluster, id).await?)))
         }
-    };
-    Err(refusal.into())
+    }
 }
 
 /// `POST {scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve` or `/reject`: a
@@ -104,13 +100,10 @@ pub(crate) async fn decide_run(
         at: now_millis(),
     };
     let decided = app.store.approvals().decide_run(id, &key, &decision).await?;
-    let refusal = match decided {
-        Decided::NotFound => return Err(ApiError::RunNotFound(id.to_string())),
-        Decided::NotPending(state) => ApprovalRefusal::NotPending { id: id.to_string(), state },
-        Decided::Expired => ApprovalRefusal::Expired(id.to_string()),
-        Decided::OwnCommand => ApprovalRefusal::OwnCommand(id.to_string()),
-        Decided::AlreadyApproved => ApprovalRefusal::AlreadyApproved(id.to_string()),
-        Decided::Counted { .. } | Decided::Released | Decided::Rejected => {
+    match refusal_of(&decided, id.as_str()) {
+        Some(Refusal::NotFound) => Err(ApiError::RunNotFound(id.to_string())),
+        Some(Refusal::Refused(refusal)) => Err(refusal.into()),
+        None => {
             let mut event = decision_event(&approver, &reason, verdict, &decided);
             event.properties.insert("runId".into(), id.to_string().into());
             event.correlation_id = id.to_string();
@@ -119,10 +112,27 @@ pub(crate) async fn decide_run(
             app.runs.wake();
             tracing::info!(run_id = %id, approver = approver.principal, decision = verdict.as_str(), "fan-out run decision");
             let run = app.store.runs().get_run(id, Some(&key)).await?.unwrap_or(run);
-            return Ok(json(StatusCode::OK, &CommandRun::new(&run)));
+            Ok(json(StatusCode::OK, &CommandRun::new(&run)))
         }
-    };
-    Err(refusal.into())
+    }
+}
+
+/// Why a decision was not taken, if it was not.
+enum Refusal {
+    NotFound,
+    Refused(ApprovalRefusal),
+}
+
+fn refusal_of(decided: &Decided, id: &str) -> Option<Refusal> {
+    let id = id.to_string();
+    Some(Refusal::Refused(match decided {
+        Decided::NotFound => return Some(Refusal::NotFound),
+        Decided::NotPending(state) => ApprovalRefusal::NotPending { id, state },
+        Decided::Expired => ApprovalRefusal::Expired(id),
+        Decided::OwnCommand => ApprovalRefusal::OwnCommand(id),
+        Decided::AlreadyApproved => ApprovalRefusal::AlreadyApproved(id),
+        Decided::Counted { .. } | Decided::Released | Decided::Rejected => return None,
+    }))
 }
 
 /// `GET …/commandResults/{id}/approval`: what the command would run, who asked, and who decided.

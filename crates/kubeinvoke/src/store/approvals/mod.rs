@@ -10,7 +10,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-use super::rows::{Columns, corrupt, json_map};
+use super::rows::{Columns, corrupt};
 use super::sql::Sql;
 use super::{ClusterUid, StoreError, StoreResult};
 use crate::approval::{Decision, Hold, Verdict};
@@ -207,6 +207,28 @@ static EXPIRE: Sql = Sql::new(
      RETURNING id",
 );
 
+/// The statements that count the approvals of one kind of held work, a command or a run.
+struct Approvals {
+    /// Records an approval, once per approver (`$1` the work, `$2`–`$5` who, why, when).
+    add: &'static Sql,
+    count: &'static Sql,
+    /// Moves it on once enough approved (`$1` the work, `$2` when).
+    release: &'static Sql,
+}
+static COMMAND_APPROVALS: Approvals = Approvals { add: &ADD_APPROVAL, count: &COUNT_APPROVALS, release: &RELEASE };
+static RUN_APPROVALS: Approvals =
+    Approvals { add: &ADD_RUN_APPROVAL, count: &COUNT_RUN_APPROVALS, release: &RELEASE_RUN };
+
+/// What an approval counted decides: released once `approvals` reach what `hold` needs.
+fn counted(approvals: i64, hold: Option<&Hold>) -> Decided {
+    let needed = hold.map_or(1, |h| h.needed);
+    if approvals >= i64::from(needed) {
+        Decided::Released
+    } else {
+        Decided::Counted { approvals: u8::try_from(approvals).unwrap_or(u8::MAX), needed }
+    }
+}
+
 /// The schema both dialects share but for their integer type.
 macro_rules! migration {
     ($int:literal) => {
@@ -263,18 +285,7 @@ pub(super) const POSTGRES_MIGRATION: &str = migration!("BIGINT");
 /// A row of [`held_columns`], its decisions read apart.
 fn held(r: &impl Columns) -> Result<HeldCommand, StoreError> {
     let state = r.text("state")?;
-    let environment = match r.opt_text("environment")? {
-        Some(text) => {
-            json_map(&text)?.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
-        }
-        None => Vec::new(),
-    };
-    let secret_names = match r.opt_text("secret_names")? {
-        Some(text) => {
-            serde_json::from_str(&text).map_err(|e| corrupt(format!("stored secret names are corrupt: {e}")))?
-        }
-        None => Vec::new(),
-    };
+    let (environment, secret_names) = super::commands::parameter_columns(r)?;
     Ok(HeldCommand {
         id: CommandId::from_text(r.text("id")?),
         cluster_uid: ClusterUid::from_text(r.text("cluster_uid")?),

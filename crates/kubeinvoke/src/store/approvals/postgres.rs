@@ -2,11 +2,32 @@
 //! different replicas at once are counted one after the other.
 
 use async_trait::async_trait;
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 
 use super::*;
 use crate::command::FailureReason;
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
+
+/// Records an approval of `id` and releases it once it is the last one needed.
+async fn approve(
+    tx: &impl GenericClient,
+    kind: &Approvals,
+    id: &str,
+    decision: &Decision,
+    hold: Option<&Hold>,
+) -> StoreResult<Decided> {
+    let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&id, &decision.approver_oid, &decision.approver, &decision.reason, &decision.at];
+    if tx.execute(kind.add.postgres(), &who).await.map_err(db_error)? == 0 {
+        return Ok(Decided::AlreadyApproved);
+    }
+    let approvals = tx.query_one(kind.count.postgres(), &[&id]).await.map_err(db_error)?.int("approvals")?;
+    let decided = counted(approvals, hold);
+    if decided == Decided::Released {
+        tx.execute(kind.release.postgres(), &[&id, &decision.at]).await.map_err(db_error)?;
+    }
+    Ok(decided)
+}
 
 /// `held` with its decisions.
 async fn with_decisions(client: &impl GenericClient, mut command: HeldCommand) -> StoreResult<HeldCommand> {
@@ -22,7 +43,7 @@ impl ApprovalStore for PostgresStore {
         let rows = client.query(PENDING.postgres(), &[&now, &(limit as i64)]).await.map_err(db_error)?;
         let mut pending = Vec::with_capacity(rows.len());
         for command in records(&rows, held)? {
-            pending.push(with_decisions(&**client, command).await?);
+            pending.push(with_decisions(&client, command).await?);
         }
         Ok(pending)
     }
@@ -36,7 +57,7 @@ impl ApprovalStore for PostgresStore {
         let client = self.client().await?;
         let row = client.query_opt(HELD.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         match row.as_ref().map(held).transpose()? {
-            Some(command) => Ok(Some(with_decisions(&**client, command).await?)),
+            Some(command) => Ok(Some(with_decisions(&client, command).await?)),
             None => Ok(None),
         }
     }
@@ -79,26 +100,12 @@ impl ApprovalStore for PostgresStore {
                         Decided::Rejected
                     }
                     Verdict::Approve => {
-                        if tx.execute(ADD_APPROVAL.postgres(), &who).await.map_err(db_error)? == 0 {
-                            Decided::AlreadyApproved
-                        } else {
-                            let approvals = tx
-                                .query_one(COUNT_APPROVALS.postgres(), &[&id])
-                                .await
-                                .map_err(db_error)?
-                                .int("approvals")?;
-                            let needed = hold.map_or(1, |h| h.needed);
-                            if approvals >= i64::from(needed) {
-                                tx.execute(RELEASE.postgres(), &[&id, &now]).await.map_err(db_error)?;
-                                // Every replica's claim loop hears of it, as of a new submission.
-                                tx.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id])
-                                    .await
-                                    .map_err(db_error)?;
-                                Decided::Released
-                            } else {
-                                Decided::Counted { approvals: approvals as u8, needed }
-                            }
+                        let decided = approve(&tx, &COMMAND_APPROVALS, id.as_str(), decision, hold.as_ref()).await?;
+                        if decided == Decided::Released {
+                            // Every replica's claim loop hears of it, as of a new submission.
+                            tx.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id]).await.map_err(db_error)?;
                         }
+                        decided
                     }
                 }
             }
@@ -132,24 +139,7 @@ impl ApprovalStore for PostgresStore {
                     tx.execute(REJECT_RUN_TARGETS.postgres(), &[&run, &reason]).await.map_err(db_error)?;
                     Decided::Rejected
                 }
-                Verdict::Approve => {
-                    if tx.execute(ADD_RUN_APPROVAL.postgres(), &who).await.map_err(db_error)? == 0 {
-                        Decided::AlreadyApproved
-                    } else {
-                        let approvals = tx
-                            .query_one(COUNT_RUN_APPROVALS.postgres(), &[&run])
-                            .await
-                            .map_err(db_error)?
-                            .int("approvals")?;
-                        let needed = hold.map_or(1, |h| h.needed);
-                        if approvals >= i64::from(needed) {
-                            tx.execute(RELEASE_RUN.postgres(), &[&run, &now]).await.map_err(db_error)?;
-                            Decided::Released
-                        } else {
-                            Decided::Counted { approvals: approvals as u8, needed }
-                        }
-                    }
-                }
+                Verdict::Approve => approve(&tx, &RUN_APPROVALS, run, decision, hold.as_ref()).await?,
             },
         };
         tx.commit().await.map_err(db_error)?;

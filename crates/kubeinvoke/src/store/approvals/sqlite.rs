@@ -7,6 +7,26 @@ use super::*;
 use crate::command::FailureReason;
 use crate::store::sqlite::{SqliteStore, backend, optional_record, records};
 
+/// Records an approval of `id` and releases it once it is the last one needed.
+fn approve(
+    tx: &Connection,
+    kind: &Approvals,
+    id: &str,
+    decision: &Decision,
+    hold: Option<&Hold>,
+) -> StoreResult<Decided> {
+    let who = params![id, decision.approver_oid, decision.approver, decision.reason, decision.at];
+    if tx.execute(kind.add.sqlite(), who).map_err(backend)? == 0 {
+        return Ok(Decided::AlreadyApproved);
+    }
+    let approvals = optional_record(tx, kind.count.sqlite(), params![id], |r| r.int("approvals"))?.unwrap_or(0);
+    let decided = counted(approvals, hold);
+    if decided == Decided::Released {
+        tx.execute(kind.release.sqlite(), params![id, decision.at]).map_err(backend)?;
+    }
+    Ok(decided)
+}
+
 /// `held` with its decisions.
 fn with_decisions(conn: &Connection, mut command: HeldCommand) -> StoreResult<HeldCommand> {
     command.decisions = records(conn, DECISIONS.sqlite(), params![command.id], |r| decision(r))?;
@@ -75,23 +95,7 @@ impl ApprovalStore for SqliteStore {
                                 .map_err(backend)?;
                             Decided::Rejected
                         }
-                        Verdict::Approve => {
-                            if tx.execute(ADD_APPROVAL.sqlite(), who).map_err(backend)? == 0 {
-                                Decided::AlreadyApproved
-                            } else {
-                                let approvals = optional_record(&tx, COUNT_APPROVALS.sqlite(), params![id], |r| {
-                                    r.int("approvals")
-                                })?
-                                .unwrap_or(0);
-                                let needed = hold.map_or(1, |h| h.needed);
-                                if approvals >= i64::from(needed) {
-                                    tx.execute(RELEASE.sqlite(), params![id, now]).map_err(backend)?;
-                                    Decided::Released
-                                } else {
-                                    Decided::Counted { approvals: approvals as u8, needed }
-                                }
-                            }
-                        }
+                        Verdict::Approve => approve(&tx, &COMMAND_APPROVALS, id.as_str(), &decision, hold.as_ref())?,
                     }
                 }
             };
@@ -125,23 +129,7 @@ impl ApprovalStore for SqliteStore {
                         tx.execute(REJECT_RUN_TARGETS.sqlite(), params![run, reason]).map_err(backend)?;
                         Decided::Rejected
                     }
-                    Verdict::Approve => {
-                        if tx.execute(ADD_RUN_APPROVAL.sqlite(), who).map_err(backend)? == 0 {
-                            Decided::AlreadyApproved
-                        } else {
-                            let approvals = optional_record(&tx, COUNT_RUN_APPROVALS.sqlite(), params![run], |r| {
-                                r.int("approvals")
-                            })?
-                            .unwrap_or(0);
-                            let needed = hold.map_or(1, |h| h.needed);
-                            if approvals >= i64::from(needed) {
-                                tx.execute(RELEASE_RUN.sqlite(), params![run, now]).map_err(backend)?;
-                                Decided::Released
-                            } else {
-                                Decided::Counted { approvals: approvals as u8, needed }
-                            }
-                        }
-                    }
+                    Verdict::Approve => approve(&tx, &RUN_APPROVALS, &run, &decision, hold.as_ref())?,
                 },
             };
             tx.commit().map_err(backend)?;

@@ -259,8 +259,11 @@ fn option_columns(options: &CommandOptions) -> (Option<String>, Option<String>, 
     (environment, secrets, timeout)
 }
 
-/// The options of a claimed or listed command from its columns (the timeout only if `timeout`).
-fn options(r: &impl Columns, timeout: bool) -> Result<CommandOptions, StoreError> {
+/// A command's parameters: plain ones with their values, and the names of secret ones.
+type Parameters = (Vec<(String, String)>, Vec<String>);
+
+/// A command's parameters from their columns.
+pub(super) fn parameter_columns(r: &impl Columns) -> Result<Parameters, StoreError> {
     let environment = match r.opt_text("environment")? {
         Some(text) => {
             json_map(&text)?.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect()
@@ -273,6 +276,12 @@ fn options(r: &impl Columns, timeout: bool) -> Result<CommandOptions, StoreError
         }
         None => Vec::new(),
     };
+    Ok((environment, secret_names))
+}
+
+/// The options of a claimed or listed command from its columns (the timeout only if `timeout`).
+fn options(r: &impl Columns, timeout: bool) -> Result<CommandOptions, StoreError> {
+    let (environment, secret_names) = parameter_columns(r)?;
     let timeout_ms = if timeout { r.opt_int("timeout_ms")? } else { None };
     let run_as = match r.opt_text("run_as")? {
         Some(text) => {
