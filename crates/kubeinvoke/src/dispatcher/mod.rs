@@ -7,6 +7,7 @@
 
 mod approvals;
 mod commands;
+mod fence;
 mod pending;
 mod queue;
 mod secrets;
@@ -72,6 +73,8 @@ pub struct Dispatcher {
     secrets: secrets::Secrets,
     /// Commands running here until their results are stored, for reads that wait for them.
     pending: Arc<pending::PendingResults>,
+    /// Up while this replica cannot renew its leases: nothing runs or starts here.
+    fence: fence::Fence,
 }
 
 impl Dispatcher {
@@ -112,6 +115,7 @@ impl Dispatcher {
             outputs_dir,
             secrets: secrets::Secrets::default(),
             pending: Arc::default(),
+            fence: fence::Fence::new(config.lease, Instant::now()),
         });
         if config.notify {
             dispatcher.store.notify_new_work(dispatcher.queue.wake.clone());
@@ -120,6 +124,7 @@ impl Dispatcher {
             tokio::spawn(dispatcher.clone().claim_loop()),
             tokio::spawn(dispatcher.clone().janitor()),
             tokio::spawn(dispatcher.clone().lease_keeper()),
+            tokio::spawn(dispatcher.clone().fence_watch()),
         ];
         Ok((dispatcher, tasks))
     }
@@ -197,6 +202,12 @@ impl Dispatcher {
             if *draining.borrow() {
                 return;
             }
+            if self.fence.is_up() {
+                // No new work while this replica's leases are in doubt.
+                drop(permit);
+                tokio::time::sleep(self.fence.period()).await;
+                continue;
+            }
             let now = now_millis();
             let lease = self.lease_from(now);
             let claim = self.store.commands().claim_next(&lease).await;
@@ -251,7 +262,7 @@ impl Dispatcher {
     /// A worker's permit for a submission to start at once: only while nothing waits in the
     /// queue (a newcomer never overtakes a queued command) and the server is not shutting down.
     fn idle_worker(&self) -> Option<OwnedSemaphorePermit> {
-        if *self.draining.borrow() || !self.queue.is_empty() {
+        if *self.draining.borrow() || !self.queue.is_empty() || self.fence.is_up() {
             return None;
         }
         self.slots.clone().try_acquire_owned().ok()
@@ -423,9 +434,14 @@ impl Dispatcher {
         let period = (self.config.lease / 4).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(period).await;
+            let began = Instant::now();
             let now = now_millis();
             match self.store.commands().renew_leases(&self.owner, expiry(now, self.config.lease)).await {
                 Ok(requests) => {
+                    if self.fence.renewed(began) {
+                        tracing::warn!("leases renewed again: this replica takes work again");
+                        self.queue.wake.notify_one();
+                    }
                     for request in requests {
                         if self.stop_execution(&request.id, &request.by) {
                             tracing::info!(command_id = %request.id, by = %request.by, "cancel asked at another replica");
@@ -444,6 +460,29 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "looking for lost commands failed"),
             }
             self.expire_approvals().await;
+        }
+    }
+
+    /// Puts the fence up when leases went unrenewed too long: every command running here is
+    /// stopped (`WorkerLost`) before another replica may call it lost (`fence.rs`).
+    async fn fence_watch(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.fence.period()).await;
+            if !self.fence.goes_up(Instant::now()) {
+                continue;
+            }
+            let stopped = {
+                let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+                for stop in runs.values() {
+                    stop.send_replace(Some(StopReason::Fenced));
+                }
+                runs.len()
+            };
+            metrics::counter!("kubeinvoke_fences_total").increment(1);
+            tracing::error!(
+                stopped,
+                "leases could not be renewed in time (the database is unreachable): the commands running here are stopped and no work is taken until a renewal succeeds"
+            );
         }
     }
 

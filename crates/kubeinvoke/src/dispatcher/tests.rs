@@ -13,7 +13,10 @@ use crate::command::{CommandId, CommandState, Outcome};
 use crate::executor::{ExecLimits, Executor, ExecutorKind, Executors, Isolation, Job, StopSignal};
 use crate::resource::ClusterRef;
 use crate::resource::names::{ClusterName, GroupName, SubscriptionId};
-use crate::store::{ClusterUid, ClusterWrite, GroupRecord, SqliteStore, Store};
+use crate::store::{
+    CancelRequest, ClaimedCommand, ClusterUid, ClusterWrite, CommandStore, GroupRecord, Lease, NewCommand, SqliteStore,
+    Store, StoreError, StoreResult,
+};
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -106,4 +109,198 @@ async fn a_panic_in_the_executor_ends_the_command_failed_and_frees_its_worker() 
     assert_eq!(executor.ran.load(Ordering::SeqCst), 1);
     // And shutdown is not held up by it.
     tokio::time::timeout(Duration::from_secs(5), dispatcher.shutdown(Duration::from_secs(1))).await.unwrap();
+}
+
+/// A real SQLite store whose lease renewals fail while `cut` is set: a replica that lost the
+/// database. A fake of the partition only; partitions for real are the replicas suite's.
+struct Partitioned {
+    inner: SqliteStore,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for Partitioned {
+    fn identity(&self) -> &dyn crate::store::IdentityStore {
+        self.inner.identity()
+    }
+    fn clusters(&self) -> &dyn crate::store::ClusterStore {
+        self.inner.clusters()
+    }
+    fn commands(&self) -> &dyn CommandStore {
+        self
+    }
+    fn approvals(&self) -> &dyn crate::store::ApprovalStore {
+        self.inner.approvals()
+    }
+    fn settings(&self) -> &dyn crate::store::SettingStore {
+        self.inner.settings()
+    }
+    fn runs(&self) -> &dyn crate::store::RunStore {
+        self.inner.runs()
+    }
+    fn documents(&self) -> &dyn crate::store::DocumentStore {
+        self.inner.documents()
+    }
+    fn activity(&self) -> &dyn crate::store::ActivityStore {
+        self.inner.activity()
+    }
+    fn deliveries(&self) -> &dyn crate::store::DeliveryStore {
+        self.inner.deliveries()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl CommandStore for Partitioned {
+    async fn insert_command(&self, command: NewCommand) -> StoreResult<()> {
+        self.inner.insert_command(command).await
+    }
+    async fn insert_running(&self, command: NewCommand, lease: &Lease) -> StoreResult<ClaimedCommand> {
+        self.inner.insert_running(command, lease).await
+    }
+    async fn get_command(
+        &self,
+        c: &ClusterUid,
+        id: &CommandId,
+        now: i64,
+    ) -> StoreResult<Option<crate::command::CommandRecord>> {
+        self.inner.get_command(c, id, now).await
+    }
+    async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
+        self.inner.claim_next(lease).await
+    }
+    async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(anyhow::anyhow!("the database is unreachable (partition)")));
+        }
+        self.inner.renew_leases(owner, until).await
+    }
+    async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
+        self.inner.end_lost(now, expires_at).await
+    }
+    async fn request_cancel(&self, c: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
+        self.inner.request_cancel(c, id, by).await
+    }
+    async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
+        self.inner.finish_command(id, outcome, now, expires_at).await
+    }
+    async fn cancel_queued(
+        &self,
+        c: &ClusterUid,
+        id: &CommandId,
+        by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<Option<CommandState>> {
+        self.inner.cancel_queued(c, id, by, now, expires_at).await
+    }
+    async fn list_commands(
+        &self,
+        c: &ClusterUid,
+        before: Option<i64>,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<crate::command::CommandSummary>> {
+        self.inner.list_commands(c, before, limit, now).await
+    }
+    async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
+        self.inner.interrupt_running(owner, now, expires_at).await
+    }
+    async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
+        self.inner.purge_expired(now).await
+    }
+    async fn count_accepted(&self) -> StoreResult<usize> {
+        self.inner.count_accepted().await
+    }
+    async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
+        self.inner.running_command_ids().await
+    }
+}
+
+/// Runs until it is stopped, noting when and why.
+#[derive(Default)]
+struct UntilStopped {
+    stopped: std::sync::Mutex<Vec<(crate::executor::StopReason, Instant)>>,
+}
+
+#[async_trait]
+impl Executor for UntilStopped {
+    async fn run(&self, job: Job, mut stop: StopSignal) -> Outcome {
+        if job.command == "true" {
+            return Outcome::Exited { exit_code: 0, logs: String::new() };
+        }
+        let reason = stop.stopped().await;
+        self.stopped.lock().unwrap().push((reason, Instant::now()));
+        Outcome::Failed { reason: crate::command::FailureReason::WorkerLost, logs: "killed\n".into() }
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::KubernetesPod
+    }
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_renew_its_lease_stops_its_commands_before_the_lease_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let partitioned = Arc::new(Partitioned {
+        inner: SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap(),
+        cut: std::sync::atomic::AtomicBool::new(false),
+    });
+    let store: Arc<dyn Store> = partitioned.clone();
+    let uid = cluster(store.as_ref()).await;
+    let executor = Arc::new(UntilStopped::default());
+    let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor.clone() };
+    let lease = Duration::from_secs(2);
+    let config = DispatcherConfig {
+        max_running: 2,
+        queue_capacity: 10,
+        retention: Duration::from_secs(3600),
+        lease,
+        notify: false,
+        poll: Duration::from_millis(50),
+    };
+    let (dispatcher, _tasks) = Dispatcher::start(
+        store.clone(),
+        executors,
+        config,
+        ExecLimits::default(),
+        dir.path().join("outputs"),
+        "r".into(),
+    )
+    .await
+    .unwrap();
+    let submit = |command: &str| Submission {
+        cluster_uid: uid.clone(),
+        command: command.into(),
+        context: Vec::new(),
+        cluster_token: None,
+        submitted_by: "app (oid)".into(),
+        options: Default::default(),
+        secrets: Vec::new(),
+        hold: None,
+    };
+    let running = dispatcher.submit(submit("sleep forever")).await.unwrap();
+    // Let a renewal or two succeed, then cut the database off from the renewals.
+    tokio::time::sleep(lease).await;
+    let cut = Instant::now();
+    partitioned.cut.store(true, Ordering::SeqCst);
+    let record = final_state(store.as_ref(), &uid, &running).await;
+    let (reason, at) = executor.stopped.lock().unwrap()[0].clone();
+    assert_eq!(reason, crate::executor::StopReason::Fenced);
+    // The last renewal that succeeded began at most a renewal period (lease/4) before the cut;
+    // the command was stopped before that renewal's lease ran out.
+    assert!(at < cut + lease - lease / 8, "stopped {:?} after the cut: too late for a {lease:?} lease", at - cut);
+    assert_eq!(record.state, CommandState::Failed);
+    // While fenced, nothing new starts; once renewals succeed again, work goes on.
+    let waiting = dispatcher.submit(submit("true")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = store.commands().get_command(&uid, &waiting, crate::time::now_millis()).await.unwrap().unwrap().state;
+    assert_eq!(state, CommandState::Accepted, "a fenced replica takes no work");
+    partitioned.cut.store(false, Ordering::SeqCst);
+    assert_eq!(final_state(store.as_ref(), &uid, &waiting).await.state, CommandState::Succeeded);
 }

@@ -65,6 +65,9 @@ pub enum StopReason {
     Shutdown,
     /// Someone canceled it (their app id).
     Cancel(String),
+    /// This replica could not renew its lease in time (it lost the database): the command is
+    /// stopped before another replica may call it lost (ARCHITECTURE.md, fencing).
+    Fenced,
 }
 
 /// Tells a running command to stop now, and why.

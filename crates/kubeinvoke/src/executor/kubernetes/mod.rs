@@ -320,6 +320,10 @@ impl KubernetesExecutor {
                 FailureReason::ServerShutdown,
                 Some("the server shut down before the command finished; the Pod was deleted".into()),
             ),
+            Watched::Stopped(StopReason::Fenced) => (
+                FailureReason::WorkerLost,
+                Some("this replica lost the database and could not renew its lease; the Pod was deleted".into()),
+            ),
         };
         Ok(failed(reason, log.finish(note(own).as_deref())))
     }

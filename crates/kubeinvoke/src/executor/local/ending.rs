@@ -29,6 +29,10 @@ impl Stop {
                 let note = format!("canceled by {by}; the command was killed");
                 (FailureReason::Canceled(by), note)
             }
+            Stop::Requested(StopReason::Fenced) => (
+                FailureReason::WorkerLost,
+                "this replica lost the database and could not renew its lease; the command was killed".to_string(),
+            ),
             Stop::DiskFull => (
                 FailureReason::WorkingDirectoryLimit,
                 format!(
