@@ -80,6 +80,10 @@ pub enum ApiError {
     Approval(#[from] ApprovalRefusal),
     #[error("The service's database is unavailable. Retry after {retry_after} seconds.")]
     StoreUnavailable { retry_after: u64 },
+    #[error(
+        "The server's data directory is out of space, so nothing new can be stored; results already stored can still be read. Free space (or ask the operator to) and retry after {retry_after} seconds."
+    )]
+    StorageFull { retry_after: u64 },
     #[error("The server could not complete the request. Its log has the details under this request's x-ms-request-id.")]
     Internal(#[source] anyhow::Error),
 }
@@ -123,6 +127,7 @@ impl ApiError {
             Approval(refusal) => refusal.status(),
             AlreadyFinished { .. } | RunAlreadyFinished { .. } => StatusCode::CONFLICT,
             StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +162,7 @@ impl ApiError {
             AlreadyFinished { .. } => "CommandAlreadyFinished",
             RunAlreadyFinished { .. } => "CommandRunAlreadyFinished",
             StoreUnavailable { .. } => "ServiceUnavailable",
+            StorageFull { .. } => "InsufficientStorage",
             Internal(_) => "InternalServerError",
         }
     }
@@ -189,7 +195,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::QueueFull { retry_after, .. } | ApiError::StoreUnavailable { retry_after } => {
+            ApiError::QueueFull { retry_after, .. }
+            | ApiError::StoreUnavailable { retry_after }
+            | ApiError::StorageFull { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::BodyTooLarge { .. } => {

@@ -69,6 +69,12 @@ pub use runs::{RunStore, TargetStart};
 pub use settings::SettingStore;
 pub use sqlite::SqliteStore;
 
+/// How the SQLite backend classifies one of its errors (for the tests of what the API answers).
+#[cfg(test)]
+pub(crate) fn sqlite_error_for_tests(e: rusqlite::Error) -> StoreError {
+    sqlite::backend(e)
+}
+
 /// Opens the store `location` names (SQLite lives in `data_dir`), applying pending migrations;
 /// with `read_cache`, behind the read cache (`cached.rs`).
 pub async fn open(
@@ -93,6 +99,9 @@ pub enum StoreError {
     /// The database cannot be reached right now (restarting, network): worth retrying.
     #[error("store unavailable: {0:#}")]
     Unavailable(anyhow::Error),
+    /// The database's disk is full: nothing more can be written until space is freed; reads go on.
+    #[error("the database's disk is full: {0:#}")]
+    Full(anyhow::Error),
     #[error("store backend failed: {0:#}")]
     Backend(#[from] anyhow::Error),
 }

@@ -130,6 +130,10 @@ fn pool_error(e: PoolError) -> StoreError {
 /// Connection trouble (refused, closed, shutting down, too many clients) is `Unavailable`:
 /// the request may succeed later. Anything the database itself refused is a backend error.
 pub(in crate::store) fn db_error(e: tokio_postgres::Error) -> StoreError {
+    // 53100 disk_full: the server could not extend a file; the transaction was rolled back.
+    if e.as_db_error().is_some_and(|db| db.code().code() == "53100") {
+        return StoreError::Full(e.into());
+    }
     let transient = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();

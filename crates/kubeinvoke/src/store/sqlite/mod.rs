@@ -118,7 +118,11 @@ pub(in crate::store) fn records<T, P: rusqlite::Params>(
 }
 
 pub(in crate::store) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.into())
+    match e.sqlite_error_code() {
+        // The data directory's filesystem is full: SQLite rolled the write back, nothing is lost.
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.into()),
+        _ => StoreError::Backend(e.into()),
+    }
 }
 
 /// A row mapped into a record, where reading the row or building the record may fail.
