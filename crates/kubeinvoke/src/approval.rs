@@ -76,11 +76,12 @@ impl ApprovalPolicy {
         Ok(Some(ApprovalPolicy { mode, approvers, expires_after }))
     }
 
-    /// Whether a command is held: `free_form` for a shell line of the caller's.
-    pub(crate) fn holds(&self, free_form: bool) -> bool {
+    /// Whether a command is held: `unvetted` when nobody but its asker vetted it (a shell line of
+    /// the caller's, or a saved command the caller wrote last).
+    pub(crate) fn holds(&self, unvetted: bool) -> bool {
         match self.mode {
             ApprovalMode::Always => true,
-            ApprovalMode::FreeFormOnly => free_form,
+            ApprovalMode::FreeFormOnly => unvetted,
         }
     }
 

@@ -54,6 +54,13 @@ pub(crate) struct ApprovalProperties {
     pub files: Vec<ContextFile>,
 }
 
+impl ApprovalProperties {
+    /// Approvals given so far.
+    pub(crate) fn approved(&self) -> usize {
+        self.approvals.iter().filter(|d| d.decision == crate::approval::Verdict::Approve.as_str()).count()
+    }
+}
+
 /// One approver's decision.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -119,7 +119,7 @@ pub async fn decide(args: DecideArgs, approve: bool) -> Result<u8, ClientError> 
     }
     let view: ApprovalView = answer.parse()?;
     let p = &view.properties;
-    let approvals = p.approvals.iter().filter(|d| d.decision == "Approved").count();
+    let approvals = p.approved();
     println!(
         "{}",
         match p.provisioning_state {
@@ -142,7 +142,7 @@ async fn pending(api: &Api, group: Option<&str>) -> Result<Vec<ApprovalView>, Cl
 /// `ID  GROUP/CLUSTER  approvals 0/2  until …  by …  COMMAND`.
 fn line(view: &ApprovalView) -> String {
     let p = &view.properties;
-    let approvals = p.approvals.iter().filter(|d| d.decision == "Approved").count();
+    let approvals = p.approved();
     let what = match &p.saved_command {
         Some(saved) => format!("saved {} {}", saved.rsplit('/').next().unwrap_or(saved), json!(p.parameters)),
         None => p.command.clone(),

@@ -5,16 +5,24 @@
 
 use crate::approval::{Decision, Verdict};
 use crate::command::CommandId;
+use crate::fanout::RunId;
 use crate::store::{ClusterUid, Decided, StoreResult};
 use crate::time::now_millis;
 
 use super::Dispatcher;
 
-/// Who decides, and why.
+/// Who decides.
 pub(crate) struct Approver {
     /// `appId (objectId)`.
     pub principal: String,
     pub object_id: String,
+}
+
+impl Approver {
+    /// This approver's `verdict`, now, for `reason`.
+    fn decides(&self, verdict: Verdict, reason: String, at: i64) -> Decision {
+        Decision { verdict, approver_oid: self.object_id.clone(), approver: self.principal.clone(), reason, at }
+    }
 }
 
 impl Dispatcher {
@@ -28,13 +36,7 @@ impl Dispatcher {
         reason: String,
     ) -> StoreResult<Decided> {
         let now = now_millis();
-        let decision = Decision {
-            verdict,
-            approver_oid: approver.object_id.clone(),
-            approver: approver.principal.clone(),
-            reason,
-            at: now,
-        };
+        let decision = approver.decides(verdict, reason, now);
         let decided = self.store.approvals().decide(cluster, id, &decision, self.expiry_from(now)).await?;
         match &decided {
             Decided::Released => {
@@ -53,6 +55,22 @@ impl Dispatcher {
             }
             _ => {}
         }
+        Ok(decided)
+    }
+
+    /// Records `verdict` on a fan-out run of `scope_key` waiting for approval, as a whole (its
+    /// targets start from the run driver's next pass).
+    pub(crate) async fn decide_run(
+        &self,
+        run: &RunId,
+        scope_key: &str,
+        verdict: Verdict,
+        approver: &Approver,
+        reason: String,
+    ) -> StoreResult<Decided> {
+        let decision = approver.decides(verdict, reason, now_millis());
+        let decided = self.store.approvals().decide_run(run, scope_key, &decision).await?;
+        tracing::info!(run_id = %run, approver = approver.principal, decision = verdict.as_str(), ?decided, "fan-out run decision");
         Ok(decided)
     }
 

@@ -72,19 +72,20 @@ impl Dispatcher {
         if has_secrets {
             self.secrets.insert(id.clone(), submission.secrets);
         }
-        let worker = if command.hold.is_some() { None } else { self.idle_worker() };
-        let stored = match worker {
-            None if command.hold.is_some() => {
-                self.store.commands().insert_command(command).await.map_err(SubmitError::from)
+        let stored = if command.hold.is_some() {
+            // Waiting for approvers: stored, and in no queue until released.
+            self.store.commands().insert_command(command).await.map_err(SubmitError::from)
+        } else {
+            match self.idle_worker() {
+                Some(worker) => match self.store.commands().insert_running(command, &self.lease_from(now)).await {
+                    Ok(claimed) => {
+                        self.start_execution(claimed, worker);
+                        Ok(())
+                    }
+                    Err(e) => Err(SubmitError::from(e)),
+                },
+                None => self.enqueue(command).await,
             }
-            Some(worker) => match self.store.commands().insert_running(command, &self.lease_from(now)).await {
-                Ok(claimed) => {
-                    self.start_execution(claimed, worker);
-                    Ok(())
-                }
-                Err(e) => Err(SubmitError::from(e)),
-            },
-            None => self.enqueue(command).await,
         };
         if stored.is_err() {
             self.secrets.take(&id);

@@ -37,7 +37,7 @@ impl Fence {
         self.fenced.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether this replica may start work (its leases are known good).
+    /// Whether the fence is up: this replica's leases are in doubt, so it starts no work.
     pub(super) fn is_up(&self) -> bool {
         self.fenced.load(Ordering::Acquire)
     }

@@ -23,10 +23,11 @@ use crate::store::{ClusterRecord, ClusterUid, CommandOptions, StoreError};
 pub(crate) struct Admitted {
     cluster_uid: ClusterUid,
     aad_managed: bool,
-    /// The approval policy that holds this command, if its cluster holds it.
-    held_by: Option<ApprovalPolicy>,
-    /// The cluster's approval policy, whether or not it holds this command.
+    /// The cluster's approval policy, if it has one.
     policy: Option<ApprovalPolicy>,
+    /// Nobody but the asker vetted the command: a free-form line, or a saved command the asker
+    /// wrote last. `freeFormOnly` holds these; `always` holds everything.
+    unvetted: bool,
 }
 
 impl Admitted {
@@ -38,15 +39,13 @@ impl Admitted {
     /// `admit` holds a saved command only under `mode: "always"`; one that nobody but its asker
     /// vetted (`vetted` false) is held like a free-form line.
     fn vetted_by_another(mut self, vetted: bool) -> Self {
-        if !vetted && self.held_by.is_none() {
-            self.held_by = self.policy.filter(|policy| policy.holds(true));
-        }
+        self.unvetted |= !vetted;
         self
     }
 
     /// The policy under which the command waits for approvers, if it does.
     pub(crate) fn held_by(&self) -> Option<ApprovalPolicy> {
-        self.held_by
+        self.policy.filter(|policy| policy.holds(self.unvetted))
     }
 }
 
@@ -179,7 +178,7 @@ pub(crate) enum Refused {
 /// policy the run was not approved under (`approved`).
 pub(crate) fn admit_target(cluster: &ClusterRecord, has_token: bool, approved: bool) -> Result<Admitted, NotAdmitted> {
     let admitted = admit(cluster, true, has_token)?;
-    if admitted.held_by.is_some() && !approved {
+    if admitted.held_by().is_some() && !approved {
         return Err(NotAdmitted::ApprovalRequired);
     }
     Ok(admitted)
@@ -193,8 +192,8 @@ pub(crate) fn admit(cluster: &ClusterRecord, free_form: bool, has_token: bool) -
     Ok(Admitted {
         cluster_uid: cluster.uid.clone(),
         aad_managed: settings.aad_managed,
-        held_by: settings.approval.filter(|policy| policy.holds(free_form)),
         policy: settings.approval,
+        unvetted: free_form,
     })
 }
 
@@ -270,7 +269,7 @@ impl Dispatcher {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let hold = admitted.held_by.map(|policy| policy.hold(&request.requester_oid, crate::time::now_millis()));
+        let hold = admitted.held_by().map(|policy| policy.hold(&request.requester_oid, crate::time::now_millis()));
         let submission = Submission {
             hold,
             cluster_uid: admitted.cluster_uid,

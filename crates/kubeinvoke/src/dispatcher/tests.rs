@@ -52,6 +52,32 @@ async fn cluster(store: &dyn Store) -> ClusterUid {
     store.clusters().put_cluster(ClusterWrite { cluster, document, kubeconfig: None }).await.unwrap().value.uid
 }
 
+/// A dispatcher's settings for these tests: `max_running` workers, leases of `lease`.
+fn config(max_running: usize, lease: Duration) -> DispatcherConfig {
+    DispatcherConfig {
+        max_running,
+        queue_capacity: 10,
+        retention: Duration::from_secs(3600),
+        lease,
+        notify: false,
+        poll: Duration::from_millis(50),
+    }
+}
+
+/// A plain command of `command` on the cluster `uid`.
+fn submission(uid: &ClusterUid, command: &str) -> Submission {
+    Submission {
+        cluster_uid: uid.clone(),
+        command: command.into(),
+        context: Vec::new(),
+        cluster_token: None,
+        submitted_by: "app (oid)".into(),
+        options: Default::default(),
+        secrets: Vec::new(),
+        hold: None,
+    }
+}
+
 async fn final_state(store: &dyn Store, uid: &ClusterUid, id: &CommandId) -> crate::command::CommandRecord {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -71,14 +97,7 @@ async fn a_panic_in_the_executor_ends_the_command_failed_and_frees_its_worker() 
     let uid = cluster(store.as_ref()).await;
     let executor = Arc::new(Panicky { ran: AtomicUsize::new(0) });
     let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor.clone() };
-    let config = DispatcherConfig {
-        max_running: 1,
-        queue_capacity: 10,
-        retention: Duration::from_secs(3600),
-        lease: Duration::from_secs(30),
-        notify: false,
-        poll: Duration::from_millis(50),
-    };
+    let config = config(1, Duration::from_secs(30));
     let (dispatcher, _tasks) = Dispatcher::start(
         store.clone(),
         executors,
@@ -89,16 +108,7 @@ async fn a_panic_in_the_executor_ends_the_command_failed_and_frees_its_worker() 
     )
     .await
     .unwrap();
-    let submit = |command: &str| Submission {
-        cluster_uid: uid.clone(),
-        command: command.into(),
-        context: Vec::new(),
-        cluster_token: None,
-        submitted_by: "app (oid)".into(),
-        options: Default::default(),
-        secrets: Vec::new(),
-        hold: None,
-    };
+    let submit = |command: &str| submission(&uid, command);
     let panicked = dispatcher.submit(submit("panic")).await.unwrap();
     let after = dispatcher.submit(submit("true")).await.unwrap();
     let record = final_state(store.as_ref(), &uid, &panicked).await;
@@ -256,14 +266,7 @@ async fn a_replica_that_cannot_renew_its_lease_stops_its_commands_before_the_lea
     let executor = Arc::new(UntilStopped::default());
     let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor.clone() };
     let lease = Duration::from_secs(2);
-    let config = DispatcherConfig {
-        max_running: 2,
-        queue_capacity: 10,
-        retention: Duration::from_secs(3600),
-        lease,
-        notify: false,
-        poll: Duration::from_millis(50),
-    };
+    let config = config(2, lease);
     let (dispatcher, _tasks) = Dispatcher::start(
         store.clone(),
         executors,
@@ -274,16 +277,7 @@ async fn a_replica_that_cannot_renew_its_lease_stops_its_commands_before_the_lea
     )
     .await
     .unwrap();
-    let submit = |command: &str| Submission {
-        cluster_uid: uid.clone(),
-        command: command.into(),
-        context: Vec::new(),
-        cluster_token: None,
-        submitted_by: "app (oid)".into(),
-        options: Default::default(),
-        secrets: Vec::new(),
-        hold: None,
-    };
+    let submit = |command: &str| submission(&uid, command);
     let running = dispatcher.submit(submit("sleep forever")).await.unwrap();
     // Let a renewal or two succeed, then cut the database off from the renewals.
     tokio::time::sleep(lease).await;

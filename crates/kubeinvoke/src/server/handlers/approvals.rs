@@ -42,21 +42,17 @@ pub(crate) async fn decide(
     body: Body,
 ) -> Result<Response, ApiError> {
     let cluster = clusters::load(app, cluster_ref).await?;
-    let request: DecisionRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let reason = reason_of(request.reason)?;
-    let approver = Approver { principal: principal_of(caller), object_id: caller.claims.oid.clone() };
+    let reason = reason_in(app, ctx, body).await?;
+    let approver = approver_of(caller);
     let decided = app.dispatcher.decide(&cluster.uid, id, verdict, &approver, reason.clone()).await?;
     match refusal_of(&decided, id.as_str()) {
         Some(Refusal::NotFound) => Err(ApiError::CommandNotFound(id.to_string())),
         Some(Refusal::Refused(refusal)) => Err(refusal.into()),
         None => {
-            let mut event = decision_event(&approver, &reason, verdict, &decided);
-            event.properties.insert("commandId".into(), id.to_string().into());
-            event.correlation_id = id.to_string();
-            event.resource_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
+            let resource = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
+            let event = decision_event(&approver, &reason, verdict, &decided, ("commandId", id.as_str()), resource);
             app.activity.append(vec![event]).await;
-            let held = held_of(app, &cluster, id).await?;
-            Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, &cluster, id).await?)))
+            approval(app, &cluster, id).await
         }
     }
 }
@@ -89,28 +85,17 @@ pub(crate) async fn decide_run(
         caller.require(APPROVE, &scope.id())?;
     }
     let run = run.ok_or_else(|| ApiError::RunNotFound(id.to_string()))?;
-    let request: DecisionRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
-    let reason = reason_of(request.reason)?;
-    let approver = Approver { principal: principal_of(caller), object_id: caller.claims.oid.clone() };
-    let decision = crate::approval::Decision {
-        verdict,
-        approver_oid: approver.object_id.clone(),
-        approver: approver.principal.clone(),
-        reason: reason.clone(),
-        at: now_millis(),
-    };
-    let decided = app.store.approvals().decide_run(id, &key, &decision).await?;
+    let reason = reason_in(app, ctx, body).await?;
+    let approver = approver_of(caller);
+    let decided = app.dispatcher.decide_run(id, &key, verdict, &approver, reason.clone()).await?;
     match refusal_of(&decided, id.as_str()) {
         Some(Refusal::NotFound) => Err(ApiError::RunNotFound(id.to_string())),
         Some(Refusal::Refused(refusal)) => Err(refusal.into()),
         None => {
-            let mut event = decision_event(&approver, &reason, verdict, &decided);
-            event.properties.insert("runId".into(), id.to_string().into());
-            event.correlation_id = id.to_string();
-            event.resource_id = RunScope::new(scope.id()).run_id(id);
+            let resource = RunScope::new(scope.id()).run_id(id);
+            let event = decision_event(&approver, &reason, verdict, &decided, ("runId", id.as_str()), resource);
             app.activity.append(vec![event]).await;
             app.runs.wake();
-            tracing::info!(run_id = %id, approver = approver.principal, decision = verdict.as_str(), "fan-out run decision");
             let run = app.store.runs().get_run(id, Some(&key)).await?.unwrap_or(run);
             Ok(json(StatusCode::OK, &CommandRun::new(&run)))
         }
@@ -137,9 +122,24 @@ fn refusal_of(decided: &Decided, id: &str) -> Option<Refusal> {
 
 /// `GET …/commandResults/{id}/approval`: what the command would run, who asked, and who decided.
 pub(crate) async fn view(app: &AppState, cluster_ref: &ClusterRef, id: &CommandId) -> Result<Response, ApiError> {
-    let cluster = clusters::load(app, cluster_ref).await?;
-    let held = held_of(app, &cluster, id).await?;
-    Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, &cluster, id).await?)))
+    approval(app, &clusters::load(app, cluster_ref).await?, id).await
+}
+
+/// 200 with a held command's approval as it stands, its attached files listed.
+async fn approval(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Result<Response, ApiError> {
+    let held = held_of(app, cluster, id).await?;
+    Ok(json(StatusCode::OK, &ApprovalView::of(&held, files_of(app, cluster, id).await?)))
+}
+
+/// The principal deciding, as decisions record it.
+fn approver_of(caller: &Caller) -> Approver {
+    Approver { principal: principal_of(caller), object_id: caller.claims.oid.clone() }
+}
+
+/// The reason of a decision's body (`{"reason": "…"}`), checked.
+async fn reason_in(app: &AppState, ctx: &RequestContext, body: Body) -> Result<String, ApiError> {
+    let request: DecisionRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    reason_of(request.reason)
 }
 
 /// `GET …/commandResults/{id}/context`: the attached zip as it will be unpacked.
@@ -217,10 +217,18 @@ async fn files_of(app: &AppState, cluster: &ClusterRecord, id: &CommandId) -> Re
     Ok(files.into_iter().map(|(name, size)| ContextFile { name, size }).collect())
 }
 
-/// The activity log entry of a decision that was taken, with the approver as its caller (the
-/// caller adds what was decided on: the command or the run, and its resource).
-fn decision_event(approver: &Approver, reason: &str, verdict: Verdict, decided: &Decided) -> NewEvent {
+/// The activity log entry of a decision that was taken, with the approver as its caller: on
+/// `subject` (`("commandId" | "runId", id)`, also its correlation id), a resource of `resource_id`.
+fn decision_event(
+    approver: &Approver,
+    reason: &str,
+    verdict: Verdict,
+    decided: &Decided,
+    subject: (&str, &str),
+    resource_id: String,
+) -> NewEvent {
     let mut properties = vec![
+        (subject.0.to_string(), subject.1.to_string()),
         ("decision".to_string(), verdict.as_str().to_string()),
         ("reason".to_string(), reason.to_string()),
         ("released".to_string(), matches!(decided, Decided::Released).to_string()),
@@ -236,8 +244,8 @@ fn decision_event(approver: &Approver, reason: &str, verdict: Verdict, decided: 
         status: verdict.as_str().to_string(),
         sub_status: String::new(),
         caller: caller_of(&approver.principal),
-        correlation_id: String::new(),
-        resource_id: String::new(),
+        correlation_id: subject.1.to_string(),
+        resource_id,
         properties: string_properties(properties),
     }
 }

@@ -193,6 +193,25 @@ pub(super) fn guard_approval_policy(
     Ok(())
 }
 
+/// Every cluster of a subscription (or of one group of it), in listing order, read a page at a time.
+pub(super) async fn all_in(
+    app: &AppState,
+    subscription: &SubscriptionId,
+    group: Option<&crate::resource::names::GroupName>,
+) -> Result<Vec<ClusterRecord>, ApiError> {
+    const PAGE: usize = 1000;
+    let mut all: Vec<ClusterRecord> = Vec::new();
+    loop {
+        let after = all.last().map(|c| (c.group.to_lowercase(), c.name.to_ascii_lowercase()));
+        let page = app.store.clusters().list_clusters(subscription, group, after, PAGE).await?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
 /// One page of clusters, showing only those the caller may read.
 pub(crate) async fn list(
     app: &AppState,

@@ -55,18 +55,8 @@ pub(crate) async fn exists(app: &AppState, group: &GroupRef) -> Result<Response,
 /// Deletes the group with everything in it, synchronously. A cluster in it with an approval
 /// policy goes only with the approve action on it (see `clusters::guard_approval_policy`).
 pub(crate) async fn delete(app: &AppState, caller: &Caller, group: &GroupRef) -> Result<Response, ApiError> {
-    let mut after = None;
-    loop {
-        let page = app.store.clusters().list_clusters(&group.subscription, Some(&group.group), after, 1000).await?;
-        for cluster in &page {
-            super::clusters::guard_approval_policy(caller, cluster, None)?;
-        }
-        match page.last() {
-            Some(last) if page.len() == 1000 => {
-                after = Some((last.group.to_lowercase(), last.name.to_ascii_lowercase()))
-            }
-            _ => break,
-        }
+    for cluster in super::clusters::all_in(app, &group.subscription, Some(&group.group)).await? {
+        super::clusters::guard_approval_policy(caller, &cluster, None)?;
     }
     if app.store.clusters().delete_group(&group.subscription, &group.group).await? {
         Ok(StatusCode::OK.into_response())

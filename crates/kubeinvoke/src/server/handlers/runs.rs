@@ -164,7 +164,7 @@ async fn select(
 ) -> Result<(Vec<NewTarget>, Vec<ApprovalPolicy>), ApiError> {
     let selected = match targets {
         Targets::Tags(tags) => {
-            let clusters = clusters_in(app, scope).await?;
+            let clusters = clusters::all_in(app, scope.subscription(), scope.group()).await?;
             // Clusters the caller cannot even read stay invisible, as in a cluster listing.
             let matching: Vec<(NewTarget, Option<ApprovalPolicy>)> = clusters
                 .iter()
@@ -255,21 +255,6 @@ fn target_for(
         Ok(admitted) => {
             let target = NewTarget { cluster_uid: Some(cluster.uid.to_string()), cluster_id: arm_id, skipped: None };
             (target, admitted.held_by())
-        }
-    }
-}
-
-/// Every cluster of the scope, in listing order.
-async fn clusters_in(app: &AppState, scope: &ScopeRef) -> Result<Vec<ClusterRecord>, ApiError> {
-    const PAGE: usize = 1000;
-    let mut all: Vec<ClusterRecord> = Vec::new();
-    loop {
-        let after = all.last().map(|c| (c.group.to_lowercase(), c.name.to_ascii_lowercase()));
-        let page = app.store.clusters().list_clusters(scope.subscription(), scope.group(), after, PAGE).await?;
-        let done = page.len() < PAGE;
-        all.extend(page);
-        if done {
-            return Ok(all);
         }
     }
 }

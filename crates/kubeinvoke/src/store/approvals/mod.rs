@@ -42,13 +42,6 @@ pub struct HeldCommand {
     pub context_bytes: Option<i64>,
 }
 
-impl HeldCommand {
-    /// Approvals given so far.
-    pub fn approvals(&self) -> usize {
-        self.decisions.iter().filter(|d| d.verdict == Verdict::Approve).count()
-    }
-}
-
 /// How a decision went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
@@ -103,6 +96,70 @@ pub trait ApprovalStore: Send + Sync {
     async fn expire_run(&self, run: &RunId, now: i64) -> StoreResult<bool>;
 }
 
+/// The statements on one kind of held work's decisions, written once for commands and runs:
+/// `$decisions` the decisions' table, `$key` its column naming the work, `$work` the work's table.
+macro_rules! decision_statements {
+    ($decisions:literal, $key:literal, $work:literal) => {
+        Decisions {
+            add_approval: Sql::new(concat!(
+                "INSERT INTO ",
+                $decisions,
+                " (",
+                $key,
+                ", approver_oid, approver, verdict, reason, decided_at)
+                 VALUES ($1, $2, $3, 'Approved', $4, $5) ON CONFLICT (",
+                $key,
+                ", approver_oid) DO NOTHING"
+            )),
+            add_rejection: Sql::new(concat!(
+                "INSERT INTO ",
+                $decisions,
+                " (",
+                $key,
+                ", approver_oid, approver, verdict, reason, decided_at)
+                 VALUES ($1, $2, $3, 'Rejected', $4, $5)
+                 ON CONFLICT (",
+                $key,
+                ", approver_oid) DO UPDATE SET verdict = 'Rejected', reason = $4, decided_at = $5"
+            )),
+            count: Sql::new(concat!(
+                "SELECT COUNT(*) AS approvals FROM ",
+                $decisions,
+                " WHERE ",
+                $key,
+                " = $1 AND verdict = 'Approved'"
+            )),
+            release: Sql::new(concat!(
+                "UPDATE ",
+                $work,
+                " SET state = 'Accepted', approved_at = $2 WHERE id = $1 AND state = 'PendingApproval'"
+            )),
+            list: Sql::new(concat!(
+                "SELECT approver_oid, approver, verdict, reason, decided_at FROM ",
+                $decisions,
+                " WHERE ",
+                $key,
+                " = $1 ORDER BY decided_at, approver_oid"
+            )),
+        }
+    };
+}
+
+/// The statements on the decisions of one kind of held work, a command or a run.
+pub(super) struct Decisions {
+    /// Records an approval, once per approver (`$1` the work, `$2`–`$5` who, why, when).
+    add_approval: Sql,
+    /// Records a rejection, replacing an earlier approval of the same approver.
+    add_rejection: Sql,
+    count: Sql,
+    /// `PendingApproval → Accepted` once enough approved (`$1` the work, `$2` when).
+    release: Sql,
+    /// Every decision on one work (`$1`), oldest first.
+    pub(super) list: Sql,
+}
+static COMMAND_DECISIONS: Decisions = decision_statements!("approvals", "command_id", "commands");
+pub(super) static RUN_DECISIONS: Decisions = decision_statements!("run_approvals", "run_id", "command_runs");
+
 /// What a run's approval is read with, under the row's lock on PostgreSQL.
 macro_rules! run_hold_state {
     () => {
@@ -112,20 +169,6 @@ macro_rules! run_hold_state {
 }
 static RUN_HOLD_STATE: Sql = Sql::new(run_hold_state!());
 const RUN_HOLD_STATE_FOR_UPDATE_POSTGRES: &str = concat!(run_hold_state!(), " FOR UPDATE");
-static ADD_RUN_APPROVAL: Sql = Sql::new(
-    "INSERT INTO run_approvals (run_id, approver_oid, approver, verdict, reason, decided_at)
-     VALUES ($1, $2, $3, 'Approved', $4, $5) ON CONFLICT (run_id, approver_oid) DO NOTHING",
-);
-static ADD_RUN_REJECTION: Sql = Sql::new(
-    "INSERT INTO run_approvals (run_id, approver_oid, approver, verdict, reason, decided_at)
-     VALUES ($1, $2, $3, 'Rejected', $4, $5)
-     ON CONFLICT (run_id, approver_oid) DO UPDATE SET verdict = 'Rejected', reason = $4, decided_at = $5",
-);
-static COUNT_RUN_APPROVALS: Sql =
-    Sql::new("SELECT COUNT(*) AS approvals FROM run_approvals WHERE run_id = $1 AND verdict = 'Approved'");
-static RELEASE_RUN: Sql = Sql::new(
-    "UPDATE command_runs SET state = 'Accepted', approved_at = $2 WHERE id = $1 AND state = 'PendingApproval'",
-);
 /// A rejected run is canceled by its approver (`$2` the reason); the driver ends it `Canceled`.
 static REJECT_RUN: Sql =
     Sql::new("UPDATE command_runs SET cancel_requested_by = $2 WHERE id = $1 AND state = 'PendingApproval'");
@@ -160,10 +203,6 @@ static HELD: Sql = Sql::new(concat!(
     " WHERE c.id = $1 AND c.cluster_uid = $2 AND c.approvals_needed IS NOT NULL
         AND (c.expires_at IS NULL OR c.expires_at > $3)"
 ));
-static DECISIONS: Sql = Sql::new(
-    "SELECT approver_oid, approver, verdict, reason, decided_at FROM approvals WHERE command_id = $1
-     ORDER BY decided_at, approver_oid",
-);
 static CONTEXT: Sql = Sql::new(
     "SELECT context FROM commands WHERE id = $1 AND cluster_uid = $2 AND approvals_needed IS NOT NULL
        AND (expires_at IS NULL OR expires_at > $3)",
@@ -177,22 +216,6 @@ macro_rules! hold_state {
 static HOLD_STATE: Sql = Sql::new(hold_state!());
 /// As [`HOLD_STATE`], locking the row: decisions on it are counted one after the other.
 const HOLD_STATE_FOR_UPDATE_POSTGRES: &str = concat!(hold_state!(), " FOR UPDATE");
-/// An approval, counted once per approver (`$1` command, `$2` approver's oid).
-static ADD_APPROVAL: Sql = Sql::new(
-    "INSERT INTO approvals (command_id, approver_oid, approver, verdict, reason, decided_at)
-     VALUES ($1, $2, $3, 'Approved', $4, $5) ON CONFLICT (command_id, approver_oid) DO NOTHING",
-);
-/// A rejection, replacing an earlier approval of the same approver.
-static ADD_REJECTION: Sql = Sql::new(
-    "INSERT INTO approvals (command_id, approver_oid, approver, verdict, reason, decided_at)
-     VALUES ($1, $2, $3, 'Rejected', $4, $5)
-     ON CONFLICT (command_id, approver_oid) DO UPDATE SET verdict = 'Rejected', reason = $4, decided_at = $5",
-);
-static COUNT_APPROVALS: Sql =
-    Sql::new("SELECT COUNT(*) AS approvals FROM approvals WHERE command_id = $1 AND verdict = 'Approved'");
-/// `PendingApproval → Accepted`: it joins the queue.
-static RELEASE: Sql =
-    Sql::new("UPDATE commands SET state = 'Accepted', approved_at = $2 WHERE id = $1 AND state = 'PendingApproval'");
 /// `PendingApproval → Canceled` (`$3` the reason naming who and why).
 static REJECT: Sql = Sql::new(
     "UPDATE commands SET state = 'Canceled', finished_at = $2, reason = $3, logs = '', expires_at = $4,
@@ -206,18 +229,6 @@ static EXPIRE: Sql = Sql::new(
      WHERE state = 'PendingApproval' AND approval_deadline <= $1
      RETURNING id",
 );
-
-/// The statements that count the approvals of one kind of held work, a command or a run.
-struct Approvals {
-    /// Records an approval, once per approver (`$1` the work, `$2`–`$5` who, why, when).
-    add: &'static Sql,
-    count: &'static Sql,
-    /// Moves it on once enough approved (`$1` the work, `$2` when).
-    release: &'static Sql,
-}
-static COMMAND_APPROVALS: Approvals = Approvals { add: &ADD_APPROVAL, count: &COUNT_APPROVALS, release: &RELEASE };
-static RUN_APPROVALS: Approvals =
-    Approvals { add: &ADD_RUN_APPROVAL, count: &COUNT_RUN_APPROVALS, release: &RELEASE_RUN };
 
 /// What an approval counted decides: released once `approvals` reach what `hold` needs.
 fn counted(approvals: i64, hold: Option<&Hold>) -> Decided {

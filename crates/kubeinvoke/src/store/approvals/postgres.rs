@@ -11,14 +11,14 @@ use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
 /// Records an approval of `id` and releases it once it is the last one needed.
 async fn approve(
     tx: &impl GenericClient,
-    kind: &Approvals,
+    kind: &Decisions,
     id: &str,
     decision: &Decision,
     hold: Option<&Hold>,
 ) -> StoreResult<Decided> {
     let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&id, &decision.approver_oid, &decision.approver, &decision.reason, &decision.at];
-    if tx.execute(kind.add.postgres(), &who).await.map_err(db_error)? == 0 {
+    if tx.execute(kind.add_approval.postgres(), &who).await.map_err(db_error)? == 0 {
         return Ok(Decided::AlreadyApproved);
     }
     let approvals = tx.query_one(kind.count.postgres(), &[&id]).await.map_err(db_error)?.int("approvals")?;
@@ -31,7 +31,7 @@ async fn approve(
 
 /// `held` with its decisions.
 async fn with_decisions(client: &impl GenericClient, mut command: HeldCommand) -> StoreResult<HeldCommand> {
-    let rows = client.query(DECISIONS.postgres(), &[&command.id]).await.map_err(db_error)?;
+    let rows = client.query(COMMAND_DECISIONS.list.postgres(), &[&command.id]).await.map_err(db_error)?;
     command.decisions = records(&rows, decision)?;
     Ok(command)
 }
@@ -94,13 +94,13 @@ impl ApprovalStore for PostgresStore {
                     [&id, &decision.approver_oid, &decision.approver, &decision.reason, &now];
                 match decision.verdict {
                     Verdict::Reject => {
-                        tx.execute(ADD_REJECTION.postgres(), &who).await.map_err(db_error)?;
+                        tx.execute(COMMAND_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
                         let reason = rejection_reason(decision);
                         tx.execute(REJECT.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
                         Decided::Rejected
                     }
                     Verdict::Approve => {
-                        let decided = approve(&tx, &COMMAND_APPROVALS, id.as_str(), decision, hold.as_ref()).await?;
+                        let decided = approve(&tx, &COMMAND_DECISIONS, id.as_str(), decision, hold.as_ref()).await?;
                         if decided == Decided::Released {
                             // Every replica's claim loop hears of it, as of a new submission.
                             tx.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id]).await.map_err(db_error)?;
@@ -134,12 +134,12 @@ impl ApprovalStore for PostgresStore {
             Ok(()) => match decision.verdict {
                 Verdict::Reject => {
                     let reason = rejection_reason(decision);
-                    tx.execute(ADD_RUN_REJECTION.postgres(), &who).await.map_err(db_error)?;
+                    tx.execute(RUN_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
                     tx.execute(REJECT_RUN.postgres(), &[&run, &reason]).await.map_err(db_error)?;
                     tx.execute(REJECT_RUN_TARGETS.postgres(), &[&run, &reason]).await.map_err(db_error)?;
                     Decided::Rejected
                 }
-                Verdict::Approve => approve(&tx, &RUN_APPROVALS, run, decision, hold.as_ref()).await?,
+                Verdict::Approve => approve(&tx, &RUN_DECISIONS, run, decision, hold.as_ref()).await?,
             },
         };
         tx.commit().await.map_err(db_error)?;

@@ -10,13 +10,13 @@ use crate::store::sqlite::{SqliteStore, backend, optional_record, records};
 /// Records an approval of `id` and releases it once it is the last one needed.
 fn approve(
     tx: &Connection,
-    kind: &Approvals,
+    kind: &Decisions,
     id: &str,
     decision: &Decision,
     hold: Option<&Hold>,
 ) -> StoreResult<Decided> {
     let who = params![id, decision.approver_oid, decision.approver, decision.reason, decision.at];
-    if tx.execute(kind.add.sqlite(), who).map_err(backend)? == 0 {
+    if tx.execute(kind.add_approval.sqlite(), who).map_err(backend)? == 0 {
         return Ok(Decided::AlreadyApproved);
     }
     let approvals = optional_record(tx, kind.count.sqlite(), params![id], |r| r.int("approvals"))?.unwrap_or(0);
@@ -29,7 +29,7 @@ fn approve(
 
 /// `held` with its decisions.
 fn with_decisions(conn: &Connection, mut command: HeldCommand) -> StoreResult<HeldCommand> {
-    command.decisions = records(conn, DECISIONS.sqlite(), params![command.id], |r| decision(r))?;
+    command.decisions = records(conn, COMMAND_DECISIONS.list.sqlite(), params![command.id], |r| decision(r))?;
     Ok(command)
 }
 
@@ -90,12 +90,12 @@ impl ApprovalStore for SqliteStore {
                     let who = params![id, decision.approver_oid, decision.approver, decision.reason, now];
                     match decision.verdict {
                         Verdict::Reject => {
-                            tx.execute(ADD_REJECTION.sqlite(), who).map_err(backend)?;
+                            tx.execute(COMMAND_DECISIONS.add_rejection.sqlite(), who).map_err(backend)?;
                             tx.execute(REJECT.sqlite(), params![id, now, rejection_reason(&decision), expires_at])
                                 .map_err(backend)?;
                             Decided::Rejected
                         }
-                        Verdict::Approve => approve(&tx, &COMMAND_APPROVALS, id.as_str(), &decision, hold.as_ref())?,
+                        Verdict::Approve => approve(&tx, &COMMAND_DECISIONS, id.as_str(), &decision, hold.as_ref())?,
                     }
                 }
             };
@@ -124,12 +124,12 @@ impl ApprovalStore for SqliteStore {
                 Ok(()) => match decision.verdict {
                     Verdict::Reject => {
                         let reason = rejection_reason(&decision);
-                        tx.execute(ADD_RUN_REJECTION.sqlite(), who).map_err(backend)?;
+                        tx.execute(RUN_DECISIONS.add_rejection.sqlite(), who).map_err(backend)?;
                         tx.execute(REJECT_RUN.sqlite(), params![run, reason]).map_err(backend)?;
                         tx.execute(REJECT_RUN_TARGETS.sqlite(), params![run, reason]).map_err(backend)?;
                         Decided::Rejected
                     }
-                    Verdict::Approve => approve(&tx, &RUN_APPROVALS, &run, &decision, hold.as_ref())?,
+                    Verdict::Approve => approve(&tx, &RUN_DECISIONS, &run, &decision, hold.as_ref())?,
                 },
             };
             tx.commit().map_err(backend)?;

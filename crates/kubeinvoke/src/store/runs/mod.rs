@@ -69,11 +69,6 @@ pub trait RunStore: Send + Sync {
 const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_errors, created_at, created_by,
     finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token, approvals_needed,
     approval_deadline, requester_oid, approved_at";
-/// A run's approvers' decisions, oldest first.
-static RUN_DECISIONS: Sql = Sql::new(
-    "SELECT approver_oid, approver, verdict, reason, decided_at FROM run_approvals WHERE run_id = $1
-     ORDER BY decided_at, approver_oid",
-);
 
 /// A target's own columns, then its command's (live, or as kept when the run ended).
 macro_rules! target_select {

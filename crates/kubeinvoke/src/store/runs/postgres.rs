@@ -57,7 +57,8 @@ async fn select_run(client: &impl GenericClient, id: &str, scope_key: Option<&st
     let targets = client.query(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
     run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
     if run.hold.is_some() {
-        let decisions = client.query(super::RUN_DECISIONS.postgres(), &[&id]).await.map_err(db_error)?;
+        let decisions =
+            client.query(crate::store::approvals::RUN_DECISIONS.list.postgres(), &[&id]).await.map_err(db_error)?;
         run.decisions = decisions.iter().map(crate::store::approvals::decision).collect::<Result<_, _>>()?;
     }
     Ok(Some(run))

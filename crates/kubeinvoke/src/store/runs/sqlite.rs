@@ -62,7 +62,7 @@ fn select_run(conn: &rusqlite::Connection, id: &str, scope_key: Option<&str>) ->
     let targets = stmt.query_map(params![id], |r| Ok(super::target(r))).map_err(backend)?;
     run.targets = targets.map(flatten).collect::<Result<_, _>>()?;
     if run.hold.is_some() {
-        let mut stmt = conn.prepare_cached(super::RUN_DECISIONS.sqlite()).map_err(backend)?;
+        let mut stmt = conn.prepare_cached(crate::store::approvals::RUN_DECISIONS.list.sqlite()).map_err(backend)?;
         let decisions = stmt.query_map(params![id], |r| Ok(crate::store::approvals::decision(r))).map_err(backend)?;
         run.decisions = decisions.map(flatten).collect::<Result<_, _>>()?;
     }
