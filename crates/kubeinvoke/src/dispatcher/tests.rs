@@ -64,6 +64,19 @@ fn config(max_running: usize, lease: Duration) -> DispatcherConfig {
     }
 }
 
+/// A dispatcher on `store` whose every command runs on `executor`, its outputs under `dir`.
+async fn start(
+    store: &Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    config: DispatcherConfig,
+    dir: &std::path::Path,
+) -> (Arc<Dispatcher>, Vec<tokio::task::JoinHandle<()>>) {
+    let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor };
+    Dispatcher::start(store.clone(), executors, config, ExecLimits::default(), dir.join("outputs"), "replica".into())
+        .await
+        .unwrap()
+}
+
 /// A plain command of `command` on the cluster `uid`.
 fn submission(uid: &ClusterUid, command: &str) -> Submission {
     Submission {
@@ -96,18 +109,7 @@ async fn a_panic_in_the_executor_ends_the_command_failed_and_frees_its_worker() 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap());
     let uid = cluster(store.as_ref()).await;
     let executor = Arc::new(Panicky { ran: AtomicUsize::new(0) });
-    let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor.clone() };
-    let config = config(1, Duration::from_secs(30));
-    let (dispatcher, _tasks) = Dispatcher::start(
-        store.clone(),
-        executors,
-        config,
-        ExecLimits::default(),
-        dir.path().join("outputs"),
-        "replica".into(),
-    )
-    .await
-    .unwrap();
+    let (dispatcher, _tasks) = start(&store, executor.clone(), config(1, Duration::from_secs(30)), dir.path()).await;
     let submit = |command: &str| submission(&uid, command);
     let panicked = dispatcher.submit(submit("panic")).await.unwrap();
     let after = dispatcher.submit(submit("true")).await.unwrap();
@@ -264,19 +266,8 @@ async fn a_replica_that_cannot_renew_its_lease_stops_its_commands_before_the_lea
     let store: Arc<dyn Store> = partitioned.clone();
     let uid = cluster(store.as_ref()).await;
     let executor = Arc::new(UntilStopped::default());
-    let executors = Executors { default: ExecutorKind::Local, local: executor.clone(), kubernetes: executor.clone() };
     let lease = Duration::from_secs(2);
-    let config = config(2, lease);
-    let (dispatcher, _tasks) = Dispatcher::start(
-        store.clone(),
-        executors,
-        config,
-        ExecLimits::default(),
-        dir.path().join("outputs"),
-        "r".into(),
-    )
-    .await
-    .unwrap();
+    let (dispatcher, _tasks) = start(&store, executor.clone(), config(2, lease), dir.path()).await;
     let submit = |command: &str| submission(&uid, command);
     let running = dispatcher.submit(submit("sleep forever")).await.unwrap();
     // Let a renewal or two succeed, then cut the database off from the renewals.
