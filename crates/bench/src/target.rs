@@ -36,6 +36,7 @@ impl Target {
             args: &launch.args,
             env: &[],
             log: &log,
+            host: None,
         })
         .await?;
         let client = kubeinvoke_testkit::launch::https_client(&launch.data_dir.join("tls/ca.pem"))?

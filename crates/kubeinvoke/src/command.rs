@@ -99,6 +99,10 @@ pub enum FailureReason {
     ServerShutdown,
     /// The replica running it stopped renewing its lease (it died or lost the database).
     WorkerLost,
+    /// Called lost (`WorkerLost`) while its replica, cut off from the database, saw it exit with
+    /// this code; the replica told the store once it could. The state stays `Failed`: another
+    /// replica had already said so, and an ended command stays ended.
+    LostThenReported { exit_code: i32 },
     /// Someone canceled it (their app id); the command ends `Canceled`, not `Failed`.
     Canceled(String),
     /// An approver said no (`appId (objectId)` and their reason); it ends `Canceled`.
@@ -127,6 +131,11 @@ impl FailureReason {
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::ServerShutdown => "ServerShutdown".into(),
             Self::WorkerLost => "WorkerLost".into(),
+            Self::LostThenReported { exit_code } => format!(
+                "WorkerLost: the replica running it lost the database, so another replica called it lost; once the \
+                 database was back, that replica reported the command had run to its end with exit code {exit_code} \
+                 (its output is kept)"
+            ),
             Self::SecretsLost => "SecretsLost: the server that accepted it stopped before running it, and its secret \
                                   parameters lived only in that server's memory; submit it again"
                 .into(),
@@ -202,6 +211,14 @@ pub struct CommandRecord {
     pub reason: Option<String>,
     /// When a finished result stops being readable (Unix ms); none while it runs.
     pub expires_at: Option<i64>,
+}
+
+impl CommandRecord {
+    /// Called lost and not (yet) told otherwise: the replica that ran it may still add what it
+    /// saw (`FailureReason::LostThenReported`), so this final result is not final in every word.
+    pub fn may_gain_a_late_report(&self) -> bool {
+        self.state == CommandState::Failed && self.reason.as_deref() == Some("WorkerLost")
+    }
 }
 
 #[cfg(test)]

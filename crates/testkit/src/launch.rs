@@ -20,6 +20,8 @@ pub struct Launch<'a> {
     pub env: &'a [(String, String)],
     /// Where the server's stderr (its log) is appended.
     pub log: &'a Path,
+    /// The test host it runs on (its network namespace and address); `None`: this host's loopback.
+    pub host: Option<&'a crate::network::TestHost>,
 }
 
 /// A server that printed its banner.
@@ -57,11 +59,23 @@ pub async fn start(launch: Launch<'_>) -> anyhow::Result<Started> {
         .append(true)
         .open(launch.log)
         .with_context(|| format!("opening {}", launch.log.display()))?;
-    let mut child = Command::new(kubeinvoke_binary()?)
-        .arg("serve")
+    let mut command = match launch.host {
+        Some(host) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &host.netns]).arg(kubeinvoke_binary()?).arg("serve");
+            command.args(["--listen", &format!("{}:0", host.address), "--hostname", &host.address]);
+            command
+        }
+        None => {
+            let mut command = Command::new(kubeinvoke_binary()?);
+            command.args(["serve", "--listen", "127.0.0.1:0"]);
+            command
+        }
+    };
+    // `ip netns exec` execs the server, so the child is the server itself.
+    let mut child = command
         .arg("--data-dir")
         .arg(launch.data_dir)
-        .args(["--listen", "127.0.0.1:0"])
         .args(launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())

@@ -14,6 +14,8 @@ pub struct PrivatePostgres {
     bin: PathBuf,
     address: String,
     password: Option<String>,
+    /// The network namespace it runs in (a [`crate::network::TestHost`]), if not the test's own.
+    netns: Option<String>,
 }
 
 impl PrivatePostgres {
@@ -29,21 +31,39 @@ impl PrivatePostgres {
     /// On loopback, a free port, trusting every local connection.
     pub fn start() -> PrivatePostgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::init("127.0.0.1", port, None, &[])
+        Self::init("127.0.0.1", port, None, &[], None)
+    }
+
+    /// On a test network's database host, with a password, reachable from its replicas.
+    pub fn start_on_host(network: &crate::network::TestNetwork, password: &str) -> PrivatePostgres {
+        let host = network.database();
+        Self::init(&host.address, 5432, Some(password), &[&network.replica_network()], Some(host.netns))
     }
 
     /// On `address:port`, with a password, and reachable from the networks `clients` (CIDRs).
     pub fn start_on(address: &str, port: u16, password: &str, clients: &[&str]) -> PrivatePostgres {
-        Self::init(address, port, Some(password), clients)
+        Self::init(address, port, Some(password), clients, None)
     }
 
-    fn init(address: &str, port: u16, password: Option<&str>, clients: &[&str]) -> PrivatePostgres {
+    fn init(
+        address: &str,
+        port: u16,
+        password: Option<&str>,
+        clients: &[&str],
+        netns: Option<String>,
+    ) -> PrivatePostgres {
         let bin = newest_bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let (uid, gid) = postgres_ids();
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the PostgreSQL directory");
-        let pg =
-            PrivatePostgres { dir, port, bin, address: address.to_string(), password: password.map(str::to_string) };
+        let pg = PrivatePostgres {
+            dir,
+            port,
+            bin,
+            address: address.to_string(),
+            password: password.map(str::to_string),
+            netns,
+        };
         let data = pg.data();
         let mut initdb = vec!["-D", data.to_str().unwrap(), "-U", "postgres", "--no-sync", "-E", "UTF8"];
         let password_file = pg.dir.path().join("password");
@@ -113,7 +133,8 @@ impl PrivatePostgres {
     }
 
     fn as_postgres(&self, program: &str, args: &[&str]) {
-        let output = Command::new("runuser")
+        let output = self
+            .runuser()
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join(program))
             .args(args)
@@ -129,10 +150,25 @@ impl PrivatePostgres {
     }
 }
 
+impl PrivatePostgres {
+    /// `runuser`, inside this server's network namespace when it has one.
+    fn runuser(&self) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, "runuser"]);
+                command
+            }
+            None => Command::new("runuser"),
+        }
+    }
+}
+
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let _ = Command::new("runuser")
+        let _ = self
+            .runuser()
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("pg_ctl"))
             .args(["-D", data.to_str().unwrap(), "stop", "-m", "immediate"])

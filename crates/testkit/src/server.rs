@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::fixtures::*;
+use crate::network::TestHost;
 use crate::postgres::*;
 
 pub struct Server {
@@ -28,6 +29,8 @@ pub struct Server {
     pub token: String,
     /// The database made for this server on a PostgreSQL run, dropped after the server stops.
     database: Option<TestDatabase>,
+    /// The test host it runs on, if not this host's loopback.
+    host: Option<TestHost>,
 }
 
 /// A service principal's credentials, as in `bootstrap-admin.json`.
@@ -73,6 +76,13 @@ impl Server {
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), Vec::new(), None).await
+    }
+
+    /// Starts a server on a test network's host, its clients reaching it at the host's address.
+    pub async fn start_on_host(extra: &[&str], host: &TestHost) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        Self::launch_on(root, args, None, Vec::new(), Vec::new(), None, Some(host.clone())).await
     }
 
     /// Starts a server with extra environment variables (for example a PATH without bwrap).
@@ -145,8 +155,20 @@ impl Server {
         args: Vec<String>,
         ca: Option<PathBuf>,
         env: Vec<(String, String)>,
+        pids: Vec<u32>,
+        database: Option<TestDatabase>,
+    ) -> Server {
+        Self::launch_on(root, args, ca, env, pids, database, None).await
+    }
+
+    async fn launch_on(
+        root: TempDir,
+        args: Vec<String>,
+        ca: Option<PathBuf>,
+        env: Vec<(String, String)>,
         mut pids: Vec<u32>,
         mut database: Option<TestDatabase>,
+        host: Option<TestHost>,
     ) -> Server {
         let mut args = args;
         if !args.iter().any(|a| a == "--store")
@@ -163,7 +185,13 @@ impl Server {
             ("KUBEINVOKE_LOG".to_string(), "info".to_string()),
         ];
         server_env.extend(env.iter().cloned());
-        let launch = crate::launch::Launch { data_dir: &data_dir, args: &args, env: &server_env, log: &log };
+        let launch = crate::launch::Launch {
+            data_dir: &data_dir,
+            args: &args,
+            env: &server_env,
+            log: &log,
+            host: host.as_ref(),
+        };
         let started = crate::launch::start(launch).await.unwrap_or_else(|e| panic!("{e:#}"));
         let (child, base, banner) = (started.child, started.base, started.banner);
         pids.push(child.id());
@@ -184,6 +212,7 @@ impl Server {
             client,
             token: String::new(),
             database,
+            host,
         };
         let issuer_off = server.args.windows(2).any(|w| w[0] == "--builtin-issuer" && w[1] == "false");
         if let Some(admin) = server.admin().filter(|_| !issuer_off) {
@@ -282,7 +311,8 @@ impl Server {
         let root = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap());
         let args = std::mem::take(&mut self.args);
         let env = std::mem::take(&mut self.env);
-        Self::launch(root, args, self.ca.take(), env, std::mem::take(&mut self.pids), self.database.take()).await
+        let (pids, database, host) = (std::mem::take(&mut self.pids), self.database.take(), self.host.take());
+        Self::launch_on(root, args, self.ca.take(), env, pids, database, host).await
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.

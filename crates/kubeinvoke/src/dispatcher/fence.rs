@@ -30,11 +30,13 @@ impl Fence {
         (self.after / 15).clamp(Duration::from_millis(20), Duration::from_millis(500))
     }
 
-    /// A renewal that began at `began` succeeded; true when that took the fence down.
-    pub(super) fn renewed(&self, began: Instant) -> bool {
+    /// A renewal that began at `began` succeeded (learnt at `now`); true when that took the
+    /// fence down. One that hung so long that its leases ran out meanwhile (a link that healed
+    /// after dropping packets) leaves the fence up: what it wrote is already in the past.
+    pub(super) fn renewed(&self, began: Instant, now: Instant) -> bool {
         let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
         *renewed = (*renewed).max(began);
-        self.fenced.swap(false, Ordering::AcqRel)
+        now.saturating_duration_since(*renewed) < self.after && self.fenced.swap(false, Ordering::AcqRel)
     }
 
     /// Whether the fence is up: this replica's leases are in doubt, so it starts no work.
@@ -63,10 +65,22 @@ mod tests {
         assert!(!fence.goes_up(start + Duration::from_secs(16)), "once");
         assert!(fence.is_up());
         // A renewal that began before the last success changes nothing; a success takes it down.
-        assert!(fence.renewed(start + Duration::from_secs(17)));
+        assert!(fence.renewed(start + Duration::from_secs(17), start + Duration::from_secs(18)));
         assert!(!fence.is_up());
         assert!(!fence.goes_up(start + Duration::from_secs(31)));
         assert!(fence.goes_up(start + Duration::from_secs(32)));
         assert!(fence.period() <= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_renewal_that_hung_past_the_deadline_leaves_the_fence_up() {
+        let start = Instant::now();
+        let fence = Fence::new(Duration::from_secs(20), start);
+        assert!(fence.goes_up(start + Duration::from_secs(15)));
+        // Began at 2 s, answered at 19 s: its leases ran until 22 s, too close to count.
+        assert!(!fence.renewed(start + Duration::from_secs(2), start + Duration::from_secs(19)));
+        assert!(fence.is_up());
+        assert!(fence.renewed(start + Duration::from_secs(19), start + Duration::from_secs(19)));
+        assert!(!fence.is_up());
     }
 }

@@ -286,7 +286,19 @@ impl Dispatcher {
             }
         };
         let (stop, stop_requests) = watch::channel(None);
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), stop);
+        {
+            // Checked under the lock the fence stops runs under, so a command claimed just before
+            // the fence went up is either stopped by it or never started.
+            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            if self.fence.is_up() {
+                drop(runs);
+                let note = "[kubeinvoke] the command was not started: this replica lost the database\n".to_string();
+                let outcome = Outcome::Failed { reason: FailureReason::WorkerLost, logs: note };
+                self.record(&id, &principal, &outcome, Duration::ZERO).await;
+                return;
+            }
+            runs.insert(id.clone(), stop);
+        }
         let started = Instant::now();
         // No command outlives its task: a panic in the executor (ours or a library's) ends the
         // command `Failed` like any other end, and its worker and queue places are released.
@@ -412,11 +424,7 @@ impl Dispatcher {
                     return;
                 }
                 Ok(false) => {
-                    tracing::warn!(
-                        command_id = %id,
-                        principal,
-                        "result dropped: the command was no longer running here (its cluster was deleted, or its lease ran out and it ended WorkerLost)"
-                    );
+                    self.report_after_lost(id, principal, outcome).await;
                     return;
                 }
                 Err(e) => {
@@ -426,6 +434,30 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// A result that met a row no longer running here. When another replica called it lost while
+    /// this one, cut off from the database, saw it run to its end, the row learns what really
+    /// happened (its state stays `Failed`); anything else ended it for good (a cancel, its
+    /// cluster's deletion) and the result is dropped.
+    async fn report_after_lost(&self, id: &CommandId, principal: &str, outcome: &Outcome) {
+        if let Outcome::Exited { exit_code, logs } = outcome {
+            match self.store.commands().report_after_lost(id, &self.owner, *exit_code, logs).await {
+                Ok(true) => {
+                    tracing::warn!(command_id = %id, principal, exit_code, "the command had been called lost while it ran here to its end: its result says so now");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(command_id = %id, error = %e, "reporting the end of a command called lost failed")
+                }
+            }
+        }
+        tracing::warn!(
+            command_id = %id,
+            principal,
+            "result dropped: the command was no longer running here (its cluster was deleted, or its lease ran out and it ended WorkerLost)"
+        );
     }
 
     /// Renews the leases of the commands running here (carrying out cancels asked of them at
@@ -438,7 +470,7 @@ impl Dispatcher {
             let now = now_millis();
             match self.store.commands().renew_leases(&self.owner, expiry(now, self.config.lease)).await {
                 Ok(requests) => {
-                    if self.fence.renewed(began) {
+                    if self.fence.renewed(began, Instant::now()) {
                         tracing::warn!("leases renewed again: this replica takes work again");
                         self.queue.wake.notify_one();
                     }

@@ -201,6 +201,9 @@ impl CommandStore for Partitioned {
     async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool> {
         self.inner.finish_command(id, outcome, now, expires_at).await
     }
+    async fn report_after_lost(&self, id: &CommandId, owner: &str, exit_code: i32, logs: &str) -> StoreResult<bool> {
+        self.inner.report_after_lost(id, owner, exit_code, logs).await
+    }
     async fn cancel_queued(
         &self,
         c: &ClusterUid,

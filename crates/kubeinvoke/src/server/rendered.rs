@@ -2,7 +2,9 @@
 //! (escaping its logs) was the largest cost of a read in the profile (BENCHMARKS.md). A hit
 //! skips the store too: the caller has found the cluster first (a deleted cluster is a 404
 //! before this is asked, and a cluster created again under the same name has a new uid), and
-//! a finished result leaves the store only when it expires, which is checked here.
+//! a finished result leaves the store only when it expires, which is checked here. The one
+//! finished result that may still change is one called lost (`WorkerLost`): the replica that ran
+//! it may add what it saw once it reaches the database again, so it is never kept.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,7 +50,8 @@ impl RenderedResults {
 
     /// Keeps the body of a finished record (one that can expire; others are not kept).
     pub fn keep(&self, cluster: &ClusterUid, record: &CommandRecord, body: Bytes) {
-        let Some(expires_at) = record.expires_at.filter(|_| self.enabled && record.state.is_terminal()) else {
+        let final_for_good = record.state.is_terminal() && !record.may_gain_a_late_report();
+        let Some(expires_at) = record.expires_at.filter(|_| self.enabled && final_for_good) else {
             return;
         };
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

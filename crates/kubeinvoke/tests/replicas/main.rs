@@ -6,6 +6,7 @@
 //! nothing else.
 
 mod chaos;
+mod partitions;
 
 use kubeinvoke_testkit::harness;
 

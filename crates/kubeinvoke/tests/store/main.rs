@@ -609,6 +609,16 @@ async fn lost_leases_end_worker_lost_and_are_never_reclaimed(s: &Subject) {
         !store.commands().finish_command(&id("lost"), &exited(0), 301, 301 + HOUR).await.unwrap(),
         "its late result is dropped"
     );
+    // Its owner's late word, once: the row says what ran; the state stays as the store had it.
+    assert!(!store.commands().report_after_lost(&id("lost"), "alive", 0, "out\n").await.unwrap(), "not its owner");
+    assert!(!store.commands().report_after_lost(&id("kept"), "alive", 0, "out\n").await.unwrap(), "still running");
+    assert!(store.commands().report_after_lost(&id("lost"), "dead", 0, "out\n").await.unwrap());
+    assert!(!store.commands().report_after_lost(&id("lost"), "dead", 1, "again\n").await.unwrap(), "only once");
+    let record = store.commands().get_command(&uid, &id("lost"), 302).await.unwrap().unwrap();
+    assert_eq!((record.state, record.exit_code), (CommandState::Failed, None));
+    let reason = record.reason.unwrap_or_default();
+    assert!(reason.starts_with("WorkerLost: ") && reason.contains("exit code 0"), "{reason}");
+    assert_eq!(record.logs.as_deref(), Some("out\n"));
 }
 
 async fn interrupt_ends_the_owners_and_unowned_running_commands_only(s: &Subject) {

@@ -139,6 +139,10 @@ pub trait CommandStore: Send + Sync {
     async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>>;
     /// Asks the owner of a running command to cancel it; false when it is not running.
     async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool>;
+    /// Adds what really happened to a command that ended `WorkerLost` while `owner` ran it to its
+    /// end (cut off from the database): `FailureReason::LostThenReported` and the output. The
+    /// state stays `Failed`. False when the row is not such a command of `owner`'s.
+    async fn report_after_lost(&self, id: &CommandId, owner: &str, exit_code: i32, logs: &str) -> StoreResult<bool>;
     /// Moves a `Running` command to its terminal state; false when it was not running
     /// (already finished, or deleted with its cluster).
     async fn finish_command(&self, id: &CommandId, outcome: &Outcome, now: i64, expires_at: i64) -> StoreResult<bool>;

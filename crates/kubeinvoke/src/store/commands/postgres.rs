@@ -126,6 +126,13 @@ impl CommandStore for PostgresStore {
         Ok(n > 0)
     }
 
+    async fn report_after_lost(&self, id: &CommandId, owner: &str, exit_code: i32, logs: &str) -> StoreResult<bool> {
+        let reason = FailureReason::LostThenReported { exit_code }.as_reason();
+        let client = self.client().await?;
+        let n = client.execute(REPORT_AFTER_LOST.postgres(), &[&id, &owner, &reason, &logs]).await.map_err(db_error)?;
+        Ok(n > 0)
+    }
+
     async fn cancel_queued(
         &self,
         cluster_uid: &ClusterUid,

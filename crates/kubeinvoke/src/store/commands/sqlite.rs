@@ -116,6 +116,15 @@ impl CommandStore for SqliteStore {
         .await
     }
 
+    async fn report_after_lost(&self, id: &CommandId, owner: &str, exit_code: i32, logs: &str) -> StoreResult<bool> {
+        let reason = FailureReason::LostThenReported { exit_code }.as_reason();
+        let (id, owner, logs) = (id.to_string(), owner.to_string(), logs.to_string());
+        self.call(move |conn| {
+            Ok(conn.execute(REPORT_AFTER_LOST.sqlite(), params![id, owner, reason, logs]).map_err(backend)? > 0)
+        })
+        .await
+    }
+
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
         let interrupted = FailureReason::Interrupted.as_reason();
         let lost = FailureReason::SecretsLost.as_reason();

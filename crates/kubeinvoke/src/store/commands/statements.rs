@@ -92,6 +92,12 @@ pub(super) static END_LOST: Sql = Sql::new(concat!(
     " WHERE (state = 'Running' OR (state IN ('PendingApproval', 'Accepted') AND owner IS NOT NULL)) AND lease_until < $1
      RETURNING id"
 ));
+/// A replica's late word on a command another replica called lost while it ran it: only its
+/// owner's, only on a `WorkerLost` row, and the state stays as it is.
+pub(super) static REPORT_AFTER_LOST: Sql = Sql::new(
+    "UPDATE commands SET reason = $3, logs = $4
+     WHERE id = $1 AND owner = $2 AND state = 'Failed' AND reason = 'WorkerLost'",
+);
 pub(super) static REQUEST_CANCEL: Sql = Sql::new(
     "UPDATE commands SET cancel_requested_by = COALESCE(cancel_requested_by, $3)
      WHERE id = $1 AND cluster_uid = $2 AND state = 'Running'",

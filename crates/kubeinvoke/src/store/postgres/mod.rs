@@ -23,6 +23,10 @@ mod migrations;
 
 /// The channel submissions are announced on.
 pub(in crate::store) const WORK_CHANNEL: &str = "kubeinvoke_work";
+
+/// How long a connection may go without the database acknowledging it before it counts as lost.
+const DEAD_PEER: Duration = Duration::from_secs(4);
+
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
@@ -42,6 +46,13 @@ impl PostgresStore {
         }
         // A database that stalls must not stall requests: they fail with 503 instead.
         config.options("-c statement_timeout=15000");
+        // A database the network lost (packets dropped, no reset) must not either: the kernel
+        // gives up a connection whose data stays unacknowledged for a few seconds, and probes
+        // idle ones, so a partition is an error (503) at once rather than a hang of minutes,
+        // and the pool reconnects when the link heals.
+        config.tcp_user_timeout(DEAD_PEER);
+        config.keepalives(true).keepalives_idle(DEAD_PEER).keepalives_interval(Duration::from_secs(1));
+        config.keepalives_retries(3);
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
