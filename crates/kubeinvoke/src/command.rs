@@ -95,6 +95,8 @@ pub enum FailureReason {
     Interrupted,
     /// The working directory grew past its size limit and the command was killed.
     WorkingDirectoryLimit,
+    /// The server's data directory filled up while it ran, so its output could not be kept.
+    DataDirectoryFull,
     /// The server shut down and the command did not finish within the grace period.
     ServerShutdown,
     /// The replica running it stopped renewing its lease (it died or lost the database).
@@ -130,6 +132,9 @@ impl FailureReason {
             Self::Interrupted => "Interrupted".into(),
             Self::WorkingDirectoryLimit => "WorkingDirectoryLimit".into(),
             Self::ServerShutdown => "ServerShutdown".into(),
+            Self::DataDirectoryFull => "DataDirectoryFull: the server's data directory ran out of space while the \
+                                       command ran, so its output could not be kept; it was killed"
+                .into(),
             Self::WorkerLost => "WorkerLost".into(),
             Self::LostThenReported { exit_code } => format!(
                 "WorkerLost: the replica running it lost the database, so another replica called it lost; once the \

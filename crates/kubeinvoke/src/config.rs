@@ -89,6 +89,7 @@ impl ServerConfig {
                 lease: Duration::from_secs(20),
                 notify: true,
                 poll: Duration::from_secs(5),
+                reserve_space: 64 << 20,
             },
         }
     }

@@ -13,4 +13,5 @@ pub mod postgres;
 pub mod prerequisites;
 pub mod private_postgres;
 pub mod server;
+pub mod small_disk;
 pub mod witness;

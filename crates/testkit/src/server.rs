@@ -18,6 +18,8 @@ pub struct Server {
     pub base: String,
     /// What the server printed at startup.
     pub banner: String,
+    /// The small filesystem its data directory is on, if any: unmounted before `root` goes.
+    small_disk: Option<crate::small_disk::SmallDisk>,
     root: TempDir,
     args: Vec<String>,
     ca: Option<PathBuf>,
@@ -76,6 +78,22 @@ impl Server {
     pub async fn start_trusting(extra: &[&str], ca: Option<PathBuf>) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         Self::launch(root, extra.iter().map(|s| s.to_string()).collect(), ca, Vec::new(), Vec::new(), None).await
+    }
+
+    /// Starts a server whose data directory is a filesystem of `bytes` (a tmpfs), for tests that
+    /// fill it.
+    pub async fn start_on_small_disk(extra: &[&str], bytes: u64) -> Server {
+        let root = tempfile::tempdir().expect("tempdir");
+        let disk = crate::small_disk::SmallDisk::mount(&root.path().join("data"), bytes);
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Self::launch(root, args, None, Vec::new(), Vec::new(), None).await;
+        server.small_disk = Some(disk);
+        server
+    }
+
+    /// The small filesystem of [`Server::start_on_small_disk`].
+    pub fn small_disk(&self) -> &crate::small_disk::SmallDisk {
+        self.small_disk.as_ref().expect("started on a small disk")
     }
 
     /// Starts a server on a test network's host, its clients reaching it at the host's address.
@@ -204,6 +222,7 @@ impl Server {
             child: Some(child),
             base,
             banner,
+            small_disk: None,
             root,
             args,
             ca,
@@ -312,7 +331,10 @@ impl Server {
         let args = std::mem::take(&mut self.args);
         let env = std::mem::take(&mut self.env);
         let (pids, database, host) = (std::mem::take(&mut self.pids), self.database.take(), self.host.take());
-        Self::launch_on(root, args, self.ca.take(), env, pids, database, host).await
+        let small_disk = self.small_disk.take();
+        let mut server = Self::launch_on(root, args, self.ca.take(), env, pids, database, host).await;
+        server.small_disk = small_disk;
+        server
     }
 
     /// `path` plus `?api-version=2024-09-01` unless the path has a query already.

@@ -257,6 +257,10 @@ pub struct ServeArgs {
     /// Entries a context zip may have.
     #[arg(long, env = "KUBEINVOKE_MAX_CONTEXT_ENTRIES", default_value_t = 10_000)]
     pub max_context_entries: usize,
+    /// Free space, in bytes, the data directory keeps for the commands already accepted: below
+    /// it runCommand answers 507 until space is freed.
+    #[arg(long, env = "KUBEINVOKE_RESERVE_SPACE", default_value_t = 64 << 20)]
+    pub reserve_space: u64,
     /// Output kept in full per command for the live-logs endpoint, in bytes.
     #[arg(long, env = "KUBEINVOKE_MAX_OUTPUT_BYTES", default_value_t = 64 << 20)]
     pub max_output_bytes: u64,
@@ -349,6 +353,7 @@ impl ServeArgs {
         config.dispatch.lease = self.lease;
         config.dispatch.notify = self.work_notify;
         config.dispatch.poll = self.work_poll;
+        config.dispatch.reserve_space = self.reserve_space;
         config.executor = self.executor;
         config.kubernetes = KubernetesConfig {
             template: PodTemplate {

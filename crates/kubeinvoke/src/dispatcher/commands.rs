@@ -54,6 +54,7 @@ impl Dispatcher {
     /// when a worker here is idle and nothing is queued (one durable write: its claim is its
     /// insert), else `Accepted` if the queue has room, waking a worker.
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<CommandId, SubmitError> {
+        self.check_free_space()?;
         let id = CommandId::generate();
         let now = now_millis();
         let has_secrets = !submission.secrets.is_empty();
@@ -91,6 +92,26 @@ impl Dispatcher {
             self.secrets.take(&id);
         }
         stored.map(|()| id)
+    }
+
+    /// Refuses a submission when the data directory (live output, working directories, and the
+    /// SQLite database) is down to its reserve: a full disk is found before a command that could
+    /// not keep its output is accepted, not after.
+    fn check_free_space(&self) -> Result<(), SubmitError> {
+        let Ok(stats) = rustix::fs::statvfs(&self.outputs_dir) else { return Ok(()) };
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free >= self.config.reserve_space {
+            return Ok(());
+        }
+        tracing::warn!(
+            free,
+            reserve = self.config.reserve_space,
+            "submission refused: the data directory is down to its reserve of free space"
+        );
+        Err(SubmitError::Store(StoreError::Full(anyhow::anyhow!(
+            "{free} bytes free in the data directory, below its reserve of {}",
+            self.config.reserve_space
+        ))))
     }
 
     /// Stores a command `Accepted` for the claim loop, if the queue has room.

@@ -47,6 +47,9 @@ pub struct DispatcherConfig {
     /// it, and as a safety net with it, the store is polled every `poll` (±20%).
     pub notify: bool,
     pub poll: Duration,
+    /// Free bytes the data directory keeps for the commands already accepted: below it, new
+    /// submissions are refused (507) rather than accepted into a disk that cannot hold them.
+    pub reserve_space: u64,
 }
 
 pub struct Dispatcher {
@@ -428,7 +431,8 @@ impl Dispatcher {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(command_id = %id, error = %e, "recording a result failed; retrying");
+                    let state = outcome.state().as_str();
+                    tracing::error!(command_id = %id, state, exit_code, reason, error = %e, "recording a result failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

@@ -61,6 +61,7 @@ fn config(max_running: usize, lease: Duration) -> DispatcherConfig {
         lease,
         notify: false,
         poll: Duration::from_millis(50),
+        reserve_space: 0,
     }
 }
 

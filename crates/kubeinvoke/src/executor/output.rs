@@ -50,10 +50,12 @@ impl CappedLog {
 }
 
 /// The full output on disk as it is produced, for live logs: survives a server crash, and a
-/// reconnecting reader continues from any offset. Write errors only disable it (logged once).
+/// reconnecting reader continues from any offset. Write errors only disable it (logged once),
+/// except a full disk, which the run must hear of: its output can no longer be kept.
 pub(super) struct OutputFile {
     file: Option<tokio::fs::File>,
     left: u64,
+    out_of_space: bool,
 }
 
 impl OutputFile {
@@ -68,7 +70,7 @@ impl OutputFile {
             },
             None => None,
         };
-        OutputFile { file, left: cap }
+        OutputFile { file, left: cap, out_of_space: false }
     }
 
     pub(super) async fn push(&mut self, bytes: &[u8]) {
@@ -79,11 +81,18 @@ impl OutputFile {
             return;
         }
         if let Err(e) = file.write_all(&bytes[..take]).await {
-            tracing::warn!(error = %e, "writing live output failed; it stops here");
+            self.out_of_space =
+                e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded;
+            tracing::warn!(error = %e, out_of_space = self.out_of_space, "writing live output failed; it stops here");
             self.file = None;
             return;
         }
         self.left -= take as u64;
+    }
+
+    /// Whether the disk it is on filled up under it.
+    pub(super) fn out_of_space(&self) -> bool {
+        self.out_of_space
     }
 }
 
@@ -117,6 +126,11 @@ impl CommandOutput {
         let masked = self.mask.push(bytes);
         self.log.push(&masked);
         self.file.push(&masked).await;
+    }
+
+    /// Whether the live-output file's disk filled up: the run cannot keep its output.
+    pub(super) fn out_of_space(&self) -> bool {
+        self.file.out_of_space()
     }
 
     /// The log kept so far (masked; a possible start of a secret may still be held back).

@@ -12,6 +12,7 @@ mod durability;
 mod examples;
 mod extensions;
 mod fanout;
+mod full_disk;
 mod governance;
 mod identity;
 mod limits;

@@ -9,7 +9,10 @@ use crate::executor::{ExecLimits, StopReason};
 /// Why a run was stopped before its command ended by itself.
 pub(super) enum Stop {
     Timeout,
-    DiskFull,
+    /// The working directory grew past `max_workdir_bytes`.
+    WorkdirLimit,
+    /// The data directory's disk filled up, so the output could no longer be kept.
+    OutOfSpace,
     Requested(StopReason),
 }
 
@@ -33,7 +36,13 @@ impl Stop {
                 FailureReason::WorkerLost,
                 "this replica lost the database and could not renew its lease; the command was killed".to_string(),
             ),
-            Stop::DiskFull => (
+            Stop::OutOfSpace => (
+                FailureReason::DataDirectoryFull,
+                "the server's data directory ran out of space, so the command's output could no longer be kept; the \
+                 command was killed"
+                    .to_string(),
+            ),
+            Stop::WorkdirLimit => (
                 FailureReason::WorkingDirectoryLimit,
                 format!(
                     "the working directory grew past its limit of {} bytes; the command was killed",
@@ -98,9 +107,12 @@ mod tests {
         let (reason, note) = Stop::Timeout.failure(&limits());
         assert!(matches!(reason, FailureReason::Timeout));
         assert_eq!(note, "the command timed out after 1m 30s and was killed");
-        let (reason, note) = Stop::DiskFull.failure(&limits());
+        let (reason, note) = Stop::WorkdirLimit.failure(&limits());
         assert!(matches!(reason, FailureReason::WorkingDirectoryLimit));
         assert!(note.contains("limit of 4096 bytes"), "{note}");
+        let (reason, note) = Stop::OutOfSpace.failure(&limits());
+        assert!(matches!(reason, FailureReason::DataDirectoryFull));
+        assert!(note.contains("ran out of space") && note.contains("killed"), "{note}");
         let (reason, note) = Stop::Requested(StopReason::Shutdown).failure(&limits());
         assert!(matches!(reason, FailureReason::ServerShutdown));
         assert!(note.contains("server shut down"), "{note}");

@@ -89,7 +89,12 @@ impl Running<'_> {
                     // taken from a kill.
                     Ok(0) | Err(_) if status.is_some() => break None,
                     Ok(0) | Err(_) => output_closed = true,
-                    Ok(n) => self.log.push(&chunk[..n]).await,
+                    Ok(n) => {
+                        self.log.push(&chunk[..n]).await;
+                        if self.log.out_of_space() {
+                            break Some(Stop::OutOfSpace);
+                        }
+                    }
                 },
                 waited = self.child.wait(), if status.is_none() => {
                     status = Some(waited.map_err(|e| e.to_string()));
@@ -105,7 +110,7 @@ impl Running<'_> {
                 reason = stop.stopped(), if status.is_none() => break Some(Stop::Requested(reason)),
                 _ = disk_check.tick(), if status.is_none() => {
                     if self.dirs.disk_usage().await > self.limits.max_workdir_bytes {
-                        break Some(Stop::DiskFull);
+                        break Some(Stop::WorkdirLimit);
                     }
                 }
             }
