@@ -35,6 +35,14 @@ pub struct Server {
     host: Option<TestHost>,
 }
 
+/// Where a server runs: on a test network's host (else this host's loopback), its data
+/// directory on a small filesystem of its own (else the test's temporary directory).
+#[derive(Default, Clone)]
+pub struct Placement {
+    pub host: Option<TestHost>,
+    pub disk_bytes: Option<u64>,
+}
+
 /// A service principal's credentials, as in `bootstrap-admin.json`.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,12 +91,7 @@ impl Server {
     /// Starts a server whose data directory is a filesystem of `bytes` (a tmpfs), for tests that
     /// fill it.
     pub async fn start_on_small_disk(extra: &[&str], bytes: u64) -> Server {
-        let root = tempfile::tempdir().expect("tempdir");
-        let disk = crate::small_disk::SmallDisk::mount(&root.path().join("data"), bytes);
-        let args = extra.iter().map(|s| s.to_string()).collect();
-        let mut server = Self::launch(root, args, None, Vec::new(), Vec::new(), None).await;
-        server.small_disk = Some(disk);
-        server
+        Self::start_placed(extra, Placement { host: None, disk_bytes: Some(bytes) }).await
     }
 
     /// The small filesystem of [`Server::start_on_small_disk`].
@@ -98,9 +101,18 @@ impl Server {
 
     /// Starts a server on a test network's host, its clients reaching it at the host's address.
     pub async fn start_on_host(extra: &[&str], host: &TestHost) -> Server {
+        Self::start_placed(extra, Placement { host: Some(host.clone()), disk_bytes: None }).await
+    }
+
+    /// Starts a server where `placement` says.
+    pub async fn start_placed(extra: &[&str], placement: Placement) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
+        let disk =
+            placement.disk_bytes.map(|bytes| crate::small_disk::SmallDisk::mount(&root.path().join("data"), bytes));
         let args = extra.iter().map(|s| s.to_string()).collect();
-        Self::launch_on(root, args, None, Vec::new(), Vec::new(), None, Some(host.clone())).await
+        let mut server = Self::launch_on(root, args, None, Vec::new(), Vec::new(), None, placement.host).await;
+        server.small_disk = disk;
+        server
     }
 
     /// Starts a server with extra environment variables (for example a PATH without bwrap).
@@ -166,6 +178,13 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The server process's resident memory, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or_default()
     }
 
     async fn launch(
