@@ -25,6 +25,12 @@ pub enum ApiError {
     InvalidResourceName(String),
     #[error("Resource group '{0}' could not be found.")]
     ResourceGroupNotFound(String),
+    #[error("The resource namespace '{0}' is invalid: this server serves no such provider.")]
+    ProviderNotFound(String),
+    #[error(
+        "Invalid resource group location '{requested}'. The Resource group already exists in location '{existing}'."
+    )]
+    InvalidResourceGroupLocation { requested: String, existing: String },
     #[error(
         "The Resource 'Microsoft.ContainerService/managedClusters/{name}' under resource group '{group}' was not found."
     )]
@@ -114,9 +120,12 @@ impl ApiError {
             | RunCommandDisabled(_)
             | MissingAadClusterToken
             | NoCredentials(_) => StatusCode::BAD_REQUEST,
-            ResourceGroupNotFound(_) | ClusterNotFound { .. } | CommandNotFound(_) | RunNotFound(_) | NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ResourceGroupNotFound(_)
+            | ProviderNotFound(_)
+            | ClusterNotFound { .. }
+            | CommandNotFound(_)
+            | RunNotFound(_)
+            | NoRoute(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -125,7 +134,9 @@ impl ApiError {
             Authorization(refusal) => refusal.status(),
             Extension(refusal) => refusal.status(),
             Approval(refusal) => refusal.status(),
-            AlreadyFinished { .. } | RunAlreadyFinished { .. } => StatusCode::CONFLICT,
+            AlreadyFinished { .. } | RunAlreadyFinished { .. } | InvalidResourceGroupLocation { .. } => {
+                StatusCode::CONFLICT
+            }
             StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,6 +152,8 @@ impl ApiError {
             InvalidResourceGroupName(_) => "InvalidResourceGroupName",
             InvalidResourceName(_) => "InvalidResourceName",
             ResourceGroupNotFound(_) => "ResourceGroupNotFound",
+            ProviderNotFound(_) => "InvalidResourceNamespace",
+            InvalidResourceGroupLocation { .. } => "InvalidResourceGroupLocation",
             ClusterNotFound { .. } => "ResourceNotFound",
             CommandNotFound(_) | RunNotFound(_) | NoRoute(_) => "NotFound",
             MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -171,7 +184,7 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { target, .. } => Some(target),
             ApiError::MissingAadClusterToken => Some("clusterToken"),
-            ApiError::LocationRequired => Some("location"),
+            ApiError::LocationRequired | ApiError::InvalidResourceGroupLocation { .. } => Some("location"),
             _ => None,
         }
     }

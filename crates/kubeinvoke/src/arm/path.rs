@@ -46,6 +46,11 @@ pub(crate) enum Route {
     Subscriptions,
     Subscription(SubscriptionId),
     ResourceGroups(SubscriptionId),
+    /// `/subscriptions/{s}/providers[/{namespace}[/register]]` and `/subscriptions/{s}/locations`.
+    Providers(SubscriptionId),
+    Provider(SubscriptionId, String),
+    RegisterProvider(SubscriptionId, String),
+    Locations(SubscriptionId),
     ResourceGroup(GroupRef),
     ClustersInSubscription(SubscriptionId),
     ClustersInGroup(GroupRef),
@@ -95,6 +100,10 @@ impl Route {
             Route::Subscriptions => "/subscriptions",
             Route::Subscription(_) => "/subscriptions/{s}",
             Route::ResourceGroups(_) => "/subscriptions/{s}/resourceGroups",
+            Route::Providers(_) => "/subscriptions/{s}/providers",
+            Route::Provider(..) => "/subscriptions/{s}/providers/{namespace}",
+            Route::RegisterProvider(..) => "/subscriptions/{s}/providers/{namespace}/register",
+            Route::Locations(_) => "/subscriptions/{s}/locations",
             Route::ResourceGroup(_) => "/subscriptions/{s}/resourceGroups/{rg}",
             Route::ClustersInSubscription(_) => {
                 "/subscriptions/{s}/providers/Microsoft.ContainerService/managedClusters"
@@ -219,6 +228,9 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
     };
     let in_provider = |at: usize| lit(at, "providers") && lit(at + 1, PROVIDER) && lit(at + 2, CLUSTERS);
 
+    if seg.len() == 5 && lit(2, "providers") && lit(4, "register") {
+        return resources(sub().map(|s| Route::RegisterProvider(s, seg[3].to_string())));
+    }
     // Fan-out extensions directly under the provider at subscription or group scope.
     let scope_end = if lit(2, "resourceGroups") { 4 } else { 2 };
     if seg.len() > scope_end + 2
@@ -258,6 +270,9 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
         1 => resources(Ok(Route::Subscriptions)),
         2 => resources(sub().map(Route::Subscription)),
         3 if lit(2, "resourceGroups") => resources(sub().map(Route::ResourceGroups)),
+        3 if lit(2, "providers") => resources(sub().map(Route::Providers)),
+        3 if lit(2, "locations") => resources(sub().map(Route::Locations)),
+        4 if lit(2, "providers") => resources(sub().map(|s| Route::Provider(s, seg[3].to_string()))),
         4 if lit(2, "resourceGroups") => resources(group().map(Route::ResourceGroup)),
         5 if in_provider(2) => container(sub().map(Route::ClustersInSubscription)),
         7 if lit(2, "resourceGroups") && in_provider(4) => container(group().map(Route::ClustersInGroup)),

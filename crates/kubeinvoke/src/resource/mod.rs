@@ -1,6 +1,7 @@
 //! The resources kubeinvoke serves, as domain values beneath both the wire layer (`arm/`) and the
 //! store: validated names, and references to a resource group, a cluster or a scope.
 
+pub mod location;
 pub mod names;
 
 use names::{ClusterName, GroupName, SubscriptionId};

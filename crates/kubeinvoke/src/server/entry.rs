@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::handlers::{
-    activity, approvals, authorization, clusters, commands, eventgrid, groups, history, meta, runs, saved,
+    activity, approvals, authorization, clusters, commands, eventgrid, groups, history, meta, providers, runs, saved,
 };
 use super::request::RequestContext;
 use super::{permissions, request_events};
@@ -87,16 +87,33 @@ async fn route(
             M::GET => Ok(meta::get_subscription(app, &sub)),
             _ => not_allowed("GET"),
         },
+        Route::Providers(sub) => match *method {
+            M::GET => Ok(providers::list(&sub)),
+            _ => not_allowed("GET"),
+        },
+        Route::Provider(sub, namespace) => match *method {
+            M::GET => providers::get(&sub, &namespace),
+            _ => not_allowed("GET"),
+        },
+        Route::RegisterProvider(sub, namespace) => match *method {
+            M::POST => providers::get(&sub, &namespace),
+            _ => not_allowed("POST"),
+        },
+        Route::Locations(sub) => match *method {
+            M::GET => Ok(providers::locations(&sub)),
+            _ => not_allowed("GET"),
+        },
         Route::ResourceGroups(sub) => match *method {
             M::GET => groups::list(app, who(), &sub).await,
             _ => not_allowed("GET"),
         },
         Route::ResourceGroup(group) => match *method {
             M::PUT => groups::put(app, ctx, &group, body).await,
+            M::PATCH => groups::patch(app, ctx, &group, body).await,
             M::GET => groups::get(app, &group).await,
             M::HEAD => groups::exists(app, &group).await,
             M::DELETE => groups::delete(app, who(), &group).await,
-            _ => not_allowed("GET, HEAD, PUT, DELETE"),
+            _ => not_allowed("GET, HEAD, PUT, PATCH, DELETE"),
         },
         Route::ClustersInSubscription(sub) => match *method {
             M::GET => clusters::list(app, who(), ctx, &sub, None).await,
@@ -108,9 +125,10 @@ async fn route(
         },
         Route::Cluster(cluster) => match *method {
             M::PUT => clusters::put(app, ctx, who(), &cluster, body).await,
+            M::PATCH => clusters::patch(app, ctx, &cluster, body).await,
             M::GET => clusters::get(app, &cluster).await,
             M::DELETE => clusters::delete(app, who(), &cluster).await,
-            _ => not_allowed("GET, PUT, DELETE"),
+            _ => not_allowed("GET, PUT, PATCH, DELETE"),
         },
         Route::ClusterAction(cluster, action) => match (*method == M::POST, action) {
             (false, _) => not_allowed("POST"),

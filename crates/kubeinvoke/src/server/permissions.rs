@@ -53,7 +53,16 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
         | Route::ResourceGroups(_)
         | Route::ClustersInSubscription(_)
         | Route::ClustersInGroup(_) => None,
-        Route::Subscription(s) => on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/read"),
+        Route::Subscription(s) | Route::Locations(s) => {
+            on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/read")
+        }
+        Route::Providers(s) | Route::Provider(s, _) => {
+            on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/providers/read")
+        }
+        // A no-op here, but a write in ARM: Reader may not.
+        Route::RegisterProvider(s, _) => {
+            on(format!("/subscriptions/{s}"), "Microsoft.Resources/subscriptions/providers/register/action")
+        }
         Route::ResourceGroup(g) => {
             on(group_scope(g), by_verb!(method, "Microsoft.Resources/subscriptions/resourceGroups"))
         }

@@ -21,10 +21,10 @@ async fn resource_groups_have_a_full_lifecycle() {
             "properties": {"provisioningState": "Succeeded"}
         })
     );
-    let again = s.put(&group_path("team-rg"), json!({"location": "northeurope"})).await;
+    let again = s.put(&group_path("team-rg"), json!({"location": "westeurope", "tags": {"env": "test"}})).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["name"], "Team-RG", "keeps the casing it was created with");
-    assert_eq!(s.get(&group_path("TEAM-RG")).await.json()["location"], "northeurope");
+    assert_eq!(s.get(&group_path("TEAM-RG")).await.json()["tags"], json!({"env": "test"}));
     assert_eq!(s.send(Method::HEAD, &group_path("team-rg"), None).await.status, 204);
 
     let list = s.get(&format!("/subscriptions/{SUB}/resourcegroups")).await.json();
@@ -268,4 +268,115 @@ async fn own_certificate_and_plain_http_modes() {
     .await;
     let location = proxied.header("location").unwrap();
     assert!(location.starts_with("https://kubeinvoke.example/subscriptions/"), "{location}");
+}
+
+#[tokio::test]
+async fn locations_are_stored_by_name_and_a_group_never_moves() {
+    let s = Server::start(&[]).await;
+    let r = s.put(&group_path("where"), json!({"location": "West Europe"})).await;
+    assert_eq!((r.status.as_u16(), r.json()["location"].as_str()), (201, Some("westeurope")), "{}", r.text);
+    // The same location in any spelling is no change; another one is ARM's 409.
+    assert_eq!(s.put(&group_path("where"), json!({"location": "westEurope"})).await.status, 200);
+    let moved = s.put(&group_path("where"), json!({"location": "East US"})).await;
+    let message = moved.assert_error(409, "InvalidResourceGroupLocation");
+    assert!(message.contains("'eastus'") && message.contains("'westeurope'"), "{message}");
+    assert_eq!(moved.json()["error"]["target"], "location");
+    assert_eq!(s.get(&group_path("where")).await.json()["location"], "westeurope", "nothing changed");
+    let cluster = s.put(&cluster_path("where", "c1"), json!({"location": "North Europe", "properties": {}})).await;
+    assert_eq!(cluster.json()["location"], "northeurope", "{}", cluster.text);
+}
+
+#[tokio::test]
+async fn patch_replaces_tags_of_groups_and_clusters_and_nothing_else() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("tagged", "c1", json!({"dnsPrefix": "keep"})).await;
+    let r = s.send(Method::PATCH, &group_path("tagged"), Some(json!({"tags": {"env": "prod"}}))).await;
+    assert_eq!((r.status.as_u16(), &r.json()["tags"]), (200, &json!({"env": "prod"})), "{}", r.text);
+    assert_eq!(s.get(&group_path("tagged")).await.json()["tags"], json!({"env": "prod"}));
+    let moved = s.send(Method::PATCH, &group_path("tagged"), Some(json!({"location": "eastus"}))).await;
+    moved.assert_error(409, "InvalidResourceGroupLocation");
+    let missing = s.send(Method::PATCH, &group_path("nowhere"), Some(json!({"tags": {}}))).await;
+    missing.assert_error(404, "ResourceGroupNotFound");
+
+    let r = s.send(Method::PATCH, &cluster_path("tagged", "c1"), Some(json!({"tags": {"team": "a"}}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let shown = s.get(&cluster_path("tagged", "c1")).await.json();
+    assert_eq!((&shown["tags"], &shown["properties"]["dnsPrefix"]), (&json!({"team": "a"}), &json!("keep")));
+    // A cluster's settings change with PUT, where they are checked: a PATCH of them is refused,
+    // and changes nothing.
+    let sneaky = json!({"tags": {"team": "b"}, "properties": {"apiServerAccessProfile": {"disableRunCommand": false}}});
+    let r = s.send(Method::PATCH, &cluster_path("tagged", "c1"), Some(sneaky)).await;
+    let message = r.assert_error(400, "InvalidParameter");
+    assert!(message.contains("'properties'"), "{message}");
+    assert_eq!(s.get(&cluster_path("tagged", "c1")).await.json()["tags"], json!({"team": "a"}));
+    let bad = s.send(Method::PATCH, &cluster_path("tagged", "c1"), Some(json!({"tags": "env=prod"}))).await;
+    bad.assert_error(400, "InvalidParameter");
+    let missing = s.send(Method::PATCH, &cluster_path("tagged", "nope"), Some(json!({"tags": {}}))).await;
+    missing.assert_error(404, "ResourceNotFound");
+
+    // A Reader may not.
+    let reader = s.create_principal("tag-reader", Some(("Reader", &format!("/subscriptions/{SUB}"))));
+    let token = s.token_for(&reader, "https://management.azure.com/.default").await;
+    let r = send_as(&s, &token, Method::PATCH, &cluster_path("tagged", "c1"), Some(json!({"tags": {}}))).await;
+    r.assert_error(403, "AuthorizationFailed");
+    let r = send_as(&s, &token, Method::PATCH, &group_path("tagged"), Some(json!({"tags": {}}))).await;
+    r.assert_error(403, "AuthorizationFailed");
+    assert_eq!(s.get(&group_path("tagged")).await.json()["tags"], json!({"env": "prod"}));
+}
+
+#[tokio::test]
+async fn providers_are_registered_and_locations_listed() {
+    let s = Server::start(&[]).await;
+    let providers = s.get(&format!("/subscriptions/{SUB}/providers?api-version=2022-12-01")).await;
+    assert_eq!(providers.status, 200, "{}", providers.text);
+    let names: Vec<String> = providers.json()["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["namespace"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"Microsoft.ContainerService".to_string()), "{names:?}");
+    // Any casing finds it; it answers in ARM's.
+    let one = s.get(&format!("/subscriptions/{SUB}/providers/microsoft.containerservice?api-version=2022-12-01")).await;
+    let provider = one.json();
+    assert_eq!(
+        (&provider["namespace"], &provider["registrationState"]),
+        (&json!("Microsoft.ContainerService"), &json!("Registered"))
+    );
+    let clusters = provider["resourceTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["resourceType"] == "managedClusters")
+        .unwrap()
+        .clone();
+    assert!(clusters["apiVersions"].as_array().unwrap().contains(&json!("2024-09-01")), "{clusters}");
+    assert!(clusters["locations"].as_array().unwrap().contains(&json!("West Europe")), "{clusters}");
+    let registered = s
+        .post(
+            &format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService/register?api-version=2022-12-01"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((registered.status.as_u16(), &registered.json()["registrationState"]), (200, &json!("Registered")));
+    let unknown = s.get(&format!("/subscriptions/{SUB}/providers/Microsoft.Nope?api-version=2022-12-01")).await;
+    unknown.assert_error(404, "InvalidResourceNamespace");
+
+    let locations = s.get(&format!("/subscriptions/{SUB}/locations?api-version=2022-12-01")).await.json();
+    let west = locations["value"].as_array().unwrap().iter().find(|l| l["name"] == "westeurope").unwrap().clone();
+    assert_eq!(west["displayName"], "West Europe");
+    assert_eq!(west["id"], format!("/subscriptions/{SUB}/locations/westeurope"));
+
+    // Reading them takes a read right; registering (a write in ARM) more than Reader has.
+    let reader = s.create_principal("provider-reader", Some(("Reader", &format!("/subscriptions/{SUB}"))));
+    let token = s.token_for(&reader, "https://management.azure.com/.default").await;
+    let path = format!("/subscriptions/{SUB}/providers/Microsoft.ContainerService");
+    assert_eq!(send_as(&s, &token, Method::GET, &format!("{path}?api-version=2022-12-01"), None).await.status, 200);
+    let r =
+        send_as(&s, &token, Method::POST, &format!("{path}/register?api-version=2022-12-01"), Some(json!({}))).await;
+    r.assert_error(403, "AuthorizationFailed");
+    let nobody = s.create_principal("provider-nobody", None);
+    let token = s.token_for(&nobody, "https://management.azure.com/.default").await;
+    let r = send_as(&s, &token, Method::GET, &format!("{path}?api-version=2022-12-01"), None).await;
+    r.assert_error(403, "AuthorizationFailed");
 }

@@ -70,10 +70,11 @@ pub(crate) async fn put(
         .get_group(&cluster.subscription, &cluster.group)
         .await?
         .ok_or_else(|| ApiError::ResourceGroupNotFound(cluster.group.as_str().to_string()))?;
-    let has_location = document.get("location").and_then(Value::as_str).is_some_and(|l| !l.is_empty());
-    if !has_location {
-        document.insert("location".into(), Value::String(group.location));
-    }
+    let location = match document.get("location").and_then(Value::as_str).filter(|l| !l.trim().is_empty()) {
+        Some(given) => crate::resource::location::normalize(given),
+        None => group.location,
+    };
+    document.insert("location".into(), Value::String(location));
     let properties = match document.entry("properties").or_insert_with(|| Value::Object(Map::new())) {
         Value::Object(properties) => properties,
         _ => {
@@ -111,6 +112,46 @@ pub(crate) async fn put(
     };
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, &render(&put.value)))
+}
+
+/// `PATCH` (`az aks update --tags`, ARM's `updateTags`): the tags sent replace the cluster's;
+/// nothing else of a managed cluster is patched (ARM's `TagsObject`), so a body with anything but
+/// `tags` is refused rather than half applied. Settings change with PUT, where they are checked.
+pub(crate) async fn patch(
+    app: &AppState,
+    ctx: &RequestContext,
+    cluster: &ClusterRef,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body: Value = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let Value::Object(mut patch) = body else {
+        return Err(ApiError::InvalidRequestContent("the body must be a JSON object".into()));
+    };
+    let tags = match patch.remove("tags") {
+        None => None,
+        Some(tags @ (Value::Object(_) | Value::Null)) => Some(tags),
+        Some(_) => return Err(ApiError::invalid("tags", "'tags' must be a JSON object of strings")),
+    };
+    if let Some(other) = patch.keys().next() {
+        return Err(ApiError::invalid(
+            other.clone(),
+            format!("a managed cluster's PATCH changes its tags only; '{other}' changes with PUT"),
+        ));
+    }
+    let stored = load(app, cluster).await?;
+    let mut document = (*stored.document).clone();
+    match tags {
+        Some(Value::Null) => {
+            document.remove("tags");
+        }
+        Some(tags) => {
+            document.insert("tags".into(), tags);
+        }
+        None => {}
+    }
+    let put =
+        app.store.clusters().put_cluster(ClusterWrite { cluster: cluster.clone(), document, kubeconfig: None }).await?;
+    Ok(json(StatusCode::OK, &render(&put.value)))
 }
 
 /// Removes the write-only kubeconfig from the properties and checks it. `None`: keep the stored one.

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use crate::arm::ApiError;
 use crate::arm::wire::{ListResult, ResourceGroup, ResourceGroupRequest};
 use crate::identity::Caller;
-use crate::resource::GroupRef;
 use crate::resource::names::SubscriptionId;
+use crate::resource::{GroupRef, location};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::GroupRecord;
@@ -25,6 +25,10 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
+    let location = location::normalize(&location);
+    if let Some(existing) = app.store.clusters().get_group(&group.subscription, &group.group).await? {
+        same_location(&existing, &location)?;
+    }
     let put = app
         .store
         .clusters()
@@ -37,6 +41,42 @@ pub(crate) async fn put(
         .await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, &render(&put.value)))
+}
+
+/// `PATCH` (`az group update --tags`): the tags sent replace the group's, as ARM does; its
+/// location cannot change, and is left as it is when not sent.
+pub(crate) async fn patch(
+    app: &AppState,
+    ctx: &RequestContext,
+    group: &GroupRef,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let mut existing = app
+        .store
+        .clusters()
+        .get_group(&group.subscription, &group.group)
+        .await?
+        .ok_or_else(|| ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))?;
+    if let Some(location) = request.location.filter(|l| !l.trim().is_empty()) {
+        same_location(&existing, &location::normalize(&location))?;
+    }
+    if let Some(tags) = request.tags {
+        existing.tags = Some(tags);
+    }
+    let put = app.store.clusters().put_group(existing).await?;
+    Ok(json(StatusCode::OK, &render(&put.value)))
+}
+
+/// A group stays where it was created (ARM: 409 `InvalidResourceGroupLocation`).
+fn same_location(existing: &GroupRecord, requested: &str) -> Result<(), ApiError> {
+    if location::normalize(&existing.location) == requested {
+        return Ok(());
+    }
+    Err(ApiError::InvalidResourceGroupLocation {
+        requested: requested.to_string(),
+        existing: existing.location.clone(),
+    })
 }
 
 pub(crate) async fn get(app: &AppState, group: &GroupRef) -> Result<Response, ApiError> {

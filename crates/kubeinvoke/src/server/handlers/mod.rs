@@ -11,6 +11,7 @@ pub(super) mod groups;
 pub(super) mod history;
 pub(super) mod meta;
 pub(super) mod oauth;
+pub(super) mod providers;
 pub(super) mod runs;
 pub(super) mod saved;
 
