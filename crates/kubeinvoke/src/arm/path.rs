@@ -57,6 +57,10 @@ pub(crate) enum Route {
     Cluster(ClusterRef),
     ClusterAction(ClusterRef, ClusterAction),
     CommandResult(ClusterRef, CommandId),
+    /// `…/managedClusters/{name}/runCommands[/{runCommandName}]` (an extension): run commands as
+    /// resources.
+    RunCommands(ClusterRef),
+    RunCommandResource(ClusterRef, String),
     /// Extensions (not in Azure's API): the history, live output and cancel of commands.
     CommandHistory(ClusterRef),
     CommandLogs(ClusterRef, CommandId),
@@ -116,6 +120,8 @@ impl Route {
             Route::ClusterAction(_, ClusterAction::ListAdminCredential) => "{cluster}/listClusterAdminCredential",
             Route::ClusterAction(_, ClusterAction::ListUserCredential) => "{cluster}/listClusterUserCredential",
             Route::CommandResult(..) => "{cluster}/commandResults/{id}",
+            Route::RunCommands(_) => "{cluster}/runCommands",
+            Route::RunCommandResource(..) => "{cluster}/runCommands/{name}",
             Route::CommandHistory(_) => "{cluster}/commandResults",
             Route::CommandLogs(..) => "{cluster}/commandResults/{id}/logs",
             Route::CancelCommand(..) => "{cluster}/commandResults/{id}/cancel",
@@ -286,10 +292,16 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
                 s if s.eq_ignore_ascii_case("commandResults") => {
                     return container(cluster().map(Route::CommandHistory));
                 }
+                s if s.eq_ignore_ascii_case("runCommands") => {
+                    return container(cluster().map(Route::RunCommands));
+                }
                 _ => return None,
             };
             container(cluster().map(|c| Route::ClusterAction(c, action)))
         }
+        10 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "runCommands") => container(
+            cluster().and_then(|c| Ok(Route::RunCommandResource(c, ClusterName::parse(seg[9])?.as_str().to_string()))),
+        ),
         10 if lit(2, "resourceGroups") && in_provider(4) && lit(8, "commandResults") => {
             let id = CommandId::from_text(seg[9]);
             container(cluster().map(|c| Route::CommandResult(c, id)))

@@ -73,9 +73,11 @@ impl AuthorizationRefusal {
 #[derive(Debug, thiserror::Error)]
 pub enum ExtensionRefusal {
     #[error("The saved command '{0}' was not found in this scope.")]
-    SavedCommandNotFound(String),
+    SavedCommand(String),
     #[error("The event subscription '{0}' was not found in this scope.")]
-    EventSubscriptionNotFound(String),
+    EventSubscription(String),
+    #[error("The run command '{0}' was not found on this managed cluster.")]
+    RunCommand(String),
 }
 
 impl ExtensionRefusal {
@@ -85,8 +87,8 @@ impl ExtensionRefusal {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ExtensionRefusal::SavedCommandNotFound(_) => "SavedCommandNotFound",
-            ExtensionRefusal::EventSubscriptionNotFound(_) => "ResourceNotFound",
+            ExtensionRefusal::SavedCommand(_) => "SavedCommandNotFound",
+            ExtensionRefusal::EventSubscription(_) | ExtensionRefusal::RunCommand(_) => "ResourceNotFound",
         }
     }
 }

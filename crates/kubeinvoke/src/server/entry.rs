@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::handlers::{
-    activity, approvals, authorization, clusters, commands, eventgrid, groups, history, meta, providers, runs, saved,
+    activity, approvals, authorization, clusters, commands, eventgrid, groups, history, meta, providers, run_commands,
+    runs, saved,
 };
 use super::request::RequestContext;
 use super::{permissions, request_events};
@@ -136,6 +137,16 @@ async fn route(
             (true, ClusterAction::RunSavedCommand) => saved::run(app, ctx, who(), &cluster, body).await,
             (true, ClusterAction::ListAdminCredential) => clusters::credentials(app, &cluster, "clusterAdmin").await,
             (true, ClusterAction::ListUserCredential) => clusters::credentials(app, &cluster, "clusterUser").await,
+        },
+        Route::RunCommands(cluster) => match *method {
+            M::GET => run_commands::list(app, &cluster).await,
+            _ => not_allowed("GET"),
+        },
+        Route::RunCommandResource(cluster, name) => match *method {
+            M::PUT => run_commands::put(app, ctx, who(), &cluster, &name, body).await,
+            M::GET => run_commands::get(app, &cluster, &name).await,
+            M::DELETE => run_commands::delete(app, who(), &cluster, &name).await,
+            _ => not_allowed("GET, PUT, DELETE"),
         },
         Route::CommandResult(cluster, id) => match *method {
             M::GET => commands::result(app, ctx, &cluster, &id).await,

@@ -16,6 +16,8 @@ pub(super) const RUNS_CANCEL: &str = "Microsoft.ContainerService/commandRuns/can
 pub(crate) const APPROVE: &str = "Microsoft.ContainerService/managedClusters/commandResults/approve/action";
 /// Running a command on a cluster.
 pub(super) const RUN_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runcommand/action";
+/// Running a saved command on a cluster.
+pub(super) const RUN_SAVED_COMMAND: &str = "Microsoft.ContainerService/managedClusters/runSavedCommand/action";
 
 pub(super) struct Permission {
     /// Static for every route: checked on every request, so never built per request.
@@ -70,7 +72,7 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
         Route::ClusterAction(c, action) => {
             let action = match action {
                 ClusterAction::RunCommand => RUN_COMMAND,
-                ClusterAction::RunSavedCommand => "Microsoft.ContainerService/managedClusters/runSavedCommand/action",
+                ClusterAction::RunSavedCommand => RUN_SAVED_COMMAND,
                 ClusterAction::ListAdminCredential => {
                     "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action"
                 }
@@ -84,6 +86,11 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
             on(cluster_scope(c), "Microsoft.ContainerService/managedClusters/commandResults/read")
         }
         Route::CancelCommand(c, _) => on(cluster_scope(c), RUN_COMMAND),
+        // A write needs the run action of its source too (checked by the handler, which reads it).
+        Route::RunCommands(c) => on(cluster_scope(c), "Microsoft.ContainerService/managedClusters/runCommands/read"),
+        Route::RunCommandResource(c, _) => {
+            on(cluster_scope(c), by_verb!(method, "Microsoft.ContainerService/managedClusters/runCommands"))
+        }
         Route::DecideCommand(c, ..) | Route::CommandApproval(c, _) | Route::CommandContext(c, _) => {
             on(cluster_scope(c), APPROVE)
         }

@@ -19,5 +19,6 @@ mod limits;
 mod neighbours;
 mod ops;
 mod resources;
+mod run_commands;
 mod security;
 mod tenants;

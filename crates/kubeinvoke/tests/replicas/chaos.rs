@@ -268,8 +268,8 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
         let properties = loop {
             let r = reader.get(path).await;
             let properties = r.json()["properties"].clone();
-            let reported = properties["reason"] != "WorkerLost"
-                || !witness.marks().get(command_token).is_some_and(|m| m.ends == 1);
+            let reported =
+                properties["reason"] != "WorkerLost" || witness.marks().get(command_token).is_none_or(|m| m.ends != 1);
             if r.status == 200 && reported {
                 break Some(properties);
             }

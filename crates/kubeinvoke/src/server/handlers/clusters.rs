@@ -205,10 +205,14 @@ pub(crate) async fn get(app: &AppState, cluster: &ClusterRef) -> Result<Response
 
 /// 200 when deleted, 204 when there was nothing to delete (ARM's DELETE is idempotent).
 pub(crate) async fn delete(app: &AppState, caller: &Caller, cluster: &ClusterRef) -> Result<Response, ApiError> {
-    if let Some(stored) = app.store.clusters().get_cluster(cluster).await? {
-        guard_approval_policy(caller, &stored, None)?;
+    let stored = app.store.clusters().get_cluster(cluster).await?;
+    if let Some(stored) = &stored {
+        guard_approval_policy(caller, stored, None)?;
     }
     if app.store.clusters().delete_cluster(cluster).await? {
+        if let Some(stored) = &stored {
+            super::run_commands::forget_all(app, stored).await?;
+        }
         return Ok(StatusCode::OK.into_response());
     }
     ensure_group(app, &cluster.group_ref()).await?;

@@ -51,15 +51,26 @@ pub(super) async fn accept(
     ask: Ask,
     asker: &Asker,
 ) -> Result<Response, ApiError> {
+    let id = submit(app, cluster, ask, asker).await?;
+    let mut response = StatusCode::ACCEPTED.into_response();
+    add_polling_headers(app, ctx, &mut response, &result_path(cluster, &id));
+    Ok(response)
+}
+
+/// Submits a parsed command through every check a submission meets (the cluster's switches,
+/// approvals, the caller's token, the queue); its id.
+pub(super) async fn submit(
+    app: &AppState,
+    cluster: &ClusterRecord,
+    ask: Ask,
+    asker: &Asker,
+) -> Result<CommandId, ApiError> {
     let saved_command = ask.saved.as_ref().map(|saved| saved.id.clone());
     let checks = submit_checks(app);
     let id = app.dispatcher.submit_asked(cluster, ask, asker, &checks).await.map_err(|e| refusal(app, cluster, e))?;
     let cluster_id = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
     tracing::info!(command_id = %id, principal = asker.principal, cluster = %cluster_id, saved_command, "command accepted");
-
-    let mut response = StatusCode::ACCEPTED.into_response();
-    add_polling_headers(app, ctx, &mut response, &result_path(cluster, &id));
-    Ok(response)
+    Ok(id)
 }
 
 /// What the submit use case checks with: this server's token issuer(s) and context limits.

@@ -24,7 +24,7 @@ use crate::time::now_millis;
 const TYPE: &str = "Microsoft.EventGrid/eventSubscriptions";
 
 fn not_found(name: &str) -> ApiError {
-    ExtensionRefusal::EventSubscriptionNotFound(name.to_string()).into()
+    ExtensionRefusal::EventSubscription(name.to_string()).into()
 }
 
 async fn render(app: &AppState, record: &DocumentRecord) -> Result<DocumentResource, ApiError> {

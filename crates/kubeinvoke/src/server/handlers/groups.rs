@@ -95,10 +95,14 @@ pub(crate) async fn exists(app: &AppState, group: &GroupRef) -> Result<Response,
 /// Deletes the group with everything in it, synchronously. A cluster in it with an approval
 /// policy goes only with the approve action on it (see `clusters::guard_approval_policy`).
 pub(crate) async fn delete(app: &AppState, caller: &Caller, group: &GroupRef) -> Result<Response, ApiError> {
-    for cluster in super::clusters::all_in(app, &group.subscription, Some(&group.group)).await? {
-        super::clusters::guard_approval_policy(caller, &cluster, None)?;
+    let clusters = super::clusters::all_in(app, &group.subscription, Some(&group.group)).await?;
+    for cluster in &clusters {
+        super::clusters::guard_approval_policy(caller, cluster, None)?;
     }
     if app.store.clusters().delete_group(&group.subscription, &group.group).await? {
+        for cluster in &clusters {
+            super::run_commands::forget_all(app, cluster).await?;
+        }
         Ok(StatusCode::OK.into_response())
     } else {
         Err(ApiError::ResourceGroupNotFound(group.group.as_str().to_string()))

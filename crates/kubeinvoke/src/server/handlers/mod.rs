@@ -12,6 +12,7 @@ pub(super) mod history;
 pub(super) mod meta;
 pub(super) mod oauth;
 pub(super) mod providers;
+pub(super) mod run_commands;
 pub(super) mod runs;
 pub(super) mod saved;
 

@@ -29,7 +29,7 @@ fn resource_id(scope: &str, name: &str) -> String {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ExtensionRefusal::SavedCommandNotFound(name.to_string()).into()
+    ExtensionRefusal::SavedCommand(name.to_string()).into()
 }
 
 fn invalid(e: Invalid) -> ApiError {
@@ -136,11 +136,52 @@ pub(crate) async fn run(
     let Some(reference) = body.saved_command.as_deref() else {
         return Err(ApiError::invalid("savedCommand", "'savedCommand' is required: the id of a saved command."));
     };
+    let asker = asker_of(caller);
+    let invocation = Invocation {
+        reference,
+        target: "savedCommand",
+        parameters_at: "",
+        parameters: body.parameters.as_ref(),
+        protected: None,
+        cluster_token: body.cluster_token,
+        timeout: request_timeout(body.timeout_in_seconds.as_ref())?,
+    };
+    let ask = saved_ask(app, cluster_ref, &asker, invocation).await?;
+    accept(app, ctx, &cluster, ask, &asker).await
+}
+
+/// A saved command to run on a cluster, as a request names it.
+pub(super) struct Invocation<'a> {
+    /// The saved command's id.
+    pub reference: &'a str,
+    /// The request property that names it, for errors.
+    pub target: &'static str,
+    /// Where `parameters` and `protectedParameters` sit in the request, for errors (`""` at
+    /// its top).
+    pub parameters_at: &'static str,
+    pub parameters: Option<&'a Value>,
+    /// Values that must stay secret: each must be a secret parameter of the saved command, so it
+    /// is kept only in memory until the command runs and never shown.
+    pub protected: Option<&'a Map<String, Value>>,
+    pub cluster_token: Option<String>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The submission of a saved command on `cluster_ref`: it must exist in a scope that holds the
+/// cluster, and its parameters bind.
+pub(super) async fn saved_ask(
+    app: &AppState,
+    cluster_ref: &ClusterRef,
+    asker: &crate::dispatcher::Asker,
+    invocation: Invocation<'_>,
+) -> Result<Ask, ApiError> {
+    let (reference, target, at) = (invocation.reference, invocation.target, invocation.parameters_at);
+    let invalid = |e: Invalid| ApiError::invalid(format!("{at}{}", e.property), e.message);
     let (scope, name) = match path::parse(reference).map(|p| p.route) {
         Some(Ok(Route::SavedCommand(scope, name))) => (scope, name),
         _ => {
             return Err(ApiError::invalid(
-                "savedCommand",
+                target,
                 format!(
                     "'{reference}' is not a saved command id ({{scope}}/providers/Microsoft.ContainerService/savedCommands/{{name}})."
                 ),
@@ -149,13 +190,13 @@ pub(crate) async fn run(
     };
     if !scope.contains(cluster_ref) {
         return Err(ApiError::invalid(
-            "savedCommand",
+            target,
             format!("The saved command '{name}' belongs to '{}', which does not contain this cluster.", scope.id()),
         ));
     }
     let record =
         app.store.documents().get_document(DocumentKind::SavedCommand, &scope.id(), &name).await?.ok_or_else(|| {
-            ApiError::invalid("savedCommand", format!("No saved command '{name}' exists in '{}'.", scope.id()))
+            ApiError::invalid(target, format!("No saved command '{name}' exists in '{}'.", scope.id()))
         })?;
     let properties = record.document.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
     let saved = app
@@ -163,17 +204,44 @@ pub(crate) async fn run(
         .get(&properties)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored saved command {name} is unreadable: {e}")))?;
-    let bound = saved.bind(body.parameters.as_ref()).map_err(invalid)?;
-
-    let asker = asker_of(caller);
+    let mut values = match invocation.parameters {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                format!("{at}parameters"),
+                "'parameters' must be an object of parameter values.",
+            ));
+        }
+    };
+    for (key, value) in invocation.protected.into_iter().flatten() {
+        if values.insert(key.clone(), value.clone()).is_some() {
+            return Err(ApiError::invalid(
+                format!("{at}protectedParameters.{key}"),
+                format!("'{key}' is given both in parameters and in protectedParameters."),
+            ));
+        }
+    }
+    let bound = saved.bind(Some(&Value::Object(values))).map_err(invalid)?;
+    if let Some(exposed) =
+        invocation.protected.into_iter().flatten().map(|(k, _)| k).find(|k| !bound.secret.iter().any(|(s, _)| s == *k))
+    {
+        return Err(ApiError::invalid(
+            format!("{at}protectedParameters.{exposed}"),
+            format!(
+                "'{exposed}' is not a secret parameter of the saved command '{name}', so its value would be stored and \
+                 shown with the command: pass it in parameters, or declare it secret in the saved command."
+            ),
+        ));
+    }
     let last_writer = record.document.get("lastModifiedBy").and_then(Value::as_str);
-    let ask = Ask {
+    Ok(Ask {
         free_form: false,
         written_by_asker: last_writer.is_none_or(|writer| writer == asker.principal),
         command: saved.script.clone(),
         context: saved.context.clone(),
-        cluster_token: body.cluster_token,
-        timeout: request_timeout(body.timeout_in_seconds.as_ref())?,
+        cluster_token: invocation.cluster_token,
+        timeout: invocation.timeout,
         saved: Some(SavedInvocation {
             id: resource_id(&record.scope, &record.name),
             timeout: saved.timeout,
@@ -181,6 +249,5 @@ pub(crate) async fn run(
             secrets: bound.secret,
             run_as: saved.run_as.clone(),
         }),
-    };
-    accept(app, ctx, &cluster, ask, &asker).await
+    })
 }

@@ -24,6 +24,9 @@ pub enum DocumentKind {
     RoleDefinition,
     /// `…/providers/Microsoft.EventGrid/eventSubscriptions/{name}`.
     EventSubscription,
+    /// `…/managedClusters/{name}/runCommands/{name}`: a run command as a resource, under its
+    /// cluster's id.
+    RunCommand,
 }
 
 impl DocumentKind {
@@ -32,6 +35,7 @@ impl DocumentKind {
             DocumentKind::SavedCommand => "savedCommand",
             DocumentKind::RoleDefinition => "roleDefinition",
             DocumentKind::EventSubscription => "eventSubscription",
+            DocumentKind::RunCommand => "runCommand",
         }
     }
 }
@@ -74,10 +78,15 @@ const COLUMNS: &str = "kind, scope, name, document, created_at, updated_at";
 
 fn document(r: &impl Columns) -> Result<DocumentRecord, StoreError> {
     let kind = r.text("kind")?;
-    let kind = [DocumentKind::SavedCommand, DocumentKind::RoleDefinition, DocumentKind::EventSubscription]
-        .into_iter()
-        .find(|k| k.as_str() == kind)
-        .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored document kind {kind:?}")))?;
+    let kind = [
+        DocumentKind::SavedCommand,
+        DocumentKind::RoleDefinition,
+        DocumentKind::EventSubscription,
+        DocumentKind::RunCommand,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind)
+    .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("unknown stored document kind {kind:?}")))?;
     Ok(DocumentRecord {
         kind,
         scope: r.text("scope")?,
