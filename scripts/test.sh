@@ -38,6 +38,10 @@ fi
 cluster_build_log=$(mktemp)
 ./scripts/build-cluster.sh >"$cluster_build_log" 2>&1 &
 cluster_build=$!
+# Terraform and its azapi provider, for the IaC test (scripts/build-terraform.sh; cached too).
+terraform_build_log=$(mktemp)
+./scripts/build-terraform.sh >"$terraform_build_log" 2>&1 &
+terraform_build=$!
 
 debian_package bubblewrap /usr/bin/bwrap "commands are isolated with it; the security tests attack it"
 debian_package chromium /usr/bin/chromium "the web console's end-to-end tests drive it"
@@ -91,6 +95,15 @@ for tool in kubectl helm; do
     exit 1
   fi
 done
+
+if ! wait "$terraform_build"; then
+  cat "$terraform_build_log" >&2
+  echo "error: building Terraform and the azapi provider (scripts/build-terraform.sh) failed" >&2
+  exit 1
+fi
+KUBEINVOKE_TERRAFORM=$(tail -n1 "$terraform_build_log")
+export KUBEINVOKE_TERRAFORM
+rm -f "$terraform_build_log"
 
 cargo build --workspace --bins
 # Every suite must run here: one whose needs are missing fails (crates/testkit/src/prerequisites.rs).

@@ -22,3 +22,4 @@ mod resources;
 mod run_commands;
 mod security;
 mod tenants;
+mod terraform;

@@ -12,7 +12,7 @@
 //! or logged, only fingerprinted to tell a change.
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json as json_value};
 use sha2::{Digest, Sha256};
@@ -231,7 +231,18 @@ pub(crate) async fn put(
     };
     let put = app.store.documents().put_document(record).await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(json(status, &render(app, &cluster, &put.value).await?))
+    Ok(answer(app, status, render(app, &cluster, &put.value).await?))
+}
+
+/// The resource; while it deploys, with `Retry-After`, which ARM clients' pollers wait for.
+fn answer(app: &AppState, status: StatusCode, resource: Value) -> Response {
+    let deploying = !["Succeeded", "Failed", "Canceled"]
+        .contains(&resource["properties"]["provisioningState"].as_str().unwrap_or(""));
+    let mut response = json(status, &resource);
+    if deploying {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(app.config.retry_after_secs.max(1)));
+    }
+    response
 }
 
 fn timeout_message() -> String {
@@ -254,7 +265,7 @@ pub(crate) async fn get(app: &AppState, cluster_ref: &ClusterRef, name: &str) ->
         .get_document(DocumentKind::RunCommand, &scope_of(&cluster), name)
         .await?
         .ok_or_else(|| not_found(name))?;
-    Ok(json(StatusCode::OK, &render(app, &cluster, &record).await?))
+    Ok(answer(app, StatusCode::OK, render(app, &cluster, &record).await?))
 }
 
 /// `GET …/runCommands`.
