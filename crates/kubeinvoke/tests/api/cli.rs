@@ -308,9 +308,17 @@ async fn the_server_describes_its_api_including_the_extensions() {
         "/commandResults",
         "/commandResults/{commandId}/logs",
         "/commandResults/{commandId}/cancel",
+        "/runCommands",
+        "/runCommands/{runCommandName}",
     ] {
         assert!(paths.contains_key(&format!("{mc}{path}")), "{path} missing");
     }
+    let resource = &spec["paths"][format!("{mc}/runCommands/{{runCommandName}}")];
+    assert_eq!(resource["put"]["x-ms-long-running-operation"], true);
+    assert!(
+        resource["delete"].is_object()
+            && spec["definitions"]["RunCommandResource"]["properties"]["properties"].is_object()
+    );
     assert_eq!(spec["paths"][format!("{mc}/runCommand")]["post"]["operationId"], "ManagedClusters_RunCommand");
     assert!(
         spec["definitions"]["CommandHistoryEntry"].is_object() && spec["definitions"]["RunCommandResult"].is_object()
