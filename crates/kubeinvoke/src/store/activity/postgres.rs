@@ -1,6 +1,7 @@
 //! [`ActivityStore`] on PostgreSQL: appends of every replica take one advisory lock, so the chain
 //! has a single order.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
 
 use super::{ActivityStore, CommandEvents, CommandLogRow, EVENT_COLUMNS, LOG_COLUMNS, columns_of};
@@ -38,15 +39,15 @@ CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS DISTINCT 
 
 /// Appends in the caller's transaction, after taking the chain lock.
 async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) -> StoreResult<()> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
+    tx.execute_cached("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
     let mut prev: String = tx
-        .query_opt(super::CHAIN_HEAD.postgres(), &[])
+        .query_opt_cached(super::CHAIN_HEAD.postgres(), &[])
         .await
         .map_err(db_error)?
         .map(|r| r.text("hash"))
         .transpose()?
         .unwrap_or_else(|| GENESIS.to_string());
-    let insert = tx.prepare(super::APPEND_EVENT.postgres()).await.map_err(db_error)?;
+    let insert = tx.prepared(super::APPEND_EVENT.postgres()).await.map_err(db_error)?;
     for event in events {
         let content = event.content();
         let next = hash(&prev, &content);
@@ -94,7 +95,7 @@ impl ActivityStore for PostgresStore {
              JOIN resource_groups g ON g.subscription_id = cl.subscription_id AND g.name_key = cl.group_key
              WHERE c.logged_state IS DISTINCT FROM c.state ORDER BY c.seq LIMIT $1"
         );
-        let rows = client.query(&sql, &[&(limit as i64)]).await.map_err(db_error)?;
+        let rows = client.query_cached(&sql, &[&(limit as i64)]).await.map_err(db_error)?;
         rows.iter().map(super::log_row).collect()
     }
 
@@ -104,7 +105,7 @@ impl ActivityStore for PostgresStore {
         let mut written = 0;
         for batch in batches {
             let marked = tx
-                .execute(
+                .execute_cached(
                     "UPDATE commands SET logged_state = $2 WHERE id = $1 AND logged_state IS NOT DISTINCT FROM $3",
                     &[&batch.id.as_str(), &batch.to.as_str(), &batch.from.map(|s| s.as_str())],
                 )
@@ -139,7 +140,7 @@ impl ActivityStore for PostgresStore {
              ORDER BY seq DESC LIMIT $11"
         );
         let rows = client
-            .query(
+            .query_cached(
                 &sql,
                 &[
                     &subscription.to_lowercase(),
@@ -162,22 +163,26 @@ impl ActivityStore for PostgresStore {
 
     async fn events_after(&self, after: i64, limit: usize) -> StoreResult<Vec<ActivityEvent>> {
         let client = self.client().await?;
-        let rows = client.query(super::EVENTS_AFTER.postgres(), &[&after, &(limit as i64)]).await.map_err(db_error)?;
+        let rows =
+            client.query_cached(super::EVENTS_AFTER.postgres(), &[&after, &(limit as i64)]).await.map_err(db_error)?;
         rows.iter().map(super::event).collect()
     }
 
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
+        tx.execute_cached("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
         let newest = tx
-            .query_opt("SELECT seq, hash FROM activity_log WHERE event_time < $1 ORDER BY seq DESC LIMIT 1", &[&before])
+            .query_opt_cached(
+                "SELECT seq, hash FROM activity_log WHERE event_time < $1 ORDER BY seq DESC LIMIT 1",
+                &[&before],
+            )
             .await
             .map_err(db_error)?;
         let Some(newest) = newest else { return Ok(0) };
         let (seq, anchor) = (newest.int("seq")?, newest.text("hash")?);
-        let n = tx.execute("DELETE FROM activity_log WHERE seq <= $1", &[&seq]).await.map_err(db_error)?;
-        tx.execute(super::SET_ANCHOR.postgres(), &[&super::ANCHOR_SETTING, &anchor.as_bytes()])
+        let n = tx.execute_cached("DELETE FROM activity_log WHERE seq <= $1", &[&seq]).await.map_err(db_error)?;
+        tx.execute_cached(super::SET_ANCHOR.postgres(), &[&super::ANCHOR_SETTING, &anchor.as_bytes()])
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -186,7 +191,8 @@ impl ActivityStore for PostgresStore {
 
     async fn chain_anchor(&self) -> StoreResult<String> {
         let client = self.client().await?;
-        let row = client.query_opt(super::ANCHOR.postgres(), &[&super::ANCHOR_SETTING]).await.map_err(db_error)?;
+        let row =
+            client.query_opt_cached(super::ANCHOR.postgres(), &[&super::ANCHOR_SETTING]).await.map_err(db_error)?;
         let stored = row.map(|r| r.bytes("value")).transpose()?;
         Ok(stored.map_or_else(|| super::GENESIS.to_string(), |v| String::from_utf8_lossy(&v).into_owned()))
     }

@@ -1,8 +1,8 @@
 //! [`ApprovalStore`] on PostgreSQL: a decision locks the command's row, so decisions given on
 //! different replicas at once are counted one after the other.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 
 use super::*;
 use crate::command::FailureReason;
@@ -10,7 +10,7 @@ use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error, records};
 
 /// Records an approval of `id` and releases it once it is the last one needed.
 async fn approve(
-    tx: &impl GenericClient,
+    tx: &(impl CachedQueries + Sync),
     kind: &Decisions,
     id: &str,
     decision: &Decision,
@@ -18,20 +18,20 @@ async fn approve(
 ) -> StoreResult<Decided> {
     let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
         [&id, &decision.approver_oid, &decision.approver, &decision.reason, &decision.at];
-    if tx.execute(kind.add_approval.postgres(), &who).await.map_err(db_error)? == 0 {
+    if tx.execute_cached(kind.add_approval.postgres(), &who).await.map_err(db_error)? == 0 {
         return Ok(Decided::AlreadyApproved);
     }
-    let approvals = tx.query_one(kind.count.postgres(), &[&id]).await.map_err(db_error)?.int("approvals")?;
+    let approvals = tx.query_one_cached(kind.count.postgres(), &[&id]).await.map_err(db_error)?.int("approvals")?;
     let decided = counted(approvals, hold);
     if decided == Decided::Released {
-        tx.execute(kind.release.postgres(), &[&id, &decision.at]).await.map_err(db_error)?;
+        tx.execute_cached(kind.release.postgres(), &[&id, &decision.at]).await.map_err(db_error)?;
     }
     Ok(decided)
 }
 
 /// `held` with its decisions.
-async fn with_decisions(client: &impl GenericClient, mut command: HeldCommand) -> StoreResult<HeldCommand> {
-    let rows = client.query(COMMAND_DECISIONS.list.postgres(), &[&command.id]).await.map_err(db_error)?;
+async fn with_decisions(client: &(impl CachedQueries + Sync), mut command: HeldCommand) -> StoreResult<HeldCommand> {
+    let rows = client.query_cached(COMMAND_DECISIONS.list.postgres(), &[&command.id]).await.map_err(db_error)?;
     command.decisions = records(&rows, decision)?;
     Ok(command)
 }
@@ -40,7 +40,7 @@ async fn with_decisions(client: &impl GenericClient, mut command: HeldCommand) -
 impl ApprovalStore for PostgresStore {
     async fn pending_approvals(&self, now: i64, limit: usize) -> StoreResult<Vec<HeldCommand>> {
         let client = self.client().await?;
-        let rows = client.query(PENDING.postgres(), &[&now, &(limit as i64)]).await.map_err(db_error)?;
+        let rows = client.query_cached(PENDING.postgres(), &[&now, &(limit as i64)]).await.map_err(db_error)?;
         let mut pending = Vec::with_capacity(rows.len());
         for command in records(&rows, held)? {
             pending.push(with_decisions(&client, command).await?);
@@ -55,7 +55,7 @@ impl ApprovalStore for PostgresStore {
         now: i64,
     ) -> StoreResult<Option<HeldCommand>> {
         let client = self.client().await?;
-        let row = client.query_opt(HELD.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let row = client.query_opt_cached(HELD.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         match row.as_ref().map(held).transpose()? {
             Some(command) => Ok(Some(with_decisions(&client, command).await?)),
             None => Ok(None),
@@ -64,7 +64,7 @@ impl ApprovalStore for PostgresStore {
 
     async fn held_context(&self, cluster_uid: &ClusterUid, id: &CommandId, now: i64) -> StoreResult<Option<Vec<u8>>> {
         let client = self.client().await?;
-        let row = client.query_opt(CONTEXT.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let row = client.query_opt_cached(CONTEXT.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         Ok(row.map(|r| r.opt_bytes("context")).transpose()?.flatten())
     }
 
@@ -78,14 +78,15 @@ impl ApprovalStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let now = decision.at;
-        let row = tx.query_opt(HOLD_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let row =
+            tx.query_opt_cached(HOLD_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         let Some(row) = row else { return Ok(Decided::NotFound) };
         let state = command_state(&row.text("state")?)?;
         let hold = hold(&row)?;
         let decided = match admissible(state, hold.as_ref(), decision) {
             Err(Decided::Expired) => {
                 let reason = FailureReason::ApprovalExpired.as_reason();
-                tx.execute(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
+                tx.execute_cached(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
                 Decided::Expired
             }
             Err(answer) => answer,
@@ -94,16 +95,20 @@ impl ApprovalStore for PostgresStore {
                     [&id, &decision.approver_oid, &decision.approver, &decision.reason, &now];
                 match decision.verdict {
                     Verdict::Reject => {
-                        tx.execute(COMMAND_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
+                        tx.execute_cached(COMMAND_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
                         let reason = rejection_reason(decision);
-                        tx.execute(REJECT.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
+                        tx.execute_cached(REJECT.postgres(), &[&id, &now, &reason, &expires_at])
+                            .await
+                            .map_err(db_error)?;
                         Decided::Rejected
                     }
                     Verdict::Approve => {
                         let decided = approve(&tx, &COMMAND_DECISIONS, id.as_str(), decision, hold.as_ref()).await?;
                         if decided == Decided::Released {
                             // Every replica's claim loop hears of it, as of a new submission.
-                            tx.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id]).await.map_err(db_error)?;
+                            tx.execute_cached("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &id])
+                                .await
+                                .map_err(db_error)?;
                         }
                         decided
                     }
@@ -119,7 +124,8 @@ impl ApprovalStore for PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         let now = decision.at;
         let run = run.as_str();
-        let row = tx.query_opt(RUN_HOLD_STATE_FOR_UPDATE_POSTGRES, &[&run, &scope_key]).await.map_err(db_error)?;
+        let row =
+            tx.query_opt_cached(RUN_HOLD_STATE_FOR_UPDATE_POSTGRES, &[&run, &scope_key]).await.map_err(db_error)?;
         let Some(row) = row else { return Ok(Decided::NotFound) };
         let (state, hold) = (run_state(&row)?, hold(&row)?);
         let who: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
@@ -127,16 +133,16 @@ impl ApprovalStore for PostgresStore {
         let decided = match admissible(state, hold.as_ref(), decision) {
             Err(Decided::Expired) => {
                 let reason = run_expiry_reason();
-                tx.execute(EXPIRE_RUN_TARGETS.postgres(), &[&run, &reason, &now]).await.map_err(db_error)?;
+                tx.execute_cached(EXPIRE_RUN_TARGETS.postgres(), &[&run, &reason, &now]).await.map_err(db_error)?;
                 Decided::Expired
             }
             Err(answer) => answer,
             Ok(()) => match decision.verdict {
                 Verdict::Reject => {
                     let reason = rejection_reason(decision);
-                    tx.execute(RUN_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
-                    tx.execute(REJECT_RUN.postgres(), &[&run, &reason]).await.map_err(db_error)?;
-                    tx.execute(REJECT_RUN_TARGETS.postgres(), &[&run, &reason]).await.map_err(db_error)?;
+                    tx.execute_cached(RUN_DECISIONS.add_rejection.postgres(), &who).await.map_err(db_error)?;
+                    tx.execute_cached(REJECT_RUN.postgres(), &[&run, &reason]).await.map_err(db_error)?;
+                    tx.execute_cached(REJECT_RUN_TARGETS.postgres(), &[&run, &reason]).await.map_err(db_error)?;
                     Decided::Rejected
                 }
                 Verdict::Approve => approve(&tx, &RUN_DECISIONS, run, decision, hold.as_ref()).await?,
@@ -149,15 +155,17 @@ impl ApprovalStore for PostgresStore {
     async fn expire_run(&self, run: &RunId, now: i64) -> StoreResult<bool> {
         let client = self.client().await?;
         let reason = run_expiry_reason();
-        let n =
-            client.execute(EXPIRE_RUN_TARGETS.postgres(), &[&run.as_str(), &reason, &now]).await.map_err(db_error)?;
+        let n = client
+            .execute_cached(EXPIRE_RUN_TARGETS.postgres(), &[&run.as_str(), &reason, &now])
+            .await
+            .map_err(db_error)?;
         Ok(n > 0)
     }
 
     async fn expire_approvals(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
         let reason = FailureReason::ApprovalExpired.as_reason();
-        let rows = client.query(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
+        let rows = client.query_cached(EXPIRE.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?;
         records(&rows, |r| Ok(CommandId::from_text(r.text("id")?)))
     }
 }

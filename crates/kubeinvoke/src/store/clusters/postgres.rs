@@ -1,17 +1,15 @@
 //! [`ClusterStore`] on PostgreSQL.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
 
 use super::*;
 use crate::store::postgres::{PostgresStore, db_error, records};
 use crate::store::rows::json_text;
 
-async fn select_cluster(
-    client: &impl deadpool_postgres::GenericClient,
-    c: &ClusterRef,
-) -> StoreResult<Option<ClusterRecord>> {
+async fn select_cluster(client: &(impl CachedQueries + Sync), c: &ClusterRef) -> StoreResult<Option<ClusterRecord>> {
     let row = client
-        .query_opt(CLUSTER.postgres(), &[&c.subscription.as_str(), &c.group.key(), &c.name.key()])
+        .query_opt_cached(CLUSTER.postgres(), &[&c.subscription.as_str(), &c.group.key(), &c.name.key()])
         .await
         .map_err(db_error)?;
     row.as_ref().map(cluster).transpose()
@@ -24,7 +22,7 @@ impl ClusterStore for PostgresStore {
         let tags = group.tags.as_ref().map(json_text);
         // `xmax = 0` only for a row this statement inserted; an update keeps the stored casing.
         let row = client
-            .query_one(
+            .query_one_cached(
                 "INSERT INTO resource_groups (subscription_id, name_key, name, location, tags)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (subscription_id, name_key) DO UPDATE SET location = EXCLUDED.location, tags = EXCLUDED.tags
@@ -38,25 +36,32 @@ impl ClusterStore for PostgresStore {
 
     async fn get_group(&self, subscription: &SubscriptionId, name: &GroupName) -> StoreResult<Option<GroupRecord>> {
         let client = self.client().await?;
-        let row = client.query_opt(GROUP.postgres(), &[&subscription.as_str(), &name.key()]).await.map_err(db_error)?;
+        let row = client
+            .query_opt_cached(GROUP.postgres(), &[&subscription.as_str(), &name.key()])
+            .await
+            .map_err(db_error)?;
         row.as_ref().map(group).transpose()
     }
 
     async fn delete_group(&self, subscription: &SubscriptionId, group: &GroupName) -> StoreResult<bool> {
         let client = self.client().await?;
-        let n =
-            client.execute(DELETE_GROUP.postgres(), &[&subscription.as_str(), &group.key()]).await.map_err(db_error)?;
+        let n = client
+            .execute_cached(DELETE_GROUP.postgres(), &[&subscription.as_str(), &group.key()])
+            .await
+            .map_err(db_error)?;
         Ok(n > 0)
     }
 
     async fn list_groups(&self, subscription: &SubscriptionId) -> StoreResult<Vec<GroupRecord>> {
         let client = self.client().await?;
-        records(&client.query(GROUPS.postgres(), &[&subscription.as_str()]).await.map_err(db_error)?, group)
+        records(&client.query_cached(GROUPS.postgres(), &[&subscription.as_str()]).await.map_err(db_error)?, group)
     }
 
     async fn list_subscriptions(&self) -> StoreResult<Vec<String>> {
         let client = self.client().await?;
-        records(&client.query(SUBSCRIPTIONS.postgres(), &[]).await.map_err(db_error)?, |r| r.text("subscription_id"))
+        records(&client.query_cached(SUBSCRIPTIONS.postgres(), &[]).await.map_err(db_error)?, |r| {
+            r.text("subscription_id")
+        })
     }
 
     async fn put_cluster(&self, write: ClusterWrite) -> StoreResult<Put<ClusterRecord>> {
@@ -64,7 +69,7 @@ impl ClusterStore for PostgresStore {
         let c = &write.cluster;
         let tx = client.transaction().await.map_err(db_error)?;
         let upsert = tx
-            .query_one(
+            .query_one_cached(
                 "INSERT INTO clusters (uid, subscription_id, group_key, name_key, name, document, kubeconfig)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (subscription_id, group_key, name_key) DO UPDATE
@@ -102,14 +107,14 @@ impl ClusterStore for PostgresStore {
 
     async fn cluster_by_uid(&self, uid: &ClusterUid) -> StoreResult<Option<ClusterRecord>> {
         let client = self.client().await?;
-        let row = client.query_opt(CLUSTER_BY_UID.postgres(), &[&uid.as_str()]).await.map_err(db_error)?;
+        let row = client.query_opt_cached(CLUSTER_BY_UID.postgres(), &[&uid.as_str()]).await.map_err(db_error)?;
         row.as_ref().map(cluster).transpose()
     }
 
     async fn delete_cluster(&self, c: &ClusterRef) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(DELETE_CLUSTER.postgres(), &[&c.subscription.as_str(), &c.group.key(), &c.name.key()])
+            .execute_cached(DELETE_CLUSTER.postgres(), &[&c.subscription.as_str(), &c.group.key(), &c.name.key()])
             .await
             .map_err(db_error)?;
         Ok(n > 0)
@@ -126,7 +131,7 @@ impl ClusterStore for PostgresStore {
         let group_key = group.map(GroupName::key);
         let (after_group, after_name) = after.unwrap_or_default();
         let rows = client
-            .query(
+            .query_cached(
                 CLUSTERS.postgres(),
                 &[&subscription.as_str(), &group_key, &after_group, &after_name, &(limit as i64)],
             )

@@ -1,6 +1,7 @@
 //! [`CommandStore`] on PostgreSQL: claims skip the rows other replicas are taking, and a cancel
 //! locks the row it checks.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -49,7 +50,7 @@ impl PostgresStore {
             &run_as,
         ];
         params.extend_from_slice(extra);
-        client.query(sql, &params).await.map_err(db_error)
+        client.query_cached(sql, &params).await.map_err(db_error)
     }
 }
 
@@ -81,21 +82,23 @@ impl CommandStore for PostgresStore {
         now: i64,
     ) -> StoreResult<Option<CommandRecord>> {
         let client = self.client().await?;
-        let row = client.query_opt(GET.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let row = client.query_opt_cached(GET.postgres(), &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
         row.as_ref().map(record).transpose()
     }
 
     async fn claim_next(&self, lease: &Lease) -> StoreResult<Option<ClaimedCommand>> {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Running));
         let client = self.client().await?;
-        let row =
-            client.query_opt(CLAIM_POSTGRES, &[&lease.now, &lease.owner, &lease.until]).await.map_err(db_error)?;
+        let row = client
+            .query_opt_cached(CLAIM_POSTGRES, &[&lease.now, &lease.owner, &lease.until])
+            .await
+            .map_err(db_error)?;
         row.map(|r| claimed(&r, r.opt_bytes("kubeconfig")?, r.opt_text("document")?.as_deref())).transpose()
     }
 
     async fn renew_leases(&self, owner: &str, until: i64) -> StoreResult<Vec<CancelRequest>> {
         let client = self.client().await?;
-        let rows = client.query(RENEW.postgres(), &[&owner, &until]).await.map_err(db_error)?;
+        let rows = client.query_cached(RENEW.postgres(), &[&owner, &until]).await.map_err(db_error)?;
         let renewed = records(&rows, |r| Ok((command_id(r)?, r.opt_text("cancel_requested_by")?)))?;
         Ok(renewed.into_iter().filter_map(|(id, by)| Some(CancelRequest { id, by: by? })).collect())
     }
@@ -103,12 +106,15 @@ impl CommandStore for PostgresStore {
     async fn end_lost(&self, now: i64, expires_at: i64) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
         let reason = FailureReason::WorkerLost.as_reason();
-        records(&client.query(END_LOST.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?, command_id)
+        records(
+            &client.query_cached(END_LOST.postgres(), &[&now, &reason, &expires_at]).await.map_err(db_error)?,
+            command_id,
+        )
     }
 
     async fn request_cancel(&self, cluster_uid: &ClusterUid, id: &CommandId, by: &str) -> StoreResult<bool> {
         let client = self.client().await?;
-        let n = client.execute(REQUEST_CANCEL.postgres(), &[&id, &cluster_uid, &by]).await.map_err(db_error)?;
+        let n = client.execute_cached(REQUEST_CANCEL.postgres(), &[&id, &cluster_uid, &by]).await.map_err(db_error)?;
         Ok(n > 0)
     }
 
@@ -117,7 +123,7 @@ impl CommandStore for PostgresStore {
         let (exit_code, logs, reason) = outcome_columns(outcome);
         let client = self.client().await?;
         let n = client
-            .execute(
+            .execute_cached(
                 FINISH.postgres(),
                 &[&id, &outcome.state().as_str(), &now, &exit_code, &logs, &reason, &expires_at],
             )
@@ -129,7 +135,10 @@ impl CommandStore for PostgresStore {
     async fn report_after_lost(&self, id: &CommandId, owner: &str, exit_code: i32, logs: &str) -> StoreResult<bool> {
         let reason = FailureReason::LostThenReported { exit_code }.as_reason();
         let client = self.client().await?;
-        let n = client.execute(REPORT_AFTER_LOST.postgres(), &[&id, &owner, &reason, &logs]).await.map_err(db_error)?;
+        let n = client
+            .execute_cached(REPORT_AFTER_LOST.postgres(), &[&id, &owner, &reason, &logs])
+            .await
+            .map_err(db_error)?;
         Ok(n > 0)
     }
 
@@ -144,14 +153,17 @@ impl CommandStore for PostgresStore {
         debug_assert!(CommandState::Accepted.can_become(CommandState::Canceled));
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        let row = tx.query_opt(QUEUED_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now]).await.map_err(db_error)?;
+        let row = tx
+            .query_opt_cached(QUEUED_STATE_FOR_UPDATE_POSTGRES, &[&id, &cluster_uid, &now])
+            .await
+            .map_err(db_error)?;
         let state = row.map(|r| r.text("state")).transpose()?;
         let Some(state) = state.as_deref().and_then(CommandState::parse) else {
             return Ok(None);
         };
         if matches!(state, CommandState::Accepted | CommandState::PendingApproval) {
             let reason = FailureReason::Canceled(by.to_string()).as_reason();
-            tx.execute(CANCEL_QUEUED.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
+            tx.execute_cached(CANCEL_QUEUED.postgres(), &[&id, &now, &reason, &expires_at]).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(state))
@@ -166,7 +178,7 @@ impl CommandStore for PostgresStore {
     ) -> StoreResult<Vec<CommandSummary>> {
         let client = self.client().await?;
         let params: [&(dyn ToSql + Sync); 4] = [&cluster_uid, &before.unwrap_or(i64::MAX), &now, &(limit as i64)];
-        records(&client.query(HISTORY.postgres(), &params).await.map_err(db_error)?, summary)
+        records(&client.query_cached(HISTORY.postgres(), &params).await.map_err(db_error)?, summary)
     }
 
     async fn interrupt_running(&self, owner: &str, now: i64, expires_at: i64) -> StoreResult<u64> {
@@ -174,29 +186,31 @@ impl CommandStore for PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         let interrupted = FailureReason::Interrupted.as_reason();
         let running = tx
-            .execute(INTERRUPT_RUNNING.postgres(), &[&now, &interrupted, &expires_at, &owner])
+            .execute_cached(INTERRUPT_RUNNING.postgres(), &[&now, &interrupted, &expires_at, &owner])
             .await
             .map_err(db_error)?;
         let lost = FailureReason::SecretsLost.as_reason();
-        let pinned =
-            tx.execute(INTERRUPT_PINNED.postgres(), &[&now, &lost, &expires_at, &owner]).await.map_err(db_error)?;
+        let pinned = tx
+            .execute_cached(INTERRUPT_PINNED.postgres(), &[&now, &lost, &expires_at, &owner])
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(running + pinned)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
-        records(&client.query(PURGE.postgres(), &[&now]).await.map_err(db_error)?, command_id)
+        records(&client.query_cached(PURGE.postgres(), &[&now]).await.map_err(db_error)?, command_id)
     }
 
     async fn count_accepted(&self) -> StoreResult<usize> {
         let client = self.client().await?;
-        let n = client.query_one(COUNT_ACCEPTED.postgres(), &[]).await.map_err(db_error)?.int("accepted")?;
+        let n = client.query_one_cached(COUNT_ACCEPTED.postgres(), &[]).await.map_err(db_error)?.int("accepted")?;
         Ok(n as usize)
     }
 
     async fn running_command_ids(&self) -> StoreResult<Vec<CommandId>> {
         let client = self.client().await?;
-        records(&client.query(RUNNING_IDS.postgres(), &[]).await.map_err(db_error)?, command_id)
+        records(&client.query_cached(RUNNING_IDS.postgres(), &[]).await.map_err(db_error)?, command_id)
     }
 }

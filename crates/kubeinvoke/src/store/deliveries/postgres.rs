@@ -1,5 +1,6 @@
 //! [`DeliveryStore`] on PostgreSQL.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
 
 use super::{COLUMNS, DeliveryState, DeliveryStore};
@@ -27,7 +28,7 @@ impl DeliveryStore for PostgresStore {
     async fn init_delivery(&self, key: &str, cursor: i64) -> StoreResult<()> {
         let client = self.client().await?;
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO event_deliveries (subscription_key, cursor_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&key, &cursor],
             )
@@ -39,7 +40,7 @@ impl DeliveryStore for PostgresStore {
     async fn lease_deliveries(&self, keys: &[String], lease: &Lease) -> StoreResult<Vec<DeliveryState>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .query_cached(
                 &format!(
                     "UPDATE event_deliveries SET owner = $2, lease_until = $4
                      WHERE subscription_key = ANY($1) AND (owner IS NULL OR owner = $2 OR lease_until < $3)
@@ -55,7 +56,7 @@ impl DeliveryStore for PostgresStore {
     async fn save_delivery(&self, s: &DeliveryState, owner: &str) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(
+            .execute_cached(
                 super::SAVE_DELIVERY.postgres(),
                 &[
                     &s.key,
@@ -76,18 +77,18 @@ impl DeliveryStore for PostgresStore {
 
     async fn get_delivery(&self, key: &str) -> StoreResult<Option<DeliveryState>> {
         let client = self.client().await?;
-        let row = client.query_opt(super::DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
+        let row = client.query_opt_cached(super::DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
         row.as_ref().map(super::state).transpose()
     }
 
     async fn delete_delivery(&self, key: &str) -> StoreResult<()> {
         let client = self.client().await?;
-        client.execute(super::DELETE_DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
+        client.execute_cached(super::DELETE_DELIVERY.postgres(), &[&key]).await.map_err(db_error)?;
         Ok(())
     }
 
     async fn activity_head(&self) -> StoreResult<i64> {
         let client = self.client().await?;
-        client.query_one(super::ACTIVITY_HEAD.postgres(), &[]).await.map_err(db_error)?.int("head")
+        client.query_one_cached(super::ACTIVITY_HEAD.postgres(), &[]).await.map_err(db_error)?.int("head")
     }
 }

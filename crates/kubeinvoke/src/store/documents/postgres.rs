@@ -1,7 +1,7 @@
 //! [`DocumentStore`] on PostgreSQL.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 
 use super::{COLUMNS, DocumentKind, DocumentRecord, DocumentStore, key};
 use crate::store::postgres::{PostgresStore, db_error};
@@ -23,7 +23,7 @@ CREATE TABLE arm_documents (
 "#;
 
 async fn select(
-    client: &impl GenericClient,
+    client: &(impl CachedQueries + Sync),
     kind: &str,
     scope_key: &str,
     name_key: &str,
@@ -33,7 +33,7 @@ async fn select(
         "SELECT {COLUMNS} FROM arm_documents WHERE kind = $1 AND scope_key = $2 AND name_key = $3{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let row = client.query_opt(&sql, &[&kind, &scope_key, &name_key]).await.map_err(db_error)?;
+    let row = client.query_opt_cached(&sql, &[&kind, &scope_key, &name_key]).await.map_err(db_error)?;
     row.as_ref().map(super::document).transpose()
 }
 
@@ -53,7 +53,7 @@ impl DocumentStore for PostgresStore {
             },
             None => record,
         };
-        tx.execute(
+        tx.execute_cached(
             super::UPSERT_DOCUMENT.postgres(),
             &[
                 &stored.kind.as_str(),
@@ -80,7 +80,7 @@ impl DocumentStore for PostgresStore {
     async fn delete_document(&self, kind: DocumentKind, scope: &str, name: &str) -> StoreResult<bool> {
         let client = self.client().await?;
         let n = client
-            .execute(super::DELETE_DOCUMENT.postgres(), &[&kind.as_str(), &key(scope), &key(name)])
+            .execute_cached(super::DELETE_DOCUMENT.postgres(), &[&kind.as_str(), &key(scope), &key(name)])
             .await
             .map_err(db_error)?;
         Ok(n > 0)
@@ -90,7 +90,7 @@ impl DocumentStore for PostgresStore {
         let client = self.client().await?;
         let scope_key = scope.map(key);
         let rows = client
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {COLUMNS} FROM arm_documents WHERE kind = $1 AND ($2::TEXT IS NULL OR scope_key = $2)
                      ORDER BY scope_key, name_key"

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::rows::Columns;
@@ -115,6 +116,50 @@ impl PostgresStore {
         }
     }
 }
+
+/// Queries through statements prepared once per connection (deadpool's statement cache): a
+/// plain `query(&str)` prepares an unnamed statement first, a second round trip on every call.
+/// SQL built at run time must come from a small fixed set of shapes, since each is cached.
+pub(in crate::store) trait CachedQueries {
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error>;
+    async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error>;
+    async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, tokio_postgres::Error>;
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error>;
+    async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error>;
+}
+
+/// One implementation for a pooled connection and a transaction on one.
+macro_rules! cached_queries {
+    ($($client:ty),+) => {$(
+        impl CachedQueries for $client {
+            async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+                self.prepare_cached(sql).await
+            }
+            async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+                self.query(&self.prepare_cached(sql).await?, params).await
+            }
+            async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, tokio_postgres::Error> {
+                self.query_one(&self.prepare_cached(sql).await?, params).await
+            }
+            async fn query_opt_cached(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, tokio_postgres::Error> {
+                self.query_opt(&self.prepare_cached(sql).await?, params).await
+            }
+            async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error> {
+                self.execute(&self.prepare_cached(sql).await?, params).await
+            }
+        }
+    )+};
+}
+
+cached_queries!(Object, deadpool_postgres::ClientWrapper, deadpool_postgres::Transaction<'_>);
 
 /// The URL without its password, for logs and the banner.
 pub(super) fn redact(url: &str) -> String {

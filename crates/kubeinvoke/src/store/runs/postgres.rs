@@ -1,8 +1,8 @@
 //! [`RunStore`] on PostgreSQL: every step that depends on the run's lease or cancel locks the
 //! run's row first (`FOR UPDATE`), so a cancel and a start of the same run never interleave.
 
+use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
 
 use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart};
 use crate::command::CommandId;
@@ -50,15 +50,21 @@ CREATE TABLE command_run_targets (
 );
 "#;
 
-async fn select_run(client: &impl GenericClient, id: &str, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+async fn select_run(
+    client: &(impl CachedQueries + Sync),
+    id: &str,
+    scope_key: Option<&str>,
+) -> StoreResult<Option<RunRecord>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = $1 AND ($2::TEXT IS NULL OR scope_key = $2)");
-    let Some(row) = client.query_opt(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
+    let Some(row) = client.query_opt_cached(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
     let mut run = super::run(&row)?;
-    let targets = client.query(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
+    let targets = client.query_cached(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
     run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
     if run.hold.is_some() {
-        let decisions =
-            client.query(crate::store::approvals::RUN_DECISIONS.list.postgres(), &[&id]).await.map_err(db_error)?;
+        let decisions = client
+            .query_cached(crate::store::approvals::RUN_DECISIONS.list.postgres(), &[&id])
+            .await
+            .map_err(db_error)?;
         run.decisions = decisions.iter().map(crate::store::approvals::decision).collect::<Result<_, _>>()?;
     }
     Ok(Some(run))
@@ -71,7 +77,7 @@ impl RunStore for PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         let state = run.queued_state().as_str();
         let (needed, deadline, requester) = crate::store::approvals::hold_columns(run.hold.as_ref());
-        tx.execute(
+        tx.execute_cached(
             super::INSERT_RUN.postgres(),
             &[
                 &run.id.as_str(),
@@ -94,7 +100,7 @@ impl RunStore for PostgresStore {
         )
         .await
         .map_err(db_error)?;
-        let statement = tx.prepare(super::INSERT_TARGET.postgres()).await.map_err(db_error)?;
+        let statement = tx.prepared(super::INSERT_TARGET.postgres()).await.map_err(db_error)?;
         for (position, target) in run.targets.iter().enumerate() {
             let state = if target.skipped.is_some() { "Skipped" } else { "Pending" };
             tx.execute(
@@ -122,7 +128,10 @@ impl RunStore for PostgresStore {
     async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>> {
         let client = self.client().await?;
         let ids = client
-            .query(super::RUN_IDS_OF_SCOPE.postgres(), &[&scope_key, &before.unwrap_or(i64::MAX), &(limit as i64)])
+            .query_cached(
+                super::RUN_IDS_OF_SCOPE.postgres(),
+                &[&scope_key, &before.unwrap_or(i64::MAX), &(limit as i64)],
+            )
             .await
             .map_err(db_error)?;
         let mut runs = Vec::with_capacity(ids.len());
@@ -138,7 +147,7 @@ impl RunStore for PostgresStore {
     async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>> {
         let client = self.client().await?;
         let rows = client
-            .query(super::LEASE_RUNS.postgres(), &[&lease.owner, &lease.now, &lease.until])
+            .query_cached(super::LEASE_RUNS.postgres(), &[&lease.owner, &lease.now, &lease.until])
             .await
             .map_err(db_error)?;
         rows.iter().map(|r| Ok(RunId::from_text(r.text("id")?))).collect()
@@ -155,7 +164,7 @@ impl RunStore for PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         let (run, command) = (run.as_str(), command.as_str());
         let leased = tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT 1 FROM command_runs
                  WHERE id = $1 AND owner = $2 AND lease_until >= $3 AND cancel_requested_by IS NULL
                    AND state IN ('Accepted', 'Running')
@@ -166,7 +175,7 @@ impl RunStore for PostgresStore {
             .map_err(db_error)?
             .is_some();
         let target = tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT cluster_uid, state FROM command_run_targets WHERE run_id = $1 AND position = $2",
                 &[&run, &position],
             )
@@ -178,7 +187,7 @@ impl RunStore for PostgresStore {
         };
         let Some(cluster_uid) = cluster_uid else { return Ok(TargetStart::Refused) };
         let inserted = tx
-            .execute(
+            .execute_cached(
                 "WITH inserted AS (
                    INSERT INTO commands (id, cluster_uid, state, command, context, cluster_token, submitted_at, submitted_by)
                    SELECT $1, c.uid, 'Accepted', r.command, r.context, r.cluster_token, $3, r.created_by
@@ -190,15 +199,15 @@ impl RunStore for PostgresStore {
             .await
             .map_err(db_error)?;
         let started = if inserted == 0 {
-            tx.execute(super::SKIP_DELETED_TARGET.postgres(), &[&run, &position, &super::cluster_deleted()])
+            tx.execute_cached(super::SKIP_DELETED_TARGET.postgres(), &[&run, &position, &super::cluster_deleted()])
                 .await
                 .map_err(db_error)?;
             TargetStart::ClusterGone
         } else {
-            tx.execute(super::START_TARGET_COMMAND.postgres(), &[&run, &position, &command, &STARTED])
+            tx.execute_cached(super::START_TARGET_COMMAND.postgres(), &[&run, &position, &command, &STARTED])
                 .await
                 .map_err(db_error)?;
-            tx.execute(super::RUN_STARTED.postgres(), &[&run]).await.map_err(db_error)?;
+            tx.execute_cached(super::RUN_STARTED.postgres(), &[&run]).await.map_err(db_error)?;
             TargetStart::Started
         };
         tx.commit().await.map_err(db_error)?;
@@ -207,13 +216,16 @@ impl RunStore for PostgresStore {
 
     async fn skip_pending(&self, run: &RunId, position: Option<i64>, reason: &str) -> StoreResult<u64> {
         let client = self.client().await?;
-        client.execute(super::SKIP_PENDING.postgres(), &[&run.as_str(), &reason, &position]).await.map_err(db_error)
+        client
+            .execute_cached(super::SKIP_PENDING.postgres(), &[&run.as_str(), &reason, &position])
+            .await
+            .map_err(db_error)
     }
 
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute(
+        tx.execute_cached(
             "UPDATE command_run_targets t SET final_state = c.state, exit_code = c.exit_code,
                     started_at = c.started_at, finished_at = c.finished_at, final_reason = c.reason
              FROM commands c WHERE c.id = t.command_id AND t.run_id = $1",
@@ -222,7 +234,7 @@ impl RunStore for PostgresStore {
         .await
         .map_err(db_error)?;
         let n = tx
-            .execute(super::FINISH_RUN.postgres(), &[&run.as_str(), &state.as_str(), &now])
+            .execute_cached(super::FINISH_RUN.postgres(), &[&run.as_str(), &state.as_str(), &now])
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
@@ -233,11 +245,11 @@ impl RunStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let asked = tx
-            .execute(super::REQUEST_RUN_CANCEL.postgres(), &[&id.as_str(), &scope_key, &by])
+            .execute_cached(super::REQUEST_RUN_CANCEL.postgres(), &[&id.as_str(), &scope_key, &by])
             .await
             .map_err(db_error)?;
         if asked > 0 {
-            tx.execute(super::CANCEL_PENDING_TARGETS.postgres(), &[&id.as_str(), &format!("Canceled by {by}")])
+            tx.execute_cached(super::CANCEL_PENDING_TARGETS.postgres(), &[&id.as_str(), &format!("Canceled by {by}")])
                 .await
                 .map_err(db_error)?;
         }
@@ -248,6 +260,6 @@ impl RunStore for PostgresStore {
 
     async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64> {
         let client = self.client().await?;
-        client.execute(super::PURGE_RUNS.postgres(), &[&finished_before]).await.map_err(db_error)
+        client.execute_cached(super::PURGE_RUNS.postgres(), &[&finished_before]).await.map_err(db_error)
     }
 }
