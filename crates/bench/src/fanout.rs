@@ -18,11 +18,20 @@ pub struct FanOut {
     /// Wall time from the first submit to the last result final, per repetition.
     pub fan_out: Vec<Duration>,
     pub client_side: Vec<Duration>,
+    /// Every `GET` of the run while it ran (the run with its targets), over all repetitions.
+    pub run_reads: Vec<Duration>,
+    /// Server RSS (bytes) after the clusters were registered, and after the last run.
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// Selecting targets by tag among `selection_fleet` clusters: the fan-out POST (its tag
+    /// matches one cluster) answered, per sample.
+    pub selection_fleet: usize,
+    pub selection: Vec<Duration>,
 }
 
 const POLL: Duration = Duration::from_millis(10);
 
-pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::Result<FanOut> {
+pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_fleet: usize) -> anyhow::Result<FanOut> {
     let max_running = concurrency.to_string();
     let server = bench.start("fanout", &["--max-running", &max_running, "--queue-capacity", "1024"]).await?;
     server.put(&format!("/subscriptions/{SUB}/resourceGroups/fleet"), json!({"location": "westeurope"})).await?;
@@ -31,7 +40,8 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::
         server.put(&crate::target::cluster_path("fleet", &format!("c{i:04}")), body).await?;
     }
     let repetitions = if bench.quick { 1 } else { 3 };
-    let (mut fan_out, mut client_side) = (Vec::new(), Vec::new());
+    let (mut fan_out, mut client_side, mut run_reads) = (Vec::new(), Vec::new(), Vec::new());
+    let rss_before = server.memory().0;
     for _ in 0..repetitions {
         // Client-side: C workers, each submitting the next cluster's command and polling it.
         let started = Instant::now();
@@ -64,7 +74,18 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::
             .await?;
         anyhow::ensure!(submitted.status() == 202, "fan-out: {} {}", submitted.status(), submitted.text().await?);
         let location = submitted.headers().get("location").context("Location")?.to_str()?.to_string();
-        let run = server.wait_polling(&location, POLL).await?;
+        let run = loop {
+            let asked = Instant::now();
+            let r = server.client.get(&location).bearer_auth(&server.token).send().await?;
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await?;
+            run_reads.push(asked.elapsed());
+            match status {
+                200 => break body,
+                202 => tokio::time::sleep(POLL).await,
+                other => anyhow::bail!("polling the run: {other} {body}"),
+            }
+        };
         fan_out.push(started.elapsed());
         anyhow::ensure!(
             run["properties"]["counts"]["Succeeded"] == clusters
@@ -73,5 +94,47 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize) -> anyhow::
             run["properties"]["counts"]
         );
     }
-    Ok(FanOut { clusters, concurrency, fan_out, client_side })
+    let rss_after = server.memory().0;
+
+    // Selection: more clusters, one of them tagged apart; a run that selects it by tag must look
+    // at all of them.
+    for i in clusters..selection_fleet {
+        let body = json!({"location": "westeurope", "tags": {"bench": "fleet"}, "properties": {}});
+        server.put(&crate::target::cluster_path("fleet", &format!("c{i:05}")), body).await?;
+    }
+    let body = json!({"location": "westeurope", "tags": {"bench": "needle"}, "properties": {}});
+    server.put(&crate::target::cluster_path("fleet", "needle"), body).await?;
+    let mut selection = Vec::new();
+    for _ in 0..if bench.quick { 3 } else { 11 } {
+        let asked = Instant::now();
+        let submitted = server
+            .client
+            .post(server.url(&format!(
+                "/subscriptions/{SUB}/resourceGroups/fleet/providers/Microsoft.ContainerService/runCommand"
+            )))
+            .bearer_auth(&server.token)
+            .json(&json!({"command": "true", "targets": {"tags": {"bench": "needle"}}}))
+            .send()
+            .await?;
+        selection.push(asked.elapsed());
+        anyhow::ensure!(submitted.status() == 202, "selection: {} {}", submitted.status(), submitted.text().await?);
+        let location = submitted.headers().get("location").context("Location")?.to_str()?.to_string();
+        let run = server.wait_polling(&location, POLL).await?;
+        anyhow::ensure!(
+            run["properties"]["counts"]["Succeeded"] == 1,
+            "the needle run: {}",
+            run["properties"]["counts"]
+        );
+    }
+    Ok(FanOut {
+        clusters,
+        concurrency,
+        fan_out,
+        client_side,
+        run_reads,
+        rss_before,
+        rss_after,
+        selection_fleet: selection_fleet.max(clusters + 1),
+        selection,
+    })
 }

@@ -74,6 +74,9 @@ enum Mode {
         clusters: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Clusters registered in all for the target-selection measurement.
+        #[arg(long, default_value_t = 10_000)]
+        selection_fleet: usize,
     },
     /// The activity log's cost on command throughput, and events delivered per second.
     Activity,
@@ -117,8 +120,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let section = report::render_pods(&measured, &header)?;
         return write_section(&cli.out, "pods", &section);
     }
-    if let Some(Mode::Fanout { clusters, concurrency }) = cli.command {
-        let measured = fanout::run(&bench, clusters, concurrency).await?;
+    if let Some(Mode::Fanout { clusters, concurrency, selection_fleet }) = cli.command {
+        let measured = fanout::run(&bench, clusters, concurrency, selection_fleet).await?;
         let section = report::render_fanout(&measured, &header)?;
         return write_section(&cli.out, "fanout", &section);
     }

@@ -461,6 +461,39 @@ pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<
          learn that a command ended before it submits the next.\n",
         total(&f.fan_out) / total(&f.client_side)
     )?;
+    let mut reads: Vec<f64> = f.run_reads.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    reads.sort_by(f64::total_cmp);
+    let mut selection: Vec<f64> = f.selection.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    selection.sort_by(f64::total_cmp);
+    let at = |v: &[f64], q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    writeln!(md, "| while it runs, and around it | p50 | p99 | samples |")?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "| `GET` of the run (with its targets) | {:.2} ms | {:.2} ms | {} |",
+        at(&reads, 0.5),
+        at(&reads, 0.99),
+        reads.len()
+    )?;
+    writeln!(
+        md,
+        "| selecting targets by tag among {} clusters (the fan-out `POST` answered) | {:.2} ms | {:.2} ms | {} |",
+        f.selection_fleet,
+        at(&selection, 0.5),
+        at(&selection, 0.99),
+        selection.len()
+    )?;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    writeln!(
+        md,
+        "
+Server RSS {:.1} MiB with the {} clusters registered, {:.1} MiB after the runs ({:+.1} MiB).
+",
+        mib(f.rss_before),
+        f.clusters,
+        mib(f.rss_after),
+        mib(f.rss_after) - mib(f.rss_before)
+    )?;
     writeln!(md, "{}", end("fanout"))?;
     Ok(md)
 }
