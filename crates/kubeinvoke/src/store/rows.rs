@@ -32,3 +32,12 @@ pub(super) fn json_map(text: &str) -> Result<Map<String, Value>, StoreError> {
 pub(super) fn corrupt(what: String) -> StoreError {
     StoreError::Backend(anyhow::anyhow!(what))
 }
+
+/// A hold as its columns keep it (commands' and runs' alike): `(approvals needed, deadline,
+/// requester)`.
+pub(super) fn hold_columns(hold: Option<&crate::approval::Hold>) -> (Option<i64>, Option<i64>, Option<String>) {
+    match hold {
+        Some(h) => (Some(i64::from(h.needed)), Some(h.deadline), Some(h.requester.clone())),
+        None => (None, None, None),
+    }
+}

@@ -211,12 +211,23 @@ pub(crate) async fn delete(app: &AppState, caller: &Caller, cluster: &ClusterRef
     }
     if app.store.clusters().delete_cluster(cluster).await? {
         if let Some(stored) = &stored {
-            super::run_commands::forget_all(app, stored).await?;
+            forget_run_commands(app, stored).await?;
         }
         return Ok(StatusCode::OK.into_response());
     }
     ensure_group(app, &cluster.group_ref()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Forgets the run command resources (`handlers/run_commands.rs`) of a cluster that is gone:
+/// they are documents under its id, which a cluster created again under the name must not inherit.
+pub(super) async fn forget_run_commands(app: &AppState, cluster: &ClusterRecord) -> Result<(), ApiError> {
+    let scope = cluster_id(&cluster.subscription, &cluster.group, &cluster.name);
+    let documents = app.store.documents();
+    for record in documents.list_documents(crate::store::DocumentKind::RunCommand, Some(&scope)).await? {
+        documents.delete_document(crate::store::DocumentKind::RunCommand, &scope, &record.name).await?;
+    }
+    Ok(())
 }
 
 /// Changing or removing a cluster's approval policy (by PUT, or by deleting the cluster to create

@@ -101,7 +101,7 @@ pub(crate) async fn delete(app: &AppState, caller: &Caller, group: &GroupRef) ->
     }
     if app.store.clusters().delete_group(&group.subscription, &group.group).await? {
         for cluster in &clusters {
-            super::run_commands::forget_all(app, cluster).await?;
+            super::clusters::forget_run_commands(app, cluster).await?;
         }
         Ok(StatusCode::OK.into_response())
     } else {

@@ -304,15 +304,6 @@ pub(crate) async fn delete(
     Ok(StatusCode::OK.into_response())
 }
 
-/// Forgets the run command resources of a cluster that is gone.
-pub(crate) async fn forget_all(app: &AppState, cluster: &ClusterRecord) -> Result<(), ApiError> {
-    let scope = scope_of(cluster);
-    for record in app.store.documents().list_documents(DocumentKind::RunCommand, Some(&scope)).await? {
-        app.store.documents().delete_document(DocumentKind::RunCommand, &scope, &record.name).await?;
-    }
-    Ok(())
-}
-
 /// The resource with its instance view, read from its command now.
 async fn render(app: &AppState, cluster: &ClusterRecord, record: &DocumentRecord) -> Result<Value, ApiError> {
     let d = &record.document;

@@ -337,14 +337,6 @@ pub(super) fn decision(r: &impl Columns) -> Result<Decision, StoreError> {
     })
 }
 
-/// A hold as its columns keep it: `(approvals needed, deadline, requester)`.
-pub(super) fn hold_columns(hold: Option<&Hold>) -> (Option<i64>, Option<i64>, Option<String>) {
-    match hold {
-        Some(h) => (Some(i64::from(h.needed)), Some(h.deadline), Some(h.requester.clone())),
-        None => (None, None, None),
-    }
-}
-
 /// What a decision does to a command in `state` with `hold` (read under the row's lock), before
 /// anything is written: `Err` is the answer when nothing is to be written.
 fn admissible(state: &'static str, hold: Option<&Hold>, decision: &Decision) -> Result<(), Decided> {

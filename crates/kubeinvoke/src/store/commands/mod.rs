@@ -11,7 +11,7 @@ mod statements;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::approvals::hold_columns;
+use super::rows::hold_columns;
 use super::rows::{Columns, corrupt, json_map};
 use super::{ClusterUid, StoreError, StoreResult};
 use crate::approval::Hold;

@@ -76,7 +76,7 @@ impl RunStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let state = run.queued_state().as_str();
-        let (needed, deadline, requester) = crate::store::approvals::hold_columns(run.hold.as_ref());
+        let (needed, deadline, requester) = crate::store::rows::hold_columns(run.hold.as_ref());
         tx.execute_cached(
             super::INSERT_RUN.postgres(),
             &[

@@ -75,7 +75,7 @@ impl RunStore for SqliteStore {
         let lease = lease.clone();
         self.call(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
-            let (needed, deadline, requester) = crate::store::approvals::hold_columns(run.hold.as_ref());
+            let (needed, deadline, requester) = crate::store::rows::hold_columns(run.hold.as_ref());
             tx.execute(
                 super::INSERT_RUN.sqlite(),
                 params![
