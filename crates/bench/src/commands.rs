@@ -28,6 +28,8 @@ pub struct InvokeLatency {
     pub kubeinvoke: Latency,
     /// The same, pausing 2 ms between polls: how much the hot polling itself costs.
     pub kubeinvoke_paced: Latency,
+    /// The end-to-end row again on a server whose store is PostgreSQL (with `--postgres`).
+    pub kubeinvoke_postgres: Option<Latency>,
     pub isolation: String,
 }
 
@@ -84,6 +86,18 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
     // Warm the connection and the caches as a client of a running service would find them.
     let warm = server.submit("bench", "c1", "true").await?;
     server.wait_hot(&warm).await?;
+    let on_postgres = match &bench.postgres {
+        Some(_) => {
+            let url = bench.postgres_database("invoke").await?;
+            let server = bench.start("invoke-postgres", &["--store", &url]).await?;
+            server.create_cluster("bench", "c1").await?;
+            let warm = server.submit("bench", "c1", "true").await?;
+            server.wait_hot(&warm).await?;
+            Some(server)
+        }
+        None => None,
+    };
+    let mut end_to_end_postgres = Vec::with_capacity(rounds);
     // All four take turns, round by round, so a machine that slows down mid-run slows them alike
     // (this one's bubblewrap p50 moves by 2 ms between runs); the idle server runs throughout.
     let mut bare_bwrap = Vec::with_capacity(rounds);
@@ -105,6 +119,12 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         let location = server.submit("bench", "c1", "true").await?;
         server.wait_polling(&location, Duration::from_millis(2)).await?;
         paced.push(started.elapsed());
+        if let Some(server) = &on_postgres {
+            let started = Instant::now();
+            let location = server.submit("bench", "c1", "true").await?;
+            server.wait_hot(&location).await?;
+            end_to_end_postgres.push(started.elapsed());
+        }
     }
     let bare_bwrap = baseline.map(|_| summarize(&bare_bwrap));
     Ok(InvokeLatency {
@@ -113,6 +133,7 @@ pub async fn invoke_latency(bench: &Bench) -> anyhow::Result<InvokeLatency> {
         sandboxed: summarize(&sandboxed),
         kubeinvoke: summarize(&end_to_end),
         kubeinvoke_paced: summarize(&paced),
+        kubeinvoke_postgres: on_postgres.map(|_| summarize(&end_to_end_postgres)),
         isolation: executor.isolation().as_str().to_string(),
     })
 }

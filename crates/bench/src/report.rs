@@ -163,6 +163,15 @@ pub fn render(results: &Results, header: &str, charts: &Path, charts_link: &str)
             "| kubeinvoke, polls 2 ms apart | {:.2} ms | {:.2} ms | the same, without hot polling competing for the cores |",
             i.kubeinvoke_paced.p50_ms, i.kubeinvoke_paced.p99_ms
         )?;
+        if let Some(pg) = &i.kubeinvoke_postgres {
+            writeln!(
+                md,
+                "| kubeinvoke end to end on PostgreSQL | {:.2} ms | {:.2} ms | the same on a PostgreSQL store (same server, loopback): **{:.2}×** SQLite's p50 |",
+                pg.p50_ms,
+                pg.p99_ms,
+                pg.p50_ms / i.kubeinvoke.p50_ms
+            )?;
+        }
         writeln!(md, "\nGap at p50: **{gap:.2} ms**.\n")?;
         crate::charts::grouped_bars(
             &charts.join("invoke-latency.svg"),
