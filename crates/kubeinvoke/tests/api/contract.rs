@@ -117,9 +117,9 @@ async fn unknown_routes_and_methods_are_cloud_errors() {
     let s = Server::start(&[]).await;
     s.get("/nothing/here").await.assert_error(404, "NotFound");
     s.get(&format!("{}/explode", cluster_path("rg", "c1"))).await.assert_error(404, "NotFound");
-    let r = s.send(Method::PATCH, &cluster_path("rg", "c1"), Some(json!({}))).await;
+    let r = s.send(Method::POST, &cluster_path("rg", "c1"), Some(json!({}))).await;
     r.assert_error(405, "MethodNotAllowed");
-    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, PUT, PATCH, DELETE"));
     s.get(&format!("{}/runCommand", cluster_path("rg", "c1"))).await.assert_error(405, "MethodNotAllowed");
 }
 
