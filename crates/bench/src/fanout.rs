@@ -23,6 +23,9 @@ pub struct FanOut {
     /// Server RSS (bytes) after the clusters were registered, and after the last run.
     pub rss_before: u64,
     pub rss_after: u64,
+    /// (anonymous, file-backed) resident bytes before and after.
+    pub kinds_before: (u64, u64),
+    pub kinds_after: (u64, u64),
     /// Selecting targets by tag among `selection_fleet` clusters: the fan-out POST (its tag
     /// matches one cluster) answered, per sample.
     pub selection_fleet: usize,
@@ -41,7 +44,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
     }
     let repetitions = if bench.quick { 1 } else { 3 };
     let (mut fan_out, mut client_side, mut run_reads) = (Vec::new(), Vec::new(), Vec::new());
-    let rss_before = server.memory().0;
+    let (rss_before, kinds_before) = (server.memory().0, server.memory_kinds());
     for _ in 0..repetitions {
         // Client-side: C workers, each submitting the next cluster's command and polling it.
         let started = Instant::now();
@@ -94,7 +97,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
             run["properties"]["counts"]
         );
     }
-    let rss_after = server.memory().0;
+    let (rss_after, kinds_after) = (server.memory().0, server.memory_kinds());
 
     // Selection: more clusters, one of them tagged apart; a run that selects it by tag must look
     // at all of them.
@@ -134,6 +137,8 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
         run_reads,
         rss_before,
         rss_after,
+        kinds_before,
+        kinds_after,
         selection_fleet: selection_fleet.max(clusters + 1),
         selection,
     })

@@ -495,13 +495,16 @@ pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<
     let mib = |b: u64| b as f64 / 1048576.0;
     writeln!(
         md,
-        "
-Server RSS {:.1} MiB with the {} clusters registered, {:.1} MiB after the runs ({:+.1} MiB).
-",
+        "\nServer RSS {:.1} MiB with the {} clusters registered, {:.1} MiB after the runs ({:+.1} MiB): anonymous \
+         {:.1} → {:.1} MiB, file-backed (the binary, SQLite's mapped database) {:.1} → {:.1} MiB.\n",
         mib(f.rss_before),
         f.clusters,
         mib(f.rss_after),
-        mib(f.rss_after) - mib(f.rss_before)
+        mib(f.rss_after) - mib(f.rss_before),
+        mib(f.kinds_before.0),
+        mib(f.kinds_after.0),
+        mib(f.kinds_before.1),
+        mib(f.kinds_after.1)
     )?;
     writeln!(md, "{}", end("fanout"))?;
     Ok(md)

@@ -75,6 +75,21 @@ impl Target {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Resident memory by kind: (anonymous — the heap and stacks, file-backed — SQLite's
+    /// memory-mapped database among them), in bytes.
+    pub fn memory_kinds(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (field("RssAnon:"), field("RssFile:"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         let separator = if path.contains('?') { '&' } else { '?' };
         format!("{}{path}{separator}api-version={API}", self.base)
