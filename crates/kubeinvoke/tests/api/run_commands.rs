@@ -98,6 +98,9 @@ async fn failure_async_execution_and_delete() {
     let command_id = r.json()["properties"]["instanceView"]["commandId"].as_str().unwrap().to_string();
     let result = format!("{}/commandResults/{command_id}", cluster_path("rg", "c1"));
     s.wait_for_state(&result, "Running").await;
+    // Its live output is the ordinary command's.
+    let logs = s.get(&format!("{result}/logs")).await;
+    assert_eq!(logs.status, 200, "{}", logs.text);
     // DELETE cancels what still runs, and the resource is gone.
     assert_eq!(s.send(Method::DELETE, &rc_path("c1", "background"), None).await.status, 200);
     assert_eq!(s.wait(&result).await["properties"]["provisioningState"], "Canceled");
