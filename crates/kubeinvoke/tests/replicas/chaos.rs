@@ -283,13 +283,18 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
     for (command_token, path, properties) in finals {
         // A replica that saw a command to its end while cut off reports it once it can.
         let properties = match properties {
-            Some(p) if p["reason"] == "WorkerLost" && seen.get(command_token).is_some_and(|m| m.ends == 1) => loop {
-                let latest = reader.get(path).await.json()["properties"].clone();
-                if latest["reason"] != "WorkerLost" || Instant::now() > deadline {
-                    break Some(latest);
+            Some(p) if p["reason"] == "WorkerLost" && seen.get(command_token).is_some_and(|m| m.ends == 1) => {
+                let mut latest = p;
+                while latest["reason"] == "WorkerLost" && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Only a result counts: an answer of a replica that is busy (503) is asked again.
+                    let r = reader.get(path).await;
+                    if r.status == 200 {
+                        latest = r.json()["properties"].clone();
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            },
+                Some(latest)
+            }
             other => other,
         };
         let Some(properties) = properties else {
