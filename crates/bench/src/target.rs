@@ -63,30 +63,14 @@ impl Target {
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in bytes.
     pub fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
+        let field = |name| kubeinvoke_testkit::launch::status_bytes(self.pid(), name);
         (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// Resident memory by kind: (anonymous — the heap and stacks, file-backed — SQLite's
     /// memory-mapped database among them), in bytes.
     pub fn memory_kinds(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
+        let field = |name| kubeinvoke_testkit::launch::status_bytes(self.pid(), name);
         (field("RssAnon:"), field("RssFile:"))
     }
 

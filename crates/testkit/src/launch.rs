@@ -145,3 +145,15 @@ pub async fn token(
         _ => bail!("token: {status} {body}"),
     }
 }
+
+/// A memory figure of a process, in bytes, from `/proc/{pid}/status` (`VmRSS:`, `RssAnon:`, …);
+/// 0 when the process or the field is gone.
+pub fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}

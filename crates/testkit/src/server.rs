@@ -182,9 +182,7 @@ impl Server {
 
     /// The server process's resident memory, in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or_default()
+        crate::launch::status_bytes(self.pid(), "VmRSS:") / 1024
     }
 
     async fn launch(
