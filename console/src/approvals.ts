@@ -111,6 +111,11 @@ export class ApprovalQueue {
       const path = `${view.properties.clusterId}/commandResults/${view.name}/${verb}`;
       const { json } = await call<ApprovalView>("POST", withVersion(path), { reason });
       const state = json.properties.provisioningState;
+      // The queue is reloaded before the outcome is told, so what the page says and what it
+      // lists never disagree (a decided command is no longer in the list once "it runs now" shows).
+      this.chosen = null;
+      await this.load(this.subscription);
+      $("approval-detail").hidden = true;
       this.report(
         verb === "reject"
           ? `Rejected ${view.name}: it will not run.`
@@ -118,9 +123,6 @@ export class ApprovalQueue {
             ? `Approved ${view.name}: ${approvalsOf(json)}, it waits for more approvers.`
             : `Approved ${view.name}: it runs now.`,
       );
-      this.chosen = null;
-      await this.load(this.subscription);
-      $("approval-detail").hidden = true;
       this.onChange();
     } catch (e) {
       this.report(explain(e));
