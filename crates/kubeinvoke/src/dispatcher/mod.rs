@@ -7,6 +7,7 @@
 
 mod approvals;
 mod commands;
+mod exits;
 mod fence;
 mod pending;
 mod queue;
@@ -78,13 +79,16 @@ pub struct Dispatcher {
     pending: Arc<pending::PendingResults>,
     /// Up while this replica cannot renew its leases: nothing runs or starts here.
     fence: fence::Fence,
+    /// Ends of commands that ran to their end here and are not stored yet (`exits.rs`).
+    exits: exits::ExitJournal,
 }
 
 impl Dispatcher {
     /// Recovers from a previous run and starts the workers and the retention janitor.
     ///
-    /// Commands this replica (`owner`) left `Running` in a previous life end `Failed`/`Interrupted`
-    /// (never re-run); commands left `Accepted` were never started and run now.
+    /// Commands this replica (`owner`) left `Running` in a previous life end as its exit journal
+    /// says when they had run to their end, else `Failed`/`Interrupted` (never re-run); commands
+    /// left `Accepted` were never started and run now.
     pub async fn start(
         store: Arc<dyn Store>,
         executors: Executors,
@@ -93,6 +97,14 @@ impl Dispatcher {
         outputs_dir: std::path::PathBuf,
         owner: String,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
+        let exits = exits::ExitJournal::new(&outputs_dir);
+        let journaled = store_journaled_ends(store.as_ref(), &exits, &owner, config.retention).await?;
+        if journaled > 0 {
+            tracing::warn!(
+                journaled,
+                "commands that had run to their end before the server stopped got their results from its exit journal"
+            );
+        }
         let now = now_millis();
         let interrupted = store.commands().interrupt_running(&owner, now, expiry(now, config.retention)).await?;
         if interrupted > 0 {
@@ -119,6 +131,7 @@ impl Dispatcher {
             secrets: secrets::Secrets::default(),
             pending: Arc::default(),
             fence: fence::Fence::new(config.lease, Instant::now()),
+            exits,
         });
         if config.notify {
             dispatcher.store.notify_new_work(dispatcher.queue.wake.clone());
@@ -409,25 +422,31 @@ impl Dispatcher {
         Ok((job, self.executors.for_kind(settings.executor).clone()))
     }
 
-    /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped.
+    /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped,
+    /// and one that ran to its end is journaled first, so not even this replica's death drops it.
     /// The log line says how long the run (`ran`) and storing it took, in microseconds.
     async fn record(&self, id: &CommandId, principal: &str, outcome: &Outcome, ran: Duration) {
         let recording = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let (exit_code, reason) = match outcome {
-            Outcome::Exited { exit_code, .. } => (Some(*exit_code), None),
+            Outcome::Exited { exit_code, logs } => {
+                self.exits.write(id, *exit_code, logs);
+                (Some(*exit_code), None)
+            }
             Outcome::Failed { reason, .. } => (None, Some(reason.as_reason())),
         };
         loop {
             let now = now_millis();
             match self.store.commands().finish_command(id, outcome, now, expiry(now, self.config.retention)).await {
                 Ok(true) => {
+                    self.exits.remove(id);
                     let (run_us, store_us) = (ran.as_micros() as u64, recording.elapsed().as_micros() as u64);
                     tracing::info!(command_id = %id, principal, state = outcome.state().as_str(), exit_code, reason, run_us, store_us, "command finished");
                     return;
                 }
                 Ok(false) => {
                     self.report_after_lost(id, principal, outcome).await;
+                    self.exits.remove(id);
                     return;
                 }
                 Err(e) => {
@@ -559,6 +578,32 @@ impl Dispatcher {
 
 fn expiry(now: i64, retention: Duration) -> i64 {
     now.saturating_add(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Stores the ends this replica journaled in a previous life but did not get to store (`exits.rs`):
+/// as the result of a command still `Running` here, or as the late report of one called lost since.
+/// Returns how many were stored; an end whose command was ended otherwise (canceled, its cluster
+/// deleted) is dropped.
+async fn store_journaled_ends(
+    store: &dyn Store,
+    journal: &exits::ExitJournal,
+    owner: &str,
+    retention: Duration,
+) -> StoreResult<usize> {
+    let mut stored = 0;
+    for exits::Exit { id, exit_code, logs } in journal.unstored() {
+        let now = now_millis();
+        let outcome = Outcome::Exited { exit_code, logs: logs.clone() };
+        let commands = store.commands();
+        let done = commands.finish_command(&id, &outcome, now, expiry(now, retention)).await?
+            || commands.report_after_lost(&id, owner, exit_code, &logs).await?;
+        if done {
+            tracing::warn!(command_id = %id, exit_code, "the command had run to its end before the server stopped: its result is stored from the exit journal");
+            stored += 1;
+        }
+        journal.remove(&id);
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]

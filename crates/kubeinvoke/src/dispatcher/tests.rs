@@ -293,3 +293,85 @@ async fn a_replica_that_cannot_renew_its_lease_stops_its_commands_before_the_lea
     partitioned.cut.store(false, Ordering::SeqCst);
     assert_eq!(final_state(store.as_ref(), &uid, &waiting).await.state, CommandState::Succeeded);
 }
+
+/// Stores `command` as `Running` under this tests' replica with a lease that ran out `ago` ms
+/// ago: what a replica killed mid-run leaves in the store.
+async fn left_running(store: &dyn Store, uid: &ClusterUid, command: &str, ago: i64) -> CommandId {
+    let id = CommandId::generate();
+    let now = crate::time::now_millis();
+    let new = NewCommand {
+        id: id.clone(),
+        cluster_uid: uid.clone(),
+        command: command.into(),
+        context: Vec::new(),
+        cluster_token: None,
+        submitted_at: now - ago - 1000,
+        submitted_by: "app (oid)".into(),
+        options: Default::default(),
+        pinned: None,
+        hold: None,
+    };
+    let lease = Lease { owner: "replica".into(), now: now - ago - 1000, until: now - ago };
+    store.commands().insert_running(new, &lease).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_command_that_ran_to_its_end_before_its_replica_died_gets_its_real_result_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap());
+    let uid = cluster(store.as_ref()).await;
+    // Three commands the replica was running when it was killed: one had ended and journaled its
+    // end, one had ended and its journal was cut short (a full disk), one was still running.
+    let ended = left_running(store.as_ref(), &uid, "exit 3", 0).await;
+    let cut_short = left_running(store.as_ref(), &uid, "true", 0).await;
+    let running = left_running(store.as_ref(), &uid, "sleep 600", 0).await;
+    let outputs = dir.path().join("outputs");
+    std::fs::create_dir_all(&outputs).unwrap();
+    super::exits::ExitJournal::new(&outputs).write(&ended, 3, "it ran\nto its end\n");
+    std::fs::write(outputs.join(format!("{cut_short}.exit")), "0").unwrap();
+
+    let executor = Arc::new(Panicky { ran: AtomicUsize::new(0) });
+    let (_dispatcher, _tasks) = start(&store, executor.clone(), config(1, Duration::from_secs(30)), dir.path()).await;
+    let record = final_state(store.as_ref(), &uid, &ended).await;
+    assert_eq!(
+        (record.state, record.exit_code, record.logs.as_deref(), record.reason.as_deref()),
+        (CommandState::Succeeded, Some(3), Some("it ran\nto its end\n"), None),
+        "{record:?}"
+    );
+    for id in [&cut_short, &running] {
+        let record = final_state(store.as_ref(), &uid, id).await;
+        assert_eq!((record.state, record.reason.as_deref()), (CommandState::Failed, Some("Interrupted")), "{record:?}");
+    }
+    assert_eq!(executor.ran.load(Ordering::SeqCst), 0, "nothing is run again");
+    assert_eq!(
+        std::fs::read_dir(&outputs)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "exit"))
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_journaled_end_of_a_command_another_replica_called_lost_becomes_its_late_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap());
+    let uid = cluster(store.as_ref()).await;
+    let lost = left_running(store.as_ref(), &uid, "true", 5_000).await;
+    // A survivor saw the lease run out and called the command lost.
+    let now = crate::time::now_millis();
+    assert_eq!(store.commands().end_lost(now, now + 3_600_000).await.unwrap(), vec![lost.clone()]);
+    let outputs = dir.path().join("outputs");
+    std::fs::create_dir_all(&outputs).unwrap();
+    super::exits::ExitJournal::new(&outputs).write(&lost, 0, "done\n");
+
+    let executor = Arc::new(Panicky { ran: AtomicUsize::new(0) });
+    let (_dispatcher, _tasks) = start(&store, executor, config(1, Duration::from_secs(30)), dir.path()).await;
+    let record = store.commands().get_command(&uid, &lost, crate::time::now_millis()).await.unwrap().unwrap();
+    // The row stays the survivor's `Failed`; the late report adds the exit code to its reason.
+    assert_eq!((record.state, record.logs.as_deref()), (CommandState::Failed, Some("done\n")));
+    let reason = record.reason.unwrap_or_default();
+    assert!(reason.starts_with("WorkerLost:") && reason.contains("exit code 0"), "{reason}");
+}
