@@ -8,7 +8,7 @@ import { AnsiOutput } from "./ansi.js";
 import { ApprovalQueue } from "./approvals.js";
 import type {
   ActivityEvent, CommandResult, CommandRun, FanOutBody, HistoryEntry, ListResult, Named, ParameterDeclaration,
-  SavedCommand, Subscription,
+  RunTarget, SavedCommand, Subscription,
 } from "./wire.js";
 import { base64, zip } from "./zip.js";
 
@@ -292,6 +292,19 @@ function showTargets(run: CommandRun): void {
   );
 }
 
+/** A run with all its targets: the first come with it, the others by `targetsNextLink`. */
+async function readRun(runPath: string): Promise<{ status: number; run: CommandRun }> {
+  const { status, json: run } = await call<CommandRun>("GET", withVersion(runPath));
+  for (let next = run.properties.targetsNextLink; next; ) {
+    const link = new URL(next, window.location.href);
+    const { json: page } = await call<ListResult<RunTarget>>("GET", link.pathname + link.search);
+    run.properties.targets.push(...page.value);
+    next = page.nextLink;
+  }
+  delete run.properties.targetsNextLink;
+  return { status, run };
+}
+
 async function runFanOut(command: string, context: string): Promise<void> {
   const body: FanOutBody = { command, context, targets: { tags: parseTags(($("tags") as HTMLInputElement).value) } };
   const concurrency = ($("max-concurrency") as HTMLInputElement).value.trim();
@@ -307,7 +320,7 @@ async function runFanOut(command: string, context: string): Promise<void> {
   showTargets(json);
   try {
     for (;;) {
-      const { status, json: run } = await call<CommandRun>("GET", withVersion(runPath));
+      const { status, run } = await readRun(runPath);
       showTargets(run);
       if (status === 200) break;
       await new Promise((r) => setTimeout(r, 500));

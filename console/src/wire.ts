@@ -53,7 +53,9 @@ export interface CommandRun {
   properties: {
     provisioningState: string;
     counts: Record<string, number>;
+    /** The first targets; the others at `targetsNextLink`, a page at a time. */
     targets: RunTarget[];
+    targetsNextLink?: string;
   };
 }
 

@@ -164,9 +164,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let backends: &[Backend] =
             if cli.postgres.is_some() { &[Backend::Sqlite, Backend::Postgres] } else { &[Backend::Sqlite] };
         for &backend in backends {
-            for stored in [1_000, large] {
-                let name = format!("growth: {stored} results on {backend:?}");
-                let point = measure(f, &name, growth::run(&bench, backend, stored)).await;
+            for (stored, read_cache) in [(1_000, false), (large, false), (large, true)] {
+                let cache = if read_cache { "with" } else { "without" };
+                let name = format!("growth: {stored} results on {backend:?}, {cache} the read cache");
+                let point = measure(f, &name, growth::run(&bench, backend, stored, read_cache)).await;
                 results.growth.extend(point.map(|p| (backend, p)));
             }
         }

@@ -191,7 +191,10 @@ pub(crate) struct CommandRunProperties {
     pub canceled_by: Option<String>,
     /// Targets per state, every state present.
     pub counts: Map<String, Value>,
+    /// The first targets in selection order; the others at `targetsNextLink`.
     pub targets: Vec<CommandRunTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_next_link: Option<String>,
     /// Set when some target's cluster held the run for approval: approved once, as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<RunApproval>,
@@ -226,7 +229,8 @@ pub(crate) struct CommandRunTarget {
 }
 
 impl CommandRun {
-    pub(crate) fn new(run: &RunRecord) -> Self {
+    /// The run with the targets it carries; `targets_next_link` where the others are.
+    pub(crate) fn new(run: &RunRecord, targets_next_link: Option<String>) -> Self {
         let scope = RunScope::new(run.scope.clone());
         let counts = run.counts().into_iter().map(|(state, n)| (state.as_str().to_string(), Value::from(n))).collect();
         CommandRun {
@@ -244,6 +248,7 @@ impl CommandRun {
                 canceled_by: run.cancel_requested_by.clone(),
                 counts,
                 targets: run.targets.iter().map(CommandRunTarget::new).collect(),
+                targets_next_link,
                 approval: run.hold.as_ref().map(|hold| RunApproval {
                     approvals_needed: hold.needed,
                     expires_at: rfc3339(hold.deadline),
@@ -256,7 +261,7 @@ impl CommandRun {
 }
 
 impl CommandRunTarget {
-    fn new(t: &TargetRecord) -> Self {
+    pub(crate) fn new(t: &TargetRecord) -> Self {
         CommandRunTarget {
             cluster_id: t.cluster_id.clone(),
             command_id: t.command_id.as_ref().map(ToString::to_string),

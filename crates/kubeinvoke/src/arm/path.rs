@@ -82,6 +82,8 @@ pub(crate) enum Route {
     FanOut(ScopeRef),
     CommandRuns(ScopeRef),
     CommandRun(ScopeRef, RunId),
+    /// `{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/targets`: a page of them.
+    CommandRunTargets(ScopeRef, RunId),
     CancelCommandRun(ScopeRef, RunId),
     /// `{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve` and `/reject`.
     DecideCommandRun(ScopeRef, RunId, crate::approval::Verdict),
@@ -137,6 +139,7 @@ impl Route {
             Route::FanOut(_) => "{scope}/providers/Microsoft.ContainerService/runCommand",
             Route::CommandRuns(_) => "{scope}/providers/Microsoft.ContainerService/commandRuns",
             Route::CommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}",
+            Route::CommandRunTargets(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/targets",
             Route::CancelCommandRun(..) => "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/cancel",
             Route::DecideCommandRun(.., crate::approval::Verdict::Approve) => {
                 "{scope}/providers/Microsoft.ContainerService/commandRuns/{id}/approve"
@@ -255,6 +258,9 @@ pub(crate) fn parse(path: &str) -> Option<Parsed> {
             [kind] if is(kind, "pendingApprovals") => container(scope().map(Route::PendingApprovals)),
             [kind, id] if is(kind, "commandRuns") => {
                 container(scope().map(|s| Route::CommandRun(s, RunId::from_text(id.to_lowercase()))))
+            }
+            [kind, id, list] if is(kind, "commandRuns") && is(list, "targets") => {
+                container(scope().map(|s| Route::CommandRunTargets(s, RunId::from_text(id.to_lowercase()))))
             }
             [kind, id, action] if is(kind, "commandRuns") && is(action, "cancel") => {
                 container(scope().map(|s| Route::CancelCommandRun(s, RunId::from_text(id.to_lowercase()))))

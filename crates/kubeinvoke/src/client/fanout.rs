@@ -10,12 +10,12 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::api::{API_VERSION, Api};
+use super::api::{API_VERSION, Answer, Api};
 use super::config::Connection;
 use super::exit::{COMMAND_FAILED, ClientError, TARGETS_NONZERO, TARGETS_SKIPPED};
 use super::output::Output;
 use crate::arm::fanout::{CommandRun, CommandRunTarget, FanOutBody, FanOutTargets};
-use crate::arm::wire::RunCommandResult;
+use crate::arm::wire::{ListResult, RunCommandResult};
 
 /// What `invoke` fans out to, and how.
 #[derive(Debug, Clone, Default)]
@@ -110,11 +110,10 @@ pub(crate) fn scope_path(api: &Api, group: Option<&str>) -> String {
 async fn watch(api: &Api, location: &str, id: &str, output: Output) -> Result<u8, ClientError> {
     let mut table = LiveTable::new(output == Output::Text);
     let finished = loop {
-        let answer = tokio::select! {
-            answer = api.call(Method::GET, location, None) => answer?,
+        let (answer, run) = tokio::select! {
+            read = read_run(api, location) => read?,
             _ = tokio::signal::ctrl_c() => return interrupted(api, location, id).await,
         };
-        let run: CommandRun = answer.parse()?;
         table.show(&run);
         if answer.status.as_u16() == 200 {
             break (answer.body, run);
@@ -128,6 +127,26 @@ async fn watch(api: &Api, location: &str, id: &str, output: Output) -> Result<u8
         print_outputs(api, &run).await?;
     }
     Ok(exit_code(&run))
+}
+
+/// The run at `url` with all its targets: the first come with it, the others from its
+/// `targetsNextLink`, a page at a time. The answer's body is the run's with every target in it.
+async fn read_run(api: &Api, url: &str) -> Result<(Answer, CommandRun), ClientError> {
+    let mut answer = api.call(Method::GET, url, None).await?;
+    let mut run: CommandRun = answer.parse()?;
+    if run.properties.targets_next_link.is_none() {
+        return Ok((answer, run));
+    }
+    while let Some(next) = run.properties.targets_next_link.take() {
+        let page: ListResult<CommandRunTarget> = api.call(Method::GET, &next, None).await?.parse()?;
+        run.properties.targets.extend(page.value);
+        run.properties.targets_next_link = page.next_link;
+    }
+    if let Some(properties) = answer.body.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.remove("targetsNextLink");
+        properties.insert("targets".into(), serde_json::to_value(&run.properties.targets).unwrap_or_default());
+    }
+    Ok((answer, run))
 }
 
 async fn interrupted(api: &Api, location: &str, id: &str) -> Result<u8, ClientError> {
@@ -336,8 +355,7 @@ pub async fn run(args: RunArgs) -> Result<u8, ClientError> {
     if args.watch {
         return watch(&api, &url, &args.id, args.output).await;
     }
-    let answer = api.call(Method::GET, &url, None).await?;
-    let run: CommandRun = answer.parse()?;
+    let (answer, run) = read_run(&api, &url).await?;
     if args.output == Output::Json {
         println!("{}", answer.body);
     } else {

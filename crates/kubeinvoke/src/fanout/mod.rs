@@ -264,7 +264,11 @@ pub struct RunRecord {
     /// Whether the run carries a `clusterToken` (its value never leaves the store but with a
     /// target's command): admission asks, for AAD-managed clusters.
     pub has_cluster_token: bool,
+    /// Its targets: all of them, or one page (`TargetWindow` in the store).
     pub targets: Vec<TargetRecord>,
+    /// When `targets` is one page: the count of all targets per state, and whether targets
+    /// follow the page.
+    pub paged: Option<TargetPageInfo>,
     /// What the run waited for, if some target's cluster held it.
     pub hold: Option<crate::approval::Hold>,
     /// When its last approver released it.
@@ -273,13 +277,34 @@ pub struct RunRecord {
     pub decisions: Vec<crate::approval::Decision>,
 }
 
+/// What a run read with one page of its targets knows of the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPageInfo {
+    /// All targets per state, every state listed.
+    pub counts: Vec<(TargetState, usize)>,
+    /// Whether targets follow the page.
+    pub more: bool,
+}
+
+/// Every state with how many of `states` are in it (zeros included), in [`TargetState::ALL`]'s order.
+pub fn count_states(states: impl IntoIterator<Item = (TargetState, usize)>) -> Vec<(TargetState, usize)> {
+    let mut counts: Vec<(TargetState, usize)> = TargetState::ALL.iter().map(|&state| (state, 0)).collect();
+    for (state, n) in states {
+        if let Some(count) = counts.iter_mut().find(|(s, _)| *s == state) {
+            count.1 += n;
+        }
+    }
+    counts
+}
+
 impl RunRecord {
-    /// Targets per state, every state listed (zeros included) so clients need no defaults.
+    /// Targets per state, every state listed (zeros included) so clients need no defaults:
+    /// of all targets, also when only a page of them was read.
     pub fn counts(&self) -> Vec<(TargetState, usize)> {
-        TargetState::ALL
-            .iter()
-            .map(|&state| (state, self.targets.iter().filter(|t| t.state == state).count()))
-            .collect()
+        match &self.paged {
+            Some(page) => page.counts.clone(),
+            None => count_states(self.targets.iter().map(|t| (t.state, 1))),
+        }
     }
 
     /// Targets that may still run (not skipped at submission).

@@ -212,6 +212,10 @@ async fn route(
             M::GET => runs::get(app, ctx, who(), &scope, &id).await,
             _ => not_allowed("GET"),
         },
+        Route::CommandRunTargets(scope, id) => match *method {
+            M::GET => runs::targets(app, ctx, who(), &scope, &id).await,
+            _ => not_allowed("GET"),
+        },
         Route::ActivityLog(subscription) => match *method {
             M::GET => activity::list(app, ctx, &subscription).await,
             _ => not_allowed("GET"),

@@ -109,7 +109,11 @@ pub(super) fn required(route: &Route, method: &Method) -> Option<Permission> {
         // the run's scope (checked by the handler, which knows the creator).
         // A run's approver needs the approve action on every cluster the run would reach
         // (checked by the handler, which knows the targets).
-        Route::FanOut(_) | Route::CommandRun(..) | Route::CancelCommandRun(..) | Route::DecideCommandRun(..) => None,
+        Route::FanOut(_)
+        | Route::CommandRun(..)
+        | Route::CommandRunTargets(..)
+        | Route::CancelCommandRun(..)
+        | Route::DecideCommandRun(..) => None,
         Route::CommandRuns(scope) => on(scope.id(), RUNS_READ),
         Route::SavedCommands(scope) => on(scope.id(), "Microsoft.ContainerService/savedCommands/read"),
         Route::ActivityLog(s) => on(format!("/subscriptions/{s}"), "Microsoft.Insights/eventtypes/values/read"),

@@ -101,7 +101,9 @@ impl RunDriver {
 
     async fn drive(&self, id: &RunId, lease: &Lease) -> StoreResult<Progress> {
         let runs = self.store.runs();
-        let Some(run) = runs.get_run(id, None).await? else { return Ok(Progress::Waiting) };
+        let Some(run) = runs.get_run(id, None, crate::store::TargetWindow::All).await? else {
+            return Ok(Progress::Waiting);
+        };
         if run.state.is_terminal() {
             return Ok(Progress::Waiting);
         }

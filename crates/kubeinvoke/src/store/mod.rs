@@ -65,7 +65,7 @@ pub use documents::{DocumentKind, DocumentRecord, DocumentStore};
 pub use identity::{IdentityStore, PrincipalRecord, RoleAssignmentRecord};
 pub use location::StoreLocation;
 pub use postgres::PostgresStore;
-pub use runs::{RunStore, TargetStart};
+pub use runs::{RunStore, TargetStart, TargetWindow};
 pub use settings::SettingStore;
 pub use sqlite::SqliteStore;
 

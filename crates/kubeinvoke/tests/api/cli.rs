@@ -331,6 +331,7 @@ async fn the_server_describes_its_api_including_the_extensions() {
         assert!(paths[&format!("{provider}/commandRuns")]["get"].is_object());
         assert!(paths[&format!("{provider}/commandRuns/{{runId}}")]["get"].is_object());
         assert!(paths[&format!("{provider}/commandRuns/{{runId}}/cancel")]["post"].is_object());
+        assert!(paths[&format!("{provider}/commandRuns/{{runId}}/targets")]["get"].is_object());
         assert!(paths[&format!("{provider}/savedCommands/{{savedCommandName}}")]["put"].is_object());
     }
     assert!(paths[&format!("{mc}/runSavedCommand")]["post"].is_object());
@@ -478,6 +479,34 @@ async fn a_fan_out_from_the_cli_shows_each_clusters_output_and_exits_by_the_wors
     assert!(text(&out.stdout).contains("(Canceled"), "{}", text(&out.stdout));
     let out = cli.run(&["run", "-i", &id]);
     assert_eq!(out.status.code(), Some(3), "a group's run is not the subscription's: {}", text(&out.stderr));
+}
+
+/// A run of more targets than the server shows at once: the CLI reads the others by the run's
+/// `targetsNextLink` and shows (and, with `-o json`, prints) every one of them.
+#[tokio::test]
+async fn the_cli_shows_every_target_of_a_run_larger_than_a_page() {
+    let s = Server::start(&["--max-running", "8"]).await;
+    s.create_group("fleet").await;
+    for i in 0..120 {
+        let body = json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {}});
+        assert!(s.put(&cluster_path("fleet", &format!("c{i:03}")), body).await.status.is_success());
+    }
+    let cli = Cli::logged_in(&s);
+    let out = cli.run(&["invoke", "-g", "fleet", "--tag", "env=prod", "-c", "echo hi", "--max-concurrency", "16"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("(Succeeded, exit 0) ===\nhi\n").count(), 120, "every target's output");
+    let out = cli.run(&["runs", "-g", "fleet", "-o", "json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = runs["value"][0]["name"].as_str().unwrap().to_string();
+    let out = cli.run(&["run", "-g", "fleet", "-i", &id]);
+    let shown: Vec<String> =
+        text(&out.stdout).lines().filter_map(|l| l.split('\t').next().map(str::to_string)).collect();
+    let expected: Vec<String> = (0..120).map(|i| format!("fleet/c{i:03}")).collect();
+    assert_eq!(&shown[..120], &expected[..], "{}", text(&out.stdout));
+    let out = cli.run(&["run", "-g", "fleet", "-i", &id, "-o", "json"]);
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["properties"]["targets"].as_array().unwrap().len(), 120);
+    assert!(run["properties"].get("targetsNextLink").is_none(), "the printed run holds every target");
 }
 
 #[tokio::test]

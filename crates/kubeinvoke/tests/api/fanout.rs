@@ -334,3 +334,74 @@ async fn a_cluster_that_disables_run_command_mid_run_gets_no_command() {
     let history = s.get(&format!("{}/commandResults", cluster_path("fleet", "b"))).await.json();
     assert_eq!(history["value"], json!([]), "nothing ran on b: {history}");
 }
+
+/// A run of 130 clusters is shown with its first 100 targets, the counts of all 130 and a link
+/// to the others; the pages cover every target once, in selection order, and only a reader of
+/// the run reads them.
+#[tokio::test]
+async fn a_large_run_shows_its_first_targets_and_pages_the_rest() {
+    let s = Server::start(&["--max-running", "8"]).await;
+    s.create_group("fleet").await;
+    for i in 0..130 {
+        let body = json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {}});
+        assert!(s.put(&cluster_path("fleet", &format!("c{i:03}")), body).await.status.is_success());
+    }
+    let body = json!({"command": "true", "targets": {"tags": {"env": "prod"}}, "maxConcurrency": 16});
+    let location = submit_run(&s, &group_scope("fleet"), body).await;
+    let run = wait_run(&s, &location).await;
+    let properties = &run["properties"];
+    assert_eq!(properties["counts"]["Succeeded"], 130, "the counts are of all targets: {}", properties["counts"]);
+    assert_eq!(targets(&run).len(), 100, "a run is shown with its first 100 targets");
+    let next = properties["targetsNextLink"].as_str().expect("a link to the other targets").to_string();
+    assert!(next.starts_with("https://") && next.contains("/targets?api-version=2024-09-01&"), "{next}");
+
+    // The rest, by the link; and all of them again 50 at a time.
+    let r = s.get(&next).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rest = r.json();
+    assert!(rest.get("nextLink").is_none(), "nothing after the last page: {rest}");
+    let mut names: Vec<String> =
+        targets(&run).iter().chain(rest["value"].as_array().unwrap()).map(cluster_name).collect();
+    let expected: Vec<String> = (0..130).map(|i| format!("c{i:03}")).collect();
+    assert_eq!(names, expected, "every target once, in selection order");
+    let targets_path = format!("{}/targets", location.split('?').next().unwrap());
+    let mut page = Some(format!("{targets_path}?api-version=2024-09-01&$top=50"));
+    names.clear();
+    let mut pages = 0;
+    while let Some(url) = page.take() {
+        let r = s.get(&url).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        names.extend(body["value"].as_array().unwrap().iter().map(cluster_name));
+        page = body["nextLink"].as_str().map(str::to_string);
+        pages += 1;
+    }
+    assert_eq!((names, pages), (expected, 3));
+    // The listing shows each run the same way.
+    let listed = s.get(&format!("{}/commandRuns?api-version=2024-09-01", runs_of(&group_scope("fleet")))).await.json();
+    assert_eq!(listed["value"][0]["properties"]["targets"].as_array().unwrap().len(), 100);
+    assert_eq!(listed["value"][0]["properties"]["counts"]["Succeeded"], 130);
+
+    // Bad pages are refused naming the parameter; nothing else is read.
+    let with = |query: &str| format!("{targets_path}?api-version=2024-09-01&{query}");
+    for top in ["0", "1001", "x", "-1"] {
+        let message = s.get(&with(&format!("$top={top}"))).await.assert_error(400, "InvalidParameter");
+        assert!(message.contains("'$top'"), "{message}");
+    }
+    let message = s.get(&with("$skipToken=abc")).await.assert_error(400, "InvalidParameter");
+    assert!(message.contains("continuation token"), "{message}");
+    // A principal without read on the run's scope (not its creator) gets 403, run or no run.
+    let stranger = s.create_principal("stranger", None);
+    let stranger = s.token_for(&stranger, "https://management.azure.com/.default").await;
+    send_as(&s, &stranger, Method::GET, &next, None).await.assert_error(403, "AuthorizationFailed");
+    let missing = targets_path
+        .replace(location.split("/commandRuns/").nth(1).unwrap().split('?').next().unwrap(), &"0".repeat(32));
+    send_as(&s, &stranger, Method::GET, &format!("{missing}?api-version=2024-09-01"), None)
+        .await
+        .assert_error(403, "AuthorizationFailed");
+    s.get(&format!("{missing}?api-version=2024-09-01")).await.assert_error(404, "NotFound");
+    // The same run under another scope is not there.
+    let elsewhere = targets_path.replace("/resourceGroups/fleet", "");
+    s.get(&format!("{elsewhere}?api-version=2024-09-01")).await.assert_error(404, "NotFound");
+    s.send(Method::POST, &next, None).await.assert_error(405, "MethodNotAllowed");
+}

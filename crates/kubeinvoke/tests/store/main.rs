@@ -18,7 +18,7 @@ use kubeinvoke::resource::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::run_as::RunAs;
 use kubeinvoke::store::{
     ClusterUid, ClusterWrite, CommandOptions, Decided, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
-    PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart,
+    PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart, TargetWindow,
 };
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
@@ -294,7 +294,7 @@ async fn a_held_run_starts_no_target_until_approved_as_a_whole(s: &Subject) {
     runs.insert_run(held("held", 1_000), &lease("a", 0)).await.unwrap();
     let run = RunId::from_text("held");
     assert_eq!(runs.lease_runs(&lease("a", 1)).await.unwrap(), vec![run.clone()], "driven while it waits");
-    let read = runs.get_run(&run, None).await.unwrap().unwrap();
+    let read = runs.get_run(&run, None, TargetWindow::All).await.unwrap().unwrap();
     assert_eq!((read.state, read.hold.as_ref().map(|h| h.needed)), (RunState::PendingApproval, Some(2)));
     assert_eq!(runs.start_target(&run, 0, &id("t0"), &lease("a", 2)).await.unwrap(), TargetStart::Refused);
     let decide = |verdict, who: &str, at| {
@@ -305,7 +305,7 @@ async fn a_held_run_starts_no_target_until_approved_as_a_whole(s: &Subject) {
     assert_eq!(decide(Verdict::Approve, "first", 4).await, Decided::Counted { approvals: 1, needed: 2 });
     assert_eq!(decide(Verdict::Approve, "first", 5).await, Decided::AlreadyApproved);
     assert_eq!(decide(Verdict::Approve, "second", 6).await, Decided::Released);
-    let read = runs.get_run(&run, None).await.unwrap().unwrap();
+    let read = runs.get_run(&run, None, TargetWindow::All).await.unwrap().unwrap();
     assert!(read.approved() && read.state == RunState::Accepted);
     assert_eq!(read.decisions.len(), 2);
     assert_eq!(runs.start_target(&run, 0, &id("t0"), &lease("a", 7)).await.unwrap(), TargetStart::Started);
@@ -315,7 +315,7 @@ async fn a_held_run_starts_no_target_until_approved_as_a_whole(s: &Subject) {
     let rejected = RunId::from_text("rejected");
     let no = decision(Verdict::Reject, "first", 9);
     assert_eq!(approvals.decide_run(&rejected, &scope.key, &no).await.unwrap(), Decided::Rejected);
-    let read = runs.get_run(&rejected, None).await.unwrap().unwrap();
+    let read = runs.get_run(&rejected, None, TargetWindow::All).await.unwrap().unwrap();
     assert_eq!(read.targets[0].state, TargetState::Canceled);
     assert_eq!(read.cancel_requested_by.as_deref(), Some("Rejected by app (first): first says so"));
     assert_eq!(
@@ -328,7 +328,7 @@ async fn a_held_run_starts_no_target_until_approved_as_a_whole(s: &Subject) {
     let silent = RunId::from_text("silent");
     assert!(!approvals.expire_run(&silent, 40).await.unwrap(), "not before its deadline");
     assert!(approvals.expire_run(&silent, 60).await.unwrap());
-    let read = runs.get_run(&silent, None).await.unwrap().unwrap();
+    let read = runs.get_run(&silent, None, TargetWindow::All).await.unwrap().unwrap();
     assert_eq!(read.targets[0].state, TargetState::Skipped);
     assert!(read.targets[0].reason.as_deref().unwrap().starts_with("ApprovalExpired"));
     assert!(
@@ -854,11 +854,32 @@ async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s:
     assert_eq!(runs.start_target(&run_id, 0, &id("t0"), &lease("a", 6)).await.unwrap(), TargetStart::Started);
     assert_eq!(runs.start_target(&run_id, 0, &id("t0b"), &lease("a", 6)).await.unwrap(), TargetStart::Refused, "once");
     assert_eq!(state_of(store, &c1, "t0").await, CommandState::Accepted);
-    let read = runs.get_run(&run_id, Some(&scope.key)).await.unwrap().unwrap();
+    let read = runs.get_run(&run_id, Some(&scope.key), TargetWindow::All).await.unwrap().unwrap();
     assert_eq!(read.state, RunState::Running);
     let states: Vec<TargetState> = read.targets.iter().map(|t| t.state).collect();
     assert_eq!(states, [TargetState::Accepted, TargetState::Pending, TargetState::Skipped]);
-    assert!(runs.get_run(&run_id, Some("/subscriptions/other")).await.unwrap().is_none(), "found only in its scope");
+    assert!(
+        runs.get_run(&run_id, Some("/subscriptions/other"), TargetWindow::All).await.unwrap().is_none(),
+        "found only in its scope"
+    );
+    // A reader gets a page of the targets and the counts of all of them.
+    let page = |after, limit| TargetWindow::Page { after, limit };
+    let first = runs.get_run(&run_id, Some(&scope.key), page(None, 2)).await.unwrap().unwrap();
+    assert_eq!(first.targets.iter().map(|t| t.position).collect::<Vec<_>>(), [0, 1]);
+    let counted =
+        |run: &kubeinvoke::fanout::RunRecord, state| run.counts().iter().find(|(s, _)| *s == state).unwrap().1;
+    assert_eq!(
+        [TargetState::Accepted, TargetState::Pending, TargetState::Skipped, TargetState::Succeeded]
+            .map(|s| counted(&first, s)),
+        [1, 1, 1, 0]
+    );
+    assert!(first.paged.as_ref().unwrap().more);
+    let rest = runs.get_run(&run_id, Some(&scope.key), page(Some(1), 2)).await.unwrap().unwrap();
+    assert_eq!(rest.targets.iter().map(|t| (t.position, t.state)).collect::<Vec<_>>(), [(2, TargetState::Skipped)]);
+    assert!(!rest.paged.as_ref().unwrap().more, "nothing after the last");
+    assert_eq!(rest.counts(), first.counts());
+    let listed = runs.list_runs(&scope.key, None, 10, 1).await.unwrap();
+    assert_eq!((listed[0].targets.len(), listed[0].counts()), (1, first.counts()));
 
     let canceled = runs.cancel_run(&run_id, &scope.key, "someone").await.unwrap().unwrap();
     assert_eq!(canceled.targets[1].state, TargetState::Canceled);
@@ -867,9 +888,9 @@ async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s:
     assert!(!runs.finish_run(&run_id, RunState::Failed, 10).await.unwrap(), "ends once");
     // The run keeps its targets' outcomes after their commands are gone.
     store.clusters().delete_cluster(&cluster_ref("rg", "c1")).await.unwrap();
-    let read = runs.get_run(&run_id, None).await.unwrap().unwrap();
+    let read = runs.get_run(&run_id, None, TargetWindow::All).await.unwrap().unwrap();
     assert_eq!(read.targets[0].state, TargetState::Accepted, "as the command was when the run ended");
-    assert_eq!(runs.list_runs(&scope.key, None, 10).await.unwrap().len(), 1);
+    assert_eq!(runs.list_runs(&scope.key, None, 10, 100).await.unwrap().len(), 1);
     assert_eq!(runs.purge_runs(10).await.unwrap(), 1);
 }
 
@@ -955,7 +976,7 @@ async fn one_pending_target_is_skipped_and_clusters_are_found_by_uid(s: &Subject
     runs.insert_run(run, &lease("a", 1)).await.unwrap();
     assert_eq!(runs.skip_pending(&run_id, Some(1), "RunCommandDisabled: now").await.unwrap(), 1);
     assert_eq!(runs.skip_pending(&run_id, Some(1), "again").await.unwrap(), 0, "only a pending target");
-    let read = runs.get_run(&run_id, None).await.unwrap().unwrap();
+    let read = runs.get_run(&run_id, None, TargetWindow::All).await.unwrap().unwrap();
     let states: Vec<_> = read.targets.iter().map(|t| (t.state, t.reason.as_deref())).collect();
     assert_eq!(
         states,

@@ -13,7 +13,6 @@ use crate::activity::{NewEvent, caller_of, string_properties};
 use crate::approval::{MAX_REASON_BYTES, Verdict};
 use crate::arm::ApiError;
 use crate::arm::approvals::{ApprovalView, ContextFile, DecisionRequest};
-use crate::arm::fanout::CommandRun;
 use crate::arm::refusal::ApprovalRefusal;
 use crate::arm::wire::{ListResult, cluster_id};
 use crate::command::CommandId;
@@ -24,7 +23,7 @@ use crate::resource::{ClusterRef, ScopeRef};
 use crate::server::AppState;
 use crate::server::permissions::APPROVE;
 use crate::server::request::{RequestContext, json, json_body};
-use crate::store::{ClusterRecord, Decided, HeldCommand};
+use crate::store::{ClusterRecord, Decided, HeldCommand, TargetWindow};
 use crate::time::now_millis;
 
 /// How many waiting commands a list reads before it filters by the caller's rights.
@@ -70,7 +69,7 @@ pub(crate) async fn decide_run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = RunScope::new(scope.id()).key;
-    let run = app.store.runs().get_run(id, Some(&key)).await?;
+    let run = app.store.runs().get_run(id, Some(&key), TargetWindow::All).await?;
     // Without the action on all its clusters the answer is 403 whether or not the run exists.
     let reached: Vec<&str> = run
         .iter()
@@ -96,8 +95,9 @@ pub(crate) async fn decide_run(
             let event = decision_event(&approver, &reason, verdict, &decided, ("runId", id.as_str()), resource);
             app.activity.append(vec![event]).await;
             app.runs.wake();
-            let run = app.store.runs().get_run(id, Some(&key)).await?.unwrap_or(run);
-            Ok(json(StatusCode::OK, &CommandRun::new(&run)))
+            let first = TargetWindow::first(super::runs::TARGET_PAGE);
+            let run = app.store.runs().get_run(id, Some(&key), first).await?.unwrap_or(run);
+            Ok(json(StatusCode::OK, &super::runs::shown(ctx, &run)))
         }
     }
 }

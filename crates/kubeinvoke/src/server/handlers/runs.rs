@@ -10,7 +10,7 @@ use super::clusters;
 use super::commands::{add_polling_headers, asker_of, input_refusal, principal_of, submit_checks};
 use crate::approval::ApprovalPolicy;
 use crate::arm::ApiError;
-use crate::arm::fanout::{CommandRun, FanOutRequest, MAX_TARGETS, Targets, tags_match};
+use crate::arm::fanout::{CommandRun, CommandRunTarget, FanOutRequest, MAX_TARGETS, Targets, tags_match};
 use crate::arm::wire::{ListResult, cluster_id};
 use crate::dispatcher::admit_target;
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
@@ -19,12 +19,16 @@ use crate::resource::ScopeRef;
 use crate::server::AppState;
 use crate::server::permissions::{RUN_COMMAND, RUNS_CANCEL, RUNS_READ};
 use crate::server::request::{RequestContext, json, json_body};
-use crate::store::ClusterRecord;
+use crate::store::{ClusterRecord, TargetWindow};
 use crate::time::now_millis;
 
 const DEFAULT_PAGE: usize = 20;
 const CLUSTER_READ: &str = "Microsoft.ContainerService/managedClusters/read";
 const MAX_PAGE: usize = 100;
+/// Targets a run is shown with (the rest through `targetsNextLink`), and per page of them.
+pub(super) const TARGET_PAGE: usize = 100;
+/// The largest page of targets a reader may ask for (`$top`).
+const MAX_TARGET_PAGE: usize = 1000;
 
 /// `POST {scope}/providers/Microsoft.ContainerService/runCommand`: 202 + `Location` of the run.
 pub(crate) async fn submit(
@@ -79,21 +83,50 @@ pub(crate) async fn get(
     scope: &ScopeRef,
     id: &RunId,
 ) -> Result<Response, ApiError> {
-    let run = authorized(app, caller, scope, id, RUNS_READ).await?;
+    let run = authorized(app, caller, scope, id, RUNS_READ, TargetWindow::first(TARGET_PAGE)).await?;
     respond(app, ctx, &run)
+}
+
+/// `GET …/commandRuns/{id}/targets?$top=N&$skipToken=…`: the run's targets in selection order,
+/// a page at a time, for the reader of the run.
+pub(crate) async fn targets(
+    app: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    scope: &ScopeRef,
+    id: &RunId,
+) -> Result<Response, ApiError> {
+    let (limit, after) = ctx.page(TARGET_PAGE, MAX_TARGET_PAGE)?;
+    let run = authorized(app, caller, scope, id, RUNS_READ, TargetWindow::Page { after, limit }).await?;
+    let next_link = targets_link(ctx, &run, limit);
+    let value = run.targets.iter().map(CommandRunTarget::new).collect();
+    Ok(json(StatusCode::OK, &ListResult { value, next_link }))
+}
+
+/// Where the targets after those `run` carries are read, `limit` at a time; none after the last.
+fn targets_link(ctx: &RequestContext, run: &RunRecord, limit: usize) -> Option<String> {
+    let more = run.paged.as_ref().is_some_and(|page| page.more);
+    let last = run.targets.last().filter(|_| more)?.position;
+    let path = format!("{}/targets", RunScope::new(run.scope.clone()).run_id(&run.id));
+    Some(format!("{}&$top={limit}&$skipToken={last}", ctx.url(&path)))
+}
+
+/// The run as it is shown: its first targets, the link to the others and the counts of all.
+pub(super) fn shown(ctx: &RequestContext, run: &RunRecord) -> CommandRun {
+    CommandRun::new(run, targets_link(ctx, run, TARGET_PAGE))
 }
 
 /// `GET …/commandRuns?$top=N&$skipToken=…`: newest first.
 pub(crate) async fn list(app: &AppState, ctx: &RequestContext, scope: &ScopeRef) -> Result<Response, ApiError> {
     let (top, before) = ctx.page(DEFAULT_PAGE, MAX_PAGE)?;
     let key = RunScope::new(scope.id()).key;
-    let mut page = app.store.runs().list_runs(&key, before, top + 1).await?;
+    let mut page = app.store.runs().list_runs(&key, before, top + 1, TARGET_PAGE).await?;
     let next_link = (page.len() > top).then(|| {
         page.truncate(top);
         let last = page.last().expect("a full page").seq;
         format!("{}&$top={top}&$skipToken={last}", ctx.url(&ctx.path))
     });
-    let value = page.iter().map(CommandRun::new).collect();
+    let value = page.iter().map(|run| shown(ctx, run)).collect();
     Ok(json(StatusCode::OK, &ListResult { value, next_link }))
 }
 
@@ -106,7 +139,7 @@ pub(crate) async fn cancel(
     scope: &ScopeRef,
     id: &RunId,
 ) -> Result<Response, ApiError> {
-    let run = authorized(app, caller, scope, id, RUNS_CANCEL).await?;
+    let run = authorized(app, caller, scope, id, RUNS_CANCEL, TargetWindow::first(TARGET_PAGE)).await?;
     if run.state.is_terminal() {
         return Err(ApiError::RunAlreadyFinished { id: id.to_string(), state: run.state.as_str() });
     }
@@ -125,10 +158,11 @@ async fn authorized(
     scope: &ScopeRef,
     id: &RunId,
     action: &str,
+    window: TargetWindow,
 ) -> Result<RunRecord, ApiError> {
     let scope_id = scope.id();
     let key = RunScope::new(scope_id.clone()).key;
-    let run = app.store.runs().get_run(id, Some(&key)).await?;
+    let run = app.store.runs().get_run(id, Some(&key), window).await?;
     let creator = run.as_ref().is_some_and(|r| r.created_by == principal_of(caller));
     if !creator {
         caller.require(action, &scope_id)?;
@@ -138,11 +172,12 @@ async fn authorized(
 
 async fn load(app: &AppState, scope: &ScopeRef, id: &RunId) -> Result<RunRecord, ApiError> {
     let key = RunScope::new(scope.id()).key;
-    app.store.runs().get_run(id, Some(&key)).await?.ok_or_else(|| ApiError::RunNotFound(id.to_string()))
+    let run = app.store.runs().get_run(id, Some(&key), TargetWindow::first(TARGET_PAGE)).await?;
+    run.ok_or_else(|| ApiError::RunNotFound(id.to_string()))
 }
 
 fn respond(app: &AppState, ctx: &RequestContext, run: &RunRecord) -> Result<Response, ApiError> {
-    let body = CommandRun::new(run);
+    let body = shown(ctx, run);
     if run.state.is_terminal() {
         return Ok(json(StatusCode::OK, &body));
     }

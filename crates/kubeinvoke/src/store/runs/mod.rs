@@ -38,10 +38,23 @@ pub enum TargetStart {
 pub trait RunStore: Send + Sync {
     /// Stores a run with its targets, leased to `lease.owner` so its submitter drives it first.
     async fn insert_run(&self, run: NewRun, lease: &Lease) -> StoreResult<()>;
-    /// A run with its targets; with `scope_key`, only if the run belongs to that scope.
-    async fn get_run(&self, id: &RunId, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>>;
-    /// Runs of a scope, newest first, older than `before` (a `seq`), at most `limit`.
-    async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>>;
+    /// A run with its targets (all, or a page with the counts of all); with `scope_key`, only if
+    /// the run belongs to that scope.
+    async fn get_run(
+        &self,
+        id: &RunId,
+        scope_key: Option<&str>,
+        window: TargetWindow,
+    ) -> StoreResult<Option<RunRecord>>;
+    /// Runs of a scope, newest first, older than `before` (a `seq`), at most `limit`, each with
+    /// the first page of its targets (`targets` of them at most).
+    async fn list_runs(
+        &self,
+        scope_key: &str,
+        before: Option<i64>,
+        limit: usize,
+        targets: usize,
+    ) -> StoreResult<Vec<RunRecord>>;
     /// Takes (or keeps) the lease of every unfinished run that is this owner's or whose lease ran
     /// out; returns their ids.
     async fn lease_runs(&self, lease: &Lease) -> StoreResult<Vec<RunId>>;
@@ -65,6 +78,23 @@ pub trait RunStore: Send + Sync {
     async fn purge_runs(&self, finished_before: i64) -> StoreResult<u64>;
 }
 
+/// Which of a run's targets a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetWindow {
+    /// Every target: what the driver needs to decide.
+    All,
+    /// Those after position `after` (from the first when none), at most `limit`, with the
+    /// counts of all: what a reader is shown, however many targets the run has.
+    Page { after: Option<i64>, limit: usize },
+}
+
+impl TargetWindow {
+    /// The first `limit` targets.
+    pub fn first(limit: usize) -> Self {
+        TargetWindow::Page { after: None, limit }
+    }
+}
+
 /// The run columns [`run`] reads, in order.
 const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_errors, created_at, created_by,
     finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token, approvals_needed,
@@ -83,6 +113,15 @@ macro_rules! target_select {
 }
 /// A run's targets, in selection order.
 static TARGETS_OF_RUN: Sql = Sql::new(concat!(target_select!(), " WHERE t.run_id = $1 ORDER BY t.position"));
+/// A page of a run's targets: after position `$2`, at most `$3`.
+static TARGET_PAGE: Sql =
+    Sql::new(concat!(target_select!(), " WHERE t.run_id = $1 AND t.position > $2 ORDER BY t.position LIMIT $3"));
+/// A run's targets counted by their own state and their command's ([`target_state`] of each).
+static TARGET_COUNTS: Sql = Sql::new(
+    "SELECT t.state, COALESCE(c.state, t.final_state) AS command_state, COUNT(*) AS n
+     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id
+     WHERE t.run_id = $1 GROUP BY t.state, COALESCE(c.state, t.final_state)",
+);
 
 /// Pending targets of a run (`$3` one position, or NULL for all) become `Skipped` (`$2` why).
 static SKIP_PENDING: Sql = Sql::new(
@@ -113,21 +152,45 @@ fn run(r: &impl Columns) -> Result<RunRecord, StoreError> {
         cancel_requested_by: r.opt_text("cancel_requested_by")?,
         has_cluster_token: r.boolean("has_cluster_token")?,
         targets: Vec::new(),
+        paged: None,
         hold: super::approvals::hold(r)?,
         approved_at: r.opt_int("approved_at")?,
         decisions: Vec::new(),
     })
 }
 
-fn target(r: &impl Columns) -> Result<TargetRecord, StoreError> {
+/// A target's state from its own (`state`) and, once started, its command's (`command_state`).
+fn target_state(r: &impl Columns) -> Result<TargetState, StoreError> {
     let own = r.text("state")?;
-    let state = if own == STARTED {
+    if own == STARTED {
         let command = r.opt_text("command_state")?;
-        TargetRecord::started(command.as_deref().and_then(CommandState::parse))
+        Ok(TargetRecord::started(command.as_deref().and_then(CommandState::parse)))
     } else {
-        TargetState::parse(&own).ok_or_else(|| corrupt(format!("unknown stored target state {own:?}")))?
-    };
-    let started = own == STARTED;
+        TargetState::parse(&own).ok_or_else(|| corrupt(format!("unknown stored target state {own:?}")))
+    }
+}
+
+/// A row of [`TARGET_COUNTS`].
+fn target_count(r: &impl Columns) -> Result<(TargetState, usize), StoreError> {
+    let n = r.int("n")?;
+    Ok((target_state(r)?, usize::try_from(n).map_err(|_| corrupt(format!("a count of {n} targets")))?))
+}
+
+/// The page read (`limit + 1` rows asked, so whether more follow is known) and the counts of
+/// all targets, as the run carries them.
+fn page_of(
+    mut targets: Vec<TargetRecord>,
+    limit: usize,
+    counts: Vec<(TargetState, usize)>,
+) -> (Vec<TargetRecord>, Option<crate::fanout::TargetPageInfo>) {
+    let more = targets.len() > limit;
+    targets.truncate(limit);
+    (targets, Some(crate::fanout::TargetPageInfo { counts: crate::fanout::count_states(counts), more }))
+}
+
+fn target(r: &impl Columns) -> Result<TargetRecord, StoreError> {
+    let state = target_state(r)?;
+    let started = r.text("state")? == STARTED;
     Ok(TargetRecord {
         position: r.int("position")?,
         cluster_id: r.text("cluster_id")?,

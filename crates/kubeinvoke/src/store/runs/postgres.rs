@@ -4,7 +4,7 @@
 use crate::store::postgres::CachedQueries;
 use async_trait::async_trait;
 
-use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart};
+use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart, TargetWindow};
 use crate::command::CommandId;
 use crate::fanout::{NewRun, RunId, RunRecord, RunState};
 use crate::store::postgres::{PostgresStore, WORK_CHANNEL, db_error};
@@ -54,12 +54,28 @@ async fn select_run(
     client: &(impl CachedQueries + Sync),
     id: &str,
     scope_key: Option<&str>,
+    window: TargetWindow,
 ) -> StoreResult<Option<RunRecord>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = $1 AND ($2::TEXT IS NULL OR scope_key = $2)");
     let Some(row) = client.query_opt_cached(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
     let mut run = super::run(&row)?;
-    let targets = client.query_cached(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
-    run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
+    match window {
+        TargetWindow::All => {
+            let targets = client.query_cached(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
+            run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
+        }
+        TargetWindow::Page { after, limit } => {
+            let (after, rows) = (after.unwrap_or(-1), limit as i64 + 1);
+            let page =
+                client.query_cached(super::TARGET_PAGE.postgres(), &[&id, &after, &rows]).await.map_err(db_error)?;
+            let counts = client.query_cached(super::TARGET_COUNTS.postgres(), &[&id]).await.map_err(db_error)?;
+            (run.targets, run.paged) = super::page_of(
+                page.iter().map(super::target).collect::<Result<_, _>>()?,
+                limit,
+                counts.iter().map(super::target_count).collect::<Result<_, _>>()?,
+            );
+        }
+    }
     if run.hold.is_some() {
         let decisions = client
             .query_cached(crate::store::approvals::RUN_DECISIONS.list.postgres(), &[&id])
@@ -120,12 +136,23 @@ impl RunStore for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn get_run(&self, id: &RunId, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+    async fn get_run(
+        &self,
+        id: &RunId,
+        scope_key: Option<&str>,
+        window: TargetWindow,
+    ) -> StoreResult<Option<RunRecord>> {
         let client = self.client().await?;
-        select_run(&client, id.as_str(), scope_key).await
+        select_run(&client, id.as_str(), scope_key, window).await
     }
 
-    async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>> {
+    async fn list_runs(
+        &self,
+        scope_key: &str,
+        before: Option<i64>,
+        limit: usize,
+        targets: usize,
+    ) -> StoreResult<Vec<RunRecord>> {
         let client = self.client().await?;
         let ids = client
             .query_cached(
@@ -137,7 +164,7 @@ impl RunStore for PostgresStore {
         let mut runs = Vec::with_capacity(ids.len());
         for row in ids {
             let id = row.text("id")?;
-            if let Some(run) = select_run(&client, &id, None).await? {
+            if let Some(run) = select_run(&client, &id, None, TargetWindow::first(targets)).await? {
                 runs.push(run);
             }
         }
@@ -253,7 +280,7 @@ impl RunStore for PostgresStore {
                 .await
                 .map_err(db_error)?;
         }
-        let run = select_run(&tx, id.as_str(), Some(scope_key)).await?;
+        let run = select_run(&tx, id.as_str(), Some(scope_key), TargetWindow::All).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(run)
     }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart};
+use super::{RUN_COLUMNS, RunStore, STARTED, TargetStart, TargetWindow};
 use crate::command::CommandId;
 use crate::fanout::{NewRun, RunId, RunRecord, RunState};
 use crate::store::sqlite::{SqliteStore, backend, flatten};
@@ -49,7 +49,12 @@ CREATE TABLE command_run_targets (
 );
 "#;
 
-fn select_run(conn: &rusqlite::Connection, id: &str, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+fn select_run(
+    conn: &rusqlite::Connection,
+    id: &str,
+    scope_key: Option<&str>,
+    window: TargetWindow,
+) -> StoreResult<Option<RunRecord>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = ?1 AND (?2 IS NULL OR scope_key = ?2)");
     let found = conn
         .prepare_cached(&sql)
@@ -58,9 +63,23 @@ fn select_run(conn: &rusqlite::Connection, id: &str, scope_key: Option<&str>) ->
         .optional()
         .map_err(backend)?;
     let Some(mut run) = found.transpose()? else { return Ok(None) };
-    let mut stmt = conn.prepare_cached(super::TARGETS_OF_RUN.sqlite()).map_err(backend)?;
-    let targets = stmt.query_map(params![id], |r| Ok(super::target(r))).map_err(backend)?;
-    run.targets = targets.map(flatten).collect::<Result<_, _>>()?;
+    match window {
+        TargetWindow::All => {
+            let mut stmt = conn.prepare_cached(super::TARGETS_OF_RUN.sqlite()).map_err(backend)?;
+            let targets = stmt.query_map(params![id], |r| Ok(super::target(r))).map_err(backend)?;
+            run.targets = targets.map(flatten).collect::<Result<_, _>>()?;
+        }
+        TargetWindow::Page { after, limit } => {
+            let mut stmt = conn.prepare_cached(super::TARGET_PAGE.sqlite()).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![id, after.unwrap_or(-1), limit as i64 + 1], |r| Ok(super::target(r)))
+                .map_err(backend)?;
+            let page = rows.map(flatten).collect::<Result<_, _>>()?;
+            let mut stmt = conn.prepare_cached(super::TARGET_COUNTS.sqlite()).map_err(backend)?;
+            let counts = stmt.query_map(params![id], |r| Ok(super::target_count(r))).map_err(backend)?;
+            (run.targets, run.paged) = super::page_of(page, limit, counts.map(flatten).collect::<Result<_, _>>()?);
+        }
+    }
     if run.hold.is_some() {
         let mut stmt = conn.prepare_cached(crate::store::approvals::RUN_DECISIONS.list.sqlite()).map_err(backend)?;
         let decisions = stmt.query_map(params![id], |r| Ok(crate::store::approvals::decision(r))).map_err(backend)?;
@@ -118,12 +137,23 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn get_run(&self, id: &RunId, scope_key: Option<&str>) -> StoreResult<Option<RunRecord>> {
+    async fn get_run(
+        &self,
+        id: &RunId,
+        scope_key: Option<&str>,
+        window: TargetWindow,
+    ) -> StoreResult<Option<RunRecord>> {
         let (id, scope_key) = (id.to_string(), scope_key.map(str::to_string));
-        self.read(move |conn| select_run(conn, &id, scope_key.as_deref()))
+        self.read(move |conn| select_run(conn, &id, scope_key.as_deref(), window))
     }
 
-    async fn list_runs(&self, scope_key: &str, before: Option<i64>, limit: usize) -> StoreResult<Vec<RunRecord>> {
+    async fn list_runs(
+        &self,
+        scope_key: &str,
+        before: Option<i64>,
+        limit: usize,
+        targets: usize,
+    ) -> StoreResult<Vec<RunRecord>> {
         let scope_key = scope_key.to_string();
         self.read(move |conn| {
             let ids: Vec<String> = {
@@ -133,7 +163,7 @@ impl RunStore for SqliteStore {
                     .map_err(backend)?;
                 rows.collect::<Result<_, _>>().map_err(backend)?
             };
-            ids.iter().filter_map(|id| select_run(conn, id, None).transpose()).collect()
+            ids.iter().filter_map(|id| select_run(conn, id, None, TargetWindow::first(targets)).transpose()).collect()
         })
     }
 
@@ -243,7 +273,7 @@ impl RunStore for SqliteStore {
                 tx.execute(super::CANCEL_PENDING_TARGETS.sqlite(), params![id, format!("Canceled by {by}")])
                     .map_err(backend)?;
             }
-            let run = select_run(&tx, &id, Some(&scope_key))?;
+            let run = select_run(&tx, &id, Some(&scope_key), TargetWindow::All)?;
             tx.commit().map_err(backend)?;
             Ok(run)
         })
