@@ -18,8 +18,11 @@ pub struct FanOut {
     /// Wall time from the first submit to the last result final, per repetition.
     pub fan_out: Vec<Duration>,
     pub client_side: Vec<Duration>,
-    /// Every `GET` of the run while it ran (the run with its targets), over all repetitions.
+    /// Every `GET` of the run while it ran (the counts and the first page of targets), over all
+    /// repetitions.
     pub run_reads: Vec<Duration>,
+    /// The `GET` of the run's second page of targets (its `targetsNextLink`) after each of those.
+    pub target_pages: Vec<Duration>,
     /// Server RSS (bytes) after the clusters were registered, and after the last run.
     pub rss_before: u64,
     pub rss_after: u64,
@@ -43,7 +46,8 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
         server.put(&crate::target::cluster_path("fleet", &format!("c{i:04}")), body).await?;
     }
     let repetitions = if bench.quick { 1 } else { 3 };
-    let (mut fan_out, mut client_side, mut run_reads) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fan_out, mut client_side, mut run_reads, mut target_pages) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (rss_before, kinds_before) = (server.memory().0, server.memory_kinds());
     for _ in 0..repetitions {
         // Client-side: C workers, each submitting the next cluster's command and polling it.
@@ -83,6 +87,13 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
             let status = r.status().as_u16();
             let body: serde_json::Value = r.json().await?;
             run_reads.push(asked.elapsed());
+            if let Some(next) = body["properties"]["targetsNextLink"].as_str() {
+                let asked = Instant::now();
+                let r = server.client.get(next).bearer_auth(&server.token).send().await?;
+                anyhow::ensure!(r.status() == 200, "a page of targets: {}", r.status());
+                r.bytes().await?;
+                target_pages.push(asked.elapsed());
+            }
             match status {
                 200 => break body,
                 202 => tokio::time::sleep(POLL).await,
@@ -135,6 +146,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
         fan_out,
         client_side,
         run_reads,
+        target_pages,
         rss_before,
         rss_after,
         kinds_before,
