@@ -284,3 +284,24 @@ test("four eyes: the requester's run waits for approval, the approver sees what 
   assert.equal(await requester.textContent("#output"), "the plan\nfour-eyes-ok\n");
   await requester.screenshot({ path: join(shots, "13-approved-and-ran.png"), fullPage: true });
 });
+
+test("a fan-out to more clusters than a run shows at once lists every target", async () => {
+  // The server shows a run with its first 100 targets; the console reads the rest by the run's
+  // targetsNextLink. (Last in this file: the clusters it adds would crowd the others' lists.)
+  const kubeconfig = join(root, "kubeconfig");
+  cli("group", "create", "-n", "big-rg", "-l", "westeurope");
+  const names = Array.from({ length: 105 }, (_, i) => `big-${String(i).padStart(3, "0")}`);
+  for (const name of names) cli("cluster", "create", "-g", "big-rg", "-n", name, "--kubeconfig", kubeconfig, "--tag", "big=yes");
+  // The first group in the list is selected, and its first cluster: big-rg's now.
+  const page = await signedIn(admin, "big-000");
+  await page.check('input[name="mode"][value="tags"]');
+  await page.selectOption("#scope", "subscription");
+  await page.fill("#tags", "big=yes");
+  await page.fill("#max-concurrency", "16");
+  await page.fill("#command", "true");
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelector("#run-summary").textContent.startsWith("run Succeeded"), null, { timeout: 120000 });
+  assert.match(await page.textContent("#run-summary"), /Succeeded 105/);
+  const shown = await page.$$eval("#run-targets tbody tr td:first-child", (cells) => cells.map((td) => td.textContent));
+  assert.deepEqual(shown, names.map((n) => `big-rg/${n}`), "every target once, in selection order");
+});
