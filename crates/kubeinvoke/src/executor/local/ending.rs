@@ -17,6 +17,13 @@ pub(super) enum Stop {
 }
 
 impl Stop {
+    /// Whether the command may have ended by itself in the instant before this stop: a stop
+    /// from outside (cancel, fence, shutdown) or the deadline. A limit the command broke, or
+    /// output that could not be kept, fails it whatever it did next.
+    pub(super) fn may_have_been_outrun(&self) -> bool {
+        matches!(self, Stop::Requested(_) | Stop::Timeout)
+    }
+
     /// The failure it stores and the line it adds to the logs.
     pub(super) fn failure(self, limits: &ExecLimits) -> (FailureReason, String) {
         match self {

@@ -119,9 +119,16 @@ impl Running<'_> {
         match stopped {
             None => Supervised::Ended(status),
             Some(stop) => {
-                let _ = self.child.wait().await;
+                let waited = self.child.wait().await;
                 drain_remaining(self.output, self.log, &mut chunk).await;
-                Supervised::Stopped(stop)
+                match waited {
+                    // It had exited by itself (not by our kill) before the stop or the deadline
+                    // reached it: it ran to its end, and its exit code is what happened.
+                    Ok(status) if status.code().is_some() && stop.may_have_been_outrun() => {
+                        Supervised::Ended(Some(Ok(status)))
+                    }
+                    _ => Supervised::Stopped(stop),
+                }
             }
         }
     }
@@ -137,4 +144,55 @@ async fn drain_remaining(reader: &mut pipe::Receiver, log: &mut CommandOutput, c
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::StopReason;
+    use crate::executor::spawn::{ProcessSpec, Stdio, spawn};
+
+    /// Supervises `sh -c script` with a stop asked for `stop_after` after its start.
+    async fn supervised(script: &str, stop_after: Duration) -> Supervised {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = CommandDirs::new(dir.path(), "c", false);
+        let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let mut spec = ProcessSpec::new("/bin/sh");
+        spec.arg("-c").arg(script);
+        let mut child = spawn(&spec, Stdio::null_in_shared_out(write_end).unwrap()).unwrap();
+        let group = ProcessGroup { pid: child.id(), uid: None };
+        let mut output = pipe::Receiver::from_owned_fd(read_end).unwrap();
+        let limits = ExecLimits::default();
+        let mut log = CommandOutput::create(None, limits.max_output_bytes, limits.log_cap, &[]).await;
+        let (stop, asked) = tokio::sync::watch::channel(None);
+        tokio::time::sleep(stop_after).await;
+        stop.send(Some(StopReason::Fenced)).unwrap();
+        let running = Running {
+            child: &mut child,
+            group: &group,
+            output: &mut output,
+            log: &mut log,
+            dirs: &dirs,
+            limits: &limits,
+        };
+        running.supervise(&mut StopSignal::new(asked)).await
+    }
+
+    #[tokio::test]
+    async fn a_command_that_exited_before_a_stop_reached_it_is_reported_by_its_exit_code() {
+        // The command has exited (unreaped) when supervision starts with the stop already asked:
+        // either may be seen first, and either way the command ran to its end.
+        for _ in 0..20 {
+            match supervised("exit 3", Duration::from_millis(50)).await {
+                Supervised::Ended(Some(Ok(status))) => assert_eq!(status.code(), Some(3)),
+                Supervised::Ended(other) => panic!("ended without its status: {other:?}"),
+                Supervised::Stopped(_) => panic!("a command that had exited was reported as stopped"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_the_stop_reaches_while_it_runs_is_stopped() {
+        assert!(matches!(supervised("sleep 30", Duration::ZERO).await, Supervised::Stopped(Stop::Requested(_))));
+    }
 }
