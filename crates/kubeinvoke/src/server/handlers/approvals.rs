@@ -95,8 +95,7 @@ pub(crate) async fn decide_run(
             let event = decision_event(&approver, &reason, verdict, &decided, ("runId", id.as_str()), resource);
             app.activity.append(vec![event]).await;
             app.runs.wake();
-            let first = TargetWindow::first(super::runs::TARGET_PAGE);
-            let run = app.store.runs().get_run(id, Some(&key), first).await?.unwrap_or(run);
+            let run = app.store.runs().get_run(id, Some(&key), super::runs::SHOWN_TARGETS).await?.unwrap_or(run);
             Ok(json(StatusCode::OK, &super::runs::shown(ctx, &run)))
         }
     }

@@ -26,7 +26,9 @@ const DEFAULT_PAGE: usize = 20;
 const CLUSTER_READ: &str = "Microsoft.ContainerService/managedClusters/read";
 const MAX_PAGE: usize = 100;
 /// Targets a run is shown with (the rest through `targetsNextLink`), and per page of them.
-pub(super) const TARGET_PAGE: usize = 100;
+const TARGET_PAGE: usize = 100;
+/// What a run is read with to be shown ([`shown`]): its first [`TARGET_PAGE`] targets.
+pub(super) const SHOWN_TARGETS: TargetWindow = TargetWindow::Page { after: None, limit: TARGET_PAGE };
 /// The largest page of targets a reader may ask for (`$top`).
 const MAX_TARGET_PAGE: usize = 1000;
 
@@ -83,7 +85,7 @@ pub(crate) async fn get(
     scope: &ScopeRef,
     id: &RunId,
 ) -> Result<Response, ApiError> {
-    let run = authorized(app, caller, scope, id, RUNS_READ, TargetWindow::first(TARGET_PAGE)).await?;
+    let run = authorized(app, caller, scope, id, RUNS_READ, SHOWN_TARGETS).await?;
     respond(app, ctx, &run)
 }
 
@@ -139,7 +141,7 @@ pub(crate) async fn cancel(
     scope: &ScopeRef,
     id: &RunId,
 ) -> Result<Response, ApiError> {
-    let run = authorized(app, caller, scope, id, RUNS_CANCEL, TargetWindow::first(TARGET_PAGE)).await?;
+    let run = authorized(app, caller, scope, id, RUNS_CANCEL, SHOWN_TARGETS).await?;
     if run.state.is_terminal() {
         return Err(ApiError::RunAlreadyFinished { id: id.to_string(), state: run.state.as_str() });
     }
@@ -172,7 +174,7 @@ async fn authorized(
 
 async fn load(app: &AppState, scope: &ScopeRef, id: &RunId) -> Result<RunRecord, ApiError> {
     let key = RunScope::new(scope.id()).key;
-    let run = app.store.runs().get_run(id, Some(&key), TargetWindow::first(TARGET_PAGE)).await?;
+    let run = app.store.runs().get_run(id, Some(&key), SHOWN_TARGETS).await?;
     run.ok_or_else(|| ApiError::RunNotFound(id.to_string()))
 }
 
