@@ -62,6 +62,7 @@ pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
         masked: Vec::new(),
         output: None,
         service_account: None,
+        on_exit: None,
     };
     // No sender: never asked to stop.
     let (_, stop) = tokio::sync::watch::channel(None);

@@ -1,7 +1,8 @@
 //! The exit journal: the exit code and output of a command that ran to its end, written beside
-//! its live output before the result is stored and removed once it is.
+//! its live output the moment its executor knows them (before the run's cleanup and before the
+//! result is stored) and removed once the result is stored.
 //!
-//! A replica killed in between — or while `record` retries against a store that is down — would
+//! A replica killed in between — during the cleanup, or while `record` retries against a store that is down — would
 //! otherwise come back and end the command `Interrupted`, although it ran to its end. On start it
 //! stores what the journal says instead; when another replica has meanwhile called the command
 //! lost, the end becomes that row's late report (`LostThenReported`), as after a partition.
@@ -16,6 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::command::CommandId;
+use crate::executor::ExitNotice;
 
 /// The journal's file suffix, beside each command's `{id}.log`.
 const SUFFIX: &str = ".exit";
@@ -29,6 +31,7 @@ pub(super) struct Exit {
 }
 
 /// The journal in a replica's outputs directory.
+#[derive(Clone)]
 pub(super) struct ExitJournal {
     dir: PathBuf,
 }
@@ -55,6 +58,13 @@ impl ExitJournal {
         if let Err(e) = written {
             tracing::warn!(command_id = %id, error = %e, "the end of a command could not be journaled before it is stored");
         }
+    }
+
+    /// What the executor running `id` tells of its end: written here at once, before the run's
+    /// cleanup (the sandbox's end, the uid's release), which can take seconds under load.
+    pub(super) fn notice(&self, id: &CommandId) -> ExitNotice {
+        let (journal, id) = (self.clone(), id.clone());
+        ExitNotice::new(move |exit_code, logs| journal.write(&id, exit_code, logs))
     }
 
     /// Forgets the end of `id` once the store holds it (or nothing more can be done with it).

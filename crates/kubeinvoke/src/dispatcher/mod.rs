@@ -393,6 +393,7 @@ impl Dispatcher {
             (config, _) => config,
         };
         let output = Some(self.output_path(&claimed.id));
+        let on_exit = Some(self.exits.notice(&claimed.id));
         let service_account = match &claimed.options.run_as {
             Some(RunAs::ServiceAccount { service_account }) => {
                 if settings.executor.unwrap_or(self.executors.default) != ExecutorKind::Kubernetes {
@@ -418,21 +419,20 @@ impl Dispatcher {
             masked,
             output,
             service_account,
+            on_exit,
         };
         Ok((job, self.executors.for_kind(settings.executor).clone()))
     }
 
     /// Stores the outcome, retrying while the store is unavailable: a finished run is never dropped,
-    /// and one that ran to its end is journaled first, so not even this replica's death drops it.
+    /// and one that ran to its end was journaled by its executor the moment it ended
+    /// (`Job::on_exit`), so not even this replica's death drops it.
     /// The log line says how long the run (`ran`) and storing it took, in microseconds.
     async fn record(&self, id: &CommandId, principal: &str, outcome: &Outcome, ran: Duration) {
         let recording = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let (exit_code, reason) = match outcome {
-            Outcome::Exited { exit_code, logs } => {
-                self.exits.write(id, *exit_code, logs);
-                (Some(*exit_code), None)
-            }
+            Outcome::Exited { exit_code, .. } => (Some(*exit_code), None),
             Outcome::Failed { reason, .. } => (None, Some(reason.as_reason())),
         };
         loop {

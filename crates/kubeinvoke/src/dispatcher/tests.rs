@@ -375,3 +375,54 @@ async fn a_journaled_end_of_a_command_another_replica_called_lost_becomes_its_la
     let reason = record.reason.unwrap_or_default();
     assert!(reason.starts_with("WorkerLost:") && reason.contains("exit code 0"), "{reason}");
 }
+
+/// Tells the end of each command it runs (exit code 5), then hangs in its cleanup: the
+/// replica is killed there.
+#[derive(Default)]
+struct HangsInCleanup {
+    told: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Executor for HangsInCleanup {
+    async fn run(&self, job: Job, _stop: StopSignal) -> Outcome {
+        job.exited(5, "ran to its end\n");
+        self.told.notify_one();
+        std::future::pending().await
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::KubernetesPod
+    }
+}
+
+#[tokio::test]
+async fn a_replica_killed_while_its_command_is_cleaned_up_gets_the_command_s_real_result_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap());
+    let uid = cluster(store.as_ref()).await;
+    // The server makes its outputs directory before its dispatcher starts.
+    std::fs::create_dir_all(dir.path().join("outputs")).unwrap();
+    let executor = Arc::new(HangsInCleanup::default());
+    let (dispatcher, tasks) = start(&store, executor.clone(), config(1, Duration::from_secs(30)), dir.path()).await;
+    let id = dispatcher.submit(submission(&uid, "exit 5")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), executor.told.notified()).await.expect("the command ran");
+    let journaled = dir.path().join("outputs").join(format!("{id}.exit"));
+    assert!(journaled.exists(), "the end is journaled while the run is still being cleaned up");
+    // The replica dies there: its tasks end, and the row is still `Running`.
+    tasks.iter().for_each(|task| task.abort());
+    drop(dispatcher);
+    let state = store.commands().get_command(&uid, &id, crate::time::now_millis()).await.unwrap().unwrap().state;
+    assert_eq!(state, CommandState::Running);
+
+    let again = Arc::new(Panicky { ran: AtomicUsize::new(0) });
+    let (_dispatcher, _tasks) = start(&store, again.clone(), config(1, Duration::from_secs(30)), dir.path()).await;
+    let record = final_state(store.as_ref(), &uid, &id).await;
+    assert_eq!(
+        (record.state, record.exit_code, record.logs.as_deref(), record.reason.as_deref()),
+        (CommandState::Succeeded, Some(5), Some("ran to its end\n"), None),
+        "{record:?}"
+    );
+    assert_eq!(again.ran.load(Ordering::SeqCst), 0, "nothing is run again");
+    assert!(!journaled.exists(), "the journal is removed once the result is stored");
+}

@@ -174,11 +174,15 @@ impl LocalExecutor {
         };
         let exit_code = exit_code(status);
         let note = limit_note(exit_code, log.head(), limits);
+        let logs = log.finish(note.as_deref()).await;
+        // The end is what it is now: told before the cleanup below and in `run`, which can take
+        // seconds under load.
+        job.exited(exit_code, &logs);
         let sandbox_empty = match watch {
             Some(watch) => watch.ended(DRAIN_GRACE).await,
             None => false,
         };
-        Ended { outcome: Outcome::Exited { exit_code, logs: log.finish(note.as_deref()).await }, sandbox_empty }
+        Ended { outcome: Outcome::Exited { exit_code, logs }, sandbox_empty }
     }
 }
 
@@ -247,4 +251,78 @@ async fn sweep_orphans_periodically(uids: std::sync::Weak<UidLeases>) {
 
 fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::command::CommandId;
+    use crate::executor::{ExecLimits, ExitNotice};
+
+    #[tokio::test]
+    async fn a_run_that_ended_by_itself_is_told_before_its_cleanup() {
+        let data = tempfile::tempdir().unwrap();
+        let executor = LocalExecutor::new(data.path(), SandboxPolicy::default(), 1).await.unwrap();
+        let id = CommandId::generate();
+        let workdir = executor.runs_dir.join(id.as_str());
+        // What the notice saw: the exit code, the logs, and whether the working directory (with the
+        // kubeconfig in it) was still there, i.e. whether the cleanup had not begun.
+        let told: Arc<Mutex<Vec<(i32, String, bool)>>> = Arc::default();
+        let notice = {
+            let (told, workdir) = (told.clone(), workdir.clone());
+            ExitNotice::new(move |code, logs| told.lock().unwrap().push((code, logs.to_string(), workdir.exists())))
+        };
+        let job = Job {
+            id,
+            command: "echo out; echo err >&2; exit 7".into(),
+            context: Vec::new(),
+            kubeconfig: Some(b"apiVersion: v1\nkind: Config\n".to_vec()),
+            cluster_kubeconfig: None,
+            as_caller: false,
+            limits: ExecLimits::default(),
+            environment: Vec::new(),
+            masked: Vec::new(),
+            output: None,
+            service_account: None,
+            on_exit: Some(notice),
+        };
+        let (_keep, stop) = tokio::sync::watch::channel(None);
+        let outcome = executor.run(job, StopSignal::new(stop)).await;
+        assert_eq!(outcome, Outcome::Exited { exit_code: 7, logs: "out\nerr\n".into() });
+        assert_eq!(*told.lock().unwrap(), vec![(7, "out\nerr\n".to_string(), true)], "told once, before the cleanup");
+        assert!(!workdir.exists(), "the working directory is gone once the run is over");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_run_is_not_told_as_an_end() {
+        let data = tempfile::tempdir().unwrap();
+        let executor = LocalExecutor::new(data.path(), SandboxPolicy::default(), 1).await.unwrap();
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let notice = {
+            let told = told.clone();
+            ExitNotice::new(move |_, _| {
+                told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let job = Job {
+            id: CommandId::generate(),
+            command: "sleep 30".into(),
+            context: Vec::new(),
+            kubeconfig: None,
+            cluster_kubeconfig: None,
+            as_caller: false,
+            limits: ExecLimits { timeout: Duration::from_millis(300), ..ExecLimits::default() },
+            environment: Vec::new(),
+            masked: Vec::new(),
+            output: None,
+            service_account: None,
+            on_exit: Some(notice),
+        };
+        let (_keep, stop) = tokio::sync::watch::channel(None);
+        let outcome = executor.run(job, StopSignal::new(stop)).await;
+        assert!(matches!(outcome, Outcome::Failed { reason: FailureReason::Timeout, .. }), "{outcome:?}");
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0, "a run that was stopped did not reach its end");
+    }
 }

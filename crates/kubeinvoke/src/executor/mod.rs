@@ -47,14 +47,46 @@ pub struct Job {
     /// The command Pod's service account (a saved command's `runAs.serviceAccount`): the Pod
     /// executor runs it as that account, with its token and nothing else.
     pub service_account: Option<String>,
+    /// Told the run's exit code and logs the moment they are known, before its cleanup.
+    pub on_exit: Option<ExitNotice>,
 }
 
 impl Job {
+    /// Tells `on_exit` that the command ran to its end with `exit_code` and `logs`.
+    pub(crate) fn exited(&self, exit_code: i32, logs: &str) {
+        if let Some(notice) = &self.on_exit {
+            (notice.0)(exit_code, logs);
+        }
+    }
+
     /// The kubeconfig for the server's own calls: the Pod executor creates, watches and deletes
     /// the command's Pod with the cluster's registered credentials (as AKS does with its own
     /// identity), never with the caller's token, which only the command gets.
     pub fn server_kubeconfig(&self) -> Option<&[u8]> {
         self.cluster_kubeconfig.as_deref().or(self.kubeconfig.as_deref())
+    }
+}
+
+/// Who hears of a run that ended by itself as soon as its exit code and logs are known: before
+/// the sandbox's end is awaited, its uid released, its working directory removed or its Pod
+/// deleted. The dispatcher journals the end there, so a replica that dies during that cleanup
+/// comes back knowing the command ran to its end (`dispatcher/exits.rs`) instead of calling it
+/// `Interrupted`.
+#[derive(Clone)]
+pub struct ExitNotice(std::sync::Arc<TellExit>);
+
+/// Told a run's exit code and logs.
+type TellExit = dyn Fn(i32, &str) + Send + Sync;
+
+impl ExitNotice {
+    pub fn new(tell: impl Fn(i32, &str) + Send + Sync + 'static) -> Self {
+        ExitNotice(std::sync::Arc::new(tell))
+    }
+}
+
+impl std::fmt::Debug for ExitNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitNotice")
     }
 }
 

@@ -52,6 +52,7 @@ fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
         masked: Vec::new(),
         output: None,
         service_account: None,
+        on_exit: None,
     }
 }
 

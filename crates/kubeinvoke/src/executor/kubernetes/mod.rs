@@ -234,6 +234,10 @@ impl KubernetesExecutor {
             Err(e) => return Err(e.into()),
         };
         let outcome = self.run_created(job, stop, &pods, &secrets, created).await;
+        if let Ok(Outcome::Exited { exit_code, logs }) = &outcome {
+            // Told before the Pod and its Secret are deleted, which needs the cluster to answer.
+            job.exited(*exit_code, logs);
+        }
         self.clean_up(&pods, &secrets, &name).await;
         outcome
     }
