@@ -2,6 +2,10 @@
 //! a time — one `POST {scope}/…/runCommand` watched to its end, against N single commands that a
 //! client submits and polls with C in flight, on the same server, in the same run. Both poll every
 //! 10 ms, so the difference is where the scheduling happens (server-side driver vs the client).
+//!
+//! On one server with SQLite, or on `replicas` servers sharing one PostgreSQL database: the
+//! client then spreads its commands over them, the run's targets are claimed by all of them, and
+//! the run's `GET`s go to each in turn (the replica that drives it and the others).
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +14,11 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::bench::Bench;
-use crate::target::SUB;
+use crate::target::{SUB, Target};
 
 pub struct FanOut {
+    /// Servers sharing the work: 1 is one server on SQLite, more share one PostgreSQL database.
+    pub replicas: usize,
     pub clusters: usize,
     pub concurrency: usize,
     /// Wall time from the first submit to the last result final, per repetition.
@@ -23,7 +29,8 @@ pub struct FanOut {
     pub run_reads: Vec<Duration>,
     /// The `GET` of the run's second page of targets (its `targetsNextLink`) after each of those.
     pub target_pages: Vec<Duration>,
-    /// Server RSS (bytes) after the clusters were registered, and after the last run.
+    /// Server RSS (bytes, summed over the replicas) after the clusters were registered, and
+    /// after the last run.
     pub rss_before: u64,
     pub rss_after: u64,
     /// (anonymous, file-backed) resident bytes before and after.
@@ -37,24 +44,42 @@ pub struct FanOut {
 
 const POLL: Duration = Duration::from_millis(10);
 
-pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_fleet: usize) -> anyhow::Result<FanOut> {
+pub async fn run(
+    bench: &Bench,
+    clusters: usize,
+    concurrency: usize,
+    selection_fleet: usize,
+    replicas: usize,
+) -> anyhow::Result<FanOut> {
     let max_running = concurrency.to_string();
-    let server = bench.start("fanout", &["--max-running", &max_running, "--queue-capacity", "1024"]).await?;
+    let args = ["--max-running", max_running.as_str(), "--queue-capacity", "1024"];
+    let servers = match replicas {
+        0 | 1 => vec![bench.start("fanout", &args).await?],
+        n => {
+            let url = bench.postgres_database("fanout").await?;
+            crate::replicas::start_replicas(bench, &url, n, &args).await?
+        }
+    };
+    let server = &servers[0];
     server.put(&format!("/subscriptions/{SUB}/resourceGroups/fleet"), json!({"location": "westeurope"})).await?;
     for i in 0..clusters {
         let body = json!({"location": "westeurope", "tags": {"bench": "fanout"}, "properties": {}});
         server.put(&crate::target::cluster_path("fleet", &format!("c{i:04}")), body).await?;
     }
+    let memory = || {
+        let (rss, kinds) = (servers.iter().map(|s| s.memory().0).sum(), servers.iter().map(Target::memory_kinds));
+        (rss, kinds.fold((0, 0), |(a, f), (a2, f2)| (a + a2, f + f2)))
+    };
     let repetitions = if bench.quick { 1 } else { 3 };
     let (mut fan_out, mut client_side, mut run_reads, mut target_pages) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (rss_before, kinds_before) = (server.memory().0, server.memory_kinds());
+    let (rss_before, kinds_before) = memory();
     for _ in 0..repetitions {
         // Client-side: C workers, each submitting the next cluster's command and polling it.
         let started = Instant::now();
         let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(0..clusters)
             .map(|i| {
-                let server = &server;
+                let server = &servers[i % servers.len()];
                 async move {
                     let location = server.submit("fleet", &format!("c{i:04}"), "true").await?;
                     let result = server.wait_polling(&location, POLL).await?;
@@ -81,7 +106,12 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
             .await?;
         anyhow::ensure!(submitted.status() == 202, "fan-out: {} {}", submitted.status(), submitted.text().await?);
         let location = submitted.headers().get("location").context("Location")?.to_str()?.to_string();
+        let mut polls = 0;
         let run = loop {
+            // Each replica in turn: the one driving the run and the others, from the store.
+            let (server, location) =
+                (&servers[polls % servers.len()], on_replica(&location, &servers[polls % servers.len()]));
+            polls += 1;
             let asked = Instant::now();
             let r = server.client.get(&location).bearer_auth(&server.token).send().await?;
             let status = r.status().as_u16();
@@ -89,7 +119,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
             run_reads.push(asked.elapsed());
             if let Some(next) = body["properties"]["targetsNextLink"].as_str() {
                 let asked = Instant::now();
-                let r = server.client.get(next).bearer_auth(&server.token).send().await?;
+                let r = server.client.get(on_replica(next, server)).bearer_auth(&server.token).send().await?;
                 anyhow::ensure!(r.status() == 200, "a page of targets: {}", r.status());
                 r.bytes().await?;
                 target_pages.push(asked.elapsed());
@@ -108,7 +138,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
             run["properties"]["counts"]
         );
     }
-    let (rss_after, kinds_after) = (server.memory().0, server.memory_kinds());
+    let (rss_after, kinds_after) = memory();
 
     // Selection: more clusters, one of them tagged apart; a run that selects it by tag must look
     // at all of them.
@@ -141,6 +171,7 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
         );
     }
     Ok(FanOut {
+        replicas: servers.len(),
         clusters,
         concurrency,
         fan_out,
@@ -154,4 +185,12 @@ pub async fn run(bench: &Bench, clusters: usize, concurrency: usize, selection_f
         selection_fleet: selection_fleet.max(clusters + 1),
         selection,
     })
+}
+
+/// `link` (an absolute URL one replica wrote) asked of `server` instead.
+fn on_replica(link: &str, server: &Target) -> String {
+    match link.split_once("://").and_then(|(_, rest)| rest.split_once('/')) {
+        Some((_, path)) => format!("{}/{path}", server.base),
+        None => link.to_string(),
+    }
 }

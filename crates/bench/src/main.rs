@@ -77,6 +77,10 @@ enum Mode {
         /// Clusters registered in all for the target-selection measurement.
         #[arg(long, default_value_t = 10_000)]
         selection_fleet: usize,
+        /// Servers sharing the work: 1 is one server on SQLite; 2 or more share one PostgreSQL
+        /// database (`--postgres`).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
     /// The activity log's cost on command throughput, and events delivered per second.
     Activity,
@@ -120,8 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let section = report::render_pods(&measured, &header)?;
         return write_section(&cli.out, "pods", &section);
     }
-    if let Some(Mode::Fanout { clusters, concurrency, selection_fleet }) = cli.command {
-        let measured = fanout::run(&bench, clusters, concurrency, selection_fleet).await?;
+    if let Some(Mode::Fanout { clusters, concurrency, selection_fleet, replicas }) = cli.command {
+        let measured = fanout::run(&bench, clusters, concurrency, selection_fleet, replicas).await?;
         let section = report::render_fanout(&measured, &header)?;
         return write_section(&cli.out, "fanout", &section);
     }

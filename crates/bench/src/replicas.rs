@@ -51,7 +51,8 @@ pub async fn run(bench: &Bench, replicas: usize) -> anyhow::Result<ReplicaPoint>
     Ok(ReplicaPoint { replicas, reads, commands_per_sec, commands })
 }
 
-async fn start_replicas(bench: &Bench, url: &str, n: usize, extra: &[&str]) -> anyhow::Result<Vec<Target>> {
+/// `n` servers on one PostgreSQL database (`url`), the first one's token for all of them.
+pub(crate) async fn start_replicas(bench: &Bench, url: &str, n: usize, extra: &[&str]) -> anyhow::Result<Vec<Target>> {
     let mut args = vec!["--store", url];
     args.extend_from_slice(extra);
     let mut servers: Vec<Target> = Vec::new();

@@ -445,8 +445,14 @@ pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<
     writeln!(md, "{}\n\n{header}\n", begin("fanout"))?;
     writeln!(
         md,
-        "### 8. Fan-out: `true` on {} clusters, at most {} at a time (`--max-running {}`), time to all final\n",
-        f.clusters, f.concurrency, f.concurrency
+        "### 8. Fan-out: `true` on {} clusters, at most {} at a time (`--max-running {}`), time to all final — {}\n",
+        f.clusters,
+        f.concurrency,
+        f.concurrency,
+        match f.replicas {
+            1 => "one server, SQLite".to_string(),
+            n => format!("{n} replicas sharing one PostgreSQL database, each with `--max-running {}`", f.concurrency),
+        }
     )?;
     writeln!(
         md,
@@ -506,8 +512,9 @@ pub fn render_fanout(f: &crate::fanout::FanOut, header: &str) -> anyhow::Result<
     let mib = |b: u64| b as f64 / 1048576.0;
     writeln!(
         md,
-        "\nServer RSS {:.1} MiB with the {} clusters registered, {:.1} MiB after the runs ({:+.1} MiB): anonymous \
+        "\nServer RSS{} {:.1} MiB with the {} clusters registered, {:.1} MiB after the runs ({:+.1} MiB): anonymous \
          {:.1} → {:.1} MiB, file-backed (the binary, SQLite's mapped database) {:.1} → {:.1} MiB.\n",
+        if f.replicas > 1 { format!(" (summed over the {} replicas)", f.replicas) } else { String::new() },
         mib(f.rss_before),
         f.clusters,
         mib(f.rss_after),
