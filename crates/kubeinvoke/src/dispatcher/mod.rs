@@ -31,7 +31,7 @@ pub(crate) use submit::{
 use crate::command::{CommandId, FailureReason, Outcome};
 use crate::executor::{ExecLimits, ExecutorKind, Executors, Job, StopReason, StopSignal};
 use crate::run_as::RunAs;
-use crate::store::{ClaimedCommand, Lease, Store, StoreResult};
+use crate::store::{ClaimedCommand, Lease, Store, StoreError, StoreResult};
 use crate::time::now_millis;
 
 #[derive(Debug, Clone, Copy)]
@@ -98,19 +98,10 @@ impl Dispatcher {
         owner: String,
     ) -> StoreResult<(Arc<Self>, Vec<JoinHandle<()>>)> {
         let exits = exits::ExitJournal::new(&outputs_dir);
-        let journaled = store_journaled_ends(store.as_ref(), &exits, &owner, config.retention).await?;
-        if journaled > 0 {
-            tracing::warn!(
-                journaled,
-                "commands that had run to their end before the server stopped got their results from its exit journal"
-            );
-        }
-        let now = now_millis();
-        let interrupted = store.commands().interrupt_running(&owner, now, expiry(now, config.retention)).await?;
-        if interrupted > 0 {
-            tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
-        }
-        let pending = store.commands().count_accepted().await?;
+        let pending = until_available("recovering the commands of this replica's previous life", || {
+            recover(store.as_ref(), &exits, &owner, config.retention)
+        })
+        .await?;
         if pending > 0 {
             tracing::info!(pending, "resuming commands accepted before the restart");
         }
@@ -579,6 +570,54 @@ impl Dispatcher {
 fn expiry(now: i64, retention: Duration) -> i64 {
     now.saturating_add(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// What a replica does with its previous life before it takes work: the journaled ends stored,
+/// the commands it was running when it died ended `Interrupted`; answers how many wait in the queue.
+async fn recover(
+    store: &dyn Store,
+    exits: &exits::ExitJournal,
+    owner: &str,
+    retention: Duration,
+) -> StoreResult<usize> {
+    let journaled = store_journaled_ends(store, exits, owner, retention).await?;
+    if journaled > 0 {
+        tracing::warn!(
+            journaled,
+            "commands that had run to their end before the server stopped got their results from its exit journal"
+        );
+    }
+    let now = now_millis();
+    let interrupted = store.commands().interrupt_running(owner, now, expiry(now, retention)).await?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "commands that were running when the server stopped ended Failed/Interrupted");
+    }
+    store.commands().count_accepted().await
+}
+
+/// Runs `step` again while the store is unavailable (restarting, unreachable, or it rolled the
+/// step back to break a deadlock with another replica), for up to [`START_PATIENCE`]: a replica
+/// that starts in such a moment waits for the database instead of exiting.
+async fn until_available<T, F, Fut>(what: &str, mut step: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(StoreError::Unavailable(e)) if started.elapsed() < START_PATIENCE => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "{what}: the store is unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a starting replica waits for an unavailable store before it gives up.
+const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Stores the ends this replica journaled in a previous life but did not get to store (`exits.rs`):
 /// as the result of a command still `Running` here, or as the late report of one called lost since.

@@ -426,3 +426,25 @@ async fn a_replica_killed_while_its_command_is_cleaned_up_gets_the_command_s_rea
     assert_eq!(again.ran.load(Ordering::SeqCst), 0, "nothing is run again");
     assert!(!journaled.exists(), "the journal is removed once the result is stored");
 }
+
+#[tokio::test]
+async fn a_starting_replica_waits_out_an_unavailable_store_but_not_a_refusal() {
+    let calls = AtomicUsize::new(0);
+    let recovered = super::until_available("recovering", || async {
+        match calls.fetch_add(1, Ordering::SeqCst) {
+            0 | 1 => Err(crate::store::StoreError::Unavailable(anyhow::anyhow!("deadlock detected"))),
+            _ => Ok(7),
+        }
+    })
+    .await;
+    assert_eq!((recovered.ok(), calls.load(Ordering::SeqCst)), (Some(7), 3));
+
+    let calls = AtomicUsize::new(0);
+    let refused: crate::store::StoreResult<usize> = super::until_available("recovering", || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Err(crate::store::StoreError::Backend(anyhow::anyhow!("a broken row")))
+    })
+    .await;
+    assert!(matches!(refused, Err(crate::store::StoreError::Backend(_))));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a refusal is not retried");
+}

@@ -183,8 +183,10 @@ fn pool_error(e: PoolError) -> StoreError {
     }
 }
 
-/// Connection trouble (refused, closed, shutting down, too many clients) is `Unavailable`:
-/// the request may succeed later. Anything the database itself refused is a backend error.
+/// Connection trouble (refused, closed, shutting down, too many clients) and a transaction the
+/// database rolled back to break a deadlock or a serialization conflict (40P01, 40001) are
+/// `Unavailable`: the request may succeed later. Anything else the database refused is a
+/// backend error.
 pub(in crate::store) fn db_error(e: tokio_postgres::Error) -> StoreError {
     // 53100 disk_full: the server could not extend a file; the transaction was rolled back.
     if e.as_db_error().is_some_and(|db| db.code().code() == "53100") {
@@ -193,7 +195,7 @@ pub(in crate::store) fn db_error(e: tokio_postgres::Error) -> StoreError {
     let transient = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "57014"
+            code.starts_with("08") || code.starts_with("57P") || matches!(code, "53300" | "57014" | "40P01" | "40001")
         }
         None => {
             let text = e.to_string();
