@@ -261,6 +261,24 @@ mod tests {
     use crate::command::CommandId;
     use crate::executor::{ExecLimits, ExitNotice};
 
+    /// A plain run of `command` (no kubeconfig, default limits) whose end is told to `on_exit`.
+    fn job(id: CommandId, command: &str, on_exit: ExitNotice) -> Job {
+        Job {
+            id,
+            command: command.into(),
+            context: Vec::new(),
+            kubeconfig: None,
+            cluster_kubeconfig: None,
+            as_caller: false,
+            limits: ExecLimits::default(),
+            environment: Vec::new(),
+            masked: Vec::new(),
+            output: None,
+            service_account: None,
+            on_exit: Some(on_exit),
+        }
+    }
+
     #[tokio::test]
     async fn a_run_that_ended_by_itself_is_told_before_its_cleanup() {
         let data = tempfile::tempdir().unwrap();
@@ -275,18 +293,8 @@ mod tests {
             ExitNotice::new(move |code, logs| told.lock().unwrap().push((code, logs.to_string(), workdir.exists())))
         };
         let job = Job {
-            id,
-            command: "echo out; echo err >&2; exit 7".into(),
-            context: Vec::new(),
             kubeconfig: Some(b"apiVersion: v1\nkind: Config\n".to_vec()),
-            cluster_kubeconfig: None,
-            as_caller: false,
-            limits: ExecLimits::default(),
-            environment: Vec::new(),
-            masked: Vec::new(),
-            output: None,
-            service_account: None,
-            on_exit: Some(notice),
+            ..job(id, "echo out; echo err >&2; exit 7", notice)
         };
         let (_keep, stop) = tokio::sync::watch::channel(None);
         let outcome = executor.run(job, StopSignal::new(stop)).await;
@@ -307,18 +315,8 @@ mod tests {
             })
         };
         let job = Job {
-            id: CommandId::generate(),
-            command: "sleep 30".into(),
-            context: Vec::new(),
-            kubeconfig: None,
-            cluster_kubeconfig: None,
-            as_caller: false,
             limits: ExecLimits { timeout: Duration::from_millis(300), ..ExecLimits::default() },
-            environment: Vec::new(),
-            masked: Vec::new(),
-            output: None,
-            service_account: None,
-            on_exit: Some(notice),
+            ..job(CommandId::generate(), "sleep 30", notice)
         };
         let (_keep, stop) = tokio::sync::watch::channel(None);
         let outcome = executor.run(job, StopSignal::new(stop)).await;
