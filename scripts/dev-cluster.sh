@@ -12,7 +12,7 @@
 #
 # With KUBEINVOKE_DEV_CLUSTER_OWNER=<pid>, `up` also stops the cluster (and removes STATE_DIR) once that process is gone
 # (how test binaries share one cluster). STATE_DIR defaults to ~/.local/state/kubeinvoke/dev-cluster. Everything listens on 127.0.0.1
-# (ports chosen free at `up`). Logs: STATE_DIR/logs/. JWT issuers the API server trusts:
+# (ports chosen free at `up`, below the ephemeral range). Logs: STATE_DIR/logs/. JWT issuers the API server trusts:
 # STATE_DIR/authentication.yaml (reloaded by the API server when it changes).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,7 +31,26 @@ running() { # COMPONENT: its recorded pid is alive and still that program
   [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "/$1 "
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free ports below the kernel's ephemeral range: a port the kernel handed out for `bind(0)`
+# can be taken by any outgoing connection or test server before our component binds it (it was, in CI).
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+wanted = int(sys.argv[1])
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+found = []
+for port in random.sample(range(10000, low), low - 10000):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    found.append(port)
+    if len(found) == wanted:
+        break
+print(*found)
+PY
+}
 
 start() { # COMPONENT ARGS...: in the background, own session, log under logs/
   local name="$1"; shift
@@ -92,7 +111,8 @@ up() {
   mkdir -p "$state"/{pki,pids,logs,etcd}
   chmod 700 "$state"
   local pki="$state/pki"
-  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port); kwok_port=$(free_port)
+  read -r etcd_port peer_port api_port kwok_port < <(free_ports 4)
+  [ -n "$kwok_port" ] || die "no four free ports below the ephemeral range"
   echo "$api_port" >"$state/api-port"
 
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=kubeinvoke-dev-cluster-ca" \

@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod harness;
 pub mod launch;
 pub mod network;
+pub mod ports;
 pub mod postgres;
 pub mod prerequisites;
 pub mod private_postgres;

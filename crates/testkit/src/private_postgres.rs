@@ -30,8 +30,7 @@ impl PrivatePostgres {
 
     /// On loopback, a free port, trusting every local connection.
     pub fn start() -> PrivatePostgres {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::init("127.0.0.1", port, None, &[], None)
+        Self::init("127.0.0.1", crate::ports::free_port(), None, &[], None)
     }
 
     /// On a test network's database host, with a password, reachable from its replicas.

@@ -53,6 +53,26 @@ impl Isolation {
     }
 }
 
+/// What the operator must hear when commands run with less than bubblewrap's isolation: that
+/// they asked for it, or that the host could not do better (and how to fix that).
+fn weaker_isolation_warning(mode: SandboxMode, isolation: Isolation) -> Option<&'static str> {
+    match (mode, isolation) {
+        (_, Isolation::Bubblewrap) => None,
+        (SandboxMode::None, _) => Some(
+            "COMMANDS ARE NOT ISOLATED: the sandbox is turned off (--sandbox none); they see this host's files \
+             and network as their uid does",
+        ),
+        (SandboxMode::Landlock, _) => Some(
+            "COMMANDS ARE NOT FULLY ISOLATED: Landlock was asked for (--sandbox landlock); \
+             --sandbox bubblewrap isolates them fully",
+        ),
+        _ => Some(
+            "COMMANDS ARE NOT FULLY ISOLATED: bubblewrap is unavailable; install it (Debian: bubblewrap) \
+             or use --require-sandbox to refuse to start like this",
+        ),
+    }
+}
+
 /// Which isolation to use (`--sandbox`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxMode {
@@ -188,13 +208,8 @@ impl Sandbox {
                 if refusals.is_empty() { "full isolation needs bubblewrap".to_string() } else { refusals.join("; ") }
             );
         }
-        if sandbox.isolation != Isolation::Bubblewrap {
-            tracing::warn!(
-                isolation = sandbox.isolation.as_str(),
-                refused = refusals.join("; "),
-                "COMMANDS ARE NOT FULLY ISOLATED: bubblewrap is unavailable; install it (Debian: bubblewrap) \
-                 or use --require-sandbox to refuse to start like this"
-            );
+        if let Some(warning) = weaker_isolation_warning(policy.mode, sandbox.isolation) {
+            tracing::warn!(isolation = sandbox.isolation.as_str(), refused = refusals.join("; "), "{warning}");
         }
         Ok(sandbox)
     }
@@ -375,5 +390,26 @@ impl Sandbox {
         push(&[&"--bind", &run.workdir, &SANDBOX_HOME, &"--remount-ro", &"/", &"--chdir", &SANDBOX_HOME, &"--"]);
         push(&[&self.shell]);
         args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warning_says_whether_the_operator_chose_weaker_isolation_or_the_host_forced_it() {
+        for mode in [SandboxMode::Auto, SandboxMode::Bubblewrap] {
+            assert_eq!(weaker_isolation_warning(mode, Isolation::Bubblewrap), None);
+        }
+        let off = weaker_isolation_warning(SandboxMode::None, Isolation::None).unwrap();
+        assert!(off.contains("turned off (--sandbox none)"), "{off}");
+        assert!(!off.contains("unavailable"), "it was asked for, not missing: {off}");
+        let chosen = weaker_isolation_warning(SandboxMode::Landlock, Isolation::Landlock).unwrap();
+        assert!(chosen.contains("Landlock was asked for") && !chosen.contains("unavailable"), "{chosen}");
+        for fallback in [Isolation::Landlock, Isolation::None] {
+            let forced = weaker_isolation_warning(SandboxMode::Auto, fallback).unwrap();
+            assert!(forced.contains("bubblewrap is unavailable; install it"), "{forced}");
+        }
     }
 }

@@ -436,7 +436,7 @@ async fn webhooks_never_reach_the_servers_own_network_and_failures_say_nothing_o
     // Allowed to reach private networks, the server still tells nobody what is behind a port:
     // closed, plain TCP and plain HTTP all fail the same way.
     let s = Server::start(&["--event-allow-private-networks"]).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = kubeinvoke_testkit::ports::free_port();
     let plain_http = Recorder::start(200, "text/plain", "hello").await;
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_port = silent.local_addr().unwrap().port();

@@ -190,7 +190,7 @@ async fn a_pod_that_cannot_be_scheduled_fails_after_the_start_deadline_with_the_
 
 #[tokio::test]
 async fn an_unreachable_api_server_or_a_taken_name_fails_without_touching_others_objects() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = format!("127.0.0.1:{}", kubeinvoke_testkit::ports::free_port());
     let executor = executor(Duration::from_secs(60));
     let unreachable = fake_apiserver::kubeconfig_for(&format!("http://{closed}"));
     let reason = failure(&run(&executor, job("d1", "true", unreachable)).await);
