@@ -17,8 +17,9 @@ use kubeinvoke::resource::ClusterRef;
 use kubeinvoke::resource::names::{ClusterName, GroupName, SubscriptionId};
 use kubeinvoke::run_as::RunAs;
 use kubeinvoke::store::{
-    ClusterUid, ClusterWrite, CommandOptions, Decided, DocumentKind, DocumentRecord, GroupRecord, Lease, NewCommand,
-    PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store, TargetStart, TargetWindow,
+    ClusterUid, ClusterWrite, CommandEvents, CommandLogRow, CommandOptions, Decided, DocumentKind, DocumentRecord,
+    GroupRecord, Lease, NewCommand, PostgresStore, PrincipalRecord, RoleAssignmentRecord, SqliteStore, Store,
+    TargetStart, TargetWindow,
 };
 
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
@@ -988,4 +989,42 @@ async fn one_pending_target_is_skipped_and_clusters_are_found_by_uid(s: &Subject
     );
     assert!(!read.has_cluster_token);
     assert_eq!(runs.skip_pending(&run_id, None, "the rest").await.unwrap(), 2);
+}
+
+/// PostgreSQL only (SQLite has one writer at a time): the activity log never waits for a
+/// command's row while another transaction writes it (the dispatcher storing its end, which
+/// would otherwise wait in turn for the log's transaction); it leaves that command for a later
+/// pass and logs it then.
+#[tokio::test]
+async fn postgres_logging_leaves_a_command_whose_row_is_being_written_for_a_later_pass() {
+    let Some(s) = postgres().await else { return };
+    let Backend::Postgres(database) = &s.backend else { unreachable!("postgres() gives a PostgreSQL subject") };
+    let store = &*s.store;
+    let uid = cluster(store, "rg", "k", json!({})).await;
+    submit(store, &uid, "c1", 1).await;
+    let rows = store.activity().unlogged_commands(10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let batches = || {
+        rows.iter()
+            .map(|row: &CommandLogRow| CommandEvents {
+                id: row.id.clone(),
+                from: row.logged_state,
+                to: row.state,
+                events: vec![],
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let writer = harness::postgres_client(&database.url()).await;
+    writer.batch_execute("BEGIN; SELECT 1 FROM commands WHERE id = 'c1' FOR UPDATE").await.unwrap();
+    let logging = store.activity().log_command_events(batches());
+    tokio::time::timeout(std::time::Duration::from_secs(20), logging)
+        .await
+        .expect("the log waited for a row another transaction holds")
+        .unwrap();
+    assert_eq!(store.activity().unlogged_commands(10).await.unwrap().len(), 1, "left for a later pass");
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    store.activity().log_command_events(batches()).await.unwrap();
+    assert!(store.activity().unlogged_commands(10).await.unwrap().is_empty(), "logged once the row is free");
 }

@@ -37,51 +37,71 @@ UPDATE commands SET logged_state = state;
 CREATE INDEX commands_unlogged ON commands (seq) WHERE logged_state IS DISTINCT FROM state;
 "#;
 
-/// Appends in the caller's transaction, after taking the chain lock.
-async fn append(tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) -> StoreResult<()> {
-    tx.execute_cached("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
-    let mut prev: String = tx
-        .query_opt_cached(super::CHAIN_HEAD.postgres(), &[])
-        .await
-        .map_err(db_error)?
-        .map(|r| r.text("hash"))
-        .transpose()?
-        .unwrap_or_else(|| GENESIS.to_string());
-    let insert = tx.prepared(super::APPEND_EVENT.postgres()).await.map_err(db_error)?;
-    for event in events {
-        let content = event.content();
-        let next = hash(&prev, &content);
-        let columns = columns_of(&content)?;
-        tx.execute(
-            &insert,
-            &[
-                &columns.event_id,
-                &columns.time,
-                &columns.subscription_key,
-                &columns.group_key,
-                &columns.resource_key,
-                &columns.provider_key,
-                &columns.caller,
-                &columns.correlation_id,
-                &columns.status,
-                &content,
-                &prev,
-                &next,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-        prev = next;
-    }
-    Ok(())
+/// The chain as one transaction holds it: its lock taken (released at commit or rollback) and
+/// the hash of its last event, so a transaction that appends several times locks and reads once.
+struct Chain {
+    head: String,
 }
+
+impl Chain {
+    /// Takes the chain lock in `tx`, then reads the head: no other replica appends until `tx` ends.
+    async fn lock(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<Chain> {
+        tx.execute_cached("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await.map_err(db_error)?;
+        let head = tx
+            .query_opt_cached(super::CHAIN_HEAD.postgres(), &[])
+            .await
+            .map_err(db_error)?
+            .map(|r| r.text("hash"))
+            .transpose()?
+            .unwrap_or_else(|| GENESIS.to_string());
+        Ok(Chain { head })
+    }
+
+    async fn append(&mut self, tx: &deadpool_postgres::Transaction<'_>, events: &[NewEvent]) -> StoreResult<()> {
+        let insert = tx.prepared(super::APPEND_EVENT.postgres()).await.map_err(db_error)?;
+        for event in events {
+            let content = event.content();
+            let next = hash(&self.head, &content);
+            let columns = columns_of(&content)?;
+            tx.execute(
+                &insert,
+                &[
+                    &columns.event_id,
+                    &columns.time,
+                    &columns.subscription_key,
+                    &columns.group_key,
+                    &columns.resource_key,
+                    &columns.provider_key,
+                    &columns.caller,
+                    &columns.correlation_id,
+                    &columns.status,
+                    &content,
+                    &self.head,
+                    &next,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+            self.head = next;
+        }
+        Ok(())
+    }
+}
+
+/// Marks a command's state as logged, unless another replica logged it first (`logged_state`
+/// moved on) or its row is being written right now (the dispatcher storing its end): then it is
+/// left for a later pass, which sees the new state, instead of the dispatcher's durable write
+/// waiting for this transaction, or this one for it (measured: 3.5 ms per mark on two replicas).
+const MARK_LOGGED: &str = "UPDATE commands SET logged_state = $2
+     WHERE id = (SELECT id FROM commands WHERE id = $1 AND logged_state IS NOT DISTINCT FROM $3
+                 FOR UPDATE SKIP LOCKED)";
 
 #[async_trait]
 impl ActivityStore for PostgresStore {
     async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        append(&tx, &events).await?;
+        Chain::lock(&tx).await?.append(&tx, &events).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -102,17 +122,17 @@ impl ActivityStore for PostgresStore {
     async fn log_command_events(&self, batches: Vec<CommandEvents>) -> StoreResult<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // The chain first: a row is marked only by the replica that appends its events, so no
+        // command row stays locked while its marker waits for the chain.
+        let mut chain = Chain::lock(&tx).await?;
         let mut written = 0;
         for batch in batches {
             let marked = tx
-                .execute_cached(
-                    "UPDATE commands SET logged_state = $2 WHERE id = $1 AND logged_state IS NOT DISTINCT FROM $3",
-                    &[&batch.id.as_str(), &batch.to.as_str(), &batch.from.map(|s| s.as_str())],
-                )
+                .execute_cached(MARK_LOGGED, &[&batch.id.as_str(), &batch.to.as_str(), &batch.from.map(|s| s.as_str())])
                 .await
                 .map_err(db_error)?;
             if marked == 1 {
-                append(&tx, &batch.events).await?;
+                chain.append(&tx, &batch.events).await?;
                 written += batch.events.len();
             }
         }
