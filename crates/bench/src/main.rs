@@ -11,6 +11,7 @@ mod fanout;
 mod growth;
 mod load;
 mod memory;
+mod pgbench;
 mod pods;
 mod reads;
 mod replicas;
@@ -174,6 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let point = measure(f, &name, growth::run(&bench, backend, stored, read_cache)).await;
                 results.growth.extend(point.map(|p| (backend, p)));
             }
+        }
+        if cli.postgres.is_some() {
+            results.pgbench = measure(f, "pgbench -S on the same PostgreSQL server", pgbench::run(&bench)).await;
         }
     }
     results.failures = failures;

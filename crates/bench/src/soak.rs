@@ -1,5 +1,5 @@
 //! Soak: mixed load for a long while — result polling, submissions of succeeding, failing and
-//! timing-out commands, bad requests — then checks: no 5xx, memory flat after warm-up, every
+//! timing-out commands, bad requests — then checks: no 5xx, the server's own memory flat after warm-up, every
 //! submitted command final.
 
 use std::collections::BTreeMap;
@@ -18,9 +18,22 @@ pub struct Soak {
     pub server_errors: u64,
     pub submitted: usize,
     pub unfinished: usize,
-    /// (seconds since start, RSS bytes), every 10 s.
-    pub rss: Vec<(f64, u64)>,
+    /// The server's memory and its database's size, every 10 s.
+    pub memory: Vec<MemorySample>,
     pub polling: WrkResult,
+}
+
+/// What the server holds at one moment, split by kind: its own memory (heap, stacks) and the
+/// file pages mapped into it, SQLite's memory-mapped database among them, which grow with the
+/// database file and which the kernel may reclaim at will.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySample {
+    pub at_secs: f64,
+    pub rss: u64,
+    pub anonymous: u64,
+    pub file_backed: u64,
+    /// The database file and its WAL.
+    pub database: u64,
 }
 
 pub async fn run(bench: &Bench, duration: Duration) -> anyhow::Result<Soak> {
@@ -31,12 +44,19 @@ pub async fn run(bench: &Bench, duration: Duration) -> anyhow::Result<Soak> {
     let driver = async {
         let mut statuses = BTreeMap::new();
         let mut submitted = Vec::new();
-        let mut rss = Vec::new();
+        let mut memory = Vec::new();
         let mut next_sample = Duration::ZERO;
         let mut round = 0u64;
         while started.elapsed() < duration {
             if started.elapsed() >= next_sample {
-                rss.push((started.elapsed().as_secs_f64(), server.memory().0));
+                let (anonymous, file_backed) = server.memory_kinds();
+                memory.push(MemorySample {
+                    at_secs: started.elapsed().as_secs_f64(),
+                    rss: server.memory().0,
+                    anonymous,
+                    file_backed,
+                    database: crate::target::file_bytes(&server.data_dir, "kubeinvoke.db"),
+                });
                 next_sample += Duration::from_secs(10);
             }
             let run = format!("{}/runCommand", cluster_path("bench", "c1"));
@@ -64,10 +84,10 @@ pub async fn run(bench: &Bench, duration: Duration) -> anyhow::Result<Soak> {
             round += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::Ok((statuses, submitted, rss))
+        anyhow::Ok((statuses, submitted, memory))
     };
     let (polling, driven) = tokio::join!(polling, driver);
-    let (polling, (statuses, submitted, rss)) = (polling?, driven?);
+    let (polling, (statuses, submitted, memory)) = (polling?, driven?);
     let mut unfinished = 0;
     for location in &submitted {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -84,5 +104,5 @@ pub async fn run(bench: &Bench, duration: Duration) -> anyhow::Result<Soak> {
         }
     }
     let server_errors = statuses.iter().filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum::<u64>() + polling.non_2xx;
-    Ok(Soak { duration, statuses, server_errors, submitted: submitted.len(), unfinished, rss, polling })
+    Ok(Soak { duration, statuses, server_errors, submitted: submitted.len(), unfinished, memory, polling })
 }
