@@ -39,6 +39,13 @@ enum Fault {
     FillDisk,
 }
 
+/// How long after its last mark a command may still not have exited as its executor sees it
+/// (the shell's exit, the kernel's reaping, the executor's wake-up on a loaded machine). A
+/// replica killed within it ends the command `Interrupted` truthfully, although the witness has
+/// its end mark: the mark is the script's last statement, not the process's exit, and the
+/// command's process was killed with its replica before its exit was seen.
+const EXIT_SEEN_WITHIN_MS: i64 = 250;
+
 const FAULTS: [Fault; 7] = [
     Fault::KillReplica,
     Fault::CutDatabaseLink { seconds: 6.0 },
@@ -205,6 +212,8 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
     let started = Instant::now();
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     let restarts = AtomicUsize::new(0);
+    // When each kill -9 came (Unix ms, taken just before it).
+    let mut kills: Vec<i64> = Vec::new();
     let mut round = 0usize;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(1500 + (round as u64 % 3) * 500)).await;
@@ -214,6 +223,7 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
         match fault {
             Fault::KillReplica => {
                 let server = fleet.lock().unwrap()[victim].take().unwrap();
+                kills.push(now_unix_ms());
                 let mut restarted = server.restart().await;
                 restarted.token = token.clone();
                 fleet.lock().unwrap()[victim] = Some(restarted);
@@ -264,6 +274,7 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let (mut never_final, mut misreported) = (Vec::new(), Vec::new());
+    let mut killed_after_last_mark: Vec<i64> = Vec::new();
     // Read once every command is final (nothing appends after that): an hour's witness is long.
     let mut finals = Vec::with_capacity(tally.accepted.len());
     for (command_token, path) in &tally.accepted {
@@ -309,10 +320,20 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
         // A command the store says was stopped did not run to its end, nor on after it was said.
         let ended = properties["finishedAt"].as_str().and_then(unix_millis).unwrap_or(i64::MIN);
         let stopped_in_time = marks.ends == 0 && (marks.starts == 0 || marks.last_ms < ended);
+        // Its last mark written, its replica killed before the exit could be seen.
+        let kill_after_last_mark = kills
+            .iter()
+            .map(|&kill| kill - marks.last_ms)
+            .find(|gap| (-KILL_CLOCK_SLACK_MS..=EXIT_SEEN_WITHIN_MS).contains(gap));
+        let killed_before_its_exit = (marks.starts, marks.ends) == (1, 1) && kill_after_last_mark.is_some();
+        if kind == "Interrupted" && killed_before_its_exit {
+            killed_after_last_mark.extend(kill_after_last_mark);
+        }
         let agrees = match (state, kind) {
             ("Succeeded", _) => (marks.starts, marks.ends) == (1, 1),
             ("Failed", "WorkerLost") if reason.contains(':') => (marks.starts, marks.ends) == (1, 1),
-            ("Failed", "WorkerLost" | "Interrupted" | "ServerShutdown" | "DataDirectoryFull") => stopped_in_time,
+            ("Failed", "Interrupted") => stopped_in_time || killed_before_its_exit,
+            ("Failed", "WorkerLost" | "ServerShutdown" | "DataDirectoryFull") => stopped_in_time,
             _ => false,
         };
         if !agrees {
@@ -336,6 +357,7 @@ async fn replicas_the_database_and_the_network_fail_and_no_command_is_lost_run_t
         ran_twice: ran_twice.len(),
         never_final: never_final.len(),
         misreported: misreported.len(),
+        killed_after_last_mark: &killed_after_last_mark,
         rss: rss_at_start.iter().zip(&rss_at_end).map(|(a, b)| (*a, *b)).collect(),
         restarts: restarts.load(Ordering::Relaxed),
     });
@@ -360,6 +382,9 @@ struct Report<'a> {
     ran_twice: usize,
     never_final: usize,
     misreported: usize,
+    /// `Interrupted` after their last mark: killed with their replica before their exit was seen.
+    /// (each one's kill, in ms after its last mark)
+    killed_after_last_mark: &'a [i64],
     /// Each replica's RSS (KiB) at the start and the end (its newest process).
     rss: Vec<(u64, u64)>,
     restarts: usize,
@@ -377,6 +402,17 @@ fn render(r: &Report) -> String {
     rows.push(("ran twice".into(), r.ran_twice.to_string()));
     rows.push(("never final".into(), r.never_final.to_string()));
     rows.push(("result disagrees with the witness".into(), r.misreported.to_string()));
+    rows.push((
+        format!("Interrupted after the last mark, replica killed within {EXIT_SEEN_WITHIN_MS} ms of it"),
+        match r.killed_after_last_mark {
+            [] => "0".to_string(),
+            gaps => format!(
+                "{} (killed {} ms after it)",
+                gaps.len(),
+                gaps.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    ));
     rows.extend(r.tally.answers.iter().map(|(kind, n)| (format!("answer: {kind}"), n.to_string())));
     rows.push(("answers breaking the rules".into(), r.tally.violations.len().to_string()));
     for (k, (start, end)) in r.rss.iter().enumerate() {
@@ -391,6 +427,14 @@ fn render(r: &Report) -> String {
         table.push_str(&format!("| {what} | {value} |\n"));
     }
     table
+}
+
+/// The witness's marks and the kills are both read off this machine's clock; the kill's time is
+/// taken just before it, so it may precede the moment the replica died by this much.
+const KILL_CLOCK_SLACK_MS: i64 = 20;
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `2026-12-02T14:41:45.24Z` as Unix milliseconds (the UTC form results use).
