@@ -50,6 +50,13 @@ CREATE TABLE command_run_targets (
 );
 "#;
 
+/// Every target of a new run in one statement, from parallel arrays: one `INSERT` per target
+/// made a run of 1,000 targets 1,000 round trips inside the fan-out's `POST`.
+const INSERT_TARGETS: &str = "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
+     SELECT $1, t.position, t.cluster_uid, t.cluster_id, t.state, t.reason
+     FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
+          AS t (position, cluster_uid, cluster_id, state, reason)";
+
 async fn select_run(
     client: &(impl CachedQueries + Sync),
     id: &str,
@@ -116,23 +123,16 @@ impl RunStore for PostgresStore {
         )
         .await
         .map_err(db_error)?;
-        let statement = tx.prepared(super::INSERT_TARGET.postgres()).await.map_err(db_error)?;
-        for (position, target) in run.targets.iter().enumerate() {
-            let state = if target.skipped.is_some() { "Skipped" } else { "Pending" };
-            tx.execute(
-                &statement,
-                &[
-                    &run.id.as_str(),
-                    &(position as i64),
-                    &target.cluster_uid,
-                    &target.cluster_id,
-                    &state,
-                    &target.skipped,
-                ],
-            )
+        let targets = &run.targets;
+        let positions: Vec<i64> = (0..targets.len() as i64).collect();
+        let uids: Vec<Option<&str>> = targets.iter().map(|t| t.cluster_uid.as_deref()).collect();
+        let ids: Vec<&str> = targets.iter().map(|t| t.cluster_id.as_str()).collect();
+        let states: Vec<&str> =
+            targets.iter().map(|t| if t.skipped.is_some() { "Skipped" } else { "Pending" }).collect();
+        let reasons: Vec<Option<&str>> = targets.iter().map(|t| t.skipped.as_deref()).collect();
+        tx.execute_cached(INSERT_TARGETS, &[&run.id.as_str(), &positions, &uids, &ids, &states, &reasons])
             .await
             .map_err(db_error)?;
-        }
         tx.commit().await.map_err(db_error)
     }
 
