@@ -52,7 +52,8 @@ CREATE TABLE command_run_targets (
 
 /// Every target of a new run in one statement, from parallel arrays: one `INSERT` per target
 /// made a run of 1,000 targets 1,000 round trips inside the fan-out's `POST`.
-const INSERT_TARGETS: &str = "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
+const INSERT_TARGETS: &str =
+    "INSERT INTO command_run_targets (run_id, position, cluster_uid, cluster_id, state, reason)
      SELECT $1, t.position, t.cluster_uid, t.cluster_id, t.state, t.reason
      FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
           AS t (position, cluster_uid, cluster_id, state, reason)";
