@@ -50,20 +50,7 @@ pub async fn local_executor(bench: &Bench, max_running: usize) -> anyhow::Result
 }
 
 pub async fn run_job(executor: &LocalExecutor, n: usize, command: &str) {
-    let job = Job {
-        id: kubeinvoke::command::CommandId::from_text(format!("{n:032x}")),
-        command: command.to_string(),
-        context: Vec::new(),
-        kubeconfig: None,
-        cluster_kubeconfig: None,
-        as_caller: false,
-        limits: ExecLimits::default(),
-        environment: Vec::new(),
-        masked: Vec::new(),
-        output: None,
-        service_account: None,
-        on_exit: None,
-    };
+    let job = Job::plain(kubeinvoke::command::CommandId::from_text(format!("{n:032x}")), command);
     // No sender: never asked to stop.
     let (_, stop) = tokio::sync::watch::channel(None);
     executor.run(job, StopSignal::new(stop)).await;

@@ -263,20 +263,7 @@ mod tests {
 
     /// A plain run of `command` (no kubeconfig, default limits) whose end is told to `on_exit`.
     fn job(id: CommandId, command: &str, on_exit: ExitNotice) -> Job {
-        Job {
-            id,
-            command: command.into(),
-            context: Vec::new(),
-            kubeconfig: None,
-            cluster_kubeconfig: None,
-            as_caller: false,
-            limits: ExecLimits::default(),
-            environment: Vec::new(),
-            masked: Vec::new(),
-            output: None,
-            service_account: None,
-            on_exit: Some(on_exit),
-        }
+        Job { on_exit: Some(on_exit), ..Job::plain(id, command) }
     }
 
     #[tokio::test]

@@ -52,6 +52,25 @@ pub struct Job {
 }
 
 impl Job {
+    /// `command` alone: no files, kubeconfig, environment or masked values, the default limits,
+    /// no live output and nobody told of its end. Callers set what their run needs on top.
+    pub fn plain(id: crate::command::CommandId, command: impl Into<String>) -> Job {
+        Job {
+            id,
+            command: command.into(),
+            context: Vec::new(),
+            kubeconfig: None,
+            cluster_kubeconfig: None,
+            as_caller: false,
+            limits: ExecLimits::default(),
+            environment: Vec::new(),
+            masked: Vec::new(),
+            output: None,
+            service_account: None,
+            on_exit: None,
+        }
+    }
+
     /// Tells `on_exit` that the command ran to its end with `exit_code` and `logs`.
     pub(crate) fn exited(&self, exit_code: i32, logs: &str) {
         if let Some(notice) = &self.on_exit {

@@ -41,18 +41,9 @@ fn executor(start_deadline: Duration) -> KubernetesExecutor {
 
 fn job(id: &str, command: &str, kubeconfig: Vec<u8>) -> Job {
     Job {
-        id: kubeinvoke::command::CommandId::from_text(id),
-        command: command.to_string(),
-        context: Vec::new(),
         kubeconfig: Some(kubeconfig),
-        cluster_kubeconfig: None,
-        as_caller: false,
         limits: ExecLimits { timeout: Duration::from_secs(120), ..ExecLimits::default() },
-        environment: Vec::new(),
-        masked: Vec::new(),
-        output: None,
-        service_account: None,
-        on_exit: None,
+        ..Job::plain(kubeinvoke::command::CommandId::from_text(id), command)
     }
 }
 
