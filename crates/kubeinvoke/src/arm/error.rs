@@ -190,6 +190,11 @@ impl ApiError {
     }
 
     /// Shorthand for a 400 that names the offending property.
+    /// A resource's `tags` that Azure would not accept (400 `InvalidParameter` on `tags`).
+    pub fn invalid_tags(error: crate::resource::tags::TagError) -> Self {
+        ApiError::invalid("tags", error.to_string())
+    }
+
     pub fn invalid(target: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) -> Self {
         ApiError::InvalidParameter { target: target.into(), message: message.into() }
     }

@@ -180,8 +180,9 @@ impl Subscription {
 #[derive(Debug, Deserialize)]
 pub(crate) struct ResourceGroupRequest {
     pub location: Option<String>,
+    /// Any JSON, so that tags of the wrong shape get [`crate::resource::tags`]'s message.
     #[serde(default)]
-    pub tags: Option<Map<String, Value>>,
+    pub tags: Option<Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

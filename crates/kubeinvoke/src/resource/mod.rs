@@ -3,6 +3,7 @@
 
 pub mod location;
 pub mod names;
+pub mod tags;
 
 use names::{ClusterName, GroupName, SubscriptionId};
 

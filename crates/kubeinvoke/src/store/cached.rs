@@ -227,6 +227,17 @@ impl<S: Store> ClusterStore for CachedStore<S> {
     ) -> StoreResult<Vec<ClusterRecord>> {
         self.inner.clusters().list_clusters(subscription, group, after, limit).await
     }
+
+    async fn list_tagged_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        tags: &[(String, String)],
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        self.inner.clusters().list_tagged_clusters(subscription, group, tags, after, limit).await
+    }
 }
 
 /// Clusters and assignments through the caches; every other aggregate straight to the store.

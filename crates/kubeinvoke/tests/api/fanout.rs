@@ -276,6 +276,10 @@ async fn bad_fan_out_requests_get_a_400_naming_the_problem() {
     };
     let m = refused(json!({"command": "x", "targets": {"tags": {"env": "none"}}})).await;
     assert!(m.contains("No managed cluster in") && m.contains("env=none"), "{m}");
+    let m = refused(json!({"command": "x", "targets": {"tags": {"env": "prod\u{0}"}}})).await;
+    assert!(m.contains("control character"), "{m}");
+    let m = refused(json!({"command": "x", "targets": {"tags": {"env": ["prod"]}}})).await;
+    assert!(m.contains("must be a string"), "{m}");
     let other = cluster_path("other", "c1");
     let m = refused(json!({"command": "x", "targets": {"clusterIds": [other]}})).await;
     assert!(m.contains("not inside the run's scope"), "{m}");

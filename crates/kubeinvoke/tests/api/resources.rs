@@ -325,6 +325,40 @@ async fn patch_replaces_tags_of_groups_and_clusters_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn tags_azure_would_refuse_get_a_400_naming_the_tag_and_change_nothing() {
+    let s = Server::start(&[]).await;
+    s.create_cluster("strict", "c1", json!({})).await;
+    let r = s.send(Method::PATCH, &cluster_path("strict", "c1"), Some(json!({"tags": {"env": "prod"}}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let refused = [
+        (json!(["env"]), "must be a JSON object"),
+        (json!({"env": 1}), "tag 'env' must be a string"),
+        (json!({"nul": "a\u{0}b"}), "control character"),
+        (json!({"line\nbreak": "v"}), "'line\\nbreak'"),
+        (json!({"": "v"}), "must not be empty"),
+        (json!({"long": "v".repeat(257)}), "longer than 256"),
+        (Value::Object((0..51).map(|i| (format!("t{i}"), json!("v"))).collect()), "at most 50"),
+    ];
+    for (tags, says) in refused {
+        let body = json!({"location": "westeurope", "tags": tags.clone(), "properties": {}});
+        for r in [
+            s.put(&cluster_path("strict", "c1"), body).await,
+            s.send(Method::PATCH, &cluster_path("strict", "c1"), Some(json!({"tags": tags.clone()}))).await,
+            s.put(&group_path("strict"), json!({"location": "westeurope", "tags": tags.clone()})).await,
+            s.send(Method::PATCH, &group_path("strict"), Some(json!({"tags": tags.clone()}))).await,
+        ] {
+            let message = r.assert_error(400, "InvalidParameter");
+            assert!(message.contains(says), "{tags}: {message}");
+            assert_eq!(r.json()["error"]["target"], "tags", "{}", r.text);
+        }
+    }
+    assert_eq!(s.get(&cluster_path("strict", "c1")).await.json()["tags"], json!({"env": "prod"}), "nothing changed");
+    let r = s.send(Method::PATCH, &cluster_path("strict", "c1"), Some(json!({"tags": null}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(s.get(&cluster_path("strict", "c1")).await.json().get("tags").is_none(), "null clears the tags");
+}
+
+#[tokio::test]
 async fn providers_are_registered_and_locations_listed() {
     let s = Server::start(&[]).await;
     let providers = s.get(&format!("/subscriptions/{SUB}/providers?api-version=2022-12-01")).await;

@@ -52,6 +52,31 @@ impl Subject {
         }
     }
 
+    /// The store opened again on the same database, running any migration it has not run.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("kubeinvoke.db")).unwrap()),
+            Backend::Postgres(database) => Arc::new(PostgresStore::connect(&database.url()).await.unwrap()),
+        }
+    }
+
+    /// Forgets the last migration (the tag index), as a database of the version before it.
+    async fn before_the_tag_index(&self) {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let version = self.count("PRAGMA user_version").await;
+                self.raw(&format!("DROP TABLE cluster_tags; PRAGMA user_version = {};", version - 1)).await;
+            }
+            Backend::Postgres(_) => {
+                self.raw(
+                    "DROP TABLE cluster_tags;
+                     DELETE FROM kubeinvoke_schema WHERE version = (SELECT MAX(version) FROM kubeinvoke_schema);",
+                )
+                .await;
+            }
+        }
+    }
+
     /// The one number a `SELECT COUNT(*) …` returns, read on the database directly.
     async fn count(&self, sql: &str) -> i64 {
         match &self.backend {
@@ -106,6 +131,9 @@ contract!(
     role_assignments_keep_the_first_write_and_list_in_creation_order,
     groups_and_clusters_round_trip_and_a_cluster_needs_its_group,
     clusters_list_by_group_then_name_with_a_cursor,
+    clusters_are_selected_by_every_tag_with_names_ignoring_ascii_case,
+    hostile_tags_are_plain_data_to_the_selection,
+    clusters_stored_before_the_tag_index_are_found_by_their_tags,
     a_cluster_put_without_kubeconfig_keeps_the_stored_one,
     claims_take_the_oldest_accepted_command_once_with_its_cluster_settings,
     a_command_stored_running_is_handed_over_with_its_cluster_and_never_claimed,
@@ -468,6 +496,90 @@ async fn clusters_list_by_group_then_name_with_a_cursor(s: &Subject) {
     let in_b =
         names(store.clusters().list_clusters(&sub, Some(&GroupName::parse("b").unwrap()), None, 10).await.unwrap());
     assert_eq!(in_b, ["b/a", "b/x"]);
+}
+
+/// Creates the group if needed and a cluster carrying `tags`.
+async fn tagged(store: &dyn Store, group_name: &str, name: &str, tags: Value) {
+    group(store, group_name).await;
+    let document = json!({"location": "westeurope", "tags": tags, "properties": {}}).as_object().unwrap().clone();
+    let write = ClusterWrite { cluster: cluster_ref(group_name, name), document, kubeconfig: None };
+    store.clusters().put_cluster(write).await.unwrap();
+}
+
+/// The names (`group/cluster`) of the clusters carrying every pair, read `limit` at a time.
+async fn selected(store: &dyn Store, group: Option<&str>, wanted: &[(&str, &str)], limit: usize) -> Vec<String> {
+    let sub = SubscriptionId::parse(SUB).unwrap();
+    let group = group.map(|g| GroupName::parse(g).unwrap());
+    let wanted: Vec<(String, String)> = wanted.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut names: Vec<String> = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            store.clusters().list_tagged_clusters(&sub, group.as_ref(), &wanted, after.clone(), limit).await.unwrap();
+        assert!(page.len() <= limit);
+        let done = page.len() < limit;
+        after = page.last().map(|c| (c.group.to_lowercase(), c.name.to_lowercase()));
+        names.extend(page.into_iter().map(|c| format!("{}/{}", c.group, c.name)));
+        if done {
+            return names;
+        }
+    }
+}
+
+async fn clusters_are_selected_by_every_tag_with_names_ignoring_ascii_case(s: &Subject) {
+    let store = s.store.as_ref();
+    tagged(store, "b", "x", json!({"Env": "prod", "team": "a"})).await;
+    tagged(store, "a", "z", json!({"env": "prod"})).await;
+    tagged(store, "a", "y", json!({"ENV": "Prod", "team": "a"})).await;
+    tagged(store, "b", "n", json!({"env": 1, "team": ["a"]})).await;
+    tagged(store, "b", "u", json!({"ÄNV": "prod", "äNV": "x"})).await;
+    cluster(store, "a", "untagged", json!({})).await;
+
+    assert_eq!(selected(store, None, &[("env", "prod")], 10).await, ["a/z", "b/x"]);
+    assert_eq!(selected(store, None, &[("env", "prod")], 1).await, ["a/z", "b/x"], "paged one at a time");
+    assert_eq!(selected(store, None, &[("ENV", "prod"), ("Team", "a")], 10).await, ["b/x"]);
+    assert_eq!(selected(store, None, &[("env", "Prod")], 10).await, ["a/y"], "values compare exactly");
+    assert_eq!(selected(store, Some("a"), &[("env", "prod")], 10).await, ["a/z"], "within one group");
+    assert!(selected(store, None, &[("env", "1")], 10).await.is_empty(), "only string values are tags");
+    assert!(selected(store, None, &[("env", "prod"), ("team", "b")], 10).await.is_empty());
+    // ASCII case only, as Azure's names (and the store's keys) compare.
+    assert_eq!(selected(store, None, &[("änv", "x")], 10).await, ["b/u"]);
+    assert!(selected(store, None, &[("änv", "prod")], 10).await.is_empty());
+    // The same pair asked twice in two casings still asks one tag.
+    assert_eq!(selected(store, None, &[("env", "prod"), ("ENV", "prod")], 10).await, ["a/z", "b/x"]);
+
+    // A PUT replaces the tags, a delete takes them along.
+    tagged(store, "a", "z", json!({"env": "test"})).await;
+    assert_eq!(selected(store, None, &[("env", "prod")], 10).await, ["b/x"]);
+    assert!(store.clusters().delete_cluster(&cluster_ref("b", "x")).await.unwrap());
+    assert!(selected(store, None, &[("env", "prod")], 10).await.is_empty());
+    assert_eq!(s.count("SELECT COUNT(*) FROM cluster_tags WHERE name_key = 'team'").await, 1);
+}
+
+async fn hostile_tags_are_plain_data_to_the_selection(s: &Subject) {
+    let store = s.store.as_ref();
+    let hostile = ["' OR '1'='1", "%", "_", "$.tags", "*", "\\", "a\"b", "{}", "[0]", "x'); DROP TABLE clusters; --"];
+    for (i, name) in hostile.iter().enumerate() {
+        tagged(store, "rg", &format!("c{i}"), json!({ *name: *name })).await;
+    }
+    tagged(store, "rg", "plain", json!({"env": "prod"})).await;
+    for (i, name) in hostile.iter().enumerate() {
+        assert_eq!(selected(store, None, &[(name, name)], 10).await, [format!("rg/c{i}")], "{name}");
+    }
+    assert!(selected(store, None, &[("' OR '1'='1", "' OR '1'='1' --")], 10).await.is_empty());
+    assert_eq!(s.count("SELECT COUNT(*) FROM clusters").await, hostile.len() as i64 + 1);
+}
+
+async fn clusters_stored_before_the_tag_index_are_found_by_their_tags(s: &Subject) {
+    tagged(s.store.as_ref(), "rg", "old", json!({"Env": "prod", "n": 2, "ÄB": "y"})).await;
+    tagged(s.store.as_ref(), "rg", "listed", json!(["env", "prod"])).await;
+    cluster(s.store.as_ref(), "rg", "bare", json!({})).await;
+    s.before_the_tag_index().await;
+    let store = s.reopen().await;
+    assert_eq!(selected(store.as_ref(), None, &[("env", "prod")], 10).await, ["rg/old"]);
+    assert_eq!(selected(store.as_ref(), None, &[("Äb", "y")], 10).await, ["rg/old"]);
+    assert!(selected(store.as_ref(), None, &[("äb", "y")], 10).await.is_empty(), "ASCII case only");
+    assert_eq!(s.count("SELECT COUNT(*) FROM cluster_tags").await, 2, "only string tags are indexed");
 }
 
 async fn a_cluster_put_without_kubeconfig_keeps_the_stored_one(s: &Subject) {

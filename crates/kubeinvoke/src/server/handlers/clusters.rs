@@ -13,6 +13,7 @@ use crate::executor::ExecutorKind;
 use crate::identity::Caller;
 use crate::kubeconfig::{self, ClusterAccess, UnusableKubeconfig};
 use crate::resource::names::SubscriptionId;
+use crate::resource::tags;
 use crate::resource::{ClusterRef, GroupRef};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, encode, json, json_body};
@@ -63,6 +64,12 @@ pub(crate) async fn put(
     };
     for field in SERVER_OWNED {
         document.remove(field);
+    }
+    if let Some(tags) = document.get("tags") {
+        tags::check(tags).map_err(ApiError::invalid_tags)?;
+    }
+    if document.get("tags").is_some_and(Value::is_null) {
+        document.remove("tags");
     }
     let group = app
         .store
@@ -127,11 +134,10 @@ pub(crate) async fn patch(
     let Value::Object(mut patch) = body else {
         return Err(ApiError::InvalidRequestContent("the body must be a JSON object".into()));
     };
-    let tags = match patch.remove("tags") {
-        None => None,
-        Some(tags @ (Value::Object(_) | Value::Null)) => Some(tags),
-        Some(_) => return Err(ApiError::invalid("tags", "'tags' must be a JSON object of strings")),
-    };
+    let tags = patch.remove("tags");
+    if let Some(tags) = &tags {
+        tags::check(tags).map_err(ApiError::invalid_tags)?;
+    }
     if let Some(other) = patch.keys().next() {
         return Err(ApiError::invalid(
             other.clone(),
@@ -255,11 +261,26 @@ pub(super) async fn all_in(
     subscription: &SubscriptionId,
     group: Option<&crate::resource::names::GroupName>,
 ) -> Result<Vec<ClusterRecord>, ApiError> {
+    all_tagged_in(app, subscription, group, &[]).await
+}
+
+/// Every cluster of a subscription (or one group) carrying every pair of `tags` (all of them
+/// for none), read page by page.
+pub(super) async fn all_tagged_in(
+    app: &AppState,
+    subscription: &SubscriptionId,
+    group: Option<&crate::resource::names::GroupName>,
+    tags: &[(String, String)],
+) -> Result<Vec<ClusterRecord>, ApiError> {
     const PAGE: usize = 1000;
+    let clusters = app.store.clusters();
     let mut all: Vec<ClusterRecord> = Vec::new();
     loop {
         let after = all.last().map(|c| (c.group.to_lowercase(), c.name.to_ascii_lowercase()));
-        let page = app.store.clusters().list_clusters(subscription, group, after, PAGE).await?;
+        let page = match tags {
+            [] => clusters.list_clusters(subscription, group, after, PAGE).await?,
+            tags => clusters.list_tagged_clusters(subscription, group, tags, after, PAGE).await?,
+        };
         let done = page.len() < PAGE;
         all.extend(page);
         if done {

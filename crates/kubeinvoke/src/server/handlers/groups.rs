@@ -8,7 +8,7 @@ use crate::arm::ApiError;
 use crate::arm::wire::{ListResult, ResourceGroup, ResourceGroupRequest};
 use crate::identity::Caller;
 use crate::resource::names::SubscriptionId;
-use crate::resource::{GroupRef, location};
+use crate::resource::{GroupRef, location, tags};
 use crate::server::AppState;
 use crate::server::request::{RequestContext, json, json_body};
 use crate::store::GroupRecord;
@@ -25,6 +25,7 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
     let location = request.location.filter(|l| !l.trim().is_empty()).ok_or(ApiError::LocationRequired)?;
+    let tags = tags::checked(request.tags).map_err(ApiError::invalid_tags)?;
     let location = location::normalize(&location);
     if let Some(existing) = app.store.clusters().get_group(&group.subscription, &group.group).await? {
         same_location(&existing, &location)?;
@@ -36,7 +37,7 @@ pub(crate) async fn put(
             subscription: group.subscription.to_string(),
             name: group.group.as_str().to_string(),
             location,
-            tags: request.tags,
+            tags,
         })
         .await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -52,6 +53,7 @@ pub(crate) async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let request: ResourceGroupRequest = json_body(body, &ctx.headers, app.config.max_body_bytes).await?;
+    let tags = tags::checked(request.tags).map_err(ApiError::invalid_tags)?;
     let mut existing = app
         .store
         .clusters()
@@ -61,7 +63,7 @@ pub(crate) async fn patch(
     if let Some(location) = request.location.filter(|l| !l.trim().is_empty()) {
         same_location(&existing, &location::normalize(&location))?;
     }
-    if let Some(tags) = request.tags {
+    if let Some(tags) = tags {
         existing.tags = Some(tags);
     }
     let put = app.store.clusters().put_group(existing).await?;

@@ -10,7 +10,7 @@ use super::clusters;
 use super::commands::{add_polling_headers, asker_of, input_refusal, principal_of, submit_checks};
 use crate::approval::ApprovalPolicy;
 use crate::arm::ApiError;
-use crate::arm::fanout::{CommandRun, CommandRunTarget, FanOutRequest, MAX_TARGETS, Targets, tags_match};
+use crate::arm::fanout::{CommandRun, CommandRunTarget, FanOutRequest, MAX_TARGETS, Targets};
 use crate::arm::wire::{ListResult, cluster_id};
 use crate::dispatcher::admit_target;
 use crate::fanout::{NewRun, NewTarget, RunId, RunRecord, RunScope, skip};
@@ -201,11 +201,10 @@ async fn select(
 ) -> Result<(Vec<NewTarget>, Vec<ApprovalPolicy>), ApiError> {
     let selected = match targets {
         Targets::Tags(tags) => {
-            let clusters = clusters::all_in(app, scope.subscription(), scope.group()).await?;
+            let clusters = clusters::all_tagged_in(app, scope.subscription(), scope.group(), tags).await?;
             // Clusters the caller cannot even read stay invisible, as in a cluster listing.
             let matching: Vec<(NewTarget, Option<ApprovalPolicy>)> = clusters
                 .iter()
-                .filter(|c| tags_match(&c.document, tags))
                 .map(|c| (c, cluster_id(&c.subscription, &c.group, &c.name)))
                 .filter(|(_, id)| caller.may(CLUSTER_READ, id))
                 .map(|(c, id)| target_for(caller, Some(c), id, has_token))

@@ -4,6 +4,9 @@
 mod postgres;
 mod sqlite;
 
+pub(super) use postgres::TAGS_MIGRATION as POSTGRES_TAGS_MIGRATION;
+pub(super) use sqlite::TAGS_MIGRATION as SQLITE_TAGS_MIGRATION;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -93,6 +96,33 @@ pub trait ClusterStore: Send + Sync {
         after: Option<ClusterCursor>,
         limit: usize,
     ) -> StoreResult<Vec<ClusterRecord>>;
+    /// Like [`ClusterStore::list_clusters`], only the clusters whose ARM tags hold every pair of
+    /// `tags`: names compared ignoring ASCII case (as Azure does), values exactly. Read from the
+    /// tag index, so a selection costs what it finds, not the size of the fleet.
+    async fn list_tagged_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        tags: &[(String, String)],
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>>;
+}
+
+/// The rows of the tag index for a cluster document: each string-valued tag, its name in ASCII
+/// lower case. Tags of another type never match a selection, so they are not indexed.
+fn tag_rows(document: &Map<String, Value>) -> (Vec<String>, Vec<String>) {
+    let Some(Value::Object(tags)) = document.get("tags") else { return Default::default() };
+    let mut rows: Vec<(String, &str)> =
+        tags.iter().filter_map(|(name, value)| Some((name.to_ascii_lowercase(), value.as_str()?))).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows.into_iter().map(|(name, value)| (name, value.to_string())).unzip()
+}
+
+/// The wanted pairs as the tag index holds them: names in ASCII lower case.
+fn wanted_rows(tags: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    tags.iter().map(|(name, value)| (name.to_ascii_lowercase(), value.clone())).unzip()
 }
 
 /// The columns [`group`] reads.
@@ -166,3 +196,56 @@ static CLUSTERS: Sql = Sql::new(concat!(
      ORDER BY c.group_key, c.name_key
      LIMIT $5"
 ));
+/// PostgreSQL's [`CLUSTERS`] among the clusters carrying every wanted pair: `$6` names, `$7` values.
+const TAGGED_CLUSTERS_POSTGRES: &str = concat!(
+    "SELECT ",
+    cluster_columns!(),
+    " FROM clusters c
+     WHERE c.subscription_id = $1
+       AND (CAST($2 AS TEXT) IS NULL OR c.group_key = $2)
+       AND (c.group_key, c.name_key) > ($3, $4)
+       AND c.uid IN (
+         SELECT t.cluster_uid
+           FROM cluster_tags t
+           JOIN unnest($6::text[], $7::text[]) WITH ORDINALITY AS w (name_key, value, i)
+             ON t.name_key = w.name_key AND t.value = w.value
+          GROUP BY t.cluster_uid
+         HAVING count(DISTINCT w.i) = cardinality($6::text[]))
+     ORDER BY c.group_key, c.name_key
+     LIMIT $5"
+);
+/// SQLite's [`CLUSTERS`] among the clusters carrying every wanted pair: `?6` a JSON array of
+/// `[name, value]` pairs.
+const TAGGED_CLUSTERS_SQLITE: &str = concat!(
+    "SELECT ",
+    cluster_columns!(),
+    " FROM clusters c
+     WHERE c.subscription_id = ?1
+       AND (?2 IS NULL OR c.group_key = ?2)
+       AND (c.group_key, c.name_key) > (?3, ?4)
+       AND c.uid IN (
+         SELECT t.cluster_uid
+           FROM json_each(?6) w
+           JOIN cluster_tags t
+             ON t.name_key = json_extract(w.value, '$[0]') AND t.value = json_extract(w.value, '$[1]')
+          GROUP BY t.cluster_uid
+         HAVING count(DISTINCT w.key) = json_array_length(?6))
+     ORDER BY c.group_key, c.name_key
+     LIMIT ?5"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_tag_index_holds_string_tags_with_names_in_ascii_lower_case() {
+        let document = json!({"tags": {"Env": "Prod", "ENV": "Prod", "team": "a", "n": 1, "Ärger": "x"}});
+        let (names, values) = tag_rows(document.as_object().unwrap());
+        assert_eq!(names, ["env", "team", "Ärger"]);
+        assert_eq!(values, ["Prod", "a", "x"]);
+        assert_eq!(tag_rows(json!({"tags": ["a"]}).as_object().unwrap()), (vec![], vec![]));
+        assert_eq!(tag_rows(&Map::new()), (vec![], vec![]));
+    }
+}

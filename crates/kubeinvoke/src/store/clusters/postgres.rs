@@ -7,6 +7,25 @@ use super::*;
 use crate::store::postgres::{PostgresStore, db_error, records};
 use crate::store::rows::json_text;
 
+/// The tag index (see [`tag_rows`]), and the clusters stored before it. A document holding an
+/// escaped NUL cannot be read as `json` text here; such a tag could never be written (a cluster
+/// PUT refuses control characters in tags), so those documents are left out.
+pub(in crate::store) const TAGS_MIGRATION: &str = r#"
+CREATE TABLE cluster_tags (
+    cluster_uid TEXT NOT NULL REFERENCES clusters (uid) ON DELETE CASCADE,
+    name_key    TEXT COLLATE "C" NOT NULL,
+    value       TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (cluster_uid, name_key, value)
+);
+CREATE INDEX cluster_tags_by_pair ON cluster_tags (name_key, value);
+INSERT INTO cluster_tags (cluster_uid, name_key, value)
+SELECT DISTINCT c.uid, lower(t.key COLLATE "C"), t.value #>> '{}'
+  FROM (SELECT uid, document::json -> 'tags' AS tags FROM clusters
+         WHERE document NOT LIKE '%\u0000%') c
+ CROSS JOIN LATERAL json_each(CASE WHEN json_typeof(c.tags) = 'object' THEN c.tags ELSE '{}'::json END) t
+ WHERE json_typeof(t.value) = 'string';
+"#;
+
 async fn select_cluster(client: &(impl CachedQueries + Sync), c: &ClusterRef) -> StoreResult<Option<ClusterRecord>> {
     let row = client
         .query_opt_cached(CLUSTER.postgres(), &[&c.subscription.as_str(), &c.group.key(), &c.name.key()])
@@ -96,6 +115,16 @@ impl ClusterStore for PostgresStore {
         let value = select_cluster(&tx, c)
             .await?
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("cluster vanished inside its own transaction")))?;
+        let (names, values) = tag_rows(&write.document);
+        tx.execute_cached("DELETE FROM cluster_tags WHERE cluster_uid = $1", &[&value.uid.as_str()])
+            .await
+            .map_err(db_error)?;
+        tx.execute_cached(
+            "INSERT INTO cluster_tags (cluster_uid, name_key, value) SELECT $1::text, * FROM unnest($2::text[], $3::text[])",
+            &[&value.uid.as_str(), &names, &values],
+        )
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(Put { created, value })
     }
@@ -134,6 +163,28 @@ impl ClusterStore for PostgresStore {
             .query_cached(
                 CLUSTERS.postgres(),
                 &[&subscription.as_str(), &group_key, &after_group, &after_name, &(limit as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        records(&rows, cluster)
+    }
+
+    async fn list_tagged_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        tags: &[(String, String)],
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        let client = self.client().await?;
+        let group_key = group.map(GroupName::key);
+        let (after_group, after_name) = after.unwrap_or_default();
+        let (names, values) = wanted_rows(tags);
+        let rows = client
+            .query_cached(
+                TAGGED_CLUSTERS_POSTGRES,
+                &[&subscription.as_str(), &group_key, &after_group, &after_name, &(limit as i64), &names, &values],
             )
             .await
             .map_err(db_error)?;

@@ -7,6 +7,36 @@ use super::*;
 use crate::store::rows::json_text;
 use crate::store::sqlite::{SqliteStore, backend, optional_record, records, row};
 
+/// The tag index (see [`tag_rows`]), and the clusters stored before it. SQLite's `lower` folds
+/// ASCII only, as [`tag_rows`] does.
+pub(in crate::store) const TAGS_MIGRATION: &str = r#"
+CREATE TABLE cluster_tags (
+    cluster_uid TEXT NOT NULL REFERENCES clusters (uid) ON DELETE CASCADE,
+    name_key    TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (cluster_uid, name_key, value)
+) WITHOUT ROWID;
+CREATE INDEX cluster_tags_by_pair ON cluster_tags (name_key, value);
+INSERT OR IGNORE INTO cluster_tags (cluster_uid, name_key, value)
+SELECT c.uid, lower(t.key), t.value
+  FROM clusters c, json_each(c.document, '$.tags') t
+ WHERE json_type(c.document, '$.tags') = 'object' AND t.type = 'text';
+"#;
+
+fn write_tags(tx: &Connection, uid: &ClusterUid, document: &Map<String, Value>) -> StoreResult<()> {
+    tx.prepare_cached("DELETE FROM cluster_tags WHERE cluster_uid = ?1")
+        .and_then(|mut delete| delete.execute(params![uid.as_str()]))
+        .map_err(backend)?;
+    let mut insert = tx
+        .prepare_cached("INSERT INTO cluster_tags (cluster_uid, name_key, value) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?;
+    let (names, values) = tag_rows(document);
+    for (name, value) in names.iter().zip(&values) {
+        insert.execute(params![uid.as_str(), name, value]).map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn select_cluster(conn: &Connection, c: &ClusterRef) -> StoreResult<Option<ClusterRecord>> {
     optional_record(conn, CLUSTER.sqlite(), params![c.subscription.as_str(), c.group.key(), c.name.key()], |r| {
         cluster(r)
@@ -100,6 +130,7 @@ impl ClusterStore for SqliteStore {
             }
             let value = select_cluster(&tx, c)?
                 .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("cluster vanished inside its own transaction")))?;
+            write_tags(&tx, &value.uid, &write.document)?;
             tx.commit().map_err(backend)?;
             Ok(Put { created, value })
         })
@@ -134,6 +165,27 @@ impl ClusterStore for SqliteStore {
         self.read(move |conn| {
             let params = params![sub, group_key, after_group, after_name, limit as i64];
             records(conn, CLUSTERS.sqlite(), params, |r| cluster(r))
+        })
+    }
+
+    async fn list_tagged_clusters(
+        &self,
+        subscription: &SubscriptionId,
+        group: Option<&GroupName>,
+        tags: &[(String, String)],
+        after: Option<ClusterCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClusterRecord>> {
+        let sub = subscription.to_string();
+        let group_key = group.map(GroupName::key);
+        let (after_group, after_name) = after.unwrap_or_default();
+        let (names, values) = wanted_rows(tags);
+        let wanted =
+            Value::Array(names.into_iter().zip(values).map(|pair| serde_json::json!([pair.0, pair.1])).collect());
+        let wanted = wanted.to_string();
+        self.read(move |conn| {
+            let params = params![sub, group_key, after_group, after_name, limit as i64, wanted];
+            records(conn, TAGGED_CLUSTERS_SQLITE, params, |r| cluster(r))
         })
     }
 }

@@ -89,6 +89,7 @@ ALTER TABLE commands ADD COLUMN saved_command TEXT;
     crate::store::deliveries::POSTGRES_MIGRATION,
     crate::store::approvals::POSTGRES_MIGRATION,
     crate::store::commands::RUN_AS_MIGRATION,
+    crate::store::clusters::POSTGRES_TAGS_MIGRATION,
 ];
 
 /// Applies pending migrations under an advisory lock, so replicas starting together do not race.

@@ -96,6 +96,7 @@ ALTER TABLE commands ADD COLUMN saved_command TEXT;
     crate::store::deliveries::SQLITE_MIGRATION,
     crate::store::approvals::SQLITE_MIGRATION,
     crate::store::commands::RUN_AS_MIGRATION,
+    crate::store::clusters::SQLITE_TAGS_MIGRATION,
 ];
 
 /// Applies the migrations `conn`'s database has not run yet, each in its own transaction.
