@@ -101,6 +101,7 @@ impl RunDriver {
 
     async fn drive(&self, id: &RunId, lease: &Lease) -> StoreResult<Progress> {
         let runs = self.store.runs();
+        runs.settle_targets(id).await?;
         let Some(run) = runs.get_run(id, None, crate::store::TargetWindow::All).await? else {
             return Ok(Progress::Waiting);
         };

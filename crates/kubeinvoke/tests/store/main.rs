@@ -151,6 +151,7 @@ contract!(
     a_pinned_command_is_claimed_only_by_its_replica_and_never_outlives_it,
     documents_keep_their_first_spelling_and_list_by_scope,
     a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest,
+    settled_targets_keep_their_commands_end_and_unfinished_ones_stay_live,
     a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output,
     a_finished_command_is_left_alone_by_every_transition,
     one_pending_target_is_skipped_and_clusters_are_found_by_uid,
@@ -1005,6 +1006,56 @@ async fn a_run_target_starts_once_under_the_lease_and_a_cancel_stops_the_rest(s:
     assert_eq!(read.targets[0].state, TargetState::Accepted, "as the command was when the run ended");
     assert_eq!(runs.list_runs(&scope.key, None, 10, 100).await.unwrap().len(), 1);
     assert_eq!(runs.purge_runs(10).await.unwrap(), 1);
+}
+
+async fn settled_targets_keep_their_commands_end_and_unfinished_ones_stay_live(s: &Subject) {
+    let store = s.store.as_ref();
+    let c1 = cluster(store, "rg", "c1", json!({})).await;
+    let scope = RunScope::new(format!("/subscriptions/{SUB}"));
+    let target = || NewTarget { cluster_uid: Some(c1.to_string()), cluster_id: "id".into(), skipped: None };
+    let run = NewRun {
+        id: RunId::from_text("run1"),
+        scope: scope.clone(),
+        command: "true".into(),
+        context: Vec::new(),
+        cluster_token: None,
+        max_concurrency: Limit::Count(3),
+        max_errors: Limit::Percent(100),
+        created_at: 1,
+        created_by: "app (object)".into(),
+        targets: vec![target(), target(), target()],
+        hold: None,
+    };
+    let (runs, run_id) = (store.runs(), RunId::from_text("run1"));
+    runs.insert_run(run, &lease("a", 0)).await.unwrap();
+    for (position, name) in [(0, "t0"), (1, "t1")] {
+        assert_eq!(
+            runs.start_target(&run_id, position, &id(name), &lease("a", 2)).await.unwrap(),
+            TargetStart::Started
+        );
+    }
+    assert_eq!(runs.settle_targets(&run_id).await.unwrap(), 0, "nothing has ended");
+    store.commands().claim_next(&lease("a", 3)).await.unwrap().expect("t0 claimed");
+    assert!(store.commands().finish_command(&id("t0"), &exited(3), 4, 4 + HOUR).await.unwrap());
+    assert_eq!(runs.settle_targets(&run_id).await.unwrap(), 1, "t0 ended");
+    assert_eq!(runs.settle_targets(&run_id).await.unwrap(), 0, "settled once");
+
+    // The settled end is the target's own: it outlives its command, the others stay live.
+    s.raw("DELETE FROM commands WHERE id = 't0'").await;
+    store.commands().claim_next(&lease("a", 5)).await.unwrap().expect("t1 claimed");
+    let page = TargetWindow::Page { after: None, limit: 2 };
+    for window in [TargetWindow::All, page] {
+        let read = runs.get_run(&run_id, Some(&scope.key), window).await.unwrap().unwrap();
+        let shown: Vec<(i64, TargetState, Option<i32>)> =
+            read.targets.iter().map(|t| (t.position, t.state, t.exit_code)).collect();
+        assert_eq!(shown[..2], [(0, TargetState::Succeeded, Some(3)), (1, TargetState::Running, None)]);
+        let counted = |state| read.counts().iter().find(|(s, _)| *s == state).unwrap().1;
+        assert_eq!(
+            [TargetState::Succeeded, TargetState::Running, TargetState::Pending].map(counted),
+            [1, 1, 1],
+            "counted from both halves"
+        );
+    }
 }
 
 async fn a_running_command_canceled_ends_canceled_naming_who_and_keeps_its_output(s: &Subject) {

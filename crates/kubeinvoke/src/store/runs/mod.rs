@@ -69,6 +69,9 @@ pub trait RunStore: Send + Sync {
     /// Marks every pending target (or only the one at `position`) `Skipped` with `reason`;
     /// returns how many.
     async fn skip_pending(&self, run: &RunId, position: Option<i64>, reason: &str) -> StoreResult<u64>;
+    /// Copies the end of each target whose command has ended into the target, so that reads of
+    /// the run join only the commands still going; returns how many were settled.
+    async fn settle_targets(&self, run: &RunId) -> StoreResult<u64>;
     /// Ends the run in `state`, keeping what its targets' commands showed (they expire sooner).
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool>;
     /// Asks an unfinished run to stop: pending targets end `Canceled` at once. Returns the run as
@@ -100,27 +103,53 @@ const RUN_COLUMNS: &str = "seq, id, scope, state, command, max_concurrency, max_
     finished_at, cancel_requested_by, (cluster_token IS NOT NULL) AS has_cluster_token, approvals_needed,
     approval_deadline, requester_oid, approved_at";
 
-/// A target's own columns, then its command's (live, or as kept when the run ended).
+/// A target's own columns, then its command's: as kept in the target's row once the command
+/// ended ([`SETTLE_TARGETS`]), else live from `commands`. The two halves keep a read of a large
+/// run from joining every target with its command: only those still going are looked up.
 macro_rules! target_select {
-    () => {
-        "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
-       COALESCE(c.state, t.final_state) AS command_state, COALESCE(c.exit_code, t.exit_code) AS command_exit_code,
-       COALESCE(c.started_at, t.started_at) AS command_started_at,
-       COALESCE(c.finished_at, t.finished_at) AS command_finished_at,
-       COALESCE(c.reason, t.final_reason) AS command_reason, t.cluster_uid
-     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id"
+    ($filter:literal) => {
+        concat!(
+            "SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
+               t.final_state AS command_state, t.exit_code AS command_exit_code,
+               t.started_at AS command_started_at, t.finished_at AS command_finished_at,
+               t.final_reason AS command_reason, t.cluster_uid
+             FROM command_run_targets t WHERE t.final_state IS NOT NULL AND ",
+            $filter,
+            " UNION ALL
+             SELECT t.position, t.cluster_id, t.state, t.reason, t.command_id,
+               c.state AS command_state, c.exit_code AS command_exit_code,
+               c.started_at AS command_started_at, c.finished_at AS command_finished_at,
+               c.reason AS command_reason, t.cluster_uid
+             FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id
+             WHERE t.final_state IS NULL AND ",
+            $filter
+        )
     };
 }
 /// A run's targets, in selection order.
-static TARGETS_OF_RUN: Sql = Sql::new(concat!(target_select!(), " WHERE t.run_id = $1 ORDER BY t.position"));
+static TARGETS_OF_RUN: Sql = Sql::new(concat!(target_select!("t.run_id = $1"), " ORDER BY position"));
 /// A page of a run's targets: after position `$2`, at most `$3`.
 static TARGET_PAGE: Sql =
-    Sql::new(concat!(target_select!(), " WHERE t.run_id = $1 AND t.position > $2 ORDER BY t.position LIMIT $3"));
+    Sql::new(concat!(target_select!("t.run_id = $1 AND t.position > $2"), " ORDER BY position LIMIT $3"));
+/// Keeps the end of each target whose command has ended in the target's own row (a finished
+/// command never changes again), so reads of the run look up only the commands still going.
+static SETTLE_TARGETS: Sql = Sql::new(
+    "UPDATE command_run_targets SET final_state = c.state, exit_code = c.exit_code,
+            started_at = c.started_at, finished_at = c.finished_at, final_reason = c.reason
+     FROM commands c
+     WHERE command_run_targets.run_id = $1 AND command_run_targets.final_state IS NULL
+       AND c.id = command_run_targets.command_id AND c.state IN ('Succeeded', 'Failed', 'Canceled')",
+);
 /// A run's targets counted by their own state and their command's ([`target_state`] of each).
 static TARGET_COUNTS: Sql = Sql::new(
-    "SELECT t.state, COALESCE(c.state, t.final_state) AS command_state, COUNT(*) AS n
-     FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id
-     WHERE t.run_id = $1 GROUP BY t.state, COALESCE(c.state, t.final_state)",
+    "SELECT state, command_state, COUNT(*) AS n FROM (
+       SELECT t.state, t.final_state AS command_state FROM command_run_targets t
+       WHERE t.run_id = $1 AND t.final_state IS NOT NULL
+       UNION ALL
+       SELECT t.state, c.state AS command_state
+       FROM command_run_targets t LEFT JOIN commands c ON c.id = t.command_id
+       WHERE t.run_id = $1 AND t.final_state IS NULL
+     ) AS targets GROUP BY state, command_state",
 );
 
 /// Pending targets of a run (`$3` one position, or NULL for all) become `Skipped` (`$2` why).

@@ -65,25 +65,39 @@ async fn select_run(
     window: TargetWindow,
 ) -> StoreResult<Option<RunRecord>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM command_runs WHERE id = $1 AND ($2::TEXT IS NULL OR scope_key = $2)");
-    let Some(row) = client.query_opt_cached(&sql, &[&id, &scope_key]).await.map_err(db_error)? else { return Ok(None) };
-    let mut run = super::run(&row)?;
-    match window {
+    // The run and its targets are asked together: polled concurrently, the statements travel in
+    // one pipelined burst on the connection instead of a round trip each. (Targets of a run that
+    // turns out missing, or of another scope, are read for nothing and dropped.)
+    let run_row = async { client.query_opt_cached(&sql, &[&id, &scope_key]).await.map_err(db_error) };
+    let mut run = match window {
         TargetWindow::All => {
-            let targets = client.query_cached(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)?;
+            let (row, targets) = tokio::try_join!(run_row, async {
+                client.query_cached(super::TARGETS_OF_RUN.postgres(), &[&id]).await.map_err(db_error)
+            })?;
+            let Some(row) = row else { return Ok(None) };
+            let mut run = super::run(&row)?;
             run.targets = targets.iter().map(super::target).collect::<Result<_, _>>()?;
+            run
         }
         TargetWindow::Page { after, limit } => {
             let (after, rows) = (after.unwrap_or(-1), limit as i64 + 1);
-            let page =
-                client.query_cached(super::TARGET_PAGE.postgres(), &[&id, &after, &rows]).await.map_err(db_error)?;
-            let counts = client.query_cached(super::TARGET_COUNTS.postgres(), &[&id]).await.map_err(db_error)?;
+            let (row, page, counts) = tokio::try_join!(
+                run_row,
+                async {
+                    client.query_cached(super::TARGET_PAGE.postgres(), &[&id, &after, &rows]).await.map_err(db_error)
+                },
+                async { client.query_cached(super::TARGET_COUNTS.postgres(), &[&id]).await.map_err(db_error) },
+            )?;
+            let Some(row) = row else { return Ok(None) };
+            let mut run = super::run(&row)?;
             (run.targets, run.paged) = super::page_of(
                 page.iter().map(super::target).collect::<Result<_, _>>()?,
                 limit,
                 counts.iter().map(super::target_count).collect::<Result<_, _>>()?,
             );
+            run
         }
-    }
+    };
     if run.hold.is_some() {
         let decisions = client
             .query_cached(crate::store::approvals::RUN_DECISIONS.list.postgres(), &[&id])
@@ -248,6 +262,11 @@ impl RunStore for PostgresStore {
             .execute_cached(super::SKIP_PENDING.postgres(), &[&run.as_str(), &reason, &position])
             .await
             .map_err(db_error)
+    }
+
+    async fn settle_targets(&self, run: &RunId) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client.execute_cached(super::SETTLE_TARGETS.postgres(), &[&run.as_str()]).await.map_err(db_error)
     }
 
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool> {

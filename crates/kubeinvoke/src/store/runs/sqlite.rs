@@ -246,6 +246,15 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn settle_targets(&self, run: &RunId) -> StoreResult<u64> {
+        let run = run.to_string();
+        self.call(move |conn| {
+            let settled = conn.prepare_cached(super::SETTLE_TARGETS.sqlite()).and_then(|mut s| s.execute(params![run]));
+            Ok(settled.map_err(backend)? as u64)
+        })
+        .await
+    }
+
     async fn finish_run(&self, run: &RunId, state: RunState, now: i64) -> StoreResult<bool> {
         let run = run.to_string();
         self.call(move |conn| {
